@@ -1,0 +1,51 @@
+/**
+ * The QuickJS engine: one compiled WebAssembly module per process, one instance per sandbox, each with
+ * its own fixed-size memory (initial = maximum). A fixed memory is what bounds a script's allocations:
+ * QuickJS's own memory limit does not hold in these builds, and growing memory while jobs run trips an
+ * assertion in quickjs-emscripten 0.32.
+ */
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import releaseSyncModule from '@jitl/quickjs-wasmfile-release-sync'
+import {
+  newQuickJSWASMModuleFromVariant,
+  newVariant,
+  type QuickJSSyncVariant,
+  type QuickJSWASMModule,
+} from 'quickjs-emscripten-core'
+
+const require = createRequire(import.meta.url)
+
+// The variant package is CommonJS under NodeNext resolution; its variant is the default export.
+const releaseSyncVariant = ((releaseSyncModule as { default?: unknown }).default ?? releaseSyncModule) as QuickJSSyncVariant
+
+const WASM_PAGE_BYTES = 64 * 1024
+/** The engine module declares a minimum memory of 256 pages. */
+export const MIN_MEMORY_BYTES = 256 * WASM_PAGE_BYTES
+
+export const ENGINE_NAME = 'quickjs-emscripten'
+export const ENGINE_VARIANT = 'release-sync'
+export const ENGINE_VERSION: string = require('@jitl/quickjs-wasmfile-release-sync/package.json').version
+
+let compiledModule: WebAssembly.Module | undefined
+
+/** Compiles the engine once per process; every sandbox instantiates this same module. */
+function compiledEngine(): WebAssembly.Module {
+  if (!compiledModule) {
+    const path = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
+    compiledModule = new WebAssembly.Module(readFileSync(path))
+  }
+  return compiledModule
+}
+
+/** A fresh engine instance with a memory of exactly `memoryBytes` (a multiple of 64 KiB, ≥ 16 MiB). */
+export async function createEngineInstance(memoryBytes: number): Promise<QuickJSWASMModule> {
+  const pages = memoryBytes / WASM_PAGE_BYTES
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages })
+  const variant = newVariant<QuickJSSyncVariant>(releaseSyncVariant, { wasmModule: compiledEngine(), wasmMemory: memory })
+  return newQuickJSWASMModuleFromVariant(variant)
+}
+
+export function isValidMemorySize(bytes: number): boolean {
+  return Number.isInteger(bytes) && bytes >= MIN_MEMORY_BYTES && bytes % WASM_PAGE_BYTES === 0 && bytes <= 2 ** 31
+}

@@ -1,0 +1,56 @@
+/**
+ * Per-VM resource limits. Every limit that can change a call's outcome is recorded in the init entry,
+ * so a replay runs under the same limits. The watchdog is not: its firing is a host fault, never a result.
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { isValidMemorySize, MIN_MEMORY_BYTES } from './engine.js'
+
+export interface VMLimits {
+  /** Compute budget of one call, in engine interrupt ticks (one tick ≈ 10,000 engine checkpoints, ≈ 1 ms). */
+  computeTicks: number
+  /** Size of the VM's whole WebAssembly memory; a multiple of 64 KiB, at least 16 MiB. */
+  memoryBytes: number
+  /** QuickJS stack limit. At most 128 KiB: deeper stacks can overflow the host's stack. */
+  stackBytes: number
+  /** Timers one call may create. */
+  maxTimers: number
+  /** Largest encoded result of one call. */
+  maxResultBytes: number
+  /** Largest encoded arguments of one call. */
+  maxArgsBytes: number
+}
+
+export const DEFAULT_LIMITS: Readonly<VMLimits> = Object.freeze({
+  computeTicks: 1000,
+  memoryBytes: 64 * 1024 * 1024,
+  stackBytes: 128 * 1024,
+  maxTimers: 10_000,
+  maxResultBytes: 1024 * 1024,
+  maxArgsBytes: 1024 * 1024,
+})
+
+const MAX_STACK_BYTES = 128 * 1024
+
+/** Fills in defaults and refuses values that would make the sandbox unsafe. */
+export function resolveLimits(given: Partial<VMLimits> | undefined): VMLimits {
+  const limits: VMLimits = { ...DEFAULT_LIMITS }
+  for (const [key, value] of Object.entries(given ?? {})) {
+    if (!(key in DEFAULT_LIMITS)) {
+      throw new InvalidArgumentError(`Unknown limit ${JSON.stringify(key)}; known limits: ${Object.keys(DEFAULT_LIMITS).join(', ')}`)
+    }
+    if (value === undefined) continue
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+      throw new InvalidArgumentError(`limits.${key} must be a positive integer, got ${String(value)}`)
+    }
+    limits[key as keyof VMLimits] = value
+  }
+  if (!isValidMemorySize(limits.memoryBytes)) {
+    throw new InvalidArgumentError(
+      `limits.memoryBytes must be a multiple of 65536 between ${MIN_MEMORY_BYTES} and 2147483648, got ${limits.memoryBytes}`,
+    )
+  }
+  if (limits.stackBytes > MAX_STACK_BYTES) {
+    throw new InvalidArgumentError(`limits.stackBytes must be at most ${MAX_STACK_BYTES} (a deeper stack can overflow the host's)`)
+  }
+  return limits
+}

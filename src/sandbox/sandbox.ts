@@ -1,0 +1,442 @@
+/**
+ * Sandbox: one QuickJS instance running one VM script, deterministically.
+ *
+ * Each load, init or call is a *turn*. A turn starts with values the host takes from the log
+ * (timestamp, random seed, caller id) and runs to completion before the next one: the script's
+ * function runs, then the event loop inside the turn runs pending jobs first, then the host requests
+ * the script made (System.*), one at a time in request order, then virtual timers in virtual-time
+ * order — until the call's result has settled and no host request is left. Timers still pending then
+ * are cancelled. Nothing runs between turns.
+ *
+ * Metering: the engine's interrupt handler is called every ~10,000 engine checkpoints; each call is a
+ * tick. A turn that uses more than `limits.computeTicks` ticks is aborted with ComputeLimitExceeded.
+ * The tick counts are reproducible when the same history is replayed from a fresh instance, which
+ * is what every replay does. The same handler enforces a wall-clock watchdog per slice of
+ * synchronous execution: its firing is a host fault (HostFaultError), the sandbox is marked broken
+ * and must be rebuilt by its owner from the log.
+ *
+ * The sandbox knows nothing of logs, files or sockets: System.* operations reach the host through
+ * the `onRequest` handler given for the turn.
+ */
+import { performance } from 'node:perf_hooks'
+import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten-core'
+import { HostFaultError, ScriptError } from '../errors.js'
+import { createEngineInstance } from './engine.js'
+import type { VMLimits } from './limits.js'
+import { PRELUDE_SOURCE } from './prelude.js'
+import type { TaggedValue } from './value-codec.js'
+import { decodeValue, encodeValue } from './value-codec.js'
+
+/** Values a turn takes from the log. */
+export interface TurnContext {
+  /** Milliseconds since the epoch, UTC: what Date.now() returns inside the turn. */
+  timestamp: number
+  /** 32 hex digits seeding Math.random for the turn. */
+  seed: string
+  /** System.caller.id during the turn. */
+  callerId: string | null
+}
+
+export type CallOutcome =
+  | { ok: true; value?: TaggedValue; cost: number }
+  | { ok: false; error: { name: string; message: string }; cost: number }
+
+/** Handles one System.* operation requested by the script. Throw a LibVMSError to reject it in the VM. */
+export type HostRequestHandler = (op: string, args: unknown[]) => Promise<unknown>
+
+export type ConsoleSink = (level: string, message: string) => void
+
+export interface ExportInfo {
+  name: string
+  callable: boolean
+}
+
+export interface SandboxOptions {
+  limits: VMLimits
+  /** Source of `(function (System, request) { ... })`, run once to add APIs to System. */
+  systemSource?: string
+  console?: ConsoleSink
+  /** Wall-clock limit of one slice of synchronous VM execution, in ms. */
+  watchdogMs?: number
+}
+
+interface PendingRequest {
+  op: string
+  argsJson: string
+  deferred: QuickJSDeferredPromise
+}
+
+const DEFAULT_WATCHDOG_MS = 5000
+/** Jobs run while purging what an aborted turn left queued, before the sandbox gives up on itself. */
+const MAX_PURGE_JOBS = 1_000_000
+
+export class Sandbox {
+  readonly limits: VMLimits
+  private readonly runtime: QuickJSRuntime
+  private readonly ctx: QuickJSContext
+  private readonly driver: QuickJSHandle
+  private readonly fns: Record<string, QuickJSHandle> = {}
+  private readonly watchdogMs: number
+  private requests: PendingRequest[] = []
+  private ticks = 0
+  private budget = Number.POSITIVE_INFINITY
+  private deadline = Number.POSITIVE_INFINITY
+  private interrupted: 'budget' | 'watchdog' | null = null
+  private exportList: ExportInfo[] = []
+  private brokenBy: Error | null = null
+  private disposed = false
+
+  private constructor(runtime: QuickJSRuntime, options: SandboxOptions) {
+    this.limits = options.limits
+    this.watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS
+    this.runtime = runtime
+    runtime.setMaxStackSize(this.limits.stackBytes)
+    runtime.setInterruptHandler(() => this.onInterrupt())
+    this.ctx = runtime.newContext()
+    const ctx = this.ctx
+    const sink = options.console ?? (() => {})
+
+    const hostRequest = ctx.newFunction('hostRequest', (opHandle, argsHandle) => {
+      const deferred = ctx.newPromise()
+      this.requests.push({ op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred })
+      return deferred.handle
+    })
+    const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
+      sink(ctx.getString(levelHandle), ctx.getString(messageHandle))
+    })
+    const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
+    this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
+    preludeFn.dispose()
+    hostRequest.dispose()
+    hostConsole.dispose()
+    for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'cancelTurn']) {
+      this.fns[name] = ctx.getProp(this.driver, name)
+    }
+    const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
+    this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits), 'configure').dispose()
+    parsedLimits.dispose()
+
+    if (options.systemSource) {
+      const systemFn = this.unwrap(ctx.evalCode(options.systemSource, 'libvms-system.js'), 'system API')
+      const system = ctx.getProp(this.driver, 'System')
+      const request = ctx.getProp(this.driver, 'request')
+      this.unwrap(ctx.callFunction(systemFn, ctx.undefined, system, request), 'system API').dispose()
+      systemFn.dispose()
+      system.dispose()
+      request.dispose()
+    }
+  }
+
+  /** A fresh engine instance with the prelude (and the System API source) loaded. */
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const engine = await createEngineInstance(options.limits.memoryBytes)
+    const runtime = engine.newRuntime()
+    return new Sandbox(runtime, options)
+  }
+
+  get exports(): ExportInfo[] {
+    return this.exportList
+  }
+
+  /** Set when the sandbox can no longer be trusted (watchdog, engine fault); rebuild it from the log. */
+  get broken(): Error | null {
+    return this.brokenBy
+  }
+
+  /**
+   * Runs the script's top level as a CommonJS module. Throws ScriptError (with the script's line) if it
+   * does not compile, throws, or exceeds its limits.
+   */
+  async loadScript(code: string, turn: TurnContext): Promise<{ cost: number }> {
+    this.assertUsable()
+    const ctx = this.ctx
+    // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
+    const wrapped = `(function (exports, module, require, System) {${code}\n})`
+    const compiled = ctx.evalCode(wrapped, 'vm-script.js')
+    if (compiled.error) {
+      const info = this.errorDetails(compiled.error)
+      compiled.error.dispose()
+      throw new ScriptError(info.name, `${info.name}: ${info.message}`, info.line)
+    }
+    const scriptFn = compiled.value
+    const outcome = await this.runTurn(turn, async () => {
+      const timestamp = ctx.newNumber(turn.timestamp)
+      const seed = ctx.newString(turn.seed)
+      try {
+        return ctx.callFunction(this.fns.load, this.driver, scriptFn, timestamp, seed)
+      } finally {
+        timestamp.dispose()
+        seed.dispose()
+      }
+    }, async () => {
+      throw new Error('the script asked the host for something while loading: System APIs are available only in calls and init')
+    })
+    scriptFn.dispose()
+    if (!outcome.ok) {
+      const { name, message, line } = outcome.error as { name: string; message: string; line?: number }
+      throw new ScriptError(name, `${name}: ${message}`, line)
+    }
+    const names = JSON.parse(this.callString('exportNames')) as [string, boolean][]
+    this.exportList = names.map(([name, callable]) => ({ name, callable }))
+    return { cost: outcome.cost }
+  }
+
+  /**
+   * Runs one call of an exported function with already-encoded arguments (tagged JSON of an array).
+   * Resolves with the outcome; throws HostFaultError only when the host, not the call, failed.
+   */
+  async runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+    this.assertUsable()
+    const ctx = this.ctx
+    return this.runTurn(turn, async () => {
+      const handles = [
+        ctx.newString(method),
+        ctx.newString(argsJson),
+        turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
+        ctx.newNumber(turn.timestamp),
+        ctx.newString(turn.seed),
+      ]
+      try {
+        return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
+      } finally {
+        for (const h of handles) if (h !== ctx.null) h.dispose()
+      }
+    }, onRequest)
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    try {
+      for (const r of this.requests) r.deferred.dispose()
+      this.requests = []
+      for (const h of Object.values(this.fns)) h.dispose()
+      this.driver.dispose()
+      this.ctx.dispose()
+      this.runtime.dispose()
+    } catch {
+      // A broken engine may fail to free its handles; its memory goes with the instance.
+    }
+  }
+
+  // ---- the turn's event loop ----
+
+  private async runTurn(
+    turn: TurnContext,
+    start: () => Promise<ReturnType<QuickJSContext['callFunction']>>,
+    onRequest: HostRequestHandler,
+  ): Promise<CallOutcome> {
+    this.ticks = 0
+    this.budget = this.limits.computeTicks
+    this.interrupted = null
+    this.requests = []
+    try {
+      this.sliceStart()
+      const started = await start()
+      if (started.error) {
+        // The driver itself threw: only an abort (budget, watchdog) or an engine fault gets here.
+        started.error.dispose()
+        return this.abortTurn()
+      }
+      started.value.dispose()
+      for (;;) {
+        if (!this.drainJobs()) return this.abortTurn()
+        const request = this.requests.shift()
+        if (request) {
+          await this.serveRequest(request, onRequest)
+          continue
+        }
+        if (this.callBoolean('isSettled')) break
+        this.sliceStart()
+        const fired = this.callScriptBoolean('fireNextTimer')
+        if (fired === null) return this.abortTurn()
+        if (!fired) break
+      }
+      this.sliceStart()
+      const json = this.callString('endTurn', this.limits.maxResultBytes)
+      const outcome = JSON.parse(json) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
+      return outcome.ok
+        ? { ok: true, value: outcome.value, cost: this.ticks }
+        : { ok: false, error: normalizeError(outcome.error ?? { name: 'Error', message: '' }), cost: this.ticks }
+    } catch (err) {
+      if (err instanceof HostFaultError) throw err
+      throw this.breakWith(err)
+    } finally {
+      this.deadline = Number.POSITIVE_INFINITY
+    }
+  }
+
+  /** Runs pending jobs until none is left; false if the turn was aborted. */
+  private drainJobs(): boolean {
+    while (this.runtime.hasPendingJob()) {
+      this.sliceStart()
+      const result = this.runtime.executePendingJobs()
+      if (result.error) {
+        result.error.dispose()
+        if (this.interrupted) return false
+        // An uncaught error inside a job (e.g. an exception in a timer callback chain) is the job's
+        // own business: QuickJS reports it here, the promise machinery already recorded it.
+        continue
+      }
+    }
+    return this.interrupted === null
+  }
+
+  private async serveRequest(request: PendingRequest, onRequest: HostRequestHandler): Promise<void> {
+    let reply: string
+    try {
+      const args = decodeValue(request.argsJson) as unknown[]
+      const value = await onRequest(request.op, args)
+      reply = encodeValue({ v: value }, `the reply to System.${request.op}`) ?? '{}'
+    } catch (err) {
+      const e = err as Error
+      if (e instanceof HostFaultError) throw e
+      reply = JSON.stringify({ e: { name: e?.name ?? 'Error', message: e?.message ?? String(err) } })
+    }
+    if (this.disposed) return
+    const handle = this.ctx.newString(reply)
+    request.deferred.resolve(handle)
+    handle.dispose()
+  }
+
+  /** Ends an aborted turn: purge what it left queued, then report why it ended. */
+  private abortTurn(): CallOutcome {
+    const reason = this.interrupted
+    if (reason === 'watchdog' || reason === null) {
+      throw this.breakWith(
+        new HostFaultError(
+          reason === 'watchdog'
+            ? `the VM ran for more than ${this.watchdogMs} ms without yielding (watchdog); the call was not logged`
+            : 'the VM engine failed unexpectedly; the call was not logged',
+        ),
+      )
+    }
+    // Keep interrupting: every job the aborted turn left queued is cut short at its next tick.
+    let purged = 0
+    while (this.runtime.hasPendingJob()) {
+      const result = this.runtime.executePendingJobs(1)
+      if (result.error) result.error.dispose()
+      if (++purged > MAX_PURGE_JOBS) {
+        throw this.breakWith(new HostFaultError('an aborted call left more queued jobs than the sandbox can purge'))
+      }
+    }
+    this.requests = []
+    const cost = this.ticks
+    this.interrupted = null
+    this.budget = Number.POSITIVE_INFINITY
+    this.sliceStart()
+    const message = `the call used more than its compute budget of ${this.limits.computeTicks} ticks (limits.computeTicks)`
+    const name = this.ctx.newString('ComputeLimitExceeded')
+    const msg = this.ctx.newString(message)
+    const r = this.ctx.callFunction(this.fns.cancelTurn, this.driver, name, msg)
+    name.dispose()
+    msg.dispose()
+    if (r.error) {
+      r.error.dispose()
+      throw this.breakWith(new HostFaultError('the VM could not end an aborted call'))
+    }
+    r.value.dispose()
+    return { ok: false, error: { name: 'ComputeLimitExceeded', message }, cost }
+  }
+
+  // ---- small helpers ----
+
+  private onInterrupt(): boolean {
+    this.ticks++
+    if (this.interrupted) return true
+    if (this.ticks > this.budget) {
+      this.interrupted = 'budget'
+      return true
+    }
+    if (performance.now() > this.deadline) {
+      this.interrupted = 'watchdog'
+      return true
+    }
+    return false
+  }
+
+  private sliceStart(): void {
+    this.deadline = performance.now() + this.watchdogMs
+  }
+
+  private assertUsable(): void {
+    if (this.disposed) throw new HostFaultError('the sandbox is disposed')
+    if (this.brokenBy) throw new HostFaultError('the sandbox is broken and must be rebuilt from the log', { cause: this.brokenBy })
+  }
+
+  private breakWith(err: unknown): HostFaultError {
+    const fault = err instanceof HostFaultError ? err : new HostFaultError(`the VM engine failed: ${(err as Error)?.message ?? err}`, { cause: err })
+    this.brokenBy = fault
+    return fault
+  }
+
+  private unwrap(result: ReturnType<QuickJSContext['evalCode']>, what: string): QuickJSHandle {
+    if (result.error) {
+      const info = this.ctx.dump(result.error)
+      result.error.dispose()
+      throw new HostFaultError(`the sandbox failed to set up its ${what}: ${JSON.stringify(info)}`)
+    }
+    return result.value
+  }
+
+  /** Calls a driver function that returns a string; a throw here means the engine is unusable. */
+  private callString(name: string, arg?: number): string {
+    const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
+    const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
+    argHandle?.dispose()
+    if (r.error) {
+      r.error.dispose()
+      throw new HostFaultError(`the VM driver failed in ${name}`)
+    }
+    const s = this.ctx.getString(r.value)
+    r.value.dispose()
+    return s
+  }
+
+  private callBoolean(name: string): boolean {
+    const r = this.ctx.callFunction(this.fns[name], this.driver)
+    if (r.error) {
+      r.error.dispose()
+      throw new HostFaultError(`the VM driver failed in ${name}`)
+    }
+    const b = this.ctx.dump(r.value) === true
+    r.value.dispose()
+    return b
+  }
+
+  /** Calls a driver function that runs script code; null when that code was aborted. */
+  private callScriptBoolean(name: string): boolean | null {
+    const r = this.ctx.callFunction(this.fns[name], this.driver)
+    if (r.error) {
+      r.error.dispose()
+      return null
+    }
+    const b = this.ctx.dump(r.value) === true
+    r.value.dispose()
+    return b
+  }
+
+  private errorDetails(handle: QuickJSHandle): { name: string; message: string; line?: number } {
+    const d = this.ctx.dump(handle) as { name?: string; message?: string; lineNumber?: number; stack?: string } | string
+    if (typeof d !== 'object' || d === null) return { name: 'Error', message: String(d) }
+    let line = d.lineNumber
+    if (line === undefined && typeof d.stack === 'string') {
+      const m = /vm-script\.js:(\d+)/.exec(d.stack)
+      if (m) line = Number(m[1])
+    }
+    return { name: String(d.name ?? 'Error'), message: String(d.message ?? ''), line }
+  }
+}
+
+/** Engine-internal errors get the sandbox's stable names; script errors pass through unchanged. */
+function normalizeError(error: { name: string; message: string }): { name: string; message: string } {
+  if (error.name === 'InternalError') {
+    if (error.message === 'out of memory') {
+      return { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
+    }
+    if (error.message === 'stack overflow') {
+      return { name: 'StackOverflow', message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?' }
+    }
+  }
+  return error
+}

@@ -1,0 +1,94 @@
+/**
+ * The encoding of values that cross the VM boundary and go into the log: JSON values, plus byte arrays
+ * written as {"$bytes": "<base64>"}. A plain object whose only key is "$bytes" or "$esc" is wrapped as
+ * {"$esc": object} so it cannot be mistaken for a tag. Anything else (functions, cycles, BigInt, NaN,
+ * class instances, undefined inside arrays) is an EncodingError rather than a silent null.
+ *
+ * The VM side of the same encoding lives in prelude.ts; both must agree.
+ */
+import { EncodingError } from '../errors.js'
+
+/** A JSON value in the tagged form stored in the log. */
+export type TaggedValue = null | boolean | number | string | TaggedValue[] | { [key: string]: TaggedValue }
+
+function isTagLike(obj: object): boolean {
+  let n = 0
+  let tag = false
+  for (const k in obj) {
+    if (++n > 1) return false
+    tag = k === '$bytes' || k === '$esc'
+  }
+  return tag
+}
+
+function describe(key: string): string {
+  return key === '' ? 'the top level' : JSON.stringify(key)
+}
+
+/** Encodes a host value as tagged JSON text; `undefined` stays undefined (a call that returns nothing). */
+export function encodeValue(value: unknown, what: string): string | undefined {
+  if (value === undefined) return undefined
+  const escaped = new Set<object>()
+  function replacer(this: Record<string, unknown>, key: string): unknown {
+    const raw = this[key]
+    switch (typeof raw) {
+      case 'string':
+      case 'boolean':
+        return raw
+      case 'number':
+        if (!Number.isFinite(raw)) throw new EncodingError(`${what} contains ${raw} at ${describe(key)}, which JSON cannot carry`)
+        return raw
+      case 'undefined':
+        if (Array.isArray(this)) throw new EncodingError(`${what} contains undefined in an array; use null`)
+        return undefined
+      case 'function':
+        throw new EncodingError(`${what} contains a function at ${describe(key)}; only JSON values and byte arrays can be sent`)
+      case 'bigint':
+        throw new EncodingError(`${what} contains a BigInt at ${describe(key)}; convert it to a string first`)
+      case 'symbol':
+        throw new EncodingError(`${what} contains a Symbol at ${describe(key)}`)
+    }
+    if (raw === null) return null
+    if (raw instanceof Uint8Array) return { $bytes: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') }
+    if (raw instanceof ArrayBuffer) return { $bytes: Buffer.from(raw).toString('base64') }
+    if (Array.isArray(raw)) return raw
+    const proto = Object.getPrototypeOf(raw)
+    if (proto !== Object.prototype && proto !== null) {
+      const name = (raw as { constructor?: { name?: string } }).constructor?.name ?? 'non-plain object'
+      throw new EncodingError(`${what} contains a ${name} at ${describe(key)}; only plain objects, arrays and Uint8Array can be sent`)
+    }
+    if (!escaped.has(raw as object) && isTagLike(raw as object)) {
+      escaped.add(raw as object)
+      return { $esc: raw }
+    }
+    return raw
+  }
+  try {
+    return JSON.stringify(value, replacer)
+  } catch (err) {
+    if (err instanceof EncodingError) throw err
+    throw new EncodingError(`${what} cannot be encoded: ${(err as Error).message}`)
+  }
+}
+
+function reviver(_key: string, v: unknown): unknown {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v) && isTagLike(v)) {
+    const tagged = v as { $bytes?: unknown; $esc?: unknown }
+    if (typeof tagged.$bytes === 'string') return new Uint8Array(Buffer.from(tagged.$bytes, 'base64'))
+    if (tagged.$esc !== undefined) return tagged.$esc
+  }
+  return v
+}
+
+/** Decodes tagged JSON text into host values (byte arrays become Uint8Array). */
+export function decodeValue(json: string | undefined): unknown {
+  if (json === undefined) return undefined
+  return json.includes('"$') ? JSON.parse(json, reviver) : JSON.parse(json)
+}
+
+/** Turns a tagged value taken from the log back into a host value. */
+export function fromTagged(value: TaggedValue | undefined): unknown {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object') return value
+  return decodeValue(JSON.stringify(value))
+}
