@@ -324,7 +324,13 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
       const ex = module.exports
       if (ex === null || (typeof ex !== 'object' && typeof ex !== 'function')) return stringify([])
       const names = []
-      for (const k of Object.keys(ex)) names[names.length] = [k, typeof ex[k] === 'function']
+      for (const k of Object.keys(ex)) {
+        const v = ex[k]
+        if (typeof v === 'function') { names[names.length] = [k, true]; continue }
+        let encoded = null
+        try { encoded = encode(v, 'export ' + k) } catch (e) {}
+        names[names.length] = [k, false, encoded === undefined ? null : encoded]
+      }
       return stringify(names)
     },
     beginCall (method, argsJson, caller, timestamp, seedHex) {

@@ -49,6 +49,8 @@ export type ConsoleSink = (level: string, message: string) => void
 export interface ExportInfo {
   name: string
   callable: boolean
+  /** A non-function export's value at load time (tagged JSON), or null if it cannot be encoded. */
+  value?: string | null
 }
 
 export interface SandboxOptions {
@@ -159,25 +161,29 @@ export class Sandbox {
       throw new ScriptError(info.name, `${info.name}: ${info.message}`, info.line)
     }
     const scriptFn = compiled.value
-    const outcome = await this.runTurn(turn, async () => {
-      const timestamp = ctx.newNumber(turn.timestamp)
-      const seed = ctx.newString(turn.seed)
-      try {
-        return ctx.callFunction(this.fns.load, this.driver, scriptFn, timestamp, seed)
-      } finally {
-        timestamp.dispose()
-        seed.dispose()
-      }
-    }, async () => {
-      throw new Error('the script asked the host for something while loading: System APIs are available only in calls and init')
-    })
+    const outcome = await this.runTurn(
+      turn,
+      async () => {
+        const timestamp = ctx.newNumber(turn.timestamp)
+        const seed = ctx.newString(turn.seed)
+        try {
+          return ctx.callFunction(this.fns.load, this.driver, scriptFn, timestamp, seed)
+        } finally {
+          timestamp.dispose()
+          seed.dispose()
+        }
+      },
+      async () => {
+        throw new Error('the script asked the host for something while loading: System APIs are available only in calls and init')
+      },
+    )
     scriptFn.dispose()
     if (!outcome.ok) {
       const { name, message, line } = outcome.error as { name: string; message: string; line?: number }
       throw new ScriptError(name, `${name}: ${message}`, line)
     }
-    const names = JSON.parse(this.callString('exportNames')) as [string, boolean][]
-    this.exportList = names.map(([name, callable]) => ({ name, callable }))
+    const names = JSON.parse(this.callString('exportNames')) as [string, boolean, (string | null)?][]
+    this.exportList = names.map(([name, callable, value]) => (callable ? { name, callable } : { name, callable, value: value ?? null }))
     return { cost: outcome.cost }
   }
 
@@ -188,20 +194,24 @@ export class Sandbox {
   async runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
     this.assertUsable()
     const ctx = this.ctx
-    return this.runTurn(turn, async () => {
-      const handles = [
-        ctx.newString(method),
-        ctx.newString(argsJson),
-        turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
-        ctx.newNumber(turn.timestamp),
-        ctx.newString(turn.seed),
-      ]
-      try {
-        return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
-      } finally {
-        for (const h of handles) if (h !== ctx.null) h.dispose()
-      }
-    }, onRequest)
+    return this.runTurn(
+      turn,
+      async () => {
+        const handles = [
+          ctx.newString(method),
+          ctx.newString(argsJson),
+          turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
+          ctx.newNumber(turn.timestamp),
+          ctx.newString(turn.seed),
+        ]
+        try {
+          return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
+        } finally {
+          for (const h of handles) if (h !== ctx.null) h.dispose()
+        }
+      },
+      onRequest,
+    )
   }
 
   dispose(): void {
@@ -274,9 +284,6 @@ export class Sandbox {
       if (result.error) {
         result.error.dispose()
         if (this.interrupted) return false
-        // An uncaught error inside a job (e.g. an exception in a timer callback chain) is the job's
-        // own business: QuickJS reports it here, the promise machinery already recorded it.
-        continue
       }
     }
     return this.interrupted === null
@@ -365,7 +372,8 @@ export class Sandbox {
   }
 
   private breakWith(err: unknown): HostFaultError {
-    const fault = err instanceof HostFaultError ? err : new HostFaultError(`the VM engine failed: ${(err as Error)?.message ?? err}`, { cause: err })
+    const fault =
+      err instanceof HostFaultError ? err : new HostFaultError(`the VM engine failed: ${(err as Error)?.message ?? err}`, { cause: err })
     this.brokenBy = fault
     return fault
   }

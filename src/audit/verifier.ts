@@ -1,0 +1,228 @@
+/**
+ * Verifier: compares what a host recorded with what an honest re-execution produces, and names the
+ * first place they differ — the seq, method and caller of a call and the field that differs, or the
+ * path of a file.
+ */
+import { createHash } from 'node:crypto'
+import { DivergenceError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { replayCallLog } from '../vm/replay.js'
+
+export interface VerifyOptions {
+  /** Where the replay keeps its data; a temp dir removed afterwards if absent. */
+  dir?: string
+  /** Called after each entry is checked. */
+  onProgress?: (done: number, total: number) => void
+  /** Replay a log recorded with other engine versions. */
+  allowEngineMismatch?: boolean
+  console?: ConsoleSink
+}
+
+export interface VerifyReport {
+  /** Entries checked, the init entry included. */
+  entries: number
+  /** Call entries among them. */
+  calls: number
+  /** Calls whose logged outcome is an error (they verify like any other). */
+  failedCalls: number
+  /** The archive version the last entry records. */
+  filesVersion: number
+}
+
+function describeCaller(caller: string | null | undefined): string {
+  return caller ? `caller ${caller}` : 'an anonymous caller'
+}
+
+function short(value: unknown): string {
+  const s = value === undefined ? 'nothing' : JSON.stringify(value)
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s
+}
+
+/** The first field in which two entries of the same seq differ, as a DivergenceError; null if equal. */
+export function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): DivergenceError | null {
+  if (JSON.stringify(expected) === JSON.stringify(actual)) return null
+  const e = expected as unknown as Record<string, unknown>
+  const a = actual as unknown as Record<string, unknown>
+  const fields = [...new Set([...Object.keys(e), ...Object.keys(a)])]
+  // Outcome fields first: "the result differs" says more than "the cost differs".
+  const order = ['type', 'code', 'method', 'caller', 'args', 'timestamp', 'seed', 'oracle', 'result', 'error', 'files', 'cost']
+  fields.sort((x, y) => (order.indexOf(x) + 1 || 99) - (order.indexOf(y) + 1 || 99))
+  const field = fields.find((f) => JSON.stringify(e[f]) !== JSON.stringify(a[f])) ?? 'entry'
+  const method = expected.type === 'call' ? expected.method : 'init'
+  const caller = expected.type === 'call' ? expected.caller : null
+  const what = seq === 0 ? 'the init entry' : `call ${seq} (${method} by ${describeCaller(caller)})`
+  return new DivergenceError({
+    message: `${what} diverges in ${field}: the log says ${short(e[field])}, the replay gives ${short(a[field])}`,
+    seq,
+    method,
+    caller,
+    field,
+    expected: e[field],
+    actual: a[field],
+  })
+}
+
+/** Compares two logs entry by entry; rejects with a DivergenceError at the first difference. */
+async function compareLogs(expected: CallLog, actual: CallLog): Promise<void> {
+  await Promise.all([expected.ready(), actual.ready()])
+  const length = Math.max(expected.length, actual.length)
+  for (let seq = 0; seq < length; seq++) {
+    if (seq >= expected.length || seq >= actual.length) {
+      const longer = seq >= expected.length ? 'second' : 'first'
+      throw new DivergenceError({
+        message: `the logs differ in length: the first has ${expected.length} entries, the second ${actual.length}; seq ${seq} is only in the ${longer}`,
+        seq,
+        field: 'length',
+        expected: expected.length,
+        actual: actual.length,
+      })
+    }
+    const divergence = diffEntries(seq, await expected.get(seq), await actual.get(seq))
+    if (divergence) throw divergence
+  }
+}
+
+interface FileSummary {
+  type: 'file' | 'directory'
+  digest: string
+}
+
+async function summarize(archive: DatArchive): Promise<Map<string, FileSummary>> {
+  const files = new Map<string, FileSummary>()
+  for (const name of await archive.readdir('/', { recursive: true })) {
+    const path = `/${name}`
+    const stat = await archive.stat(path)
+    if (stat.type === 'directory') {
+      files.set(path, { type: 'directory', digest: '' })
+    } else {
+      const data = (await archive.readFile(path, 'binary')) as Uint8Array
+      files.set(path, { type: 'file', digest: createHash('sha256').update(data).digest('hex') })
+    }
+  }
+  return files
+}
+
+/** Compares two archives' current files, then their histories; rejects naming the first differing path. */
+async function compareArchives(expected: DatArchive, actual: DatArchive): Promise<void> {
+  await Promise.all([expected.ready(), actual.ready()])
+  const [se, sa] = await Promise.all([expected.state(), actual.state()])
+  if (sameState(se, sa)) return
+  const [fe, fa] = await Promise.all([summarize(expected), summarize(actual)])
+  const paths = [...new Set([...fe.keys(), ...fa.keys()])].sort()
+  for (const path of paths) {
+    const e = fe.get(path)
+    const a = fa.get(path)
+    if (e && a && e.type === a.type && e.digest === a.digest) continue
+    const describe = (f: FileSummary | undefined) =>
+      f ? (f.type === 'directory' ? 'a directory' : `a file (sha256 ${f.digest.slice(0, 16)}…)`) : 'nothing'
+    throw new DivergenceError({
+      message: `the archives differ at ${path}: the first has ${describe(e)}, the second ${describe(a)}`,
+      path,
+      field: 'files',
+      expected: e ?? null,
+      actual: a ?? null,
+    })
+  }
+  throw new DivergenceError({
+    message: `the archives hold the same files but different histories (version ${se.version} vs ${sa.version}): a change was made and undone outside the VM`,
+    field: 'files',
+    expected: se,
+    actual: sa,
+  })
+}
+
+function sameState(a: FilesState, b: FilesState): boolean {
+  return a.version === b.version && a.dbHash === b.dbHash && a.blobsLength === b.blobsLength && a.blobsHash === b.blobsHash
+}
+
+/**
+ * Replays `callLog` and checks it call by call, stopping at the first divergence. With the host's
+ * `filesArchive`, also checks that the archive holds, at each logged version, exactly the state the
+ * log records, and nothing after the last call.
+ */
+async function verify(callLog: CallLog, filesArchive: DatArchive | null, options: VerifyOptions = {}): Promise<VerifyReport> {
+  await callLog.ready()
+  if (filesArchive) await filesArchive.ready()
+  const total = callLog.length
+  let calls = 0
+  let failedCalls = 0
+  let lastFiles: FilesState | null = null
+  let lastChecked = ''
+  const vm = await replayCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
+    dir: options.dir,
+    end: total,
+    allowEngineMismatch: options.allowEngineMismatch,
+    console: options.console,
+    onEntry: async (seq, logged, replayed) => {
+      const divergence = diffEntries(seq, logged, replayed)
+      if (divergence) throw divergence
+      if (logged.type === 'call') {
+        calls++
+        if ((logged as CallEntry).error) failedCalls++
+      }
+      lastFiles = logged.files
+      const key = JSON.stringify(logged.files)
+      if (filesArchive && key !== lastChecked) {
+        lastChecked = key
+        await checkArchiveAt(filesArchive, seq, logged)
+      }
+      options.onProgress?.(seq + 1, total)
+    },
+  })
+  try {
+    const files = lastFiles as FilesState | null
+    if (filesArchive && files && filesArchive.version > files.version) {
+      const last = await callLog.get(total - 1)
+      const method = last.type === 'call' ? last.method : 'init'
+      try {
+        await compareArchives(filesArchive, vm.filesArchive)
+      } catch (err) {
+        if (err instanceof DivergenceError) {
+          throw new DivergenceError({
+            message: `the archive has changes after seq ${total - 1} (${method}) that no call made: ${err.message}`,
+            seq: total - 1,
+            path: err.path,
+            field: 'files',
+            expected: files,
+            actual: filesArchive.version,
+          })
+        }
+        throw err
+      }
+    }
+    return { entries: total, calls, failedCalls, filesVersion: files?.version ?? 0 }
+  } finally {
+    await vm.close()
+  }
+}
+
+/** The host's archive must hold, at the version an entry records, exactly the state it records. */
+async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry): Promise<void> {
+  const files = entry.files
+  if (archive.version < files.version) {
+    throw new DivergenceError({
+      message: `entry ${seq} records files version ${files.version}, but the archive only has ${archive.version}`,
+      seq,
+      field: 'files',
+      expected: files.version,
+      actual: archive.version,
+    })
+  }
+  const state = await archive.stateAt(files.version, files.blobsLength)
+  if (!sameState(state, files)) {
+    const method = entry.type === 'call' ? entry.method : 'init'
+    throw new DivergenceError({
+      message: `the archive's state at version ${files.version} is not what entry ${seq} (${method}) records: the archive was rewritten`,
+      seq,
+      method,
+      field: 'files',
+      expected: files,
+      actual: state,
+    })
+  }
+}
+
+export const Verifier = { compareLogs, compareArchives, verify }

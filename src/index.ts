@@ -1,0 +1,31 @@
+/**
+ * libvms: cryptographically auditable VM services. The public API, and nothing else.
+ */
+
+export type { VerifyOptions, VerifyReport } from './audit/verifier.js'
+export { Verifier } from './audit/verifier.js'
+export {
+  CallError,
+  DirectoryError,
+  DivergenceError,
+  EncodingError,
+  HostFaultError,
+  InvalidArgumentError,
+  LibVMSError,
+  LogFormatError,
+  MethodNotFoundError,
+  ScriptError,
+  StateError,
+} from './errors.js'
+export { CallLog } from './ledger/call-log.js'
+export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
+export { DatArchive } from './ledger/files-archive.js'
+export { FilesError } from './ledger/files-path.js'
+export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
+export { LOG_SCHEMA } from './ledger/log-entry.js'
+export type { VMLimits } from './sandbox/limits.js'
+export { DEFAULT_LIMITS } from './sandbox/limits.js'
+export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'
+export { EngineMismatchError } from './vm/replay.js'
+export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
+export { VM } from './vm/vm.js'

@@ -1,0 +1,92 @@
+/**
+ * CallLog: the VM's append-only, signed log of calls — a Hypercore of JSON entries (log-entry.ts).
+ * Only the host holding the key can append; every reader can check every block against it.
+ */
+import type Corestore from 'corestore'
+import type Hypercore from 'hypercore'
+import { StateError } from '../errors.js'
+import { keyToUrl, toHex } from './keys.js'
+import { type LogEntry, parseEntry } from './log-entry.js'
+import { openLogStorage } from './vm-storage.js'
+
+export const CALL_LOG_CORE_NAME = 'call-log'
+
+export class CallLog {
+  readonly core: Hypercore<LogEntry>
+  /** A store this log opened itself and closes with itself (CallLog.create / CallLog.open). */
+  private readonly ownedStore: Corestore | null
+
+  constructor(core: Hypercore<LogEntry>, ownedStore: Corestore | null = null) {
+    this.core = core
+    this.ownedStore = ownedStore
+  }
+
+  /** The call log kept in `store` (a VM's store, or a standalone log's). */
+  static fromStore(store: Corestore): CallLog {
+    return new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }))
+  }
+
+  /** A new, empty, writable log in `dir` (which must be empty or absent). */
+  static async create(dir: string): Promise<CallLog> {
+    const store = await openLogStorage(dir, 'create')
+    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), store)
+    await log.ready()
+    return log
+  }
+
+  /** The log kept in `dir`: a VM's data dir (while no VM has it open) or a dir made by CallLog.create. */
+  static async open(dir: string): Promise<CallLog> {
+    const store = await openLogStorage(dir, 'open')
+    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), store)
+    await log.ready()
+    return log
+  }
+
+  async ready(): Promise<void> {
+    await this.core.ready()
+  }
+
+  get key(): string {
+    return toHex(this.core.key)
+  }
+
+  get url(): string {
+    return keyToUrl(this.core.key)
+  }
+
+  get length(): number {
+    return this.core.length
+  }
+
+  get writable(): boolean {
+    return this.core.writable
+  }
+
+  /** The entry at `seq`, checked for shape. */
+  async get(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<LogEntry> {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new StateError(`seq must be a non-negative integer, got ${seq}`)
+    const raw = await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout })
+    if (raw === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
+    return parseEntry(raw, seq)
+  }
+
+  /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
+  async list(opts: { start?: number; end?: number } = {}): Promise<LogEntry[]> {
+    const start = Math.max(0, opts.start ?? 0)
+    const end = Math.min(this.length, opts.end ?? this.length)
+    const out: LogEntry[] = []
+    for (let seq = start; seq < end; seq++) out.push(await this.get(seq))
+    return out
+  }
+
+  /** Appends one entry or several in one signed batch; resolves with the new length. */
+  async append(entries: LogEntry | LogEntry[]): Promise<number> {
+    const { length } = await this.core.append(entries)
+    return length
+  }
+
+  async close(): Promise<void> {
+    await this.core.close()
+    if (this.ownedStore) await this.ownedStore.close()
+  }
+}

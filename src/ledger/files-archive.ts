@@ -1,0 +1,124 @@
+/**
+ * The files archive of a VM (exported as DatArchive): a Hyperdrive with Beaker's DatArchive API.
+ *
+ * Writes through this class go straight to the archive, outside any call: on a VM's own archive
+ * that is an out-of-band change, which replay and verification will report. VM scripts write through
+ * System.files instead, inside their call's transaction.
+ */
+import type Hyperdrive from 'hyperdrive'
+import { FilesTransaction, type StatResult } from './files-transaction.js'
+import { FilesView, type HistoryRecord } from './files-view.js'
+
+export type { HistoryRecord }
+
+import { keyToUrl, toHex } from './keys.js'
+
+/**
+ * The state of an archive at one version, as recorded in each log entry. The tree hashes of the
+ * metadata core (at `version` blocks) and of the blobs core (at `blobsLength` blocks) depend only on
+ * the archive's content and history, not on its key, so an honest replay reproduces them exactly.
+ */
+export interface FilesState {
+  version: number
+  dbHash: string
+  blobsLength: number
+  blobsHash: string
+}
+
+export class DatArchive {
+  readonly drive: Hyperdrive
+
+  constructor(drive: Hyperdrive) {
+    this.drive = drive
+  }
+
+  get key(): string {
+    return toHex(this.drive.key)
+  }
+
+  get url(): string {
+    return keyToUrl(this.drive.key)
+  }
+
+  /** Length of the archive's metadata log: it grows by one for every change. */
+  get version(): number {
+    return this.drive.core.length
+  }
+
+  async ready(): Promise<void> {
+    await this.drive.ready()
+  }
+
+  async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {
+    await this.drive.ready()
+    return { key: this.key, url: this.url, version: this.version, writable: this.drive.writable }
+  }
+
+  async stat(path: string): Promise<StatResult> {
+    return this.reader().stat(path)
+  }
+
+  async readFile(path: string, opts?: string | { encoding?: string }): Promise<string | Uint8Array> {
+    return this.reader().readFile(path, opts)
+  }
+
+  async readdir(path: string, opts?: { recursive?: boolean }): Promise<string[]> {
+    return this.reader().readdir(path, opts)
+  }
+
+  async writeFile(path: string, data: string | Uint8Array, opts?: string | { encoding?: string }): Promise<void> {
+    await this.write((tx) => tx.writeFile(path, data, opts))
+  }
+
+  async mkdir(path: string): Promise<void> {
+    await this.write((tx) => tx.mkdir(path))
+  }
+
+  async unlink(path: string): Promise<void> {
+    await this.write((tx) => tx.unlink(path))
+  }
+
+  async rmdir(path: string, opts?: { recursive?: boolean }): Promise<void> {
+    await this.write((tx) => tx.rmdir(path, opts))
+  }
+
+  /** Every change in the archive's history, oldest first (or newest first with `reverse`). */
+  async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
+    await this.drive.ready()
+    return new FilesView(this.drive).history(opts)
+  }
+
+  /** A read-only view of the archive as it was at `version`. */
+  checkout(version: number): DatArchive {
+    return new DatArchive(this.drive.checkout(version))
+  }
+
+  /** The archive's state digest now (see FilesState). */
+  async state(): Promise<FilesState> {
+    await this.drive.ready()
+    const blobs = await this.drive.getBlobs()
+    return this.stateAt(this.drive.core.length, blobs.core.length)
+  }
+
+  /** The state digest at an earlier point of the archive's history. */
+  async stateAt(version: number, blobsLength: number): Promise<FilesState> {
+    const blobs = await this.drive.getBlobs()
+    const [db, bl] = await Promise.all([this.drive.core.treeHash(version), blobs.core.treeHash(blobsLength)])
+    return { version, dbHash: toHex(db), blobsLength, blobsHash: toHex(bl) }
+  }
+
+  async close(): Promise<void> {
+    await this.drive.close()
+  }
+
+  private reader(): FilesTransaction {
+    return new FilesTransaction(new FilesView(this.drive), Date.now())
+  }
+
+  private async write(change: (tx: FilesTransaction) => Promise<void>): Promise<void> {
+    await this.drive.ready()
+    const tx = new FilesTransaction(new FilesView(this.drive), Date.now())
+    await change(tx)
+    await tx.commit(this.drive)
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The call log's entries (schema 1). Entry 0 is the init entry; every later entry is one call.
+ * docs/log-format.md describes each field; keep the two in step.
+ *
+ * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
+ * anything uses them.
+ */
+import { LogFormatError } from '../errors.js'
+import type { VMLimits } from '../sandbox/limits.js'
+import type { TaggedValue } from '../sandbox/value-codec.js'
+import type { FilesState } from './files-archive.js'
+
+export const LOG_SCHEMA = 1
+
+export type AuthMode = 'debug' | 'production'
+
+export interface EngineInfo {
+  name: string
+  variant: string
+  version: string
+  hyperdrive: string
+  hyperbee: string
+  libvms: string
+}
+
+export interface CallErrorInfo {
+  name: string
+  message: string
+}
+
+export interface InitEntry {
+  type: 'init'
+  schema: number
+  engine: EngineInfo
+  code: string
+  title: string
+  /** Hex key of the files archive the VM writes to. */
+  filesArchiveKey: string
+  limits: VMLimits
+  auth: AuthMode
+  timestamp: number
+  seed: string
+  /** Names exported by the script, in export order. */
+  exports: string[]
+  /** What `exports.init` returned, if the script has one and it returned something. */
+  result?: TaggedValue
+  files: FilesState
+  cost: number
+}
+
+export interface CallEntry {
+  type: 'call'
+  caller: string | null
+  method: string
+  args: TaggedValue[]
+  timestamp: number
+  seed: string
+  /** Nondeterministic values the host supplied during the call, read back from here on replay. */
+  oracle?: Record<string, TaggedValue>
+  result?: TaggedValue
+  error?: CallErrorInfo
+  files: FilesState
+  cost: number
+}
+
+export type LogEntry = InitEntry | CallEntry
+
+const HEX32 = /^[0-9a-f]{32}$/
+const HEX64 = /^[0-9a-f]{64}$/
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function checkFiles(v: unknown, seq: number): void {
+  if (
+    !isObject(v) ||
+    !isCount(v.version) ||
+    !isCount(v.blobsLength) ||
+    typeof v.dbHash !== 'string' ||
+    !HEX64.test(v.dbHash) ||
+    typeof v.blobsHash !== 'string' ||
+    !HEX64.test(v.blobsHash)
+  ) {
+    throw new LogFormatError('files must be {version, dbHash, blobsLength, blobsHash}', seq)
+  }
+}
+
+function checkTurn(e: Record<string, unknown>, seq: number): void {
+  if (!isCount(e.timestamp)) throw new LogFormatError('timestamp must be a non-negative integer', seq)
+  if (typeof e.seed !== 'string' || !HEX32.test(e.seed)) throw new LogFormatError('seed must be 32 hex digits', seq)
+  if (!isCount(e.cost)) throw new LogFormatError('cost must be a non-negative integer', seq)
+  checkFiles(e.files, seq)
+}
+
+/** Checks the shape of an entry read from a log; throws LogFormatError naming the seq and the field. */
+export function parseEntry(raw: unknown, seq: number): LogEntry {
+  if (!isObject(raw)) throw new LogFormatError('not a JSON object', seq)
+  if (seq === 0) {
+    if (raw.type !== 'init') throw new LogFormatError('entry 0 must be the init entry', seq)
+    if (raw.schema !== LOG_SCHEMA) {
+      throw new LogFormatError(`log schema ${String(raw.schema)} is not supported (this LibVMS reads schema ${LOG_SCHEMA})`, seq)
+    }
+    if (typeof raw.code !== 'string') throw new LogFormatError('code must be a string', seq)
+    if (typeof raw.title !== 'string') throw new LogFormatError('title must be a string', seq)
+    if (typeof raw.filesArchiveKey !== 'string' || !HEX64.test(raw.filesArchiveKey)) {
+      throw new LogFormatError('filesArchiveKey must be 64 hex digits', seq)
+    }
+    if (!isObject(raw.engine)) throw new LogFormatError('engine must be an object', seq)
+    if (!isObject(raw.limits)) throw new LogFormatError('limits must be an object', seq)
+    if (raw.auth !== 'debug' && raw.auth !== 'production') throw new LogFormatError("auth must be 'debug' or 'production'", seq)
+    if (!Array.isArray(raw.exports) || !raw.exports.every((n) => typeof n === 'string')) {
+      throw new LogFormatError('exports must be a list of names', seq)
+    }
+    checkTurn(raw, seq)
+    return raw as unknown as InitEntry
+  }
+  if (raw.type !== 'call') throw new LogFormatError(`expected a call entry, found type ${JSON.stringify(raw.type)}`, seq)
+  if (raw.caller !== null && typeof raw.caller !== 'string') throw new LogFormatError('caller must be a string or null', seq)
+  if (typeof raw.method !== 'string') throw new LogFormatError('method must be a string', seq)
+  if (!Array.isArray(raw.args)) throw new LogFormatError('args must be an array', seq)
+  if (raw.error !== undefined && (!isObject(raw.error) || typeof raw.error.name !== 'string' || typeof raw.error.message !== 'string')) {
+    throw new LogFormatError('error must be {name, message}', seq)
+  }
+  if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
+  checkTurn(raw, seq)
+  return raw as unknown as CallEntry
+}

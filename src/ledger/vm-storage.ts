@@ -1,0 +1,137 @@
+/**
+ * A VM's data dir: a marker file saying what lives there, and one Corestore holding the call log
+ * (core 'call-log') and the files archive (namespace 'files'). Both are written through the same
+ * store, so their writes reach disk in the order they were made.
+ *
+ *   <dir>/libvms.json   {"format": "libvms", "schema": 1, "role": "vm" | "replay" | "log"}
+ *   <dir>/corestore/    the Corestore
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import Corestore from 'corestore'
+import Hyperdrive from 'hyperdrive'
+import { DirectoryError } from '../errors.js'
+import { CallLog } from './call-log.js'
+import { DatArchive } from './files-archive.js'
+
+export type DirRole = 'vm' | 'replay' | 'log'
+
+const MARKER_FILE = 'libvms.json'
+const STORE_DIR = 'corestore'
+
+interface Marker {
+  format: 'libvms'
+  schema: number
+  role: DirRole
+}
+
+type DirState = { kind: 'absent' } | { kind: 'empty' } | { kind: 'libvms'; role: DirRole } | { kind: 'foreign' }
+
+async function inspectDir(dir: string): Promise<DirState> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' }
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { kind: 'foreign' }
+    throw err
+  }
+  if (names.length === 0) return { kind: 'empty' }
+  if (!names.includes(MARKER_FILE)) return { kind: 'foreign' }
+  try {
+    const marker = JSON.parse(await readFile(join(dir, MARKER_FILE), 'utf8')) as Partial<Marker>
+    if (marker.format === 'libvms' && (marker.role === 'vm' || marker.role === 'replay' || marker.role === 'log')) {
+      return { kind: 'libvms', role: marker.role }
+    }
+  } catch {
+    // fall through: an unreadable marker is not ours
+  }
+  return { kind: 'foreign' }
+}
+
+async function claimDir(dir: string, role: DirRole): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  const marker: Marker = { format: 'libvms', schema: 1, role }
+  const tmp = join(dir, `${MARKER_FILE}.tmp`)
+  await writeFile(tmp, `${JSON.stringify(marker)}\n`)
+  await rename(tmp, join(dir, MARKER_FILE))
+}
+
+function foreignDirError(dir: string): DirectoryError {
+  return new DirectoryError(
+    'ERR_DIR_NOT_LIBVMS',
+    `${dir} holds files that are not LibVMS data; give deploy an empty or new directory, or the dir of an existing VM`,
+  )
+}
+
+async function openStore(dir: string): Promise<Corestore> {
+  const store = new Corestore(join(dir, STORE_DIR))
+  await store.ready()
+  return store
+}
+
+/** Opens (or creates) the store of a standalone call log dir, for CallLog.create and CallLog.open. */
+export async function openLogStorage(dir: string, mode: 'create' | 'open'): Promise<Corestore> {
+  const state = await inspectDir(dir)
+  if (mode === 'create') {
+    if (state.kind === 'libvms' || state.kind === 'foreign') {
+      throw new DirectoryError('ERR_DIR_NOT_EMPTY', `${dir} is not empty; CallLog.create needs an empty or new directory`)
+    }
+    await claimDir(dir, 'log')
+  } else if (state.kind !== 'libvms') {
+    throw new DirectoryError('ERR_NO_CALL_LOG', `${dir} holds no LibVMS call log`)
+  }
+  return openStore(dir)
+}
+
+export class VMStorage {
+  readonly dir: string
+  readonly store: Corestore
+  readonly callLog: CallLog
+  readonly filesArchive: DatArchive
+  /** True if the dir had no VM in it yet. */
+  readonly fresh: boolean
+
+  private constructor(dir: string, store: Corestore, fresh: boolean) {
+    this.dir = dir
+    this.store = store
+    this.fresh = fresh
+    this.callLog = CallLog.fromStore(store)
+    this.filesArchive = new DatArchive(new Hyperdrive(store.namespace('files')))
+  }
+
+  /**
+   * Opens a VM's dir. An absent or empty dir becomes a new VM dir. A dir whose first deploy never
+   * logged its init entry (it crashed before; nothing was acknowledged) is wiped and starts again.
+   */
+  static async open(dir: string, role: 'vm' | 'replay'): Promise<VMStorage> {
+    const state = await inspectDir(dir)
+    if (state.kind === 'foreign') throw foreignDirError(dir)
+    if (state.kind === 'libvms' && state.role !== role) {
+      throw new DirectoryError(
+        'ERR_DIR_ROLE',
+        `${dir} holds a LibVMS ${state.role === 'replay' ? "replay (an auditor's copy)" : state.role}, not a ${role === 'vm' ? 'deployable VM' : 'replay'}`,
+      )
+    }
+    if (state.kind === 'absent' || state.kind === 'empty') await claimDir(dir, role)
+    let storage = new VMStorage(dir, await openStore(dir), state.kind !== 'libvms')
+    await storage.ready()
+    if (!storage.fresh && storage.callLog.length === 0) {
+      await storage.close()
+      await rm(join(dir, STORE_DIR), { recursive: true, force: true })
+      storage = new VMStorage(dir, await openStore(dir), true)
+      await storage.ready()
+    }
+    return storage
+  }
+
+  private async ready(): Promise<void> {
+    await Promise.all([this.callLog.ready(), this.filesArchive.ready()])
+  }
+
+  async close(): Promise<void> {
+    await this.filesArchive.close()
+    await this.callLog.close()
+    await this.store.close()
+  }
+}

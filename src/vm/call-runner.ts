@@ -1,0 +1,268 @@
+/**
+ * CallRunner: runs a VM's script against its ledger, one turn at a time. It is the one place where a
+ * sandbox outcome, a files transaction and a log entry meet, and it runs turns in two modes:
+ *
+ * - `apply`: the turn's file changes are committed to the archive (a live call, or a replay that
+ *   rebuilds an archive) and the resulting entry is returned for the caller to append.
+ * - `restore`: the turn reads the archive as it was before the logged call (a checkout), its changes
+ *   are dropped, and its outcome must equal the logged one. This rebuilds the in-memory state of a
+ *   VM whose archive already holds every logged change (reopen, or recovery after a host fault).
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { DivergenceError, HostFaultError } from '../errors.js'
+import type { FilesState } from '../ledger/files-archive.js'
+import { FilesView } from '../ledger/files-view.js'
+import type { AuthMode, CallEntry, EngineInfo, InitEntry, LogEntry } from '../ledger/log-entry.js'
+import { LOG_SCHEMA } from '../ledger/log-entry.js'
+import type { VMStorage } from '../ledger/vm-storage.js'
+import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
+import type { VMLimits } from '../sandbox/limits.js'
+import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
+import type { TaggedValue } from '../sandbox/value-codec.js'
+import { type FilesIdentity, SYSTEM_SOURCE, SystemHost } from './system-api.js'
+
+const require = createRequire(import.meta.url)
+
+export const ENGINE_INFO: EngineInfo = {
+  name: ENGINE_NAME,
+  variant: ENGINE_VARIANT,
+  version: ENGINE_VERSION,
+  hyperdrive: require('hyperdrive/package.json').version,
+  hyperbee: require('hyperbee/package.json').version,
+  libvms: require('../../package.json').version,
+}
+
+/** A call's inputs, as they are (or will be) logged. */
+export interface CallInput {
+  caller: string | null
+  method: string
+  args: TaggedValue[]
+  timestamp: number
+  seed: string
+  oracle?: Record<string, TaggedValue>
+}
+
+export interface RunnerOptions {
+  code: string
+  limits: VMLimits
+  storage: VMStorage
+  identity: FilesIdentity
+  console?: ConsoleSink
+  watchdogMs?: number
+}
+
+export function newSeed(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
+export function initSeed(seed: string): string {
+  return createHash('sha256').update(`${seed}:init`).digest('hex').slice(0, 32)
+}
+
+export class CallRunner {
+  readonly code: string
+  readonly limits: VMLimits
+  readonly storage: VMStorage
+  readonly identity: FilesIdentity
+  private sandbox: Sandbox | null = null
+  private readonly options: RunnerOptions
+  /** The archive state after the last turn run by this runner. */
+  files: FilesState | null = null
+
+  constructor(options: RunnerOptions) {
+    this.options = options
+    this.code = options.code
+    this.limits = options.limits
+    this.storage = options.storage
+    this.identity = options.identity
+  }
+
+  get exports(): ExportInfo[] {
+    return this.sandbox?.exports ?? []
+  }
+
+  get hasInit(): boolean {
+    return this.exports.some((e) => e.name === 'init' && e.callable)
+  }
+
+  /** A fresh sandbox with the script loaded by the logged load turn. Throws ScriptError. */
+  async load(timestamp: number, seed: string): Promise<number> {
+    this.sandbox?.dispose()
+    const sandbox = await Sandbox.create({
+      limits: this.limits,
+      systemSource: SYSTEM_SOURCE,
+      console: this.options.console,
+      watchdogMs: this.options.watchdogMs,
+    })
+    this.sandbox = sandbox
+    try {
+      const { cost } = await sandbox.loadScript(this.code, { timestamp, seed, callerId: null })
+      return cost
+    } catch (err) {
+      sandbox.dispose()
+      this.sandbox = null
+      throw err
+    }
+  }
+
+  /**
+   * Runs `exports.init` (if the script has one) as the deploy's init turn. In `apply` mode its file
+   * changes are committed. Returns the outcome; the caller decides what a failed init means.
+   */
+  async runInit(timestamp: number, seed: string, mode: 'apply' | 'restore'): Promise<CallOutcome> {
+    if (!this.hasInit) return { ok: true, cost: 0 }
+    const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed) }
+    return this.runTurn(input, mode, 0)
+  }
+
+  /** Runs one logged or live call, starting from the archive at `baseVersion`. */
+  async runCall(input: CallInput, mode: 'apply' | 'restore', baseVersion: number): Promise<CallOutcome> {
+    return this.runTurn(input, mode, baseVersion)
+  }
+
+  private async runTurn(input: CallInput, mode: 'apply' | 'restore', baseVersion: number): Promise<CallOutcome> {
+    const sandbox = this.sandbox
+    if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
+    const drive = this.storage.filesArchive.drive
+    let checkout: typeof drive | null = null
+    const openView = (): FilesView => {
+      if (mode === 'apply') return new FilesView(drive)
+      if (baseVersion === 0) return new FilesView(null)
+      checkout = drive.checkout(baseVersion)
+      return new FilesView(checkout)
+    }
+    const system = new SystemHost(this.identity, mode === 'apply' ? drive.core.length : baseVersion, input.timestamp, openView)
+    const turn: TurnContext = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
+    try {
+      const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
+      const tx = system.transaction
+      if (mode === 'apply' && outcome.ok && tx?.changed) {
+        await tx.commit(drive)
+        this.files = await this.storage.filesArchive.state()
+      }
+      return outcome
+    } finally {
+      if (checkout) await (checkout as typeof drive).close()
+    }
+  }
+
+  /** The archive state to log after a turn that changed nothing, or after one that did. */
+  async currentFiles(): Promise<FilesState> {
+    if (!this.files) this.files = await this.storage.filesArchive.state()
+    return this.files
+  }
+
+  dispose(): void {
+    this.sandbox?.dispose()
+    this.sandbox = null
+  }
+
+  /** The sandbox broke (watchdog, engine fault): it must be rebuilt before the next turn. */
+  get broken(): boolean {
+    return !this.sandbox || this.sandbox.broken !== null
+  }
+}
+
+export function buildInitEntry(fields: {
+  code: string
+  title: string
+  filesArchiveKey: string
+  limits: VMLimits
+  auth: AuthMode
+  timestamp: number
+  seed: string
+  exports: ExportInfo[]
+  outcome: CallOutcome & { ok: true }
+  loadCost: number
+  files: FilesState
+}): InitEntry {
+  const entry: InitEntry = {
+    type: 'init',
+    schema: LOG_SCHEMA,
+    engine: ENGINE_INFO,
+    code: fields.code,
+    title: fields.title,
+    filesArchiveKey: fields.filesArchiveKey,
+    limits: fields.limits,
+    auth: fields.auth,
+    timestamp: fields.timestamp,
+    seed: fields.seed,
+    exports: fields.exports.map((e) => e.name),
+    files: fields.files,
+    cost: fields.loadCost + fields.outcome.cost,
+  }
+  if (fields.outcome.value !== undefined) entry.result = fields.outcome.value
+  return entry
+}
+
+export function buildCallEntry(input: CallInput, outcome: CallOutcome, files: FilesState): CallEntry {
+  // Fields are added in a fixed order: entries are compared as JSON text.
+  const entry = {
+    type: 'call',
+    caller: input.caller,
+    method: input.method,
+    args: input.args,
+    timestamp: input.timestamp,
+    seed: input.seed,
+  } as CallEntry
+  if (input.oracle) entry.oracle = input.oracle
+  if (outcome.ok) {
+    if (outcome.value !== undefined) entry.result = outcome.value
+  } else {
+    entry.error = outcome.error
+  }
+  entry.files = files
+  entry.cost = outcome.cost
+  return entry
+}
+
+/** The inputs of a logged call entry, for replay. */
+export function callInputOf(entry: CallEntry): CallInput {
+  const input: CallInput = {
+    caller: entry.caller,
+    method: entry.method,
+    args: entry.args,
+    timestamp: entry.timestamp,
+    seed: entry.seed,
+  }
+  if (entry.oracle) input.oracle = entry.oracle
+  return input
+}
+
+/**
+ * Restores a runner's in-memory state from its own log: load, init and every call re-run against
+ * checkouts of the archive, each outcome checked against the logged one.
+ */
+export async function restoreFromLog(runner: CallRunner, readEntry: (seq: number) => Promise<LogEntry>, length: number): Promise<void> {
+  const init = (await readEntry(0)) as InitEntry
+  await runner.load(init.timestamp, init.seed)
+  const initOutcome = await runner.runInit(init.timestamp, init.seed, 'restore')
+  if (!initOutcome.ok) {
+    throw new DivergenceError({
+      message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
+      seq: 0,
+      method: 'init',
+    })
+  }
+  let baseVersion = init.files.version
+  for (let seq = 1; seq < length; seq++) {
+    const logged = (await readEntry(seq)) as CallEntry
+    const outcome = await runner.runCall(callInputOf(logged), 'restore', baseVersion)
+    const restored = buildCallEntry(callInputOf(logged), outcome, logged.files)
+    if (JSON.stringify(restored) !== JSON.stringify(logged)) {
+      throw new DivergenceError({
+        message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
+        seq,
+        method: logged.method,
+        caller: logged.caller,
+        field: 'result',
+        expected: logged.result ?? logged.error,
+        actual: restored.result ?? restored.error,
+      })
+    }
+    baseVersion = logged.files.version
+  }
+  runner.files = length > 1 ? ((await readEntry(length - 1)) as CallEntry).files : init.files
+}

@@ -1,0 +1,171 @@
+/**
+ * Replay: rebuild a VM from a call log by re-executing every logged call, with the logged caller,
+ * arguments, timestamp, seed and oracle values, into a fresh archive. The replay's own log then holds
+ * what an honest host would have logged; Verifier compares the two.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DirectoryError, DivergenceError, LibVMSError, LogFormatError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
+import { parseKeyUrl, toHex } from '../ledger/keys.js'
+import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
+import { VMStorage } from '../ledger/vm-storage.js'
+import { resolveLimits } from '../sandbox/limits.js'
+import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, ENGINE_INFO } from './call-runner.js'
+import { VM } from './vm.js'
+
+export interface ReplayAssertions {
+  /** The files archive the log must name in its init entry. */
+  filesArchiveUrl?: string
+  /** The call log the replay must be reading. */
+  callLogUrl?: string
+}
+
+export interface ReplayOptions {
+  /** Where the replay keeps its log and archive; a temp dir (removed on close) if absent. */
+  dir?: string
+  /** Replay only entries below this seq (default: the log's length when replay starts). */
+  end?: number
+  /** Called after each entry is re-executed, with the logged and the replayed entry; may throw to stop. */
+  onEntry?: (seq: number, logged: LogEntry, replayed: LogEntry) => void | Promise<void>
+  /** Replay a log recorded with other engine versions (results may then differ). */
+  allowEngineMismatch?: boolean
+  console?: ConsoleSink
+  watchdogMs?: number
+}
+
+export class EngineMismatchError extends LibVMSError {
+  constructor(differences: string[]) {
+    super(
+      'EngineMismatchError',
+      'ERR_ENGINE_MISMATCH',
+      `the log was recorded with other engine versions (${differences.join('; ')}); replay with the same versions, or pass {allowEngineMismatch: true} to try anyway`,
+    )
+  }
+}
+
+const APPEND_BATCH = 256
+
+function checkEngine(init: InitEntry, allow: boolean): void {
+  const differences: string[] = []
+  for (const key of ['name', 'variant', 'version', 'hyperdrive', 'hyperbee'] as const) {
+    if (init.engine?.[key] !== ENGINE_INFO[key]) differences.push(`${key}: log ${String(init.engine?.[key])}, here ${ENGINE_INFO[key]}`)
+  }
+  if (differences.length > 0 && !allow) throw new EngineMismatchError(differences)
+}
+
+function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAssertions): void {
+  if (assertions.filesArchiveUrl !== undefined && toHex(parseKeyUrl(assertions.filesArchiveUrl)) !== init.filesArchiveKey) {
+    throw new DivergenceError({
+      message: `the log's init entry names files archive ${init.filesArchiveKey}, not the expected ${assertions.filesArchiveUrl}`,
+      seq: 0,
+      field: 'filesArchiveKey',
+      expected: assertions.filesArchiveUrl,
+      actual: `hyper://${init.filesArchiveKey}`,
+    })
+  }
+  if (assertions.callLogUrl !== undefined && toHex(parseKeyUrl(assertions.callLogUrl)) !== callLog.key) {
+    throw new DivergenceError({
+      message: `this is call log ${callLog.url}, not the expected ${assertions.callLogUrl}`,
+      field: 'callLogUrl',
+      expected: assertions.callLogUrl,
+      actual: callLog.url,
+    })
+  }
+}
+
+export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<VM> {
+  await callLog.ready()
+  const end = Math.min(options.end ?? callLog.length, callLog.length)
+  if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')
+  const init = (await callLog.get(0)) as InitEntry
+  checkAssertions(callLog, init, assertions)
+  checkEngine(init, !!options.allowEngineMismatch)
+  let limits: InitEntry['limits']
+  try {
+    limits = resolveLimits(init.limits)
+  } catch (err) {
+    throw new LogFormatError(`the init entry's limits are invalid: ${(err as Error).message}`, 0)
+  }
+
+  const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-replay-'))
+  const dir = options.dir ?? (ownedDir as string)
+  const storage = await VMStorage.open(dir, 'replay')
+  if (!storage.fresh) {
+    await storage.close()
+    throw new DirectoryError('ERR_REPLAY_DIR_USED', `${dir} already holds a replay; give the replay a new or empty dir`)
+  }
+  const runner = new CallRunner({
+    code: init.code,
+    limits,
+    storage,
+    identity: { key: init.filesArchiveKey, title: init.title },
+    console: options.console,
+    watchdogMs: options.watchdogMs,
+  })
+  try {
+    let loadCost: number
+    try {
+      loadCost = await runner.load(init.timestamp, init.seed)
+    } catch (err) {
+      throw new DivergenceError({
+        message: `the logged script does not load: ${(err as Error).message}`,
+        seq: 0,
+        method: 'init',
+        field: 'code',
+      })
+    }
+    const outcome = await runner.runInit(init.timestamp, init.seed, 'apply')
+    if (!outcome.ok) {
+      throw new DivergenceError({
+        message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
+        seq: 0,
+        method: 'init',
+        field: 'result',
+        expected: init.result,
+        actual: outcome.error,
+      })
+    }
+    const replayedInit = buildInitEntry({
+      code: init.code,
+      title: init.title,
+      filesArchiveKey: init.filesArchiveKey,
+      limits,
+      auth: init.auth,
+      timestamp: init.timestamp,
+      seed: init.seed,
+      exports: runner.exports,
+      outcome,
+      loadCost,
+      files: await runner.currentFiles(),
+    })
+    // The replay runs the logged engine's record, not its own, so equal engines compare equal.
+    replayedInit.engine = init.engine
+    await storage.callLog.append(replayedInit)
+    await options.onEntry?.(0, init, replayedInit)
+
+    let batch: CallEntry[] = []
+    for (let seq = 1; seq < end; seq++) {
+      const logged = (await callLog.get(seq)) as CallEntry
+      const input = callInputOf(logged)
+      const before = await runner.currentFiles()
+      const result = await runner.runCall(input, 'apply', before.version)
+      const replayed = buildCallEntry(input, result, await runner.currentFiles())
+      batch.push(replayed)
+      if (batch.length >= APPEND_BATCH) {
+        await storage.callLog.append(batch)
+        batch = []
+      }
+      await options.onEntry?.(seq, logged, replayed)
+    }
+    if (batch.length > 0) await storage.callLog.append(batch)
+    return VM.attached(init.code, { console: options.console, watchdogMs: options.watchdogMs }, storage, runner, replayedInit, ownedDir)
+  } catch (err) {
+    runner.dispose()
+    await storage.close().catch(() => {})
+    if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
+    throw err
+  }
+}

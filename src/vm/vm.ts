@@ -1,0 +1,427 @@
+/**
+ * VM: a script, its sandbox, its call log and its files archive.
+ *
+ * Calls run one at a time in arrival order. Each call's file changes are committed to the archive
+ * before its entry is appended, and the call resolves only after the append: the log is the commit
+ * point (docs/log-format.md, "Crash consistency"). Entries of calls that finish while an append is
+ * in flight are appended together in the next one (group commit), so the log keeps up with many
+ * callers without a call ever being answered before it is logged.
+ */
+import { EventEmitter } from 'node:events'
+import { rm, rmdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  CallError,
+  DirectoryError,
+  DivergenceError,
+  HostFaultError,
+  InvalidArgumentError,
+  LibVMSError,
+  MethodNotFoundError,
+  ScriptError,
+  StateError,
+} from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
+import { VMStorage } from '../ledger/vm-storage.js'
+import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
+import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
+import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, newSeed, restoreFromLog } from './call-runner.js'
+import { debugConsole } from './debug-console.js'
+import { type ReplayAssertions, type ReplayOptions, replayCallLog } from './replay.js'
+
+export interface VMOptions {
+  /** Resource limits for a new VM (a reopened VM keeps the limits its init entry records). */
+  limits?: Partial<VMLimits>
+  /** Caller authentication; only 'debug' (unauthenticated user ids) exists so far. */
+  auth?: AuthMode
+  /** Where the script's console.* output goes; by default to NODE_DEBUG=libvms. */
+  console?: ConsoleSink
+  /** Wall-clock watchdog for one slice of VM execution, in ms (a host fault, never logged). */
+  watchdogMs?: number
+}
+
+export interface ExecuteCallRequest {
+  methodName: string
+  args?: unknown[]
+  /** The caller's id, as System.caller.id sees it; null or absent for an anonymous caller. */
+  userId?: string | null
+}
+
+interface QueuedCall {
+  input: Omit<CallInput, 'timestamp' | 'seed'>
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+interface PendingAppend {
+  entry: CallEntry
+  seq: number
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+type VMState = 'new' | 'deploying' | 'ready' | 'closing' | 'closed'
+
+export class VM extends EventEmitter {
+  readonly code: string
+  private readonly options: VMOptions
+  private state: VMState = 'new'
+  private storage: VMStorage | null = null
+  private runner: CallRunner | null = null
+  private initEntry: InitEntry | null = null
+  private exportsObject: Record<string, unknown> = {}
+  private lastTimestamp = 0
+  private nextSeq = 0
+  private callQueue: QueuedCall[] = []
+  private running: Promise<void> | null = null
+  private appendQueue: PendingAppend[] = []
+  private appending: Promise<void> | null = null
+  private failure: Error | null = null
+  private ownedDir: string | null = null
+
+  constructor(code: string, options: VMOptions = {}) {
+    super()
+    if (typeof code !== 'string') throw new InvalidArgumentError('new VM(code): code must be a string of JavaScript')
+    if (options.auth !== undefined && options.auth !== 'debug') {
+      throw new InvalidArgumentError(`auth ${JSON.stringify(options.auth)} is not available; use 'debug'`)
+    }
+    this.code = code
+    this.options = options
+  }
+
+  // ---- attributes ----
+
+  /** One key per name the script exports: functions call the VM (as an anonymous caller). */
+  get exports(): Record<string, unknown> {
+    return this.exportsObject
+  }
+
+  /** The callable exports, minus `init` (which runs only at deploy). */
+  get methods(): string[] {
+    return (this.runner?.exports ?? []).filter((e) => e.callable && e.name !== 'init').map((e) => e.name)
+  }
+
+  get callLog(): CallLog {
+    return this.requireStorage().callLog
+  }
+
+  get filesArchive(): DatArchive {
+    return this.requireStorage().filesArchive
+  }
+
+  get title(): string {
+    return this.initEntry?.title ?? ''
+  }
+
+  get limits(): VMLimits {
+    return this.initEntry?.limits ?? resolveLimits(this.options.limits)
+  }
+
+  get auth(): AuthMode {
+    return this.initEntry?.auth ?? 'debug'
+  }
+
+  get dir(): string | null {
+    return this.storage?.dir ?? null
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed'
+  }
+
+  // ---- lifecycle ----
+
+  /**
+   * Deploys the VM into `dir`. A new or empty dir gets a new VM: the script is loaded, `init` runs,
+   * and the init entry is logged. A dir that holds this VM already reopens it and restores its
+   * in-memory state by replaying its own log.
+   */
+  async deploy({ dir, title = '' }: { dir: string; title?: string }): Promise<void> {
+    if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
+    if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
+    if (typeof title !== 'string') throw new InvalidArgumentError('deploy({title}): title must be a string')
+    const limits = resolveLimits(this.options.limits)
+    this.state = 'deploying'
+    let storage: VMStorage | null = null
+    try {
+      storage = await VMStorage.open(dir, 'vm')
+      if (storage.fresh) await this.firstDeploy(storage, title, limits)
+      else await this.reopen(storage)
+    } catch (err) {
+      this.runner?.dispose()
+      this.runner = null
+      this.storage = null
+      if (storage) {
+        await storage.close().catch(() => {})
+        // A first deploy that failed leaves nothing behind: no log, no marker.
+        if (storage.fresh) await removeVMData(dir)
+      }
+      this.state = 'new'
+      throw err
+    }
+    this.state = 'ready'
+    this.emit('ready')
+  }
+
+  private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits): Promise<void> {
+    const identity = { key: storage.filesArchive.key, title }
+    const runner = new CallRunner({ ...this.runnerOptions(), limits, storage, identity })
+    this.storage = storage
+    this.runner = runner
+    const timestamp = this.takeTimestamp()
+    const seed = newSeed()
+    const loadCost = await runner.load(timestamp, seed)
+    const outcome = await runner.runInit(timestamp, seed, 'apply')
+    if (!outcome.ok) {
+      throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
+    }
+    const init = buildInitEntry({
+      code: this.code,
+      title,
+      filesArchiveKey: storage.filesArchive.key,
+      limits,
+      auth: this.options.auth ?? 'debug',
+      timestamp,
+      seed,
+      exports: runner.exports,
+      outcome,
+      loadCost,
+      files: await runner.currentFiles(),
+    })
+    await storage.callLog.append(init)
+    this.attach(init, storage.callLog.length)
+  }
+
+  private async reopen(storage: VMStorage): Promise<void> {
+    const log = storage.callLog
+    const init = (await log.get(0)) as InitEntry
+    if (init.code !== this.code) {
+      throw new DirectoryError(
+        'ERR_CODE_MISMATCH',
+        `${storage.dir} holds a VM deployed with different code; deploy this script into a new dir, or use the original code`,
+      )
+    }
+    const last = await log.get(log.length - 1)
+    await rollBackUncommittedFiles(storage.filesArchive, last.files)
+    const runner = new CallRunner({
+      ...this.runnerOptions(),
+      limits: init.limits,
+      storage,
+      identity: { key: init.filesArchiveKey, title: init.title },
+    })
+    this.storage = storage
+    this.runner = runner
+    await restoreFromLog(runner, (seq) => log.get(seq), log.length)
+    this.lastTimestamp = last.timestamp
+    this.attach(init, log.length)
+  }
+
+  /** @internal Makes a deployed (or replayed) VM ready for calls. */
+  attach(init: InitEntry, length: number): void {
+    this.initEntry = init
+    this.nextSeq = length
+    if (init.timestamp > this.lastTimestamp) this.lastTimestamp = init.timestamp
+    const exportsObject: Record<string, unknown> = {}
+    for (const e of this.runner?.exports ?? []) {
+      if (!e.callable) exportsObject[e.name] = decodeValue(e.value ?? 'null')
+      else if (e.name === 'init') exportsObject[e.name] = async () => Promise.reject(new MethodNotFoundError('init'))
+      else exportsObject[e.name] = (...args: unknown[]) => this.executeCall({ methodName: e.name, args })
+    }
+    this.exportsObject = exportsObject
+  }
+
+  /**
+   * Rebuilds a VM by re-executing every call in `callLog` (see replay.ts). `assertions` are values the
+   * log must hold, such as the files archive URL a host advertised.
+   */
+  static fromCallLog(callLog: CallLog, assertions?: ReplayAssertions, options?: ReplayOptions): Promise<VM> {
+    return replayCallLog(callLog, assertions, options)
+  }
+
+  /** @internal Used by replay to build a VM around a runner it drove itself. */
+  static attached(code: string, options: VMOptions, storage: VMStorage, runner: CallRunner, init: InitEntry, ownedDir: string | null): VM {
+    const vm = new VM(code, { ...options, auth: undefined })
+    vm.storage = storage
+    vm.runner = runner
+    vm.ownedDir = ownedDir
+    vm.attach(init, storage.callLog.length)
+    vm.lastTimestamp = Math.max(vm.lastTimestamp, init.timestamp)
+    vm.state = 'ready'
+    return vm
+  }
+
+  /**
+   * Stops taking calls; calls queued but not started are refused, the running one finishes and is
+   * logged, then storage closes.
+   */
+  async close(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return
+    if (this.state === 'new') {
+      this.state = 'closed'
+      this.emit('close')
+      return
+    }
+    this.state = 'closing'
+    const refused = this.callQueue.splice(0)
+    for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
+    await this.running
+    await this.appending
+    this.runner?.dispose()
+    await this.storage?.close()
+    if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
+    this.state = 'closed'
+    this.emit('close')
+  }
+
+  // ---- calls ----
+
+  /**
+   * Runs one call. Resolves with the result once the call's entry is in the log; rejects with a
+   * CallError (logged, with its seq) if the script threw or ran out of a limit, or with an error that
+   * left no trace if the request itself was bad (unknown method, unencodable args).
+   */
+  executeCall(request: ExecuteCallRequest): Promise<unknown> {
+    try {
+      if (this.state !== 'ready') {
+        throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
+      }
+      if (this.failure) throw new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`)
+      const input = this.checkCall(request)
+      return new Promise((resolve, reject) => {
+        this.callQueue.push({ input, resolve, reject })
+        this.running ??= this.runQueue()
+      })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  private checkCall(request: ExecuteCallRequest): QueuedCall['input'] {
+    if (request === null || typeof request !== 'object')
+      throw new InvalidArgumentError('executeCall({methodName, args, userId}) takes an object')
+    const { methodName, args = [], userId = null } = request
+    if (typeof methodName !== 'string' || !this.methods.includes(methodName)) throw new MethodNotFoundError(String(methodName))
+    if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
+    if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
+    const json = encodeValue(args, 'the arguments') ?? '[]'
+    const limit = this.limits.maxArgsBytes
+    if (json.length > limit) {
+      throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
+    }
+    return { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
+  }
+
+  private async runQueue(): Promise<void> {
+    try {
+      for (let call = this.callQueue.shift(); call; call = this.callQueue.shift()) {
+        await this.runOne(call)
+      }
+    } finally {
+      this.running = null
+    }
+  }
+
+  private async runOne(call: QueuedCall): Promise<void> {
+    const runner = this.runner
+    if (!runner || this.failure) {
+      call.reject(new StateError('the VM is not able to run calls'))
+      return
+    }
+    const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
+    let entry: CallEntry
+    try {
+      const before: FilesState = await runner.currentFiles()
+      const outcome = await runner.runCall(input, 'apply', before.version)
+      entry = buildCallEntry(input, outcome, await runner.currentFiles())
+    } catch (err) {
+      if (err instanceof HostFaultError) await this.recoverFromFault()
+      else this.fail(err as Error)
+      call.reject(err)
+      return
+    }
+    this.appendQueue.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
+    this.appending ??= this.appendPending()
+  }
+
+  /** Appends every entry waiting, in one batch per round, until none is left (group commit). */
+  private async appendPending(): Promise<void> {
+    try {
+      while (this.appendQueue.length > 0) {
+        const batch = this.appendQueue.splice(0)
+        try {
+          await this.callLog.append(batch.map((p) => p.entry))
+        } catch (err) {
+          this.fail(err as Error)
+          for (const p of batch) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
+          continue
+        }
+        for (const p of batch) {
+          if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
+          else p.resolve(fromTagged(p.entry.result))
+        }
+      }
+    } finally {
+      this.appending = null
+    }
+  }
+
+  /** After a host fault the sandbox is rebuilt from the log (the faulted call was never logged). */
+  private async recoverFromFault(): Promise<void> {
+    const runner = this.runner
+    if (!runner) return
+    await this.appending
+    try {
+      await restoreFromLog(runner, (seq) => this.callLog.get(seq), this.callLog.length)
+    } catch (err) {
+      this.fail(err as Error)
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err instanceof LibVMSError ? err : new HostFaultError(err.message, { cause: err })
+  }
+
+  private takeTimestamp(): number {
+    this.lastTimestamp = Math.max(this.lastTimestamp, Date.now())
+    return this.lastTimestamp
+  }
+
+  private runnerOptions(): { code: string; console: ConsoleSink; watchdogMs?: number } {
+    return { code: this.code, console: this.options.console ?? debugConsole(this), watchdogMs: this.options.watchdogMs }
+  }
+
+  private requireStorage(): VMStorage {
+    if (!this.storage) throw new StateError('the VM is not deployed yet; await vm.deploy({dir}) first')
+    return this.storage
+  }
+}
+
+/**
+ * Crash rule: archive blocks past the last logged state belong to calls whose entries never made it
+ * into the log (no client got their answer). They are truncated so the archive matches the log.
+ */
+async function rollBackUncommittedFiles(archive: DatArchive, logged: FilesState): Promise<void> {
+  const drive = archive.drive
+  const blobs = await drive.getBlobs()
+  if (drive.core.length > logged.version) await drive.core.truncate(logged.version)
+  if (blobs.core.length > logged.blobsLength) await blobs.core.truncate(logged.blobsLength)
+  const state = await archive.state()
+  if (JSON.stringify(state) !== JSON.stringify(logged)) {
+    throw new DivergenceError({
+      message: `the files archive does not match the last log entry (archive ${JSON.stringify(state)}, log ${JSON.stringify(logged)}): its storage was changed or lost outside the VM`,
+      field: 'files',
+      expected: logged,
+      actual: state,
+    })
+  }
+}
+
+/** Removes what a failed first deploy created in `dir`, and nothing else. */
+async function removeVMData(dir: string): Promise<void> {
+  await rm(join(dir, 'corestore'), { recursive: true, force: true })
+  await rm(join(dir, 'libvms.json'), { force: true })
+  await rmdir(dir).catch(() => {}) // only if now empty
+}

@@ -1,0 +1,123 @@
+// Minimal type shims for the Holepunch packages LibVMS uses. None of them ships types and no @types
+// packages exist; these declare only the parts the project calls.
+
+declare module 'hypercore' {
+  import type { EventEmitter } from 'node:events'
+
+  interface HypercoreGetOptions {
+    wait?: boolean
+    timeout?: number
+    valueEncoding?: unknown
+  }
+
+  class Hypercore<T = unknown> extends EventEmitter {
+    readonly key: Buffer
+    readonly discoveryKey: Buffer
+    readonly length: number
+    readonly contiguousLength: number
+    readonly fork: number
+    readonly writable: boolean
+    readonly readable: boolean
+    readonly opened: boolean
+    readonly closed: boolean
+    readonly peers: unknown[]
+    ready(): Promise<void>
+    close(): Promise<void>
+    get(index: number, opts?: HypercoreGetOptions): Promise<T | null>
+    has(start: number, end?: number): Promise<boolean>
+    append(block: T | T[]): Promise<{ length: number; byteLength: number }>
+    truncate(length: number, opts?: unknown): Promise<void>
+    treeHash(length?: number): Promise<Buffer>
+    update(opts?: { wait?: boolean }): Promise<boolean>
+    download(range?: { start?: number; end?: number; blocks?: number[]; linear?: boolean }): { done(): Promise<void>; destroy(): void }
+    session(opts?: Record<string, unknown>): Hypercore<T>
+    snapshot(opts?: Record<string, unknown>): Hypercore<T>
+    createReadStream(opts?: { start?: number; end?: number; live?: boolean }): AsyncIterable<T>
+    static key(manifest: unknown): Buffer
+  }
+  export = Hypercore
+}
+
+declare module 'corestore' {
+  import type Hypercore from 'hypercore'
+
+  class Corestore {
+    constructor(storage: string, opts?: Record<string, unknown>)
+    ready(): Promise<void>
+    close(): Promise<void>
+    get<T = unknown>(opts: { name?: string; key?: Buffer | Uint8Array; valueEncoding?: unknown; [k: string]: unknown }): Hypercore<T>
+    namespace(name: string): Corestore
+    session(opts?: Record<string, unknown>): Corestore
+    replicate(isInitiator: boolean | unknown, opts?: Record<string, unknown>): NodeJS.ReadWriteStream
+    findingPeers(): () => void
+    readonly closed: boolean
+  }
+  export = Corestore
+}
+
+declare module 'hyperdrive' {
+  import type Corestore from 'corestore'
+  import type Hypercore from 'hypercore'
+
+  interface DriveEntry {
+    seq: number
+    key: string
+    value: {
+      executable: boolean
+      linkname: string | null
+      blob: { blockOffset: number; byteOffset: number; blockLength: number; byteLength: number } | null
+      metadata: Record<string, unknown> | null
+    }
+  }
+
+  interface HistoryNode {
+    seq: number
+    type: 'put' | 'del'
+    key: string
+    value: unknown
+  }
+
+  class Hyperdrive {
+    constructor(store: Corestore, key?: Buffer | Uint8Array | null, opts?: Record<string, unknown>)
+    readonly key: Buffer
+    readonly discoveryKey: Buffer
+    readonly core: Hypercore
+    readonly version: number
+    readonly writable: boolean
+    readonly corestore: Corestore
+    readonly db: {
+      core: Hypercore
+      version: number
+      createHistoryStream(opts?: { gte?: number; lt?: number; reverse?: boolean; live?: boolean }): AsyncIterable<HistoryNode>
+    }
+    ready(): Promise<void>
+    close(): Promise<void>
+    getBlobs(): Promise<{ core: Hypercore }>
+    getBlobsLength(checkout?: number): Promise<number>
+    entry(path: string, opts?: Record<string, unknown>): Promise<DriveEntry | null>
+    get(path: string, opts?: Record<string, unknown>): Promise<Buffer | null>
+    put(path: string, data: Buffer | Uint8Array, opts?: { metadata?: unknown; executable?: boolean }): Promise<void>
+    putEntry(path: string, entry: { metadata?: unknown; blob?: unknown; executable?: boolean }): Promise<void>
+    del(path: string): Promise<void>
+    readdir(path: string): AsyncIterable<string>
+    list(path: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry>
+    batch(): Hyperdrive
+    flush(): Promise<void>
+    checkout(version: number): Hyperdrive
+    truncate(version: number, opts?: { blobs?: number }): Promise<void>
+    download(path?: string, opts?: Record<string, unknown>): { done(): Promise<void> }
+    findingPeers(): () => void
+    update(opts?: { wait?: boolean }): Promise<boolean>
+  }
+  export = Hyperdrive
+}
+
+declare module 'b4a' {
+  const b4a: {
+    from(input: string | Uint8Array | ArrayBuffer, encoding?: string): Buffer
+    toString(buf: Uint8Array, encoding?: string): string
+    equals(a: Uint8Array, b: Uint8Array): boolean
+    isBuffer(value: unknown): boolean
+  }
+  export = b4a
+}
