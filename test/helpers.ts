@@ -22,7 +22,12 @@ export async function deployVM(t: TestContext, code: string, options: VMOptions 
 }
 
 /** Calls `method` on `vm` and returns the rejection (fails the test if the call succeeds). */
-export async function callError(vm: VM, methodName: string, args: unknown[] = [], userId?: string): Promise<Error & { code?: string; seq?: number }> {
+export async function callError(
+  vm: VM,
+  methodName: string,
+  args: unknown[] = [],
+  userId?: string,
+): Promise<Error & { code?: string; seq?: number }> {
   try {
     const value = await vm.executeCall({ methodName, args, userId })
     throw new Error(`expected ${methodName} to fail, it returned ${JSON.stringify(value)}`)

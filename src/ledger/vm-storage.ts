@@ -6,7 +6,7 @@
  *   <dir>/libvms.json   {"format": "libvms", "schema": 1, "role": "vm" | "replay" | "log"}
  *   <dir>/corestore/    the Corestore
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import Corestore from 'corestore'
 import Hyperdrive from 'hyperdrive'
@@ -91,6 +91,8 @@ export class VMStorage {
   readonly filesArchive: DatArchive
   /** True if the dir had no VM in it yet. */
   readonly fresh: boolean
+  /** True if the dir did not exist before (so removing what was made removes the dir too). */
+  createdDir = false
 
   private constructor(dir: string, store: Corestore, fresh: boolean) {
     this.dir = dir
@@ -122,6 +124,7 @@ export class VMStorage {
       storage = new VMStorage(dir, await openStore(dir), true)
       await storage.ready()
     }
+    storage.createdDir = state.kind === 'absent'
     return storage
   }
 
@@ -133,5 +136,12 @@ export class VMStorage {
     await this.filesArchive.close()
     await this.callLog.close()
     await this.store.close()
+  }
+
+  /** Removes what a failed first deploy created, and nothing else; call after close(). */
+  async discard(): Promise<void> {
+    await rm(join(this.dir, STORE_DIR), { recursive: true, force: true })
+    await rm(join(this.dir, MARKER_FILE), { force: true })
+    if (this.createdDir) await rmdir(this.dir).catch(() => {})
   }
 }

@@ -190,7 +190,6 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   }
   function encode (value, what) {
     if (value === undefined) return undefined
-    const escaped = new Set()
     function replacer (key, v) {
       const raw = this[key]
       switch (typeof raw) {
@@ -213,9 +212,9 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
       if (proto !== ObjectProto && proto !== null) {
         throw encodingError(what + ' contains a ' + ((raw.constructor && raw.constructor.name) || 'non-plain object') + ' at ' + show(key) + '; only plain objects, arrays and Uint8Array cross the VM boundary')
       }
-      if (!escaped.has(raw) && isTagLike(raw)) {
-        escaped.add(raw)
-        return { $esc: raw }
+      if (isTagLike(raw)) {
+        const k = Object.keys(raw)[0]
+        return { $esc: [k, raw[k]] }
       }
       return raw
     }
@@ -230,7 +229,11 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   function reviver (key, v) {
     if (v !== null && typeof v === 'object' && !isArray(v)) {
       if (typeof v.$bytes === 'string' && isTagLike(v)) return fromBase64(v.$bytes)
-      if (v.$esc !== undefined && isTagLike(v)) return v.$esc
+      if (isArray(v.$esc) && v.$esc.length === 2 && typeof v.$esc[0] === 'string' && isTagLike(v)) {
+        const o = {}
+        o[v.$esc[0]] = v.$esc[1]
+        return o
+      }
     }
     return v
   }

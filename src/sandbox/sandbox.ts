@@ -193,23 +193,20 @@ export class Sandbox {
   async runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
     this.assertUsable()
     const ctx = this.ctx
-    return this.runTurn(
-      async () => {
-        const handles = [
-          ctx.newString(method),
-          ctx.newString(argsJson),
-          turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
-          ctx.newNumber(turn.timestamp),
-          ctx.newString(turn.seed),
-        ]
-        try {
-          return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
-        } finally {
-          for (const h of handles) if (h !== ctx.null) h.dispose()
-        }
-      },
-      onRequest,
-    )
+    return this.runTurn(async () => {
+      const handles = [
+        ctx.newString(method),
+        ctx.newString(argsJson),
+        turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
+        ctx.newNumber(turn.timestamp),
+        ctx.newString(turn.seed),
+      ]
+      try {
+        return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
+      } finally {
+        for (const h of handles) if (h !== ctx.null) h.dispose()
+      }
+    }, onRequest)
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The encoding of values that cross the VM boundary and go into the log: JSON values, plus byte arrays
- * written as {"$bytes": "<base64>"}. A plain object whose only key is "$bytes" or "$esc" is wrapped as
- * {"$esc": object} so it cannot be mistaken for a tag. Anything else (functions, cycles, BigInt, NaN,
+ * written as {"$bytes": "<base64>"}. A plain object whose only key is "$bytes" or "$esc" is written
+ * {"$esc": [key, value]} so it cannot be mistaken for a tag. Anything else (functions, cycles, BigInt, NaN,
  * class instances, undefined inside arrays) is an EncodingError rather than a silent null.
  *
  * The VM side of the same encoding lives in prelude.ts; both must agree.
@@ -28,7 +28,6 @@ function describe(key: string): string {
 /** Encodes a host value as tagged JSON text; `undefined` stays undefined (a call that returns nothing). */
 export function encodeValue(value: unknown, what: string): string | undefined {
   if (value === undefined) return undefined
-  const escaped = new Set<object>()
   function replacer(this: Record<string, unknown>, key: string): unknown {
     const raw = this[key]
     switch (typeof raw) {
@@ -57,9 +56,9 @@ export function encodeValue(value: unknown, what: string): string | undefined {
       const name = (raw as { constructor?: { name?: string } }).constructor?.name ?? 'non-plain object'
       throw new EncodingError(`${what} contains a ${name} at ${describe(key)}; only plain objects, arrays and Uint8Array can be sent`)
     }
-    if (!escaped.has(raw as object) && isTagLike(raw as object)) {
-      escaped.add(raw as object)
-      return { $esc: raw }
+    if (isTagLike(raw as object)) {
+      const [key] = Object.keys(raw as object)
+      return { $esc: [key, (raw as Record<string, unknown>)[key]] }
     }
     return raw
   }
@@ -75,7 +74,8 @@ function reviver(_key: string, v: unknown): unknown {
   if (v !== null && typeof v === 'object' && !Array.isArray(v) && isTagLike(v)) {
     const tagged = v as { $bytes?: unknown; $esc?: unknown }
     if (typeof tagged.$bytes === 'string') return new Uint8Array(Buffer.from(tagged.$bytes, 'base64'))
-    if (tagged.$esc !== undefined) return tagged.$esc
+    const esc = tagged.$esc
+    if (Array.isArray(esc) && esc.length === 2 && typeof esc[0] === 'string') return { [esc[0]]: esc[1] }
   }
   return v
 }

@@ -8,8 +8,7 @@
  * callers without a call ever being answered before it is logged.
  */
 import { EventEmitter } from 'node:events'
-import { rm, rmdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { rm } from 'node:fs/promises'
 import {
   CallError,
   DirectoryError,
@@ -157,7 +156,7 @@ export class VM extends EventEmitter {
       if (storage) {
         await storage.close().catch(() => {})
         // A first deploy that failed leaves nothing behind: no log, no marker.
-        if (storage.fresh) await removeVMData(dir)
+        if (storage.fresh) await storage.discard()
       }
       this.state = 'new'
       throw err
@@ -417,11 +416,4 @@ async function rollBackUncommittedFiles(archive: DatArchive, logged: FilesState)
       actual: state,
     })
   }
-}
-
-/** Removes what a failed first deploy created in `dir`, and nothing else. */
-async function removeVMData(dir: string): Promise<void> {
-  await rm(join(dir, 'corestore'), { recursive: true, force: true })
-  await rm(join(dir, 'libvms.json'), { force: true })
-  await rmdir(dir).catch(() => {}) // only if now empty
 }

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, VM } from '../src/index.js'
+import { callError, deployVM, tempDir } from './helpers.js'
+
+const COUNTER = `
+let counter = 0
+exports.init = async () => { await System.files.mkdir('/data') }
+exports.increment = () => ++counter
+exports.get = () => counter
+exports.save = async (name, text) => { await System.files.writeFile('/data/' + name, text); return text.length }
+exports.whoami = () => System.caller.id
+exports.fail = (msg) => { throw new RangeError(msg) }
+exports.version = '1.2.3'
+`
+
+test('exports lists every exported name; methods leave out init and non-functions', async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  assert.deepEqual(Object.keys(vm.exports), ['init', 'increment', 'get', 'save', 'whoami', 'fail', 'version'])
+  assert.deepEqual(vm.methods, ['increment', 'get', 'save', 'whoami', 'fail'])
+  assert.equal(vm.exports.version, '1.2.3')
+  assert.equal(await (vm.exports.increment as () => Promise<number>)(), 1)
+})
+
+test('module.exports = {...} scripts and async exports work', async (t) => {
+  const vm = await deployVM(t, `module.exports = { a: () => 1, b: async () => { await null; return 2 } }`)
+  assert.deepEqual(vm.methods, ['a', 'b'])
+  assert.equal(await vm.executeCall({ methodName: 'a' }), 1)
+  assert.equal(await vm.executeCall({ methodName: 'b' }), 2)
+})
+
+test('the init entry records engine, code, archive key, title, limits and auth mode', async (t) => {
+  const vm = await deployVM(t, COUNTER, { title: 'Counter VM', limits: { computeTicks: 500 } })
+  assert.equal(vm.callLog.length, 1)
+  const init = (await vm.callLog.get(0)) as InitEntry
+  assert.equal(init.type, 'init')
+  assert.equal(init.schema, LOG_SCHEMA)
+  assert.equal(init.engine.name, 'quickjs-emscripten')
+  assert.match(init.engine.version, /^\d+\.\d+\.\d+/)
+  assert.match(init.engine.hyperdrive, /^\d+\./)
+  assert.equal(init.code, COUNTER)
+  assert.equal(init.title, 'Counter VM')
+  assert.equal(init.filesArchiveKey, vm.filesArchive.key)
+  assert.equal(`hyper://${init.filesArchiveKey}`, vm.filesArchive.url)
+  assert.equal(init.limits.computeTicks, 500)
+  assert.equal(init.auth, 'debug')
+  assert.deepEqual(init.exports, ['init', 'increment', 'get', 'save', 'whoami', 'fail', 'version'])
+  assert.equal(init.files.version, vm.filesArchive.version, 'init ran: /data exists, and the init entry records the archive after it')
+  assert.equal((await vm.filesArchive.stat('/data')).type, 'directory')
+  assert.match(vm.callLog.url, /^hyper:\/\/[0-9a-f]{64}$/)
+})
+
+test('calls are logged with caller, args, results and errors; file writes advance the files version', async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  assert.equal(await vm.executeCall({ methodName: 'increment', userId: 'alice' }), 1)
+  const before = vm.filesArchive.version
+  assert.equal(await vm.executeCall({ methodName: 'save', args: ['a.txt', 'hello'], userId: 'bob' }), 5)
+  const err = await callError(vm, 'fail', ['bad input'], 'carol')
+  assert.equal(err.name, 'RangeError')
+  assert.equal(err.message, 'bad input')
+  assert.equal(err.code, 'ERR_CALL_FAILED')
+  assert.equal(err.seq, 3)
+
+  const [, inc, save, fail] = (await vm.callLog.list()) as CallEntry[]
+  assert.deepEqual([inc.caller, inc.method, inc.args, inc.result], ['alice', 'increment', [], 1])
+  assert.deepEqual([save.caller, save.method, save.args, save.result], ['bob', 'save', ['a.txt', 'hello'], 5])
+  assert.deepEqual(fail.error, { name: 'RangeError', message: 'bad input' })
+  assert.equal(fail.result, undefined)
+  assert.equal(inc.files.version, before, 'a call that writes nothing keeps the files version')
+  assert.ok(save.files.version > before, 'a write advances the files version')
+  assert.equal(save.files.version, vm.filesArchive.version)
+  assert.equal(fail.files.version, save.files.version)
+  assert.notEqual(save.files.dbHash, inc.files.dbHash)
+  for (const e of [inc, save, fail]) assert.ok(e.timestamp > 0 && /^[0-9a-f]{32}$/.test(e.seed))
+  assert.equal(await vm.filesArchive.readFile('/data/a.txt'), 'hello')
+})
+
+test('System.caller.id is the userId, or null without one', async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  assert.equal(await vm.executeCall({ methodName: 'whoami', userId: 'bob' }), 'bob')
+  assert.equal(await vm.executeCall({ methodName: 'whoami' }), null)
+})
+
+test('bad requests are refused before the VM and leave no trace in the log', async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  const length = vm.callLog.length
+  const cases: [Parameters<VM['executeCall']>[0], string][] = [
+    [{ methodName: 'nope' }, 'ERR_METHOD_NOT_FOUND'],
+    [{ methodName: 'init' }, 'ERR_METHOD_NOT_FOUND'],
+    [{ methodName: 'version' }, 'ERR_METHOD_NOT_FOUND'],
+    [{ methodName: 'save', args: [() => 1] }, 'ERR_ENCODING'],
+    [{ methodName: 'save', args: [10n] }, 'ERR_ENCODING'],
+    [{ methodName: 'save', args: [Number.NaN] }, 'ERR_ENCODING'],
+    [{ methodName: 'save', args: 'x' as unknown as unknown[] }, 'ERR_INVALID_ARGUMENT'],
+    [{ methodName: 'save', args: ['x'.repeat(2_000_000)] }, 'ERR_INVALID_ARGUMENT'],
+    [{ methodName: 'get', userId: 5 as unknown as string }, 'ERR_INVALID_ARGUMENT'],
+  ]
+  for (const [request, code] of cases) {
+    await assert.rejects(vm.executeCall(request), (err: Error & { code?: string }) => {
+      assert.equal(err.code, code, `${request.methodName}: ${err.message}`)
+      return true
+    })
+  }
+  const cyclic: Record<string, unknown> = {}
+  cyclic.self = cyclic
+  await assert.rejects(vm.executeCall({ methodName: 'save', args: [cyclic] }), { code: 'ERR_ENCODING' })
+  assert.equal(vm.callLog.length, length)
+})
+
+test('byte arrays cross the boundary both ways', async (t) => {
+  const vm = await deployVM(
+    t,
+    `
+    exports.echo = (b) => [b instanceof Uint8Array, b.length, b]
+    exports.store = async (b) => { await System.files.writeFile('/bin', b); return System.files.readFile('/bin', 'binary') }
+    exports.tagLike = (o) => o
+  `,
+  )
+  const bytes = new Uint8Array([0, 1, 2, 255])
+  assert.deepEqual(await vm.executeCall({ methodName: 'echo', args: [bytes] }), [true, 4, bytes])
+  assert.deepEqual(await vm.executeCall({ methodName: 'store', args: [bytes] }), bytes)
+  // An object that looks like the byte tag must come back as itself.
+  assert.deepEqual(await vm.executeCall({ methodName: 'tagLike', args: [{ $bytes: 'AAEC' }] }), { $bytes: 'AAEC' })
+})
+
+test('calls run one at a time in arrival order', async (t) => {
+  const vm = await deployVM(
+    t,
+    `
+    let trace = []
+    exports.step = async (i) => {
+      trace.push('start ' + i)
+      await new Promise((r) => setTimeout(r, 10 - i))
+      await System.files.writeFile('/last', String(i))
+      trace.push('end ' + i)
+      return i
+    }
+    exports.trace = () => trace
+  `,
+  )
+  const results = await Promise.all([0, 1, 2, 3, 4].map((i) => vm.executeCall({ methodName: 'step', args: [i] })))
+  assert.deepEqual(results, [0, 1, 2, 3, 4])
+  const trace = (await vm.executeCall({ methodName: 'trace' })) as string[]
+  assert.deepEqual(
+    trace,
+    [0, 1, 2, 3, 4].flatMap((i) => [`start ${i}`, `end ${i}`]),
+  )
+  const methods = ((await vm.callLog.list({ start: 1 })) as CallEntry[]).map((e) => `${e.method}(${e.args[0] ?? ''})`)
+  assert.deepEqual(methods, ['step(0)', 'step(1)', 'step(2)', 'step(3)', 'step(4)', 'trace()'])
+})
+
+test('restart: deploy, call, close, deploy again on the same dir: state continues', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const vm1 = new VM(COUNTER)
+  await vm1.deploy({ dir, title: 'persist' })
+  for (let i = 1; i <= 3; i++) assert.equal(await vm1.executeCall({ methodName: 'increment' }), i)
+  await vm1.executeCall({ methodName: 'save', args: ['x', 'kept'] })
+  const url = vm1.callLog.url
+  let closed = false
+  vm1.on('close', () => {
+    closed = true
+  })
+  await vm1.close()
+  assert.ok(closed)
+
+  const vm2 = new VM(COUNTER)
+  let ready = false
+  vm2.on('ready', () => {
+    ready = true
+  })
+  await vm2.deploy({ dir, title: 'ignored on reopen' })
+  t.after(() => vm2.close())
+  assert.ok(ready)
+  assert.equal(vm2.callLog.url, url)
+  assert.equal(vm2.title, 'persist')
+  assert.equal(await vm2.executeCall({ methodName: 'get' }), 3, 'the counter kept in a global survives the restart')
+  assert.equal(await vm2.executeCall({ methodName: 'increment' }), 4)
+  assert.equal(await vm2.filesArchive.readFile('/data/x'), 'kept')
+  assert.equal(vm2.callLog.length, 7)
+})
+
+test('deploy refuses a dir holding something else, and a VM of different code', async (t) => {
+  const base = await tempDir(t)
+  const foreign = join(base, 'foreign')
+  await mkdir(foreign)
+  await writeFile(join(foreign, 'notes.txt'), 'mine')
+  await assert.rejects(new VM(COUNTER).deploy({ dir: foreign }), { code: 'ERR_DIR_NOT_LIBVMS' })
+  assert.deepEqual(await readdir(foreign), ['notes.txt'], 'the foreign dir is left as it was')
+
+  const dir = join(base, 'vm')
+  const vm = new VM(COUNTER)
+  await vm.deploy({ dir })
+  await vm.close()
+  await assert.rejects(new VM('exports.other = () => 1').deploy({ dir }), { code: 'ERR_CODE_MISMATCH' })
+})
+
+test('a script that does not compile or throws at top level fails deploy with its error and line, leaving no log', async (t) => {
+  const base = await tempDir(t)
+  const syntax = join(base, 'syntax')
+  await assert.rejects(
+    new VM('exports.a = () => 1\nexports.b = (=> 2\n').deploy({ dir: syntax }),
+    (err: Error & { code?: string; line?: number }) => {
+      assert.equal(err.name, 'ScriptError')
+      assert.equal(err.code, 'ERR_SCRIPT')
+      assert.match(err.message, /SyntaxError/)
+      assert.equal(err.line, 2)
+      return true
+    },
+  )
+  await assert.rejects(readdir(syntax), { code: 'ENOENT' }, 'nothing is left behind')
+
+  const thrower = join(base, 'thrower')
+  await assert.rejects(
+    new VM('exports.a = 1\n\nthrow new Error("broken config")\n').deploy({ dir: thrower }),
+    (err: Error & { line?: number }) => {
+      assert.equal(err.name, 'ScriptError')
+      assert.match(err.message, /Error: broken config/)
+      assert.equal(err.line, 3)
+      return true
+    },
+  )
+  await assert.rejects(readdir(thrower), { code: 'ENOENT' })
+
+  const badInit = join(base, 'bad-init')
+  await mkdir(badInit)
+  await assert.rejects(new VM('exports.init = () => { throw new Error("no") }').deploy({ dir: badInit }), /exports\.init failed: Error: no/)
+  assert.deepEqual(await readdir(badInit), [], 'an existing empty dir is emptied again')
+  // The same dir then takes a good VM.
+  const vm = new VM(COUNTER)
+  await vm.deploy({ dir: badInit })
+  await vm.close()
+})
+
+test('CallLog.open reads a closed VM dir; CallLog.create makes a standalone log', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const vm = new VM(COUNTER)
+  await vm.deploy({ dir })
+  await vm.executeCall({ methodName: 'increment' })
+  await vm.close()
+  const log = await CallLog.open(dir)
+  t.after(() => log.close())
+  assert.equal(log.length, 2)
+  const entries = await log.list({ start: 1, end: 2 })
+  assert.equal((entries[0] as CallEntry).method, 'increment')
+  await assert.rejects(log.get(5, { wait: false }), { code: 'ERR_INVALID_STATE' })
+
+  const standalone = await CallLog.create(join(dir, '..', 'standalone'))
+  t.after(() => standalone.close())
+  assert.equal(standalone.length, 0)
+  assert.ok(standalone.writable)
+  await assert.rejects(CallLog.create(dir), { code: 'ERR_DIR_NOT_EMPTY' })
+})
+
+test('close refuses queued calls that had not started, and later calls', async (t) => {
+  const vm = await deployVM(t, `exports.slow = async () => { for (let i = 0; i < 3; i++) await System.files.readdir('/'); return 'done' }`)
+  const first = vm.executeCall({ methodName: 'slow' })
+  const queued = Array.from({ length: 5 }, () =>
+    vm.executeCall({ methodName: 'slow' }).then(
+      () => 'answered',
+      (e: Error) => e.message,
+    ),
+  )
+  await vm.close()
+  assert.equal(await first, 'done')
+  const outcomes = await Promise.all(queued)
+  for (const o of outcomes) assert.ok(o === 'answered' || /closed before this call started/.test(o), o)
+  await assert.rejects(vm.executeCall({ methodName: 'slow' }), { code: 'ERR_INVALID_STATE' })
+})
