@@ -35,7 +35,7 @@ declare module 'hypercore' {
     createReadStream(opts?: { start?: number; end?: number; live?: boolean }): AsyncIterable<T>
     static key(manifest: unknown): Buffer
   }
-  export = Hypercore
+  export default Hypercore
 }
 
 declare module 'corestore' {
@@ -52,7 +52,7 @@ declare module 'corestore' {
     findingPeers(): () => void
     readonly closed: boolean
   }
-  export = Corestore
+  export default Corestore
 }
 
 declare module 'hyperdrive' {
@@ -109,7 +109,7 @@ declare module 'hyperdrive' {
     findingPeers(): () => void
     update(opts?: { wait?: boolean }): Promise<boolean>
   }
-  export = Hyperdrive
+  export default Hyperdrive
 }
 
 declare module 'b4a' {
@@ -119,5 +119,5 @@ declare module 'b4a' {
     equals(a: Uint8Array, b: Uint8Array): boolean
     isBuffer(value: unknown): boolean
   }
-  export = b4a
+  export default b4a
 }

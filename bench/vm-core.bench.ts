@@ -1,0 +1,422 @@
+/**
+ * Core VM benchmark: call throughput and latency, replay + verification speed, deploy time and idle
+ * memory, each next to a raw-Hypercore baseline measured in the same run.
+ *
+ *   npx tsx bench/vm-core.bench.ts                  (full size)
+ *   BENCH_SCALE=0.1 npx tsx bench/vm-core.bench.ts  (quick smoke run)
+ *
+ * Prints one JSON object to stdout; progress goes to stderr. Every figure is the median of 3 runs.
+ * The runs are taken in rounds (round r measures everything once), so slow drift of the machine
+ * affects baselines and LibVMS figures alike.
+ */
+import { execFile } from 'node:child_process'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { availableParallelism, cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import Corestore from 'corestore'
+import { Verifier, VM } from '../src/index.js'
+
+const execFileAsync = promisify(execFile)
+
+const ROUNDS = 3
+const CONCURRENCY = 64
+const CODE = "let n = 0; exports.inc = () => ++n; exports.write = (i) => System.files.writeFile('/f' + (i % 500), 'hello ' + i)"
+const RAW_ENTRY = { type: 'call', method: 'inc', args: [], result: 1 }
+const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
+const RSS_SCRIPT = fileURLToPath(new URL('./idle-vm-rss.ts', import.meta.url))
+
+// ---- sizes ----
+
+function readScale(): number {
+  const raw = process.env.BENCH_SCALE
+  if (raw === undefined || raw === '') return 1
+  const scale = Number(raw)
+  if (!Number.isFinite(scale) || scale <= 0 || scale > 10)
+    throw new Error(`BENCH_SCALE must be a number in (0, 10], got ${JSON.stringify(raw)}`)
+  return scale
+}
+
+const SCALE = readScale()
+const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
+
+const SIZES = {
+  rawAwaitedAppends: scaled(2000, 50),
+  rawBatchedAppends: scaled(20_000, 500, 100),
+  rawBatchSize: 100,
+  sequentialCalls: scaled(2000, 50),
+  concurrentTrivialCalls: scaled(20_000, 500),
+  concurrentWritingCalls: scaled(2000, 100),
+  concurrency: CONCURRENCY,
+  warmupCalls: scaled(500, 100),
+}
+
+// ---- helpers ----
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench] ${msg}\n`)
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+/** Nearest-rank percentile. */
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b)
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)))
+  return s[rank - 1]
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100
+
+let rootDir = ''
+let dirCounter = 0
+async function freshDir(label: string): Promise<string> {
+  const dir = join(rootDir, `${label}-${dirCounter++}`)
+  await mkdir(dir, { recursive: true })
+  return dir
+}
+
+async function deployFresh(label: string): Promise<VM> {
+  const vm = new VM(CODE)
+  await vm.deploy({ dir: join(await freshDir(label), 'vm'), title: label })
+  return vm
+}
+
+/** Keeps `concurrency` calls in flight until `total` calls have been made; resolves with the seconds taken. */
+async function pooledCalls(vm: VM, total: number, concurrency: number, request: (i: number) => Parameters<VM['executeCall']>[0]) {
+  let issued = 0
+  const worker = async (): Promise<void> => {
+    while (issued < total) {
+      const i = issued++
+      await vm.executeCall(request(i))
+    }
+  }
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker))
+  return (performance.now() - t0) / 1000
+}
+
+// ---- measurements (each returns one run's figure) ----
+
+async function rawAwaitedAppends(n: number): Promise<number> {
+  const store = new Corestore(await freshDir('raw-awaited'))
+  try {
+    const core = store.get<typeof RAW_ENTRY>({ name: 'x', valueEncoding: 'json' })
+    await core.ready()
+    const t0 = performance.now()
+    for (let i = 0; i < n; i++) await core.append(RAW_ENTRY)
+    const secs = (performance.now() - t0) / 1000
+    if (core.length !== n) throw new Error(`raw core has ${core.length} entries, expected ${n}`)
+    await core.close()
+    return n / secs
+  } finally {
+    await store.close()
+  }
+}
+
+async function rawBatchedAppends(n: number, batchSize: number): Promise<number> {
+  const store = new Corestore(await freshDir('raw-batched'))
+  try {
+    const core = store.get<typeof RAW_ENTRY>({ name: 'x', valueEncoding: 'json' })
+    await core.ready()
+    const batch = Array.from({ length: batchSize }, () => RAW_ENTRY)
+    const t0 = performance.now()
+    for (let done = 0; done < n; done += batchSize) await core.append(batch)
+    const secs = (performance.now() - t0) / 1000
+    if (core.length !== n) throw new Error(`raw core has ${core.length} entries, expected ${n}`)
+    await core.close()
+    return n / secs
+  } finally {
+    await store.close()
+  }
+}
+
+async function sequentialCalls(n: number): Promise<{ perSec: number; p50: number; p99: number }> {
+  const vm = await deployFresh('sequential')
+  try {
+    const latencies = new Array<number>(n)
+    const t0 = performance.now()
+    for (let i = 0; i < n; i++) {
+      const s = performance.now()
+      const r = await vm.executeCall({ methodName: 'inc' })
+      latencies[i] = performance.now() - s
+      if (r !== i + 1) throw new Error(`inc returned ${String(r)}, expected ${i + 1}`)
+    }
+    const secs = (performance.now() - t0) / 1000
+    return { perSec: n / secs, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+  } finally {
+    await vm.close()
+  }
+}
+
+/** Runs `n` pooled calls on a fresh VM; returns the rate and the VM (still open, its log holds n calls). */
+async function concurrentCalls(n: number, method: 'inc' | 'write'): Promise<{ perSec: number; vm: VM }> {
+  const vm = await deployFresh(`concurrent-${method}`)
+  try {
+    const request = method === 'inc' ? () => ({ methodName: 'inc' }) : (i: number) => ({ methodName: 'write', args: [i] })
+    const secs = await pooledCalls(vm, n, CONCURRENCY, request)
+    if (vm.callLog.length !== n + 1) throw new Error(`the log has ${vm.callLog.length} entries, expected ${n + 1}`)
+    return { perSec: n / secs, vm }
+  } catch (err) {
+    await vm.close()
+    throw err
+  }
+}
+
+/** Times replay + log comparison of `vm`'s log; returns calls per second. Closes the replay. */
+async function replayAndCompare(vm: VM): Promise<number> {
+  const calls = vm.callLog.length - 1
+  const t0 = performance.now()
+  const replay = await VM.fromCallLog(vm.callLog)
+  try {
+    await Verifier.compareLogs(vm.callLog, replay.callLog)
+    const secs = (performance.now() - t0) / 1000
+    return calls / secs
+  } finally {
+    await replay.close()
+  }
+}
+
+async function laterDeploy(): Promise<number> {
+  const dir = join(await freshDir('deploy'), 'vm')
+  const t0 = performance.now()
+  const vm = new VM(CODE)
+  await vm.deploy({ dir, title: 'deploy' })
+  const ms = performance.now() - t0
+  await vm.close()
+  return ms
+}
+
+interface ChildReport {
+  rssBytes: number
+  heapUsedBytes: number
+  externalBytes: number
+  arrayBuffersBytes: number
+  deployMs: number | null
+}
+
+async function childRun(args: string[]): Promise<ChildReport> {
+  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', RSS_SCRIPT, ...args], {
+    cwd: PROJECT_DIR,
+    timeout: 60_000,
+  })
+  const line = stdout.trim().split('\n').pop() ?? ''
+  return JSON.parse(line) as ChildReport
+}
+
+// ---- results ----
+
+interface Target {
+  op: '>=' | '<='
+  value: number
+  /** What the target applies to: the value itself, or its ratio to the baseline. */
+  of: 'value' | 'ratio_to_baseline'
+}
+
+interface Figure {
+  value: number
+  unit: string
+  median_of: number
+  runs: number[]
+}
+
+interface Result extends Figure {
+  target: Target
+  ratio_to_baseline?: number
+  baseline?: string
+  meets_target: boolean
+  [extra: string]: unknown
+}
+
+function figure(runs: number[], unit: string): Figure {
+  return { value: round2(median(runs)), unit, median_of: runs.length, runs: runs.map(round2) }
+}
+
+function result(
+  runs: number[],
+  unit: string,
+  target: Target,
+  baseline?: { name: string; value: number },
+  extra: Record<string, unknown> = {},
+): Result {
+  const f = figure(runs, unit)
+  const value = median(runs)
+  const ratio = baseline ? value / baseline.value : undefined
+  const checked = target.of === 'ratio_to_baseline' ? (ratio ?? Number.NaN) : value
+  const meets = target.op === '>=' ? checked >= target.value : checked <= target.value
+  return {
+    ...f,
+    target,
+    ...(baseline ? { baseline: baseline.name, ratio_to_baseline: Math.round((ratio as number) * 1000) / 1000 } : {}),
+    meets_target: meets,
+    ...extra,
+  }
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  rootDir = await mkdtemp(join(tmpdir(), 'libvms-bench-'))
+  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${rootDir}`)
+  try {
+    // The first deploy in this process (cold engine), for information; the reported first-deploy
+    // figure comes from 3 fresh child processes below.
+    const t0 = performance.now()
+    const warm = new VM(CODE)
+    await warm.deploy({ dir: join(await freshDir('warmup'), 'vm'), title: 'warmup' })
+    const inProcessFirstDeployMs = performance.now() - t0
+    log(`first deploy in this process: ${inProcessFirstDeployMs.toFixed(1)} ms; warming up`)
+    for (let i = 0; i < SIZES.warmupCalls; i++) await warm.executeCall({ methodName: 'inc' })
+    await pooledCalls(warm, SIZES.warmupCalls, CONCURRENCY, () => ({ methodName: 'inc' }))
+    await pooledCalls(warm, Math.ceil(SIZES.warmupCalls / 5), CONCURRENCY, (i) => ({ methodName: 'write', args: [i] }))
+    await replayAndCompare(warm)
+    await warm.close()
+
+    const runs = {
+      rawAwaited: [] as number[],
+      rawBatched: [] as number[],
+      seq: [] as number[],
+      seqP50: [] as number[],
+      seqP99: [] as number[],
+      concTrivial: [] as number[],
+      concWriting: [] as number[],
+      replayTrivial: [] as number[],
+      replayWriting: [] as number[],
+      laterDeploy: [] as number[],
+    }
+
+    for (let r = 0; r < ROUNDS; r++) {
+      const tag = `round ${r + 1}/${ROUNDS}`
+      runs.rawAwaited.push(await rawAwaitedAppends(SIZES.rawAwaitedAppends))
+      log(`${tag} rawAwaitedAppendsPerSec ${runs.rawAwaited.at(-1)?.toFixed(0)}`)
+      runs.rawBatched.push(await rawBatchedAppends(SIZES.rawBatchedAppends, SIZES.rawBatchSize))
+      log(`${tag} rawBatchedAppendsPerSec ${runs.rawBatched.at(-1)?.toFixed(0)}`)
+
+      const seq = await sequentialCalls(SIZES.sequentialCalls)
+      runs.seq.push(seq.perSec)
+      runs.seqP50.push(seq.p50)
+      runs.seqP99.push(seq.p99)
+      log(`${tag} sequentialCallsPerSec ${seq.perSec.toFixed(0)} (p50 ${seq.p50.toFixed(3)} ms, p99 ${seq.p99.toFixed(3)} ms)`)
+
+      const trivial = await concurrentCalls(SIZES.concurrentTrivialCalls, 'inc')
+      try {
+        runs.concTrivial.push(trivial.perSec)
+        log(`${tag} concurrentTrivialCallsPerSec ${trivial.perSec.toFixed(0)}`)
+        runs.replayTrivial.push(await replayAndCompare(trivial.vm))
+        log(`${tag} replayTrivialCallsPerSec ${runs.replayTrivial.at(-1)?.toFixed(0)}`)
+      } finally {
+        await trivial.vm.close()
+      }
+
+      const writing = await concurrentCalls(SIZES.concurrentWritingCalls, 'write')
+      try {
+        runs.concWriting.push(writing.perSec)
+        log(`${tag} concurrentWritingCallsPerSec ${writing.perSec.toFixed(0)}`)
+        runs.replayWriting.push(await replayAndCompare(writing.vm))
+        log(`${tag} replayWritingCallsPerSec ${runs.replayWriting.at(-1)?.toFixed(0)}`)
+      } finally {
+        await writing.vm.close()
+      }
+
+      runs.laterDeploy.push(await laterDeploy())
+      log(`${tag} laterDeployMs ${runs.laterDeploy.at(-1)?.toFixed(1)}`)
+    }
+
+    // Child processes, one at a time: 3 with a VM (first deploy in a fresh process + idle RSS), 3 without.
+    const vmChildren: ChildReport[] = []
+    const bareChildren: ChildReport[] = []
+    for (let r = 0; r < ROUNDS; r++) {
+      vmChildren.push(await childRun([]))
+      bareChildren.push(await childRun(['--no-vm']))
+      const c = vmChildren[r]
+      log(
+        `child ${r + 1}/${ROUNDS}: firstDeployMs ${c.deployMs?.toFixed(1)}, idle VM RSS ${(c.rssBytes / 2 ** 20).toFixed(1)} MB, without VM ${(bareChildren[r].rssBytes / 2 ** 20).toFixed(1)} MB`,
+      )
+    }
+    const mb = (b: number): number => b / 2 ** 20
+
+    const baseline = {
+      rawAwaitedAppendsPerSec: { ...figure(runs.rawAwaited, 'appends/s'), entries: SIZES.rawAwaitedAppends },
+      rawBatchedAppendsPerSec: {
+        ...figure(runs.rawBatched, 'appends/s'),
+        entries: SIZES.rawBatchedAppends,
+        batch_size: SIZES.rawBatchSize,
+      },
+      idleProcessRssMB: {
+        ...figure(
+          bareChildren.map((c) => mb(c.rssBytes)),
+          'MB',
+        ),
+        note: 'the same child script with --no-vm: node + tsx + libvms imported, no VM deployed',
+      },
+    }
+    const rawAwaited = { name: 'rawAwaitedAppendsPerSec', value: median(runs.rawAwaited) }
+    const rawBatched = { name: 'rawBatchedAppendsPerSec', value: median(runs.rawBatched) }
+
+    const results = {
+      sequentialCallsPerSec: result(runs.seq, 'calls/s', { op: '>=', value: 0.8, of: 'ratio_to_baseline' }, rawAwaited, {
+        calls: SIZES.sequentialCalls,
+        latency_ms: {
+          p50: Math.round(median(runs.seqP50) * 1000) / 1000,
+          p99: Math.round(median(runs.seqP99) * 1000) / 1000,
+          p50_runs: runs.seqP50.map((x) => Math.round(x * 1000) / 1000),
+          p99_runs: runs.seqP99.map((x) => Math.round(x * 1000) / 1000),
+        },
+      }),
+      concurrentTrivialCallsPerSec: result(runs.concTrivial, 'calls/s', { op: '>=', value: 15_000, of: 'value' }, rawBatched, {
+        calls: SIZES.concurrentTrivialCalls,
+        concurrency: CONCURRENCY,
+      }),
+      concurrentWritingCallsPerSec: result(runs.concWriting, 'calls/s', { op: '>=', value: 2000, of: 'value' }, undefined, {
+        calls: SIZES.concurrentWritingCalls,
+        concurrency: CONCURRENCY,
+      }),
+      replayTrivialCallsPerSec: result(runs.replayTrivial, 'calls/s', { op: '>=', value: 25_000, of: 'value' }, undefined, {
+        calls: SIZES.concurrentTrivialCalls,
+        timed: 'VM.fromCallLog + Verifier.compareLogs',
+      }),
+      replayWritingCallsPerSec: result(runs.replayWriting, 'calls/s', { op: '>=', value: 3500, of: 'value' }, undefined, {
+        calls: SIZES.concurrentWritingCalls,
+        timed: 'VM.fromCallLog + Verifier.compareLogs',
+      }),
+      firstDeployMs: result(
+        vmChildren.map((c) => c.deployMs ?? Number.NaN),
+        'ms',
+        { op: '<=', value: 70, of: 'value' },
+        undefined,
+        {
+          timed: 'new VM(code) + deploy() into a fresh dir, the first deploy in a fresh process (3 child processes)',
+          in_main_process_ms: round2(inProcessFirstDeployMs),
+        },
+      ),
+      laterDeployMs: result(runs.laterDeploy, 'ms', { op: '<=', value: 70, of: 'value' }, undefined, {
+        timed: 'new VM(code) + deploy() into a fresh dir, after other VMs were deployed in this process',
+      }),
+      idleVmRssMB: result(
+        vmChildren.map((c) => mb(c.rssBytes)),
+        'MB',
+        { op: '<=', value: 84, of: 'value' },
+        undefined,
+        {
+          timed: 'child process (node --import tsx): deploy 1 VM, 10 calls, idle 500 ms, process.memoryUsage().rss',
+          heap_used_mb: round2(median(vmChildren.map((c) => mb(c.heapUsedBytes)))),
+          external_mb: round2(median(vmChildren.map((c) => mb(c.externalBytes)))),
+          rss_without_vm_mb: baseline.idleProcessRssMB.value,
+        },
+      ),
+    }
+
+    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
+    const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, baseline, results }
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
+  } finally {
+    await rm(rootDir, { recursive: true, force: true })
+  }
+}
+
+await main()

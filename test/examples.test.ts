@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { Verifier } from '../src/index.js'
+import { callError, deployVM } from './helpers.js'
+
+const script = (name: string) => readFile(new URL(`../examples/scripts/${name}`, import.meta.url), 'utf8')
+
+test('examples/demo.ts: deploys, calls, replays, and reports both verdicts', async () => {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], { cwd: root })
+  assert.match(stdout, /Verdict: ✓ every call replays/)
+  assert.match(stdout, /Verdict: ✗ divergence at seq 8/)
+})
+
+test('examples/scripts/counter.js', async (t) => {
+  const vm = await deployVM(t, await script('counter.js'))
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 1)
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
+  assert.equal(await vm.executeCall({ methodName: 'get' }), 2)
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+})
+
+test('examples/scripts/persisted-counter.js', async (t) => {
+  const vm = await deployVM(t, await script('persisted-counter.js'))
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 1)
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
+  assert.equal(await vm.filesArchive.readFile('/count'), '2')
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+})
+
+test('examples/scripts/hello-world.js', async (t) => {
+  const vm = await deployVM(t, await script('hello-world.js'))
+  assert.equal(await vm.executeCall({ methodName: 'hello', userId: 'bob' }), 'Hello, bob!')
+  assert.equal(await vm.executeCall({ methodName: 'hello' }), 'Hello, stranger!')
+})
+
+test('examples/scripts/key-server.js: admins write, others read', async (t) => {
+  const vm = await deployVM(t, await script('key-server.js'))
+  assert.equal((await callError(vm, 'claim')).message, 'Connect with a user id to claim the server')
+  assert.equal(await vm.executeCall({ methodName: 'claim', userId: 'alice' }), 'alice')
+  assert.equal((await callError(vm, 'claim', [], 'bob')).message, 'This key server already has an admin')
+  await vm.executeCall({ methodName: 'put', args: ['k', { v: 1 }], userId: 'alice' })
+  assert.equal((await callError(vm, 'put', ['k', 2], 'bob')).message, 'Only an admin can do that')
+  assert.deepEqual(await vm.executeCall({ methodName: 'addAdmin', args: ['bob'], userId: 'alice' }), ['alice', 'bob'])
+  await vm.executeCall({ methodName: 'put', args: ['k', 2], userId: 'bob' })
+  assert.equal(await vm.executeCall({ methodName: 'get', args: ['k'], userId: 'carol' }), 2)
+  assert.equal(await vm.executeCall({ methodName: 'get', args: ['missing'] }), null)
+  assert.equal((await callError(vm, 'get', ['../admins.json'])).message, 'Key names are 1-100 of [A-Za-z0-9_.-]')
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+})

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+// These load the built package (npm test builds it first) by its name, as a user would.
+test("require('libvms') works on Node 20 (no top-level await in the library)", async () => {
+  const { stdout, stderr } = await run(process.execPath, ['-e', "const l = require('libvms'); console.log(Object.keys(l).sort().join(' '))"], { cwd: root })
+  for (const name of ['VM', 'CallLog', 'DatArchive', 'Verifier', 'DivergenceError']) assert.match(stdout, new RegExp(`\\b${name}\\b`))
+  assert.doesNotMatch(stderr, /Error/)
+})
+
+test("import from 'libvms' works, and a VM deploys through it", async () => {
+  const script = `
+    import { VM } from 'libvms'
+    import { mkdtempSync, rmSync } from 'node:fs'
+    import { join } from 'node:path'
+    import { tmpdir } from 'node:os'
+    const dir = mkdtempSync(join(tmpdir(), 'libvms-pkg-'))
+    const vm = new VM("exports.foo = () => 'bar'")
+    await vm.deploy({ dir: join(dir, 'vm') })
+    console.log(await vm.executeCall({ methodName: 'foo' }))
+    await vm.close()
+    rmSync(dir, { recursive: true })
+  `
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root })
+  assert.equal(stdout.trim(), 'bar')
+})
