@@ -47,6 +47,7 @@ export const CALL_ERROR_CODES: Record<string, string> = {
   TimerLimitExceeded: 'ERR_TIMER_LIMIT',
   CallNeverSettled: 'ERR_CALL_NEVER_SETTLED',
   EncodingError: 'ERR_ENCODING',
+  ResultTooLarge: 'ERR_RESULT_TOO_LARGE',
   MethodNotFound: 'ERR_METHOD_NOT_FOUND',
   NotFound: 'ERR_NOT_FOUND',
   AlreadyExists: 'ERR_ALREADY_EXISTS',
