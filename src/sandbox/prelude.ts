@@ -300,7 +300,15 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   function settle (ok, value) {
     if (settled) return
     settled = true
+    if (!ok && value === null && !canAllocate()) {
+      // When memory runs out completely the engine cannot even build its error: it throws null.
+      outcome = { ok: false, error: { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' } }
+      return
+    }
     outcome = ok ? { ok: true, value } : { ok: false, error: errorInfo(value, loading) }
+  }
+  function canAllocate () {
+    try { return new Array(1024).join('-').length === 1023 } catch (e) { return false }
   }
   function finishWith (promiseOrValue) {
     if (promiseOrValue !== null && (typeof promiseOrValue === 'object' || typeof promiseOrValue === 'function') && typeof promiseOrValue.then === 'function') {
@@ -367,13 +375,6 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
       } catch (e) {
         return stringify({ ok: false, error: errorInfo(e) })
       }
-    },
-    cancelTurn (name, message) {
-      timers = []
-      callerId = null
-      settled = true
-      outcome = null
-      return stringify({ ok: false, error: { name, message } })
     }
   }
 })`

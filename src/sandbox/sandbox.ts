@@ -83,7 +83,7 @@ export class Sandbox {
   private ticks = 0
   private budget = Number.POSITIVE_INFINITY
   private deadline = Number.POSITIVE_INFINITY
-  private interrupted: 'budget' | 'watchdog' | null = null
+  private interrupted: 'budget' | 'watchdog' | 'purge' | null = null
   private exportList: ExportInfo[] = []
   private brokenBy: Error | null = null
   private disposed = false
@@ -111,7 +111,7 @@ export class Sandbox {
     preludeFn.dispose()
     hostRequest.dispose()
     hostConsole.dispose()
-    for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'cancelTurn']) {
+    for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn']) {
       this.fns[name] = ctx.getProp(this.driver, name)
     }
     const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
@@ -181,7 +181,9 @@ export class Sandbox {
       const { name, message, line } = outcome.error as { name: string; message: string; line?: number }
       throw new ScriptError(name, `${name}: ${message}`, line)
     }
-    const names = JSON.parse(this.callString('exportNames')) as [string, boolean, (string | null)?][]
+    const listed = this.driverCall('exportNames')
+    if ('failure' in listed) throw new ScriptError(listed.failure.name, `${listed.failure.name}: ${listed.failure.message}`)
+    const names = JSON.parse(String(listed.value)) as [string, boolean, (string | null)?][]
     this.exportList = names.map(([name, callable, value]) => (callable ? { name, callable } : { name, callable, value: value ?? null }))
     return { cost: outcome.cost }
   }
@@ -231,28 +233,27 @@ export class Sandbox {
     try {
       this.sliceStart()
       const started = await start()
-      if (started.error) {
-        // The driver itself threw: only an abort (budget, watchdog) or an engine fault gets here.
-        started.error.dispose()
-        return this.abortTurn()
-      }
+      if (started.error) return this.abortTurn(this.failureOf(started.error))
       started.value.dispose()
+      if (this.interrupted) return this.abortTurn(this.budgetFailure())
       for (;;) {
-        if (!this.drainJobs()) return this.abortTurn()
+        const jobFailure = this.drainJobs()
+        if (jobFailure) return this.abortTurn(jobFailure)
         const request = this.requests.shift()
         if (request) {
           await this.serveRequest(request, onRequest)
           continue
         }
-        if (this.callBoolean('isSettled')) break
-        this.sliceStart()
-        const fired = this.callScriptBoolean('fireNextTimer')
-        if (fired === null) return this.abortTurn()
-        if (!fired) break
+        const settled = this.driverCall('isSettled')
+        if ('failure' in settled) return this.abortTurn(settled.failure)
+        if (settled.value === true) break
+        const fired = this.driverCall('fireNextTimer')
+        if ('failure' in fired) return this.abortTurn(fired.failure)
+        if (fired.value !== true) break
       }
-      this.sliceStart()
-      const json = this.callString('endTurn', this.limits.maxResultBytes)
-      const outcome = JSON.parse(json) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
+      const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
+      if ('failure' in ended) return this.abortTurn(ended.failure)
+      const outcome = JSON.parse(String(ended.value)) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
       return outcome.ok
         ? { ok: true, value: outcome.value, cost: this.ticks }
         : { ok: false, error: normalizeError(outcome.error ?? { name: 'Error', message: '' }), cost: this.ticks }
@@ -264,17 +265,21 @@ export class Sandbox {
     }
   }
 
-  /** Runs pending jobs until none is left; false if the turn was aborted. */
-  private drainJobs(): boolean {
+  /** Runs pending jobs until none is left; the failure that aborts the turn, if any. */
+  private drainJobs(): TurnFailure | null {
     while (this.runtime.hasPendingJob()) {
       this.sliceStart()
       const result = this.runtime.executePendingJobs()
       if (result.error) {
-        result.error.dispose()
-        if (this.interrupted) return false
+        // Promise jobs turn exceptions into rejections; what escapes a job is an abort or memory exhaustion.
+        const failure = this.failureOf(result.error)
+        if (this.interrupted || failure.name === 'MemoryLimitExceeded') return failure
       }
+      // An async function interrupted mid-job may report the abort as its own rejection: the turn
+      // is over all the same.
+      if (this.interrupted) return this.budgetFailure()
     }
-    return this.interrupted === null
+    return null
   }
 
   private async serveRequest(request: PendingRequest, onRequest: HostRequestHandler): Promise<void> {
@@ -294,19 +299,14 @@ export class Sandbox {
     handle.dispose()
   }
 
-  /** Ends an aborted turn: purge what it left queued, then report why it ended. */
-  private abortTurn(): CallOutcome {
-    const reason = this.interrupted
-    if (reason === 'watchdog' || reason === null) {
-      throw this.breakWith(
-        new HostFaultError(
-          reason === 'watchdog'
-            ? `the VM ran for more than ${this.watchdogMs} ms without yielding (watchdog); the call was not logged`
-            : 'the VM engine failed unexpectedly; the call was not logged',
-        ),
-      )
-    }
-    // Keep interrupting: every job the aborted turn left queued is cut short at its next tick.
+  /**
+   * Ends an aborted turn with `failure`. Jobs the turn left queued are purged with the interrupt held
+   * on, so each is cut short at its next tick and none runs in a later turn. The next turn resets the
+   * driver's per-turn state, so nothing needs to be allocated in the VM here (its memory may be full).
+   */
+  private abortTurn(failure: TurnFailure): CallOutcome {
+    const cost = this.ticks
+    this.interrupted = 'purge'
     let purged = 0
     while (this.runtime.hasPendingJob()) {
       const result = this.runtime.executePendingJobs(1)
@@ -316,22 +316,54 @@ export class Sandbox {
       }
     }
     this.requests = []
-    const cost = this.ticks
     this.interrupted = null
     this.budget = Number.POSITIVE_INFINITY
-    this.sliceStart()
-    const message = `the call used more than its compute budget of ${this.limits.computeTicks} ticks (limits.computeTicks)`
-    const name = this.ctx.newString('ComputeLimitExceeded')
-    const msg = this.ctx.newString(message)
-    const r = this.ctx.callFunction(this.fns.cancelTurn, this.driver, name, msg)
-    name.dispose()
-    msg.dispose()
-    if (r.error) {
-      r.error.dispose()
-      throw this.breakWith(new HostFaultError('the VM could not end an aborted call'))
+    return { ok: false, error: failure, cost }
+  }
+
+  /**
+   * What an exception that escaped the driver means. The watchdog is a host fault; the compute budget,
+   * memory exhaustion and anything else raised inside the VM (a script that broke the globals the
+   * driver uses) are deterministic and become the call's logged error.
+   */
+  private failureOf(errorHandle: QuickJSHandle): TurnFailure {
+    let dumped: unknown
+    try {
+      dumped = this.ctx.dump(errorHandle)
+    } catch {
+      dumped = null // describing the error needs VM memory too: there is none left
+    } finally {
+      errorHandle.dispose()
     }
+    if (this.interrupted) return this.budgetFailure()
+    const info = (dumped ?? {}) as { name?: unknown; message?: unknown }
+    if (dumped === null || typeof dumped !== 'object') return MEMORY_EXHAUSTED
+    return normalizeError({ name: 'InternalError', message: `the VM runtime failed: ${String(info.name)}: ${String(info.message)}` }, info)
+  }
+
+  private budgetFailure(): TurnFailure {
+    if (this.interrupted === 'watchdog') {
+      throw this.breakWith(
+        new HostFaultError(`the VM ran for more than ${this.watchdogMs} ms without yielding (watchdog); the call was not logged`),
+      )
+    }
+    return {
+      name: 'ComputeLimitExceeded',
+      message: `the call used more than its compute budget of ${this.limits.computeTicks} ticks (limits.computeTicks)`,
+    }
+  }
+
+  /** Calls a driver function (which may run script code); its dumped value, or the turn's failure. */
+  private driverCall(name: string, arg?: number): { value: unknown } | { failure: TurnFailure } {
+    this.sliceStart()
+    const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
+    const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
+    argHandle?.dispose()
+    if (r.error) return { failure: this.failureOf(r.error) }
+    const value = this.ctx.dump(r.value)
     r.value.dispose()
-    return { ok: false, error: { name: 'ComputeLimitExceeded', message }, cost }
+    if (this.interrupted) return { failure: this.budgetFailure() }
+    return { value }
   }
 
   // ---- small helpers ----
@@ -375,43 +407,6 @@ export class Sandbox {
     return result.value
   }
 
-  /** Calls a driver function that returns a string; a throw here means the engine is unusable. */
-  private callString(name: string, arg?: number): string {
-    const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
-    const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
-    argHandle?.dispose()
-    if (r.error) {
-      r.error.dispose()
-      throw new HostFaultError(`the VM driver failed in ${name}`)
-    }
-    const s = this.ctx.getString(r.value)
-    r.value.dispose()
-    return s
-  }
-
-  private callBoolean(name: string): boolean {
-    const r = this.ctx.callFunction(this.fns[name], this.driver)
-    if (r.error) {
-      r.error.dispose()
-      throw new HostFaultError(`the VM driver failed in ${name}`)
-    }
-    const b = this.ctx.dump(r.value) === true
-    r.value.dispose()
-    return b
-  }
-
-  /** Calls a driver function that runs script code; null when that code was aborted. */
-  private callScriptBoolean(name: string): boolean | null {
-    const r = this.ctx.callFunction(this.fns[name], this.driver)
-    if (r.error) {
-      r.error.dispose()
-      return null
-    }
-    const b = this.ctx.dump(r.value) === true
-    r.value.dispose()
-    return b
-  }
-
   private errorDetails(handle: QuickJSHandle): { name: string; message: string; line?: number } {
     const d = this.ctx.dump(handle) as { name?: string; message?: string; lineNumber?: number; stack?: string } | string
     if (typeof d !== 'object' || d === null) return { name: 'Error', message: String(d) }
@@ -424,15 +419,22 @@ export class Sandbox {
   }
 }
 
-/** Engine-internal errors get the sandbox's stable names; script errors pass through unchanged. */
-function normalizeError(error: { name: string; message: string }): { name: string; message: string } {
-  if (error.name === 'InternalError') {
-    if (error.message === 'out of memory') {
-      return { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
-    }
-    if (error.message === 'stack overflow') {
-      return { name: 'StackOverflow', message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?' }
-    }
+type TurnFailure = { name: string; message: string }
+
+const MEMORY_EXHAUSTED: TurnFailure = { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
+const STACK_EXHAUSTED: TurnFailure = {
+  name: 'StackOverflow',
+  message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?',
+}
+
+/**
+ * Engine-internal errors get the sandbox's stable names; other errors pass through unchanged.
+ * `raw` is the engine's own error when `error` is a wrapped description of it.
+ */
+function normalizeError(error: TurnFailure, raw: { name?: unknown; message?: unknown } = error): TurnFailure {
+  if (raw.name === 'InternalError') {
+    if (raw.message === 'out of memory') return MEMORY_EXHAUSTED
+    if (raw.message === 'stack overflow') return STACK_EXHAUSTED
   }
   return error
 }
