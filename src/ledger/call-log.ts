@@ -72,11 +72,41 @@ export class CallLog {
 
   /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
   async list(opts: { start?: number; end?: number } = {}): Promise<LogEntry[]> {
+    const out: LogEntry[] = []
+    for await (const entry of this.entries(opts)) out.push(entry)
+    return out
+  }
+
+  /**
+   * Iterates entries [start, end) in order. Blocks are read in chunks issued together (one storage
+   * round trip serves many), the next chunk read while the current one is consumed.
+   */
+  async *entries(opts: { start?: number; end?: number; chunk?: number } = {}): AsyncGenerator<LogEntry> {
     const start = Math.max(0, opts.start ?? 0)
     const end = Math.min(this.length, opts.end ?? this.length)
-    const out: LogEntry[] = []
-    for (let seq = start; seq < end; seq++) out.push(await this.get(seq))
-    return out
+    const chunk = Math.max(1, opts.chunk ?? 256)
+    // A snapshot reads without the live session's bookkeeping, and cannot change under us.
+    const snapshot = this.core.snapshot({ valueEncoding: 'json' })
+    const readChunk = async (from: number): Promise<LogEntry[]> => {
+      const to = Math.min(end, from + chunk)
+      const raws = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i)))
+      return raws.map((raw, i) => {
+        if (raw === null) throw new StateError(`entry ${from + i} of ${this.url} is not available`)
+        return parseEntry(raw, from + i)
+      })
+    }
+    try {
+      await snapshot.ready()
+      let pending = start < end ? readChunk(start) : null
+      for (let from = start; pending; from += chunk) {
+        const entries = await pending
+        pending = from + chunk < end ? readChunk(from + chunk) : null
+        pending?.catch(() => {}) // observed when its turn comes
+        yield* entries
+      }
+    } finally {
+      await snapshot.close()
+    }
   }
 
   /** Appends one entry or several in one signed batch; resolves with the new length. */

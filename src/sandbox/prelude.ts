@@ -27,8 +27,10 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   delete g.FinalizationRegistry
 
   // ---- randomness: sfc32, reseeded for every turn from a seed the host took from the log ----
+  // Seeding is deferred to the turn's first Math.random() call: most calls never draw a number.
   let ra = 0, rb = 0, rc = 0, rd = 1
-  function random () {
+  let pendingSeed = null
+  function next () {
     ra >>>= 0; rb >>>= 0; rc >>>= 0; rd >>>= 0
     let t = (ra + rb) | 0
     ra = rb ^ (rb >>> 9)
@@ -39,10 +41,18 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
     rc = (rc + t) | 0
     return (t >>> 0) / 4294967296
   }
+  function random () {
+    if (pendingSeed !== null) {
+      const hex = pendingSeed
+      pendingSeed = null
+      ra = parseInt(hex.slice(0, 8), 16); rb = parseInt(hex.slice(8, 16), 16)
+      rc = parseInt(hex.slice(16, 24), 16); rd = parseInt(hex.slice(24, 32), 16)
+      for (let i = 0; i < 12; i++) next()
+    }
+    return next()
+  }
   function seedRandom (hex) {
-    ra = parseInt(hex.slice(0, 8), 16); rb = parseInt(hex.slice(8, 16), 16)
-    rc = parseInt(hex.slice(16, 24), 16); rd = parseInt(hex.slice(24, 32), 16)
-    for (let i = 0; i < 12; i++) random()
+    pendingSeed = hex
   }
   defineProperty(Math, 'random', { value: random, writable: true, configurable: true })
 
@@ -330,6 +340,7 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
         settle(true, undefined)
       } catch (e) { settle(false, e) }
       loading = false
+      return settled
     },
     exportNames () {
       const ex = module.exports
@@ -356,6 +367,7 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
         const args = decode(argsJson)
         finishWith(fn.apply(module.exports, args))
       } catch (e) { settle(false, e) }
+      return settled
     },
     isSettled () { return settled },
     fireNextTimer,

@@ -234,22 +234,32 @@ export class Sandbox {
       this.sliceStart()
       const started = await start()
       if (started.error) return this.abortTurn(this.failureOf(started.error))
+      // The driver says whether the call settled at once; after anything else runs, ask again.
+      let settled: boolean | null = this.ctx.dump(started.value) === true
       started.value.dispose()
       if (this.interrupted) return this.abortTurn(this.budgetFailure())
       for (;;) {
-        const jobFailure = this.drainJobs()
-        if (jobFailure) return this.abortTurn(jobFailure)
+        if (this.runtime.hasPendingJob()) {
+          const jobFailure = this.drainJobs()
+          if (jobFailure) return this.abortTurn(jobFailure)
+          settled = null
+        }
         const request = this.requests.shift()
         if (request) {
           await this.serveRequest(request, onRequest)
+          settled = null
           continue
         }
-        const settled = this.driverCall('isSettled')
-        if ('failure' in settled) return this.abortTurn(settled.failure)
-        if (settled.value === true) break
+        if (settled === null) {
+          const asked = this.driverCall('isSettled')
+          if ('failure' in asked) return this.abortTurn(asked.failure)
+          settled = asked.value === true
+        }
+        if (settled) break
         const fired = this.driverCall('fireNextTimer')
         if ('failure' in fired) return this.abortTurn(fired.failure)
         if (fired.value !== true) break
+        settled = null
       }
       const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
       if ('failure' in ended) return this.abortTurn(ended.failure)

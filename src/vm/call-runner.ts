@@ -11,9 +11,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { DivergenceError, HostFaultError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { FilesView } from '../ledger/files-view.js'
-import type { AuthMode, CallEntry, EngineInfo, InitEntry, LogEntry } from '../ledger/log-entry.js'
+import type { AuthMode, CallEntry, EngineInfo, InitEntry } from '../ledger/log-entry.js'
 import { LOG_SCHEMA } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
@@ -235,8 +236,9 @@ export function callInputOf(entry: CallEntry): CallInput {
  * Restores a runner's in-memory state from its own log: load, init and every call re-run against
  * checkouts of the archive, each outcome checked against the logged one.
  */
-export async function restoreFromLog(runner: CallRunner, readEntry: (seq: number) => Promise<LogEntry>, length: number): Promise<void> {
-  const init = (await readEntry(0)) as InitEntry
+export async function restoreFromLog(runner: CallRunner, log: CallLog): Promise<void> {
+  const length = log.length
+  const init = (await log.get(0)) as InitEntry
   await runner.load(init.timestamp, init.seed)
   const initOutcome = await runner.runInit(init.timestamp, init.seed, 'restore')
   if (!initOutcome.ok) {
@@ -247,8 +249,11 @@ export async function restoreFromLog(runner: CallRunner, readEntry: (seq: number
     })
   }
   let baseVersion = init.files.version
-  for (let seq = 1; seq < length; seq++) {
-    const logged = (await readEntry(seq)) as CallEntry
+  let files = init.files
+  let seq = 0
+  for await (const entry of log.entries({ start: 1, end: length })) {
+    seq++
+    const logged = entry as CallEntry
     const outcome = await runner.runCall(callInputOf(logged), 'restore', baseVersion)
     const restored = buildCallEntry(callInputOf(logged), outcome, logged.files)
     if (JSON.stringify(restored) !== JSON.stringify(logged)) {
@@ -263,6 +268,7 @@ export async function restoreFromLog(runner: CallRunner, readEntry: (seq: number
       })
     }
     baseVersion = logged.files.version
+    files = logged.files
   }
-  runner.files = length > 1 ? ((await readEntry(length - 1)) as CallEntry).files : init.files
+  runner.files = files
 }

@@ -46,7 +46,7 @@ export class EngineMismatchError extends LibVMSError {
   }
 }
 
-const APPEND_BATCH = 256
+const APPEND_BATCH = 512
 
 function checkEngine(init: InitEntry, allow: boolean): void {
   const differences: string[] = []
@@ -147,19 +147,26 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     await options.onEntry?.(0, init, replayedInit)
 
     let batch: CallEntry[] = []
-    for (let seq = 1; seq < end; seq++) {
-      const logged = (await callLog.get(seq)) as CallEntry
+    let appending: Promise<number> = Promise.resolve(0)
+    let seq = 0
+    for await (const entry of callLog.entries({ start: 1, end })) {
+      seq++
+      const logged = entry as CallEntry
       const input = callInputOf(logged)
       const before = await runner.currentFiles()
       const result = await runner.runCall(input, 'apply', before.version)
       const replayed = buildCallEntry(input, result, await runner.currentFiles())
       batch.push(replayed)
       if (batch.length >= APPEND_BATCH) {
-        await storage.callLog.append(batch)
+        // One append in flight while the next batch is replayed.
+        await appending
+        appending = storage.callLog.append(batch)
+        appending.catch(() => {}) // awaited before the next append, or at the end
         batch = []
       }
       await options.onEntry?.(seq, logged, replayed)
     }
+    await appending
     if (batch.length > 0) await storage.callLog.append(batch)
     return VM.attached(init.code, { console: options.console, watchdogMs: options.watchdogMs }, storage, runner, replayedInit, ownedDir)
   } catch (err) {

@@ -213,7 +213,7 @@ export class VM extends EventEmitter {
     })
     this.storage = storage
     this.runner = runner
-    await restoreFromLog(runner, (seq) => log.get(seq), log.length)
+    await restoreFromLog(runner, log)
     this.lastTimestamp = last.timestamp
     this.attach(init, log.length)
   }
@@ -373,7 +373,7 @@ export class VM extends EventEmitter {
     if (!runner) return
     await this.appending
     try {
-      await restoreFromLog(runner, (seq) => this.callLog.get(seq), this.callLog.length)
+      await restoreFromLog(runner, this.callLog)
     } catch (err) {
       this.fail(err as Error)
     }
