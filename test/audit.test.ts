@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { type CallEntry, CallLog, DivergenceError, VM, Verifier } from '../src/index.js'
+import { type CallEntry, CallLog, DivergenceError, Verifier, VM } from '../src/index.js'
 import { deployVM, tempDir } from './helpers.js'
 
 const NOTES = `

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { type CallEntry, VM, Verifier } from '../src/index.js'
+import { type CallEntry, Verifier, VM } from '../src/index.js'
 import { CRASH_SCRIPT } from './fixtures/crash-writer.js'
 import { tempDir } from './helpers.js'
 
@@ -62,7 +62,7 @@ test(`SIGKILL during a stream of file-writing calls loses no answered call and t
       assert.equal(report.entries, vm.callLog.length)
       // The reopened VM keeps serving, and its in-memory state continued from the log.
       const writes = await vm.executeCall({ methodName: 'write', args: [1_000_000 + trial] })
-      assert.equal(writes, vm.callLog.length - 1, "the restored counter counts every logged write")
+      assert.equal(writes, vm.callLog.length - 1, 'the restored counter counts every logged write')
       start = Math.max(start, ...logged) + 1
     } finally {
       await vm.close()

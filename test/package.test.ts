@@ -9,7 +9,11 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 
 // These load the built package (npm test builds it first) by its name, as a user would.
 test("require('libvms') works on Node 20 (no top-level await in the library)", async () => {
-  const { stdout, stderr } = await run(process.execPath, ['-e', "const l = require('libvms'); console.log(Object.keys(l).sort().join(' '))"], { cwd: root })
+  const { stdout, stderr } = await run(
+    process.execPath,
+    ['-e', "const l = require('libvms'); console.log(Object.keys(l).sort().join(' '))"],
+    { cwd: root },
+  )
   for (const name of ['VM', 'CallLog', 'DatArchive', 'Verifier', 'DivergenceError']) assert.match(stdout, new RegExp(`\\b${name}\\b`))
   assert.doesNotMatch(stderr, /Error/)
 })

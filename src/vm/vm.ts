@@ -332,9 +332,9 @@ export class VM extends EventEmitter {
     const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
     let entry: CallEntry
     try {
-      const before: FilesState = await runner.currentFiles()
+      const before: FilesState = runner.files ?? (await runner.currentFiles())
       const outcome = await runner.runCall(input, 'apply', before.version)
-      entry = buildCallEntry(input, outcome, await runner.currentFiles())
+      entry = buildCallEntry(input, outcome, runner.files ?? (await runner.currentFiles()))
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)
