@@ -51,6 +51,8 @@ declare module 'corestore' {
     replicate(isInitiator: boolean | unknown, opts?: Record<string, unknown>): NodeJS.ReadWriteStream
     findingPeers(): () => void
     readonly closed: boolean
+    /** The hypercore-storage instance; `createAtom()` starts an atomic batch across its cores. */
+    readonly storage: { createAtom(): { flush(): Promise<void> } }
   }
   export default Corestore
 }
@@ -85,14 +87,10 @@ declare module 'hyperdrive' {
     readonly version: number
     readonly writable: boolean
     readonly corestore: Corestore
-    readonly db: {
-      core: Hypercore
-      version: number
-      createHistoryStream(opts?: { gte?: number; lt?: number; reverse?: boolean; live?: boolean }): AsyncIterable<HistoryNode>
-    }
+    readonly db: import('hyperbee').default
     ready(): Promise<void>
     close(): Promise<void>
-    getBlobs(): Promise<{ core: Hypercore }>
+    getBlobs(): Promise<import('hyperblobs').default>
     getBlobsLength(checkout?: number): Promise<number>
     entry(path: string, opts?: Record<string, unknown>): Promise<DriveEntry | null>
     get(path: string, opts?: Record<string, unknown>): Promise<Buffer | null>
@@ -120,4 +118,70 @@ declare module 'b4a' {
     isBuffer(value: unknown): boolean
   }
   export default b4a
+}
+
+declare module 'hyperbee' {
+  import type Hypercore from 'hypercore'
+
+  interface BeeNode<T = unknown> {
+    seq: number
+    key: string
+    value: T
+  }
+
+  interface BeeRange {
+    gt?: string
+    gte?: string
+    lt?: string
+    lte?: string
+    reverse?: boolean
+    limit?: number
+  }
+
+  class HyperbeeBatch {
+    put(key: string, value: unknown): Promise<void>
+    del(key: string): Promise<void>
+    get<T = unknown>(key: string): Promise<BeeNode<T> | null>
+    flush(): Promise<void>
+    close(): Promise<void>
+  }
+
+  class Hyperbee {
+    constructor(core: Hypercore, opts?: { keyEncoding?: string; valueEncoding?: string; metadata?: unknown })
+    readonly core: Hypercore
+    readonly version: number
+    ready(): Promise<void>
+    close(): Promise<void>
+    get<T = unknown>(key: string): Promise<BeeNode<T> | null>
+    peek<T = unknown>(range: BeeRange): Promise<BeeNode<T> | null>
+    createReadStream<T = unknown>(range?: BeeRange): AsyncIterable<BeeNode<T>>
+    createHistoryStream(opts?: { gte?: number; lt?: number; reverse?: boolean }): AsyncIterable<BeeNode & { type: 'put' | 'del' }>
+    batch(): HyperbeeBatch
+    checkout(version: number): Hyperbee
+  }
+  export default Hyperbee
+}
+
+declare module 'hyperblobs' {
+  import type Hypercore from 'hypercore'
+
+  export interface BlobId {
+    blockOffset: number
+    blockLength: number
+    byteOffset: number
+    byteLength: number
+  }
+
+  class HyperblobsBatch {
+    put(data: Buffer): Promise<BlobId>
+    flush(): Promise<void>
+  }
+
+  class Hyperblobs {
+    constructor(core: Hypercore)
+    readonly core: Hypercore
+    get(id: BlobId): Promise<Buffer | null>
+    batch(): HyperblobsBatch
+  }
+  export default Hyperblobs
 }

@@ -85,7 +85,12 @@ export class DatArchive {
   /** Every change in the archive's history, oldest first (or newest first with `reverse`). */
   async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
     await this.drive.ready()
-    return new FilesView(this.drive).history(opts)
+    return this.view().history(opts)
+  }
+
+  /** A view of the archive as it is now. */
+  view(): FilesView {
+    return new FilesView({ bee: this.drive.db, blobs: () => this.drive.getBlobs() })
   }
 
   /** A read-only view of the archive as it was at `version`. */
@@ -112,13 +117,13 @@ export class DatArchive {
   }
 
   private reader(): FilesTransaction {
-    return new FilesTransaction(new FilesView(this.drive), Date.now())
+    return new FilesTransaction(this.view(), Date.now())
   }
 
   private async write(change: (tx: FilesTransaction) => Promise<void>): Promise<void> {
     await this.drive.ready()
-    const tx = new FilesTransaction(new FilesView(this.drive), Date.now())
+    const tx = new FilesTransaction(this.view(), Date.now())
     await change(tx)
-    await tx.commit(this.drive)
+    await tx.commit({ bee: this.drive.db, blobs: await this.drive.getBlobs() })
   }
 }

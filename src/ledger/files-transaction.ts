@@ -9,7 +9,9 @@
  * cannot be written or removed. Entries carry the call's logged timestamp as their mtime, never the
  * host's clock.
  */
-import type Hyperdrive from 'hyperdrive'
+import type Hyperbee from 'hyperbee'
+import type Hyperblobs from 'hyperblobs'
+import { fileKey } from './drive-format.js'
 import { baseName, filesErrors, isWithin, normalizePath, parentOf } from './files-path.js'
 import type { FileNode, FilesView, HistoryRecord } from './files-view.js'
 
@@ -164,28 +166,41 @@ export class FilesTransaction {
     if (node.type !== 'directory') throw filesErrors.notADirectory(parent)
   }
 
-  /** Writes every change to `drive` in one batch, in path order. */
-  async commit(drive: Hyperdrive): Promise<void> {
+  /**
+   * Writes every change, in path order: contents in one blobs append, entries in one Hyperbee batch.
+   * The same changes written the same way give the same blocks, which the files-state digest relies on.
+   */
+  async commit(target: ArchiveTarget): Promise<void> {
     if (this.changes.size === 0) return
-    const batch = drive.batch()
-    const metadataOf = (type: string) => ({ type, mtime: this.timestamp })
+    const blobBatch = target.blobs.batch()
+    const beeBatch = target.bee.batch()
+    let blobsWritten = false
     try {
       for (const path of [...this.changes.keys()].sort()) {
         const change = this.changes.get(path)
+        const key = fileKey(path)
         if (change === null || change === undefined) {
-          if (await this.view.hasEntry(path)) await batch.del(path)
+          if (await this.view.hasEntry(path)) await beeBatch.del(key)
         } else if (change.type === 'directory') {
-          await batch.putEntry(path, { metadata: metadataOf('directory') })
+          await beeBatch.put(key, { executable: false, linkname: null, blob: null, metadata: { type: 'directory', mtime: this.timestamp } })
         } else {
-          await batch.put(path, Buffer.from(change.data.buffer, change.data.byteOffset, change.data.byteLength), {
-            metadata: metadataOf('file'),
-          })
+          const blob = await blobBatch.put(Buffer.from(change.data.buffer, change.data.byteOffset, change.data.byteLength))
+          blobsWritten = true
+          await beeBatch.put(key, { executable: false, linkname: null, blob, metadata: { type: 'file', mtime: this.timestamp } })
         }
       }
-      await batch.flush()
+      // Contents first, so an entry never points at a blob that is not there.
+      if (blobsWritten) await blobBatch.flush()
+      await beeBatch.flush()
     } catch (err) {
-      await batch.close().catch(() => {})
+      await beeBatch.close().catch(() => {})
       throw err
     }
   }
+}
+
+/** Where a transaction's changes go: a writable Hyperbee in the Hyperdrive format and its blobs. */
+export interface ArchiveTarget {
+  bee: Hyperbee
+  blobs: Hyperblobs
 }

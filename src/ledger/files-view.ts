@@ -1,9 +1,14 @@
 /**
  * A read-only view of a files archive at one version: what a call sees before its own changes.
+ * It reads the Hyperdrive format straight from a Hyperbee and its blobs (drive-format.ts), so the same
+ * code reads the live archive, a checkout of an older version, or a commit group's uncommitted state.
+ *
  * Directories are explicit entries (metadata.type 'directory'); a path with entries below it but no
  * entry of its own (written by another Hyperdrive tool) also reads as a directory.
  */
-import type Hyperdrive from 'hyperdrive'
+import type Hyperbee from 'hyperbee'
+import type Hyperblobs from 'hyperblobs'
+import { type DriveEntryValue, FILES_KEY_PREFIX, fileKey, folderRange } from './drive-format.js'
 
 export interface FileNode {
   type: 'file' | 'directory'
@@ -19,70 +24,95 @@ export interface HistoryRecord {
   version: number
 }
 
-/** Hyperdrive keeps file entries under this Hyperbee key prefix. */
-const FILES_PREFIX = 'files\u0000'
+/** Where a view reads from: a Hyperbee in the Hyperdrive format, and the blobs its entries point to. */
+export interface ArchiveSource {
+  bee: Hyperbee
+  blobs: () => Promise<Hyperblobs>
+}
 
 const ROOT: FileNode = { type: 'directory', size: 0, mtime: 0 }
 
+/** `folder` as the key prefix form Hyperdrive uses: '' for the root, '/a/b' otherwise. */
+function folderKey(path: string): string {
+  return path === '/' ? '' : path
+}
+
 export class FilesView {
-  /** `drive` null is the empty archive (version 0). */
-  constructor(private readonly drive: Hyperdrive | null) {}
+  /** `source` null is the empty archive (version 0). */
+  constructor(private readonly source: ArchiveSource | null) {}
+
+  private async entry(path: string): Promise<DriveEntryValue | null> {
+    if (!this.source) return null
+    const node = await this.source.bee.get<DriveEntryValue>(fileKey(path))
+    return node ? node.value : null
+  }
 
   async node(path: string): Promise<FileNode | null> {
     if (path === '/') return ROOT
-    if (!this.drive) return null
-    const entry = await this.drive.entry(path)
-    if (entry) {
-      const meta = (entry.value.metadata ?? {}) as { type?: string; mtime?: number }
+    const value = await this.entry(path)
+    if (value) {
+      const meta = (value.metadata ?? {}) as { type?: string; mtime?: number }
       const mtime = typeof meta.mtime === 'number' ? meta.mtime : 0
       if (meta.type === 'directory') return { type: 'directory', size: 0, mtime }
-      return { type: 'file', size: entry.value.blob?.byteLength ?? 0, mtime }
+      return { type: 'file', size: value.blob?.byteLength ?? 0, mtime }
     }
-    for await (const _ of this.drive.readdir(path)) return { type: 'directory', size: 0, mtime: 0 }
+    if (this.source && (await this.source.bee.peek(folderRange(folderKey(path))))) return { type: 'directory', size: 0, mtime: 0 }
     return null
   }
 
   /** True if the archive holds an entry of its own at `path` (not only an implied directory). */
   async hasEntry(path: string): Promise<boolean> {
-    if (!this.drive || path === '/') return false
-    return (await this.drive.entry(path)) !== null
+    return path !== '/' && (await this.entry(path)) !== null
   }
 
   async read(path: string): Promise<Uint8Array | null> {
-    if (!this.drive) return null
-    const data = await this.drive.get(path)
+    const value = await this.entry(path)
+    if (!value || !this.source) return null
+    if (!value.blob || value.blob.byteLength === 0) return new Uint8Array(0)
+    const blobs = await this.source.blobs()
+    const data = await blobs.get(value.blob)
     return data ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null
   }
 
-  /** Names of the entries directly inside `path`. */
+  /** Names of the entries directly inside `path`, in key order. */
   async children(path: string): Promise<string[]> {
-    if (!this.drive) return []
+    if (!this.source) return []
+    const folder = folderKey(path)
     const names: string[] = []
-    for await (const name of this.drive.readdir(path)) names.push(name)
-    return names
-  }
-
-  /** Changes recorded in the archive's history, oldest first (or newest first with `reverse`). */
-  async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
-    if (!this.drive) return []
-    const range: { gte?: number; lt?: number; reverse?: boolean } = { reverse: !!opts.reverse }
-    if (opts.start !== undefined) range.gte = opts.start
-    if (opts.end !== undefined) range.lt = opts.end
-    const records: HistoryRecord[] = []
-    for await (const node of this.drive.db.createHistoryStream(range)) {
-      if (!node.key.startsWith(FILES_PREFIX)) continue
-      records.push({ type: node.type, path: node.key.slice(FILES_PREFIX.length), version: node.seq + 1 })
+    let prev = '/'
+    for (;;) {
+      const node = await this.source.bee.peek(folderRange(folder, prev))
+      if (!node) return names
+      const suffix = node.key.slice(FILES_KEY_PREFIX.length + folder.length + 1)
+      const slash = suffix.indexOf('/')
+      const name = slash === -1 ? suffix : suffix.slice(0, slash)
+      // Skip the rest of `name`'s subtree: '0' sorts right after '/'.
+      prev = `/${name}${slash === -1 ? '' : '0'}`
+      if (names[names.length - 1] !== name) names.push(name)
     }
-    return records
   }
 
   /** Full paths of every entry below `path`. */
   async descendants(path: string): Promise<string[]> {
-    if (!this.drive) return []
+    if (!this.source) return []
     const paths: string[] = []
-    for await (const entry of this.drive.list(path, { recursive: true })) {
-      if (entry.key !== path) paths.push(entry.key)
+    for await (const node of this.source.bee.createReadStream(folderRange(folderKey(path)))) {
+      paths.push(node.key.slice(FILES_KEY_PREFIX.length))
     }
     return paths
+  }
+
+  /** Changes recorded in the archive's history, oldest first (or newest first with `reverse`). */
+  async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
+    if (!this.source) return []
+    const range: { gte?: number; lt?: number; reverse?: boolean } = { reverse: !!opts.reverse }
+    if (opts.start !== undefined) range.gte = opts.start
+    if (opts.end !== undefined) range.lt = opts.end
+    const records: HistoryRecord[] = []
+    for await (const node of this.source.bee.createHistoryStream(range)) {
+      if (!node.key.startsWith(FILES_KEY_PREFIX)) continue
+      records.push({ type: node.type, path: node.key.slice(FILES_KEY_PREFIX.length), version: node.seq + 1 })
+    }
+    return records
   }
 }

@@ -10,11 +10,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
+import type Hyperbee from 'hyperbee'
 import { DivergenceError, HostFaultError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { FilesView } from '../ledger/files-view.js'
-import type { AuthMode, CallEntry, EngineInfo, InitEntry } from '../ledger/log-entry.js'
+import { CommitGroup } from '../ledger/commit-group.js'
+import type { AuthMode, CallEntry, EngineInfo, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { LOG_SCHEMA } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
@@ -81,6 +83,9 @@ export class CallRunner {
   private readonly options: RunnerOptions
   /** The archive state after the last turn run by this runner. */
   files: FilesState | null = null
+  /** Calls' file changes not stored yet, and the entries that will be stored with them. */
+  private group: CommitGroup | null = null
+  private staged: LogEntry[] = []
 
   constructor(options: RunnerOptions) {
     this.options = options
@@ -137,37 +142,64 @@ export class CallRunner {
     const sandbox = this.sandbox
     if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
     const drive = this.storage.filesArchive.drive
-    let checkout: typeof drive | null = null
+    let checkout: Hyperbee | null = null
     const openView = (): FilesView => {
-      if (mode === 'apply') return new FilesView(drive)
+      if (mode === 'apply') return this.group ? this.group.view() : this.storage.filesArchive.view()
       if (baseVersion === 0) return new FilesView(null)
-      checkout = drive.checkout(baseVersion)
-      return new FilesView(checkout)
+      checkout = drive.db.checkout(baseVersion)
+      return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
     }
-    const system = new SystemHost(this.identity, mode === 'apply' ? drive.core.length : baseVersion, input.timestamp, openView)
+    const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView)
     const turn: TurnContext = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     try {
       const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
       const tx = system.transaction
       if (mode === 'apply' && outcome.ok && tx?.changed) {
-        await tx.commit(drive)
-        this.files = await this.storage.filesArchive.state()
+        if (!this.group) this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
+        await tx.commit(this.group.target())
+        this.files = await this.group.state()
       }
       return outcome
     } finally {
-      if (checkout) await (checkout as typeof drive).close()
+      if (checkout) await (checkout as Hyperbee).close()
     }
   }
 
-  /** The archive state to log after a turn that changed nothing, or after one that did. */
+  /** The archive state to log after a turn (it includes the current group's changes). */
   async currentFiles(): Promise<FilesState> {
     if (!this.files) this.files = await this.storage.filesArchive.state()
     return this.files
   }
 
+  /** Holds `entry` until the next flush, which stores it with the files changes of its call. */
+  stage(entry: LogEntry): void {
+    this.staged.push(entry)
+  }
+
+  get stagedCount(): number {
+    return this.staged.length
+  }
+
+  /**
+   * Stores every staged entry and the file changes of their calls in one atomic write. If it fails,
+   * none of it is stored: the runner's in-memory state is then ahead of the log, and the owner must
+   * stop using it (reopen restores it from the log).
+   */
+  async flush(): Promise<void> {
+    const entries = this.staged
+    const group = this.group
+    this.staged = []
+    this.group = null
+    if (group) await group.commit(entries)
+    else if (entries.length > 0) await this.storage.callLog.append(entries)
+  }
+
   dispose(): void {
     this.sandbox?.dispose()
     this.sandbox = null
+    this.group?.abandon().catch(() => {})
+    this.group = null
+    this.staged = []
   }
 
   /** The sandbox broke (watchdog, engine fault): it must be rebuilt before the next turn. */

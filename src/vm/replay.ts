@@ -46,7 +46,8 @@ export class EngineMismatchError extends LibVMSError {
   }
 }
 
-const APPEND_BATCH = 512
+/** Calls stored per atomic write while replaying. */
+const REPLAY_GROUP_CALLS = 512
 
 function checkEngine(init: InitEntry, allow: boolean): void {
   const differences: string[] = []
@@ -143,11 +144,10 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     })
     // The replay runs the logged engine's record, not its own, so equal engines compare equal.
     replayedInit.engine = init.engine
-    await storage.callLog.append(replayedInit)
+    runner.stage(replayedInit)
+    await runner.flush()
     await options.onEntry?.(0, init, replayedInit)
 
-    let batch: CallEntry[] = []
-    let appending: Promise<number> = Promise.resolve(0)
     let seq = 0
     for await (const entry of callLog.entries({ start: 1, end })) {
       seq++
@@ -156,18 +156,11 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       const before = await runner.currentFiles()
       const result = await runner.runCall(input, 'apply', before.version)
       const replayed = buildCallEntry(input, result, await runner.currentFiles())
-      batch.push(replayed)
-      if (batch.length >= APPEND_BATCH) {
-        // One append in flight while the next batch is replayed.
-        await appending
-        appending = storage.callLog.append(batch)
-        appending.catch(() => {}) // awaited before the next append, or at the end
-        batch = []
-      }
+      runner.stage(replayed)
+      if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
       await options.onEntry?.(seq, logged, replayed)
     }
-    await appending
-    if (batch.length > 0) await storage.callLog.append(batch)
+    await runner.flush()
     return VM.attached(init.code, { console: options.console, watchdogMs: options.watchdogMs }, storage, runner, replayedInit, ownedDir)
   } catch (err) {
     runner.dispose()

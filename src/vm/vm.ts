@@ -62,6 +62,9 @@ interface PendingAppend {
   reject: (err: unknown) => void
 }
 
+/** Most calls stored in one group: bounds how long the first of them waits for its answer. */
+const MAX_GROUP_CALLS = 256
+
 type VMState = 'new' | 'deploying' | 'ready' | 'closing' | 'closed'
 
 export class VM extends EventEmitter {
@@ -76,8 +79,8 @@ export class VM extends EventEmitter {
   private nextSeq = 0
   private callQueue: QueuedCall[] = []
   private running: Promise<void> | null = null
-  private appendQueue: PendingAppend[] = []
-  private appending: Promise<void> | null = null
+  /** Calls that ran and wait for their group to be stored before they are answered. */
+  private waiting: PendingAppend[] = []
   private failure: Error | null = null
   private ownedDir: string | null = null
 
@@ -190,7 +193,8 @@ export class VM extends EventEmitter {
       loadCost,
       files: await runner.currentFiles(),
     })
-    await storage.callLog.append(init)
+    runner.stage(init)
+    await runner.flush()
     this.attach(init, storage.callLog.length)
   }
 
@@ -267,7 +271,6 @@ export class VM extends EventEmitter {
     const refused = this.callQueue.splice(0)
     for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
     await this.running
-    await this.appending
     this.runner?.dispose()
     await this.storage?.close()
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
@@ -317,6 +320,8 @@ export class VM extends EventEmitter {
     try {
       for (let call = this.callQueue.shift(); call; call = this.callQueue.shift()) {
         await this.runOne(call)
+        // Group commit: calls that queued up while this one ran go into the same storage write.
+        if (this.callQueue.length === 0 || this.waiting.length >= MAX_GROUP_CALLS) await this.flushGroup()
       }
     } finally {
       this.running = null
@@ -341,29 +346,25 @@ export class VM extends EventEmitter {
       call.reject(err)
       return
     }
-    this.appendQueue.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
-    this.appending ??= this.appendPending()
+    runner.stage(entry)
+    this.waiting.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
   }
 
-  /** Appends every entry waiting, in one batch per round, until none is left (group commit). */
-  private async appendPending(): Promise<void> {
+  /** Stores the staged calls (files and entries in one atomic write), then answers them. */
+  private async flushGroup(): Promise<void> {
+    const runner = this.runner
+    const waiting = this.waiting.splice(0)
+    if (!runner) return
     try {
-      while (this.appendQueue.length > 0) {
-        const batch = this.appendQueue.splice(0)
-        try {
-          await this.callLog.append(batch.map((p) => p.entry))
-        } catch (err) {
-          this.fail(err as Error)
-          for (const p of batch) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
-          continue
-        }
-        for (const p of batch) {
-          if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
-          else p.resolve(fromTagged(p.entry.result))
-        }
-      }
-    } finally {
-      this.appending = null
+      await runner.flush()
+    } catch (err) {
+      this.fail(err as Error)
+      for (const p of waiting) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
+      return
+    }
+    for (const p of waiting) {
+      if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
+      else p.resolve(fromTagged(p.entry.result))
     }
   }
 
@@ -371,7 +372,8 @@ export class VM extends EventEmitter {
   private async recoverFromFault(): Promise<void> {
     const runner = this.runner
     if (!runner) return
-    await this.appending
+    await this.flushGroup()
+    if (this.failure) return
     try {
       await restoreFromLog(runner, this.callLog)
     } catch (err) {
