@@ -268,3 +268,26 @@ test('close refuses queued calls that had not started, and later calls', async (
   for (const o of outcomes) assert.ok(o === 'answered' || /closed before this call started/.test(o), o)
   await assert.rejects(vm.executeCall({ methodName: 'slow' }), { code: 'ERR_INVALID_STATE' })
 })
+
+test('reopen discards archive changes made outside the VM after the last call, and refuses an archive cut short', async (t) => {
+  const base = await tempDir(t)
+  const dir = join(base, 'vm')
+  const vm1 = new VM(COUNTER)
+  await vm1.deploy({ dir })
+  await vm1.executeCall({ methodName: 'save', args: ['kept', 'yes'] })
+  const logged = vm1.filesArchive.version
+  await vm1.filesArchive.writeFile('/data/planted', 'not from a call')
+  assert.ok(vm1.filesArchive.version > logged)
+  await vm1.close()
+
+  const vm2 = new VM(COUNTER)
+  await vm2.deploy({ dir })
+  assert.equal(vm2.filesArchive.version, logged)
+  assert.deepEqual(await vm2.filesArchive.readdir('/data'), ['kept'])
+  await vm2.executeCall({ methodName: 'save', args: ['more', 'x'] })
+  // Cut the archive's metadata core below what the log records.
+  await vm2.filesArchive.drive.core.truncate(logged - 1)
+  await vm2.close()
+
+  await assert.rejects(new VM(COUNTER).deploy({ dir }), { code: 'ERR_DIVERGENCE' })
+})

@@ -1,11 +1,10 @@
 /**
  * VM: a script, its sandbox, its call log and its files archive.
  *
- * Calls run one at a time in arrival order. Each call's file changes are committed to the archive
- * before its entry is appended, and the call resolves only after the append: the log is the commit
- * point (docs/log-format.md, "Crash consistency"). Entries of calls that finish while an append is
- * in flight are appended together in the next one (group commit), so the log keeps up with many
- * callers without a call ever being answered before it is logged.
+ * Calls run one at a time in arrival order. A call's file changes and its log entry are stored
+ * together, in one atomic write shared with the calls that queued up behind it (group commit), and
+ * the call resolves only after that write: no call is ever answered before it is logged, and no file
+ * change is ever stored without its entry (docs/log-format.md, "Crash consistency").
  */
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
@@ -208,7 +207,7 @@ export class VM extends EventEmitter {
       )
     }
     const last = await log.get(log.length - 1)
-    await rollBackUncommittedFiles(storage.filesArchive, last.files)
+    await discardUnloggedFiles(storage.filesArchive, last.files)
     const runner = new CallRunner({
       ...this.runnerOptions(),
       limits: init.limits,
@@ -401,10 +400,11 @@ export class VM extends EventEmitter {
 }
 
 /**
- * Crash rule: archive blocks past the last logged state belong to calls whose entries never made it
- * into the log (no client got their answer). They are truncated so the archive matches the log.
+ * Reopen rule: the archive must hold exactly the state the last entry records. Calls store files and
+ * entries atomically, so anything past it was written outside the VM; it is discarded so that the VM
+ * and its log agree again. Less than the log records is a damaged or rewritten archive: refused.
  */
-async function rollBackUncommittedFiles(archive: DatArchive, logged: FilesState): Promise<void> {
+async function discardUnloggedFiles(archive: DatArchive, logged: FilesState): Promise<void> {
   const drive = archive.drive
   const blobs = await drive.getBlobs()
   if (drive.core.length > logged.version) await drive.core.truncate(logged.version)
