@@ -5,7 +5,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DivergenceError, VM, Verifier } from 'libvms'
+import { DivergenceError, Verifier, VM } from 'libvms'
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'libvms-demo-'))
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     await replay.close()
     console.log('Verdict: ✓ every call replays to the logged result, and the files archives match.')
 
-    console.log('Now the host edits its archive behind the VM\'s back, and a later call reads it...')
+    console.log("Now the host edits its archive behind the VM's back, and a later call reads it...")
     await vm.filesArchive.writeFile('/keys/greeting', JSON.stringify('forged'))
     await call('get', ['greeting'], 'carol')
     try {
