@@ -1,12 +1,16 @@
 /**
- * CommitGroup: the changes of one or more calls — file contents, file entries and log entries —
- * written to storage in one atomic batch. It holds Hypercore sessions bound to one storage *atom*
- * on the VM's Corestore: appends to them are visible through these sessions at once, and reach
- * storage (and every other session) together when the group commits, or not at all.
+ * CommitGroup: writes a VM's calls — file contents, file entries and log entries — to storage in
+ * atomic batches. It holds Hypercore sessions of the files archive's two cores and of the call log,
+ * all bound to one storage *atom* of the VM's Corestore. Appends to these sessions are visible
+ * through them at once, and reach storage (and every other session) together when the group
+ * commits — or not at all. After a commit the same sessions take the next group's writes, so the
+ * Hyperbee keeps its node cache warm from one group to the next.
  *
- * This is what makes the log the commit point without a window between the archive and the log:
- * whatever instant the process dies, either a call's files and its entry are both stored, or
- * neither is.
+ * This makes the log the commit point without a window between the archive and the log: whatever
+ * instant the process dies, either a call's files and its entry are both stored, or neither is.
+ *
+ * Anything else appending to these cores (a host writing to the archive outside the VM) leaves the
+ * sessions behind; `isCurrent()` tells, and the owner opens a new group.
  */
 import Hyperbee from 'hyperbee'
 import Hyperblobs from 'hyperblobs'
@@ -28,8 +32,11 @@ interface AtomicStorage {
 }
 
 export class CommitGroup {
+  private pending = false
+
   private constructor(
     private readonly atom: Atom,
+    private readonly mainCores: Hypercore[],
     private readonly dbSession: Hypercore,
     private readonly blobsSession: Hypercore,
     private readonly logSession: Hypercore<LogEntry>,
@@ -46,7 +53,15 @@ export class CommitGroup {
     const logSession = callLog.core.session({ atom, valueEncoding: 'json' }) as Hypercore<LogEntry>
     const bee = new Hyperbee(dbSession, DRIVE_BEE_OPTIONS)
     await Promise.all([bee.ready(), blobsSession.ready(), logSession.ready()])
-    return new CommitGroup(atom, dbSession, blobsSession, logSession, bee, new Hyperblobs(blobsSession))
+    const mainCores = [drive.core, mainBlobs.core, callLog.core as Hypercore]
+    return new CommitGroup(atom, mainCores, dbSession, blobsSession, logSession, bee, new Hyperblobs(blobsSession))
+  }
+
+  /** False if something else appended to the cores since the last commit (the sessions are stale). */
+  isCurrent(): boolean {
+    if (this.pending) return true
+    const sessions = [this.dbSession, this.blobsSession, this.logSession as Hypercore]
+    return sessions.every((s, i) => s.length === this.mainCores[i].length && s.fork === this.mainCores[i].fork)
   }
 
   /** The archive including the group's uncommitted changes. */
@@ -54,7 +69,9 @@ export class CommitGroup {
     return new FilesView({ bee: this.bee, blobs: async () => this.blobs })
   }
 
+  /** Where a call's file changes go; they are pending until the next commit. */
   target(): ArchiveTarget {
+    this.pending = true
     return { bee: this.bee, blobs: this.blobs }
   }
 
@@ -68,20 +85,13 @@ export class CommitGroup {
 
   /** Appends `entries` and stores everything the group holds in one atomic write. */
   async commit(entries: LogEntry[]): Promise<void> {
-    try {
-      if (entries.length > 0) await this.logSession.append(entries)
-      await this.atom.flush()
-    } finally {
-      await this.close()
-    }
+    if (entries.length > 0) await this.logSession.append(entries)
+    await this.atom.flush()
+    this.pending = false
   }
 
-  /** Drops the group's changes (nothing of it reaches storage). */
-  async abandon(): Promise<void> {
-    await this.close()
-  }
-
-  private async close(): Promise<void> {
+  /** Closes the sessions; changes not committed are dropped (nothing of them reaches storage). */
+  async close(): Promise<void> {
     await Promise.all([this.bee.close(), this.dbSession.close(), this.blobsSession.close(), this.logSession.close()])
   }
 }

@@ -133,18 +133,23 @@ export class CallRunner {
     return this.runTurn(input, mode, 0)
   }
 
-  /** Runs one logged or live call, starting from the archive at `baseVersion`. */
-  async runCall(input: CallInput, mode: 'apply' | 'restore', baseVersion: number): Promise<CallOutcome> {
+  /**
+   * Runs one call. `apply` starts from the archive as it is (its changes included in the next flush);
+   * `restore` starts from the archive as it was at `baseVersion` and drops its changes.
+   */
+  async runCall(input: CallInput, mode: 'apply' | 'restore', baseVersion = 0): Promise<CallOutcome> {
     return this.runTurn(input, mode, baseVersion)
   }
 
-  private async runTurn(input: CallInput, mode: 'apply' | 'restore', baseVersion: number): Promise<CallOutcome> {
+  private async runTurn(input: CallInput, mode: 'apply' | 'restore', restoreVersion: number): Promise<CallOutcome> {
     const sandbox = this.sandbox
     if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
     const drive = this.storage.filesArchive.drive
     let checkout: Hyperbee | null = null
+    const group = mode === 'apply' ? await this.openGroup() : null
+    const baseVersion = group ? (await this.currentFiles()).version : restoreVersion
     const openView = (): FilesView => {
-      if (mode === 'apply') return this.group ? this.group.view() : this.storage.filesArchive.view()
+      if (group) return group.view()
       if (baseVersion === 0) return new FilesView(null)
       checkout = drive.db.checkout(baseVersion)
       return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
@@ -154,10 +159,9 @@ export class CallRunner {
     try {
       const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
       const tx = system.transaction
-      if (mode === 'apply' && outcome.ok && tx?.changed) {
-        if (!this.group) this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
-        await tx.commit(this.group.target())
-        this.files = await this.group.state()
+      if (group && outcome.ok && tx?.changed) {
+        await tx.commit(group.target())
+        this.files = await group.state()
       }
       return outcome
     } finally {
@@ -187,18 +191,31 @@ export class CallRunner {
    */
   async flush(): Promise<void> {
     const entries = this.staged
-    const group = this.group
     this.staged = []
+    if (entries.length === 0) return
+    await (await this.openGroup()).commit(entries)
+  }
+
+  /** The commit group, opened on first use and again if something else wrote to the cores. */
+  private async openGroup(): Promise<CommitGroup> {
+    if (this.group?.isCurrent()) return this.group
+    await this.group?.close()
     this.group = null
-    if (group) await group.commit(entries)
-    else if (entries.length > 0) await this.storage.callLog.append(entries)
+    // Someone else wrote: the archive state is re-read from the cores, not remembered.
+    this.files = null
+    this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
+    return this.group
+  }
+
+  /** Closes the commit group (after the last flush). */
+  async close(): Promise<void> {
+    await this.group?.close()
+    this.group = null
   }
 
   dispose(): void {
     this.sandbox?.dispose()
     this.sandbox = null
-    this.group?.abandon().catch(() => {})
-    this.group = null
     this.staged = []
   }
 

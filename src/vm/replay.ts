@@ -153,8 +153,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       seq++
       const logged = entry as CallEntry
       const input = callInputOf(logged)
-      const before = await runner.currentFiles()
-      const result = await runner.runCall(input, 'apply', before.version)
+      const result = await runner.runCall(input, 'apply')
       const replayed = buildCallEntry(input, result, await runner.currentFiles())
       runner.stage(replayed)
       if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
@@ -164,6 +163,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     return VM.attached(init.code, { console: options.console, watchdogMs: options.watchdogMs }, storage, runner, replayedInit, ownedDir)
   } catch (err) {
     runner.dispose()
+    await runner.close().catch(() => {})
     await storage.close().catch(() => {})
     if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
     throw err

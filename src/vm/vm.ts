@@ -153,6 +153,7 @@ export class VM extends EventEmitter {
       else await this.reopen(storage)
     } catch (err) {
       this.runner?.dispose()
+      await this.runner?.close().catch(() => {})
       this.runner = null
       this.storage = null
       if (storage) {
@@ -271,6 +272,7 @@ export class VM extends EventEmitter {
     for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
     await this.running
     this.runner?.dispose()
+    await this.runner?.close()
     await this.storage?.close()
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
     this.state = 'closed'
@@ -336,9 +338,8 @@ export class VM extends EventEmitter {
     const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
     let entry: CallEntry
     try {
-      const before: FilesState = runner.files ?? (await runner.currentFiles())
-      const outcome = await runner.runCall(input, 'apply', before.version)
-      entry = buildCallEntry(input, outcome, runner.files ?? (await runner.currentFiles()))
+      const outcome = await runner.runCall(input, 'apply')
+      entry = buildCallEntry(input, outcome, await runner.currentFiles())
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)
