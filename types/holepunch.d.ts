@@ -147,7 +147,7 @@ declare module 'hyperbee' {
   }
 
   class Hyperbee {
-    constructor(core: Hypercore, opts?: { keyEncoding?: string; valueEncoding?: string; metadata?: unknown })
+    constructor(core: Hypercore, opts?: { keyEncoding?: string; valueEncoding?: string; metadata?: unknown; sessions?: boolean })
     readonly core: Hypercore
     readonly version: number
     ready(): Promise<void>
@@ -184,4 +184,12 @@ declare module 'hyperblobs' {
     batch(): HyperblobsBatch
   }
   export default Hyperblobs
+}
+
+declare module 'hypercore-crypto' {
+  const crypto: {
+    /** The Merkle tree hash of a list of root nodes (what Hypercore's treeHash returns). */
+    tree(roots: unknown[]): Buffer
+  }
+  export default crypto
 }

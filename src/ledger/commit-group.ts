@@ -22,6 +22,7 @@ import type { ArchiveTarget } from './files-transaction.js'
 import { FilesView } from './files-view.js'
 import { toHex } from './keys.js'
 import type { LogEntry } from './log-entry.js'
+import { currentTreeHash } from './tree-hash.js'
 
 interface Atom {
   flush(): Promise<void>
@@ -51,7 +52,9 @@ export class CommitGroup {
     const dbSession = drive.core.session({ atom })
     const blobsSession = mainBlobs.core.session({ atom })
     const logSession = callLog.core.session({ atom, valueEncoding: 'json' }) as Hypercore<LogEntry>
-    const bee = new Hyperbee(dbSession, DRIVE_BEE_OPTIONS)
+    // Reads and writes through this bee never overlap (one call at a time), so reads need no
+    // snapshot session of their own.
+    const bee = new Hyperbee(dbSession, { ...DRIVE_BEE_OPTIONS, sessions: false })
     await Promise.all([bee.ready(), blobsSession.ready(), logSession.ready()])
     const mainCores = [drive.core, mainBlobs.core, callLog.core as Hypercore]
     return new CommitGroup(atom, mainCores, dbSession, blobsSession, logSession, bee, new Hyperblobs(blobsSession))
@@ -79,7 +82,7 @@ export class CommitGroup {
   async state(): Promise<FilesState> {
     const version = this.dbSession.length
     const blobsLength = this.blobsSession.length
-    const [db, blobs] = await Promise.all([this.dbSession.treeHash(version), this.blobsSession.treeHash(blobsLength)])
+    const [db, blobs] = await Promise.all([currentTreeHash(this.dbSession), currentTreeHash(this.blobsSession)])
     return { version, dbHash: toHex(db), blobsLength, blobsHash: toHex(blobs) }
   }
 

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import Corestore from 'corestore'
+import { CallLog, type LogEntry } from '../src/index.js'
+import { parseKeyUrl } from '../src/ledger/keys.js'
+import { currentTreeHash } from '../src/ledger/tree-hash.js'
+import { tempDir } from './helpers.js'
+
+test('currentTreeHash equals Hypercore treeHash at every length', async (t) => {
+  const store = new Corestore(join(await tempDir(t), 'store'))
+  t.after(() => store.close())
+  const core = store.get({ name: 'c' })
+  await core.ready()
+  for (let n = 1; n <= 40; n++) {
+    await core.append(Array.from({ length: (n % 3) + 1 }, (_, i) => Buffer.from(`block ${n}.${i}`)))
+    assert.deepEqual(await currentTreeHash(core), await core.treeHash(core.length), `length ${core.length}`)
+  }
+})
+
+test('CallLog.entries reads every entry in order across chunk boundaries', async (t) => {
+  const log = await CallLog.create(join(await tempDir(t), 'log'))
+  t.after(() => log.close())
+  const files = { version: 0, dbHash: 'a'.repeat(64), blobsLength: 0, blobsHash: 'b'.repeat(64) }
+  const init = {
+    type: 'init',
+    schema: 1,
+    engine: {},
+    code: '',
+    title: '',
+    filesArchiveKey: 'c'.repeat(64),
+    limits: {},
+    auth: 'debug',
+    timestamp: 1,
+    seed: 'd'.repeat(32),
+    exports: [],
+    files,
+    cost: 0,
+  } as unknown as LogEntry
+  const calls = Array.from(
+    { length: 300 },
+    (_, i) => ({ type: 'call', caller: null, method: 'm', args: [i], timestamp: 1, seed: 'e'.repeat(32), files, cost: 0 }) as LogEntry,
+  )
+  await log.append([init, ...calls])
+  for (const chunk of [1, 7, 256, 1000]) {
+    const seen: number[] = []
+    for await (const entry of log.entries({ start: 1, chunk })) seen.push((entry as { args: number[] }).args[0])
+    assert.deepEqual(seen, [...calls.keys()], `chunk ${chunk}`)
+  }
+  assert.equal((await log.list({ start: 298, end: 1000 })).length, 3)
+  assert.deepEqual(await log.list({ start: 5, end: 5 }), [])
+})
+
+test('hyper://, dat:// and bare hex keys are accepted; anything else is a named error', () => {
+  const hex = 'ab'.repeat(32)
+  for (const url of [`hyper://${hex}`, `dat://${hex}`, hex, `hyper://${hex.toUpperCase()}/`, ` hyper://${hex}/path `]) {
+    assert.equal(parseKeyUrl(url).toString('hex'), hex, url)
+  }
+  for (const bad of ['hyper://abc', `http://${hex}`, '', 42]) {
+    assert.throws(() => parseKeyUrl(bad), { code: 'ERR_INVALID_ARGUMENT' })
+  }
+})
+
+test('CallLog rejects entries that do not have the log format', async (t) => {
+  const log = await CallLog.create(join(await tempDir(t), 'log'))
+  t.after(() => log.close())
+  await log.append([{ type: 'call' } as unknown as LogEntry, { hello: 'world' } as unknown as LogEntry])
+  await assert.rejects(log.get(0), { code: 'ERR_LOG_FORMAT', message: /entry 0: entry 0 must be the init entry/ })
+  await assert.rejects(log.get(1), { code: 'ERR_LOG_FORMAT' })
+})
