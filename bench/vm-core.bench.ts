@@ -25,7 +25,7 @@ const CONCURRENCY = 64
 const CODE = "let n = 0; exports.inc = () => ++n; exports.write = (i) => System.files.writeFile('/f' + (i % 500), 'hello ' + i)"
 const RAW_ENTRY = { type: 'call', method: 'inc', args: [], result: 1 }
 const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
-const RSS_SCRIPT = fileURLToPath(new URL('./idle-vm-rss.ts', import.meta.url))
+const RSS_SCRIPT = fileURLToPath(new URL('./idle-vm-rss.mjs', import.meta.url))
 
 // ---- sizes ----
 
@@ -201,7 +201,7 @@ interface ChildReport {
 }
 
 async function childRun(args: string[]): Promise<ChildReport> {
-  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', RSS_SCRIPT, ...args], {
+  const { stdout } = await execFileAsync(process.execPath, [RSS_SCRIPT, ...args], {
     cwd: PROJECT_DIR,
     timeout: 60_000,
   })
@@ -352,7 +352,7 @@ async function main(): Promise<void> {
           bareChildren.map((c) => mb(c.rssBytes)),
           'MB',
         ),
-        note: 'the same child script with --no-vm: node + tsx + libvms imported, no VM deployed',
+        note: 'the same child script with --no-vm: node + libvms (dist) imported, no VM deployed',
       },
     }
     const rawAwaited = { name: 'rawAwaitedAppendsPerSec', value: median(runs.rawAwaited) }
@@ -403,7 +403,7 @@ async function main(): Promise<void> {
         { op: '<=', value: 84, of: 'value' },
         undefined,
         {
-          timed: 'child process (node --import tsx): deploy 1 VM, 10 calls, idle 500 ms, process.memoryUsage().rss',
+          timed: 'child process (plain node on dist/): deploy 1 VM, 10 calls, idle 500 ms, process.memoryUsage().rss',
           heap_used_mb: round2(median(vmChildren.map((c) => mb(c.heapUsedBytes)))),
           external_mb: round2(median(vmChildren.map((c) => mb(c.externalBytes)))),
           rss_without_vm_mb: baseline.idleProcessRssMB.value,

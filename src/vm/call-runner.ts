@@ -103,15 +103,18 @@ export class CallRunner {
     return this.exports.some((e) => e.name === 'init' && e.callable)
   }
 
-  /** A fresh sandbox with the script loaded by the logged load turn. Throws ScriptError. */
-  async load(timestamp: number, seed: string): Promise<number> {
+  /**
+   * A sandbox for a runner with these limits, started ahead of time: creating one takes about as long
+   * as opening storage, and the two can overlap.
+   */
+  static prepareSandbox(limits: VMLimits, options: { console?: ConsoleSink; watchdogMs?: number }): Promise<Sandbox> {
+    return Sandbox.create({ limits, systemSource: SYSTEM_SOURCE, console: options.console, watchdogMs: options.watchdogMs })
+  }
+
+  /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
+  async load(timestamp: number, seed: string, prepared?: Promise<Sandbox>): Promise<number> {
     this.sandbox?.dispose()
-    const sandbox = await Sandbox.create({
-      limits: this.limits,
-      systemSource: SYSTEM_SOURCE,
-      console: this.options.console,
-      watchdogMs: this.options.watchdogMs,
-    })
+    const sandbox = await (prepared ?? CallRunner.prepareSandbox(this.limits, this.options))
     this.sandbox = sandbox
     try {
       const { cost } = await sandbox.loadScript(this.code, { timestamp, seed, callerId: null })
@@ -295,10 +298,10 @@ export function callInputOf(entry: CallEntry): CallInput {
  * Restores a runner's in-memory state from its own log: load, init and every call re-run against
  * checkouts of the archive, each outcome checked against the logged one.
  */
-export async function restoreFromLog(runner: CallRunner, log: CallLog): Promise<void> {
+export async function restoreFromLog(runner: CallRunner, log: CallLog, prepared?: Promise<Sandbox>): Promise<void> {
   const length = log.length
   const init = (await log.get(0)) as InitEntry
-  await runner.load(init.timestamp, init.seed)
+  await runner.load(init.timestamp, init.seed, prepared)
   const initOutcome = await runner.runInit(init.timestamp, init.seed, 'restore')
   if (!initOutcome.ok) {
     throw new DivergenceError({

@@ -24,7 +24,7 @@ import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
-import type { ConsoleSink } from '../sandbox/sandbox.js'
+import type { ConsoleSink, Sandbox } from '../sandbox/sandbox.js'
 import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
@@ -147,10 +147,13 @@ export class VM extends EventEmitter {
     const limits = resolveLimits(this.options.limits)
     this.state = 'deploying'
     let storage: VMStorage | null = null
+    // Start the sandbox while storage opens; a reopened VM whose logged limits differ makes another.
+    const prepared = CallRunner.prepareSandbox(limits, this.runnerOptions())
+    prepared.catch(() => {})
     try {
       storage = await VMStorage.open(dir, 'vm')
-      if (storage.fresh) await this.firstDeploy(storage, title, limits)
-      else await this.reopen(storage)
+      if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
+      else await this.reopen(storage, limits, prepared)
     } catch (err) {
       this.runner?.dispose()
       await this.runner?.close().catch(() => {})
@@ -168,14 +171,14 @@ export class VM extends EventEmitter {
     this.emit('ready')
   }
 
-  private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits): Promise<void> {
+  private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<Sandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
     const runner = new CallRunner({ ...this.runnerOptions(), limits, storage, identity })
     this.storage = storage
     this.runner = runner
     const timestamp = this.takeTimestamp()
     const seed = newSeed()
-    const loadCost = await runner.load(timestamp, seed)
+    const loadCost = await runner.load(timestamp, seed, prepared)
     const outcome = await runner.runInit(timestamp, seed, 'apply')
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
@@ -198,7 +201,7 @@ export class VM extends EventEmitter {
     this.attach(init, storage.callLog.length)
   }
 
-  private async reopen(storage: VMStorage): Promise<void> {
+  private async reopen(storage: VMStorage, limits: VMLimits, prepared: Promise<Sandbox>): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
     if (init.code !== this.code) {
@@ -217,7 +220,9 @@ export class VM extends EventEmitter {
     })
     this.storage = storage
     this.runner = runner
-    await restoreFromLog(runner, log)
+    const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits)
+    if (!sameLimits) (await prepared).dispose()
+    await restoreFromLog(runner, log, sameLimits ? prepared : undefined)
     this.lastTimestamp = last.timestamp
     this.attach(init, log.length)
   }

@@ -5,24 +5,26 @@
  *
  * With `--no-vm` it deploys nothing (same imports, same idle wait): the process's own baseline RSS.
  *
- * Run: node --import tsx bench/idle-vm-rss.ts [--no-vm]
+ * It imports the built package (`libvms`, from dist/) and runs on plain node, as a user's process would.
+ *
+ * Run: node bench/idle-vm-rss.mjs [--no-vm]   (after npm run build)
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { VM } from '../src/index.js'
+import { VM } from 'libvms'
 
 const CODE = "let n = 0; exports.inc = () => ++n; exports.write = (i) => System.files.writeFile('/f' + (i % 500), 'hello ' + i)"
 const IDLE_MS = 500
 const CALLS = 10
 
-async function main(): Promise<void> {
+async function main() {
   const withVm = !process.argv.includes('--no-vm')
   const root = await mkdtemp(join(tmpdir(), 'libvms-bench-rss-'))
-  let vm: VM | null = null
+  let vm = null
   try {
-    let deployMs: number | null = null
+    let deployMs = null
     if (withVm) {
       const t0 = performance.now()
       vm = new VM(CODE)
