@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, VM } from '../src/index.js'
+import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, Verifier, VM } from '../src/index.js'
 import { callError, deployVM, tempDir } from './helpers.js'
 
 const COUNTER = `
@@ -290,4 +290,23 @@ test('reopen discards archive changes made outside the VM after the last call, a
   await vm2.close()
 
   await assert.rejects(new VM(COUNTER).deploy({ dir }), { code: 'ERR_DIVERGENCE' })
+})
+
+test('a watchdog firing is a host fault: the call is not logged, the VM rebuilds from its log and keeps serving', async (t) => {
+  const vm = await deployVM(
+    t,
+    `
+    let count = 0
+    exports.increment = () => ++count
+    exports.stall = () => { count += 100; const a = new Array(1.5e6).fill(1); for (let i = 0; i < 3e6; i++) {} return a.length }
+  `,
+    { watchdogMs: 5 },
+  )
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 1)
+  const length = vm.callLog.length
+  await assert.rejects(vm.executeCall({ methodName: 'stall' }), { name: 'HostFaultError', code: 'ERR_HOST_FAULT' })
+  assert.equal(vm.callLog.length, length, 'the faulted call left no entry')
+  // The sandbox was rebuilt from the log: the faulted call's `count += 100` is gone.
+  assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
+  await Verifier.verify(vm.callLog, vm.filesArchive)
 })

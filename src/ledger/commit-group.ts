@@ -60,6 +60,11 @@ export class CommitGroup {
     return new CommitGroup(atom, mainCores, dbSession, blobsSession, logSession, bee, new Hyperblobs(blobsSession))
   }
 
+  /** True if calls staged file changes in the group since its last commit. */
+  get hasChanges(): boolean {
+    return this.pending
+  }
+
   /** False if something else appended to the cores since the last commit (the sessions are stale). */
   isCurrent(): boolean {
     if (this.pending) return true

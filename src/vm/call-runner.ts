@@ -149,10 +149,12 @@ export class CallRunner {
     if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
     const drive = this.storage.filesArchive.drive
     let checkout: Hyperbee | null = null
-    const group = mode === 'apply' ? await this.openGroup() : null
-    const baseVersion = group ? (await this.currentFiles()).version : restoreVersion
+    // Reads go through the commit group when one is open (it holds changes not stored yet).
+    if (mode === 'apply' && this.group && !this.group.isCurrent()) await this.close()
+    const group = mode === 'apply' ? this.group : null
+    const baseVersion = mode === 'apply' ? (await this.currentFiles()).version : restoreVersion
     const openView = (): FilesView => {
-      if (group) return group.view()
+      if (mode === 'apply') return group ? group.view() : this.storage.filesArchive.view()
       if (baseVersion === 0) return new FilesView(null)
       checkout = drive.db.checkout(baseVersion)
       return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
@@ -162,9 +164,10 @@ export class CallRunner {
     try {
       const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
       const tx = system.transaction
-      if (group && outcome.ok && tx?.changed) {
-        await tx.commit(group.target())
-        this.files = await group.state()
+      if (mode === 'apply' && outcome.ok && tx?.changed) {
+        const target = group ?? (await this.openGroup())
+        await tx.commit(target.target())
+        this.files = await target.state()
       }
       return outcome
     } finally {
@@ -196,24 +199,31 @@ export class CallRunner {
     const entries = this.staged
     this.staged = []
     if (entries.length === 0) return
-    await (await this.openGroup()).commit(entries)
+    if (this.group?.hasChanges) {
+      await this.group.commit(entries)
+      return
+    }
+    // No file changed: a plain append is the cheapest write. The commit group's log session would
+    // fall behind it, so the group is closed (the next writing call opens a new one).
+    await this.close()
+    await this.storage.callLog.append(entries)
   }
 
-  /** The commit group, opened on first use and again if something else wrote to the cores. */
+  /** The commit group, opened when a call first has file changes to store. */
   private async openGroup(): Promise<CommitGroup> {
-    if (this.group?.isCurrent()) return this.group
-    await this.group?.close()
-    this.group = null
-    // Someone else wrote: the archive state is re-read from the cores, not remembered.
-    this.files = null
-    this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
+    if (!this.group) this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
     return this.group
   }
 
-  /** Closes the commit group (after the last flush). */
+  /**
+   * Closes the commit group (call after a flush: changes not stored are dropped). The archive state
+   * is read from the cores again next time: something else may have written to them.
+   */
   async close(): Promise<void> {
-    await this.group?.close()
+    const group = this.group
     this.group = null
+    this.files = null
+    await group?.close()
   }
 
   dispose(): void {

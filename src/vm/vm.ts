@@ -54,7 +54,7 @@ interface QueuedCall {
   reject: (err: unknown) => void
 }
 
-interface PendingAppend {
+interface WaitingCall {
   entry: CallEntry
   seq: number
   resolve: (value: unknown) => void
@@ -79,7 +79,7 @@ export class VM extends EventEmitter {
   private callQueue: QueuedCall[] = []
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */
-  private waiting: PendingAppend[] = []
+  private waiting: WaitingCall[] = []
   private failure: Error | null = null
   private ownedDir: string | null = null
 
