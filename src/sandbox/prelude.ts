@@ -310,15 +310,13 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   function settle (ok, value) {
     if (settled) return
     settled = true
-    if (!ok && value === null && !canAllocate()) {
+    if (!ok && value === null) {
       // When memory runs out completely the engine cannot even build its error: it throws null.
-      outcome = { ok: false, error: { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' } }
+      // (A script can throw null itself; the two cannot be told apart, and the message says so.)
+      outcome = { ok: false, error: { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes), or the script threw null' } }
       return
     }
     outcome = ok ? { ok: true, value } : { ok: false, error: errorInfo(value, loading) }
-  }
-  function canAllocate () {
-    try { return new Array(1024).join('-').length === 1023 } catch (e) { return false }
   }
   function finishWith (promiseOrValue) {
     if (promiseOrValue !== null && (typeof promiseOrValue === 'object' || typeof promiseOrValue === 'function') && typeof promiseOrValue.then === 'function') {
@@ -385,6 +383,9 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
         }
         return encoded === undefined ? '{"ok":true}' : '{"ok":true,"value":' + encoded + '}'
       } catch (e) {
+        // Encoding a result runs only our code and the value's own getters: a bare null thrown here
+        // is the engine failing to allocate even its out-of-memory error.
+        if (e === null) return stringify({ ok: false, error: { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes) while encoding the result' } })
         return stringify({ ok: false, error: errorInfo(e) })
       }
     }
