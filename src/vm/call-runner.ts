@@ -149,8 +149,16 @@ export class CallRunner {
     if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
     const drive = this.storage.filesArchive.drive
     let checkout: Hyperbee | null = null
-    // Reads go through the commit group when one is open (it holds changes not stored yet).
-    if (mode === 'apply' && this.group && !this.group.isCurrent()) await this.close()
+    // Reads go through the commit group when one is open (it holds changes not stored yet). If
+    // something else wrote to the cores, the group is stale and the archive state is read again.
+    if (mode === 'apply' && this.group && !this.group.isCurrent()) {
+      await this.close()
+      this.files = null
+    }
+    if (mode === 'apply' && !this.group && this.files) {
+      const blobs = await drive.getBlobs()
+      if (drive.core.length !== this.files.version || blobs.core.length !== this.files.blobsLength) this.files = null
+    }
     const group = mode === 'apply' ? this.group : null
     const baseVersion = mode === 'apply' ? (await this.currentFiles()).version : restoreVersion
     const openView = (): FilesView => {
@@ -215,14 +223,10 @@ export class CallRunner {
     return this.group
   }
 
-  /**
-   * Closes the commit group (call after a flush: changes not stored are dropped). The archive state
-   * is read from the cores again next time: something else may have written to them.
-   */
+  /** Closes the commit group (call after a flush: changes not stored are dropped). */
   async close(): Promise<void> {
     const group = this.group
     this.group = null
-    this.files = null
     await group?.close()
   }
 
