@@ -150,3 +150,19 @@ export class DivergenceError extends LibVMSError {
     this.path = details.path
   }
 }
+
+/**
+ * An error an RPC call ended with: the server's answer (its `name`, stable `code` and message, and
+ * `seq` when the failed call was logged), or a client-side failure such as a timeout or a dropped
+ * connection. `rpcCode` is the JSON-RPC error code.
+ */
+export class RPCError extends LibVMSError {
+  readonly rpcCode: number
+  readonly seq: number | undefined
+
+  constructor(name: string, code: string, message: string, rpcCode: number, seq?: number) {
+    super(name, code, message)
+    this.rpcCode = rpcCode
+    this.seq = seq
+  }
+}

@@ -14,6 +14,7 @@ export {
   LibVMSError,
   LogFormatError,
   MethodNotFoundError,
+  RPCError,
   ScriptError,
   StateError,
 } from './errors.js'
@@ -23,6 +24,13 @@ export { DatArchive } from './ledger/files-archive.js'
 export { FilesError } from './ledger/files-path.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
+export type { BackendInfo } from './rpc/protocol.js'
+export { RPC_ERRORS } from './rpc/protocol.js'
+export type { ConnectOptions } from './rpc/rpc-client.js'
+export { RPCClient } from './rpc/rpc-client.js'
+export type { RPCBackend } from './rpc/rpc-connection.js'
+export type { ListenOptions, RPCServerOptions } from './rpc/rpc-server.js'
+export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'

@@ -1,0 +1,68 @@
+/**
+ * The wire protocol between RPCClient and RPCServer: JSON-RPC 2.0 over WebSocket text frames.
+ *
+ * A connection starts with `rpc.handshake` (params: {user?}), answered with the backend's info
+ * ({methods, callLogUrl, filesArchiveUrl, title, auth}); every later request calls one of
+ * `methods` with an array of arguments. Arguments and results use LibVMS's tagged JSON (byte
+ * arrays as {"$bytes": base64}). Errors carry a numeric JSON-RPC code and, in `data`, the LibVMS
+ * error name, its stable string code and (for logged call failures) the call's seq.
+ */
+
+export const HANDSHAKE_METHOD = 'rpc.handshake'
+
+/** JSON-RPC 2.0 error codes: the standard ones and LibVMS's server errors. */
+export const RPC_ERRORS = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  /** The call ran and failed inside the VM; it is logged (data.seq). */
+  CALL_FAILED: -32000,
+  /** The VM's queue is full: the call was not run. */
+  QUEUE_FULL: -32001,
+  /** The request was larger than the server takes. */
+  MESSAGE_TOO_LARGE: -32002,
+  /** The server, or this VM's mount, is closing: the call was not run. */
+  UNAVAILABLE: -32003,
+  /** A request before the handshake, or a second handshake. */
+  HANDSHAKE_REQUIRED: -32004,
+  /** The host failed (not the call): nothing was logged. */
+  HOST_FAULT: -32005,
+} as const
+
+/** WebSocket close codes the server uses, with reasons that name the limit. */
+export const CLOSE_CODES = {
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  TRY_AGAIN_LATER: 1013,
+} as const
+
+export interface BackendInfo {
+  methods: string[]
+  callLogUrl: string
+  filesArchiveUrl: string
+  title: string
+  auth: 'debug' | 'production'
+}
+
+export interface RPCRequest {
+  jsonrpc: '2.0'
+  id: number | string
+  method: string
+  params?: unknown
+}
+
+export interface RPCErrorObject {
+  code: number
+  message: string
+  data?: { name: string; code: string; seq?: number }
+}
+
+export interface RPCResponse {
+  jsonrpc: '2.0'
+  id: number | string | null
+  result?: unknown
+  error?: RPCErrorObject
+}

@@ -1,0 +1,184 @@
+/**
+ * RPCClient: connects to one VM served by an RPCServer and calls its methods. After connect(), each
+ * method the VM exports is a function on the client (`await client.foo()`); `call(name, ...args)`
+ * reaches any of them, including names the client itself uses (connect, close, call, url,
+ * backendInfo).
+ */
+import WebSocket from 'ws'
+import { InvalidArgumentError, RPCError, StateError } from '../errors.js'
+import { decodeValue, encodeValue } from '../sandbox/value-codec.js'
+import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
+
+export interface ConnectOptions {
+  /**
+   * Debug mode: the caller id the VM sees as System.caller.id. Unauthenticated: the server takes
+   * the client's word for it.
+   */
+  user?: string
+  /** How long connecting and the handshake may take, in ms (default 10,000). */
+  timeout?: number
+}
+
+interface PendingCall {
+  resolve: (value: unknown) => void
+  reject: (err: Error) => void
+}
+
+const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'constructor', 'then'])
+
+export class RPCClient {
+  /** One property per VM method, added by connect(). */
+  [method: string]: unknown
+  url: string | null = null
+  backendInfo: BackendInfo | null = null
+  private ws: WebSocket | null = null
+  private nextId = 1
+  private readonly pending = new Map<number, PendingCall>()
+  private closedBy: RPCError | null = null
+
+  async connect(url: string, options: ConnectOptions = {}): Promise<void> {
+    if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
+    if (typeof url !== 'string' || !/^wss?:\/\//.test(url))
+      throw new InvalidArgumentError(`connect(url): expected a ws:// or wss:// URL, got ${JSON.stringify(url)}`)
+    if (options.user !== undefined && (typeof options.user !== 'string' || options.user.length === 0)) {
+      throw new InvalidArgumentError('connect(url, {user}): user must be a non-empty string')
+    }
+    const timeoutMs = options.timeout ?? 10_000
+    const ws = new WebSocket(url, { perMessageDeflate: false })
+    this.ws = ws
+    this.url = url
+    this.closedBy = null
+    ws.on('message', (data: WebSocket.RawData) => this.onMessage(data))
+    ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()))
+    ws.on('error', () => {
+      // 'close' follows with the reason.
+    })
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        (async () => {
+          await new Promise<void>((resolve, reject) => {
+            ws.once('open', () => resolve())
+            ws.once('unexpected-response', (_req, res) => {
+              reject(
+                new RPCError(
+                  'ConnectError',
+                  'ERR_CONNECT',
+                  `${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim(),
+                  0,
+                ),
+              )
+            })
+            ws.once('close', (code: number, reason: Buffer) => reject(this.closeError(code, reason.toString())))
+            ws.once('error', (err: Error) =>
+              reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)),
+            )
+          })
+          const info = (await this.call(HANDSHAKE_METHOD, options.user === undefined ? {} : { user: options.user })) as BackendInfo
+          this.backendInfo = info
+        })(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new RPCError('TimeoutError', 'ERR_TIMEOUT', `connecting to ${url} took more than ${timeoutMs} ms`, 0)),
+            timeoutMs,
+          )
+        }),
+      ])
+    } catch (err) {
+      ws.terminate()
+      this.ws = null
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+    for (const method of this.backendInfo?.methods ?? []) {
+      if (RESERVED.has(method) || method in RPCClient.prototype) continue
+      this[method] = (...args: unknown[]) => this.call(method, ...args)
+    }
+  }
+
+  /** Calls `method` on the VM; resolves with its result, rejects with an RPCError. */
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    const ws = this.ws
+    if (!ws || this.closedBy) return Promise.reject(this.closedBy ?? new StateError('the client is not connected'))
+    let params: string | undefined
+    try {
+      params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the arguments')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}}`, (err) => {
+        if (err && this.pending.delete(id))
+          reject(new RPCError('ConnectionClosed', 'ERR_CONNECTION_CLOSED', `could not send to ${this.url}: ${err.message}`, 0))
+      })
+    })
+  }
+
+  /** Closes the connection; calls still waiting fail with ERR_CONNECTION_CLOSED. */
+  async close(): Promise<void> {
+    const ws = this.ws
+    if (!ws) return
+    if (ws.readyState === WebSocket.CLOSED) return
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve())
+      ws.close(1000, 'client closed')
+      setTimeout(() => {
+        ws.terminate()
+        resolve()
+      }, 2000).unref()
+    })
+  }
+
+  private onMessage(data: WebSocket.RawData): void {
+    let response: RPCResponse
+    try {
+      response = JSON.parse(data.toString()) as RPCResponse
+    } catch {
+      return // not ours to answer: a server speaking something else
+    }
+    if (typeof response.id !== 'number') {
+      // An error the server could not tie to a request (e.g. a frame it could not parse).
+      return
+    }
+    const call = this.pending.get(response.id)
+    if (!call) return
+    this.pending.delete(response.id)
+    if (response.error) {
+      const { code, message, data: details } = response.error
+      call.reject(new RPCError(details?.name ?? 'RPCError', details?.code ?? 'ERR_RPC', message, code, details?.seq))
+    } else {
+      try {
+        call.resolve(decodeValue(JSON.stringify(response.result)))
+      } catch (err) {
+        call.reject(err as Error)
+      }
+    }
+  }
+
+  private closeError(code: number, reason: string): RPCError {
+    if (code === 1013)
+      return new RPCError(
+        'TooManyConnections',
+        'ERR_TOO_MANY_CONNECTIONS',
+        `${this.url} refused the connection: ${reason}`,
+        RPC_ERRORS.UNAVAILABLE,
+      )
+    const why = reason ? `${reason} (code ${code})` : `code ${code}`
+    return new RPCError(
+      'ConnectionClosed',
+      'ERR_CONNECTION_CLOSED',
+      `the connection to ${this.url} closed: ${why}; a call that was waiting may or may not have run — its entry is in the call log if it did`,
+      0,
+    )
+  }
+
+  private onClose(code: number, reason: string): void {
+    const err = this.closeError(code, reason)
+    this.closedBy = err
+    for (const call of this.pending.values()) call.reject(err)
+    this.pending.clear()
+  }
+}

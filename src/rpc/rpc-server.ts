@@ -1,0 +1,196 @@
+/**
+ * RPCServer: serves mounted VMs to RPCClients, JSON-RPC 2.0 over WebSocket, several VMs on one port
+ * each at its own path. Every refused input (malformed, oversized, unknown method, over a limit) is
+ * answered with an error at the edge: it never reaches a VM and never enters a log.
+ */
+import { EventEmitter } from 'node:events'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { type WebSocket, WebSocketServer } from 'ws'
+import { InvalidArgumentError, StateError } from '../errors.js'
+import { CLOSE_CODES } from './protocol.js'
+import { type RPCBackend, RPCConnection } from './rpc-connection.js'
+
+export interface RPCServerOptions {
+  /** Open connections across all mounts (default 1000). */
+  maxConnections?: number
+  /** Largest request frame in bytes (default 4 MiB). */
+  maxMessageBytes?: number
+  /** Calls accepted but not yet answered, per mounted VM (default 1000). */
+  maxQueuedCalls?: number
+  /** How long close() waits for calls in flight to be answered (default 30 s). */
+  closeTimeoutMs?: number
+}
+
+export interface ListenOptions {
+  port?: number
+  /** Defaults to 127.0.0.1: serving beyond this machine is a decision to make explicitly. */
+  host?: string
+}
+
+/** What the server knows about one mounted VM. */
+export class Mount {
+  readonly connections = new Set<RPCConnection>()
+  inFlight = 0
+  closing = false
+  private drained: (() => void) | null = null
+
+  constructor(
+    readonly path: string,
+    readonly backend: RPCBackend,
+  ) {}
+
+  callStarted(): void {
+    this.inFlight++
+  }
+
+  callEnded(): void {
+    this.inFlight--
+    if (this.inFlight === 0) this.drained?.()
+  }
+
+  /** Resolves when no call is in flight (or after `timeoutMs`). */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      this.drained = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    this.drained = null
+  }
+}
+
+/** `/a/b/` → `/a/b`; the root stays `/`. */
+export function normalizeMountPath(path: string): string {
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new InvalidArgumentError(`A mount path must start with /, got ${JSON.stringify(path)}`)
+  }
+  const trimmed = path.replace(/\/+$/, '')
+  return trimmed === '' ? '/' : trimmed
+}
+
+export class RPCServer extends EventEmitter {
+  readonly maxConnections: number
+  readonly maxMessageBytes: number
+  readonly maxQueuedCalls: number
+  readonly closeTimeoutMs: number
+  private readonly mounts = new Map<string, Mount>()
+  private readonly wss: WebSocketServer
+  private http: Server | null = null
+  private connectionCount = 0
+  private closing = false
+
+  constructor(options: RPCServerOptions = {}) {
+    super()
+    this.maxConnections = options.maxConnections ?? 1000
+    this.maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024
+    this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
+    this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
+    // ws closes a connection whose frame exceeds maxPayload; frames up to twice the limit are read
+    // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxMessageBytes * 2, perMessageDeflate: false })
+  }
+
+  /** Serves `vm` at `path` (before or after listen). */
+  mount(path: string, vm: RPCBackend): void {
+    const normalized = normalizeMountPath(path)
+    if (this.mounts.has(normalized)) throw new InvalidArgumentError(`${normalized} is already mounted; unmount it first`)
+    this.mounts.set(normalized, new Mount(normalized, vm))
+  }
+
+  /** Stops serving `path`: calls in flight are answered, then its connections close. */
+  async unmount(path: string): Promise<void> {
+    const normalized = normalizeMountPath(path)
+    const mount = this.mounts.get(normalized)
+    if (!mount) return
+    this.mounts.delete(normalized)
+    await this.closeMount(mount, `${normalized} was unmounted`)
+  }
+
+  get port(): number | null {
+    const address = this.http?.address()
+    return address && typeof address === 'object' ? (address as AddressInfo).port : null
+  }
+
+  /** ws://host:port, once listening. */
+  get url(): string | null {
+    const address = this.http?.address() as AddressInfo | null | undefined
+    if (!address || typeof address !== 'object') return null
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `ws://${host}:${address.port}`
+  }
+
+  async listen(portOrOptions: number | ListenOptions = {}): Promise<void> {
+    if (this.http) throw new StateError('the server is already listening')
+    const options = typeof portOrOptions === 'number' ? { port: portOrOptions } : portOrOptions
+    const http = createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' })
+      res.end('LibVMS serves VMs over WebSocket: connect with RPCClient (ws://…)\n')
+    })
+    http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head))
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject)
+      http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+        http.off('error', reject)
+        resolve()
+      })
+    })
+    this.http = http
+  }
+
+  /**
+   * Stops taking connections and calls; calls in flight are answered (and logged) before their
+   * connections close. Mounted VMs are not closed: they belong to the caller.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    await Promise.all([...this.mounts.values()].map((m) => this.closeMount(m, 'the server is closing')))
+    this.mounts.clear()
+    const http = this.http
+    this.http = null
+    if (http) await new Promise<void>((resolve) => http.close(() => resolve()))
+    this.wss.close()
+  }
+
+  private async closeMount(mount: Mount, reason: string): Promise<void> {
+    mount.closing = true
+    await mount.drain(this.closeTimeoutMs)
+    await Promise.all([...mount.connections].map((c) => c.close(CLOSE_CODES.GOING_AWAY, reason)))
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    let path: string
+    try {
+      path = normalizeMountPath(new URL(req.url ?? '/', 'http://localhost').pathname)
+    } catch {
+      path = ''
+    }
+    const mount = this.mounts.get(path)
+    if (this.closing || !mount || mount.closing) {
+      const status = this.closing ? '503 Service Unavailable' : '404 Not Found'
+      const body = this.closing ? 'the server is closing\n' : `no VM is mounted at ${path || req.url}\n`
+      socket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
+      return
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      if (this.connectionCount >= this.maxConnections) {
+        ws.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
+        return
+      }
+      this.connectionCount++
+      const connection = new RPCConnection(ws, mount, this)
+      mount.connections.add(connection)
+      ws.once('close', () => {
+        this.connectionCount--
+        mount.connections.delete(connection)
+      })
+    })
+  }
+}
