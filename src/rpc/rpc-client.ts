@@ -110,10 +110,8 @@ export class RPCClient {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
-      ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}}`, (err) => {
-        if (err && this.pending.delete(id))
-          reject(new RPCError('ConnectionClosed', 'ERR_CONNECTION_CLOSED', `could not send to ${this.url}: ${err.message}`, 0))
-      })
+      // A send can only fail on a closing socket: its 'close' event rejects the call with the reason.
+      ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}}`, () => {})
     })
   }
 

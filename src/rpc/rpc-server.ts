@@ -90,9 +90,15 @@ export class RPCServer extends EventEmitter {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024
     this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
-    // ws closes a connection whose frame exceeds maxPayload; frames up to twice the limit are read
+    // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
     // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxMessageBytes * 2, perMessageDeflate: false })
+    // UTF-8 is checked per frame by the connection, which answers a bad one instead of dropping the socket.
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.maxMessageBytes * 2 + 65536,
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+    })
   }
 
   /** Serves `vm` at `path` (before or after listen). */
