@@ -19,11 +19,13 @@ export {
   StateError,
 } from './errors.js'
 export { CallLog } from './ledger/call-log.js'
+export { FetchError } from './ledger/download.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
 export { FilesError } from './ledger/files-path.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
+export type { RemoteOptions } from './ledger/remote-source.js'
 export type { BackendInfo } from './rpc/protocol.js'
 export { RPC_ERRORS } from './rpc/protocol.js'
 export type { ConnectOptions } from './rpc/rpc-client.js'
@@ -36,4 +38,8 @@ export { DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'
 export { EngineMismatchError } from './vm/replay.js'
 export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
+
+// The network layer registers itself with the ledger (CallLog.fetch, DatArchive by URL).
+import './net/remote-cores.js'
+
 export { VM } from './vm/vm.js'

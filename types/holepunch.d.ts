@@ -21,6 +21,7 @@ declare module 'hypercore' {
     readonly opened: boolean
     readonly closed: boolean
     readonly peers: unknown[]
+    readonly manifest: unknown
     ready(): Promise<void>
     close(): Promise<void>
     get(index: number, opts?: HypercoreGetOptions): Promise<T | null>
@@ -106,6 +107,7 @@ declare module 'hyperdrive' {
     download(path?: string, opts?: Record<string, unknown>): { done(): Promise<void> }
     findingPeers(): () => void
     update(opts?: { wait?: boolean }): Promise<boolean>
+    static getContentKey(core: Hypercore | unknown, key?: Buffer): Buffer | null
   }
   export default Hyperdrive
 }

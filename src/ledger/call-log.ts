@@ -2,23 +2,47 @@
  * CallLog: the VM's append-only, signed log of calls — a Hypercore of JSON entries (log-entry.ts).
  * Only the host holding the key can append; every reader can check every block against it.
  */
+import { EventEmitter } from 'node:events'
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { StateError } from '../errors.js'
-import { keyToUrl, toHex } from './keys.js'
+import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { type LogEntry, parseEntry } from './log-entry.js'
+import { type RemoteOptions, remoteSource } from './remote-source.js'
 import { openLogStorage } from './vm-storage.js'
 
 export const CALL_LOG_CORE_NAME = 'call-log'
 
-export class CallLog {
+/**
+ * Events: 'append' (the log grew: the host appended, or a fetched copy learned of new entries).
+ */
+export class CallLog extends EventEmitter {
   readonly core: Hypercore<LogEntry>
-  /** A store this log opened itself and closes with itself (CallLog.create / CallLog.open). */
-  private readonly ownedStore: Corestore | null
+  /** What closing this log also releases (a store it opened itself, a fetched copy's connections). */
+  private readonly release: (() => Promise<void>) | null
 
-  constructor(core: Hypercore<LogEntry>, ownedStore: Corestore | null = null) {
+  constructor(core: Hypercore<LogEntry>, release: Corestore | (() => Promise<void>) | null = null) {
+    super()
     this.core = core
-    this.ownedStore = ownedStore
+    this.release = typeof release === 'function' ? release : release ? () => release.close() : null
+    core.on('append', () => this.emit('append'))
+  }
+
+  /**
+   * A local copy of the call log at `url`, fetched from the hosts that serve it (by default the
+   * hosts an RPCClient in this process connected to) and checked block by block against the host's
+   * signature. The copy refuses forks. Close it when done.
+   */
+  static async fetch(url: string, options: RemoteOptions = {}): Promise<CallLog> {
+    const remote = await remoteSource().fetchLog(parseKeyUrl(url), options)
+    return new CallLog(remote.value, remote.close)
+  }
+
+  /** Waits for a fetched copy to learn of entries its hosts appended; true if it grew. */
+  async update(): Promise<boolean> {
+    const before = this.core.length
+    await this.core.update({ wait: true })
+    return this.core.length > before
   }
 
   /** The call log kept in `store` (a VM's store, or a standalone log's). */
@@ -117,6 +141,6 @@ export class CallLog {
 
   async close(): Promise<void> {
     await this.core.close()
-    if (this.ownedStore) await this.ownedStore.close()
+    if (this.release) await this.release()
   }
 }

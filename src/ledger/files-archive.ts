@@ -11,7 +11,10 @@ import { FilesView, type HistoryRecord } from './files-view.js'
 
 export type { HistoryRecord }
 
-import { keyToUrl, toHex } from './keys.js'
+import { StateError } from '../errors.js'
+import { downloadAll } from './download.js'
+import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
+import { type RemoteOptions, remoteSource } from './remote-source.js'
 
 /**
  * The state of an archive at one version, as recorded in each log entry. The tree hashes of the
@@ -26,18 +29,39 @@ export interface FilesState {
 }
 
 export class DatArchive {
-  readonly drive: Hyperdrive
+  private opened: Hyperdrive | null
+  private opening: Promise<void> | null = null
+  private readonly remoteKey: Buffer | null
+  private readonly remoteOptions: RemoteOptions
+  private release: (() => Promise<void>) | null = null
 
-  constructor(drive: Hyperdrive) {
-    this.drive = drive
+  /**
+   * A VM's own archive (given its Hyperdrive), or the archive at a `hyper://` URL on other hosts: by
+   * default the hosts an RPCClient in this process connected to, or `options.peers`.
+   */
+  constructor(source: Hyperdrive | string, options: RemoteOptions = {}) {
+    if (typeof source === 'string') {
+      this.remoteKey = parseKeyUrl(source)
+      this.opened = null
+    } else {
+      this.remoteKey = null
+      this.opened = source
+    }
+    this.remoteOptions = options
+  }
+
+  /** The Hyperdrive behind the archive (a remote archive has one after ready()). */
+  get drive(): Hyperdrive {
+    if (!this.opened) throw new StateError('the archive is not open yet: await archive.ready() (or download()) first')
+    return this.opened
   }
 
   get key(): string {
-    return toHex(this.drive.key)
+    return toHex(this.remoteKey ?? this.drive.key)
   }
 
   get url(): string {
-    return keyToUrl(this.drive.key)
+    return keyToUrl(this.remoteKey ?? this.drive.key)
   }
 
   /** Length of the archive's metadata log: it grows by one for every change. */
@@ -46,7 +70,30 @@ export class DatArchive {
   }
 
   async ready(): Promise<void> {
-    await this.drive.ready()
+    if (this.opened) {
+      await this.opened.ready()
+      return
+    }
+    this.opening ??= (async () => {
+      const remote = await remoteSource().openArchive(this.remoteKey as Buffer, this.remoteOptions)
+      this.opened = remote.value
+      this.release = remote.close
+    })()
+    await this.opening
+  }
+
+  /**
+   * Fetches the archive's whole history — every block of its metadata and blobs cores, not only the
+   * current files — so an auditor can check it at every version the log records. `path` is
+   * accepted for Beaker compatibility; the whole archive is fetched either way.
+   */
+  async download(_path = '/'): Promise<void> {
+    await this.ready()
+    const drive = this.drive
+    const stallMs = this.remoteOptions.timeout ?? 15_000
+    await downloadAll(drive.core, this.url, stallMs)
+    const blobs = await drive.getBlobs()
+    await downloadAll(blobs.core, `${this.url} (contents)`, stallMs)
   }
 
   async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {
@@ -113,7 +160,9 @@ export class DatArchive {
   }
 
   async close(): Promise<void> {
-    await this.drive.close()
+    await this.opening?.catch(() => {})
+    await this.opened?.close()
+    await this.release?.()
   }
 
   private reader(): FilesTransaction {

@@ -6,6 +6,8 @@
  */
 import WebSocket from 'ws'
 import { InvalidArgumentError, RPCError, StateError } from '../errors.js'
+import { parseKeyUrl, toHex } from '../ledger/keys.js'
+import { rememberHost } from '../net/known-hosts.js'
 import { decodeValue, encodeValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
@@ -90,6 +92,14 @@ export class RPCClient {
       throw err
     } finally {
       clearTimeout(timer)
+    }
+    // Remember the host of the advertised cores: CallLog.fetch(url) and new DatArchive(url) find it.
+    for (const coreUrl of [this.backendInfo?.callLogUrl, this.backendInfo?.filesArchiveUrl]) {
+      try {
+        rememberHost(toHex(parseKeyUrl(coreUrl)), url)
+      } catch {
+        // a backend that advertises no core URL serves nothing to replicate
+      }
     }
     for (const method of this.backendInfo?.methods ?? []) {
       if (RESERVED.has(method) || method in RPCClient.prototype) continue

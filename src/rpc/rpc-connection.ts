@@ -3,6 +3,7 @@
  * sends the answers. A frame that is not a valid request is answered with an error and the
  * connection stays usable; nothing invalid reaches the VM.
  */
+import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import { CallError, EncodingError, HostFaultError, InvalidArgumentError, LibVMSError, MethodNotFoundError, StateError } from '../errors.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
@@ -17,6 +18,8 @@ export interface RPCBackend {
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: { methodName: string; args: unknown[]; userId: string | null }): Promise<unknown>
+  /** A replication stream of the VM's cores (its call log and files archive), for auditors. */
+  replicate(isInitiator: boolean): Duplex
 }
 
 interface ServerLimits {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { InvalidArgumentError, StateError } from '../errors.js'
+import { pipeReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { CLOSE_CODES } from './protocol.js'
 import { type RPCBackend, RPCConnection } from './rpc-connection.js'
 
@@ -32,6 +33,7 @@ export interface ListenOptions {
 /** What the server knows about one mounted VM. */
 export class Mount {
   readonly connections = new Set<RPCConnection>()
+  readonly replications = new Set<WebSocket>()
   inFlight = 0
   closing = false
   private drained: (() => void) | null = null
@@ -167,6 +169,7 @@ export class RPCServer extends EventEmitter {
     mount.closing = true
     await mount.drain(this.closeTimeoutMs)
     await Promise.all([...mount.connections].map((c) => c.close(CLOSE_CODES.GOING_AWAY, reason)))
+    for (const ws of mount.replications) ws.terminate()
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -191,6 +194,17 @@ export class RPCServer extends EventEmitter {
         return
       }
       this.connectionCount++
+      if (ws.protocol === REPLICATION_PROTOCOL) {
+        // An auditor replicating the VM's cores over the same port.
+        const stream = pipeReplication(ws, mount.backend.replicate(false))
+        mount.replications.add(ws)
+        ws.once('close', () => {
+          this.connectionCount--
+          mount.replications.delete(ws)
+          stream.destroy()
+        })
+        return
+      }
       const connection = new RPCConnection(ws, mount, this)
       mount.connections.add(connection)
       ws.once('close', () => {

@@ -8,6 +8,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
+import type { Duplex } from 'node:stream'
 import {
   CallError,
   DirectoryError,
@@ -282,6 +283,14 @@ export class VM extends EventEmitter {
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
     this.state = 'closed'
     this.emit('close')
+  }
+
+  /**
+   * A replication stream of the VM's call log and files archive (Hypercore's protocol): what the
+   * RPC server serves to auditors. Peers get only the cores they ask for by key.
+   */
+  replicate(isInitiator: boolean): Duplex {
+    return this.requireStorage().store.replicate(isInitiator) as unknown as Duplex
   }
 
   // ---- calls ----
