@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { execFile, spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -14,6 +16,35 @@ test('examples/demo.ts: deploys, calls, replays, and reports both verdicts', asy
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], { cwd: root })
   assert.match(stdout, /Verdict: ✓ every call replays/)
   assert.match(stdout, /Verdict: ✗ divergence at seq 8/)
+})
+
+test('examples run-vm, connect and audit: the source document examples as processes', async (t) => {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dataDir = await mkdtemp(join(tmpdir(), 'libvms-example-'))
+  t.after(() => rm(dataDir, { recursive: true, force: true }))
+  const host = spawn(process.execPath, ['examples/run-vm.mjs', '0', join(dataDir, 'bobs-vm-data')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const exited = new Promise<number | null>((resolve) => host.on('exit', (code) => resolve(code)))
+  t.after(() => host.kill('SIGKILL'))
+  let output = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    host.stdout.on('data', (d) => {
+      output += d
+      const m = /Serving at (ws:\/\/\S+)/.exec(output)
+      if (m && output.includes('Call log URL:')) resolve(m[1])
+    })
+    host.on('exit', () => reject(new Error(`run-vm exited: ${output}`)))
+  })
+  assert.match(output, /vm api exports: \[ 'foo' \]/)
+  assert.match(output, /Call log URL: hyper:\/\/[0-9a-f]{64}/)
+  const exec = promisify(execFile)
+  assert.equal((await exec(process.execPath, ['examples/connect.mjs', url], { cwd: root })).stdout.trim(), 'bar')
+  const audited = await exec(process.execPath, ['examples/audit.mjs', url], { cwd: root })
+  assert.match(audited.stdout, /✓ verified 2 log entries/)
+  host.kill('SIGTERM')
+  assert.equal(await exited, 0, 'run-vm shuts down cleanly on SIGTERM')
 })
 
 test('examples/scripts/counter.js', async (t) => {

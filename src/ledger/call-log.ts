@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { StateError } from '../errors.js'
+import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { type LogEntry, parseEntry } from './log-entry.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
@@ -38,10 +39,14 @@ export class CallLog extends EventEmitter {
     return new CallLog(remote.value, remote.close)
   }
 
-  /** Waits for a fetched copy to learn of entries its hosts appended; true if it grew. */
+  /**
+   * Waits for a fetched copy to learn of entries its hosts appended; true if it grew. Rejects with
+   * ERR_FORKED if a host rewrote history this copy already holds.
+   */
   async update(): Promise<boolean> {
     const before = this.core.length
     await this.core.update({ wait: true })
+    assertNoFork(this.core, this.url)
     return this.core.length > before
   }
 

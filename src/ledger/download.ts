@@ -37,3 +37,19 @@ export async function downloadAll(core: Hypercore, url: string, stallMs: number)
     throw new FetchError('ERR_FETCH_INCOMPLETE', `${url}: only ${core.contiguousLength} of ${length} blocks arrived`)
   }
 }
+
+/**
+ * A host that truncates and rewrites a core it already served starts a new fork. A copy opened with
+ * allowFork: false does not follow it; this reports it, so a rewritten history is never silently
+ * accepted (the copy keeps the old history as evidence).
+ */
+export function assertNoFork(core: Hypercore, url: string): void {
+  const peers = core.peers as { remoteFork?: number }[]
+  const forked = peers.find((peer) => typeof peer.remoteFork === 'number' && peer.remoteFork !== core.fork)
+  if (forked) {
+    throw new FetchError(
+      'ERR_FORKED',
+      `the host rewrote the history of ${url} (its fork ${forked.remoteFork}, this copy's ${core.fork}): it truncated entries it had already published; this copy keeps the history it received`,
+    )
+  }
+}

@@ -5,6 +5,8 @@
  * that is an out-of-band change, which replay and verification will report. VM scripts write through
  * System.files instead, inside their call's transaction.
  */
+
+import crypto from 'hypercore-crypto'
 import type Hyperdrive from 'hyperdrive'
 import { FilesTransaction, type StatResult } from './files-transaction.js'
 import { FilesView, type HistoryRecord } from './files-view.js'
@@ -27,6 +29,9 @@ export interface FilesState {
   blobsLength: number
   blobsHash: string
 }
+
+/** The tree hash of an empty Hypercore (whatever its key). */
+const EMPTY_TREE_HASH = toHex(crypto.tree([]))
 
 export class DatArchive {
   private opened: Hyperdrive | null
@@ -92,6 +97,7 @@ export class DatArchive {
     const drive = this.drive
     const stallMs = this.remoteOptions.timeout ?? 15_000
     await downloadAll(drive.core, this.url, stallMs)
+    if (drive.core.length === 0) return // nothing was ever written: no contents either
     const blobs = await drive.getBlobs()
     await downloadAll(blobs.core, `${this.url} (contents)`, stallMs)
   }
@@ -147,16 +153,20 @@ export class DatArchive {
 
   /** The archive's state digest now (see FilesState). */
   async state(): Promise<FilesState> {
-    await this.drive.ready()
+    await this.ready()
+    // A never-written archive has no header yet, so its blobs core cannot even be located (a
+    // remote one would wait for it): its state is that of two empty cores.
+    if (this.drive.core.length === 0) return this.stateAt(0, 0)
     const blobs = await this.drive.getBlobs()
     return this.stateAt(this.drive.core.length, blobs.core.length)
   }
 
   /** The state digest at an earlier point of the archive's history. */
   async stateAt(version: number, blobsLength: number): Promise<FilesState> {
+    const dbHash = toHex(await this.drive.core.treeHash(version))
+    if (blobsLength === 0) return { version, dbHash, blobsLength, blobsHash: EMPTY_TREE_HASH }
     const blobs = await this.drive.getBlobs()
-    const [db, bl] = await Promise.all([this.drive.core.treeHash(version), blobs.core.treeHash(blobsLength)])
-    return { version, dbHash: toHex(db), blobsLength, blobsHash: toHex(bl) }
+    return { version, dbHash, blobsLength, blobsHash: toHex(await blobs.core.treeHash(blobsLength)) }
   }
 
   async close(): Promise<void> {

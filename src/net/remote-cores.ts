@@ -11,7 +11,7 @@ import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
 import type WebSocket from 'ws'
-import { downloadAll, FetchError } from '../ledger/download.js'
+import { assertNoFork, downloadAll, FetchError } from '../ledger/download.js'
 import { keyToUrl, toHex } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import { type RemoteHandle, type RemoteOptions, type RemoteSource, setRemoteSource } from '../ledger/remote-source.js'
@@ -80,6 +80,7 @@ const remoteCores: RemoteSource = {
       const core = copy.store.get<LogEntry>({ key, valueEncoding: 'json', allowFork: false })
       await core.ready()
       await learnLength(core, url, timeoutMs)
+      assertNoFork(core, url)
       if (core.length === 0) throw new FetchError('ERR_FETCH_TIMEOUT', `no host sent ${url}: the hosts do not have it`)
       await downloadAll(core, url, timeoutMs)
       return { value: core, store: copy.store, close: copy.close }
@@ -96,8 +97,9 @@ const remoteCores: RemoteSource = {
       const db = copy.store.get({ key, allowFork: false })
       await db.ready()
       await learnLength(db, url, options.timeout ?? DEFAULT_TIMEOUT_MS)
+      assertNoFork(db, url)
       // Open the blobs core first too, so it also refuses forks (Hyperdrive opens it by key later).
-      const blobsKey = Hyperdrive.getContentKey(db, key)
+      const blobsKey = db.manifest ? Hyperdrive.getContentKey(db, key) : null
       if (blobsKey) await copy.store.get({ key: blobsKey, allowFork: false }).ready()
       const drive = new Hyperdrive(copy.store, key)
       await drive.ready()

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { type CallEntry, CallLog, DatArchive, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
+import { deployVM, tempDir } from './helpers.js'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const NOTES = `
+exports.init = () => System.files.mkdir('/notes')
+exports.add = async (name, text) => { await System.files.writeFile('/notes/' + name, text); return (await System.files.readdir('/notes')).length }
+exports.count = async () => (await System.files.readdir('/notes')).length
+exports.foo = () => 'bar'
+`
+
+async function served(t: Parameters<typeof deployVM>[0]) {
+  const vm = await deployVM(t, NOTES, { title: 'Notes' })
+  for (let i = 0; i < 30; i++) await vm.executeCall({ methodName: 'add', args: [`n${i % 7}`, `text ${i}`], userId: `u${i % 3}` })
+  const server = new RPCServer()
+  server.mount('/notes', vm)
+  await server.listen(0)
+  t.after(() => server.close())
+  return { vm, server, url: `${server.url}/notes` }
+}
+
+/** The auditor: examples/audit.mjs in its own process. */
+async function audit(url: string): Promise<{ code: number; verdict: Record<string, unknown> }> {
+  try {
+    const { stdout } = await run(process.execPath, ['examples/audit.mjs', url, '--json'], { cwd: root })
+    return { code: 0, verdict: JSON.parse(stdout) }
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string }
+    if (e.code !== 1) throw new Error(`auditor failed (${e.code}): ${e.stderr}`)
+    return { code: 1, verdict: JSON.parse(e.stdout) }
+  }
+}
+
+test('the audit flow in another process: fetch, replay, verify passes; an out-of-band write is named', async (t) => {
+  const { vm, url } = await served(t)
+  const honest = await audit(url)
+  assert.equal(honest.code, 0)
+  assert.equal(honest.verdict.verified, true)
+  assert.equal(honest.verdict.entries, 31)
+
+  await vm.filesArchive.writeFile('/notes/planted', 'not from a call')
+  await vm.executeCall({ methodName: 'count' })
+  const caught = await audit(url)
+  assert.equal(caught.code, 1)
+  assert.equal(caught.verdict.verified, false)
+  assert.equal(caught.verdict.seq, 31)
+  assert.equal(caught.verdict.method, 'count')
+})
+
+test('CallLog.fetch and DatArchive(url) work with no other argument after connect, and fetch the whole history', async (t) => {
+  const { vm, url } = await served(t)
+  const client = new RPCClient()
+  await client.connect(url)
+  t.after(() => client.close())
+  const info = client.backendInfo
+  assert.ok(info)
+  const callLog = await CallLog.fetch(info.callLogUrl)
+  t.after(() => callLog.close())
+  assert.equal(callLog.url, vm.callLog.url)
+  assert.equal(callLog.length, vm.callLog.length)
+  assert.equal(callLog.writable, false)
+  const archive = new DatArchive(info.filesArchiveUrl)
+  t.after(() => archive.close())
+  await archive.download('/')
+  assert.equal(archive.version, vm.filesArchive.version)
+  // Every version is there, not only the current one: an old checkout reads without a host.
+  const firstWrite = (await callLog.get(1)) as CallEntry
+  assert.deepEqual(await archive.checkout(firstWrite.files.version).readdir('/notes'), ['n0'])
+  assert.equal(archive.drive.core.contiguousLength, archive.drive.core.length)
+  const replay = await VM.fromCallLog(callLog, info)
+  t.after(() => replay.close())
+  await Verifier.compareLogs(callLog, replay.callLog)
+  await Verifier.compareArchives(archive, replay.filesArchive)
+  await Verifier.verify(callLog, archive)
+})
+
+test('a fetched log follows its host: update() and the append event', async (t) => {
+  const { vm, url } = await served(t)
+  const client = new RPCClient()
+  await client.connect(url)
+  t.after(() => client.close())
+  const callLog = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  t.after(() => callLog.close())
+  const before = callLog.length
+  let appended = 0
+  callLog.on('append', () => appended++)
+  await client.call('foo')
+  const growing = callLog.update()
+  assert.equal(await growing, true)
+  assert.equal(callLog.length, before + 1)
+  assert.ok(appended >= 1)
+  assert.equal(((await callLog.get(before)) as CallEntry).method, 'foo')
+})
+
+test('an auditor copy refuses a host that truncates and rewrites its log', async (t) => {
+  const { vm, url } = await served(t)
+  const dir = join(await tempDir(t), 'copy')
+  const first = await CallLog.fetch(vm.callLog.url, { peers: [url], dir })
+  const seen = (await first.get(20)) as CallEntry
+  await first.close()
+  await vm.callLog.core.truncate(20)
+  await vm.callLog.append([{ ...seen, result: 999 }])
+  await assert.rejects(CallLog.fetch(vm.callLog.url, { peers: [url], dir, timeout: 3000 }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_FORKED')
+    assert.match(err.message, /rewrote the history of hyper:\/\//)
+    return true
+  })
+})
+
+test('fetching from no known host, or an unreachable one, fails with a named error that names the URL', async (t) => {
+  const vm = await deployVM(t, NOTES)
+  const otherKey = 'ab'.repeat(32)
+  await assert.rejects(CallLog.fetch(`hyper://${otherKey}`), { code: 'ERR_NO_HOST', message: new RegExp(`hyper://${otherKey}`) })
+  const net = await import('node:net')
+  const probe = net.createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = (probe.address() as { port: number }).port
+  await new Promise((resolve) => probe.close(resolve))
+  const unreachable = `ws://127.0.0.1:${port}/vm`
+  await assert.rejects(CallLog.fetch(vm.callLog.url, { peers: [unreachable] }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_HOST_UNREACHABLE')
+    assert.match(err.message, new RegExp(unreachable))
+    return true
+  })
+  await assert.rejects(new DatArchive(vm.filesArchive.url, { peers: [unreachable] }).download('/'), { code: 'ERR_HOST_UNREACHABLE' })
+})
