@@ -131,3 +131,25 @@ test('fetching from no known host, or an unreachable one, fails with a named err
   })
   await assert.rejects(new DatArchive(vm.filesArchive.url, { peers: [unreachable] }).download('/'), { code: 'ERR_HOST_UNREACHABLE' })
 })
+
+test('verify against a live host: changes from calls made after the log was fetched are not reported as out of band', async (t) => {
+  const { vm, url } = await served(t)
+  const callLog = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  t.after(() => callLog.close())
+  const verifiedUpTo = callLog.length
+  // The host takes more writing calls before the auditor downloads the archive.
+  for (let i = 0; i < 3; i++) await vm.executeCall({ methodName: 'add', args: [`late${i}`, 'x'] })
+  const archive = new DatArchive(vm.filesArchive.url, { peers: [url] })
+  t.after(() => archive.close())
+  await archive.download('/')
+  const report = await Verifier.verify(callLog, archive)
+  assert.ok(report.entries >= verifiedUpTo, `${report.entries} entries verified`)
+  // An out-of-band write is still caught.
+  await vm.filesArchive.writeFile('/notes/planted', 'x')
+  const later = new DatArchive(vm.filesArchive.url, { peers: [url] })
+  t.after(() => later.close())
+  await later.download('/')
+  const fresh = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  t.after(() => fresh.close())
+  await assert.rejects(Verifier.verify(fresh, later), { code: 'ERR_DIVERGENCE', message: /changes after seq 33/ })
+})
