@@ -39,6 +39,24 @@ function rpcError(code: number, name: string, stableCode: string, message: strin
   return { code, message, data: seq === undefined ? { name, code: stableCode } : { name, code: stableCode, seq } }
 }
 
+/** The errors the edge answers with, by kind: JSON-RPC code, error name, stable code. */
+const EDGE_ERRORS = {
+  parse: [RPC_ERRORS.PARSE_ERROR, 'ParseError', 'ERR_PARSE'],
+  invalidRequest: [RPC_ERRORS.INVALID_REQUEST, 'InvalidRequest', 'ERR_INVALID_REQUEST'],
+  invalidParams: [RPC_ERRORS.INVALID_PARAMS, 'InvalidParams', 'ERR_INVALID_PARAMS'],
+  methodNotFound: [RPC_ERRORS.METHOD_NOT_FOUND, 'MethodNotFound', 'ERR_METHOD_NOT_FOUND'],
+  messageTooLarge: [RPC_ERRORS.MESSAGE_TOO_LARGE, 'MessageTooLarge', 'ERR_MESSAGE_TOO_LARGE'],
+  queueFull: [RPC_ERRORS.QUEUE_FULL, 'QueueFull', 'ERR_QUEUE_FULL'],
+  unavailable: [RPC_ERRORS.UNAVAILABLE, 'Unavailable', 'ERR_UNAVAILABLE'],
+  handshakeRequired: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_REQUIRED'],
+  handshakeDone: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_DONE'],
+} as const
+
+function refusal(kind: keyof typeof EDGE_ERRORS, message: string): RPCErrorObject {
+  const [code, name, stableCode] = EDGE_ERRORS[kind]
+  return rpcError(code, name, stableCode, message)
+}
+
 /** How an error from the VM side is reported to the client. */
 function toRPCError(err: unknown): RPCErrorObject {
   if (err instanceof CallError) return rpcError(RPC_ERRORS.CALL_FAILED, err.name, err.code, err.message, err.seq)
@@ -46,7 +64,7 @@ function toRPCError(err: unknown): RPCErrorObject {
   if (err instanceof EncodingError || err instanceof InvalidArgumentError) {
     return rpcError(RPC_ERRORS.INVALID_PARAMS, err.name, err.code, err.message)
   }
-  if (err instanceof StateError) return rpcError(RPC_ERRORS.UNAVAILABLE, 'Unavailable', 'ERR_UNAVAILABLE', err.message)
+  if (err instanceof StateError) return refusal('unavailable', err.message)
   if (err instanceof HostFaultError) return rpcError(RPC_ERRORS.HOST_FAULT, err.name, err.code, err.message)
   if (err instanceof LibVMSError) return rpcError(RPC_ERRORS.INTERNAL_ERROR, err.name, err.code, err.message)
   return rpcError(RPC_ERRORS.INTERNAL_ERROR, 'InternalError', 'ERR_INTERNAL', 'the server failed to run the call')
@@ -97,25 +115,15 @@ export class RPCConnection {
     if (bytes.length > this.limits.maxMessageBytes) {
       this.sendError(
         null,
-        rpcError(
-          RPC_ERRORS.MESSAGE_TOO_LARGE,
-          'MessageTooLarge',
-          'ERR_MESSAGE_TOO_LARGE',
+        refusal(
+          'messageTooLarge',
           `the request is ${bytes.length} bytes, over this server's limit of ${this.limits.maxMessageBytes} (maxMessageBytes)`,
         ),
       )
       return
     }
     if (isBinary) {
-      this.sendError(
-        null,
-        rpcError(
-          RPC_ERRORS.INVALID_REQUEST,
-          'InvalidRequest',
-          'ERR_INVALID_REQUEST',
-          'binary frames are not accepted: send JSON-RPC 2.0 as text',
-        ),
-      )
+      this.sendError(null, refusal('invalidRequest', 'binary frames are not accepted: send JSON-RPC 2.0 as text'))
       return
     }
     let request: unknown
@@ -123,7 +131,7 @@ export class RPCConnection {
       const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
       request = JSON.parse(text)
     } catch {
-      this.sendError(null, rpcError(RPC_ERRORS.PARSE_ERROR, 'ParseError', 'ERR_PARSE', 'the frame is not valid UTF-8 JSON'))
+      this.sendError(null, refusal('parse', 'the frame is not valid UTF-8 JSON'))
       return
     }
     this.onRequest(request)
@@ -134,27 +142,16 @@ export class RPCConnection {
       const why = Array.isArray(request)
         ? 'batch requests are not supported: send one request per frame'
         : 'a request must be a JSON object'
-      this.sendError(null, rpcError(RPC_ERRORS.INVALID_REQUEST, 'InvalidRequest', 'ERR_INVALID_REQUEST', why))
+      this.sendError(null, refusal('invalidRequest', why))
       return
     }
     const { jsonrpc, id, method, params } = request as Record<string, unknown>
     if (!isRequestId(id)) {
-      this.sendError(
-        null,
-        rpcError(
-          RPC_ERRORS.INVALID_REQUEST,
-          'InvalidRequest',
-          'ERR_INVALID_REQUEST',
-          'a request needs an id (a number or a short string); notifications are not supported',
-        ),
-      )
+      this.sendError(null, refusal('invalidRequest', 'a request needs an id (a number or a short string); notifications are not supported'))
       return
     }
     if (jsonrpc !== '2.0' || typeof method !== 'string') {
-      this.sendError(
-        id,
-        rpcError(RPC_ERRORS.INVALID_REQUEST, 'InvalidRequest', 'ERR_INVALID_REQUEST', 'a request needs jsonrpc: "2.0" and a method name'),
-      )
+      this.sendError(id, refusal('invalidRequest', 'a request needs jsonrpc: "2.0" and a method name'))
       return
     }
     if (method === HANDSHAKE_METHOD) {
@@ -162,10 +159,7 @@ export class RPCConnection {
       return
     }
     if (!this.handshaken) {
-      this.sendError(
-        id,
-        rpcError(RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_REQUIRED', `call ${HANDSHAKE_METHOD} first`),
-      )
+      this.sendError(id, refusal('handshakeRequired', `call ${HANDSHAKE_METHOD} first`))
       return
     }
     this.onCall(id, method, params)
@@ -173,23 +167,12 @@ export class RPCConnection {
 
   private onHandshake(id: number | string, params: unknown): void {
     if (this.handshaken) {
-      this.sendError(
-        id,
-        rpcError(RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_DONE', 'this connection has already shaken hands'),
-      )
+      this.sendError(id, refusal('handshakeDone', 'this connection has already shaken hands'))
       return
     }
     const user = params !== null && typeof params === 'object' && !Array.isArray(params) ? (params as { user?: unknown }).user : undefined
     if (user !== undefined && user !== null && (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_ID_LENGTH)) {
-      this.sendError(
-        id,
-        rpcError(
-          RPC_ERRORS.INVALID_PARAMS,
-          'InvalidParams',
-          'ERR_INVALID_PARAMS',
-          `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`,
-        ),
-      )
+      this.sendError(id, refusal('invalidParams', `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`))
       return
     }
     this.user = typeof user === 'string' ? user : null
@@ -208,40 +191,25 @@ export class RPCConnection {
   private onCall(id: number | string, method: string, params: unknown): void {
     const backend = this.mount.backend
     if (!backend.methods.includes(method)) {
-      this.sendError(
-        id,
-        rpcError(
-          RPC_ERRORS.METHOD_NOT_FOUND,
-          'MethodNotFound',
-          'ERR_METHOD_NOT_FOUND',
-          `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`,
-        ),
-      )
+      this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
       return
     }
     if (params !== undefined && !Array.isArray(params)) {
-      this.sendError(id, rpcError(RPC_ERRORS.INVALID_PARAMS, 'InvalidParams', 'ERR_INVALID_PARAMS', 'params must be an array of arguments'))
+      this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
       return
     }
     if (this.mount.closing) {
       this.sendError(
         id,
-        rpcError(
-          RPC_ERRORS.UNAVAILABLE,
-          'Unavailable',
-          'ERR_UNAVAILABLE',
-          'the VM is no longer served here (the server is closing or it was unmounted); the call was not run',
-        ),
+        refusal('unavailable', 'the VM is no longer served here (the server is closing or it was unmounted); the call was not run'),
       )
       return
     }
     if (this.mount.inFlight >= this.limits.maxQueuedCalls) {
       this.sendError(
         id,
-        rpcError(
-          RPC_ERRORS.QUEUE_FULL,
-          'QueueFull',
-          'ERR_QUEUE_FULL',
+        refusal(
+          'queueFull',
           `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls); the call was not run, try again later`,
         ),
       )
@@ -251,7 +219,7 @@ export class RPCConnection {
     try {
       args = ((params ?? []) as TaggedValue[]).map((a) => fromTagged(a))
     } catch {
-      this.sendError(id, rpcError(RPC_ERRORS.INVALID_PARAMS, 'InvalidParams', 'ERR_INVALID_PARAMS', 'the arguments could not be decoded'))
+      this.sendError(id, refusal('invalidParams', 'the arguments could not be decoded'))
       return
     }
     this.mount.callStarted()

@@ -242,19 +242,13 @@ export class CallRunner {
   }
 }
 
-export function buildInitEntry(fields: {
-  code: string
-  title: string
-  filesArchiveKey: string
-  limits: VMLimits
-  auth: AuthMode
-  timestamp: number
-  seed: string
-  exports: ExportInfo[]
-  outcome: CallOutcome & { ok: true }
-  loadCost: number
-  files: FilesState
-}): InitEntry {
+export function buildInitEntry(
+  fields: Pick<InitEntry, 'code' | 'title' | 'filesArchiveKey' | 'limits' | 'auth' | 'timestamp' | 'seed' | 'files'> & {
+    exports: ExportInfo[]
+    outcome: CallOutcome & { ok: true }
+    loadCost: number
+  },
+): InitEntry {
   const entry: InitEntry = {
     type: 'init',
     schema: LOG_SCHEMA,
