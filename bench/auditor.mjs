@@ -24,7 +24,8 @@ setTimeout(() => {
 
 async function main() {
   const [url, infoJson, expectedRaw, workDir] = process.argv.slice(2)
-  if (!url || !infoJson || !expectedRaw || !workDir) throw new Error('usage: auditor.mjs <rpc-url> <backend-info-json> <expected-entries> <work-dir>')
+  if (!url || !infoJson || !expectedRaw || !workDir)
+    throw new Error('usage: auditor.mjs <rpc-url> <backend-info-json> <expected-entries> <work-dir>')
   const backendInfo = JSON.parse(infoJson)
   const expected = Number(expectedRaw)
   const dirs = { log: join(workDir, 'log'), archive: join(workDir, 'archive'), replay: join(workDir, 'replay') }
