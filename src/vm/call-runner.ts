@@ -86,6 +86,8 @@ export class CallRunner {
   /** Calls' file changes not stored yet, and the entries that will be stored with them. */
   private group: CommitGroup | null = null
   private staged: LogEntry[] = []
+  /** The flush being stored, if any. */
+  private inFlight: Promise<void> | null = null
 
   constructor(options: RunnerOptions) {
     this.options = options
@@ -161,8 +163,13 @@ export class CallRunner {
     }
     const group = mode === 'apply' ? this.group : null
     const baseVersion = mode === 'apply' ? (await this.currentFiles()).version : restoreVersion
-    const openView = (): FilesView => {
-      if (mode === 'apply') return group ? group.view() : this.storage.filesArchive.view()
+    const openView = async (): Promise<FilesView> => {
+      if (mode === 'apply') {
+        // A log append may still be in flight from the calls before: files wait for it (the commit
+        // group must not open beside it), calls that touch no file do not.
+        if (this.inFlight) await this.inFlight
+        return group ? group.view() : this.storage.filesArchive.view()
+      }
       if (baseVersion === 0) return new FilesView(null)
       checkout = drive.db.checkout(baseVersion)
       return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
@@ -203,18 +210,39 @@ export class CallRunner {
    * none of it is stored: the runner's in-memory state is then ahead of the log, and the owner must
    * stop using it (reopen restores it from the log).
    */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
     const entries = this.staged
     this.staged = []
-    if (entries.length === 0) return
-    if (this.group?.hasChanges) {
-      await this.group.commit(entries)
-      return
-    }
-    // No file changed: a plain append is the cheapest write. The commit group's log session would
-    // fall behind it, so the group is closed (the next writing call opens a new one).
-    await this.close()
-    await this.storage.callLog.append(entries)
+    const group = this.group
+    const previous = this.inFlight
+    const write = (async () => {
+      if (previous) await previous // writes are stored in the order they were made
+      if (entries.length === 0) return
+      if (group?.hasChanges) {
+        await group.commit(entries)
+        return
+      }
+      // No file changed: a plain append is the cheapest write. The commit group's log session would
+      // fall behind it, so the group is closed (the next writing call opens a new one).
+      await this.close()
+      await this.storage.callLog.append(entries)
+    })()
+    this.inFlight = write
+    write.then(
+      () => {
+        if (this.inFlight === write) this.inFlight = null
+      },
+      () => {},
+    )
+    return write
+  }
+
+  /**
+   * True if the next calls may run while this flush is stored: no commit group is open, so the
+   * flush is a plain log append and calls that touch files wait for it on their own.
+   */
+  get canRunDuringFlush(): boolean {
+    return this.group === null
   }
 
   /** The commit group, opened when a call first has file changes to store. */

@@ -63,7 +63,7 @@ export class SystemHost {
     /** The archive version the call starts from (before its own changes). */
     private readonly baseVersion: number,
     private readonly timestamp: number,
-    private readonly openView: () => FilesView,
+    private readonly openView: () => Promise<FilesView>,
   ) {}
 
   /** The turn's changes, if it made any. */
@@ -72,7 +72,7 @@ export class SystemHost {
   }
 
   readonly handle: HostRequestHandler = async (op, args) => {
-    if (!this.tx) this.tx = new FilesTransaction(this.openView(), this.timestamp)
+    if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp)
     const tx = this.tx
     switch (op) {
       case 'files.getInfo':

@@ -81,6 +81,8 @@ export class VM extends EventEmitter {
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */
   private waiting: WaitingCall[] = []
+  /** The last flush started (each flush is stored after the one before it). */
+  private flushTail: Promise<void> = Promise.resolve()
   private failure: Error | null = null
   private ownedDir: string | null = null
 
@@ -277,6 +279,7 @@ export class VM extends EventEmitter {
     const refused = this.callQueue.splice(0)
     for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
     await this.running
+    await this.flushTail
     this.runner?.dispose()
     await this.runner?.close()
     await this.storage?.close()
@@ -336,7 +339,13 @@ export class VM extends EventEmitter {
       for (let call = this.callQueue.shift(); call; call = this.callQueue.shift()) {
         await this.runOne(call)
         // Group commit: calls that queued up while this one ran go into the same storage write.
-        if (this.callQueue.length === 0 || this.waiting.length >= MAX_GROUP_CALLS) await this.flushGroup()
+        if (this.callQueue.length === 0 || this.waiting.length >= MAX_GROUP_CALLS) {
+          // A plain log append is stored while the next calls run; a commit group is waited for.
+          const overlap = this.runner?.canRunDuringFlush ?? false
+          const flushed = this.flushGroup()
+          this.flushTail = flushed
+          if (!overlap) await flushed
+        }
       }
     } finally {
       this.running = null
@@ -387,6 +396,7 @@ export class VM extends EventEmitter {
     const runner = this.runner
     if (!runner) return
     await this.flushGroup()
+    await this.flushTail
     if (this.failure) return
     try {
       await restoreFromLog(runner, this.callLog)
