@@ -81,8 +81,8 @@ export class VM extends EventEmitter {
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */
   private waiting: WaitingCall[] = []
-  /** The last flush started (each flush is stored after the one before it). */
-  private flushTail: Promise<void> = Promise.resolve()
+  /** The group being stored, if any. */
+  private flushing: Promise<void> | null = null
   private failure: Error | null = null
   private ownedDir: string | null = null
 
@@ -279,7 +279,6 @@ export class VM extends EventEmitter {
     const refused = this.callQueue.splice(0)
     for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
     await this.running
-    await this.flushTail
     this.runner?.dispose()
     await this.runner?.close()
     await this.storage?.close()
@@ -334,18 +333,36 @@ export class VM extends EventEmitter {
     return { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
   }
 
+  /**
+   * Runs queued calls one at a time and stores them in groups (group commit): calls that queue up
+   * while one runs, or while a group is being stored, go into the next group. A group that is a
+   * plain log append is stored while the next calls run; a commit group (files changed) is waited
+   * for. Ends when no call is queued and everything that ran is stored and answered.
+   */
   private async runQueue(): Promise<void> {
+    const runner = this.runner
     try {
-      for (let call = this.callQueue.shift(); call; call = this.callQueue.shift()) {
-        await this.runOne(call)
-        // Group commit: calls that queued up while this one ran go into the same storage write.
-        if (this.callQueue.length === 0 || this.waiting.length >= MAX_GROUP_CALLS) {
-          // A plain log append is stored while the next calls run; a commit group is waited for.
-          const overlap = this.runner?.canRunDuringFlush ?? false
-          const flushed = this.flushGroup()
-          this.flushTail = flushed
-          if (!overlap) await flushed
+      for (;;) {
+        const call = this.callQueue.shift()
+        if (call) {
+          await this.runOne(call)
+          if (this.callQueue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
         }
+        if (this.waiting.length === 0) {
+          if (!this.flushing) break
+          await this.flushing
+          continue
+        }
+        if (this.flushing) {
+          if (runner?.canRunDuringFlush && this.callQueue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
+          await this.flushing
+        }
+        const overlap = runner?.canRunDuringFlush ?? false
+        const flushing = this.flushGroup().finally(() => {
+          if (this.flushing === flushing) this.flushing = null
+        })
+        this.flushing = flushing
+        if (!overlap) await flushing
       }
     } finally {
       this.running = null
@@ -395,8 +412,8 @@ export class VM extends EventEmitter {
   private async recoverFromFault(): Promise<void> {
     const runner = this.runner
     if (!runner) return
+    if (this.flushing) await this.flushing
     await this.flushGroup()
-    await this.flushTail
     if (this.failure) return
     try {
       await restoreFromLog(runner, this.callLog)
