@@ -149,9 +149,11 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     await options.onEntry?.(0, init, replayedInit)
 
     let seq = 0
+    let lastTimestamp = init.timestamp
     for await (const entry of callLog.entries({ start: 1, end })) {
       seq++
       const logged = entry as CallEntry
+      lastTimestamp = logged.timestamp
       const input = callInputOf(logged)
       const result = await runner.runCall(input, 'apply')
       const replayed = buildCallEntry(input, result, await runner.currentFiles())
@@ -160,7 +162,11 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       await options.onEntry?.(seq, logged, replayed)
     }
     await runner.flush()
-    return VM.attached(init.code, { console: options.console, watchdogMs: options.watchdogMs }, storage, runner, replayedInit, ownedDir)
+    return VM.attached(
+      init.code,
+      { console: options.console, watchdogMs: options.watchdogMs },
+      { storage, runner, init: replayedInit, lastTimestamp, ownedDir },
+    )
   } catch (err) {
     runner.dispose()
     await runner.close().catch(() => {})

@@ -252,14 +252,21 @@ export class VM extends EventEmitter {
     return replayCallLog(callLog, assertions, options)
   }
 
-  /** @internal Used by replay to build a VM around a runner it drove itself. */
-  static attached(code: string, options: VMOptions, storage: VMStorage, runner: CallRunner, init: InitEntry, ownedDir: string | null): VM {
-    const vm = new VM(code, { ...options, auth: undefined })
-    vm.storage = storage
-    vm.runner = runner
-    vm.ownedDir = ownedDir
-    vm.attach(init, storage.callLog.length)
-    vm.lastTimestamp = Math.max(vm.lastTimestamp, init.timestamp)
+  /**
+   * @internal Used by replay to build a VM around a runner it drove itself. `lastTimestamp` is the
+   * last replayed entry's, so calls made on the replay never go back in time.
+   */
+  static attached(
+    code: string,
+    options: VMOptions,
+    replayed: { storage: VMStorage; runner: CallRunner; init: InitEntry; lastTimestamp: number; ownedDir: string | null },
+  ): VM {
+    const vm = new VM(code, options)
+    vm.storage = replayed.storage
+    vm.runner = replayed.runner
+    vm.ownedDir = replayed.ownedDir
+    vm.attach(replayed.init, replayed.storage.callLog.length)
+    vm.lastTimestamp = Math.max(vm.lastTimestamp, replayed.lastTimestamp)
     vm.state = 'ready'
     return vm
   }
