@@ -211,7 +211,7 @@ test('a full queue and too many connections are refused with errors that state t
     return true
   })
   const length = vm.callLog.length
-  const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => client.call('slow', 2e5)))
+  const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => client.call('slow', 3e6)))
   const refused = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[]
   assert.ok(refused.length >= 5, `${refused.length} of 8 refused`)
   for (const r of refused) {
