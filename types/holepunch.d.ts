@@ -112,16 +112,6 @@ declare module 'hyperdrive' {
   export default Hyperdrive
 }
 
-declare module 'b4a' {
-  const b4a: {
-    from(input: string | Uint8Array | ArrayBuffer, encoding?: string): Buffer
-    toString(buf: Uint8Array, encoding?: string): string
-    equals(a: Uint8Array, b: Uint8Array): boolean
-    isBuffer(value: unknown): boolean
-  }
-  export default b4a
-}
-
 declare module 'hyperbee' {
   import type Hypercore from 'hypercore'
 
