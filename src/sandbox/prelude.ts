@@ -307,6 +307,9 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
     outcome = null
   }
   let loading = false
+  function canAllocate (bytes) {
+    try { return 'x'.repeat(bytes).length === bytes } catch (e) { return false }
+  }
   function settle (ok, value) {
     if (settled) return
     settled = true
@@ -372,7 +375,12 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
     endTurn (maxResultBytes) {
       timers = []
       callerId = null
-      if (!settled) return stringify({ ok: false, error: { name: 'CallNeverSettled', message: 'the call returned a promise that never settled, with no timers or host requests left to settle it' } })
+      if (!settled) {
+        // Memory running out inside the engine's promise jobs can drop the job that would have
+        // settled the call: if memory is exhausted now, say so rather than blame the promise.
+        if (!canAllocate(1 << 20)) return stringify({ ok: false, error: { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes) before the call settled' } })
+        return stringify({ ok: false, error: { name: 'CallNeverSettled', message: 'the call returned a promise that never settled, with no timers or host requests left to settle it' } })
+      }
       const o = outcome
       outcome = null
       if (!o.ok) return stringify(o)
