@@ -43,3 +43,5 @@ export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
 import './net/remote-cores.js'
 
 export { VM } from './vm/vm.js'
+export type { FactoryServer, ProvisionedVMInfo, VMFactoryOptions } from './vm/vm-factory.js'
+export { FactoryError, VMFactory } from './vm/vm-factory.js'

@@ -42,6 +42,8 @@ export interface InitEntry {
   seed: string
   /** Names exported by the script, in export order. */
   exports: string[]
+  /** Present (true) for a VM factory: its script has System.vms. */
+  factory?: boolean
   /** What `exports.init` returned, if the script has one and it returned something. */
   result?: TaggedValue
   files: FilesState
@@ -116,6 +118,7 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     if (!Array.isArray(raw.exports) || !raw.exports.every((n) => typeof n === 'string')) {
       throw new LogFormatError('exports must be a list of names', seq)
     }
+    if (raw.factory !== undefined && raw.factory !== true) throw new LogFormatError('factory must be true when present', seq)
     checkTurn(raw, seq)
     return raw as unknown as InitEntry
   }

@@ -55,8 +55,8 @@ export interface ExportInfo {
 
 export interface SandboxOptions {
   limits: VMLimits
-  /** Source of `(function (System, request) { ... })`, run once to add APIs to System. */
-  systemSource?: string
+  /** Sources of `(function (System, request) { ... })`, each run once to add APIs to System. */
+  systemSources?: string[]
   console?: ConsoleSink
   /** Wall-clock limit of one slice of synchronous VM execution, in ms. */
   watchdogMs?: number
@@ -118,8 +118,8 @@ export class Sandbox {
     this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits), 'configure').dispose()
     parsedLimits.dispose()
 
-    if (options.systemSource) {
-      const systemFn = this.unwrap(ctx.evalCode(options.systemSource, 'libvms-system.js'), 'system API')
+    for (const source of options.systemSources ?? []) {
+      const systemFn = this.unwrap(ctx.evalCode(source, 'libvms-system.js'), 'system API')
       const system = ctx.getProp(this.driver, 'System')
       const request = ctx.getProp(this.driver, 'request')
       this.unwrap(ctx.callFunction(systemFn, ctx.undefined, system, request), 'system API').dispose()

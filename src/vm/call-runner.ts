@@ -23,7 +23,15 @@ import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.j
 import type { VMLimits } from '../sandbox/limits.js'
 import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
-import { type FilesIdentity, SYSTEM_SOURCE, SystemHost } from './system-api.js'
+import {
+  FACTORY_SYSTEM_SOURCE,
+  type FilesIdentity,
+  type OracleRecord,
+  OracleSession,
+  SYSTEM_SOURCE,
+  SystemHost,
+  type VMProvisioner,
+} from './system-api.js'
 
 const require = createRequire(import.meta.url)
 
@@ -53,7 +61,14 @@ export interface RunnerOptions {
   identity: FilesIdentity
   console?: ConsoleSink
   watchdogMs?: number
+  /** A factory script: System.vms exists. */
+  factory?: boolean
+  /** Who answers System.vms live; absent on replay and restore (answers come from the log). */
+  provisioner?: VMProvisioner | null
 }
+
+/** A call's outcome, and the oracle values it recorded if it ran live. */
+export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue> }
 
 // Seeds come from a pool refilled 256 at a time: one randomBytes call per call costs more than the call.
 let seedPool = Buffer.alloc(0)
@@ -109,8 +124,9 @@ export class CallRunner {
    * A sandbox for a runner with these limits, started ahead of time: creating one takes about as long
    * as opening storage, and the two can overlap.
    */
-  static prepareSandbox(limits: VMLimits, options: { console?: ConsoleSink; watchdogMs?: number }): Promise<Sandbox> {
-    return Sandbox.create({ limits, systemSource: SYSTEM_SOURCE, console: options.console, watchdogMs: options.watchdogMs })
+  static prepareSandbox(limits: VMLimits, options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean }): Promise<Sandbox> {
+    const systemSources = options.factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
+    return Sandbox.create({ limits, systemSources, console: options.console, watchdogMs: options.watchdogMs })
   }
 
   /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
@@ -134,7 +150,8 @@ export class CallRunner {
    */
   async runInit(timestamp: number, seed: string, mode: 'apply' | 'restore'): Promise<CallOutcome> {
     if (!this.hasInit) return { ok: true, cost: 0 }
-    const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed) }
+    // `oracle` given (empty): System.vms answers nothing during init, on the host as on replay.
+    const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed), oracle: {} }
     return this.runTurn(input, mode, 0)
   }
 
@@ -142,11 +159,11 @@ export class CallRunner {
    * Runs one call. `apply` starts from the archive as it is (its changes included in the next flush);
    * `restore` starts from the archive as it was at `baseVersion` and drops its changes.
    */
-  async runCall(input: CallInput, mode: 'apply' | 'restore', baseVersion = 0): Promise<CallOutcome> {
+  async runCall(input: CallInput, mode: 'apply' | 'restore', baseVersion = 0): Promise<RunOutcome> {
     return this.runTurn(input, mode, baseVersion)
   }
 
-  private async runTurn(input: CallInput, mode: 'apply' | 'restore', restoreVersion: number): Promise<CallOutcome> {
+  private async runTurn(input: CallInput, mode: 'apply' | 'restore', restoreVersion: number): Promise<RunOutcome> {
     const sandbox = this.sandbox
     if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
     const drive = this.storage.filesArchive.drive
@@ -174,7 +191,11 @@ export class CallRunner {
       checkout = drive.db.checkout(baseVersion)
       return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
     }
-    const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView)
+    // System.vms: live only for a new call on the factory's own host; otherwise from the log.
+    const live = mode === 'apply' && !!this.options.provisioner && input.oracle === undefined
+    const recorded = ((input.oracle?.vms ?? []) as unknown as OracleRecord[]) ?? []
+    const oracle = this.options.factory ? new OracleSession(live ? (this.options.provisioner ?? null) : null, live ? null : recorded) : null
+    const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView, oracle)
     const turn: TurnContext = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     try {
       const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
@@ -183,6 +204,9 @@ export class CallRunner {
         const target = group ?? (await this.openGroup())
         await tx.commit(target.target())
         this.files = await target.state()
+      }
+      if (live && oracle && oracle.records.length > 0) {
+        return { ...outcome, oracle: { vms: oracle.records as unknown as TaggedValue } }
       }
       return outcome
     } finally {
@@ -275,6 +299,7 @@ export function buildInitEntry(
     exports: ExportInfo[]
     outcome: CallOutcome & { ok: true }
     loadCost: number
+    factory?: boolean
   },
 ): InitEntry {
   const entry: InitEntry = {
@@ -289,6 +314,7 @@ export function buildInitEntry(
     timestamp: fields.timestamp,
     seed: fields.seed,
     exports: fields.exports.map((e) => e.name),
+    ...(fields.factory ? { factory: true } : {}),
     files: fields.files,
     cost: fields.loadCost + fields.outcome.cost,
   }
@@ -296,7 +322,7 @@ export function buildInitEntry(
   return entry
 }
 
-export function buildCallEntry(input: CallInput, outcome: CallOutcome, files: FilesState): CallEntry {
+export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
   // Fields are added in a fixed order: entries are compared as JSON text.
   const entry = {
     type: 'call',
@@ -306,7 +332,8 @@ export function buildCallEntry(input: CallInput, outcome: CallOutcome, files: Fi
     timestamp: input.timestamp,
     seed: input.seed,
   } as CallEntry
-  if (input.oracle) entry.oracle = input.oracle
+  const oracle = input.oracle ?? outcome.oracle
+  if (oracle) entry.oracle = oracle
   if (outcome.ok) {
     if (outcome.value !== undefined) entry.result = outcome.value
   } else {

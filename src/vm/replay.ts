@@ -105,6 +105,8 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     identity: { key: init.filesArchiveKey, title: init.title },
     console: options.console,
     watchdogMs: options.watchdogMs,
+    // A factory's System.vms answers come from the log: a replay never provisions anything.
+    factory: !!init.factory,
   })
   try {
     let loadCost: number
@@ -140,6 +142,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       exports: runner.exports,
       outcome,
       loadCost,
+      factory: !!init.factory,
       files: await runner.currentFiles(),
     })
     // The replay runs the logged engine's record, not its own, so equal engines compare equal.

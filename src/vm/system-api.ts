@@ -11,6 +11,7 @@ import { LibVMSError } from '../errors.js'
 import { FilesTransaction } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import type { HostRequestHandler } from '../sandbox/sandbox.js'
+import type { TaggedValue } from '../sandbox/value-codec.js'
 
 export const SYSTEM_SOURCE = `(function (System, request) {
   'use strict'
@@ -39,6 +40,74 @@ export const SYSTEM_SOURCE = `(function (System, request) {
   })
 })`
 
+/** System.vms: only in VM factory scripts. */
+export const FACTORY_SYSTEM_SOURCE = `(function (System, request) {
+  'use strict'
+  System.vms = Object.freeze({
+    provisionVM (options) { return request('vms.provisionVM', options === undefined ? null : options) },
+    shutdownVM (id) { return request('vms.shutdownVM', id === undefined ? null : id).then(function () {}) }
+  })
+})`
+
+/** What a factory's host does for System.vms (nondeterministic: fresh keys and ids). */
+export interface VMProvisioner {
+  provisionVM(options: unknown): Promise<TaggedValue>
+  /** Resolves with the id shut down (recorded, so a restart knows which VMs are gone). */
+  shutdownVM(id: unknown): Promise<string>
+}
+
+/** One System.vms request and what it gave, as recorded in the call's entry (oracle.vms). */
+export interface OracleRecord {
+  op: string
+  result?: TaggedValue
+  error?: { name: string; message: string }
+}
+
+/**
+ * The oracle values of one call. Live, it asks the provisioner and records each answer; on replay or
+ * restore it hands back the recorded answers in order and never asks a host for anything.
+ */
+export class OracleSession {
+  readonly records: OracleRecord[] = []
+  private next = 0
+
+  constructor(
+    private readonly provisioner: VMProvisioner | null,
+    private readonly recorded: OracleRecord[] | null,
+  ) {}
+
+  async run(op: string, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
+    if (this.recorded) {
+      const record = this.recorded[this.next++]
+      if (!record || record.op !== op) {
+        throw new OracleMissingError(`the log holds no recorded answer for this System.${op} request (#${this.next})`)
+      }
+      if (record.error) {
+        const err = new Error(record.error.message)
+        err.name = record.error.name
+        throw err
+      }
+      return record.result
+    }
+    if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
+    try {
+      const result = await live(this.provisioner)
+      this.records.push(result === undefined ? { op } : { op, result })
+      return result
+    } catch (err) {
+      const e = err as Error
+      this.records.push({ op, error: { name: e.name ?? 'Error', message: e.message ?? String(err) } })
+      throw err
+    }
+  }
+}
+
+export class OracleMissingError extends LibVMSError {
+  constructor(message: string) {
+    super('OracleMissing', 'ERR_ORACLE_MISSING', message)
+  }
+}
+
 /** Who the archive is, as the log records it: a replay answers with the original's key, not its own. */
 export interface FilesIdentity {
   key: string
@@ -64,6 +133,8 @@ export class SystemHost {
     private readonly baseVersion: number,
     private readonly timestamp: number,
     private readonly openView: () => Promise<FilesView>,
+    /** System.vms for factory scripts; null elsewhere. */
+    private readonly oracle: OracleSession | null = null,
   ) {}
 
   /** The turn's changes, if it made any. */
@@ -72,6 +143,12 @@ export class SystemHost {
   }
 
   readonly handle: HostRequestHandler = async (op, args) => {
+    if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
+      if (!this.oracle) throw new UnknownSystemCallError(op)
+      return op === 'vms.provisionVM'
+        ? this.oracle.run(op, (p) => p.provisionVM(args[0]))
+        : this.oracle.run(op, (p) => p.shutdownVM(args[0]))
+    }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp)
     const tx = this.tx
     switch (op) {

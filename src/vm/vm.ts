@@ -30,6 +30,7 @@ import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandb
 import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
 import { type ReplayAssertions, type ReplayOptions, replayCallLog } from './replay.js'
+import type { VMProvisioner } from './system-api.js'
 
 export interface VMOptions {
   /** Resource limits for a new VM (a reopened VM keeps the limits its init entry records). */
@@ -40,6 +41,12 @@ export interface VMOptions {
   console?: ConsoleSink
   /** Wall-clock watchdog for one slice of VM execution, in ms (a host fault, never logged). */
   watchdogMs?: number
+}
+
+/** @internal What VMFactory adds to a VM: System.vms, and the exports its script must have. */
+export interface FactoryHooks {
+  provisioner: VMProvisioner
+  requiredExports: string[]
 }
 
 export interface ExecuteCallRequest {
@@ -85,9 +92,11 @@ export class VM extends EventEmitter {
   private flushing: Promise<void> | null = null
   private failure: Error | null = null
   private ownedDir: string | null = null
+  private readonly factoryHooks: FactoryHooks | null
 
-  constructor(code: string, options: VMOptions = {}) {
+  constructor(code: string, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
     super()
+    this.factoryHooks = factoryHooks
     if (typeof code !== 'string') throw new InvalidArgumentError('new VM(code): code must be a string of JavaScript')
     if (options.auth !== undefined && options.auth !== 'debug') {
       throw new InvalidArgumentError(`auth ${JSON.stringify(options.auth)} is not available; use 'debug'`)
@@ -182,6 +191,7 @@ export class VM extends EventEmitter {
     const timestamp = this.takeTimestamp()
     const seed = newSeed()
     const loadCost = await runner.load(timestamp, seed, prepared)
+    this.checkRequiredExports(runner)
     const outcome = await runner.runInit(timestamp, seed, 'apply')
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
@@ -197,6 +207,7 @@ export class VM extends EventEmitter {
       exports: runner.exports,
       outcome,
       loadCost,
+      factory: !!this.factoryHooks,
       files: await runner.currentFiles(),
     })
     runner.stage(init)
@@ -207,6 +218,12 @@ export class VM extends EventEmitter {
   private async reopen(storage: VMStorage, limits: VMLimits, prepared: Promise<Sandbox>): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
+    if (!!init.factory !== !!this.factoryHooks) {
+      throw new DirectoryError(
+        'ERR_DIR_ROLE',
+        `${storage.dir} holds a ${init.factory ? 'VM factory: deploy it with VMFactory' : 'VM, not a factory: deploy it with VM'}`,
+      )
+    }
     if (init.code !== this.code) {
       throw new DirectoryError(
         'ERR_CODE_MISMATCH',
@@ -438,8 +455,27 @@ export class VM extends EventEmitter {
     return this.lastTimestamp
   }
 
-  private runnerOptions(): { code: string; console: ConsoleSink; watchdogMs?: number } {
-    return { code: this.code, console: this.options.console ?? debugConsole(this), watchdogMs: this.options.watchdogMs }
+  private runnerOptions(): {
+    code: string
+    console: ConsoleSink
+    watchdogMs?: number
+    factory: boolean
+    provisioner: VMProvisioner | null
+  } {
+    return {
+      code: this.code,
+      console: this.options.console ?? debugConsole(this),
+      watchdogMs: this.options.watchdogMs,
+      factory: !!this.factoryHooks,
+      provisioner: this.factoryHooks?.provisioner ?? null,
+    }
+  }
+
+  private checkRequiredExports(runner: CallRunner): void {
+    const missing = (this.factoryHooks?.requiredExports ?? []).filter((name) => !runner.exports.some((e) => e.name === name && e.callable))
+    if (missing.length > 0) {
+      throw new ScriptError('TypeError', `a VM factory script must export ${missing.join(' and ')}; it does not`)
+    }
   }
 
   private requireStorage(): VMStorage {

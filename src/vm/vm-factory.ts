@@ -1,0 +1,184 @@
+/**
+ * VMFactory: a VM whose script provisions other VMs (System.vms), each served at `/<id>` on the
+ * factory's RPC server. Provisioning is nondeterministic on the host (fresh keys, ids, the server's
+ * URL): its answers are oracle values recorded in the factory's call entry, and replaying the
+ * factory's log reads them from there, so the factory verifies like any VM.
+ *
+ * Provisioned VMs live in `<factory dir>/vms/<id>/`. A shut-down VM is unmounted and closed; its
+ * data stays on disk for audit.
+ */
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { InvalidArgumentError, LibVMSError } from '../errors.js'
+import { CallLog } from '../ledger/call-log.js'
+import type { CallEntry } from '../ledger/log-entry.js'
+import type { TaggedValue } from '../sandbox/value-codec.js'
+import type { OracleRecord } from './system-api.js'
+import { VM, type VMOptions } from './vm.js'
+
+/** What the factory needs of an RPC server (RPCServer fits). */
+export interface FactoryServer {
+  readonly url: string | null
+  mount(path: string, vm: VM): void
+  unmount(path: string): Promise<void>
+}
+
+export interface VMFactoryOptions extends VMOptions {
+  /** Provisioned VMs alive at once (default 100). */
+  maxVMs?: number
+}
+
+export interface ProvisionedVMInfo {
+  id: string
+  rpcUrl: string | null
+  callLogUrl: string
+  filesArchiveUrl: string
+}
+
+export class FactoryError extends LibVMSError {
+  constructor(name: string, code: string, message: string) {
+    super(name, code, message)
+  }
+}
+
+const MAX_TITLE_LENGTH = 1000
+
+export class VMFactory extends VM {
+  readonly maxVMs: number
+  private readonly provisioned = new Map<string, VM>()
+  private server: FactoryServer | null = null
+
+  constructor(code: string, options: VMFactoryOptions = {}) {
+    const { maxVMs = 100, ...vmOptions } = options
+    if (!Number.isSafeInteger(maxVMs) || maxVMs < 0) throw new InvalidArgumentError(`maxVMs must be a non-negative integer, got ${maxVMs}`)
+    // The provisioner reaches the factory once it exists: System.vms only runs inside calls.
+    let self: VMFactory | null = null
+    super(code, vmOptions, {
+      requiredExports: ['provisionVM', 'shutdownVM'],
+      provisioner: {
+        provisionVM: (opts) => (self as VMFactory).provision(opts),
+        shutdownVM: (id) => (self as VMFactory).shutdown(id),
+      },
+    })
+    self = this
+    this.maxVMs = maxVMs
+  }
+
+  /**
+   * Deploys the factory. Deploying again on its dir brings back every provisioned VM not shut down,
+   * with the same keys and state (mounted once setRPCServer is called).
+   */
+  override async deploy(options: { dir: string; title?: string }): Promise<void> {
+    await super.deploy(options)
+    try {
+      for (const id of await this.liveVMIds()) {
+        const dir = this.vmDir(id)
+        const log = await CallLog.open(dir)
+        const init = await log.get(0)
+        await log.close()
+        const vm = new VM(init.type === 'init' ? init.code : '')
+        await vm.deploy({ dir })
+        this.provisioned.set(id, vm)
+      }
+    } catch (err) {
+      await this.close()
+      throw err
+    }
+  }
+
+  /** Serves provisioned VMs on `server` at `/<id>` (those already provisioned are mounted now). */
+  setRPCServer(server: FactoryServer): void {
+    this.server = server
+    for (const [id, vm] of this.provisioned) server.mount(`/${id}`, vm)
+  }
+
+  /** Calls the factory script's provisionVM (a logged call, as an anonymous caller). */
+  provisionVM(options: { code: string; title?: string }): Promise<unknown> {
+    return this.executeCall({ methodName: 'provisionVM', args: [options] })
+  }
+
+  /** Calls the factory script's shutdownVM (a logged call, as an anonymous caller). */
+  shutdownVM(id: string): Promise<unknown> {
+    return this.executeCall({ methodName: 'shutdownVM', args: [id] })
+  }
+
+  getVM(id: string): VM | undefined {
+    return this.provisioned.get(id)
+  }
+
+  /** Closes every provisioned VM, then the factory. */
+  override async close(): Promise<void> {
+    await super.close()
+    for (const [id, vm] of this.provisioned) {
+      await this.server?.unmount(`/${id}`)
+      await vm.close()
+    }
+    this.provisioned.clear()
+  }
+
+  private vmDir(id: string): string {
+    if (!this.dir) throw new FactoryError('StateError', 'ERR_INVALID_STATE', 'the factory is not deployed')
+    return join(this.dir, 'vms', id)
+  }
+
+  /** System.vms.provisionVM on the host: deploy, mount, answer. */
+  private async provision(options: unknown): Promise<TaggedValue> {
+    const { code, title = '' } = (options ?? {}) as { code?: unknown; title?: unknown }
+    if (typeof code !== 'string')
+      throw new FactoryError('TypeError', 'ERR_INVALID_ARGUMENT', 'provisionVM({code, title}): code must be a string of JavaScript')
+    if (typeof title !== 'string' || title.length > MAX_TITLE_LENGTH) {
+      throw new FactoryError(
+        'TypeError',
+        'ERR_INVALID_ARGUMENT',
+        `provisionVM({code, title}): title must be a string of at most ${MAX_TITLE_LENGTH} characters`,
+      )
+    }
+    if (this.provisioned.size >= this.maxVMs) {
+      throw new FactoryError(
+        'CapacityExceeded',
+        'ERR_CAPACITY',
+        `this factory already runs ${this.provisioned.size} VMs, its limit (maxVMs); shut one down first`,
+      )
+    }
+    const id = randomBytes(8).toString('hex')
+    const vm = new VM(code)
+    // A script error fails the provisioning call with the script's error; deploy leaves nothing.
+    await vm.deploy({ dir: this.vmDir(id), title })
+    this.provisioned.set(id, vm)
+    this.server?.mount(`/${id}`, vm)
+    const serverUrl = this.server?.url ?? null
+    const info: ProvisionedVMInfo = {
+      id,
+      rpcUrl: serverUrl ? `${serverUrl}/${id}` : null,
+      callLogUrl: vm.callLog.url,
+      filesArchiveUrl: vm.filesArchive.url,
+    }
+    return info as unknown as TaggedValue
+  }
+
+  /** System.vms.shutdownVM on the host: unmount and close (the data stays on disk); answers the id. */
+  private async shutdown(id: unknown): Promise<string> {
+    const vm = typeof id === 'string' ? this.provisioned.get(id) : undefined
+    if (!vm) throw new FactoryError('NotFound', 'ERR_NOT_FOUND', `this factory runs no VM with id ${JSON.stringify(id)}`)
+    this.provisioned.delete(id as string)
+    await this.server?.unmount(`/${id}`)
+    await vm.close()
+    return id as string
+  }
+
+  /**
+   * The ids the log says are provisioned and not shut down, from the recorded System.vms answers in
+   * log order. A call that failed after provisioning still provisioned: its VM stays.
+   */
+  private async liveVMIds(): Promise<string[]> {
+    const live = new Set<string>()
+    for await (const entry of this.callLog.entries({ start: 1 })) {
+      for (const record of (((entry as CallEntry).oracle?.vms ?? []) as unknown as OracleRecord[]) ?? []) {
+        if (record.error) continue
+        if (record.op === 'vms.provisionVM') live.add((record.result as { id: string }).id)
+        if (record.op === 'vms.shutdownVM') live.delete(record.result as string)
+      }
+    }
+    return [...live]
+  }
+}

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { CallLog, DatArchive, RPCClient, type RPCError, RPCServer, Verifier, VM, VMFactory } from '../src/index.js'
+import { tempDir } from './helpers.js'
+
+const FACTORY = await readFile(new URL('../examples/scripts/factory.js', import.meta.url), 'utf8')
+const COUNTER = 'let n = 0\nexports.inc = () => ++n'
+
+interface Info {
+  id: string
+  rpcUrl: string
+  callLogUrl: string
+  filesArchiveUrl: string
+}
+
+async function factoryServer(t: Parameters<typeof tempDir>[0], options: { maxVMs?: number } = {}) {
+  const dir = join(await tempDir(t), 'factory')
+  const factory = new VMFactory(FACTORY, options)
+  await factory.deploy({ dir, title: 'Bobs VM Host' })
+  const server = new RPCServer()
+  server.mount('/', factory)
+  factory.setRPCServer(server)
+  await server.listen(0)
+  t.after(async () => {
+    await server.close()
+    await factory.close()
+  })
+  const connect = async (user?: string, url = `${server.url}/`) => {
+    const client = new RPCClient()
+    await client.connect(url, user ? { user } : {})
+    t.after(() => client.close())
+    return client
+  }
+  return { dir, factory, server, connect }
+}
+
+test('the source document factory example, over the network: provision, call, audit, owner-only shutdown', async (t) => {
+  const { factory, connect } = await factoryServer(t)
+  const client = await connect('alice')
+  const vmInfo = (await client.call('provisionVM', { code: `exports.foo = () => 'bar'`, title: 'Bobs Provisioned VM' })) as Info
+  assert.match(vmInfo.id, /^[0-9a-f]{16}$/)
+  assert.match(vmInfo.rpcUrl, new RegExp(`/${vmInfo.id}$`))
+  const client2 = await connect(undefined, vmInfo.rpcUrl)
+  assert.equal(await client2.call('foo'), 'bar')
+
+  // Audit both: the provisioned VM and the factory.
+  const callLog = await CallLog.fetch(vmInfo.callLogUrl, { peers: [vmInfo.rpcUrl] })
+  t.after(() => callLog.close())
+  const files = new DatArchive(vmInfo.filesArchiveUrl, { peers: [vmInfo.rpcUrl] })
+  t.after(() => files.close())
+  await files.download('/')
+  const replay = await VM.fromCallLog(callLog, vmInfo)
+  t.after(() => replay.close())
+  await Verifier.compareLogs(callLog, replay.callLog)
+  await Verifier.compareArchives(files, replay.filesArchive)
+  const init = await callLog.get(0)
+  assert.equal(init.type === 'init' && init.code, `exports.foo = () => 'bar'`, "the provisioned VM's init entry holds the code given")
+  assert.equal(init.type === 'init' && init.title, 'Bobs Provisioned VM')
+
+  const mallory = await connect('mallory')
+  await assert.rejects(mallory.call('shutdownVM', vmInfo.id), { message: 'You are not authorized to shut down this vm' })
+  assert.equal(await client2.call('foo'), 'bar', 'still running')
+  await client.call('shutdownVM', vmInfo.id)
+  await assert.rejects(client2.call('foo'), { code: 'ERR_CONNECTION_CLOSED' })
+  await assert.rejects(new RPCClient().connect(vmInfo.rpcUrl), { code: 'ERR_CONNECT', message: /404/ })
+  assert.equal(factory.getVM(vmInfo.id), undefined)
+
+  await Verifier.verify(factory.callLog, factory.filesArchive)
+})
+
+test('capacity and invalid code fail the provisioning call with named errors and leave nothing behind', async (t) => {
+  const { dir, connect } = await factoryServer(t, { maxVMs: 1 })
+  const client = await connect('alice')
+  await assert.rejects(client.call('provisionVM', { code: 'exports.a = (' }), (err: RPCError) => {
+    assert.equal(err.name, 'ScriptError')
+    assert.match(err.message, /SyntaxError/)
+    return true
+  })
+  await assert.rejects(client.call('provisionVM', { code: 'throw new Error("no")' }), { name: 'ScriptError', message: /Error: no/ })
+  await assert.rejects(client.call('provisionVM', { code: 42 }), { name: 'TypeError' })
+  assert.deepEqual(await readdir(join(dir, 'vms')).catch(() => []), [], 'no VM dir was left behind')
+  await client.call('provisionVM', { code: COUNTER })
+  await assert.rejects(client.call('provisionVM', { code: COUNTER }), (err: RPCError) => {
+    assert.equal(err.name, 'CapacityExceeded')
+    assert.match(err.message, /limit \(maxVMs\)/)
+    return true
+  })
+})
+
+test('a factory script without provisionVM and shutdownVM is refused at deploy, leaving no log', async (t) => {
+  const dir = join(await tempDir(t), 'factory')
+  await assert.rejects(new VMFactory('exports.provisionVM = () => 1').deploy({ dir }), (err: Error) => {
+    assert.equal(err.name, 'ScriptError')
+    assert.match(err.message, /must export shutdownVM/)
+    return true
+  })
+  await assert.rejects(readdir(dir), { code: 'ENOENT' })
+  // System.vms exists only in factory scripts.
+  const vm = new VM('exports.tryIt = () => typeof System.vms')
+  await vm.deploy({ dir: join(dir, '..', 'plain') })
+  assert.equal(await vm.executeCall({ methodName: 'tryIt' }), 'undefined')
+  await vm.close()
+  await assert.rejects(new VMFactory(FACTORY).deploy({ dir: join(dir, '..', 'plain') }), { code: 'ERR_DIR_ROLE' })
+})
+
+test('restart: deploying the factory again brings back its VMs at the same paths, keys and state', async (t) => {
+  const dir = join(await tempDir(t), 'factory')
+  const first = new VMFactory(FACTORY)
+  await first.deploy({ dir })
+  const server = new RPCServer()
+  server.mount('/', first)
+  first.setRPCServer(server)
+  await server.listen(0)
+  const client = new RPCClient()
+  await client.connect(`${server.url}/`, { user: 'alice' })
+  const kept = (await client.call('provisionVM', { code: COUNTER })) as Info
+  const gone = (await client.call('provisionVM', { code: COUNTER })) as Info
+  await client.call('shutdownVM', gone.id)
+  const counter = new RPCClient()
+  await counter.connect(kept.rpcUrl)
+  assert.equal(await counter.call('inc'), 1)
+  assert.equal(await counter.call('inc'), 2)
+  await counter.close()
+  await client.close()
+  await server.close()
+  await first.close()
+
+  const second = new VMFactory(FACTORY)
+  await second.deploy({ dir })
+  const server2 = new RPCServer()
+  server2.mount('/', second)
+  second.setRPCServer(server2)
+  await server2.listen(0)
+  t.after(async () => {
+    await server2.close()
+    await second.close()
+  })
+  assert.equal(second.getVM(gone.id), undefined, 'a VM shut down stays down')
+  const back = second.getVM(kept.id)
+  assert.ok(back)
+  assert.equal(back.callLog.url, kept.callLogUrl)
+  const again = new RPCClient()
+  await again.connect(`${server2.url}/${kept.id}`)
+  t.after(() => again.close())
+  assert.equal(await again.call('inc'), 3, 'state continues')
+})
+
+test("the factory's own log replays and verifies: provisioning answers come from the log", async (t) => {
+  const { factory, connect } = await factoryServer(t, { maxVMs: 2 })
+  const client = await connect('alice')
+  const a = (await client.call('provisionVM', { code: COUNTER, title: 'a' })) as Info
+  await client.call('provisionVM', { code: 'exports.a = (' }).catch(() => {})
+  await client.call('provisionVM', { code: COUNTER, title: 'b' })
+  await client.call('provisionVM', { code: COUNTER }).catch(() => {})
+  await client.call('shutdownVM', a.id)
+  const report = await Verifier.verify(factory.callLog, factory.filesArchive)
+  assert.equal(report.calls, 5)
+  const provisioned = (await factory.callLog.get(1)) as { oracle?: { vms: { op: string; result: Info }[] } }
+  assert.equal(provisioned.oracle?.vms[0].op, 'vms.provisionVM')
+  assert.equal(provisioned.oracle?.vms[0].result.id, a.id)
+  // The replay provisioned nothing: the factory still runs exactly one VM.
+  assert.equal((await readdir(join(factory.dir as string, 'vms'))).length, 2, 'the shut-down VM keeps its data on disk')
+})
