@@ -58,6 +58,9 @@ test('the source document factory example, over the network: provision, call, au
   const init = await callLog.get(0)
   assert.equal(init.type === 'init' && init.code, `exports.foo = () => 'bar'`, "the provisioned VM's init entry holds the code given")
   assert.equal(init.type === 'init' && init.title, 'Bobs Provisioned VM')
+  const factoryLog = await CallLog.fetch(factory.callLog.url, { peers: [client.url as string] })
+  t.after(() => factoryLog.close())
+  assert.deepEqual(await Verifier.compareProvisioned(factoryLog, callLog), { seq: 1 }, 'the factory call that provisioned it is found')
 
   const mallory = await connect('mallory')
   await assert.rejects(mallory.call('shutdownVM', vmInfo.id), { message: 'You are not authorized to shut down this vm' })
@@ -160,6 +163,18 @@ test("the factory's own log replays and verifies: provisioning answers come from
   const provisioned = (await factory.callLog.get(1)) as { oracle?: { vms: { op: string; result: Info }[] } }
   assert.equal(provisioned.oracle?.vms[0].op, 'vms.provisionVM')
   assert.equal(provisioned.oracle?.vms[0].result.id, a.id)
-  // The replay provisioned nothing: the factory still runs exactly one VM.
-  assert.equal((await readdir(join(factory.dir as string, 'vms'))).length, 2, 'the shut-down VM keeps its data on disk')
+  // A provisioned VM's init entry must hold what the factory was asked for.
+  const other = (await client.call('provisionVM', { code: `${COUNTER} `, title: 'c' })) as Info
+  const otherVM = factory.getVM(other.id)
+  assert.ok(otherVM)
+  await Verifier.compareProvisioned(factory.callLog, otherVM.callLog)
+  const unrelated = new VM(COUNTER)
+  await unrelated.deploy({ dir: join(factory.dir as string, '..', 'unrelated') })
+  t.after(() => unrelated.close())
+  await assert.rejects(Verifier.compareProvisioned(factory.callLog, unrelated.callLog), {
+    code: 'ERR_DIVERGENCE',
+    message: /records no provisioning/,
+  })
+  // The replay provisioned nothing: the VMs on disk are the ones the host provisioned.
+  assert.equal((await readdir(join(factory.dir as string, 'vms'))).length, 3, 'the shut-down VM keeps its data on disk')
 })

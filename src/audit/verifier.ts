@@ -255,4 +255,40 @@ async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry)
   }
 }
 
-export const Verifier = { compareLogs, compareArchives, verify }
+/**
+ * Checks the link between a factory and a VM it provisioned: the factory's log must record a
+ * provisioning that answered with this VM's call log, asked for with exactly the code and title the
+ * VM's init entry holds. Rejects with a DivergenceError naming the factory call otherwise.
+ */
+async function compareProvisioned(factoryLog: CallLog, provisionedLog: CallLog): Promise<{ seq: number }> {
+  await Promise.all([factoryLog.ready(), provisionedLog.ready()])
+  const init = await provisionedLog.get(0)
+  if (init.type !== 'init') throw new DivergenceError({ message: 'the provisioned log has no init entry', seq: 0 })
+  let seq = 0
+  for await (const entry of factoryLog.entries({ start: 1 })) {
+    seq++
+    const records = ((entry as CallEntry).oracle?.vms ?? []) as unknown as {
+      op: string
+      args?: { code?: unknown; title?: unknown }
+      result?: { callLogUrl?: string }
+    }[]
+    for (const record of records) {
+      if (record.op !== 'vms.provisionVM' || record.result?.callLogUrl !== provisionedLog.url) continue
+      const asked = { code: record.args?.code, title: record.args?.title ?? '' }
+      if (asked.code !== init.code || asked.title !== init.title) {
+        throw new DivergenceError({
+          message: `factory call ${seq} provisioned ${provisionedLog.url} with other code or title than its init entry holds`,
+          seq,
+          method: (entry as CallEntry).method,
+          field: asked.code !== init.code ? 'code' : 'title',
+          expected: asked.code !== init.code ? asked.code : asked.title,
+          actual: asked.code !== init.code ? init.code : init.title,
+        })
+      }
+      return { seq }
+    }
+  }
+  throw new DivergenceError({ message: `the factory's log records no provisioning of ${provisionedLog.url}`, field: 'oracle' })
+}
+
+export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned }

@@ -56,9 +56,10 @@ export interface VMProvisioner {
   shutdownVM(id: unknown): Promise<string>
 }
 
-/** One System.vms request and what it gave, as recorded in the call's entry (oracle.vms). */
+/** One System.vms request — what was asked and what it gave — as recorded in the call's entry (oracle.vms). */
 export interface OracleRecord {
   op: string
+  args: TaggedValue
   result?: TaggedValue
   error?: { name: string; message: string }
 }
@@ -76,11 +77,14 @@ export class OracleSession {
     private readonly recorded: OracleRecord[] | null,
   ) {}
 
-  async run(op: string, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
+  async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
+    const asked = (args ?? null) as TaggedValue
     if (this.recorded) {
       const record = this.recorded[this.next++]
-      if (!record || record.op !== op) {
-        throw new OracleMissingError(`the log holds no recorded answer for this System.${op} request (#${this.next})`)
+      if (!record || record.op !== op || JSON.stringify(record.args) !== JSON.stringify(asked)) {
+        throw new OracleMissingError(
+          `the log holds no recorded answer for this System.${op} request (#${this.next}): the replay asked something else`,
+        )
       }
       if (record.error) {
         const err = new Error(record.error.message)
@@ -92,11 +96,11 @@ export class OracleSession {
     if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
     try {
       const result = await live(this.provisioner)
-      this.records.push(result === undefined ? { op } : { op, result })
+      this.records.push(result === undefined ? { op, args: asked } : { op, args: asked, result })
       return result
     } catch (err) {
       const e = err as Error
-      this.records.push({ op, error: { name: e.name ?? 'Error', message: e.message ?? String(err) } })
+      this.records.push({ op, args: asked, error: { name: e.name ?? 'Error', message: e.message ?? String(err) } })
       throw err
     }
   }
@@ -146,8 +150,8 @@ export class SystemHost {
     if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
       return op === 'vms.provisionVM'
-        ? this.oracle.run(op, (p) => p.provisionVM(args[0]))
-        : this.oracle.run(op, (p) => p.shutdownVM(args[0]))
+        ? this.oracle.run(op, args[0], (p) => p.provisionVM(args[0]))
+        : this.oracle.run(op, args[0], (p) => p.shutdownVM(args[0]))
     }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp)
     const tx = this.tx
