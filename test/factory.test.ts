@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { CallLog, DatArchive, RPCClient, type RPCError, RPCServer, Verifier, VM, VMFactory } from '../src/index.js'
 import { tempDir } from './helpers.js'
 
@@ -71,6 +74,19 @@ test('the source document factory example, over the network: provision, call, au
   assert.equal(factory.getVM(vmInfo.id), undefined)
 
   await Verifier.verify(factory.callLog, factory.filesArchive)
+})
+
+test('an auditor in another process verifies the factory and a VM it provisioned', async (t) => {
+  const { server, connect } = await factoryServer(t)
+  const client = await connect('alice')
+  const vmInfo = (await client.call('provisionVM', { code: COUNTER, title: 'counted' })) as Info
+  const counter = await connect(undefined, vmInfo.rpcUrl)
+  await counter.call('inc')
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  for (const url of [`${server.url}/`, vmInfo.rpcUrl]) {
+    const { stdout } = await promisify(execFile)(process.execPath, ['examples/audit.mjs', url, '--json'], { cwd: root })
+    assert.equal(JSON.parse(stdout).verified, true, url)
+  }
 })
 
 test('capacity and invalid code fail the provisioning call with named errors and leave nothing behind', async (t) => {
