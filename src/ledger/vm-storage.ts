@@ -93,13 +93,35 @@ export class VMStorage {
   readonly fresh: boolean
   /** True if the dir did not exist before (so removing what was made removes the dir too). */
   createdDir = false
+  /** True if `store` is a namespace of a store someone else owns (a factory's): it holds no files of ours. */
+  private readonly shared: boolean
 
-  private constructor(dir: string, store: Corestore, fresh: boolean) {
+  private constructor(dir: string, store: Corestore, fresh: boolean, shared = false) {
     this.dir = dir
     this.store = store
     this.fresh = fresh
+    this.shared = shared
     this.callLog = CallLog.fromStore(store)
     this.filesArchive = new DatArchive(new Hyperdrive(store.namespace('files')))
+  }
+
+  /**
+   * A VM kept in a namespace of a shared Corestore (a factory's, for the VMs it provisions): one
+   * store for many VMs. `dir` holds only the marker; the cores live in the shared store.
+   */
+  static async openShared(dir: string, store: Corestore, namespace: string): Promise<VMStorage> {
+    const state = await inspectDir(dir)
+    if (state.kind === 'foreign' || (state.kind === 'libvms' && state.role !== 'vm')) throw foreignDirError(dir)
+    if (state.kind === 'absent' || state.kind === 'empty') await claimDir(dir, 'vm')
+    const session = store.namespace(namespace)
+    const probe = CallLog.fromStore(session)
+    await probe.ready()
+    const fresh = probe.length === 0
+    await probe.core.close()
+    const storage = new VMStorage(dir, session, fresh, true)
+    await storage.ready()
+    storage.createdDir = state.kind === 'absent'
+    return storage
   }
 
   /**
@@ -140,7 +162,7 @@ export class VMStorage {
 
   /** Removes what a failed first deploy created, and nothing else; call after close(). */
   async discard(): Promise<void> {
-    await rm(join(this.dir, STORE_DIR), { recursive: true, force: true })
+    if (!this.shared) await rm(join(this.dir, STORE_DIR), { recursive: true, force: true })
     await rm(join(this.dir, MARKER_FILE), { force: true })
     if (this.createdDir) await rmdir(this.dir).catch(() => {})
   }

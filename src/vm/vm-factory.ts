@@ -4,8 +4,9 @@
  * URL): its answers are oracle values recorded in the factory's call entry, and replaying the
  * factory's log reads them from there, so the factory verifies like any VM.
  *
- * Provisioned VMs live in `<factory dir>/vms/<id>/`. A shut-down VM is unmounted and closed; its
- * data stays on disk for audit.
+ * Provisioned VMs share the factory's Corestore (each in its own namespace) and the compiled engine
+ * module; `<factory dir>/vms/<id>/` marks each one. A shut-down VM is unmounted and closed; its data
+ * stays in the store for audit.
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -43,6 +44,10 @@ export class FactoryError extends LibVMSError {
 
 const MAX_TITLE_LENGTH = 1000
 
+function vmNamespace(id: string): string {
+  return `vm-${id}`
+}
+
 export class VMFactory extends VM {
   readonly maxVMs: number
   private readonly provisioned = new Map<string, VM>()
@@ -72,12 +77,12 @@ export class VMFactory extends VM {
     await super.deploy(options)
     try {
       for (const id of await this.liveVMIds()) {
-        const dir = this.vmDir(id)
-        const log = await CallLog.open(dir)
+        // The code to deploy again is in the VM's own init entry, in the shared store.
+        const log = CallLog.fromStore(this.corestore.namespace(vmNamespace(id)))
         const init = await log.get(0)
-        await log.close()
+        await log.core.close()
         const vm = new VM(init.type === 'init' ? init.code : '')
-        await vm.deploy({ dir })
+        await vm.deployShared(this.vmDir(id), '', this.corestore, vmNamespace(id))
         this.provisioned.set(id, vm)
       }
     } catch (err) {
@@ -106,9 +111,8 @@ export class VMFactory extends VM {
     return this.provisioned.get(id)
   }
 
-  /** Closes every provisioned VM, then the factory. */
-  override async close(): Promise<void> {
-    await super.close()
+  /** close(): the factory's calls finish, then every provisioned VM closes, then its store. */
+  protected override async closeDependents(): Promise<void> {
     for (const [id, vm] of this.provisioned) {
       await this.server?.unmount(`/${id}`)
       await vm.close()
@@ -143,7 +147,8 @@ export class VMFactory extends VM {
     const id = randomBytes(8).toString('hex')
     const vm = new VM(code)
     // A script error fails the provisioning call with the script's error; deploy leaves nothing.
-    await vm.deploy({ dir: this.vmDir(id), title })
+    // Provisioned VMs keep their cores in the factory's store, each in its own namespace.
+    await vm.deployShared(this.vmDir(id), title, this.corestore, vmNamespace(id))
     this.provisioned.set(id, vm)
     this.server?.mount(`/${id}`, vm)
     const serverUrl = this.server?.url ?? null

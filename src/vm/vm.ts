@@ -9,6 +9,7 @@
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import type { Duplex } from 'node:stream'
+import type Corestore from 'corestore'
 import {
   CallError,
   DirectoryError,
@@ -153,6 +154,20 @@ export class VM extends EventEmitter {
    * in-memory state by replaying its own log.
    */
   async deploy({ dir, title = '' }: { dir: string; title?: string }): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'))
+  }
+
+  /** @internal Deploys into a namespace of a shared store (a factory's provisioned VMs). */
+  async deployShared(dir: string, title: string, store: Corestore, namespace: string): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.openShared(dir, store, namespace))
+  }
+
+  /** @internal The store the VM's cores live in (a factory shares it with the VMs it provisions). */
+  get corestore(): Corestore {
+    return this.requireStorage().store
+  }
+
+  private async deployWith(dir: string, title: string, openStorage: () => Promise<VMStorage>): Promise<void> {
     if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
     if (typeof title !== 'string') throw new InvalidArgumentError('deploy({title}): title must be a string')
@@ -163,7 +178,7 @@ export class VM extends EventEmitter {
     const prepared = CallRunner.prepareSandbox(limits, this.runnerOptions())
     prepared.catch(() => {})
     try {
-      storage = await VMStorage.open(dir, 'vm')
+      storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
       else await this.reopen(storage, limits, prepared)
     } catch (err) {
@@ -303,6 +318,7 @@ export class VM extends EventEmitter {
     const refused = this.callQueue.splice(0)
     for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
     await this.running
+    await this.closeDependents()
     this.runner?.dispose()
     await this.runner?.close()
     await this.storage?.close()
@@ -310,6 +326,9 @@ export class VM extends EventEmitter {
     this.state = 'closed'
     this.emit('close')
   }
+
+  /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */
+  protected async closeDependents(): Promise<void> {}
 
   /**
    * A replication stream of the VM's call log and files archive (Hypercore's protocol): what the
