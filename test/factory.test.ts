@@ -72,6 +72,10 @@ test('the source document factory example, over the network: provision, call, au
   await assert.rejects(client2.call('foo'), { code: 'ERR_CONNECTION_CLOSED' })
   await assert.rejects(new RPCClient().connect(vmInfo.rpcUrl), { code: 'ERR_CONNECT', message: /404/ })
   assert.equal(factory.getVM(vmInfo.id), undefined)
+  // Its data stays in the factory's store, and auditors can still fetch it through the factory.
+  const archived = await CallLog.fetch(vmInfo.callLogUrl, { peers: [client.url as string] })
+  t.after(() => archived.close())
+  assert.equal(archived.length, callLog.length)
 
   await Verifier.verify(factory.callLog, factory.filesArchive)
 })
