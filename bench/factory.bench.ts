@@ -10,8 +10,9 @@ import { execFile } from 'node:child_process'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { log, median, readScale } from './bench-stats.js'
 
-const SCALE = Number(process.env.BENCH_SCALE ?? 1)
+const SCALE = readScale()
 const VMS = Math.max(5, Math.round(200 * SCALE))
 const ROUNDS = 3
 const CHILD = fileURLToPath(new URL('./factory-provision.mjs', import.meta.url))
@@ -24,14 +25,12 @@ interface Round {
   rssPerIdleVmMB: number
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-
 async function main(): Promise<void> {
   const rounds: Round[] = []
   for (let r = 0; r < ROUNDS; r++) {
     const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', CHILD, String(VMS)], { timeout: 300_000 })
     const round = JSON.parse(stdout) as Round
-    process.stderr.write(`[bench] round ${r + 1}/${ROUNDS}: ${JSON.stringify(round)}\n`)
+    log(`round ${r + 1}/${ROUNDS}: ${JSON.stringify(round)}`)
     rounds.push(round)
   }
   const pick = (k: keyof Round) => rounds.map((x) => x[k])

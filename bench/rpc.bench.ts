@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url'
 import Corestore from 'corestore'
 import WebSocket from 'ws'
 import { type BackendInfo, RPCClient } from '../src/index.js'
+import { log, median, percentile, readScale, round2, round3 } from './bench-stats.js'
 
 const ROUNDS = 3
 const CLIENTS = 16
@@ -45,15 +46,6 @@ const PHASE_TIMEOUT_MS = 60_000
 
 // ---- sizes ----
 
-function readScale(): number {
-  const raw = process.env.BENCH_SCALE
-  if (raw === undefined || raw === '') return 1
-  const scale = Number(raw)
-  if (!Number.isFinite(scale) || scale <= 0 || scale > 10)
-    throw new Error(`BENCH_SCALE must be a number in (0, 10], got ${JSON.stringify(raw)}`)
-  return scale
-}
-
 const SCALE = readScale()
 const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
 
@@ -68,26 +60,6 @@ const SIZES = {
 }
 
 // ---- helpers ----
-
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`)
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
-}
-
-/** Nearest-rank percentile. */
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b)
-  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)))
-  return s[rank - 1]
-}
-
-const round2 = (x: number): number => Math.round(x * 100) / 100
-const round3 = (x: number): number => Math.round(x * 1000) / 1000
 
 /** Rejects with a message naming `label` if `promise` takes longer than `ms`. */
 async function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
 import { Verifier, VM } from '../src/index.js'
+import { log, median, percentile, readScale, round2 } from './bench-stats.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -28,15 +29,6 @@ const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
 const RSS_SCRIPT = fileURLToPath(new URL('./idle-vm-rss.mjs', import.meta.url))
 
 // ---- sizes ----
-
-function readScale(): number {
-  const raw = process.env.BENCH_SCALE
-  if (raw === undefined || raw === '') return 1
-  const scale = Number(raw)
-  if (!Number.isFinite(scale) || scale <= 0 || scale > 10)
-    throw new Error(`BENCH_SCALE must be a number in (0, 10], got ${JSON.stringify(raw)}`)
-  return scale
-}
 
 const SCALE = readScale()
 const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
@@ -53,25 +45,6 @@ const SIZES = {
 }
 
 // ---- helpers ----
-
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`)
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
-}
-
-/** Nearest-rank percentile. */
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b)
-  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)))
-  return s[rank - 1]
-}
-
-const round2 = (x: number): number => Math.round(x * 100) / 100
 
 let rootDir = ''
 let dirCounter = 0

@@ -45,14 +45,7 @@ export const ENGINE_INFO: EngineInfo = {
 }
 
 /** A call's inputs, as they are (or will be) logged. */
-export interface CallInput {
-  caller: string | null
-  method: string
-  args: TaggedValue[]
-  timestamp: number
-  seed: string
-  oracle?: Record<string, TaggedValue>
-}
+export type CallInput = Pick<CallEntry, 'caller' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
 
 export interface RunnerOptions {
   code: string

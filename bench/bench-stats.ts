@@ -1,0 +1,33 @@
+/** Helpers shared by the benchmarks: the BENCH_SCALE setting, progress output and statistics. */
+
+/** BENCH_SCALE from the environment: 1 by default, 0.1 for a quick smoke run. */
+export function readScale(): number {
+  const raw = process.env.BENCH_SCALE
+  if (raw === undefined || raw === '') return 1
+  const scale = Number(raw)
+  if (!Number.isFinite(scale) || scale <= 0 || scale > 10) {
+    throw new Error(`BENCH_SCALE must be a number in (0, 10], got ${JSON.stringify(raw)}`)
+  }
+  return scale
+}
+
+/** Progress goes to stderr; stdout carries only the JSON result. */
+export const log = (msg: string): void => {
+  process.stderr.write(`[bench] ${msg}\n`)
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+/** Nearest-rank percentile. */
+export function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b)
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)))
+  return s[rank - 1]
+}
+
+export const round2 = (x: number): number => Math.round(x * 100) / 100
+export const round3 = (x: number): number => Math.round(x * 1000) / 1000
