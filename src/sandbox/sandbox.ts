@@ -140,11 +140,6 @@ export class Sandbox {
     return this.exportList
   }
 
-  /** Set when the sandbox can no longer be trusted (watchdog, engine fault); rebuild it from the log. */
-  get broken(): Error | null {
-    return this.brokenBy
-  }
-
   /**
    * Runs the script's top level as a CommonJS module. Throws ScriptError (with the script's line) if it
    * does not compile, throws, or exceeds its limits.

@@ -280,11 +280,6 @@ export class CallRunner {
     this.sandbox = null
     this.staged = []
   }
-
-  /** The sandbox broke (watchdog, engine fault): it must be rebuilt before the next turn. */
-  get broken(): boolean {
-    return !this.sandbox || this.sandbox.broken !== null
-  }
 }
 
 export function buildInitEntry(
