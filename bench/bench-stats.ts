@@ -31,3 +31,22 @@ export function percentile(values: number[], p: number): number {
 
 export const round2 = (x: number): number => Math.round(x * 100) / 100
 export const round3 = (x: number): number => Math.round(x * 1000) / 1000
+
+/** A benchmark target: on the figure itself, or on its ratio to the baseline measured beside it. */
+export interface Target {
+  op: '>=' | '<='
+  value: number
+  of: 'value' | 'ratio_to_baseline'
+}
+
+/** A figure: the median of its runs, with the runs. */
+export interface Figure {
+  value: number
+  unit: string
+  median_of: number
+  runs: number[]
+}
+
+export function figure(runs: number[], unit: string, digits: (x: number) => number = round2): Figure {
+  return { value: digits(median(runs)), unit, median_of: runs.length, runs: runs.map(digits) }
+}

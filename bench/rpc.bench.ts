@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url'
 import Corestore from 'corestore'
 import WebSocket from 'ws'
 import { type BackendInfo, RPCClient } from '../src/index.js'
-import { log, median, percentile, readScale, round2, round3 } from './bench-stats.js'
+import { type Figure, figure, log, median, percentile, readScale, round2, round3, type Target } from './bench-stats.js'
 
 const ROUNDS = 3
 const CLIENTS = 16
@@ -530,30 +530,12 @@ async function audit(tag: string): Promise<AuditReport> {
 
 // ---- results ----
 
-interface Target {
-  op: '>=' | '<='
-  value: number
-  /** What the target applies to: the value itself, or its ratio to the baseline. */
-  of: 'value' | 'ratio_to_baseline'
-}
-
-interface Figure {
-  value: number
-  unit: string
-  median_of: number
-  runs: number[]
-}
-
 interface Result extends Figure {
   target: Target | null
   ratio_to_baseline?: number
   baseline?: string
   meets_target: boolean | null
   [extra: string]: unknown
-}
-
-function figure(runs: number[], unit: string, digits: (x: number) => number = round2): Figure {
-  return { value: digits(median(runs)), unit, median_of: runs.length, runs: runs.map(digits) }
 }
 
 function result(

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
 import { Verifier, VM } from '../src/index.js'
-import { log, median, percentile, readScale, round2 } from './bench-stats.js'
+import { type Figure, figure, log, median, percentile, readScale, round2, type Target } from './bench-stats.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -184,30 +184,12 @@ async function childRun(args: string[]): Promise<ChildReport> {
 
 // ---- results ----
 
-interface Target {
-  op: '>=' | '<='
-  value: number
-  /** What the target applies to: the value itself, or its ratio to the baseline. */
-  of: 'value' | 'ratio_to_baseline'
-}
-
-interface Figure {
-  value: number
-  unit: string
-  median_of: number
-  runs: number[]
-}
-
 interface Result extends Figure {
   target: Target
   ratio_to_baseline?: number
   baseline?: string
   meets_target: boolean
   [extra: string]: unknown
-}
-
-function figure(runs: number[], unit: string): Figure {
-  return { value: round2(median(runs)), unit, median_of: runs.length, runs: runs.map(round2) }
 }
 
 function result(

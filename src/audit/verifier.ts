@@ -42,7 +42,7 @@ function short(value: unknown): string {
 }
 
 /** The first field in which two entries of the same seq differ, as a DivergenceError; null if equal. */
-export function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): DivergenceError | null {
+function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): DivergenceError | null {
   if (JSON.stringify(expected) === JSON.stringify(actual)) return null
   const e = expected as unknown as Record<string, unknown>
   const a = actual as unknown as Record<string, unknown>

@@ -12,7 +12,7 @@ import { type LogEntry, parseEntry } from './log-entry.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
 import { openLogStorage } from './vm-storage.js'
 
-export const CALL_LOG_CORE_NAME = 'call-log'
+const CALL_LOG_CORE_NAME = 'call-log'
 
 /**
  * Events: 'append' (the log grew: the host appended, or a fetched copy learned of new entries).

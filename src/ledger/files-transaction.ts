@@ -21,7 +21,7 @@ export type FileEncoding = 'utf8' | 'binary' | 'base64' | 'hex'
 
 export interface StatResult extends FileNode {}
 
-export function parseEncoding(opts: unknown, fallback: FileEncoding = 'utf8'): FileEncoding {
+function parseEncoding(opts: unknown, fallback: FileEncoding = 'utf8'): FileEncoding {
   let encoding: unknown = opts
   if (opts !== null && typeof opts === 'object') encoding = (opts as { encoding?: unknown }).encoding
   if (encoding === undefined || encoding === null) return fallback

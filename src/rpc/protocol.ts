@@ -47,13 +47,6 @@ export interface BackendInfo {
   auth: 'debug' | 'production'
 }
 
-export interface RPCRequest {
-  jsonrpc: '2.0'
-  id: number | string
-  method: string
-  params?: unknown
-}
-
 export interface RPCErrorObject {
   code: number
   message: string

@@ -67,7 +67,7 @@ export class Mount {
 }
 
 /** `/a/b/` → `/a/b`; the root stays `/`. */
-export function normalizeMountPath(path: string): string {
+function normalizeMountPath(path: string): string {
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new InvalidArgumentError(`A mount path must start with /, got ${JSON.stringify(path)}`)
   }

@@ -78,7 +78,7 @@ export function newSeed(): string {
 }
 
 /** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
-export function initSeed(seed: string): string {
+function initSeed(seed: string): string {
   return createHash('sha256').update(`${seed}:init`).digest('hex').slice(0, 32)
 }
 
@@ -186,7 +186,7 @@ export class CallRunner {
     }
     // System.vms: live only for a new call on the factory's own host; otherwise from the log.
     const live = mode === 'apply' && !!this.options.provisioner && input.oracle === undefined
-    const recorded = ((input.oracle?.vms ?? []) as unknown as OracleRecord[]) ?? []
+    const recorded = (input.oracle?.vms ?? []) as unknown as OracleRecord[]
     const oracle = this.options.factory ? new OracleSession(live ? (this.options.provisioner ?? null) : null, live ? null : recorded) : null
     const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView, oracle)
     const turn: TurnContext = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
@@ -240,8 +240,11 @@ export class CallRunner {
         return
       }
       // No file changed: a plain append is the cheapest write. The commit group's log session would
-      // fall behind it, so the group is closed (the next writing call opens a new one).
-      await this.close()
+      // fall behind it, so the group (open, without changes) is closed; the next writing call opens one.
+      if (group) {
+        if (this.group === group) this.group = null
+        await group.close()
+      }
       await this.storage.callLog.append(entries)
     })()
     this.inFlight = write

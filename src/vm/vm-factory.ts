@@ -178,7 +178,7 @@ export class VMFactory extends VM {
   private async liveVMIds(): Promise<string[]> {
     const live = new Set<string>()
     for await (const entry of this.callLog.entries({ start: 1 })) {
-      for (const record of (((entry as CallEntry).oracle?.vms ?? []) as unknown as OracleRecord[]) ?? []) {
+      for (const record of ((entry as CallEntry).oracle?.vms ?? []) as unknown as OracleRecord[]) {
         if (record.error) continue
         if (record.op === 'vms.provisionVM') live.add((record.result as { id: string }).id)
         if (record.op === 'vms.shutdownVM') live.delete(record.result as string)

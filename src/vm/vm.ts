@@ -438,6 +438,13 @@ export class VM extends EventEmitter {
     const runner = this.runner
     const waiting = this.waiting.splice(0)
     if (!runner) return
+    if (this.failure) {
+      // After a storage failure the commit group may hold part of a failed call's changes: nothing
+      // more is stored, so no file change ever reaches storage without its entry.
+      for (const p of waiting)
+        p.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); this call was not logged`))
+      return
+    }
     try {
       await runner.flush()
     } catch (err) {
