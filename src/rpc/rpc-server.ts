@@ -36,7 +36,7 @@ export class Mount {
   readonly replications = new Set<WebSocket>()
   inFlight = 0
   closing = false
-  private drained: (() => void) | null = null
+  private readonly drainWaiters = new Set<() => void>()
 
   constructor(
     readonly path: string,
@@ -49,20 +49,21 @@ export class Mount {
 
   callEnded(): void {
     this.inFlight--
-    if (this.inFlight === 0) this.drained?.()
+    if (this.inFlight === 0) for (const wake of this.drainWaiters) wake()
   }
 
-  /** Resolves when no call is in flight (or after `timeoutMs`). */
+  /** Resolves when no call is in flight (or after `timeoutMs`); several callers may wait. */
   async drain(timeoutMs: number): Promise<void> {
     if (this.inFlight === 0) return
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      this.drained = () => {
+      const wake = () => {
         clearTimeout(timer)
+        this.drainWaiters.delete(wake)
         resolve()
       }
+      const timer = setTimeout(wake, timeoutMs)
+      this.drainWaiters.add(wake)
     })
-    this.drained = null
   }
 }
 
