@@ -96,6 +96,25 @@ export class MethodNotFoundError extends LibVMSError {
   }
 }
 
+/**
+ * Production mode refused a call or a connection: it was not signed, its signature does not verify,
+ * it was signed for another VM or connection, or it was sent before. Stable codes:
+ * ERR_AUTH_REQUIRED, ERR_AUTH_MODE, ERR_BAD_SIGNATURE, ERR_BAD_PAYLOAD, ERR_WRONG_VM, ERR_REPLAYED.
+ * A refused call never runs and is never logged.
+ */
+export class AuthError extends LibVMSError {
+  constructor(code: string, message: string) {
+    super('AuthError', code, message)
+  }
+}
+
+/** A key pair file that cannot be read, written or trusted. */
+export class KeyFileError extends LibVMSError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super('KeyFileError', code, message, options)
+  }
+}
+
 /** deploy() on a dir that holds something other than a LibVMS VM, or a VM of other code. */
 export class DirectoryError extends LibVMSError {
   constructor(code: string, message: string) {

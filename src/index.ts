@@ -5,12 +5,14 @@
 export type { VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export {
+  AuthError,
   CallError,
   DirectoryError,
   DivergenceError,
   EncodingError,
   HostFaultError,
   InvalidArgumentError,
+  KeyFileError,
   LibVMSError,
   LogFormatError,
   MethodNotFoundError,
@@ -23,9 +25,12 @@ export { FetchError } from './ledger/download.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
 export { FilesError } from './ledger/files-path.js'
+export type { KeyPair } from './ledger/key-pair.js'
+export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './ledger/key-pair.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
 export type { RemoteOptions } from './ledger/remote-source.js'
+export type { CallPayload, SignedCall } from './ledger/signed-call.js'
 export type { BackendInfo } from './rpc/protocol.js'
 export { RPC_ERRORS } from './rpc/protocol.js'
 export type { ConnectOptions } from './rpc/rpc-client.js'

@@ -182,6 +182,14 @@ declare module 'hypercore-crypto' {
   const crypto: {
     /** The Merkle tree hash of a list of root nodes (what Hypercore's treeHash returns). */
     tree(roots: unknown[]): Buffer
+    /** A new Ed25519 key pair (secretKey is 64 bytes: seed then public key). */
+    keyPair(seed?: Uint8Array): { publicKey: Buffer; secretKey: Buffer }
+    /** A detached Ed25519 signature (64 bytes). */
+    sign(message: Uint8Array, secretKey: Uint8Array): Buffer
+    verify(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean
+    /** Whether secretKey belongs to publicKey. */
+    validateKeyPair(keyPair: { publicKey: Uint8Array; secretKey: Uint8Array }): boolean
+    randomBytes(n: number): Buffer
   }
   export default crypto
 }

@@ -9,6 +9,7 @@ import { LogFormatError } from '../errors.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
 import type { FilesState } from './files-archive.js'
+import type { SignedCall } from './signed-call.js'
 
 export const LOG_SCHEMA = 1
 
@@ -53,6 +54,8 @@ export interface InitEntry {
 export interface CallEntry {
   type: 'call'
   caller: string | null
+  /** Production mode: the payload the caller signed and its signature (see signed-call.ts). */
+  signed?: SignedCall
   method: string
   args: TaggedValue[]
   timestamp: number
@@ -128,6 +131,12 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
   if (!Array.isArray(raw.args)) throw new LogFormatError('args must be an array', seq)
   if (raw.error !== undefined && (!isObject(raw.error) || typeof raw.error.name !== 'string' || typeof raw.error.message !== 'string')) {
     throw new LogFormatError('error must be {name, message}', seq)
+  }
+  if (
+    raw.signed !== undefined &&
+    (!isObject(raw.signed) || typeof raw.signed.payload !== 'string' || typeof raw.signed.signature !== 'string')
+  ) {
+    throw new LogFormatError('signed must be {payload, signature}', seq)
   }
   if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
   checkTurn(raw, seq)

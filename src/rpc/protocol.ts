@@ -1,9 +1,11 @@
 /**
  * The wire protocol between RPCClient and RPCServer: JSON-RPC 2.0 over WebSocket text frames.
  *
- * A connection starts with `rpc.handshake` (params: {user?}), answered with the backend's info
- * ({methods, callLogUrl, filesArchiveUrl, title, auth}); every later request calls one of
- * `methods` with an array of arguments. Arguments and results use LibVMS's tagged JSON (byte
+ * A connection starts with `rpc.handshake` (params: {user?} in debug mode, {publicKey?} in
+ * production mode), answered with the backend's info ({methods, callLogUrl, filesArchiveUrl, title,
+ * auth}, plus in production mode the connection's `nonce`); every later request calls one of
+ * `methods`. In debug mode its params are the array of arguments; in production mode they are the
+ * signed call {payload, signature}, the payload holding the arguments (ledger/signed-call.ts). Arguments and results use LibVMS's tagged JSON (byte
  * arrays as {"$bytes": base64}). Errors carry a numeric JSON-RPC code and, in `data`, the LibVMS
  * error name, its stable string code and (for logged call failures) the call's seq.
  */
@@ -29,6 +31,8 @@ export const RPC_ERRORS = {
   HANDSHAKE_REQUIRED: -32004,
   /** The host failed (not the call): nothing was logged. */
   HOST_FAULT: -32005,
+  /** Production mode refused the call (unsigned, bad signature, replayed, for another VM): not run. */
+  UNAUTHORIZED: -32006,
 } as const
 
 /** WebSocket close codes the server uses, with reasons that name the limit. */
@@ -45,6 +49,11 @@ export interface BackendInfo {
   filesArchiveUrl: string
   title: string
   auth: 'debug' | 'production'
+  /**
+   * Production mode: this connection's nonce (hex), which every call signed on it includes. Fresh per
+   * connection, so a signed call captured from one connection is refused on any other.
+   */
+  nonce?: string
 }
 
 export interface RPCErrorObject {

@@ -6,7 +6,9 @@
  */
 import WebSocket from 'ws'
 import { InvalidArgumentError, RPCError, StateError } from '../errors.js'
+import { isKeyPair, type KeyPair } from '../ledger/key-pair.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
+import { encodeCallPayload, signCallPayload } from '../ledger/signed-call.js'
 import { rememberHost } from '../net/known-hosts.js'
 import { decodeValue, encodeValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
@@ -17,8 +19,22 @@ export interface ConnectOptions {
    * the client's word for it.
    */
   user?: string
+  /**
+   * Production mode: the caller's Ed25519 key pair (generateKeyPair / loadKeyPair). The VM sees the
+   * public key (hex) as System.caller.id; every call is signed with the secret key, which never
+   * leaves this process.
+   */
+  keyPair?: KeyPair
   /** How long connecting and the handshake may take, in ms (default 10,000). */
   timeout?: number
+}
+
+/** What a production-mode connection signs each call with. */
+interface CallSigner {
+  keyPair: KeyPair
+  callLogKey: string
+  nonce: string
+  counter: number
 }
 
 interface PendingCall {
@@ -37,6 +53,7 @@ export class RPCClient {
   private nextId = 1
   private readonly pending = new Map<number, PendingCall>()
   private closedBy: RPCError | null = null
+  private signer: CallSigner | null = null
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
@@ -45,11 +62,20 @@ export class RPCClient {
     if (options.user !== undefined && (typeof options.user !== 'string' || options.user.length === 0)) {
       throw new InvalidArgumentError('connect(url, {user}): user must be a non-empty string')
     }
+    if (options.keyPair !== undefined && !isKeyPair(options.keyPair)) {
+      throw new InvalidArgumentError(
+        'connect(url, {keyPair}): keyPair must be an Ed25519 {publicKey, secretKey}, e.g. from generateKeyPair()',
+      )
+    }
+    if (options.user !== undefined && options.keyPair !== undefined) {
+      throw new InvalidArgumentError('connect(url, {user, keyPair}): give user (debug mode) or keyPair (production mode), not both')
+    }
     const timeoutMs = options.timeout ?? 10_000
     const ws = new WebSocket(url, { perMessageDeflate: false })
     this.ws = ws
     this.url = url
     this.closedBy = null
+    this.signer = null
     ws.on('message', (data: WebSocket.RawData) => this.onMessage(data))
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()))
     ws.on('error', () => {
@@ -76,8 +102,17 @@ export class RPCClient {
               reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)),
             )
           })
-          const info = (await this.call(HANDSHAKE_METHOD, options.user === undefined ? {} : { user: options.user })) as BackendInfo
+          const hello = options.keyPair
+            ? { publicKey: Buffer.from(options.keyPair.publicKey).toString('hex') }
+            : options.user === undefined
+              ? {}
+              : { user: options.user }
+          const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
           this.backendInfo = info
+          if (options.keyPair && info.auth === 'production' && typeof info.nonce === 'string') {
+            const callLogKey = toHex(parseKeyUrl(info.callLogUrl))
+            this.signer = { keyPair: options.keyPair, callLogKey, nonce: info.nonce, counter: 0 }
+          }
         })(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -114,6 +149,18 @@ export class RPCClient {
     let params: string | undefined
     try {
       params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the arguments')
+      const signer = this.signer
+      if (signer && method !== HANDSHAKE_METHOD) {
+        signer.counter++
+        const payload = encodeCallPayload({
+          callLog: signer.callLogKey,
+          method,
+          argsJson: params ?? '[]',
+          nonce: signer.nonce,
+          counter: signer.counter,
+        })
+        params = JSON.stringify(signCallPayload(payload, signer.keyPair.secretKey))
+      }
     } catch (err) {
       return Promise.reject(err)
     }

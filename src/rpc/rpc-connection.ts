@@ -3,9 +3,20 @@
  * sends the answers. A frame that is not a valid request is answered with an error and the
  * connection stays usable; nothing invalid reaches the VM.
  */
+import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
-import { CallError, EncodingError, HostFaultError, InvalidArgumentError, LibVMSError, MethodNotFoundError, StateError } from '../errors.js'
+import {
+  AuthError,
+  CallError,
+  EncodingError,
+  HostFaultError,
+  InvalidArgumentError,
+  LibVMSError,
+  MethodNotFoundError,
+  StateError,
+} from '../errors.js'
+import { parseCallPayload, type SignedCall } from '../ledger/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
@@ -17,7 +28,7 @@ export interface RPCBackend {
   readonly auth: 'debug' | 'production'
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
-  executeCall(request: { methodName: string; args: unknown[]; userId: string | null }): Promise<unknown>
+  executeCall(request: { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }): Promise<unknown>
   /** A replication stream of the VM's cores (its call log and files archive), for auditors. */
   replicate(isInitiator: boolean): Duplex
 }
@@ -28,6 +39,7 @@ interface ServerLimits {
 }
 
 const MAX_USER_ID_LENGTH = 1024
+const PUBLIC_KEY = /^[0-9a-f]{64}$/
 
 type RequestId = number | string | null
 
@@ -50,6 +62,10 @@ const EDGE_ERRORS = {
   unavailable: [RPC_ERRORS.UNAVAILABLE, 'Unavailable', 'ERR_UNAVAILABLE'],
   handshakeRequired: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_REQUIRED'],
   handshakeDone: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_DONE'],
+  authRequired: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_REQUIRED'],
+  authMode: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_MODE'],
+  replayed: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_REPLAYED'],
+  badPayload: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_PAYLOAD'],
 } as const
 
 function refusal(kind: keyof typeof EDGE_ERRORS, message: string): RPCErrorObject {
@@ -64,6 +80,7 @@ function toRPCError(err: unknown): RPCErrorObject {
   if (err instanceof EncodingError || err instanceof InvalidArgumentError) {
     return rpcError(RPC_ERRORS.INVALID_PARAMS, err.name, err.code, err.message)
   }
+  if (err instanceof AuthError) return rpcError(RPC_ERRORS.UNAUTHORIZED, err.name, err.code, err.message)
   if (err instanceof StateError) return refusal('unavailable', err.message)
   if (err instanceof HostFaultError) return rpcError(RPC_ERRORS.HOST_FAULT, err.name, err.code, err.message)
   if (err instanceof LibVMSError) return rpcError(RPC_ERRORS.INTERNAL_ERROR, err.name, err.code, err.message)
@@ -71,7 +88,10 @@ function toRPCError(err: unknown): RPCErrorObject {
 }
 
 export class RPCConnection {
+  /** Debug mode: the user id the client gave. Production mode: the client's public key (hex). */
   private user: string | null = null
+  /** Production mode: the nonce every call on this connection must be signed with. */
+  private nonce: string | null = null
   private handshaken = false
   private closed = false
 
@@ -170,14 +190,38 @@ export class RPCConnection {
       this.sendError(id, refusal('handshakeDone', 'this connection has already shaken hands'))
       return
     }
-    const user = params !== null && typeof params === 'object' && !Array.isArray(params) ? (params as { user?: unknown }).user : undefined
-    if (user !== undefined && user !== null && (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_ID_LENGTH)) {
-      this.sendError(id, refusal('invalidParams', `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`))
-      return
-    }
-    this.user = typeof user === 'string' ? user : null
-    this.handshaken = true
+    const given = params !== null && typeof params === 'object' && !Array.isArray(params) ? (params as Record<string, unknown>) : {}
     const backend = this.mount.backend
+    const { user, publicKey } = given
+    if (backend.auth === 'production') {
+      if (user !== undefined && user !== null) {
+        this.sendError(
+          id,
+          refusal('authMode', 'this VM runs in production mode: callers are public keys; connect with {keyPair}, not {user}'),
+        )
+        return
+      }
+      if (publicKey !== undefined && publicKey !== null && (typeof publicKey !== 'string' || !PUBLIC_KEY.test(publicKey))) {
+        this.sendError(id, refusal('invalidParams', 'publicKey must be an Ed25519 public key as 64 lowercase hex digits'))
+        return
+      }
+      this.user = typeof publicKey === 'string' ? publicKey : null
+      this.nonce = randomBytes(16).toString('hex')
+    } else {
+      if (publicKey !== undefined && publicKey !== null) {
+        this.sendError(
+          id,
+          refusal('authMode', 'this VM runs in debug mode: callers are not authenticated and calls are not signed; connect with {user}'),
+        )
+        return
+      }
+      if (user !== undefined && user !== null && (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_ID_LENGTH)) {
+        this.sendError(id, refusal('invalidParams', `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`))
+        return
+      }
+      this.user = typeof user === 'string' ? user : null
+    }
+    this.handshaken = true
     const info: BackendInfo = {
       methods: backend.methods,
       callLogUrl: backend.callLog.url,
@@ -185,6 +229,7 @@ export class RPCConnection {
       title: backend.title,
       auth: backend.auth,
     }
+    if (this.nonce) info.nonce = this.nonce
     this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
   }
 
@@ -194,7 +239,16 @@ export class RPCConnection {
       this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
       return
     }
-    if (params !== undefined && !Array.isArray(params)) {
+    let signed: SignedCall | undefined
+    if (this.nonce) {
+      const checked = this.signedCall(method, params)
+      if ('error' in checked) {
+        this.sendError(id, checked.error)
+        return
+      }
+      signed = checked.signed
+      params = checked.args
+    } else if (params !== undefined && !Array.isArray(params)) {
       this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
       return
     }
@@ -224,7 +278,7 @@ export class RPCConnection {
     }
     this.mount.callStarted()
     backend
-      .executeCall({ methodName: method, args, userId: this.user })
+      .executeCall(signed ? { methodName: method, args, userId: this.user, signed } : { methodName: method, args, userId: this.user })
       .then(
         (result) => {
           let encoded: string | undefined
@@ -239,5 +293,46 @@ export class RPCConnection {
         (err) => this.sendError(id, toRPCError(err)),
       )
       .finally(() => this.mount.callEnded())
+  }
+
+  /**
+   * Production mode, at the edge: the call must be signed by this connection's key, with this
+   * connection's nonce, for this method. The VM checks the rest (the signature itself, the VM it was
+   * signed for, its arguments, that its counter is new) before it queues the call.
+   */
+  private signedCall(method: string, params: unknown): { signed: SignedCall; args: unknown[] } | { error: RPCErrorObject } {
+    if (this.user === null) {
+      return { error: refusal('authRequired', 'this VM runs in production mode: every call must be signed; connect with {keyPair}') }
+    }
+    const { payload, signature } = (params ?? {}) as Record<string, unknown>
+    if (
+      params === null ||
+      typeof params !== 'object' ||
+      Array.isArray(params) ||
+      typeof payload !== 'string' ||
+      typeof signature !== 'string'
+    ) {
+      return { error: refusal('authRequired', 'in production mode params must be a signed call {payload, signature}') }
+    }
+    let parsed: ReturnType<typeof parseCallPayload>
+    try {
+      parsed = parseCallPayload(payload)
+    } catch (err) {
+      return { error: refusal('badPayload', (err as Error).message) }
+    }
+    if (parsed.nonce !== this.nonce) {
+      return {
+        error: refusal(
+          'replayed',
+          "the call was signed for another connection (its nonce is not this connection's); sign each call on the connection that sends it",
+        ),
+      }
+    }
+    if (parsed.method !== method) {
+      return {
+        error: refusal('badPayload', `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`),
+      }
+    }
+    return { signed: { payload, signature }, args: parsed.args }
   }
 }

@@ -45,7 +45,7 @@ export const ENGINE_INFO: EngineInfo = {
 }
 
 /** A call's inputs, as they are (or will be) logged. */
-export type CallInput = Pick<CallEntry, 'caller' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
+export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
 
 export interface RunnerOptions {
   code: string
@@ -315,14 +315,12 @@ export function buildInitEntry(
 
 export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
   // Fields are added in a fixed order: entries are compared as JSON text.
-  const entry = {
-    type: 'call',
-    caller: input.caller,
-    method: input.method,
-    args: input.args,
-    timestamp: input.timestamp,
-    seed: input.seed,
-  } as CallEntry
+  const entry = { type: 'call', caller: input.caller } as CallEntry
+  if (input.signed) entry.signed = input.signed
+  entry.method = input.method
+  entry.args = input.args
+  entry.timestamp = input.timestamp
+  entry.seed = input.seed
   const oracle = input.oracle ?? outcome.oracle
   if (oracle) entry.oracle = oracle
   if (outcome.ok) {
@@ -344,6 +342,7 @@ export function callInputOf(entry: CallEntry): CallInput {
     timestamp: entry.timestamp,
     seed: entry.seed,
   }
+  if (entry.signed) input.signed = entry.signed
   if (entry.oracle) input.oracle = entry.oracle
   return input
 }
@@ -352,7 +351,12 @@ export function callInputOf(entry: CallEntry): CallInput {
  * Restores a runner's in-memory state from its own log: load, init and every call re-run against
  * checkouts of the archive, each outcome checked against the logged one.
  */
-export async function restoreFromLog(runner: CallRunner, log: CallLog, prepared?: Promise<Sandbox>): Promise<void> {
+export async function restoreFromLog(
+  runner: CallRunner,
+  log: CallLog,
+  prepared?: Promise<Sandbox>,
+  onCall?: (entry: CallEntry) => void,
+): Promise<void> {
   const length = log.length
   const init = (await log.get(0)) as InitEntry
   await runner.load(init.timestamp, init.seed, prepared)
@@ -383,6 +387,7 @@ export async function restoreFromLog(runner: CallRunner, log: CallLog, prepared?
         actual: restored.result ?? restored.error,
       })
     }
+    onCall?.(logged)
     baseVersion = logged.files.version
     files = logged.files
   }

@@ -13,6 +13,7 @@ import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, ENGINE_INFO } from './call-runner.js'
 import { VM } from './vm.js'
 
@@ -153,9 +154,12 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
 
     let seq = 0
     let lastTimestamp = init.timestamp
+    // Every logged call must pass the caller check of the log's auth mode (signatures in production).
+    const authenticator = new CallAuthenticator(init.auth, callLog.key)
     for await (const entry of callLog.entries({ start: 1, end })) {
       seq++
       const logged = entry as CallEntry
+      authenticator.checkLogged(seq, logged)
       lastTimestamp = logged.timestamp
       const input = callInputOf(logged)
       const result = await runner.runCall(input, 'apply')
@@ -168,7 +172,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     return VM.attached(
       init.code,
       { console: options.console, watchdogMs: options.watchdogMs },
-      { storage, runner, init: replayedInit, lastTimestamp, ownedDir },
+      { storage, runner, init: replayedInit, lastTimestamp, ownedDir, authenticator },
     )
   } catch (err) {
     runner.dispose()

@@ -145,7 +145,8 @@ export class VMFactory extends VM {
       )
     }
     const id = randomBytes(8).toString('hex')
-    const vm = new VM(code)
+    // A provisioned VM authenticates callers as its factory does.
+    const vm = new VM(code, { auth: this.auth })
     // A script error fails the provisioning call with the script's error; deploy leaves nothing.
     // Provisioned VMs keep their cores in the factory's store, each in its own namespace.
     await vm.deployShared(this.vmDir(id), title, this.corestore, vmNamespace(id))

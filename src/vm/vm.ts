@@ -24,10 +24,12 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
+import type { SignedCall } from '../ledger/signed-call.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink, Sandbox } from '../sandbox/sandbox.js'
 import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
+import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
 import { type ReplayAssertions, type ReplayOptions, replayCallLog } from './replay.js'
@@ -36,7 +38,11 @@ import type { VMProvisioner } from './system-api.js'
 export interface VMOptions {
   /** Resource limits for a new VM (a reopened VM keeps the limits its init entry records). */
   limits?: Partial<VMLimits>
-  /** Caller authentication; only 'debug' (unauthenticated user ids) exists so far. */
+  /**
+   * Caller authentication, recorded in the init entry: 'debug' (default) takes user ids on trust;
+   * 'production' makes caller ids public keys and requires every call with a caller to be signed.
+   * A reopened VM keeps its recorded mode (asking for another one is refused).
+   */
   auth?: AuthMode
   /** Where the script's console.* output goes; by default to NODE_DEBUG=libvms. */
   console?: ConsoleSink
@@ -53,8 +59,13 @@ export interface FactoryHooks {
 export interface ExecuteCallRequest {
   methodName: string
   args?: unknown[]
-  /** The caller's id, as System.caller.id sees it; null or absent for an anonymous caller. */
+  /**
+   * The caller's id, as System.caller.id sees it; null or absent for an anonymous caller. In
+   * production mode, the public key (hex) that signed the call.
+   */
   userId?: string | null
+  /** Production mode: the payload the caller signed for this call and its signature. */
+  signed?: SignedCall
 }
 
 interface QueuedCall {
@@ -82,6 +93,7 @@ export class VM extends EventEmitter {
   private storage: VMStorage | null = null
   private runner: CallRunner | null = null
   private initEntry: InitEntry | null = null
+  private authenticator: CallAuthenticator | null = null
   private exportsObject: Record<string, unknown> = {}
   private lastTimestamp = 0
   private nextSeq = 0
@@ -99,8 +111,8 @@ export class VM extends EventEmitter {
     super()
     this.factoryHooks = factoryHooks
     if (typeof code !== 'string') throw new InvalidArgumentError('new VM(code): code must be a string of JavaScript')
-    if (options.auth !== undefined && options.auth !== 'debug') {
-      throw new InvalidArgumentError(`auth ${JSON.stringify(options.auth)} is not available; use 'debug'`)
+    if (options.auth !== undefined && options.auth !== 'debug' && options.auth !== 'production') {
+      throw new InvalidArgumentError(`auth must be 'debug' or 'production', got ${JSON.stringify(options.auth)}`)
     }
     this.code = code
     this.options = options
@@ -245,6 +257,12 @@ export class VM extends EventEmitter {
         `${storage.dir} holds a VM deployed with different code; deploy this script into a new dir, or use the original code`,
       )
     }
+    if (this.options.auth !== undefined && this.options.auth !== init.auth) {
+      throw new DirectoryError(
+        'ERR_AUTH_MISMATCH',
+        `${storage.dir} holds a VM deployed in ${init.auth} mode; a VM keeps its auth mode: deploy into a new dir for ${this.options.auth} mode`,
+      )
+    }
     const last = await log.get(log.length - 1)
     await discardUnloggedFiles(storage.filesArchive, last.files)
     const runner = new CallRunner({
@@ -257,14 +275,16 @@ export class VM extends EventEmitter {
     this.runner = runner
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits)
     if (!sameLimits) (await prepared).dispose()
-    await restoreFromLog(runner, log, sameLimits ? prepared : undefined)
+    const authenticator = new CallAuthenticator(init.auth, log.key)
+    await restoreFromLog(runner, log, sameLimits ? prepared : undefined, (entry) => authenticator.remember(entry))
     this.lastTimestamp = last.timestamp
-    this.attach(init, log.length)
+    this.attach(init, log.length, authenticator)
   }
 
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
-  attach(init: InitEntry, length: number): void {
+  attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
     this.initEntry = init
+    this.authenticator = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
     this.nextSeq = length
     if (init.timestamp > this.lastTimestamp) this.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
@@ -291,13 +311,20 @@ export class VM extends EventEmitter {
   static attached(
     code: string,
     options: VMOptions,
-    replayed: { storage: VMStorage; runner: CallRunner; init: InitEntry; lastTimestamp: number; ownedDir: string | null },
+    replayed: {
+      storage: VMStorage
+      runner: CallRunner
+      init: InitEntry
+      lastTimestamp: number
+      ownedDir: string | null
+      authenticator: CallAuthenticator
+    },
   ): VM {
     const vm = new VM(code, options)
     vm.storage = replayed.storage
     vm.runner = replayed.runner
     vm.ownedDir = replayed.ownedDir
-    vm.attach(replayed.init, replayed.storage.callLog.length)
+    vm.attach(replayed.init, replayed.storage.callLog.length, replayed.authenticator)
     vm.lastTimestamp = Math.max(vm.lastTimestamp, replayed.lastTimestamp)
     vm.state = 'ready'
     return vm
@@ -363,8 +390,8 @@ export class VM extends EventEmitter {
 
   private checkCall(request: ExecuteCallRequest): QueuedCall['input'] {
     if (request === null || typeof request !== 'object')
-      throw new InvalidArgumentError('executeCall({methodName, args, userId}) takes an object')
-    const { methodName, args = [], userId = null } = request
+      throw new InvalidArgumentError('executeCall({methodName, args, userId, signed}) takes an object')
+    const { methodName, args = [], userId = null, signed } = request
     if (typeof methodName !== 'string' || !this.methods.includes(methodName)) throw new MethodNotFoundError(String(methodName))
     if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
     if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
@@ -373,7 +400,10 @@ export class VM extends EventEmitter {
     if (json.length > limit) {
       throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
     }
-    return { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
+    this.authenticator?.admit({ caller: userId, method: methodName, argsJson: json, signed })
+    const input: QueuedCall['input'] = { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
+    if (signed !== undefined) input.signed = { payload: signed.payload, signature: signed.signature }
+    return input
   }
 
   /**

@@ -1,0 +1,149 @@
+/**
+ * Signed calls (production mode). A caller signs, with its Ed25519 key, a payload that binds the call
+ * to one VM (its call log key), one method with its arguments, and one place in one connection (the
+ * server's per-connection nonce and the caller's counter on that connection). The payload text and the
+ * signature go into the call entry, so anyone holding the log can check that the caller asked for
+ * exactly this call, on this VM, once. docs/log-format.md describes the payload.
+ *
+ * Invariants enforced here and checked again by replay:
+ * - an entry's caller is the public key (hex) that signed its payload;
+ * - the payload names the log it is in, and the entry's method and arguments;
+ * - per nonce, counters strictly increase in log order (no call is logged twice or out of order).
+ */
+import crypto from 'hypercore-crypto'
+import { AuthError } from '../errors.js'
+import type { TaggedValue } from '../sandbox/value-codec.js'
+
+export const CALL_PAYLOAD_TYPE = 'libvms-call'
+
+/** What the caller signed, as the exact text, and the signature (hex). */
+export interface SignedCall {
+  payload: string
+  signature: string
+}
+
+export interface CallPayload {
+  type: typeof CALL_PAYLOAD_TYPE
+  /** Hex key of the call log: the VM the call is for. */
+  callLog: string
+  method: string
+  args: TaggedValue[]
+  /** The server's nonce for the connection the call was sent on (hex). */
+  nonce: string
+  /** The caller's count of calls on that connection, from 1. */
+  counter: number
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+const HEX128 = /^[0-9a-f]{128}$/
+const NONCE = /^[0-9a-f]{32,64}$/
+
+/** The payload text for a call; `argsJson` is the arguments already encoded as tagged JSON. */
+export function encodeCallPayload(fields: { callLog: string; method: string; argsJson: string; nonce: string; counter: number }): string {
+  return `{"type":"${CALL_PAYLOAD_TYPE}","callLog":${JSON.stringify(fields.callLog)},"method":${JSON.stringify(fields.method)},"args":${fields.argsJson},"nonce":${JSON.stringify(fields.nonce)},"counter":${fields.counter}}`
+}
+
+export function signCallPayload(payload: string, secretKey: Uint8Array): SignedCall {
+  return { payload, signature: crypto.sign(Buffer.from(payload, 'utf8'), secretKey).toString('hex') }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+/** Parses a payload's text, checking its shape; throws AuthError ERR_BAD_PAYLOAD. */
+export function parseCallPayload(text: string): CallPayload {
+  let p: unknown
+  try {
+    p = JSON.parse(text)
+  } catch {
+    throw new AuthError('ERR_BAD_PAYLOAD', 'the signed payload is not JSON: sign the payload LibVMS builds (see docs/log-format.md)')
+  }
+  if (
+    !isObject(p) ||
+    p.type !== CALL_PAYLOAD_TYPE ||
+    typeof p.callLog !== 'string' ||
+    !HEX64.test(p.callLog) ||
+    typeof p.method !== 'string' ||
+    !Array.isArray(p.args) ||
+    typeof p.nonce !== 'string' ||
+    !NONCE.test(p.nonce) ||
+    typeof p.counter !== 'number' ||
+    !Number.isSafeInteger(p.counter) ||
+    p.counter < 1
+  ) {
+    throw new AuthError(
+      'ERR_BAD_PAYLOAD',
+      `the signed payload must be {type: "${CALL_PAYLOAD_TYPE}", callLog, method, args, nonce, counter} (see docs/log-format.md)`,
+    )
+  }
+  return p as unknown as CallPayload
+}
+
+/** A call as the VM will log it: who, what, with which (encoded) arguments, and what they signed. */
+export interface AuthenticatedCall {
+  caller: string | null
+  method: string
+  /** The arguments as tagged JSON text, as JSON.stringify writes them. */
+  argsJson: string
+  signed?: SignedCall
+}
+
+/**
+ * Checks that `call` was signed by its caller for this VM (`callLogKey`, hex), this method and these
+ * arguments. Returns the payload (for the counter check); throws AuthError naming what is wrong.
+ */
+export function checkSignedCall(call: AuthenticatedCall, callLogKey: string): CallPayload {
+  const { caller, signed } = call
+  if (signed === undefined || signed === null) {
+    throw new AuthError('ERR_AUTH_REQUIRED', 'this VM runs in production mode: every call must be signed (connect with {keyPair})')
+  }
+  if (typeof caller !== 'string' || !HEX64.test(caller)) {
+    throw new AuthError('ERR_BAD_SIGNATURE', 'in production mode the caller id is the public key that signed the call (64 hex digits)')
+  }
+  if (!isObject(signed) || typeof signed.payload !== 'string' || typeof signed.signature !== 'string' || !HEX128.test(signed.signature)) {
+    throw new AuthError('ERR_BAD_SIGNATURE', 'a signed call is {payload: string, signature: 128 hex digits}')
+  }
+  const payload = parseCallPayload(signed.payload)
+  if (payload.callLog !== callLogKey) {
+    throw new AuthError(
+      'ERR_WRONG_VM',
+      `the call was signed for the VM with call log ${payload.callLog}, not this one (${callLogKey}); sign calls for the VM you send them to`,
+    )
+  }
+  if (payload.method !== call.method) {
+    throw new AuthError(
+      'ERR_BAD_PAYLOAD',
+      `the call was signed for method ${JSON.stringify(payload.method)}, not ${JSON.stringify(call.method)}`,
+    )
+  }
+  if (JSON.stringify(payload.args) !== call.argsJson) {
+    throw new AuthError('ERR_BAD_PAYLOAD', 'the call was signed with other arguments than it carries')
+  }
+  const message = Buffer.from(signed.payload, 'utf8')
+  if (!crypto.verify(message, Buffer.from(signed.signature, 'hex'), Buffer.from(caller, 'hex'))) {
+    throw new AuthError('ERR_BAD_SIGNATURE', `the signature does not verify with the caller's key ${caller}: the call was not signed by it`)
+  }
+  return payload
+}
+
+/**
+ * The last counter seen per nonce. A call is fresh only if its counter is above the last one its
+ * nonce had: the same signed call cannot be logged twice, nor a caller's calls reordered.
+ * Holds one number per connection ever made to the VM (about 100 bytes each).
+ */
+export class CallCounters {
+  private readonly last = new Map<string, number>()
+
+  /** Records `payload`'s counter; throws AuthError ERR_REPLAYED if it is not fresh. */
+  accept(payload: CallPayload): void {
+    const last = this.last.get(payload.nonce) ?? 0
+    if (payload.counter <= last) {
+      throw new AuthError(
+        'ERR_REPLAYED',
+        `this signed call (nonce ${payload.nonce}, counter ${payload.counter}) is not new: counter ${last} was already used on that connection; a signed call runs at most once`,
+      )
+    }
+    this.last.set(payload.nonce, payload.counter)
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Who may call, by auth mode. Debug mode takes callers' ids on trust and carries no signatures.
+ * Production mode admits a call with a caller only if that caller signed it for this VM, and only
+ * once (signed-call.ts); a call with no caller is the host's own and is logged as such (caller null,
+ * unattributed). The VM admits calls through this before queueing them; replay checks every logged
+ * call through it, so a log holding a call its caller did not sign fails verification at that seq.
+ */
+import { AuthError, DivergenceError } from '../errors.js'
+import type { AuthMode, CallEntry } from '../ledger/log-entry.js'
+import { type AuthenticatedCall, CallCounters, checkSignedCall, parseCallPayload } from '../ledger/signed-call.js'
+
+export class CallAuthenticator {
+  private readonly counters = new CallCounters()
+
+  constructor(
+    readonly mode: AuthMode,
+    private readonly callLogKey: string,
+  ) {}
+
+  /** Checks a call before it runs; throws AuthError (the call is then not run and not logged). */
+  admit(call: AuthenticatedCall): void {
+    if (this.mode === 'debug') {
+      if (call.signed !== undefined) {
+        throw new AuthError('ERR_AUTH_MODE', 'this VM runs in debug mode: calls are not signed; call with a user id instead')
+      }
+      return
+    }
+    if (call.caller === null && call.signed === undefined) return
+    this.counters.accept(checkSignedCall(call, this.callLogKey))
+  }
+
+  /** Takes note of a call in the VM's own log (on reopen), so it cannot be admitted again. */
+  remember(entry: CallEntry): void {
+    if (entry.signed) this.counters.accept(parseCallPayload(entry.signed.payload))
+  }
+
+  /** Checks a logged call as an auditor would; throws a DivergenceError naming its seq. */
+  checkLogged(seq: number, entry: CallEntry): void {
+    try {
+      this.admit({ caller: entry.caller, method: entry.method, argsJson: JSON.stringify(entry.args), signed: entry.signed })
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err
+      const who = entry.caller ? `caller ${entry.caller}` : 'an anonymous caller'
+      throw new DivergenceError({
+        message: `call ${seq} (${entry.method} by ${who}) fails the ${this.mode}-mode caller check (${err.code}): ${err.message}`,
+        seq,
+        method: entry.method,
+        caller: entry.caller,
+        field: 'signed',
+        expected: 'a call its caller signed for this VM, once',
+        actual: err.code,
+      })
+    }
+  }
+}
