@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { test } from 'node:test'
-import WebSocket, { WebSocketServer } from 'ws'
-import { type CallEntry, RPCClient, type RPCError, RPCServer, type VM } from '../src/index.js'
+import type WebSocket from 'ws'
+import { WebSocketServer } from 'ws'
+import { type CallEntry, RPCClient, type RPCError, RPCServer } from '../src/index.js'
 import { deployVM } from './helpers.js'
+import { connect, rawSocket, serve } from './rpc-helpers.js'
 
 const HELLO = `
 exports.init = () => {}
@@ -13,48 +15,6 @@ exports.echo = (...args) => args
 exports.slow = (n) => { let x = 0; for (let i = 0; i < n; i++) x += i; return x }
 exports.boom = () => { throw new RangeError('out of range') }
 `
-
-/** A server on 127.0.0.1 with `vms` mounted; closed (after its clients) when the test ends. */
-async function serve(t: Parameters<typeof deployVM>[0], mounts: Record<string, VM>, options = {}): Promise<RPCServer> {
-  const server = new RPCServer(options)
-  for (const [path, vm] of Object.entries(mounts)) server.mount(path, vm)
-  await server.listen(0)
-  t.after(() => server.close())
-  return server
-}
-
-async function connect(t: Parameters<typeof deployVM>[0], url: string, user?: string): Promise<RPCClient> {
-  const client = new RPCClient()
-  await client.connect(url, user === undefined ? {} : { user })
-  t.after(() => client.close())
-  return client
-}
-
-/** A raw WebSocket that has shaken hands, for sending frames RPCClient never would. */
-async function rawSocket(
-  t: Parameters<typeof deployVM>[0],
-  url: string,
-): Promise<{ ws: WebSocket; next: () => Promise<Record<string, unknown>> }> {
-  const ws = new WebSocket(url)
-  t.after(() => ws.terminate())
-  const queue: Record<string, unknown>[] = []
-  const waiters: ((m: Record<string, unknown>) => void)[] = []
-  ws.on('message', (data: WebSocket.RawData) => {
-    const message = JSON.parse(data.toString()) as Record<string, unknown>
-    const waiter = waiters.shift()
-    if (waiter) waiter(message)
-    else queue.push(message)
-  })
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve)
-    ws.once('error', reject)
-  })
-  const next = () => {
-    const queued = queue.shift()
-    return queued ? Promise.resolve(queued) : new Promise<Record<string, unknown>>((resolve) => waiters.push(resolve))
-  }
-  return { ws, next }
-}
 
 test('the source document example: run a VM, connect, call', async (t) => {
   const vm = await deployVM(t, HELLO, { title: 'Bobs VM' })
