@@ -153,3 +153,44 @@ test('verify against a live host: changes from calls made after the log was fetc
   t.after(() => fresh.close())
   await assert.rejects(Verifier.verify(fresh, later), { code: 'ERR_DIVERGENCE', message: /changes after seq 33/ })
 })
+
+test('verify with follow checks each new call as it lands and stops at the first forged one', async (t) => {
+  const { vm, url } = await served(t)
+  const client = new RPCClient()
+  await client.connect(url, { user: 'carol' })
+  t.after(() => client.close())
+  const callLog = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  t.after(() => callLog.close())
+  const archive = new DatArchive(vm.filesArchive.url, { peers: [url] })
+  await archive.download('/')
+  t.after(() => archive.close())
+
+  // Following, then stopped: the report counts the calls that landed meanwhile.
+  const stop = new AbortController()
+  let checked = 0
+  const following = Verifier.verify(callLog, archive, {
+    follow: true,
+    signal: stop.signal,
+    onProgress: (done) => {
+      checked = done
+    },
+  })
+  for (let i = 0; i < 5; i++) await client.call('add', `live${i}`, 'x')
+  const deadline = Date.now() + 10_000
+  while (checked < vm.callLog.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  stop.abort()
+  const report = await following
+  assert.equal(report.calls, 35)
+
+  // Following again; the host forges an entry while it runs.
+  const watching = Verifier.verify(callLog, archive, { follow: true })
+  await client.call('add', 'honest', 'y')
+  const honest = (await vm.callLog.get(vm.callLog.length - 1)) as CallEntry
+  await vm.callLog.append({ ...honest, result: 1000 })
+  const forgedSeq = vm.callLog.length - 1
+  await assert.rejects(watching, (err: Error & { seq?: number; field?: string }) => {
+    assert.equal(err.seq, forgedSeq)
+    assert.equal(err.field, 'result')
+    return true
+  })
+})

@@ -14,8 +14,15 @@ import { replayCallLog } from '../vm/replay.js'
 export interface VerifyOptions {
   /** Where the replay keeps its data; a temp dir removed afterwards if absent. */
   dir?: string
-  /** Called after each entry is checked. */
+  /** Called after each entry is checked, with the entries checked and the log's length so far. */
   onProgress?: (done: number, total: number) => void
+  /**
+   * Keep verifying each new entry as the host appends it (a fetched log and archive follow their
+   * host), until `signal` aborts; then resolve with the report. Rejects at the first divergence.
+   */
+  follow?: boolean
+  /** Stops following (see `follow`). */
+  signal?: AbortSignal
   /** Replay a log recorded with other engine versions. */
   allowEngineMismatch?: boolean
   console?: ConsoleSink
@@ -163,6 +170,8 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
   const vm = await replayCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
     dir: options.dir,
     end: total,
+    follow: options.follow,
+    signal: options.signal,
     allowEngineMismatch: options.allowEngineMismatch,
     console: options.console,
     onEntry: async (seq, logged, replayed) => {
@@ -178,12 +187,13 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
         lastChecked = key
         await checkArchiveAt(filesArchive, seq, logged)
       }
-      options.onProgress?.(seq + 1, total)
+      options.onProgress?.(seq + 1, Math.max(total, callLog.length))
     },
   })
   try {
     const files = lastFiles as FilesState | null
-    if (filesArchive && files && filesArchive.version > files.version && !(await laterEntriesExplain(callLog, total, filesArchive))) {
+    const verified = calls + 1
+    if (filesArchive && files && filesArchive.version > files.version && !(await laterEntriesExplain(callLog, verified, filesArchive))) {
       const last = await callLog.get(total - 1)
       const method = last.type === 'call' ? last.method : 'init'
       try {
@@ -202,7 +212,7 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
         throw err
       }
     }
-    return { entries: total, calls, failedCalls, filesVersion: files?.version ?? 0 }
+    return { entries: calls + 1, calls, failedCalls, filesVersion: files?.version ?? 0 }
   } finally {
     await vm.close()
   }
@@ -232,6 +242,10 @@ async function laterEntriesExplain(callLog: CallLog, verified: number, archive: 
 /** The host's archive must hold, at the version an entry records, exactly the state it records. */
 async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry): Promise<void> {
   const files = entry.files
+  // A fetched archive may not have heard of the newest calls' changes yet: ask its hosts, briefly.
+  for (let tries = 0; archive.version < files.version && !archive.drive.writable && tries < 10; tries++) {
+    await Promise.race([archive.update(), new Promise((resolve) => setTimeout(resolve, UPDATE_WAIT_MS / 10).unref())])
+  }
   if (archive.version < files.version) {
     throw new DivergenceError({
       message: `entry ${seq} records files version ${files.version}, but the archive only has ${archive.version}`,

@@ -14,7 +14,7 @@ import { FilesView, type HistoryRecord } from './files-view.js'
 export type { HistoryRecord }
 
 import { StateError } from '../errors.js'
-import { downloadAll } from './download.js'
+import { assertNoFork, downloadAll } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
 
@@ -100,6 +100,21 @@ export class DatArchive {
     if (drive.core.length === 0) return // nothing was ever written: no contents either
     const blobs = await drive.getBlobs()
     await downloadAll(blobs.core, `${this.url} (contents)`, stallMs)
+  }
+
+  /**
+   * A remote archive: learns of changes its hosts made since, and fetches them (the whole new
+   * history, as download does). True if the archive grew. Rejects with ERR_FORKED if a host rewrote
+   * history this copy holds. A local archive has nothing to learn: false.
+   */
+  async update(): Promise<boolean> {
+    await this.ready()
+    if (!this.remoteKey) return false
+    const before = this.drive.core.length
+    await this.drive.core.update({ wait: true })
+    assertNoFork(this.drive.core, this.url)
+    await this.download()
+    return this.drive.core.length > before
   }
 
   async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {

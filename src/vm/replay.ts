@@ -29,6 +29,14 @@ export interface ReplayOptions {
   dir?: string
   /** Replay only entries below this seq (default: the log's length when replay starts). */
   end?: number
+  /**
+   * Keep going: after `end`, replay entries as they are appended to the log (a fetched log follows
+   * its host) until `signal` aborts; the replay then resolves as usual. Without `signal` it only
+   * ends when an entry fails.
+   */
+  follow?: boolean
+  /** Stops following (see `follow`). */
+  signal?: AbortSignal
   /** Called after each entry is re-executed, with the logged and the replayed entry; may throw to stop. */
   onEntry?: (seq: number, logged: LogEntry, replayed: LogEntry) => void | Promise<void>
   /** Replay a log recorded with other engine versions (results may then differ). */
@@ -75,6 +83,36 @@ function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAs
       expected: assertions.callLogUrl,
       actual: callLog.url,
     })
+  }
+}
+
+/** How often a followed log asks its hosts for news, besides listening for appends. */
+const FOLLOW_POLL_MS = 500
+
+/**
+ * Resolves once `callLog` holds at least `minLength` entries, or `signal` aborts. Rejects if asking
+ * the hosts fails (a host that rewrote history: ERR_FORKED).
+ */
+async function logGrowth(callLog: CallLog, minLength: number, signal?: AbortSignal): Promise<void> {
+  while (callLog.length < minLength && !signal?.aborted) {
+    let timer: NodeJS.Timeout | undefined
+    const wake = () => resolveWait()
+    let resolveWait: () => void = () => {}
+    const waited = new Promise<void>((resolve, reject) => {
+      resolveWait = resolve
+      timer = setTimeout(resolve, FOLLOW_POLL_MS)
+      // A fetched copy asks its hosts; it wakes early only if it grew (else the timer paces the asking).
+      if (!callLog.writable) callLog.update().then((grew) => grew && resolve(), reject)
+    })
+    callLog.once('append', wake)
+    signal?.addEventListener('abort', wake, { once: true })
+    try {
+      await waited
+    } finally {
+      clearTimeout(timer)
+      callLog.off('append', wake)
+      signal?.removeEventListener('abort', wake)
+    }
   }
 }
 
@@ -156,19 +194,29 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     let lastTimestamp = init.timestamp
     // Every logged call must pass the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
-    for await (const entry of callLog.entries({ start: 1, end })) {
-      seq++
-      const logged = entry as CallEntry
-      authenticator.checkLogged(seq, logged)
-      lastTimestamp = logged.timestamp
-      const input = callInputOf(logged)
-      const result = await runner.runCall(input, 'apply')
-      const replayed = buildCallEntry(input, result, await runner.currentFiles())
-      runner.stage(replayed)
-      if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
-      await options.onEntry?.(seq, logged, replayed)
+    const replayTo = async (until: number): Promise<void> => {
+      for await (const entry of callLog.entries({ start: seq + 1, end: until })) {
+        seq++
+        const logged = entry as CallEntry
+        authenticator.checkLogged(seq, logged)
+        lastTimestamp = logged.timestamp
+        const input = callInputOf(logged)
+        const result = await runner.runCall(input, 'apply')
+        const replayed = buildCallEntry(input, result, await runner.currentFiles())
+        runner.stage(replayed)
+        if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
+        await options.onEntry?.(seq, logged, replayed)
+      }
+      await runner.flush()
     }
-    await runner.flush()
+    await replayTo(end)
+    if (options.follow) {
+      for (;;) {
+        await logGrowth(callLog, seq + 2, options.signal)
+        if (options.signal?.aborted) break
+        await replayTo(callLog.length)
+      }
+    }
     return VM.attached(
       init.code,
       { console: options.console, watchdogMs: options.watchdogMs },
