@@ -17,23 +17,30 @@
  * Prints one JSON object to stdout; progress goes to stderr. Every figure is the median of 3 runs,
  * taken in rounds (round r measures everything once, baselines included).
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import Corestore from 'corestore'
 import WebSocket from 'ws'
 import { type BackendInfo, RPCClient } from '../src/index.js'
+import {
+  killChildrenNow,
+  processCpuSeconds,
+  runChild,
+  type Started,
+  startChild,
+  stopAllChildren,
+  stopChild,
+  withTimeout,
+} from './bench-children.js'
 import { type Figure, figure, log, median, percentile, readScale, round2, round3, type Target } from './bench-stats.js'
 
 const ROUNDS = 3
 const CLIENTS = 16
 const FILL_CONCURRENCY = 64
 const RAW_ENTRY = { type: 'call', method: 'inc', args: [], result: 1 }
-const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
 const SCRIPTS = {
   server: fileURLToPath(new URL('./rpc-server.mjs', import.meta.url)),
   echo: fileURLToPath(new URL('./echo-server.mjs', import.meta.url)),
@@ -61,119 +68,12 @@ const SIZES = {
 
 // ---- helpers ----
 
-/** Rejects with a message naming `label` if `promise` takes longer than `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${label} took more than ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 let rootDir = ''
 let dirCounter = 0
 async function freshDir(label: string): Promise<string> {
   const dir = join(rootDir, `${label}-${dirCounter++}`)
   await mkdir(dir, { recursive: true })
   return dir
-}
-
-// ---- child processes ----
-
-const children = new Set<ChildProcess>()
-
-interface Started<T> {
-  child: ChildProcess
-  pid: number
-  info: T
-}
-
-/** Starts `node script ...args`; resolves with its first stdout line, parsed as JSON. */
-async function startChild<T>(script: string, args: string[], label: string): Promise<Started<T>> {
-  const child = spawn(process.execPath, [script, ...args], { cwd: PROJECT_DIR, stdio: ['pipe', 'pipe', 'inherit'] })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  const pid = child.pid
-  if (pid === undefined) throw new Error(`${label} did not start`)
-  try {
-    const info = await withTimeout(
-      new Promise<T>((resolve, reject) => {
-        const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-        lines.once('line', (line) => {
-          lines.close()
-          try {
-            resolve(JSON.parse(line) as T)
-          } catch {
-            reject(new Error(`${label} printed ${JSON.stringify(line)}, not JSON`))
-          }
-        })
-        child.once('exit', (code, signal) => reject(new Error(`${label} exited (${code ?? signal}) before it was ready`)))
-      }),
-      30_000,
-      `starting ${label}`,
-    )
-    return { child, pid, info }
-  } catch (err) {
-    await stopChild(child)
-    throw err
-  }
-}
-
-/** Ends a child by its pid: SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
-async function stopChild(child: ChildProcess, graceMs = 15_000): Promise<void> {
-  const pid = child.pid
-  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  process.kill(pid, 'SIGTERM')
-  let timer: NodeJS.Timeout | undefined
-  const killed = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), graceMs)
-  })
-  const outcome = await Promise.race([exited, killed])
-  clearTimeout(timer)
-  if (outcome === 'timeout') {
-    log(`pid ${pid} did not exit within ${graceMs} ms of SIGTERM: SIGKILL`)
-    if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL')
-    await exited
-  }
-}
-
-/** Runs `node script ...args` to completion (bounded by `timeoutMs`); resolves with its last stdout line as JSON. */
-async function runChild<T>(script: string, args: string[], label: string, timeoutMs: number): Promise<T> {
-  const child = spawn(process.execPath, [script, ...args], { cwd: PROJECT_DIR, stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(child)
-  let stdout = ''
-  child.stdout?.setEncoding('utf8')
-  child.stdout?.on('data', (chunk: string) => {
-    stdout += chunk
-  })
-  try {
-    const code = await withTimeout(new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))), timeoutMs, label)
-    if (code !== 0) throw new Error(`${label} exited with code ${code}`)
-    const line = stdout.trim().split('\n').pop() ?? ''
-    return JSON.parse(line) as T
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) await stopChild(child, 2000)
-    children.delete(child)
-  }
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (null where there is none). */
-async function processCpuSeconds(pid: number): Promise<number | null> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // fields[0] is field 3 (state): utime is field 14, stime field 15.
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return null
-  }
 }
 
 // ---- load generators ----
@@ -566,15 +466,7 @@ function result(
 // ---- main ----
 
 function cleanupNow(): void {
-  for (const child of children) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    }
-  }
+  killChildrenNow()
   if (rootDir) rmSync(rootDir, { recursive: true, force: true })
 }
 
@@ -789,7 +681,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
     if (echo) await stopChild(echo.child)
-    for (const child of [...children]) await stopChild(child)
+    await stopAllChildren()
     await rm(rootDir, { recursive: true, force: true })
     clearTimeout(watchdog)
   }
