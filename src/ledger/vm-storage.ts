@@ -150,6 +150,30 @@ export class VMStorage {
     return storage
   }
 
+  /**
+   * Opens an existing VM's dir to read it (an auditor or the command line looking at a stopped VM):
+   * changes nothing in it. Fails with ERR_NO_CALL_LOG if `dir` holds no VM, ERR_DIR_IN_USE if a
+   * running VM has it open.
+   */
+  static async openExisting(dir: string): Promise<VMStorage> {
+    const state = await inspectDir(dir)
+    if (state.kind !== 'libvms' || state.role !== 'vm') {
+      throw new DirectoryError('ERR_NO_CALL_LOG', `${dir} holds no LibVMS VM (a VM's data dir has a ${MARKER_FILE} file)`)
+    }
+    let store: Corestore
+    try {
+      store = await openStore(dir)
+    } catch (err) {
+      if (/lock/i.test((err as Error).message)) {
+        throw new DirectoryError('ERR_DIR_IN_USE', `${dir} is in use by a running VM: stop it first, or read the VM through its URL`)
+      }
+      throw err
+    }
+    const storage = new VMStorage(dir, store, false)
+    await storage.ready()
+    return storage
+  }
+
   private async ready(): Promise<void> {
     await Promise.all([this.callLog.ready(), this.filesArchive.ready()])
   }

@@ -1,0 +1,33 @@
+/** `nodevms info <url>`: what a host says about the VM it serves (its handshake). */
+import type { Command } from 'commander'
+import { out } from './output.js'
+import { parseTimeout } from './parse-options.js'
+import { handshake } from './targets.js'
+
+export function registerInfo(program: Command): void {
+  program
+    .command('info')
+    .description('show what a VM is: title, auth mode, methods, call log and files URLs')
+    .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
+    .option('--json', 'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}')
+    .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
+    .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
+      const info = await handshake(url, options.timeout)
+      if (options.json) {
+        out.json({
+          url,
+          title: info.title,
+          auth: info.auth,
+          methods: info.methods,
+          callLogUrl: info.callLogUrl,
+          filesArchiveUrl: info.filesArchiveUrl,
+        })
+        return
+      }
+      out.line(`${out.paint('bold', info.title || '(untitled VM)')}  ${url}`)
+      out.line(`  auth      ${info.auth}${info.auth === 'debug' ? ' (caller ids are not authenticated)' : ' (callers sign every call)'}`)
+      out.line(`  methods   ${info.methods.join(', ') || '(none)'}`)
+      out.line(`  call log  ${info.callLogUrl}`)
+      out.line(`  files     ${info.filesArchiveUrl}`)
+    })
+}

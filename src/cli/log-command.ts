@@ -1,0 +1,104 @@
+/** `nodevms log <url | dir>`: a VM's call log, one entry per line, human-readable or as JSON lines. */
+import type { Command } from 'commander'
+import type { CallLog } from '../ledger/call-log.js'
+import type { LogEntry } from '../ledger/log-entry.js'
+import { fromTagged } from '../sandbox/value-codec.js'
+import { formatValue, out } from './output.js'
+import { parseCount, parseTimeout } from './parse-options.js'
+import { openTarget } from './targets.js'
+
+interface LogOptions {
+  json?: boolean
+  follow?: boolean
+  from?: number
+  timeout?: number
+}
+
+export function registerLog(program: Command): void {
+  program
+    .command('log')
+    .description("print a VM's call log: seq, time, caller, method(args) → result or error, files version")
+    .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
+    .option('--json', 'one JSON object per line: {"seq": n, ...the entry as stored} (see docs/log-format.md)')
+    .option('-f, --follow', 'keep printing entries as they are appended, until Ctrl-C')
+    .option('--from <seq>', 'start at this seq (default 0)', parseCount)
+    .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
+    .action(async (target: string, options: LogOptions) => {
+      const opened = await openTarget(target, { archive: false, timeout: options.timeout })
+      try {
+        const print = (seq: number, entry: LogEntry) => out.line(options.json ? JSON.stringify({ seq, ...entry }) : formatEntry(seq, entry))
+        let next = await printRange(opened.callLog, options.from ?? 0, opened.callLog.length, print)
+        if (options.follow) {
+          const stop = new AbortController()
+          const onSignal = () => stop.abort()
+          process.on('SIGINT', onSignal)
+          process.on('SIGTERM', onSignal)
+          try {
+            while (!stop.signal.aborted) {
+              await grown(opened.callLog, next, stop.signal)
+              next = await printRange(opened.callLog, next, opened.callLog.length, print)
+            }
+          } finally {
+            process.off('SIGINT', onSignal)
+            process.off('SIGTERM', onSignal)
+          }
+        }
+      } finally {
+        await opened.close()
+      }
+    })
+}
+
+async function printRange(callLog: CallLog, start: number, end: number, print: (seq: number, e: LogEntry) => void): Promise<number> {
+  let seq = start
+  if (start >= end) return start
+  for await (const entry of callLog.entries({ start, end })) print(seq++, entry)
+  return seq
+}
+
+/** Resolves when the log is longer than `length`, or on abort; asks a fetched log's hosts every half second. */
+async function grown(callLog: CallLog, length: number, signal: AbortSignal): Promise<void> {
+  while (callLog.length <= length && !signal.aborted) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 500)
+      function done() {
+        clearTimeout(timer)
+        callLog.off('append', done)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      callLog.once('append', done)
+      signal.addEventListener('abort', done, { once: true })
+      if (!callLog.writable) callLog.update().then((more) => more && done(), done)
+    })
+  }
+}
+
+const ISO = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '')
+
+function describeCaller(caller: string | null): string {
+  if (caller === null) return out.paint('dim', '(anonymous)')
+  return /^[0-9a-f]{64}$/.test(caller) ? `${caller.slice(0, 12)}…` : caller
+}
+
+/** One entry as a line: `#seq  time  caller  method(args) → result  files vN`. */
+export function formatEntry(seq: number, entry: LogEntry): string {
+  const head = `${out.paint('dim', `#${seq}`)}  ${ISO(entry.timestamp)}`
+  const files = out.paint('dim', `files v${entry.files.version}`)
+  if (entry.type === 'init') {
+    const factory = entry.factory ? ' factory' : ''
+    return `${head}  init${factory} ${JSON.stringify(entry.title)} (${entry.auth} mode; exports ${entry.exports.join(', ') || 'nothing'})  ${files}`
+  }
+  const args = entry.args.map((a) => formatValue(fromTagged(a))).join(', ')
+  const outcome = entry.error
+    ? out.paint('red', `✗ ${entry.error.name}: ${entry.error.message}`)
+    : entry.result === undefined
+      ? out.paint('dim', 'undefined')
+      : formatValue(fromTagged(entry.result))
+  const signed = entry.signed ? out.paint('dim', ' (signed)') : ''
+  return `${head}  ${describeCaller(entry.caller)}${signed}  ${out.paint('bold', entry.method)}(${clip(args)}) → ${clip(outcome)}  ${files}`
+}
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * The `nodevms` command: serve, call, inspect and audit VMs. Each command lives in its own module;
+ * this one wires them up, and turns errors into one line on stderr and an exit code:
+ * 0 success, 1 the thing checked failed (a divergence, a call that failed in the VM), 2 anything
+ * else (usage, connection, fetch). docs/cli.md documents every command and its output.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
+import { DivergenceError, LogFormatError } from '../errors.js'
+// Fetching logs and archives from hosts (log, verify) needs the network layer registered.
+import '../net/remote-cores.js'
+import { RPC_ERRORS } from '../rpc/protocol.js'
+import { registerCall } from './call-command.js'
+import { registerExec } from './exec-command.js'
+import { registerInfo } from './info-command.js'
+import { registerKeygen } from './keygen-command.js'
+import { registerLog } from './log-command.js'
+import { reportError } from './output.js'
+import { registerRepl } from './repl-command.js'
+import { registerVerify } from './verify-command.js'
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+function exitCodeOf(error: unknown): number {
+  if (error instanceof DivergenceError || error instanceof LogFormatError) return 1
+  if ((error as { rpcCode?: number }).rpcCode === RPC_ERRORS.CALL_FAILED) return 1
+  return 2
+}
+
+/** What to do about errors whose library message speaks of API options rather than command-line flags. */
+const HINTS: Record<string, string> = {
+  ERR_AUTH_REQUIRED: 'this VM is in production mode: call with --key <file> (nodevms keygen makes one)',
+  ERR_AUTH_MODE: "use --user for a debug-mode VM and --key for a production-mode one (nodevms info shows the VM's mode)",
+  ERR_DIR_IN_USE: 'stop the nodevms exec serving it, or give its ws:// URL instead',
+}
+
+function buildProgram(): Command {
+  const program = new Command()
+    .name('nodevms')
+    .description('Run, call, inspect and audit LibVMS VMs: auditable JavaScript services.')
+    .version(version(), '-V, --version')
+    .option('--debug', 'print stack traces with errors')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+  for (const register of [registerExec, registerCall, registerRepl, registerVerify, registerLog, registerInfo, registerKeygen]) {
+    register(program)
+  }
+  for (const command of program.commands) command.exitOverride()
+  return program
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(process.argv)
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed by commander.
+      process.exitCode = error.exitCode === 0 ? 0 : 2
+      return
+    }
+    reportError(error, process.argv.includes('--debug'), HINTS[(error as { code?: string }).code ?? ''])
+    process.exitCode = exitCodeOf(error)
+  }
+}
+
+main().then(
+  () => {
+    // Handles a command left open (a fetched copy's connections, timers) must not keep the process alive.
+    setTimeout(() => process.exit(), 100).unref()
+  },
+  (error) => {
+    reportError(error, true)
+    process.exit(2)
+  },
+)

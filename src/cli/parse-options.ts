@@ -1,0 +1,28 @@
+/** Parsers for option values: each refuses a bad value with a UsageError that says what is expected. */
+import type { AuthMode } from '../ledger/log-entry.js'
+import { UsageError } from './output.js'
+
+export function parsePort(value: string): number {
+  const port = Number(value)
+  if (!/^\d+$/.test(value) || port > 65535) throw new UsageError(`--port must be a number from 0 to 65535, got ${JSON.stringify(value)}`)
+  return port
+}
+
+export function parseCount(value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new UsageError(`expected a whole number, got ${JSON.stringify(value)}`)
+  }
+  return Number(value)
+}
+
+export function parseAuth(value: string): AuthMode {
+  if (value !== 'debug' && value !== 'production')
+    throw new UsageError(`--auth must be 'debug' or 'production', got ${JSON.stringify(value)}`)
+  return value
+}
+
+export function parseTimeout(value: string): number {
+  const ms = parseCount(value)
+  if (ms === 0) throw new UsageError('--timeout must be at least 1 ms')
+  return ms
+}

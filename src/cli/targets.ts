@@ -1,0 +1,109 @@
+/**
+ * What `log`, `verify` and `info` look at, named on the command line as an RPC URL (ws://…, the
+ * host serving the VM), a hyper:// URL (a call log, fetched from hosts known in this process), or the
+ * data dir of a stopped VM on this machine.
+ */
+import { stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { CallLog } from '../ledger/call-log.js'
+import { DatArchive } from '../ledger/files-archive.js'
+import { VMStorage } from '../ledger/vm-storage.js'
+import type { BackendInfo } from '../rpc/protocol.js'
+import { RPCClient } from '../rpc/rpc-client.js'
+import { UsageError } from './output.js'
+
+export interface OpenedTarget {
+  /** What was opened, for messages: the URL or the dir. */
+  label: string
+  callLog: CallLog
+  /** Null when not asked for. */
+  filesArchive: DatArchive | null
+  /** The host's handshake, for an RPC URL. */
+  info: BackendInfo | null
+  close(): Promise<void>
+}
+
+export interface TargetOptions {
+  /** Also open (and, from a host, download) the files archive. */
+  archive: boolean
+  /** Where to keep fetched copies (default: temp dirs removed on close). */
+  dir?: string
+  /** How long a host may take to answer, in ms. */
+  timeout?: number
+  /** Called with a status line while fetching. */
+  onStatus?: (text: string) => void
+}
+
+export type TargetKind = 'rpc' | 'hyper' | 'dir'
+
+export function targetKind(target: string): TargetKind {
+  if (/^wss?:\/\//i.test(target)) return 'rpc'
+  if (/^(hyper|dat):\/\//i.test(target) || /^[0-9a-f]{64}$/i.test(target)) return 'hyper'
+  return 'dir'
+}
+
+/** The handshake of the VM at an RPC URL (the client is closed again). */
+export async function handshake(url: string, timeout?: number): Promise<BackendInfo> {
+  const client = new RPCClient()
+  await client.connect(url, { timeout })
+  const info = client.backendInfo as BackendInfo
+  await client.close()
+  return info
+}
+
+export async function openTarget(target: string, options: TargetOptions): Promise<OpenedTarget> {
+  const kind = targetKind(target)
+  if (kind === 'dir') return openDir(target, options)
+  const copyDir = (name: string) => (options.dir ? join(resolve(options.dir), name) : undefined)
+  let info: BackendInfo | null = null
+  let peers: string[] | undefined
+  let callLogUrl = target
+  if (kind === 'rpc') {
+    options.onStatus?.(`connecting to ${target}`)
+    info = await handshake(target, options.timeout)
+    peers = [target]
+    callLogUrl = info.callLogUrl
+  }
+  options.onStatus?.(`fetching the call log ${callLogUrl}`)
+  const callLog = await CallLog.fetch(callLogUrl, { peers, dir: copyDir('call-log'), timeout: options.timeout })
+  let filesArchive: DatArchive | null = null
+  try {
+    if (options.archive) {
+      const init = await callLog.get(0)
+      const archiveUrl = info?.filesArchiveUrl ?? (init.type === 'init' ? `hyper://${init.filesArchiveKey}` : '')
+      options.onStatus?.(`fetching the files archive ${archiveUrl}`)
+      filesArchive = new DatArchive(archiveUrl, { peers, dir: copyDir('files'), timeout: options.timeout })
+      await filesArchive.download('/')
+    }
+  } catch (error) {
+    await filesArchive?.close().catch(() => {})
+    await callLog.close()
+    throw error
+  }
+  return {
+    label: target,
+    callLog,
+    filesArchive,
+    info,
+    async close() {
+      await filesArchive?.close()
+      await callLog.close()
+    },
+  }
+}
+
+async function openDir(target: string, options: TargetOptions): Promise<OpenedTarget> {
+  const dir = resolve(target)
+  const found = await stat(dir).catch(() => null)
+  if (!found?.isDirectory()) {
+    throw new UsageError(`${target} is not a ws:// URL, a hyper:// URL or a VM's data dir`)
+  }
+  const storage = await VMStorage.openExisting(dir)
+  return {
+    label: dir,
+    callLog: storage.callLog,
+    filesArchive: options.archive ? storage.filesArchive : null,
+    info: null,
+    close: () => storage.close(),
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * `nodevms verify <url | dir>`: fetches a VM's call log and files archive, replays every call and
+ * prints a verdict. Exit codes: 0 verified, 1 a divergence (or a malformed log), 2 anything else.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Command } from 'commander'
+import { Verifier, type VerifyReport } from '../audit/verifier.js'
+import { DivergenceError, LogFormatError } from '../errors.js'
+import { errorJSON, out, Progress } from './output.js'
+import { parseTimeout } from './parse-options.js'
+import { openTarget } from './targets.js'
+
+interface VerifyCommandOptions {
+  dir?: string
+  json?: boolean
+  follow?: boolean
+  timeout?: number
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description("replay every call of a VM's log and check the host's results and files")
+    .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
+    .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
+    .option('--json', 'print the verdict as one JSON object')
+    .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
+    .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
+    .addHelpText('after', '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error.')
+    .action(async (target: string, options: VerifyCommandOptions) => runVerify(target, options))
+}
+
+async function runVerify(target: string, options: VerifyCommandOptions): Promise<void> {
+  const progress = new Progress('replaying')
+  if (options.dir) await mkdir(resolve(options.dir), { recursive: true })
+  const opened = await openTarget(target, {
+    archive: true,
+    dir: options.dir,
+    timeout: options.timeout,
+    onStatus: (text) => progress.status(text),
+  })
+  const replayDir = await mkdtemp(join(options.dir ? resolve(options.dir) : tmpdir(), 'nodevms-replay-'))
+  const stop = new AbortController()
+  const onSignal = () => stop.abort()
+  if (options.follow) {
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  }
+  let report: VerifyReport
+  try {
+    report = await Verifier.verify(opened.callLog, opened.filesArchive, {
+      dir: join(replayDir, 'replay'),
+      follow: options.follow,
+      signal: stop.signal,
+      onProgress: (done, total) => {
+        if (options.follow && done >= total) progress.status(`following: ${done - 1} calls verified, waiting for more (Ctrl-C stops)`)
+        else progress.update(done, total)
+      },
+    })
+  } catch (error) {
+    progress.clear()
+    if (error instanceof DivergenceError || error instanceof LogFormatError) {
+      printFailure(opened.label, error, !!options.json)
+      process.exitCode = 1
+      return
+    }
+    throw error
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await opened.close().catch(() => {})
+    await rm(replayDir, { recursive: true, force: true })
+  }
+  progress.clear()
+  const callLogUrl = opened.callLog.url
+  if (options.json) {
+    out.json({
+      verified: true,
+      target: opened.label,
+      callLogUrl,
+      filesArchiveUrl: opened.filesArchive?.url ?? null,
+      entries: report.entries,
+      calls: report.calls,
+      failedCalls: report.failedCalls,
+      filesVersion: report.filesVersion,
+    })
+    return
+  }
+  const failed = report.failedCalls > 0 ? `, ${report.failedCalls} of them failed calls, failing the same way on replay` : ''
+  const calls = `${report.calls} call${report.calls === 1 ? '' : 's'}`
+  out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}`)
+  out.line(out.paint('dim', `  ${callLogUrl}`))
+}
+
+function printFailure(label: string, error: DivergenceError | LogFormatError, json: boolean): void {
+  if (json) {
+    out.json({ verified: false, target: label, divergence: errorJSON(error) })
+    return
+  }
+  out.line(`${out.paint('red', '✗')} ${error instanceof DivergenceError ? 'divergence' : 'malformed log'}: ${error.message}`)
+  if (error instanceof DivergenceError) {
+    const d = error
+    const rows: [string, unknown][] = [
+      ['seq', d.seq],
+      ['method', d.method],
+      ['caller', d.caller],
+      ['field', d.field],
+      ['path', d.path],
+    ]
+    for (const [name, value] of rows) if (value !== undefined && value !== null) out.line(`  ${name.padEnd(9)}${String(value)}`)
+    if (d.expected !== undefined || d.actual !== undefined) {
+      out.line(`  ${'log says'.padEnd(9)}${short(d.expected)}`)
+      out.line(`  ${'replay'.padEnd(9)}${short(d.actual)}`)
+    }
+  }
+}
+
+function short(value: unknown): string {
+  const text = value === undefined ? 'nothing' : JSON.stringify(value)
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text
+}
