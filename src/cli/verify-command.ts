@@ -88,7 +88,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     })
     return
   }
-  const failed = report.failedCalls > 0 ? `, ${report.failedCalls} of them failed calls, failing the same way on replay` : ''
+  const failed = report.failedCalls > 0 ? ` (${report.failedCalls} failed inside the VM, as logged)` : ''
   const calls = `${report.calls} call${report.calls === 1 ? '' : 's'}`
   out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}`)
   out.line(out.paint('dim', `  ${callLogUrl}`))

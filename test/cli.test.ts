@@ -1,0 +1,391 @@
+/**
+ * The nodevms command line, run as real processes (the built dist/cli/nodevms.js; `npm test` builds
+ * first). Servers are `nodevms exec` children ended by their pid.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { type TestContext, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { type CallEntry, RPCClient } from '../src/index.js'
+import { VMStorage } from '../src/ledger/vm-storage.js'
+import { tempDir } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const BIN = join(root, 'dist/cli/nodevms.js')
+const SCRIPTS = join(root, 'examples/scripts')
+const ESC = '\u001b['
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs `nodevms ...args` to completion (at most 60 s). */
+function nodevms(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: options.cwd ?? root, env: { ...process.env, ...options.env }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') reject(error)
+        else resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
+      },
+    )
+  })
+}
+
+/** Resolves with the first stdout line of `child`, parsed as JSON (fails after 30 s or if it exits). */
+function firstLine<T>(child: ChildProcess, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let stderr = ''
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const timer = setTimeout(() => reject(new Error(`${what} printed nothing within 30 s: ${stderr}`)), 30_000)
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    lines.once('line', (line) => {
+      clearTimeout(timer)
+      resolve(JSON.parse(line) as T)
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`${what} exited with ${code}: ${stderr}`))
+    })
+  })
+}
+
+/** Resolves with the exit code once `child` has exited (SIGKILL after `ms`). */
+function exited(child: ChildProcess, ms = 30_000): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), ms)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+}
+
+interface Served {
+  rpcUrl: string
+  callLogUrl: string
+  filesArchiveUrl: string
+  dir: string
+  auth: string
+  factory: boolean
+  calls: number
+  pid: number
+}
+
+/** `nodevms exec <script> --port 0 --json ...`; the server is ended (SIGTERM, by pid) when the test ends. */
+async function exec(t: TestContext, script: string, args: string[]): Promise<{ child: ChildProcess; served: Served }> {
+  const child = spawn(process.execPath, [BIN, 'exec', script, '--port', '0', '--json', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      process.kill(child.pid, 'SIGTERM')
+      await exited(child)
+    }
+  })
+  const served = await firstLine<Served>(child, `nodevms exec ${script}`)
+  return { child, served }
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  if (child.pid) process.kill(child.pid, 'SIGTERM')
+  return exited(child)
+}
+
+test('exec serves the example scripts; call (with --user), info, log and verify them from other processes', async (t) => {
+  const dir = await tempDir(t)
+
+  const counter = await exec(t, join(SCRIPTS, 'counter.js'), ['--dir', join(dir, 'counter'), '--title', 'A counter'])
+  assert.equal(counter.served.auth, 'debug')
+  assert.equal(counter.served.dir, join(dir, 'counter'))
+  assert.equal((await nodevms(['call', counter.served.rpcUrl, 'increment'])).stdout.trim(), '1')
+  assert.equal((await nodevms(['call', counter.served.rpcUrl, 'increment'])).stdout.trim(), '2')
+  const info = JSON.parse((await nodevms(['info', counter.served.rpcUrl, '--json'])).stdout)
+  assert.deepEqual(info, {
+    url: counter.served.rpcUrl,
+    title: 'A counter',
+    auth: 'debug',
+    methods: ['increment', 'get'],
+    callLogUrl: counter.served.callLogUrl,
+    filesArchiveUrl: counter.served.filesArchiveUrl,
+  })
+  const human = await nodevms(['log', counter.served.rpcUrl])
+  assert.match(human.stdout, /#0 .* init "A counter" \(debug mode; exports increment, get\)/)
+  assert.match(human.stdout, /#2 .*\(anonymous\)\s+increment\(\) → 2\s+files v0/)
+  assert.ok(!human.stdout.includes(ESC), 'no colours when stdout is not a terminal')
+  const verdict = await nodevms(['verify', counter.served.rpcUrl, '--json'])
+  assert.equal(verdict.code, 0, verdict.stderr)
+  assert.deepEqual(
+    { ...JSON.parse(verdict.stdout), target: undefined },
+    {
+      verified: true,
+      target: undefined,
+      callLogUrl: counter.served.callLogUrl,
+      filesArchiveUrl: counter.served.filesArchiveUrl,
+      entries: 3,
+      calls: 2,
+      failedCalls: 0,
+      filesVersion: 0,
+    },
+  )
+  assert.equal(await stop(counter.child), 0, 'SIGTERM stops it cleanly')
+
+  const hello = await exec(t, join(SCRIPTS, 'hello-world.js'), ['--dir', join(dir, 'hello')])
+  assert.equal((await nodevms(['call', hello.served.rpcUrl, 'hello', '--user', 'bob'])).stdout.trim(), '"Hello, bob!"')
+  assert.equal((await nodevms(['call', hello.served.rpcUrl, 'hello'])).stdout.trim(), '"Hello, stranger!"')
+
+  const keys = await exec(t, join(SCRIPTS, 'key-server.js'), ['--dir', join(dir, 'keys')])
+  const url = keys.served.rpcUrl
+  assert.equal((await nodevms(['call', url, 'claim', '--user', 'alice'])).stdout.trim(), '"alice"')
+  const refused = await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'bob'])
+  assert.equal(refused.code, 1, 'a call that fails inside the VM exits 1')
+  assert.match(refused.stderr, /^✗ Only an admin can do that \[ERR_CALL_FAILED\]\n$/)
+  assert.equal((await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'alice'])).code, 0)
+  assert.equal((await nodevms(['call', url, 'addAdmin', 'bob', '--user', 'alice'])).code, 0)
+  assert.equal((await nodevms(['call', url, 'put', 'size', '42', '--user', 'bob'])).code, 0)
+  assert.deepEqual(JSON.parse((await nodevms(['call', url, 'get', 'colour'])).stdout), { hex: '#00f' })
+  assert.deepEqual(JSON.parse((await nodevms(['call', url, 'list'])).stdout), ['colour', 'size'])
+  const keysVerdict = await nodevms(['verify', url])
+  assert.equal(keysVerdict.code, 0, keysVerdict.stderr)
+  assert.match(keysVerdict.stdout, /✓ verified 7 calls \(1 failed inside the VM, as logged\); files at version 7/)
+
+  const persisted = await exec(t, join(SCRIPTS, 'persisted-counter.js'), ['--dir', join(dir, 'persisted')])
+  for (let i = 1; i <= 3; i++) assert.equal((await nodevms(['call', persisted.served.rpcUrl, 'increment'])).stdout.trim(), String(i))
+  assert.equal((await nodevms(['verify', persisted.served.rpcUrl])).code, 0)
+})
+
+test('a factory over the command line: provision, call the new VM, verify both', async (t) => {
+  const dir = await tempDir(t)
+  const factory = await exec(t, join(SCRIPTS, 'factory.js'), ['--factory', '--max-vms', '2', '--dir', join(dir, 'factory')])
+  assert.equal(factory.served.factory, true)
+  const provisioned = await nodevms([
+    'call',
+    factory.served.rpcUrl,
+    'provisionVM',
+    JSON.stringify({ code: 'exports.hi = () => "hi from " + System.caller.id' }),
+    '--user',
+    'alice',
+  ])
+  assert.equal(provisioned.code, 0, provisioned.stderr)
+  const vm = JSON.parse(provisioned.stdout) as { rpcUrl: string }
+  assert.equal((await nodevms(['call', vm.rpcUrl, 'hi', '--user', 'bob'])).stdout.trim(), '"hi from bob"')
+  assert.equal((await nodevms(['verify', factory.served.rpcUrl])).code, 0)
+  assert.equal((await nodevms(['verify', vm.rpcUrl])).code, 0)
+  const usage = await nodevms(['exec', join(SCRIPTS, 'counter.js'), '--max-vms', '2'])
+  assert.equal(usage.code, 2)
+  assert.match(usage.stderr, /--max-vms applies to factories/)
+})
+
+test('verify finds data changed out of band (exit 1, divergence named); a dir in use is refused', async (t) => {
+  const dir = join(await tempDir(t), 'persisted')
+  const server = await exec(t, join(SCRIPTS, 'persisted-counter.js'), ['--dir', dir])
+  for (let i = 0; i < 3; i++) await nodevms(['call', server.served.rpcUrl, 'increment'])
+  const inUse = await nodevms(['verify', dir])
+  assert.equal(inUse.code, 2)
+  assert.match(inUse.stderr, /in use by a running VM.*\[ERR_DIR_IN_USE\]/)
+  assert.equal(await stop(server.child), 0)
+  assert.equal((await nodevms(['verify', dir])).code, 0, 'the stopped VM verifies from its dir')
+
+  // The host edits the archive outside any call.
+  const storage = await VMStorage.openExisting(dir)
+  await storage.filesArchive.writeFile('/count', '1000')
+  await storage.close()
+  const lied = await nodevms(['verify', dir])
+  assert.equal(lied.code, 1)
+  assert.match(lied.stdout, /✗ divergence: the archive has changes after seq 3 \(increment\) that no call made/)
+  assert.match(lied.stdout, /path\s+\/count/)
+  const json = JSON.parse((await nodevms(['verify', dir, '--json'])).stdout)
+  assert.equal(json.verified, false)
+  assert.equal(json.divergence.seq, 3)
+  assert.equal(json.divergence.path, '/count')
+})
+
+test('kill -9 mid-load, restart on the same dir: every answered call is in the log and verify passes', async (t) => {
+  const dir = join(await tempDir(t), 'persisted')
+  const first = await exec(t, join(SCRIPTS, 'persisted-counter.js'), ['--dir', dir])
+  const answered: number[] = []
+  const clients = await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const client = new RPCClient()
+      await client.connect(first.served.rpcUrl)
+      return client
+    }),
+  )
+  const deadline = Date.now() + 10_000
+  const load = clients.map(async (client) => {
+    for (let i = 0; i < 2000 && Date.now() < deadline; i++) {
+      try {
+        answered.push((await client.call('increment')) as number)
+      } catch {
+        return // the server is gone
+      }
+    }
+  })
+  await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 500))
+  process.kill(first.served.pid, 'SIGKILL')
+  await Promise.all(load)
+  await Promise.all(clients.map((c) => c.close()))
+  await exited(first.child)
+  assert.ok(answered.length > 0, 'some calls were answered before the kill')
+
+  const second = await exec(t, join(SCRIPTS, 'persisted-counter.js'), ['--dir', dir])
+  assert.ok(second.served.calls >= answered.length, `${second.served.calls} calls logged, ${answered.length} answered`)
+  const logged = (await nodevms(['log', second.served.rpcUrl, '--json', '--from', '1'])).stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as CallEntry & { seq: number })
+  const results = new Set(logged.map((e) => e.result))
+  for (const n of answered) assert.ok(results.has(n), `answered increment ${n} is in the log`)
+  const after = await nodevms(['call', second.served.rpcUrl, 'increment'])
+  assert.equal(after.stdout.trim(), String(second.served.calls + 1), 'the counter resumes where the log ends')
+  const verdict = await nodevms(['verify', second.served.rpcUrl])
+  assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr)
+})
+
+test('verify --follow reports a divergence introduced while it runs', async (t) => {
+  const host = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/fixtures/lying-host.ts')], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  t.after(async () => {
+    host.stdin?.end()
+    await exited(host)
+  })
+  const { rpcUrl } = await firstLine<{ rpcUrl: string }>(host, 'the lying host')
+  const client = new RPCClient()
+  await client.connect(rpcUrl)
+  t.after(() => client.close())
+  for (let i = 0; i < 3; i++) await client.call('increment')
+
+  const verifier = spawn(process.execPath, [BIN, 'verify', rpcUrl, '--follow', '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(async () => {
+    if (verifier.exitCode === null && verifier.pid) process.kill(verifier.pid, 'SIGKILL')
+    await exited(verifier)
+  })
+  let verdict = ''
+  verifier.stdout?.on('data', (chunk) => {
+    verdict += chunk
+  })
+  // Honest calls while it follows: it keeps running.
+  for (let i = 0; i < 3; i++) await client.call('increment')
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  assert.equal(verifier.exitCode, null, 'still following after honest calls')
+
+  const forged = new Promise<{ forged: number }>((resolve) => {
+    const lines = createInterface({ input: host.stdout as NodeJS.ReadableStream })
+    lines.on('line', (line) => resolve(JSON.parse(line)))
+  })
+  host.stdin?.write('forge\n')
+  const { forged: seq } = await forged
+  assert.equal(await exited(verifier, 20_000), 1)
+  const report = JSON.parse(verdict)
+  assert.equal(report.verified, false)
+  assert.equal(report.divergence.seq, seq)
+  assert.equal(report.divergence.field, 'result')
+})
+
+test('repl --exec evaluates a call and prints the result; log --follow prints calls as they land', async (t) => {
+  const dir = await tempDir(t)
+  const { served } = await exec(t, join(SCRIPTS, 'counter.js'), ['--dir', join(dir, 'counter')])
+  const one = await nodevms(['repl', served.rpcUrl, '--exec', 'client.increment()'])
+  assert.equal(one.code, 0, one.stderr)
+  assert.equal(one.stdout.trim(), '1')
+  const statements = await nodevms([
+    'repl',
+    served.rpcUrl,
+    '--user',
+    'ann',
+    '--exec',
+    'await client.increment(); return client.call("get")',
+  ])
+  assert.equal(statements.stdout.trim(), '2')
+  const failing = await nodevms(['repl', served.rpcUrl, '--exec', 'client.nope()'])
+  assert.equal(failing.code, 2)
+  assert.match(failing.stderr, /client.nope is not a function/)
+
+  const follower = spawn(process.execPath, [BIN, 'log', served.rpcUrl, '--follow', '--json', '--from', '4'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(async () => {
+    if (follower.exitCode === null && follower.pid) process.kill(follower.pid, 'SIGKILL')
+    await exited(follower)
+  })
+  const line = firstLine<{ seq: number; method: string; caller: string }>(follower, 'log --follow')
+  await nodevms(['call', served.rpcUrl, 'increment', '--user', 'zed'])
+  const entry = await line
+  assert.deepEqual([entry.seq, entry.method, entry.caller], [4, 'increment', 'zed'])
+  if (follower.pid) process.kill(follower.pid, 'SIGINT')
+  assert.equal(await exited(follower), 0)
+})
+
+test('production mode on the command line: keygen, exec --auth production, call --key; other callers are refused', async (t) => {
+  const dir = await tempDir(t)
+  const keyFile = join(dir, 'alice.key')
+  const made = await nodevms(['keygen', '--out', keyFile, '--json'])
+  assert.equal(made.code, 0, made.stderr)
+  const { callerId } = JSON.parse(made.stdout) as { callerId: string }
+  assert.match(callerId, /^[0-9a-f]{64}$/)
+  const again = await nodevms(['keygen', '--out', keyFile])
+  assert.equal(again.code, 2)
+  assert.match(again.stderr, /ERR_KEY_FILE_EXISTS/)
+
+  const { served } = await exec(t, join(SCRIPTS, 'hello-world.js'), ['--auth', 'production', '--dir', join(dir, 'hello')])
+  assert.equal(served.auth, 'production')
+  assert.equal((await nodevms(['call', served.rpcUrl, 'hello', '--key', keyFile])).stdout.trim(), `"Hello, ${callerId}!"`)
+  const asUser = await nodevms(['call', served.rpcUrl, 'hello', '--user', 'mallory'])
+  assert.equal(asUser.code, 2)
+  assert.match(asUser.stderr, /\[ERR_AUTH_MODE\]/)
+  const unsigned = await nodevms(['call', served.rpcUrl, 'hello'])
+  assert.equal(unsigned.code, 2)
+  assert.match(unsigned.stderr, /\[ERR_AUTH_REQUIRED\] — .*--key/)
+  const log = await nodevms(['log', served.rpcUrl, '--json', '--from', '1'])
+  const entries = log.stdout.trim().split('\n')
+  assert.equal(entries.length, 1, 'only the signed call was logged')
+  const entry = JSON.parse(entries[0]) as CallEntry
+  assert.equal(entry.caller, callerId)
+  assert.ok(entry.signed)
+  assert.equal((await nodevms(['verify', served.rpcUrl])).code, 0)
+})
+
+test('help, version, usage errors and connection errors: exit codes and one-line messages', async () => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> }
+  assert.equal(pkg.bin.nodevms, './dist/cli/nodevms.js')
+  assert.equal((await nodevms(['--version'])).stdout.trim(), pkg.version)
+  for (const command of ['exec', 'call', 'repl', 'verify', 'log', 'info', 'keygen']) {
+    const help = await nodevms([command, '--help'])
+    assert.equal(help.code, 0)
+    assert.match(help.stdout, new RegExp(`Usage: nodevms ${command}`))
+  }
+  assert.match((await nodevms(['verify', '--help'])).stdout, /Exit codes: 0 verified, 1 divergence found/)
+  const missing = await nodevms(['exec'])
+  assert.equal(missing.code, 2)
+  assert.match(missing.stderr, /missing required argument 'script'/)
+  const badPort = await nodevms(['exec', 'x.js', '--port', 'http'])
+  assert.equal(badPort.code, 2)
+  assert.match(badPort.stderr, /--port must be a number/)
+  const unknown = await nodevms(['frobnicate'])
+  assert.equal(unknown.code, 2)
+
+  const refused = await nodevms(['call', 'ws://127.0.0.1:9/', 'x'], { env: { NO_COLOR: '1' } })
+  assert.equal(refused.code, 2)
+  const lines = refused.stderr.trim().split('\n')
+  assert.equal(lines.length, 1, 'one line, no stack trace')
+  assert.match(lines[0], /^✗ ConnectError: could not connect to ws:\/\/127\.0\.0\.1:9\/.*\[ERR_CONNECT\]$/)
+  const debug = await nodevms(['call', 'ws://127.0.0.1:9/', 'x', '--debug'])
+  assert.ok(debug.stderr.trim().split('\n').length > 1, '--debug adds the stack trace')
+  const notATarget = await nodevms(['verify', join(root, 'no-such-dir')])
+  assert.equal(notATarget.code, 2)
+  assert.match(notATarget.stderr, /is not a ws:\/\/ URL, a hyper:\/\/ URL or a VM's data dir/)
+})
