@@ -24,26 +24,24 @@ export function registerLog(program: Command): void {
     .option('--from <seq>', 'start at this seq (default 0)', parseCount)
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
     .action(async (target: string, options: LogOptions) => {
+      // Ctrl-C ends --follow cleanly; the handlers are in place before anything is printed.
+      const stop = new AbortController()
+      const onSignal = () => stop.abort()
+      if (options.follow) {
+        process.on('SIGINT', onSignal)
+        process.on('SIGTERM', onSignal)
+      }
       const opened = await openTarget(target, { archive: false, timeout: options.timeout })
       try {
         const print = (seq: number, entry: LogEntry) => out.line(options.json ? JSON.stringify({ seq, ...entry }) : formatEntry(seq, entry))
         let next = await printRange(opened.callLog, options.from ?? 0, opened.callLog.length, print)
-        if (options.follow) {
-          const stop = new AbortController()
-          const onSignal = () => stop.abort()
-          process.on('SIGINT', onSignal)
-          process.on('SIGTERM', onSignal)
-          try {
-            while (!stop.signal.aborted) {
-              await grown(opened.callLog, next, stop.signal)
-              next = await printRange(opened.callLog, next, opened.callLog.length, print)
-            }
-          } finally {
-            process.off('SIGINT', onSignal)
-            process.off('SIGTERM', onSignal)
-          }
+        while (options.follow && !stop.signal.aborted) {
+          await grown(opened.callLog, next, stop.signal)
+          next = await printRange(opened.callLog, next, opened.callLog.length, print)
         }
       } finally {
+        process.off('SIGINT', onSignal)
+        process.off('SIGTERM', onSignal)
         await opened.close()
       }
     })
