@@ -4,7 +4,7 @@
  * ending children by pid, and reading a process's CPU time.
  *
  * Every child started here is in `children` until it exits, so a benchmark can end them all (by pid)
- * in its cleanup or from its watchdog.
+ * in its cleanup or from its watchdog (both set up by startBenchRun in bench-run.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'

@@ -11,6 +11,15 @@ export function readScale(): number {
   return scale
 }
 
+/**
+ * BENCH_SCALE (readScale) and `scaled(base, min, multipleOf)`: a size of `base` at full scale, scaled,
+ * rounded to a multiple of `multipleOf` and at least `min`.
+ */
+export function readSizing(): { scale: number; scaled: (base: number, min: number, multipleOf?: number) => number } {
+  const scale = readScale()
+  return { scale, scaled: (base, min, multipleOf = 1) => Math.max(min, Math.round((base * scale) / multipleOf) * multipleOf) }
+}
+
 /** Progress goes to stderr; stdout carries only the JSON result. */
 export const log = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`)

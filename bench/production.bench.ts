@@ -24,15 +24,14 @@
  * after 5 minutes.
  */
 import { randomBytes } from 'node:crypto'
-import { rmSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { availableParallelism, cpus, tmpdir } from 'node:os'
+import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { callerIdOf, generateKeyPair, RPCClient, Verifier, VM } from '../src/index.js'
 import { encodeCallPayload, type SignedCall, signCallPayload } from '../src/ledger/signed-call.js'
-import { killChildrenNow, processCpuSeconds, type Started, startChild, stopAllChildren, stopChild, withTimeout } from './bench-children.js'
-import { type Figure, figure, log, median, readScale, round2, round3 } from './bench-stats.js'
+import { processCpuSeconds, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
+import { startBenchRun } from './bench-run.js'
+import { type Figure, figure, log, median, readSizing, round2, round3 } from './bench-stats.js'
 
 type Mode = 'debug' | 'production'
 
@@ -41,15 +40,12 @@ const CONCURRENCY = 64
 const CLIENTS = 16
 const CODE = 'let n = 0; exports.inc = () => ++n'
 const SERVER_SCRIPT = fileURLToPath(new URL('./rpc-server.mjs', import.meta.url))
-/** The whole run gives up (children ended, temp dir removed, exit 1) after this long. */
-const WATCHDOG_MS = 5 * 60_000
 /** Longest any one timed phase may take. */
 const PHASE_TIMEOUT_MS = 60_000
 
 // ---- sizes ----
 
-const SCALE = readScale()
-const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
+const { scale: SCALE, scaled } = readSizing()
 
 const SIZES = {
   vmCoreCalls: scaled(20_000, 500, CONCURRENCY),
@@ -63,13 +59,11 @@ const SIZES = {
 
 // ---- helpers ----
 
-let rootDir = ''
-let dirCounter = 0
-async function freshDir(label: string): Promise<string> {
-  const dir = join(rootDir, `${label}-${dirCounter++}`)
-  await mkdir(dir, { recursive: true })
-  return dir
-}
+/**
+ * This run: its temp root dir (run.rootDir, fresh subdirs from run.freshDir), a watchdog that gives up
+ * (children ended, temp dir removed, exit 1) after 5 minutes, and the cleanup (run.end(), in main).
+ */
+const run = await startBenchRun('libvms-production-bench-', 5 * 60_000)
 
 /** The modes in the order round `r` measures them: debug first in rounds 1 and 3, production first in round 2. */
 const modesFor = (r: number): Mode[] => (r % 2 === 0 ? ['debug', 'production'] : ['production', 'debug'])
@@ -82,7 +76,7 @@ type Request = Parameters<VM['executeCall']>[0]
 
 async function deployFresh(mode: Mode, label: string): Promise<VM> {
   const vm = new VM(CODE, { auth: mode })
-  await vm.deploy({ dir: join(await freshDir(`${label}-${mode}`), 'vm'), title: `${label}-${mode}` })
+  await vm.deploy({ dir: join(await run.freshDir(`${label}-${mode}`), 'vm'), title: `${label}-${mode}` })
   if (vm.auth !== mode) throw new Error(`the VM runs in ${vm.auth} mode, expected ${mode}`)
   return vm
 }
@@ -160,7 +154,7 @@ async function coreRun(mode: Mode, n: number, label: string): Promise<CoreRun> {
 
 /** Times Verifier.verify of `vm`'s log and archive; resolves with calls verified per second. */
 async function replayVerify(vm: VM, calls: number, mode: Mode): Promise<number> {
-  const dir = await freshDir(`verify-${mode}`)
+  const dir = await run.freshDir(`verify-${mode}`)
   const t0 = performance.now()
   const report = await withTimeout(Verifier.verify(vm.callLog, vm.filesArchive, { dir }), PHASE_TIMEOUT_MS, `verifying the ${mode} log`)
   const secs = (performance.now() - t0) / 1000
@@ -239,7 +233,7 @@ async function clientsRun(clients: RPCClient[], total: number, serverPid: number
 
 /** A fresh server child in `mode`: warm-up calls, then SIZES.rpcCalls timed calls from 16 clients, then a counter check. */
 async function rpcRun(mode: Mode, tag: string): Promise<Throughput> {
-  const server: Started<ServerInfo> = await startChild<ServerInfo>(SERVER_SCRIPT, [rootDir, mode], `the ${mode} server`)
+  const server: Started<ServerInfo> = await startChild<ServerInfo>(SERVER_SCRIPT, [run.rootDir, mode], `the ${mode} server`)
   try {
     const url = `${server.info.url}/`
     if (server.info.auth !== mode) throw new Error(`the server child runs in ${server.info.auth} mode, expected ${mode}`)
@@ -299,20 +293,8 @@ function usPerCall(debugRuns: number[], productionRuns: number[]): { debug: numb
 
 // ---- main ----
 
-function cleanupNow(): void {
-  killChildrenNow()
-  if (rootDir) rmSync(rootDir, { recursive: true, force: true })
-}
-
 async function main(): Promise<void> {
-  rootDir = await mkdtemp(join(tmpdir(), 'libvms-production-bench-'))
-  const watchdog = setTimeout(() => {
-    log(`the run took more than ${WATCHDOG_MS / 1000} s: giving up`)
-    cleanupNow()
-    process.exit(1)
-  }, WATCHDOG_MS)
-  watchdog.unref()
-  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${rootDir}`)
+  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${run.rootDir}`)
   try {
     // Warm-up in this process: both modes, calls and verification.
     for (const mode of ['debug', 'production'] as const) {
@@ -403,9 +385,7 @@ async function main(): Promise<void> {
     const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, results }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
-    await stopAllChildren()
-    await rm(rootDir, { recursive: true, force: true })
-    clearTimeout(watchdog)
+    await run.end()
   }
 }
 

@@ -17,25 +17,14 @@
  * Prints one JSON object to stdout; progress goes to stderr. Every figure is the median of 3 runs,
  * taken in rounds (round r measures everything once, baselines included).
  */
-import { rmSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { availableParallelism, cpus, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { availableParallelism, cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import Corestore from 'corestore'
 import WebSocket from 'ws'
 import { type BackendInfo, RPCClient } from '../src/index.js'
-import {
-  killChildrenNow,
-  processCpuSeconds,
-  runChild,
-  type Started,
-  startChild,
-  stopAllChildren,
-  stopChild,
-  withTimeout,
-} from './bench-children.js'
-import { type Figure, figure, log, median, percentile, readScale, round2, round3, type Target } from './bench-stats.js'
+import { processCpuSeconds, runChild, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
+import { startBenchRun } from './bench-run.js'
+import { type Figure, figure, log, median, percentile, readSizing, round2, round3, type Target } from './bench-stats.js'
 
 const ROUNDS = 3
 const CLIENTS = 16
@@ -46,15 +35,12 @@ const SCRIPTS = {
   echo: fileURLToPath(new URL('./echo-server.mjs', import.meta.url)),
   auditor: fileURLToPath(new URL('./auditor.mjs', import.meta.url)),
 }
-/** The whole run gives up (children ended, temp dir removed, exit 1) after this long. */
-const WATCHDOG_MS = 6 * 60_000
 /** Longest any one timed phase may take. */
 const PHASE_TIMEOUT_MS = 60_000
 
 // ---- sizes ----
 
-const SCALE = readScale()
-const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
+const { scale: SCALE, scaled } = readSizing()
 
 const SIZES = {
   concurrentCalls: scaled(20_000, 800, CLIENTS),
@@ -68,13 +54,11 @@ const SIZES = {
 
 // ---- helpers ----
 
-let rootDir = ''
-let dirCounter = 0
-async function freshDir(label: string): Promise<string> {
-  const dir = join(rootDir, `${label}-${dirCounter++}`)
-  await mkdir(dir, { recursive: true })
-  return dir
-}
+/**
+ * This run: its temp root dir (run.rootDir, fresh subdirs from run.freshDir), a watchdog that gives up
+ * (children ended, temp dir removed, exit 1) after 6 minutes, and the cleanup (run.end(), in main).
+ */
+const run = await startBenchRun('libvms-rpc-bench-', 6 * 60_000)
 
 // ---- load generators ----
 
@@ -243,7 +227,7 @@ async function measureSequential(kind: Kind, url: string, libvms: boolean, n: nu
 
 /** `n` awaited appends of a small JSON entry to a Corestore core in a fresh dir; per-append latencies in ms. */
 async function rawAwaitedAppends(n: number): Promise<{ p50: number; perSec: number }> {
-  const store = new Corestore(await freshDir('raw-awaited'))
+  const store = new Corestore(await run.freshDir('raw-awaited'))
   try {
     const core = store.get<typeof RAW_ENTRY>({ name: 'x', valueEncoding: 'json' })
     await core.ready()
@@ -281,7 +265,7 @@ interface LibVMSServer extends Started<ServerInfo> {
 }
 
 async function startLibVMS(): Promise<LibVMSServer> {
-  const started = await startChild<ServerInfo>(SCRIPTS.server, [rootDir], 'the LibVMS server')
+  const started = await startChild<ServerInfo>(SCRIPTS.server, [run.rootDir], 'the LibVMS server')
   return { ...started, url: `${started.info.url}/`, calls: 0 }
 }
 
@@ -415,7 +399,7 @@ async function audit(tag: string): Promise<AuditReport> {
     const expectedEntries = SIZES.auditLogCalls + 1 // + the init entry
     const report = await runChild<AuditReport>(
       SCRIPTS.auditor,
-      [server.url, JSON.stringify(info), String(expectedEntries), await freshDir('auditor')],
+      [server.url, JSON.stringify(info), String(expectedEntries), await run.freshDir('auditor')],
       'the auditor',
       120_000,
     )
@@ -465,20 +449,8 @@ function result(
 
 // ---- main ----
 
-function cleanupNow(): void {
-  killChildrenNow()
-  if (rootDir) rmSync(rootDir, { recursive: true, force: true })
-}
-
 async function main(): Promise<void> {
-  rootDir = await mkdtemp(join(tmpdir(), 'libvms-rpc-bench-'))
-  const watchdog = setTimeout(() => {
-    log(`the run took more than ${WATCHDOG_MS / 1000} s: giving up`)
-    cleanupNow()
-    process.exit(1)
-  }, WATCHDOG_MS)
-  watchdog.unref()
-  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${rootDir}`)
+  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${run.rootDir}`)
   let echo: Started<{ url: string; pid: number }> | null = null
   try {
     echo = await startChild<{ url: string; pid: number }>(SCRIPTS.echo, [], 'the echo server')
@@ -681,9 +653,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
     if (echo) await stopChild(echo.child)
-    await stopAllChildren()
-    await rm(rootDir, { recursive: true, force: true })
-    clearTimeout(watchdog)
+    await run.end()
   }
 }
 

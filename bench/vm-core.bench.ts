@@ -10,14 +10,14 @@
  * affects baselines and LibVMS figures alike.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { availableParallelism, cpus, tmpdir } from 'node:os'
+import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
 import { Verifier, VM } from '../src/index.js'
-import { type Figure, figure, log, median, percentile, readScale, round2, type Target } from './bench-stats.js'
+import { startBenchRun } from './bench-run.js'
+import { type Figure, figure, log, median, percentile, readSizing, round2, type Target } from './bench-stats.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -30,8 +30,7 @@ const RSS_SCRIPT = fileURLToPath(new URL('./idle-vm-rss.mjs', import.meta.url))
 
 // ---- sizes ----
 
-const SCALE = readScale()
-const scaled = (base: number, min: number, multipleOf = 1): number => Math.max(min, Math.round((base * SCALE) / multipleOf) * multipleOf)
+const { scale: SCALE, scaled } = readSizing()
 
 const SIZES = {
   rawAwaitedAppends: scaled(2000, 50),
@@ -46,17 +45,12 @@ const SIZES = {
 
 // ---- helpers ----
 
-let rootDir = ''
-let dirCounter = 0
-async function freshDir(label: string): Promise<string> {
-  const dir = join(rootDir, `${label}-${dirCounter++}`)
-  await mkdir(dir, { recursive: true })
-  return dir
-}
+/** This run: its temp root dir (run.rootDir, fresh subdirs from run.freshDir), watchdog and cleanup (run.end(), in main). */
+const run = await startBenchRun('libvms-bench-')
 
 async function deployFresh(label: string): Promise<VM> {
   const vm = new VM(CODE)
-  await vm.deploy({ dir: join(await freshDir(label), 'vm'), title: label })
+  await vm.deploy({ dir: join(await run.freshDir(label), 'vm'), title: label })
   return vm
 }
 
@@ -77,7 +71,7 @@ async function pooledCalls(vm: VM, total: number, concurrency: number, request: 
 // ---- measurements (each returns one run's figure) ----
 
 async function rawAwaitedAppends(n: number): Promise<number> {
-  const store = new Corestore(await freshDir('raw-awaited'))
+  const store = new Corestore(await run.freshDir('raw-awaited'))
   try {
     const core = store.get<typeof RAW_ENTRY>({ name: 'x', valueEncoding: 'json' })
     await core.ready()
@@ -93,7 +87,7 @@ async function rawAwaitedAppends(n: number): Promise<number> {
 }
 
 async function rawBatchedAppends(n: number, batchSize: number): Promise<number> {
-  const store = new Corestore(await freshDir('raw-batched'))
+  const store = new Corestore(await run.freshDir('raw-batched'))
   try {
     const core = store.get<typeof RAW_ENTRY>({ name: 'x', valueEncoding: 'json' })
     await core.ready()
@@ -156,7 +150,7 @@ async function replayAndCompare(vm: VM): Promise<number> {
 }
 
 async function laterDeploy(): Promise<number> {
-  const dir = join(await freshDir('deploy'), 'vm')
+  const dir = join(await run.freshDir('deploy'), 'vm')
   const t0 = performance.now()
   const vm = new VM(CODE)
   await vm.deploy({ dir, title: 'deploy' })
@@ -216,14 +210,13 @@ function result(
 // ---- main ----
 
 async function main(): Promise<void> {
-  rootDir = await mkdtemp(join(tmpdir(), 'libvms-bench-'))
-  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${rootDir}`)
+  log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${run.rootDir}`)
   try {
     // The first deploy in this process (cold engine), for information; the reported first-deploy
     // figure comes from 3 fresh child processes below.
     const t0 = performance.now()
     const warm = new VM(CODE)
-    await warm.deploy({ dir: join(await freshDir('warmup'), 'vm'), title: 'warmup' })
+    await warm.deploy({ dir: join(await run.freshDir('warmup'), 'vm'), title: 'warmup' })
     const inProcessFirstDeployMs = performance.now() - t0
     log(`first deploy in this process: ${inProcessFirstDeployMs.toFixed(1)} ms; warming up`)
     for (let i = 0; i < SIZES.warmupCalls; i++) await warm.executeCall({ methodName: 'inc' })
@@ -370,7 +363,7 @@ async function main(): Promise<void> {
     const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, baseline, results }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
-    await rm(rootDir, { recursive: true, force: true })
+    await run.end()
   }
 }
 
