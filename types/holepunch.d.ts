@@ -190,6 +190,46 @@ declare module 'hypercore-crypto' {
     /** Whether secretKey belongs to publicKey. */
     validateKeyPair(keyPair: { publicKey: Uint8Array; secretKey: Uint8Array }): boolean
     randomBytes(n: number): Buffer
+    /** The discovery key of a core's public key: the topic peers look it up under. */
+    discoveryKey(publicKey: Uint8Array): Buffer
   }
   export default crypto
+}
+
+declare module 'hyperswarm' {
+  import type { EventEmitter } from 'node:events'
+  import type { Duplex } from 'node:stream'
+
+  export interface PeerDiscovery {
+    flushed(): Promise<void>
+    refresh(opts?: { client?: boolean; server?: boolean }): Promise<void>
+    destroy(): Promise<void>
+  }
+
+  interface PeerInfo {
+    publicKey: Buffer
+    topics: Buffer[]
+  }
+
+  class Hyperswarm extends EventEmitter {
+    constructor(opts?: { bootstrap?: { host: string; port: number }[]; maxPeers?: number })
+    readonly connections: Set<Duplex & { remotePublicKey: Buffer }>
+    readonly connecting: number
+    join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): PeerDiscovery
+    leave(topic: Buffer): Promise<void>
+    flush(): Promise<void>
+    listen(): Promise<void>
+    destroy(): Promise<void>
+    on(event: 'connection', listener: (socket: Duplex & { remotePublicKey: Buffer }, info: PeerInfo) => void): this
+    on(event: string, listener: (...args: unknown[]) => void): this
+  }
+  export default Hyperswarm
+}
+
+declare module '@hyperswarm/testnet' {
+  interface Testnet {
+    bootstrap: { host: string; port: number }[]
+    destroy(): Promise<void>
+  }
+  export default function createTestnet(size?: number, opts?: { host?: string; port?: number }): Promise<Testnet>
 }

@@ -11,8 +11,13 @@ import { VM } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { err, out, UsageError } from './output.js'
 import { parseAuth, parseCount, parsePort } from './parse-options.js'
+import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
+import { untilStopped } from './until-stopped.js'
 
-interface ExecOptions {
+/** How long exec waits for the DHT to confirm its announcement before it says where it serves. */
+const ANNOUNCE_WAIT_MS = 60_000
+
+interface ExecOptions extends SwarmFlags {
   port: number
   host: string
   dir?: string
@@ -24,7 +29,7 @@ interface ExecOptions {
 }
 
 export function registerExec(program: Command): void {
-  program
+  const command = program
     .command('exec')
     .description('serve a VM script over RPC, logging every call (Ctrl-C stops it; run it again on the same dir to resume)')
     .argument('<script>', 'the VM script (a JavaScript file)')
@@ -36,7 +41,9 @@ export function registerExec(program: Command): void {
     .option('--factory', 'serve the script as a VM factory (it provisions VMs with System.vms)')
     .option('--max-vms <n>', 'a factory: most VMs it runs at once', parseCount)
     .option('--json', 'print where it serves as one JSON line')
-    .action(async (script: string, options: ExecOptions) => runExec(script, options))
+  addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
+    runExec(script, options),
+  )
 }
 
 async function runExec(script: string, options: ExecOptions): Promise<void> {
@@ -52,12 +59,21 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   const vm = options.factory ? new VMFactory(code, { ...vmOptions, maxVMs: options.maxVms }) : new VM(code, vmOptions)
   err.note(`deploying ${script} into ${dir}`)
   await vm.deploy({ dir, title: options.title })
-  const server = new RPCServer()
+  const swarm = swarmOf(options, (text) => err.note(text))
+  const server = new RPCServer({ swarm })
   server.mount('/', vm)
   if (vm instanceof VMFactory) vm.setRPCServer(server)
   try {
     await server.listen({ port: options.port, host: options.host })
+    if (swarm) {
+      err.note('announcing on the DHT')
+      const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), ANNOUNCE_WAIT_MS).unref())
+      if (!(await Promise.race([server.announced().then(() => true), timer]))) {
+        err.line(`the DHT has not confirmed the announcement within ${ANNOUNCE_WAIT_MS / 1000} s; serving anyway (it keeps trying)`)
+      }
+    }
   } catch (error) {
+    await server.close()
     await vm.close()
     throw error
   }
@@ -70,6 +86,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     auth: vm.auth,
     factory: vm instanceof VMFactory,
     calls: vm.callLog.length - 1,
+    swarm: !!swarm,
     pid: process.pid,
   }
   if (options.json) {
@@ -82,35 +99,12 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     out.line(`  call log  ${where.callLogUrl}  (${where.calls} calls so far)`)
     out.line(`  files     ${where.filesArchiveUrl}`)
     out.line(`  data      ${where.dir}`)
+    if (swarm) out.line('  DHT       announced: the URLs above are found by key (nodevms verify hyper://… --swarm)')
     out.line(out.paint('dim', '  Ctrl-C stops it'))
   }
   await untilStopped(async (signal) => {
     err.note(`${signal}: answering calls in flight, then closing`)
     await server.close()
     await vm.close()
-  })
-}
-
-/**
- * Waits for SIGINT or SIGTERM, then runs `stop` (calls in flight are answered, storage closed) and
- * exits 0. A second signal while stopping exits at once (storage is crash-safe either way).
- */
-function untilStopped(stop: (signal: string) => Promise<void>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let stopping = false
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        err.line(`${signal} again: exiting without waiting`)
-        process.exit(130)
-      }
-      stopping = true
-      stop(signal).then(() => {
-        process.off('SIGINT', onSignal)
-        process.off('SIGTERM', onSignal)
-        resolve()
-      }, reject)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
   })
 }

@@ -3,11 +3,12 @@ import type { Command } from 'commander'
 import type { CallLog } from '../ledger/call-log.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import { fromTagged } from '../sandbox/value-codec.js'
-import { formatValue, out } from './output.js'
+import { err, formatValue, out } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
+import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { openTarget } from './targets.js'
 
-interface LogOptions {
+interface LogOptions extends SwarmFlags {
   json?: boolean
   follow?: boolean
   from?: number
@@ -15,7 +16,7 @@ interface LogOptions {
 }
 
 export function registerLog(program: Command): void {
-  program
+  const command = program
     .command('log')
     .description("print a VM's call log: seq, time, caller, method(args) → result or error, files version")
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
@@ -23,28 +24,29 @@ export function registerLog(program: Command): void {
     .option('-f, --follow', 'keep printing entries as they are appended, until Ctrl-C')
     .option('--from <seq>', 'start at this seq (default 0)', parseCount)
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
-    .action(async (target: string, options: LogOptions) => {
-      // Ctrl-C ends --follow cleanly; the handlers are in place before anything is printed.
-      const stop = new AbortController()
-      const onSignal = () => stop.abort()
-      if (options.follow) {
-        process.on('SIGINT', onSignal)
-        process.on('SIGTERM', onSignal)
+  addSwarmOptions(command, 'also look the log up').action(async (target: string, options: LogOptions) => {
+    // Ctrl-C ends --follow cleanly; the handlers are in place before anything is printed.
+    const stop = new AbortController()
+    const onSignal = () => stop.abort()
+    if (options.follow) {
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+    }
+    const swarm = swarmOf(options, (text) => err.note(text))
+    const opened = await openTarget(target, { archive: false, timeout: options.timeout, swarm })
+    try {
+      const print = (seq: number, entry: LogEntry) => out.line(options.json ? JSON.stringify({ seq, ...entry }) : formatEntry(seq, entry))
+      let next = await printRange(opened.callLog, options.from ?? 0, opened.callLog.length, print)
+      while (options.follow && !stop.signal.aborted) {
+        await grown(opened.callLog, next, stop.signal)
+        next = await printRange(opened.callLog, next, opened.callLog.length, print)
       }
-      const opened = await openTarget(target, { archive: false, timeout: options.timeout })
-      try {
-        const print = (seq: number, entry: LogEntry) => out.line(options.json ? JSON.stringify({ seq, ...entry }) : formatEntry(seq, entry))
-        let next = await printRange(opened.callLog, options.from ?? 0, opened.callLog.length, print)
-        while (options.follow && !stop.signal.aborted) {
-          await grown(opened.callLog, next, stop.signal)
-          next = await printRange(opened.callLog, next, opened.callLog.length, print)
-        }
-      } finally {
-        process.off('SIGINT', onSignal)
-        process.off('SIGTERM', onSignal)
-        await opened.close()
-      }
-    })
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+      await opened.close()
+    }
+  })
 }
 
 async function printRange(callLog: CallLog, start: number, end: number, print: (seq: number, e: LogEntry) => void): Promise<number> {

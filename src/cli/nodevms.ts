@@ -18,6 +18,7 @@ import { registerKeygen } from './keygen-command.js'
 import { registerLog } from './log-command.js'
 import { reportError } from './output.js'
 import { registerRepl } from './repl-command.js'
+import { registerSeed } from './seed-command.js'
 import { registerVerify } from './verify-command.js'
 
 function version(): string {
@@ -46,7 +47,16 @@ function buildProgram(): Command {
     .option('--debug', 'print stack traces with errors')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-  for (const register of [registerExec, registerCall, registerRepl, registerVerify, registerLog, registerInfo, registerKeygen]) {
+  for (const register of [
+    registerExec,
+    registerCall,
+    registerRepl,
+    registerVerify,
+    registerLog,
+    registerInfo,
+    registerKeygen,
+    registerSeed,
+  ]) {
     register(program)
   }
   for (const command of program.commands) command.exitOverride()

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
+import type { SwarmOptions } from '../ledger/remote-source.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
@@ -32,6 +33,8 @@ export interface TargetOptions {
   timeout?: number
   /** Called with a status line while fetching. */
   onStatus?: (text: string) => void
+  /** Also look the cores up on the DHT. */
+  swarm?: SwarmOptions
 }
 
 export type TargetKind = 'rpc' | 'hyper' | 'dir'
@@ -65,14 +68,15 @@ export async function openTarget(target: string, options: TargetOptions): Promis
     callLogUrl = info.callLogUrl
   }
   options.onStatus?.(`fetching the call log ${callLogUrl}`)
-  const callLog = await CallLog.fetch(callLogUrl, { peers, dir: copyDir('call-log'), timeout: options.timeout })
+  const remote = { peers, timeout: options.timeout, swarm: options.swarm }
+  const callLog = await CallLog.fetch(callLogUrl, { ...remote, dir: copyDir('call-log') })
   let filesArchive: DatArchive | null = null
   try {
     if (options.archive) {
       const init = await callLog.get(0)
       const archiveUrl = info?.filesArchiveUrl ?? (init.type === 'init' ? `hyper://${init.filesArchiveKey}` : '')
       options.onStatus?.(`fetching the files archive ${archiveUrl}`)
-      filesArchive = new DatArchive(archiveUrl, { peers, dir: copyDir('files'), timeout: options.timeout })
+      filesArchive = new DatArchive(archiveUrl, { ...remote, dir: copyDir('files') })
       await filesArchive.download('/')
     }
   } catch (error) {

@@ -10,9 +10,10 @@ import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError } from '../errors.js'
 import { errorJSON, out, Progress } from './output.js'
 import { parseTimeout } from './parse-options.js'
+import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { openTarget } from './targets.js'
 
-interface VerifyCommandOptions {
+interface VerifyCommandOptions extends SwarmFlags {
   dir?: string
   json?: boolean
   follow?: boolean
@@ -20,7 +21,7 @@ interface VerifyCommandOptions {
 }
 
 export function registerVerify(program: Command): void {
-  program
+  const command = program
     .command('verify')
     .description("replay every call of a VM's log and check the host's results and files")
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
@@ -29,7 +30,9 @@ export function registerVerify(program: Command): void {
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
     .addHelpText('after', '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error.')
-    .action(async (target: string, options: VerifyCommandOptions) => runVerify(target, options))
+  addSwarmOptions(command, 'also look the log and archive up').action(async (target: string, options: VerifyCommandOptions) =>
+    runVerify(target, options),
+  )
 }
 
 async function runVerify(target: string, options: VerifyCommandOptions): Promise<void> {
@@ -40,6 +43,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     dir: options.dir,
     timeout: options.timeout,
     onStatus: (text) => progress.status(text),
+    swarm: swarmOf(options, (text) => progress.status(text)),
   })
   const replayDir = await mkdtemp(join(options.dir ? resolve(options.dir) : tmpdir(), 'nodevms-replay-'))
   const stop = new AbortController()

@@ -12,20 +12,31 @@ export class FetchError extends LibVMSError {
   }
 }
 
-/** Downloads blocks [0, length) of `core`; fails if no block arrives for `stallMs`. */
-export async function downloadAll(core: Hypercore, url: string, stallMs: number): Promise<void> {
+/**
+ * What to do when a download has had no new block for a while (`stalledMs` so far): true to keep
+ * waiting (e.g. after dialling the peers again), false to fail.
+ */
+export type StallHandler = (stalledMs: number) => Promise<boolean>
+
+/** Downloads blocks [0, length) of `core`; fails if no block arrives for `stallMs` (unless `onStall` says wait on). */
+export async function downloadAll(core: Hypercore, url: string, stallMs: number, onStall?: StallHandler): Promise<void> {
   const length = core.length
   if (length === 0 || core.contiguousLength >= length) return
   const download = core.download({ start: 0, end: length })
   let last = core.contiguousLength
+  let lastProgress = Date.now()
   let watch: NodeJS.Timeout | undefined
   const stalled = new Promise<never>((_, reject) => {
-    watch = setInterval(() => {
-      if (core.contiguousLength === last) {
-        download.destroy()
-        reject(new FetchError('ERR_FETCH_TIMEOUT', `downloading ${url} stalled at block ${last} of ${length} for ${stallMs} ms`))
+    watch = setInterval(async () => {
+      if (core.contiguousLength !== last) {
+        last = core.contiguousLength
+        lastProgress = Date.now()
+        return
       }
-      last = core.contiguousLength
+      const stalledMs = Date.now() - lastProgress
+      if (onStall && (await onStall(stalledMs).catch(() => false))) return
+      download.destroy()
+      reject(new FetchError('ERR_FETCH_TIMEOUT', `downloading ${url} stalled at block ${last} of ${length} for ${stalledMs} ms`))
     }, stallMs)
   })
   try {

@@ -14,7 +14,7 @@ import { FilesView, type HistoryRecord } from './files-view.js'
 export type { HistoryRecord }
 
 import { StateError } from '../errors.js'
-import { assertNoFork, downloadAll } from './download.js'
+import { assertNoFork, downloadAll, type StallHandler } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
 
@@ -39,6 +39,7 @@ export class DatArchive {
   private readonly remoteKey: Buffer | null
   private readonly remoteOptions: RemoteOptions
   private release: (() => Promise<void>) | null = null
+  private onStall: StallHandler | undefined
 
   /**
    * A VM's own archive (given its Hyperdrive), or the archive at a `hyper://` URL on other hosts: by
@@ -83,6 +84,7 @@ export class DatArchive {
       const remote = await remoteSource().openArchive(this.remoteKey as Buffer, this.remoteOptions)
       this.opened = remote.value
       this.release = remote.close
+      this.onStall = remote.onStall
     })()
     await this.opening
   }
@@ -96,10 +98,10 @@ export class DatArchive {
     await this.ready()
     const drive = this.drive
     const stallMs = this.remoteOptions.timeout ?? 15_000
-    await downloadAll(drive.core, this.url, stallMs)
+    await downloadAll(drive.core, this.url, stallMs, this.onStall)
     if (drive.core.length === 0) return // nothing was ever written: no contents either
     const blobs = await drive.getBlobs()
-    await downloadAll(blobs.core, `${this.url} (contents)`, stallMs)
+    await downloadAll(blobs.core, `${this.url} (contents)`, stallMs, this.onStall)
   }
 
   /**

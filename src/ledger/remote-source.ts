@@ -7,6 +7,7 @@ import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import type Hyperdrive from 'hyperdrive'
 import { StateError } from '../errors.js'
+import type { StallHandler } from './download.js'
 import type { LogEntry } from './log-entry.js'
 
 export interface RemoteOptions {
@@ -14,15 +15,32 @@ export interface RemoteOptions {
   peers?: string[]
   /** Where to keep the copy; a temp dir removed on close if absent. */
   dir?: string
-  /** How long to wait for a host to answer, in ms (default 15,000). */
+  /** How long to wait for a host to answer, in ms (default 15,000; 60,000 when the DHT is used). */
   timeout?: number
+  /**
+   * Also look the key up on the DHT (Hyperswarm): `true`, or `{bootstrap, onStatus}`. Off by
+   * default; peers found there and known hosts combine. See docs/api.md (Hyperswarm).
+   */
+  swarm?: SwarmSetting
 }
+
+export interface SwarmOptions {
+  /** DHT bootstrap nodes, as "host:port" (or one comma-separated string); default LIBVMS_BOOTSTRAP. */
+  bootstrap?: string[] | string
+  /** Progress messages while looking for peers. */
+  onStatus?: (message: string) => void
+}
+
+/** `true` for the defaults, options, or off (false / absent). */
+export type SwarmSetting = boolean | SwarmOptions
 
 /** Cores fetched from remote hosts, and a way to let go of them (connections, store, temp dir). */
 export interface RemoteHandle<T> {
   value: T
   store: Corestore
   close(): Promise<void>
+  /** Downloads of the value's cores consult this when they stall (see download.ts). */
+  onStall?: StallHandler
 }
 
 export interface RemoteSource {

@@ -1,7 +1,7 @@
 /**
  * Local copies of cores that live on other hosts: the auditor's side of replication. A copy is a
  * Corestore (in the given dir, or a temp dir removed on close) connected to every host known to
- * serve the key. Auditor copies refuse forks: a host that truncates and rewrites a log it already
+ * serve the key and, when asked for, to the peers the DHT finds for it. Auditor copies refuse forks: a host that truncates and rewrites a log it already
  * served is reported, not silently followed.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -10,80 +10,74 @@ import { join } from 'node:path'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
-import type WebSocket from 'ws'
-import { assertNoFork, downloadAll, FetchError } from '../ledger/download.js'
+import { downloadAll, FetchError, type StallHandler } from '../ledger/download.js'
 import { keyToUrl, toHex } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import { type RemoteHandle, type RemoteOptions, type RemoteSource, setRemoteSource } from '../ledger/remote-source.js'
 import { knownHosts } from './known-hosts.js'
-import { dialReplication } from './replication.js'
+import { Peering } from './peering.js'
+import { SwarmNetwork, swarmOptionsOf } from './swarm.js'
 
 const DEFAULT_TIMEOUT_MS = 15_000
+const DEFAULT_SWARM_TIMEOUT_MS = 60_000
 
 interface Copy {
   store: Corestore
+  peering: Peering
+  timeoutMs: number
   close(): Promise<void>
 }
 
+/** A fresh Corestore for a copy of `key`, connected to the known hosts and, if asked for, the DHT. */
 async function openCopy(key: Buffer, options: RemoteOptions): Promise<Copy> {
   const url = keyToUrl(key)
+  const swarm = swarmOptionsOf(options.swarm)
   const hosts = options.peers ?? knownHosts(toHex(key))
-  if (hosts.length === 0) {
+  if (hosts.length === 0 && !swarm) {
     throw new FetchError(
       'ERR_NO_HOST',
-      `no host is known for ${url}: connect an RPCClient to the VM first, or pass {peers: ['ws://host:port/path']}`,
+      `no host is known for ${url}: connect an RPCClient to the VM first, pass {peers: ['ws://host:port/path']}, or look it up on the DHT with {swarm: true}`,
     )
   }
+  const timeoutMs = options.timeout ?? (swarm ? DEFAULT_SWARM_TIMEOUT_MS : DEFAULT_TIMEOUT_MS)
   const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-copy-'))
   const store = new Corestore(join(options.dir ?? (ownedDir as string), 'corestore'))
   await store.ready()
-  const sockets: WebSocket[] = []
+  const network = swarm ? new SwarmNetwork(swarm) : null
+  network?.serve((socket) => store.replicate(socket))
+  let peering: Peering | null = null
   const close = async () => {
-    for (const ws of sockets) ws.terminate()
+    peering?.close()
+    await network?.destroy()
     await store.close()
     if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
   }
-  const doneFinding = store.findingPeers()
-  const dialed = await Promise.allSettled(hosts.map((host) => dialReplication(host, store)))
-  doneFinding()
-  const failures: string[] = []
-  for (const [i, result] of dialed.entries()) {
-    if (result.status === 'fulfilled') sockets.push(result.value.ws)
-    else failures.push(`${hosts[i]}: ${(result.reason as Error).message}`)
-  }
-  if (sockets.length === 0) {
+  try {
+    peering = await Peering.connect(store, key, { hosts, network, timeoutMs })
+  } catch (err) {
     await close()
-    throw new FetchError('ERR_HOST_UNREACHABLE', `could not reach a host for ${url} (${failures.join('; ')})`)
+    throw err
   }
-  return { store, close }
+  return { store, peering, timeoutMs, close }
 }
 
-/** Waits for `core` to learn its length from a host, or fails naming the URL after `timeoutMs`. */
-async function learnLength(core: Hypercore, url: string, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new FetchError('ERR_FETCH_TIMEOUT', `no host sent ${url} within ${timeoutMs} ms`)), timeoutMs)
-  })
-  try {
-    await Promise.race([core.update({ wait: true }), timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+/** The download stall policy of a copy: redial on the DHT while it may. */
+function stallHandler(copy: Copy, what: string): StallHandler {
+  return (stalledMs) => copy.peering.onStall(what, stalledMs)
 }
 
 const remoteCores: RemoteSource = {
   async fetchLog(key: Buffer, options: RemoteOptions): Promise<RemoteHandle<Hypercore<LogEntry>>> {
     const url = keyToUrl(key)
-    const timeoutMs = options.timeout ?? DEFAULT_TIMEOUT_MS
     const copy = await openCopy(key, options)
     try {
       const core = copy.store.get<LogEntry>({ key, valueEncoding: 'json', allowFork: false })
       await core.ready()
-      await learnLength(core, url, timeoutMs)
-      assertNoFork(core, url)
+      await copy.peering.learnLength(core, url)
       if (core.length === 0) throw new FetchError('ERR_FETCH_TIMEOUT', `no host sent ${url}: the hosts do not have it`)
-      await downloadAll(core, url, timeoutMs)
-      return { value: core, store: copy.store, close: copy.close }
+      const onStall = stallHandler(copy, url)
+      await downloadAll(core, url, Math.min(copy.timeoutMs, DEFAULT_TIMEOUT_MS), onStall)
+      return { value: core, store: copy.store, close: copy.close, onStall }
     } catch (err) {
       await copy.close()
       throw err
@@ -96,14 +90,13 @@ const remoteCores: RemoteSource = {
     try {
       const db = copy.store.get({ key, allowFork: false })
       await db.ready()
-      await learnLength(db, url, options.timeout ?? DEFAULT_TIMEOUT_MS)
-      assertNoFork(db, url)
+      await copy.peering.learnLength(db, url)
       // Open the blobs core first too, so it also refuses forks (Hyperdrive opens it by key later).
       const blobsKey = db.manifest ? Hyperdrive.getContentKey(db, key) : null
       if (blobsKey) await copy.store.get({ key: blobsKey, allowFork: false }).ready()
       const drive = new Hyperdrive(copy.store, key)
       await drive.ready()
-      return { value: drive, store: copy.store, close: copy.close }
+      return { value: drive, store: copy.store, close: copy.close, onStall: stallHandler(copy, url) }
     } catch (err) {
       await copy.close()
       throw err

@@ -29,8 +29,11 @@ export interface RPCBackend {
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }): Promise<unknown>
-  /** A replication stream of the VM's cores (its call log and files archive), for auditors. */
-  replicate(isInitiator: boolean): Duplex
+  /**
+   * A replication stream of the VM's cores (its call log and files archive), for auditors: a new
+   * one (`isInitiator`), or over an existing encrypted connection (a Hyperswarm socket).
+   */
+  replicate(isInitiatorOrStream: boolean | Duplex): Duplex
 }
 
 interface ServerLimits {

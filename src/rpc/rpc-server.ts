@@ -9,7 +9,9 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { InvalidArgumentError, StateError } from '../errors.js'
+import { parseKeyUrl } from '../ledger/keys.js'
 import { pipeReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
+import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
 import { CLOSE_CODES } from './protocol.js'
 import { type RPCBackend, RPCConnection } from './rpc-connection.js'
 
@@ -22,6 +24,11 @@ export interface RPCServerOptions {
   maxQueuedCalls?: number
   /** How long close() waits for calls in flight to be answered (default 30 s). */
   closeTimeoutMs?: number
+  /**
+   * Also publish every mounted VM's call log and files archive on Hyperswarm (the DHT), from
+   * listen() on: `true`, or `{bootstrap, onStatus}`. Off by default (see docs/api.md, Hyperswarm).
+   */
+  swarm?: SwarmSetting
 }
 
 export interface ListenOptions {
@@ -36,6 +43,8 @@ export class Mount {
   readonly replications = new Set<WebSocket>()
   inFlight = 0
   closing = false
+  /** While published on the DHT: stops serving its cores to new swarm connections. */
+  unpublish: (() => Promise<void>) | null = null
   private readonly drainWaiters = new Set<() => void>()
 
   constructor(
@@ -86,6 +95,9 @@ export class RPCServer extends EventEmitter {
   private http: Server | null = null
   private connectionCount = 0
   private closing = false
+  private readonly swarmOptions: ReturnType<typeof swarmOptionsOf>
+  private network: SwarmNetwork | null = null
+  private readonly announcements = new Set<Promise<void>>()
 
   constructor(options: RPCServerOptions = {}) {
     super()
@@ -93,6 +105,7 @@ export class RPCServer extends EventEmitter {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024
     this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
+    this.swarmOptions = swarmOptionsOf(options.swarm)
     // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
     // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
     // UTF-8 is checked per frame by the connection, which answers a bad one instead of dropping the socket.
@@ -108,7 +121,34 @@ export class RPCServer extends EventEmitter {
   mount(path: string, vm: RPCBackend): void {
     const normalized = normalizeMountPath(path)
     if (this.mounts.has(normalized)) throw new InvalidArgumentError(`${normalized} is already mounted; unmount it first`)
-    this.mounts.set(normalized, new Mount(normalized, vm))
+    const mount = new Mount(normalized, vm)
+    this.mounts.set(normalized, mount)
+    if (this.network) this.publish(mount, this.network)
+  }
+
+  /**
+   * With the swarm option: resolves once every mounted VM's cores are announced on the DHT (they
+   * are found by URL from then on). Rejects if an announcement failed.
+   */
+  async announced(): Promise<void> {
+    while (this.announcements.size > 0) await Promise.all([...this.announcements])
+  }
+
+  /** Serves the mount's cores to swarm peers and announces its call log and files archive. */
+  private publish(mount: Mount, network: SwarmNetwork): void {
+    const backend = mount.backend
+    const keys = [parseKeyUrl(backend.callLog.url), parseKeyUrl(backend.filesArchive.url)]
+    const stopServing = network.serve((socket) => backend.replicate(socket))
+    mount.unpublish = async () => {
+      stopServing()
+      await Promise.all(keys.map((key) => network.leave(key)))
+    }
+    const announcing = Promise.all(keys.map((key) => network.announce(key))).then(() => {})
+    this.announcements.add(announcing)
+    announcing.then(
+      () => this.announcements.delete(announcing),
+      () => {},
+    )
   }
 
   /** Stops serving `path`: calls in flight are answered, then its connections close. */
@@ -149,6 +189,11 @@ export class RPCServer extends EventEmitter {
       })
     })
     this.http = http
+    if (this.swarmOptions) {
+      const network = new SwarmNetwork(this.swarmOptions)
+      this.network = network
+      for (const mount of this.mounts.values()) this.publish(mount, network)
+    }
   }
 
   /**
@@ -164,10 +209,13 @@ export class RPCServer extends EventEmitter {
     this.http = null
     if (http) await new Promise<void>((resolve) => http.close(() => resolve()))
     this.wss.close()
+    await this.network?.destroy()
+    this.network = null
   }
 
   private async closeMount(mount: Mount, reason: string): Promise<void> {
     mount.closing = true
+    await mount.unpublish?.().catch(() => {})
     await mount.drain(this.closeTimeoutMs)
     await Promise.all([...mount.connections].map((c) => c.close(CLOSE_CODES.GOING_AWAY, reason)))
     for (const ws of mount.replications) ws.terminate()

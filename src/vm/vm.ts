@@ -361,8 +361,8 @@ export class VM extends EventEmitter {
    * A replication stream of the VM's call log and files archive (Hypercore's protocol): what the
    * RPC server serves to auditors. Peers get only the cores they ask for by key.
    */
-  replicate(isInitiator: boolean): Duplex {
-    return this.requireStorage().store.replicate(isInitiator) as unknown as Duplex
+  replicate(isInitiatorOrStream: boolean | Duplex): Duplex {
+    return this.requireStorage().store.replicate(isInitiatorOrStream) as unknown as Duplex
   }
 
   // ---- calls ----

@@ -1,0 +1,55 @@
+/**
+ * `nodevms seed <url…>`: keeps full replicas of VMs' call logs and files archives and serves them on
+ * the DHT until Ctrl-C, so they stay available — and verifiable by URL — after their hosts go offline.
+ */
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { Seeder } from '../net/seeder.js'
+import { err, out, UsageError } from './output.js'
+import { parseTimeout } from './parse-options.js'
+import { type SwarmFlags, swarmOf } from './swarm-options.js'
+import { handshake, targetKind } from './targets.js'
+import { untilStopped } from './until-stopped.js'
+
+interface SeedOptions extends SwarmFlags {
+  dir: string
+  json?: boolean
+  timeout?: number
+}
+
+export function registerSeed(program: Command): void {
+  program
+    .command('seed')
+    .description("keep full replicas of VMs' logs and files and serve them on the DHT, so they outlive their hosts (Ctrl-C stops)")
+    .argument('[urls...]', 'VMs to seed: RPC URLs (ws://…) or call log URLs (hyper://…); none: the ones this dir seeded before')
+    .option('-d, --dir <dir>', 'where the replicas live', 'nodevms-seeds')
+    .option('--bootstrap <nodes>', 'DHT bootstrap nodes, host:port[,host:port…] (default: LIBVMS_BOOTSTRAP, else the public ones)')
+    .option('--timeout <ms>', 'how long to wait for peers of each VM', parseTimeout)
+    .option('--json', 'print one JSON line per VM seeded: {callLogUrl, filesArchiveUrl, length}')
+    .addHelpText(
+      'after',
+      '\nA seeder joins the Hyperswarm DHT (that is what it is for): point it at your own bootstrap nodes with --bootstrap.',
+    )
+    .action(async (urls: string[], options: SeedOptions) => {
+      const swarm = swarmOf(options, (text) => err.note(text), true)
+      const seeder = await Seeder.open({ dir: resolve(options.dir), swarm, timeout: options.timeout })
+      try {
+        const targets = urls.length > 0 ? urls : await seeder.previouslySeeded()
+        if (targets.length === 0) throw new UsageError('nothing to seed: give the URLs of VMs (ws://… or hyper://…)')
+        for (const url of targets) {
+          const kind = targetKind(url)
+          if (kind === 'dir') throw new UsageError(`${url} is not a ws:// or hyper:// URL`)
+          err.note(`seeding ${url}`)
+          const info = kind === 'rpc' ? await handshake(url, options.timeout) : null
+          const seeded = await seeder.seed(info ? info.callLogUrl : url, info ? { peers: [url] } : {})
+          if (options.json) out.json(seeded)
+          else out.line(`${out.paint('green', '✓')} seeding ${seeded.callLogUrl} (${seeded.length} entries) and ${seeded.filesArchiveUrl}`)
+        }
+      } catch (error) {
+        await seeder.close()
+        throw error
+      }
+      if (!options.json) out.line(out.paint('dim', '  serving on the DHT; Ctrl-C stops'))
+      await untilStopped(async () => seeder.close())
+    })
+}

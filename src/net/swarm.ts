@@ -1,0 +1,114 @@
+/**
+ * Hyperswarm (the HyperDHT): publishing cores under their discovery keys and finding the peers that
+ * hold them. Nothing here runs unless a caller asks for it with swarm options: the public DHT's
+ * bootstrap nodes are on the internet. Bootstrap nodes come from the options, else from the
+ * LIBVMS_BOOTSTRAP environment variable ("host:port,host:port"), else Hyperswarm's public ones.
+ *
+ * DHT connections are unreliable at first on some networks (a connection may open and carry no
+ * data): whoever waits on a peer does so with timeouts, and `redial()` drops silent connections so
+ * the swarm dials again.
+ */
+import type { Duplex } from 'node:stream'
+import crypto from 'hypercore-crypto'
+import Hyperswarm, { type PeerDiscovery } from 'hyperswarm'
+import { InvalidArgumentError } from '../errors.js'
+import type { SwarmOptions, SwarmSetting } from '../ledger/remote-source.js'
+
+export type { SwarmOptions, SwarmSetting }
+
+export const BOOTSTRAP_ENV = 'LIBVMS_BOOTSTRAP'
+
+export function swarmOptionsOf(setting: SwarmSetting | undefined): SwarmOptions | null {
+  if (setting === undefined || setting === false) return null
+  if (setting === true) return {}
+  if (setting === null || typeof setting !== 'object') throw new InvalidArgumentError('swarm must be true, false or {bootstrap, onStatus}')
+  return setting
+}
+
+/** Parses bootstrap nodes ("host:port", "[::1]:port"); undefined when none are configured. */
+export function parseBootstrap(value: string[] | string | undefined): { host: string; port: number }[] | undefined {
+  const list = (Array.isArray(value) ? value : (value ?? '').split(',')).map((s) => s.trim()).filter((s) => s.length > 0)
+  if (list.length === 0) return undefined
+  return list.map((entry) => {
+    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(entry)
+    const port = match ? Number(match[2]) : Number.NaN
+    if (!match || port < 1 || port > 65535) {
+      throw new InvalidArgumentError(`bootstrap node ${JSON.stringify(entry)} is not host:port (e.g. 127.0.0.1:49737)`)
+    }
+    return { host: match[1], port }
+  })
+}
+
+export function topicOf(key: Uint8Array): Buffer {
+  return crypto.discoveryKey(key)
+}
+
+type Connection = Duplex & { remotePublicKey: Buffer }
+
+export class SwarmNetwork {
+  private readonly swarm: Hyperswarm
+  private readonly replicators = new Set<(socket: Duplex) => void>()
+  /** Topics looked up as a client (hex), with their discovery, for asking again. */
+  private readonly lookups = new Map<string, PeerDiscovery>()
+  private readonly onStatus: (message: string) => void
+  private destroyed = false
+
+  constructor(options: SwarmOptions = {}) {
+    const bootstrap = parseBootstrap(options.bootstrap ?? process.env[BOOTSTRAP_ENV])
+    this.swarm = new Hyperswarm(bootstrap ? { bootstrap } : {})
+    this.onStatus = options.onStatus ?? (() => {})
+    this.swarm.on('connection', (socket: Connection) => {
+      socket.on('error', () => {
+        // a dropped peer: the swarm dials again if it still wants it
+      })
+      for (const replicate of this.replicators) replicate(socket)
+    })
+  }
+
+  get connections(): number {
+    return this.swarm.connections.size
+  }
+
+  status(message: string): void {
+    this.onStatus(message)
+  }
+
+  /** Runs `replicate` on every connection, open now or later; returns a function that stops it for later ones. */
+  serve(replicate: (socket: Duplex) => void): () => void {
+    this.replicators.add(replicate)
+    for (const socket of this.swarm.connections) replicate(socket)
+    return () => this.replicators.delete(replicate)
+  }
+
+  /** Announces that this peer serves `key` (a core's public key); resolves once the DHT holds the announcement. */
+  async announce(key: Uint8Array): Promise<void> {
+    await this.swarm.join(topicOf(key), { server: true, client: false }).flushed()
+  }
+
+  /** Looks for peers that serve `key`; resolves once the first round of lookups and dials is done. */
+  async lookup(key: Uint8Array): Promise<void> {
+    const topic = topicOf(key)
+    this.lookups.set(topic.toString('hex'), this.swarm.join(topic, { server: false, client: true }))
+    await this.swarm.flush()
+  }
+
+  async leave(key: Uint8Array): Promise<void> {
+    const topic = topicOf(key)
+    this.lookups.delete(topic.toString('hex'))
+    if (!this.destroyed) await this.swarm.leave(topic)
+  }
+
+  /** Drops the open connections (the swarm dials again) and asks the DHT again. */
+  async redial(): Promise<void> {
+    for (const socket of this.swarm.connections) socket.destroy()
+    await Promise.all([...this.lookups.values()].map((discovery) => discovery.refresh({ client: true, server: false })))
+    await this.swarm.flush()
+  }
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return
+    this.destroyed = true
+    this.replicators.clear()
+    await this.swarm.destroy()
+  }
+}
