@@ -1,0 +1,147 @@
+/**
+ * Publishing on the DHT, with a local @hyperswarm/testnet, in separate processes: host
+ * (`nodevms exec --swarm`), seeder (`nodevms seed`), auditors (`nodevms verify hyper://… --swarm`).
+ *
+ * Network rule: a DHT node may only ever reach loopback. So this file runs its scenario only inside
+ * a fresh loopback-only network namespace: run normally, it re-runs itself under
+ * `unshare -n sh -c 'ip link set lo up && …'` and checks that run; inside, it first checks that the
+ * only network interface is loopback, and every DHT node is pointed at the testnet (LIBVMS_BOOTSTRAP).
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { networkInterfaces } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { type TestContext, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import createTestnet from '@hyperswarm/testnet'
+import { tempDir } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const BIN = join(root, 'dist/cli/nodevms.js')
+const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
+
+if (!IN_NAMESPACE) {
+  test('the DHT scenario runs in a loopback-only network namespace', async (t) => {
+    const probe = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up'], { encoding: 'utf8' })
+    if (probe.status !== 0) {
+      t.skip(`cannot make a network namespace here (unshare -n: ${probe.stderr.trim() || probe.error?.message}); run as root`)
+      return
+    }
+    const command = `ip link set lo up && exec "${process.execPath}" --import tsx --test --test-reporter=spec test/swarm.test.ts`
+    // A test file run by a test runner is told so (NODE_TEST_CONTEXT); this one runs on its own.
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env
+    const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn('unshare', ['-n', 'sh', '-c', command], {
+        cwd: root,
+        env: { ...env, LIBVMS_TEST_NETNS: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let output = ''
+      child.stdout.on('data', (chunk) => {
+        output += chunk
+      })
+      child.stderr.on('data', (chunk) => {
+        output += chunk
+      })
+      const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 300_000)
+      child.on('exit', (code) => {
+        clearTimeout(timer)
+        resolve({ code, output })
+      })
+    })
+    assert.equal(result.code, 0, `the scenario failed inside the namespace:\n${result.output}`)
+    assert.match(
+      result.output,
+      /✔ host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the seeder/,
+    )
+  })
+} else {
+  test('host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the seeder', async (t) => {
+    const interfaces = Object.keys(networkInterfaces())
+    assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
+    const testnet = await createTestnet(3)
+    t.after(() => testnet.destroy())
+    const env = { ...process.env, LIBVMS_BOOTSTRAP: testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',') }
+    const dir = await tempDir(t)
+
+    const host = start(
+      t,
+      ['exec', join(root, 'examples/scripts/persisted-counter.js'), '--swarm', '--port', '0', '--json', '--dir', join(dir, 'host')],
+      env,
+    )
+    const served = await firstLine<{ rpcUrl: string; callLogUrl: string; filesArchiveUrl: string; swarm: boolean }>(host, 'the host')
+    assert.equal(served.swarm, true)
+    for (let i = 1; i <= 3; i++) assert.equal((await nodevms(['call', served.rpcUrl, 'increment'], env)).stdout.trim(), String(i))
+
+    // The auditor knows only the call log's URL: it finds the host on the DHT.
+    const first = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], env)
+    assert.equal(first.code, 0, first.stdout + first.stderr)
+    assert.deepEqual(pick(JSON.parse(first.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
+
+    const seeder = start(t, ['seed', served.rpcUrl, '--json', '--dir', join(dir, 'seeds')], env)
+    const seeded = await firstLine<{ callLogUrl: string; filesArchiveUrl: string; length: number }>(seeder, 'the seeder')
+    assert.deepEqual(seeded, { callLogUrl: served.callLogUrl, filesArchiveUrl: served.filesArchiveUrl, length: 4 })
+
+    assert.equal(await stop(host), 0, 'the host exits cleanly')
+    const second = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], env)
+    assert.equal(second.code, 0, second.stdout + second.stderr)
+    assert.deepEqual(pick(JSON.parse(second.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
+    assert.equal(await stop(seeder), 0, 'the seeder exits cleanly')
+  })
+}
+
+function pick(report: { verified: boolean; calls: number; filesArchiveUrl: string }) {
+  return { verified: report.verified, calls: report.calls, filesArchiveUrl: report.filesArchiveUrl }
+}
+
+function nodevms(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: root, env, timeout: 120_000 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') reject(error)
+      else resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
+    })
+  })
+}
+
+/** A long-running nodevms child, ended by its pid when the test ends. */
+function start(t: TestContext, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      process.kill(child.pid, 'SIGKILL')
+      await new Promise((resolve) => child.once('exit', resolve))
+    }
+  })
+  return child
+}
+
+function firstLine<T>(child: ChildProcess, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let stderr = ''
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const timer = setTimeout(() => reject(new Error(`${what} printed nothing within 120 s: ${stderr}`)), 120_000)
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => {
+      clearTimeout(timer)
+      resolve(JSON.parse(line) as T)
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`${what} exited with ${code}: ${stderr}`))
+    })
+  })
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 30_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+    if (child.pid) process.kill(child.pid, 'SIGTERM')
+  })
+}
