@@ -15,6 +15,8 @@ import { createInterface } from 'node:readline'
 import { type TestContext, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import createTestnet from '@hyperswarm/testnet'
+import { CallLog } from '../src/index.js'
+import { parseBootstrap, swarmOptionsOf } from '../src/net/swarm.js'
 import { tempDir } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -22,6 +24,32 @@ const BIN = join(root, 'dist/cli/nodevms.js')
 const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
 
 if (!IN_NAMESPACE) {
+  // These start no DHT node: they check what is configured, and that nothing joins unless asked.
+  test('bootstrap nodes: option or LIBVMS_BOOTSTRAP, checked; the DHT stays off unless asked for', async () => {
+    assert.deepEqual(parseBootstrap('127.0.0.1:49737, [::1]:5000'), [
+      { host: '127.0.0.1', port: 49737 },
+      { host: '::1', port: 5000 },
+    ])
+    assert.equal(parseBootstrap(undefined), undefined)
+    assert.equal(parseBootstrap(''), undefined)
+    assert.throws(() => parseBootstrap(['localhost']), /is not host:port/)
+    assert.throws(() => parseBootstrap(['h:99999']), /is not host:port/)
+    assert.equal(swarmOptionsOf(undefined), null)
+    assert.equal(swarmOptionsOf(false), null)
+    assert.deepEqual(swarmOptionsOf(true), {})
+    await assert.rejects(CallLog.fetch(`hyper://${'ab'.repeat(32)}`), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_NO_HOST')
+      assert.match(err.message, /\{swarm: true\}/)
+      return true
+    })
+    const flags = await nodevms(['verify', `hyper://${'ab'.repeat(32)}`, '--bootstrap', '127.0.0.1:1'], process.env)
+    assert.equal(flags.code, 2)
+    assert.match(flags.stderr, /--bootstrap applies to the DHT: add --swarm/)
+    const bad = await nodevms(['seed', `hyper://${'ab'.repeat(32)}`, '--bootstrap', 'nowhere'], process.env)
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /--bootstrap: bootstrap node "nowhere" is not host:port/)
+  })
+
   test('the DHT scenario runs in a loopback-only network namespace', async (t) => {
     const probe = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up'], { encoding: 'utf8' })
     if (probe.status !== 0) {
