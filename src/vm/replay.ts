@@ -199,6 +199,17 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
         seq++
         const logged = entry as CallEntry
         authenticator.checkLogged(seq, logged)
+        if (!(logged.timestamp >= lastTimestamp)) {
+          throw new DivergenceError({
+            message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,
+            seq,
+            method: logged.method,
+            caller: logged.caller,
+            field: 'timestamp',
+            expected: `at least ${lastTimestamp}`,
+            actual: logged.timestamp,
+          })
+        }
         lastTimestamp = logged.timestamp
         const input = callInputOf(logged)
         const result = await runner.runCall(input, 'apply')
