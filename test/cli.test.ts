@@ -3,105 +3,17 @@
  * first). Servers are `nodevms exec` children ended by their pid.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { type TestContext, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
 import { type CallEntry, RPCClient } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
+import { BIN, exec, exited, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const BIN = join(root, 'dist/cli/nodevms.js')
-const SCRIPTS = join(root, 'examples/scripts')
 const ESC = '\u001b['
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** Runs `nodevms ...args` to completion (at most 60 s). */
-function nodevms(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd: options.cwd ?? root, env: { ...process.env, ...options.env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') reject(error)
-        else resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
-      },
-    )
-  })
-}
-
-/** Resolves with the first stdout line of `child`, parsed as JSON (fails after 30 s or if it exits). */
-function firstLine<T>(child: ChildProcess, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let stderr = ''
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk
-    })
-    const timer = setTimeout(() => reject(new Error(`${what} printed nothing within 30 s: ${stderr}`)), 30_000)
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    lines.once('line', (line) => {
-      clearTimeout(timer)
-      resolve(JSON.parse(line) as T)
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`${what} exited with ${code}: ${stderr}`))
-    })
-  })
-}
-
-/** Resolves with the exit code once `child` has exited (SIGKILL after `ms`). */
-function exited(child: ChildProcess, ms = 30_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), ms)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve(code)
-    })
-  })
-}
-
-interface Served {
-  rpcUrl: string
-  callLogUrl: string
-  filesArchiveUrl: string
-  dir: string
-  auth: string
-  factory: boolean
-  calls: number
-  pid: number
-}
-
-/** `nodevms exec <script> --port 0 --json ...`; the server is ended (SIGTERM, by pid) when the test ends. */
-async function exec(t: TestContext, script: string, args: string[]): Promise<{ child: ChildProcess; served: Served }> {
-  const child = spawn(process.execPath, [BIN, 'exec', script, '--port', '0', '--json', ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid) {
-      process.kill(child.pid, 'SIGTERM')
-      await exited(child)
-    }
-  })
-  const served = await firstLine<Served>(child, `nodevms exec ${script}`)
-  return { child, served }
-}
-
-async function stop(child: ChildProcess): Promise<number | null> {
-  if (child.pid) process.kill(child.pid, 'SIGTERM')
-  return exited(child)
-}
 
 test('exec serves the example scripts; call (with --user), info, log and verify them from other processes', async (t) => {
   const dir = await tempDir(t)

@@ -8,19 +8,16 @@
  * only network interface is loopback, and every DHT node is pointed at the testnet (LIBVMS_BOOTSTRAP).
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { type TestContext, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
 import createTestnet from '@hyperswarm/testnet'
 import { CallLog } from '../src/index.js'
 import { parseBootstrap, swarmOptionsOf } from '../src/net/swarm.js'
+import { BIN, exec, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const BIN = join(root, 'dist/cli/nodevms.js')
 const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
 
 if (!IN_NAMESPACE) {
@@ -42,10 +39,10 @@ if (!IN_NAMESPACE) {
       assert.match(err.message, /\{swarm: true\}/)
       return true
     })
-    const flags = await nodevms(['verify', `hyper://${'ab'.repeat(32)}`, '--bootstrap', '127.0.0.1:1'], process.env)
+    const flags = await nodevms(['verify', `hyper://${'ab'.repeat(32)}`, '--bootstrap', '127.0.0.1:1'])
     assert.equal(flags.code, 2)
     assert.match(flags.stderr, /--bootstrap applies to the DHT: add --swarm/)
-    const bad = await nodevms(['seed', `hyper://${'ab'.repeat(32)}`, '--bootstrap', 'nowhere'], process.env)
+    const bad = await nodevms(['seed', `hyper://${'ab'.repeat(32)}`, '--bootstrap', 'nowhere'])
     assert.equal(bad.code, 2)
     assert.match(bad.stderr, /--bootstrap: bootstrap node "nowhere" is not host:port/)
   })
@@ -93,26 +90,27 @@ if (!IN_NAMESPACE) {
     const env = { ...process.env, LIBVMS_BOOTSTRAP: testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',') }
     const dir = await tempDir(t)
 
-    const host = start(
+    const { child: host, served } = await exec(
       t,
-      ['exec', join(root, 'examples/scripts/persisted-counter.js'), '--swarm', '--port', '0', '--json', '--dir', join(dir, 'host')],
+      join(root, 'examples/scripts/persisted-counter.js'),
+      ['--swarm', '--dir', join(dir, 'host')],
       env,
     )
-    const served = await firstLine<{ rpcUrl: string; callLogUrl: string; filesArchiveUrl: string; swarm: boolean }>(host, 'the host')
     assert.equal(served.swarm, true)
-    for (let i = 1; i <= 3; i++) assert.equal((await nodevms(['call', served.rpcUrl, 'increment'], env)).stdout.trim(), String(i))
+    for (let i = 1; i <= 3; i++) assert.equal((await nodevms(['call', served.rpcUrl, 'increment'], { env })).stdout.trim(), String(i))
 
     // The auditor knows only the call log's URL: it finds the host on the DHT.
-    const first = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], env)
+    const first = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], { env })
     assert.equal(first.code, 0, first.stdout + first.stderr)
     assert.deepEqual(pick(JSON.parse(first.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
 
-    const seeder = start(t, ['seed', served.rpcUrl, '--json', '--dir', join(dir, 'seeds')], env)
-    const seeded = await firstLine<{ callLogUrl: string; filesArchiveUrl: string; length: number }>(seeder, 'the seeder')
+    const seeder = spawn(process.execPath, [BIN, 'seed', served.rpcUrl, '--json', '--dir', join(dir, 'seeds')], { cwd: root, env })
+    t.after(() => stop(seeder))
+    const seeded = await firstLine<{ callLogUrl: string; filesArchiveUrl: string; length: number }>(seeder, 'the seeder', 120_000)
     assert.deepEqual(seeded, { callLogUrl: served.callLogUrl, filesArchiveUrl: served.filesArchiveUrl, length: 4 })
 
     assert.equal(await stop(host), 0, 'the host exits cleanly')
-    const second = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], env)
+    const second = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], { env })
     assert.equal(second.code, 0, second.stdout + second.stderr)
     assert.deepEqual(pick(JSON.parse(second.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
     assert.equal(await stop(seeder), 0, 'the seeder exits cleanly')
@@ -121,55 +119,4 @@ if (!IN_NAMESPACE) {
 
 function pick(report: { verified: boolean; calls: number; filesArchiveUrl: string }) {
   return { verified: report.verified, calls: report.calls, filesArchiveUrl: report.filesArchiveUrl }
-}
-
-function nodevms(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: root, env, timeout: 120_000 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') reject(error)
-      else resolve({ code: error ? (error.code as number) : 0, stdout, stderr })
-    })
-  })
-}
-
-/** A long-running nodevms child, ended by its pid when the test ends. */
-function start(t: TestContext, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid) {
-      process.kill(child.pid, 'SIGKILL')
-      await new Promise((resolve) => child.once('exit', resolve))
-    }
-  })
-  return child
-}
-
-function firstLine<T>(child: ChildProcess, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let stderr = ''
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk
-    })
-    const timer = setTimeout(() => reject(new Error(`${what} printed nothing within 120 s: ${stderr}`)), 120_000)
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer)
-      resolve(JSON.parse(line) as T)
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`${what} exited with ${code}: ${stderr}`))
-    })
-  })
-}
-
-function stop(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 30_000)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve(code)
-    })
-    if (child.pid) process.kill(child.pid, 'SIGTERM')
-  })
 }
