@@ -38,6 +38,7 @@ export const RPC_ERRORS = {
 /** WebSocket close codes the server uses, with reasons that name the limit. */
 export const CLOSE_CODES = {
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
   POLICY: 1008,
   TOO_BIG: 1009,
   TRY_AGAIN_LATER: 1013,

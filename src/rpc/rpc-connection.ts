@@ -275,8 +275,8 @@ export class RPCConnection {
     let args: unknown[]
     try {
       args = ((params ?? []) as TaggedValue[]).map((a) => fromTagged(a))
-    } catch {
-      this.sendError(id, refusal('invalidParams', 'the arguments could not be decoded'))
+    } catch (err) {
+      this.sendError(id, err instanceof EncodingError ? toRPCError(err) : refusal('invalidParams', 'the arguments could not be decoded'))
       return
     }
     this.mount.callStarted()

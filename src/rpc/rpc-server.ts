@@ -76,6 +76,23 @@ export class Mount {
   }
 }
 
+/**
+ * ws closes a connection whose frame it cannot read — one over its read limit (1009), or one that
+ * breaks the WebSocket protocol (1002) — with a code and no reason. Every close this server makes
+ * says why, so those get a reason too.
+ */
+function explainCloses(ws: WebSocket, readLimitBytes: number): void {
+  const close = ws.close.bind(ws)
+  ws.close = (code?: number, reason?: string | Buffer) => {
+    if (reason === undefined && code === CLOSE_CODES.TOO_BIG) {
+      reason = `a frame was over ${readLimitBytes} bytes, the most this server reads (maxMessageBytes is the request limit)`
+    } else if (reason === undefined && code === CLOSE_CODES.PROTOCOL_ERROR) {
+      reason = 'a frame broke the WebSocket protocol'
+    }
+    close(code, reason)
+  }
+}
+
 /** `/a/b/` → `/a/b`; the root stays `/`. */
 function normalizeMountPath(path: string): string {
   if (typeof path !== 'string' || !path.startsWith('/')) {
@@ -238,6 +255,7 @@ export class RPCServer extends EventEmitter {
       return
     }
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      explainCloses(ws, this.wss.options.maxPayload ?? 0)
       if (this.connectionCount >= this.maxConnections) {
         ws.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
         return

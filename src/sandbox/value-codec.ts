@@ -86,9 +86,17 @@ export function decodeValue(json: string | undefined): unknown {
   return json.includes('"$') ? JSON.parse(json, reviver) : JSON.parse(json)
 }
 
-/** Turns a tagged value taken from the log back into a host value. */
+function finiteOnly(_key: string, v: unknown): unknown {
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new EncodingError(`the value contains ${v}, which JSON cannot carry`)
+  return v
+}
+
+/**
+ * Turns a tagged value (from the log, or parsed from a request) back into a host value. A number
+ * JSON.parse made infinite (1e999) is refused, never turned into null.
+ */
 export function fromTagged(value: TaggedValue | undefined): unknown {
   if (value === undefined) return undefined
   if (value === null || typeof value !== 'object') return value
-  return decodeValue(JSON.stringify(value))
+  return decodeValue(JSON.stringify(value, finiteOnly))
 }
