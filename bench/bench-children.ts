@@ -130,10 +130,13 @@ export async function runChild<T>(script: string, args: string[], label: string,
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (null where there is none). */
-export async function processCpuSeconds(pid: number): Promise<number | null> {
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc (null where there is none); with
+ * `thread`, those of that thread of the process alone (its main thread: `thread` = `pid`).
+ */
+export async function processCpuSeconds(pid: number, thread?: number): Promise<number | null> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const stat = await readFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // fields[0] is field 3 (state): utime is field 14, stime field 15.
     return (Number(fields[11]) + Number(fields[12])) / 100
