@@ -580,3 +580,23 @@ test('the other VM answered after every hostile case, and its own log verifies',
   assert.equal(await control.executeCall({ methodName: 'ping' }), 'pong')
   await Verifier.verify(control.callLog, control.filesArchive)
 })
+
+test('a VM computing until its budget runs out holds up no other VM: the control VM answers while it runs', async (t) => {
+  // A budget of several seconds, so the ordering below does not depend on how busy the machine is.
+  const busy = await deployVM(t, `exports.spin = () => { while (true) {} }${OK_EXPORT}`, {
+    limits: { computeTicks: 30_000 },
+    watchdogMs: 60_000,
+    console: quiet,
+  })
+  let spinSettled = false
+  const spinning = callError(busy, 'spin').finally(() => {
+    spinSettled = true
+  })
+  for (let i = 0; i < 5; i++) {
+    assert.equal(await control.executeCall({ methodName: 'ping' }), 'pong')
+    assert.equal(spinSettled, false, `ping ${i + 1} was answered while the other VM was still computing`)
+  }
+  assert.equal((await spinning).name, 'ComputeLimitExceeded')
+  await assertAlive(busy)
+  await assertVerifies(busy, 1)
+})

@@ -21,6 +21,7 @@ import { LOG_SCHEMA } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
 import type { VMLimits } from '../sandbox/limits.js'
+import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
 import {
@@ -58,7 +59,12 @@ export interface RunnerOptions {
   factory?: boolean
   /** Who answers System.vms live; absent on replay and restore (answers come from the log). */
   provisioner?: VMProvisioner | null
+  /** Run the script on a sandbox thread (remote-sandbox.ts) rather than on this thread. */
+  thread?: boolean
 }
+
+/** A sandbox on this thread, or on a sandbox thread: the same interface. */
+export type EngineSandbox = Sandbox | RemoteSandbox
 
 /** A call's outcome, and the oracle values it recorded if it ran live. */
 export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue> }
@@ -87,7 +93,7 @@ export class CallRunner {
   readonly limits: VMLimits
   readonly storage: VMStorage
   readonly identity: FilesIdentity
-  private sandbox: Sandbox | null = null
+  private sandbox: EngineSandbox | null = null
   private readonly options: RunnerOptions
   /** The archive state after the last turn run by this runner. */
   files: FilesState | null = null
@@ -117,13 +123,17 @@ export class CallRunner {
    * A sandbox for a runner with these limits, started ahead of time: creating one takes about as long
    * as opening storage, and the two can overlap.
    */
-  static prepareSandbox(limits: VMLimits, options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean }): Promise<Sandbox> {
+  static prepareSandbox(
+    limits: VMLimits,
+    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean },
+  ): Promise<EngineSandbox> {
     const systemSources = options.factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
-    return Sandbox.create({ limits, systemSources, console: options.console, watchdogMs: options.watchdogMs })
+    const sandboxOptions = { limits, systemSources, console: options.console, watchdogMs: options.watchdogMs }
+    return options.thread ? RemoteSandbox.create(sandboxOptions) : Sandbox.create(sandboxOptions)
   }
 
   /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
-  async load(timestamp: number, seed: string, prepared?: Promise<Sandbox>): Promise<number> {
+  async load(timestamp: number, seed: string, prepared?: Promise<EngineSandbox>): Promise<number> {
     this.sandbox?.dispose()
     const sandbox = await (prepared ?? CallRunner.prepareSandbox(this.limits, this.options))
     this.sandbox = sandbox
@@ -354,7 +364,7 @@ export function callInputOf(entry: CallEntry): CallInput {
 export async function restoreFromLog(
   runner: CallRunner,
   log: CallLog,
-  prepared?: Promise<Sandbox>,
+  prepared?: Promise<EngineSandbox>,
   onCall?: (entry: CallEntry) => void,
 ): Promise<void> {
   const length = log.length

@@ -43,6 +43,8 @@ export interface ReplayOptions {
   allowEngineMismatch?: boolean
   console?: ConsoleSink
   watchdogMs?: number
+  /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
+  thread?: boolean
 }
 
 export class EngineMismatchError extends LibVMSError {
@@ -144,6 +146,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     identity: { key: init.filesArchiveKey, title: init.title },
     console: options.console,
     watchdogMs: options.watchdogMs,
+    thread: options.thread,
     // A factory's System.vms answers come from the log: a replay never provisions anything.
     factory: !!init.factory,
   })

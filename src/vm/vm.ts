@@ -27,10 +27,10 @@ import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
 import type { SignedCall } from '../ledger/signed-call.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
-import type { ConsoleSink, Sandbox } from '../sandbox/sandbox.js'
+import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { CallAuthenticator } from './call-auth.js'
-import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, newSeed, restoreFromLog } from './call-runner.js'
+import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, type EngineSandbox, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
 import { type ReplayAssertions, type ReplayOptions, replayCallLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
@@ -48,6 +48,11 @@ export interface VMOptions {
   console?: ConsoleSink
   /** Wall-clock watchdog for one slice of VM execution, in ms (a host fault, never logged). */
   watchdogMs?: number
+  /**
+   * Run the script on a sandbox thread (default true), so a call that computes for long holds up
+   * neither the host (RPC, storage) nor VMs on other threads. See docs/api.md (sandbox threads).
+   */
+  thread?: boolean
 }
 
 /** @internal What VMFactory adds to a VM: System.vms, and the exports its script must have. */
@@ -210,7 +215,7 @@ export class VM extends EventEmitter {
     this.emit('ready')
   }
 
-  private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<Sandbox>): Promise<void> {
+  private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
     const runner = new CallRunner({ ...this.runnerOptions(), limits, storage, identity })
     this.storage = storage
@@ -242,7 +247,7 @@ export class VM extends EventEmitter {
     this.attach(init, storage.callLog.length)
   }
 
-  private async reopen(storage: VMStorage, limits: VMLimits, prepared: Promise<Sandbox>): Promise<void> {
+  private async reopen(storage: VMStorage, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
     if (!!init.factory !== !!this.factoryHooks) {
@@ -517,6 +522,7 @@ export class VM extends EventEmitter {
     watchdogMs?: number
     factory: boolean
     provisioner: VMProvisioner | null
+    thread: boolean
   } {
     return {
       code: this.code,
@@ -524,6 +530,7 @@ export class VM extends EventEmitter {
       watchdogMs: this.options.watchdogMs,
       factory: !!this.factoryHooks,
       provisioner: this.factoryHooks?.provisioner ?? null,
+      thread: this.options.thread ?? true,
     }
   }
 

@@ -1,0 +1,180 @@
+/**
+ * Sandboxes that run on sandbox threads (sandbox-thread.ts), with the same interface as an in-thread
+ * Sandbox. Threads come from a pool: each sandbox gets a thread of its own while the pool has fewer
+ * than `maxThreads` (LIBVMS_SANDBOX_THREADS, default 8); beyond that, sandboxes share the threads
+ * that run the fewest. A thread costs about 3 MB; sharing keeps many small VMs cheap, at the price
+ * that VMs on one thread wait for each other.
+ *
+ * A thread that dies takes its sandboxes with it: their pending work fails with HostFaultError and
+ * their VMs rebuild them from their logs, on a fresh thread.
+ */
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { HostFaultError } from '../errors.js'
+import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
+import { type CallReply, type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
+
+const DEFAULT_MAX_THREADS = 8
+
+function maxThreads(): number {
+  const configured = Number(process.env.LIBVMS_SANDBOX_THREADS)
+  return Number.isSafeInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_THREADS
+}
+
+// Under a TypeScript loader (tsx, in development) this module is a .ts file, and so is its thread's
+// entry, which then registers the loader before it loads the entry.
+const SOURCE_EXTENSION = extname(fileURLToPath(import.meta.url))
+const THREAD_ENTRY = new URL(`./sandbox-thread${SOURCE_EXTENSION}`, import.meta.url)
+
+/** A sandbox thread. It takes none of the process's Node options (e.g. --input-type would stop it). */
+function startWorker(): Worker {
+  if (SOURCE_EXTENSION !== '.ts') return new Worker(THREAD_ENTRY, { execArgv: [] })
+  const loader = import.meta.resolve('tsx/esm/api')
+  const boot = `import(${JSON.stringify(loader)}).then(({ register }) => { register(); return import(${JSON.stringify(THREAD_ENTRY.href)}) })`
+  return new Worker(boot, { eval: true, execArgv: [] })
+}
+
+interface Pending {
+  resolve: (value: unknown) => void
+  reject: (err: Error) => void
+  onRequest?: HostRequestHandler
+}
+
+type Request = ToThread extends infer M ? (M extends { id: number } ? Omit<M, 'id'> : never) : never
+
+class SandboxThread {
+  readonly worker: Worker
+  readonly sandboxes = new Set<number>()
+  readonly consoles = new Map<number, ConsoleSink>()
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 1
+  dead: Error | null = null
+
+  constructor(private readonly onDeath: (thread: SandboxThread) => void) {
+    this.worker = startWorker()
+    this.worker.unref()
+    this.worker.on('message', (message: FromThread) => this.onMessage(message))
+    this.worker.on('error', (err) => this.die(err))
+    this.worker.on('exit', (code) => this.die(new Error(`the sandbox thread exited (code ${code})`)))
+  }
+
+  /** Sends a request; resolves with the thread's reply. While replies are awaited, the thread keeps the process alive. */
+  send<T>(message: Request, onRequest?: HostRequestHandler): Promise<T> {
+    if (this.dead) return Promise.reject(new HostFaultError(`the sandbox thread is gone: ${this.dead.message}`))
+    const id = this.nextId++
+    return new Promise<T>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref()
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, onRequest })
+      this.worker.postMessage({ ...message, id } as ToThread)
+    })
+  }
+
+  post(message: ToThread): void {
+    if (!this.dead) this.worker.postMessage(message)
+  }
+
+  private settle(id: number): Pending | undefined {
+    const waiting = this.pending.get(id)
+    this.pending.delete(id)
+    if (this.pending.size === 0) this.worker.unref()
+    return waiting
+  }
+
+  private onMessage(message: FromThread): void {
+    switch (message.t) {
+      case 'reply': {
+        const waiting = this.settle(message.id)
+        if (message.error) waiting?.reject(fromCrossing(message.error))
+        else waiting?.resolve(message.value)
+        break
+      }
+      case 'request': {
+        const handler = this.pending.get(message.id)?.onRequest
+        const answer = handler
+          ? handler(message.op, message.args)
+          : Promise.reject(new HostFaultError('a System request arrived for a call that is not running'))
+        answer.then(
+          (value) => this.post({ t: 'answer', rid: message.rid, value }),
+          (err) => this.post({ t: 'answer', rid: message.rid, error: toCrossing(err) }),
+        )
+        break
+      }
+      case 'console':
+        this.consoles.get(message.sid)?.(message.level, message.message)
+        break
+    }
+  }
+
+  private die(err: Error): void {
+    if (this.dead) return
+    this.dead = err
+    for (const waiting of this.pending.values()) waiting.reject(new HostFaultError(`the sandbox thread failed: ${err.message}`))
+    this.pending.clear()
+    this.onDeath(this)
+    void this.worker.terminate()
+  }
+}
+
+const threads: SandboxThread[] = []
+let nextSandbox = 1
+
+function assignThread(): SandboxThread {
+  const idle = threads.find((thread) => thread.sandboxes.size === 0)
+  if (idle) return idle
+  if (threads.length < maxThreads()) {
+    const thread = new SandboxThread((dead) => threads.splice(threads.indexOf(dead), 1))
+    threads.push(thread)
+    return thread
+  }
+  return threads.reduce((least, thread) => (thread.sandboxes.size < least.sandboxes.size ? thread : least))
+}
+
+export class RemoteSandbox {
+  private exportList: ExportInfo[] = []
+  private disposed = false
+
+  private constructor(
+    private readonly thread: SandboxThread,
+    private readonly sid: number,
+  ) {}
+
+  static async create(options: SandboxOptions): Promise<RemoteSandbox> {
+    const thread = assignThread()
+    const sid = nextSandbox++
+    thread.sandboxes.add(sid)
+    if (options.console) thread.consoles.set(sid, options.console)
+    const { console, ...rest } = options
+    try {
+      await thread.send({ t: 'create', sid, options: rest, console: !!console })
+    } catch (err) {
+      thread.sandboxes.delete(sid)
+      thread.consoles.delete(sid)
+      throw err
+    }
+    return new RemoteSandbox(thread, sid)
+  }
+
+  get exports(): ExportInfo[] {
+    return this.exportList
+  }
+
+  async loadScript(code: string, turn: TurnContext): Promise<{ cost: number }> {
+    const reply = await this.thread.send<LoadReply>({ t: 'load', sid: this.sid, code, turn })
+    this.exportList = reply.exports
+    return { cost: reply.cost }
+  }
+
+  runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+    if (this.disposed) return Promise.reject(new HostFaultError('the sandbox is disposed'))
+    return this.thread.send<CallReply>({ t: 'call', sid: this.sid, method, argsJson, turn }, onRequest)
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    this.thread.post({ t: 'dispose', sid: this.sid })
+    this.thread.sandboxes.delete(this.sid)
+    this.thread.consoles.delete(this.sid)
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * A sandbox thread (a worker): runs the scripts of the sandboxes its host assigns to it, so a VM busy
+ * with a long call holds up only the VMs on its own thread, never the host's main thread (RPC,
+ * storage) or VMs on other threads. The host side is remote-sandbox.ts.
+ */
+import { parentPort } from 'node:worker_threads'
+import { Sandbox } from './sandbox.js'
+import { type CrossingError, type FromThread, fromCrossing, type ToThread, toCrossing } from './thread-messages.js'
+
+const port = parentPort
+if (!port) throw new Error('sandbox-thread runs as a worker thread')
+
+const sandboxes = new Map<number, Sandbox>()
+const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>()
+let nextRequest = 1
+
+function post(message: FromThread): void {
+  port?.postMessage(message)
+}
+
+async function reply(id: number, work: () => Promise<unknown>): Promise<void> {
+  try {
+    post({ t: 'reply', id, value: await work() })
+  } catch (err) {
+    post({ t: 'reply', id, error: toCrossing(err) })
+  }
+}
+
+function sandbox(sid: number): Sandbox {
+  const found = sandboxes.get(sid)
+  if (!found) throw new Error(`no sandbox ${sid} on this thread`)
+  return found
+}
+
+port.on('message', (message: ToThread) => {
+  switch (message.t) {
+    case 'create':
+      void reply(message.id, async () => {
+        const { sid } = message
+        const console = message.console ? (level: string, text: string) => post({ t: 'console', sid, level, message: text }) : undefined
+        sandboxes.set(sid, await Sandbox.create({ ...message.options, console }))
+      })
+      break
+    case 'load':
+      void reply(message.id, async () => {
+        const box = sandbox(message.sid)
+        const { cost } = await box.loadScript(message.code, message.turn)
+        return { cost, exports: box.exports }
+      })
+      break
+    case 'call':
+      void reply(message.id, () =>
+        sandbox(message.sid).runCall(message.method, message.argsJson, message.turn, (op, args) => {
+          const rid = nextRequest++
+          return new Promise((resolve, reject) => {
+            answers.set(rid, { resolve, reject })
+            post({ t: 'request', id: message.id, rid, op, args })
+          })
+        }),
+      )
+      break
+    case 'answer': {
+      const waiting = answers.get(message.rid)
+      answers.delete(message.rid)
+      if (message.error) waiting?.reject(fromCrossing(message.error as CrossingError))
+      else waiting?.resolve(message.value)
+      break
+    }
+    case 'dispose':
+      sandboxes.get(message.sid)?.dispose()
+      sandboxes.delete(message.sid)
+      break
+  }
+})
