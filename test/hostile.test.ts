@@ -87,8 +87,8 @@ interface HostileCase {
   after?: (vm: VM) => Promise<void>
 }
 
-async function runCase(t: TestContext, c: HostileCase): Promise<void> {
-  const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name })
+async function runCase(t: TestContext, c: HostileCase, thread: boolean): Promise<void> {
+  const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name, thread })
   let failed = 0
   for (const step of c.steps) {
     const args = step.args ?? []
@@ -396,7 +396,10 @@ exports.now = () => Date.now()`,
   },
 ]
 
-for (const c of CASES) test(c.name, (t) => runCase(t, c))
+// Each case on the host's thread (the default) and on a sandbox thread (a factory's VMs), whose
+// stack and memory are a worker's.
+for (const c of CASES) test(c.name, (t) => runCase(t, c, false))
+for (const c of CASES) test(`${c.name} (on a sandbox thread)`, (t) => runCase(t, c, true))
 
 // ---- cases whose outcome is not a plain named error ----
 
@@ -576,17 +579,18 @@ test('results: a result too big to encode in memory fails with a named error', a
 })
 
 test('the other VM answered after every hostile case, and its own log verifies', async () => {
-  assert.ok(pings >= CASES.length, `the control VM answered ${pings} times`)
+  assert.ok(pings >= 2 * CASES.length, `the control VM answered ${pings} times`)
   assert.equal(await control.executeCall({ methodName: 'ping' }), 'pong')
   await Verifier.verify(control.callLog, control.filesArchive)
 })
 
-test('a VM computing until its budget runs out holds up no other VM: the control VM answers while it runs', async (t) => {
+test('a VM on a sandbox thread computing until its budget runs out holds up no other VM: the control VM answers while it runs', async (t) => {
   // A budget of several seconds, so the ordering below does not depend on how busy the machine is.
   const busy = await deployVM(t, `exports.spin = () => { while (true) {} }${OK_EXPORT}`, {
     limits: { computeTicks: 30_000 },
     watchdogMs: 60_000,
     console: quiet,
+    thread: true,
   })
   let spinSettled = false
   const spinning = callError(busy, 'spin').finally(() => {

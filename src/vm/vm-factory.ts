@@ -81,7 +81,7 @@ export class VMFactory extends VM {
         const log = CallLog.fromStore(this.corestore.namespace(vmNamespace(id)))
         const init = await log.get(0)
         await log.core.close()
-        const vm = new VM(init.type === 'init' ? init.code : '')
+        const vm = new VM(init.type === 'init' ? init.code : '', { thread: true })
         await vm.deployShared(this.vmDir(id), '', this.corestore, vmNamespace(id))
         this.provisioned.set(id, vm)
       }
@@ -145,8 +145,9 @@ export class VMFactory extends VM {
       )
     }
     const id = randomBytes(8).toString('hex')
-    // A provisioned VM authenticates callers as its factory does.
-    const vm = new VM(code, { auth: this.auth })
+    // A provisioned VM authenticates callers as its factory does, and runs on a sandbox thread: one
+    // tenant's long calls must not hold up the others.
+    const vm = new VM(code, { auth: this.auth, thread: true })
     // A script error fails the provisioning call with the script's error; deploy leaves nothing.
     // Provisioned VMs keep their cores in the factory's store, each in its own namespace.
     await vm.deployShared(this.vmDir(id), title, this.corestore, vmNamespace(id))

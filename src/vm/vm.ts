@@ -49,8 +49,9 @@ export interface VMOptions {
   /** Wall-clock watchdog for one slice of VM execution, in ms (a host fault, never logged). */
   watchdogMs?: number
   /**
-   * Run the script on a sandbox thread (default true), so a call that computes for long holds up
-   * neither the host (RPC, storage) nor VMs on other threads. See docs/api.md (sandbox threads).
+   * Run the script on a sandbox thread, so a call that computes for long holds up neither the host
+   * (RPC, storage) nor VMs on other threads; each call then crosses threads (about 4× slower for
+   * trivial calls). Default false, except for the VMs a factory provisions. See docs/api.md.
    */
   thread?: boolean
 }
@@ -530,7 +531,7 @@ export class VM extends EventEmitter {
       watchdogMs: this.options.watchdogMs,
       factory: !!this.factoryHooks,
       provisioner: this.factoryHooks?.provisioner ?? null,
-      thread: this.options.thread ?? true,
+      thread: this.options.thread ?? false,
     }
   }
 
