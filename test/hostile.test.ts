@@ -87,7 +87,7 @@ interface HostileCase {
   after?: (vm: VM) => Promise<void>
 }
 
-async function runCase(t: TestContext, c: HostileCase, thread: boolean): Promise<void> {
+async function runCase(t: TestContext, c: HostileCase, thread = false): Promise<void> {
   const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name, thread })
   let failed = 0
   for (const step of c.steps) {

@@ -43,7 +43,7 @@ async function openCopy(key: Buffer, options: RemoteOptions): Promise<Copy> {
   const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-copy-'))
   const store = new Corestore(join(options.dir ?? (ownedDir as string), 'corestore'))
   await store.ready()
-  const network = swarm ? new SwarmNetwork(swarm) : null
+  const network = swarm ? await SwarmNetwork.create(swarm) : null
   network?.serve((socket) => store.replicate(socket))
   let peering: Peering | null = null
   const close = async () => {

@@ -59,7 +59,7 @@ export class Seeder {
     await mkdir(options.dir, { recursive: true })
     const store = new Corestore(join(options.dir, 'corestore'))
     await store.ready()
-    const network = new SwarmNetwork(options.swarm ?? {})
+    const network = await SwarmNetwork.create(options.swarm ?? {})
     network.serve((socket) => store.replicate(socket))
     return new Seeder(options.dir, store, network, options.timeout ?? DEFAULT_TIMEOUT_MS)
   }

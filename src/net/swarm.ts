@@ -10,7 +10,8 @@
  */
 import type { Duplex } from 'node:stream'
 import crypto from 'hypercore-crypto'
-import Hyperswarm, { type PeerDiscovery } from 'hyperswarm'
+import type Hyperswarm from 'hyperswarm'
+import type { PeerDiscovery } from 'hyperswarm'
 import { InvalidArgumentError } from '../errors.js'
 import type { SwarmOptions, SwarmSetting } from '../ledger/remote-source.js'
 
@@ -53,9 +54,18 @@ export class SwarmNetwork {
   private readonly onStatus: (message: string) => void
   private destroyed = false
 
-  constructor(options: SwarmOptions = {}) {
+  /**
+   * Joins the DHT. Hyperswarm (and its native UDP stack) is loaded only here, so a process that never
+   * asks for the DHT never loads it.
+   */
+  static async create(options: SwarmOptions = {}): Promise<SwarmNetwork> {
     const bootstrap = parseBootstrap(options.bootstrap ?? process.env[BOOTSTRAP_ENV])
-    this.swarm = new Hyperswarm(bootstrap ? { bootstrap } : {})
+    const { default: Swarm } = await import('hyperswarm')
+    return new SwarmNetwork(new Swarm(bootstrap ? { bootstrap } : {}), options)
+  }
+
+  private constructor(swarm: Hyperswarm, options: SwarmOptions) {
+    this.swarm = swarm
     this.onStatus = options.onStatus ?? (() => {})
     this.swarm.on('connection', (socket: Connection) => {
       socket.on('error', () => {

@@ -207,7 +207,7 @@ export class RPCServer extends EventEmitter {
     })
     this.http = http
     if (this.swarmOptions) {
-      const network = new SwarmNetwork(this.swarmOptions)
+      const network = await SwarmNetwork.create(this.swarmOptions)
       this.network = network
       for (const mount of this.mounts.values()) this.publish(mount, network)
     }
