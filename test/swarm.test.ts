@@ -78,11 +78,11 @@ if (!IN_NAMESPACE) {
     assert.equal(result.code, 0, `the scenario failed inside the namespace:\n${result.output}`)
     assert.match(
       result.output,
-      /✔ host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the seeder/,
+      /✔ host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the \(restarted\) seeder/,
     )
   })
 } else {
-  test('host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the seeder', async (t) => {
+  test('host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the (restarted) seeder', async (t) => {
     const interfaces = Object.keys(networkInterfaces())
     assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
     const testnet = await createTestnet(3)
@@ -110,10 +110,15 @@ if (!IN_NAMESPACE) {
     assert.deepEqual(seeded, { callLogUrl: served.callLogUrl, filesArchiveUrl: served.filesArchiveUrl, length: 4 })
 
     assert.equal(await stop(host), 0, 'the host exits cleanly')
+    // The seeder restarts on its dir with no URL given: it serves what it seeded before, from its copies alone.
+    assert.equal(await stop(seeder), 0, 'the seeder exits cleanly')
+    const restarted = spawn(process.execPath, [BIN, 'seed', '--json', '--dir', join(dir, 'seeds')], { cwd: root, env })
+    t.after(() => stop(restarted))
+    assert.deepEqual(await firstLine(restarted, 'the restarted seeder', 120_000), seeded)
     const second = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], { env })
     assert.equal(second.code, 0, second.stdout + second.stderr)
     assert.deepEqual(pick(JSON.parse(second.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
-    assert.equal(await stop(seeder), 0, 'the seeder exits cleanly')
+    assert.equal(await stop(restarted), 0, 'the restarted seeder exits cleanly')
   })
 }
 

@@ -96,11 +96,15 @@ export class Seeder {
       const init = parseEntry(await log.get(0), 0)
       if (init.type !== 'init') throw new StateError(`${callLogUrl} has no init entry`)
       const archiveKey = Buffer.from(init.filesArchiveKey, 'hex')
+      // The archive must hold at least what the log's last entry records.
+      const { files } = parseEntry(await log.get(log.length - 1), log.length - 1)
       const db = this.store.get({ key: archiveKey, allowFork: false })
-      await this.replicate(entry, db, archiveKey, options.peers)
+      await this.replicate(entry, db, archiveKey, options.peers, files.version)
       // The blobs core (file contents) is named in the archive's header; it rides on the same connections.
       const blobsKey = db.manifest ? Hyperdrive.getContentKey(db, archiveKey) : null
-      if (blobsKey) await this.replicate(entry, this.store.get({ key: blobsKey, allowFork: false }), null, options.peers)
+      if (blobsKey) {
+        await this.replicate(entry, this.store.get({ key: blobsKey, allowFork: false }), null, options.peers, files.blobsLength)
+      }
       entry.info = { callLogUrl: keyToUrl(logKey), filesArchiveUrl: keyToUrl(archiveKey), length: log.length }
       await Promise.all([this.network.announce(logKey), this.network.announce(archiveKey)])
     } catch (err) {
@@ -114,13 +118,14 @@ export class Seeder {
   }
 
   /**
-   * Brings `core` up to date from its peers (unless a complete copy is already here), then keeps it
-   * live: new blocks are fetched as the host appends them. `key` null: the core rides on the
-   * connections of the previous ones (an archive's blobs core).
+   * Brings `core` up to date from its peers (unless a complete copy is already here: every block up to
+   * `needed`, or up to its length if that is not known), then keeps it live: new blocks are fetched
+   * as the host appends them. `key` null: the core rides on the connections of the previous ones (an
+   * archive's blobs core).
    */
-  private async replicate(entry: Seeded, core: Hypercore, key: Buffer | null, peers?: string[]): Promise<void> {
+  private async replicate(entry: Seeded, core: Hypercore, key: Buffer | null, peers?: string[], needed?: number): Promise<void> {
     await core.ready()
-    const complete = core.length > 0 && core.contiguousLength === core.length
+    const complete = needed === undefined ? core.length > 0 && core.contiguousLength === core.length : core.contiguousLength >= needed
     if (key) {
       const peering = await Peering.connect(this.store, key, {
         hosts: peers ?? knownHosts(toHex(key)),
