@@ -344,3 +344,29 @@ test('key pairs: generate, save with mode 0600, load; bad files are refused with
     (err: RPCError) => err.code === 'ERR_INVALID_ARGUMENT',
   )
 })
+
+test('signatures checked a batch ahead on another thread: the first bad one is still named by its seq, across batches', async (t) => {
+  const vm = await deployVM(t, notesScript(callerIdOf(admin)), { auth: 'production' })
+  const nonce = 'cd'.repeat(16)
+  for (let counter = 1; counter <= 600; counter++) {
+    const args = [`k${counter % 7}`, counter]
+    const argsJson = JSON.stringify(args)
+    const payload = encodeCallPayload({ callLog: vm.callLog.key, method: 'put', argsJson, nonce, counter })
+    await vm.executeCall({ methodName: 'put', args, userId: callerIdOf(alice), signed: signCallPayload(payload, alice.secretKey) })
+  }
+  const report = await Verifier.verify(vm.callLog, vm.filesArchive)
+  assert.equal(report.calls, 600)
+  // The host rewrites its log from seq 530 on (in the third batch of 256), with one signature altered.
+  const tail = ((await vm.callLog.list({ start: 530 })) as CallEntry[]).map((e) => structuredClone(e))
+  const signed = tail[0].signed as { signature: string }
+  signed.signature = (signed.signature[0] === '0' ? '1' : '0') + signed.signature.slice(1)
+  await vm.callLog.core.truncate(530)
+  await vm.callLog.append(tail)
+  await assert.rejects(
+    Verifier.verify(vm.callLog, null),
+    isDivergence((err) => {
+      assert.equal(err.seq, 530)
+      assert.equal(err.actual, 'ERR_BAD_SIGNATURE')
+    }),
+  )
+})

@@ -89,11 +89,21 @@ export interface AuthenticatedCall {
   signed?: SignedCall
 }
 
+/** Whether `signed.signature` is `caller`'s Ed25519 signature over `signed.payload` (false for malformed input). */
+export function signatureVerifies(signed: SignedCall, caller: string): boolean {
+  if (typeof caller !== 'string' || !HEX64.test(caller) || typeof signed?.signature !== 'string' || !HEX128.test(signed.signature))
+    return false
+  if (typeof signed.payload !== 'string') return false
+  return crypto.verify(Buffer.from(signed.payload, 'utf8'), Buffer.from(signed.signature, 'hex'), Buffer.from(caller, 'hex'))
+}
+
 /**
  * Checks that `call` was signed by its caller for this VM (`callLogKey`, hex), this method and these
  * arguments. Returns the payload (for the counter check); throws AuthError naming what is wrong.
+ * `signatureValid`: the signature was already checked elsewhere (signatureVerifies, on another
+ * thread), with this outcome.
  */
-export function checkSignedCall(call: AuthenticatedCall, callLogKey: string): CallPayload {
+export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, signatureValid?: boolean): CallPayload {
   const { caller, signed } = call
   if (signed === undefined || signed === null) {
     throw new AuthError('ERR_AUTH_REQUIRED', 'this VM runs in production mode: every call must be signed (connect with {keyPair})')
@@ -120,8 +130,7 @@ export function checkSignedCall(call: AuthenticatedCall, callLogKey: string): Ca
   if (JSON.stringify(payload.args) !== call.argsJson) {
     throw new AuthError('ERR_BAD_PAYLOAD', 'the call was signed with other arguments than it carries')
   }
-  const message = Buffer.from(signed.payload, 'utf8')
-  if (!crypto.verify(message, Buffer.from(signed.signature, 'hex'), Buffer.from(caller, 'hex'))) {
+  if (!(signatureValid ?? signatureVerifies(signed, caller))) {
     throw new AuthError('ERR_BAD_SIGNATURE', `the signature does not verify with the caller's key ${caller}: the call was not signed by it`)
   }
   return payload

@@ -8,12 +8,11 @@
  * A thread that dies takes its sandboxes with it: their pending work fails with HostFaultError and
  * their VMs rebuild them from their logs, on a fresh thread.
  */
-import { extname } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { HostFaultError } from '../errors.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
 import { type CallReply, type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
+import { moduleBeside, startModuleWorker } from './worker-start.js'
 
 const DEFAULT_MAX_THREADS = 8
 
@@ -22,18 +21,7 @@ function maxThreads(): number {
   return Number.isSafeInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_THREADS
 }
 
-// Under a TypeScript loader (tsx, in development) this module is a .ts file, and so is its thread's
-// entry, which then registers the loader before it loads the entry.
-const SOURCE_EXTENSION = extname(fileURLToPath(import.meta.url))
-const THREAD_ENTRY = new URL(`./sandbox-thread${SOURCE_EXTENSION}`, import.meta.url)
-
-/** A sandbox thread. It takes none of the process's Node options (e.g. --input-type would stop it). */
-function startWorker(): Worker {
-  if (SOURCE_EXTENSION !== '.ts') return new Worker(THREAD_ENTRY, { execArgv: [] })
-  const loader = import.meta.resolve('tsx/esm/api')
-  const boot = `import(${JSON.stringify(loader)}).then(({ register }) => { register(); return import(${JSON.stringify(THREAD_ENTRY.href)}) })`
-  return new Worker(boot, { eval: true, execArgv: [] })
-}
+const THREAD_ENTRY = moduleBeside(import.meta.url, 'sandbox-thread')
 
 interface Pending {
   resolve: (value: unknown) => void
@@ -52,7 +40,7 @@ class SandboxThread {
   dead: Error | null = null
 
   constructor(private readonly onDeath: (thread: SandboxThread) => void) {
-    this.worker = startWorker()
+    this.worker = startModuleWorker(THREAD_ENTRY)
     this.worker.unref()
     this.worker.on('message', (message: FromThread) => this.onMessage(message))
     this.worker.on('error', (err) => this.die(err))

@@ -17,8 +17,11 @@ export class CallAuthenticator {
     private readonly callLogKey: string,
   ) {}
 
-  /** Checks a call before it runs; throws AuthError (the call is then not run and not logged). */
-  admit(call: AuthenticatedCall): void {
+  /**
+   * Checks a call before it runs; throws AuthError (the call is then not run and not logged).
+   * `signatureValid`: the outcome of checking its signature elsewhere (see signature-checks.ts).
+   */
+  admit(call: AuthenticatedCall, signatureValid?: boolean): void {
     if (this.mode === 'debug') {
       if (call.signed !== undefined) {
         throw new AuthError('ERR_AUTH_MODE', 'this VM runs in debug mode: calls are not signed; call with a user id instead')
@@ -26,7 +29,7 @@ export class CallAuthenticator {
       return
     }
     if (call.caller === null && call.signed === undefined) return
-    this.counters.accept(checkSignedCall(call, this.callLogKey))
+    this.counters.accept(checkSignedCall(call, this.callLogKey, signatureValid))
   }
 
   /** Takes note of a call in the VM's own log (on reopen), so it cannot be admitted again. */
@@ -35,9 +38,9 @@ export class CallAuthenticator {
   }
 
   /** Checks a logged call as an auditor would; throws a DivergenceError naming its seq. */
-  checkLogged(seq: number, entry: CallEntry): void {
+  checkLogged(seq: number, entry: CallEntry, signatureValid?: boolean): void {
     try {
-      this.admit({ caller: entry.caller, method: entry.method, argsJson: JSON.stringify(entry.args), signed: entry.signed })
+      this.admit({ caller: entry.caller, method: entry.method, argsJson: JSON.stringify(entry.args), signed: entry.signed }, signatureValid)
     } catch (err) {
       if (!(err instanceof AuthError)) throw err
       const who = entry.caller ? `caller ${entry.caller}` : 'an anonymous caller'

@@ -15,6 +15,7 @@ import { resolveLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, ENGINE_INFO } from './call-runner.js'
+import { withSignatureChecks } from './signature-checks.js'
 import { VM } from './vm.js'
 
 export interface ReplayAssertions {
@@ -86,6 +87,10 @@ function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAs
       actual: callLog.url,
     })
   }
+}
+
+async function* withoutChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<[CallEntry, undefined]> {
+  for await (const entry of entries) yield [entry as CallEntry, undefined]
 }
 
 /** How often a followed log asks its hosts for news, besides listening for appends. */
@@ -198,10 +203,12 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     // Every logged call must pass the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
     const replayTo = async (until: number): Promise<void> => {
-      for await (const entry of callLog.entries({ start: seq + 1, end: until })) {
+      const entries = callLog.entries({ start: seq + 1, end: until })
+      // A production log's signatures are checked on another thread, a batch ahead of the replay.
+      const checked = init.auth === 'production' ? withSignatureChecks(entries) : withoutChecks(entries)
+      for await (const [logged, signatureValid] of checked) {
         seq++
-        const logged = entry as CallEntry
-        authenticator.checkLogged(seq, logged)
+        authenticator.checkLogged(seq, logged, signatureValid)
         if (!(logged.timestamp >= lastTimestamp)) {
           throw new DivergenceError({
             message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,

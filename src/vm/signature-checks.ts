@@ -1,0 +1,85 @@
+/**
+ * Checking the signatures of a production log's calls ahead of replay, on a worker thread: an
+ * Ed25519 check costs about as much as re-running a trivial call, and the two can run side by side.
+ * The outcome is only an input to CallAuthenticator.checkLogged, which still checks everything else
+ * in log order; the same libsodium check as the VM's admission decides (signatureVerifies).
+ */
+import type { Worker } from 'node:worker_threads'
+import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
+import type { SignatureBatch } from './signature-thread.js'
+
+const THREAD_ENTRY = moduleBeside(import.meta.url, 'signature-thread')
+/** Entries per batch sent to the thread. */
+const BATCH = 256
+
+class SignatureThread {
+  private worker: Worker | null = null
+  private readonly pending = new Map<number, (results: (boolean | null)[] | null) => void>()
+  private nextId = 1
+
+  /** The signatures' outcomes, or null if the thread failed (the caller then checks on its own thread). */
+  check(items: SignatureBatch['items']): Promise<(boolean | null)[] | null> {
+    const worker = this.start()
+    const id = this.nextId++
+    return new Promise((resolve) => {
+      if (this.pending.size === 0) worker.ref()
+      this.pending.set(id, resolve)
+      worker.postMessage({ id, items } satisfies SignatureBatch)
+    })
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker
+    const worker = startModuleWorker(THREAD_ENTRY)
+    worker.unref()
+    worker.on('message', ({ id, results }: { id: number; results: (boolean | null)[] }) => this.settle(id, results))
+    const fail = () => {
+      for (const id of [...this.pending.keys()]) this.settle(id, null)
+      if (this.worker === worker) this.worker = null
+    }
+    worker.on('error', fail)
+    worker.on('exit', fail)
+    this.worker = worker
+    return worker
+  }
+
+  private settle(id: number, results: (boolean | null)[] | null): void {
+    const resolve = this.pending.get(id)
+    this.pending.delete(id)
+    if (this.pending.size === 0) this.worker?.unref()
+    resolve?.(results)
+  }
+}
+
+let thread: SignatureThread | null = null
+
+/**
+ * Yields `entries` with the outcome of each one's signature check (undefined when it has no
+ * signature, or when the thread could not say), checking each batch while the previous one is used.
+ */
+export async function* withSignatureChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<[CallEntry, boolean | undefined]> {
+  thread ??= new SignatureThread()
+  const checker = thread
+  const submit = (batch: CallEntry[]) => ({
+    batch,
+    results: checker.check(batch.map((e) => (e.signed && typeof e.caller === 'string' ? { signed: e.signed, caller: e.caller } : null))),
+  })
+  let current: CallEntry[] = []
+  let ahead: ReturnType<typeof submit> | null = null
+  async function* drain(submitted: ReturnType<typeof submit>): AsyncGenerator<[CallEntry, boolean | undefined]> {
+    const results = await submitted.results
+    for (const [i, entry] of submitted.batch.entries()) yield [entry, results?.[i] ?? undefined]
+  }
+  for await (const entry of entries) {
+    current.push(entry as CallEntry)
+    if (current.length < BATCH) continue
+    const submitted = submit(current)
+    current = []
+    if (ahead) yield* drain(ahead)
+    ahead = submitted
+  }
+  const last = current.length > 0 ? submit(current) : null
+  if (ahead) yield* drain(ahead)
+  if (last) yield* drain(last)
+}
