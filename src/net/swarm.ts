@@ -49,8 +49,11 @@ type Connection = Duplex & { remotePublicKey: Buffer }
 export class SwarmNetwork {
   private readonly swarm: Hyperswarm
   private readonly replicators = new Set<(socket: Duplex) => void>()
-  /** Topics looked up as a client (hex), with their discovery, for asking again. */
-  private readonly lookups = new Map<string, PeerDiscovery>()
+  /**
+   * Joined topics (hex) and how: a topic can be both announced and looked up (a seeder's), and
+   * joining it again must not drop the other mode.
+   */
+  private readonly topics = new Map<string, { discovery: PeerDiscovery; client: boolean; server: boolean }>()
   private readonly onStatus: (message: string) => void
   private destroyed = false
 
@@ -90,28 +93,39 @@ export class SwarmNetwork {
     return () => this.replicators.delete(replicate)
   }
 
+  /** Joins `key`'s topic in the modes wanted, keeping the modes it was already joined in. */
+  private join(key: Uint8Array, want: { client?: boolean; server?: boolean }): PeerDiscovery {
+    const topic = topicOf(key)
+    const known = this.topics.get(topic.toString('hex'))
+    const client = !!(want.client || known?.client)
+    const server = !!(want.server || known?.server)
+    const discovery = this.swarm.join(topic, { client, server })
+    this.topics.set(topic.toString('hex'), { discovery, client, server })
+    return discovery
+  }
+
   /** Announces that this peer serves `key` (a core's public key); resolves once the DHT holds the announcement. */
   async announce(key: Uint8Array): Promise<void> {
-    await this.swarm.join(topicOf(key), { server: true, client: false }).flushed()
+    await this.join(key, { server: true }).flushed()
   }
 
   /** Looks for peers that serve `key`; resolves once the first round of lookups and dials is done. */
   async lookup(key: Uint8Array): Promise<void> {
-    const topic = topicOf(key)
-    this.lookups.set(topic.toString('hex'), this.swarm.join(topic, { server: false, client: true }))
+    this.join(key, { client: true })
     await this.swarm.flush()
   }
 
   async leave(key: Uint8Array): Promise<void> {
     const topic = topicOf(key)
-    this.lookups.delete(topic.toString('hex'))
+    this.topics.delete(topic.toString('hex'))
     if (!this.destroyed) await this.swarm.leave(topic)
   }
 
-  /** Drops the open connections (the swarm dials again) and asks the DHT again. */
+  /** Drops the open connections (the swarm dials again) and asks the DHT again for the topics looked up. */
   async redial(): Promise<void> {
     for (const socket of this.swarm.connections) socket.destroy()
-    await Promise.all([...this.lookups.values()].map((discovery) => discovery.refresh({ client: true, server: false })))
+    const lookedUp = [...this.topics.values()].filter((t) => t.client)
+    await Promise.all(lookedUp.map((t) => t.discovery.refresh({ client: t.client, server: t.server })))
     await this.swarm.flush()
   }
 
