@@ -38,7 +38,7 @@ export function registerLog(program: Command): void {
       const print = (seq: number, entry: LogEntry) => out.line(options.json ? JSON.stringify({ seq, ...entry }) : formatEntry(seq, entry))
       let next = await printRange(opened.callLog, options.from ?? 0, opened.callLog.length, print)
       while (options.follow && !stop.signal.aborted) {
-        await grown(opened.callLog, next, stop.signal)
+        await opened.callLog.waitForLength(next + 1, { signal: stop.signal })
         next = await printRange(opened.callLog, next, opened.callLog.length, print)
       }
     } finally {
@@ -54,24 +54,6 @@ async function printRange(callLog: CallLog, start: number, end: number, print: (
   if (start >= end) return start
   for await (const entry of callLog.entries({ start, end })) print(seq++, entry)
   return seq
-}
-
-/** Resolves when the log is longer than `length`, or on abort; asks a fetched log's hosts every half second. */
-async function grown(callLog: CallLog, length: number, signal: AbortSignal): Promise<void> {
-  while (callLog.length <= length && !signal.aborted) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, 500)
-      function done() {
-        clearTimeout(timer)
-        callLog.off('append', done)
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      callLog.once('append', done)
-      signal.addEventListener('abort', done, { once: true })
-      if (!callLog.writable) callLog.update().then((more) => more && done(), done)
-    })
-  }
 }
 
 const ISO = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '')

@@ -50,6 +50,34 @@ export class CallLog extends EventEmitter {
     return this.core.length > before
   }
 
+  /**
+   * Resolves once the log holds at least `length` entries, or when `signal` aborts. A fetched copy
+   * asks its hosts every `pollMs` (default 500) besides listening for appends; rejects if asking
+   * fails (a host that rewrote history: ERR_FORKED).
+   */
+  async waitForLength(length: number, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<void> {
+    const { signal, pollMs = 500 } = options
+    while (this.length < length && !signal?.aborted) {
+      let timer: NodeJS.Timeout | undefined
+      let wake: () => void = () => {}
+      const waited = new Promise<void>((resolve, reject) => {
+        wake = resolve
+        timer = setTimeout(resolve, pollMs)
+        // Woken early only by growth; otherwise the timer paces the asking.
+        if (!this.writable) this.update().then((grew) => grew && resolve(), reject)
+      })
+      this.once('append', wake)
+      signal?.addEventListener('abort', wake, { once: true })
+      try {
+        await waited
+      } finally {
+        clearTimeout(timer)
+        this.off('append', wake)
+        signal?.removeEventListener('abort', wake)
+      }
+    }
+  }
+
   /** The call log kept in `store` (a VM's store, or a standalone log's). */
   static fromStore(store: Corestore): CallLog {
     return new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }))

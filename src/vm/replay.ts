@@ -93,36 +93,6 @@ async function* withoutChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<
   for await (const entry of entries) yield [entry as CallEntry, undefined]
 }
 
-/** How often a followed log asks its hosts for news, besides listening for appends. */
-const FOLLOW_POLL_MS = 500
-
-/**
- * Resolves once `callLog` holds at least `minLength` entries, or `signal` aborts. Rejects if asking
- * the hosts fails (a host that rewrote history: ERR_FORKED).
- */
-async function logGrowth(callLog: CallLog, minLength: number, signal?: AbortSignal): Promise<void> {
-  while (callLog.length < minLength && !signal?.aborted) {
-    let timer: NodeJS.Timeout | undefined
-    const wake = () => resolveWait()
-    let resolveWait: () => void = () => {}
-    const waited = new Promise<void>((resolve, reject) => {
-      resolveWait = resolve
-      timer = setTimeout(resolve, FOLLOW_POLL_MS)
-      // A fetched copy asks its hosts; it wakes early only if it grew (else the timer paces the asking).
-      if (!callLog.writable) callLog.update().then((grew) => grew && resolve(), reject)
-    })
-    callLog.once('append', wake)
-    signal?.addEventListener('abort', wake, { once: true })
-    try {
-      await waited
-    } finally {
-      clearTimeout(timer)
-      callLog.off('append', wake)
-      signal?.removeEventListener('abort', wake)
-    }
-  }
-}
-
 export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<VM> {
   await callLog.ready()
   const end = Math.min(options.end ?? callLog.length, callLog.length)
@@ -233,7 +203,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     await replayTo(end)
     if (options.follow) {
       for (;;) {
-        await logGrowth(callLog, seq + 2, options.signal)
+        await callLog.waitForLength(seq + 2, { signal: options.signal })
         if (options.signal?.aborted) break
         await replayTo(callLog.length)
       }
