@@ -34,7 +34,7 @@ export function registerSeed(program: Command): void {
       const swarm = swarmOf(options, (text) => err.note(text), true)
       const seeder = await Seeder.open({ dir: resolve(options.dir), swarm, timeout: options.timeout })
       try {
-        const targets = urls.length > 0 ? urls : await seeder.previouslySeeded()
+        const targets = urls.length > 0 ? urls : seeder.previouslySeeded
         if (targets.length === 0) throw new UsageError('nothing to seed: give the URLs of VMs (ws://… or hyper://…)')
         for (const url of targets) {
           const kind = targetKind(url)

@@ -44,6 +44,15 @@ interface Seeded {
   stops: (() => void)[]
 }
 
+async function readSeededList(dir: string): Promise<string[]> {
+  try {
+    const list = JSON.parse(await readFile(join(dir, SEEDED_FILE), 'utf8')) as unknown
+    return Array.isArray(list) ? list.filter((u): u is string => typeof u === 'string') : []
+  } catch {
+    return []
+  }
+}
+
 export class Seeder {
   private readonly seeded = new Map<string, Seeded>()
   private closed = false
@@ -53,6 +62,8 @@ export class Seeder {
     private readonly store: Corestore,
     private readonly network: SwarmNetwork,
     private readonly timeoutMs: number,
+    /** The dir's list of seeded call logs (SEEDED_FILE), read once when the seeder opens. */
+    private readonly listed: Set<string>,
   ) {}
 
   static async open(options: SeederOptions): Promise<Seeder> {
@@ -61,7 +72,7 @@ export class Seeder {
     await store.ready()
     const network = await SwarmNetwork.create(options.swarm ?? {})
     network.serve((socket) => store.replicate(socket))
-    return new Seeder(options.dir, store, network, options.timeout ?? DEFAULT_TIMEOUT_MS)
+    return new Seeder(options.dir, store, network, options.timeout ?? DEFAULT_TIMEOUT_MS, new Set(await readSeededList(options.dir)))
   }
 
   /** The VMs seeded so far. */
@@ -69,14 +80,9 @@ export class Seeder {
     return [...this.seeded.values()].map((s) => s.info)
   }
 
-  /** Call log URLs this dir seeded before (seed them again to serve them). */
-  async previouslySeeded(): Promise<string[]> {
-    try {
-      const list = JSON.parse(await readFile(join(this.dir, SEEDED_FILE), 'utf8')) as unknown
-      return Array.isArray(list) ? list.filter((u): u is string => typeof u === 'string') : []
-    } catch {
-      return []
-    }
+  /** Call log URLs this dir has seeded, as of when it was opened (seed them again to serve them). */
+  get previouslySeeded(): string[] {
+    return [...this.listed]
   }
 
   /**
@@ -113,7 +119,7 @@ export class Seeder {
       throw err
     }
     this.seeded.set(toHex(logKey), entry)
-    await this.remember()
+    await this.remember(entry.info.callLogUrl)
     return entry.info
   }
 
@@ -145,10 +151,12 @@ export class Seeder {
     entry.stops.push(() => live.destroy())
   }
 
-  private async remember(): Promise<void> {
-    const list = [...new Set([...(await this.previouslySeeded()), ...this.vms.map((v) => v.callLogUrl)])]
+  /** Adds `callLogUrl` to the dir's list of seeded logs (written only when it is new). */
+  private async remember(callLogUrl: string): Promise<void> {
+    if (this.listed.has(callLogUrl)) return
+    this.listed.add(callLogUrl)
     const tmp = join(this.dir, `${SEEDED_FILE}.tmp`)
-    await writeFile(tmp, `${JSON.stringify(list, null, 2)}\n`)
+    await writeFile(tmp, `${JSON.stringify([...this.listed], null, 2)}\n`)
     await rename(tmp, join(this.dir, SEEDED_FILE))
   }
 
