@@ -78,13 +78,8 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    // Handles a command left open (a fetched copy's connections, timers) must not keep the process alive.
-    setTimeout(() => process.exit(), 100).unref()
-  },
-  (error) => {
-    reportError(error, true)
-    process.exit(2)
-  },
-)
+// main() reports errors itself; this is for a failure in that reporting.
+main().catch((error) => {
+  reportError(error, true)
+  process.exit(2)
+})
