@@ -480,6 +480,25 @@ async function main(): Promise<void> {
       ),
     })
 
+    /** A sequential run's figures: p50, p99 and calls/s, each over the rounds. */
+    const seq = (f: (r: RoundFigures) => Latency) => ({
+      p50_ms: figure(
+        pick((r) => f(r).p50),
+        'ms',
+        round3,
+      ),
+      p99_ms: figure(
+        pick((r) => f(r).p99),
+        'ms',
+        round3,
+      ),
+      calls_per_sec: figure(
+        pick((r) => f(r).perSec),
+        'calls/s',
+      ),
+    })
+
+    const echoSeqFigures = seq((r) => r.echoSeq)
     const echoConc = median(pick((r) => r.echoConc.perSec))
     const echoSeqP50 = median(pick((r) => r.echoSeq.p50))
     const rawAppendP50 = median(pick((r) => r.rawAppend.p50))
@@ -492,20 +511,9 @@ async function main(): Promise<void> {
         note: `bench/echo-server.mjs (plain ws, JSON.parse, answers result 1) driven by the raw ws + JSON generator, ${CLIENTS} clients each awaiting one call at a time`,
       },
       echoSequentialP50Ms: {
-        ...figure(
-          pick((r) => r.echoSeq.p50),
-          'ms',
-          round3,
-        ),
-        p99_ms: figure(
-          pick((r) => r.echoSeq.p99),
-          'ms',
-          round3,
-        ),
-        calls_per_sec: figure(
-          pick((r) => r.echoSeq.perSec),
-          'calls/s',
-        ),
+        ...echoSeqFigures.p50_ms,
+        p99_ms: echoSeqFigures.p99_ms,
+        calls_per_sec: echoSeqFigures.calls_per_sec,
         note: 'the echo server, one raw ws client awaiting one call at a time (the same loop as the LibVMS figure)',
       },
       rawAwaitedAppendP50Ms: {
@@ -572,22 +580,7 @@ async function main(): Promise<void> {
           ),
           raw_awaited_append_p50_ms: round3(rawAppendP50),
           echo_p50_ms: round3(echoSeqP50),
-          raw_ws_client_on_libvms: {
-            p50_ms: figure(
-              pick((r) => r.rawOnLibvmsSeq.p50),
-              'ms',
-              round3,
-            ),
-            p99_ms: figure(
-              pick((r) => r.rawOnLibvmsSeq.p99),
-              'ms',
-              round3,
-            ),
-            calls_per_sec: figure(
-              pick((r) => r.rawOnLibvmsSeq.perSec),
-              'calls/s',
-            ),
-          },
+          raw_ws_client_on_libvms: seq((r) => r.rawOnLibvmsSeq),
         },
         round3,
       ),

@@ -251,24 +251,21 @@ async function main(): Promise<void> {
       runs.seqP99.push(seq.p99)
       log(`${tag} sequentialCallsPerSec ${seq.perSec.toFixed(0)} (p50 ${seq.p50.toFixed(3)} ms, p99 ${seq.p99.toFixed(3)} ms)`)
 
-      const trivial = await concurrentCalls(SIZES.concurrentTrivialCalls, 'inc')
-      try {
-        runs.concTrivial.push(trivial.perSec)
-        log(`${tag} concurrentTrivialCallsPerSec ${trivial.perSec.toFixed(0)}`)
-        runs.replayTrivial.push(await replayAndCompare(trivial.vm))
-        log(`${tag} replayTrivialCallsPerSec ${runs.replayTrivial.at(-1)?.toFixed(0)}`)
-      } finally {
-        await trivial.vm.close()
-      }
-
-      const writing = await concurrentCalls(SIZES.concurrentWritingCalls, 'write')
-      try {
-        runs.concWriting.push(writing.perSec)
-        log(`${tag} concurrentWritingCallsPerSec ${writing.perSec.toFixed(0)}`)
-        runs.replayWriting.push(await replayAndCompare(writing.vm))
-        log(`${tag} replayWritingCallsPerSec ${runs.replayWriting.at(-1)?.toFixed(0)}`)
-      } finally {
-        await writing.vm.close()
+      // Calls with 64 in flight, then a replay of the log they made: trivial calls, then writing ones.
+      const kinds = [
+        { calls: SIZES.concurrentTrivialCalls, method: 'inc', name: 'Trivial', conc: runs.concTrivial, replay: runs.replayTrivial },
+        { calls: SIZES.concurrentWritingCalls, method: 'write', name: 'Writing', conc: runs.concWriting, replay: runs.replayWriting },
+      ] as const
+      for (const kind of kinds) {
+        const measured = await concurrentCalls(kind.calls, kind.method)
+        try {
+          kind.conc.push(measured.perSec)
+          log(`${tag} concurrent${kind.name}CallsPerSec ${measured.perSec.toFixed(0)}`)
+          kind.replay.push(await replayAndCompare(measured.vm))
+          log(`${tag} replay${kind.name}CallsPerSec ${kind.replay.at(-1)?.toFixed(0)}`)
+        } finally {
+          await measured.vm.close()
+        }
       }
 
       runs.laterDeploy.push(await laterDeploy())
