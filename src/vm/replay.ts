@@ -89,10 +89,6 @@ function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAs
   }
 }
 
-async function* withoutChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<[CallEntry, undefined]> {
-  for await (const entry of entries) yield [entry as CallEntry, undefined]
-}
-
 export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<VM> {
   await callLog.ready()
   const end = Math.min(options.end ?? callLog.length, callLog.length)
@@ -172,31 +168,35 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     let lastTimestamp = init.timestamp
     // Every logged call must pass the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
+    const replayOne = async (logged: CallEntry, signatureValid?: boolean): Promise<void> => {
+      seq++
+      authenticator.checkLogged(seq, logged, signatureValid)
+      if (!(logged.timestamp >= lastTimestamp)) {
+        throw new DivergenceError({
+          message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,
+          seq,
+          method: logged.method,
+          caller: logged.caller,
+          field: 'timestamp',
+          expected: `at least ${lastTimestamp}`,
+          actual: logged.timestamp,
+        })
+      }
+      lastTimestamp = logged.timestamp
+      const input = callInputOf(logged)
+      const result = await runner.runCall(input, 'apply')
+      const replayed = buildCallEntry(input, result, await runner.currentFiles())
+      runner.stage(replayed)
+      if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
+      await options.onEntry?.(seq, logged, replayed)
+    }
     const replayTo = async (until: number): Promise<void> => {
       const entries = callLog.entries({ start: seq + 1, end: until })
-      // A production log's signatures are checked on another thread, a batch ahead of the replay.
-      const checked = init.auth === 'production' ? withSignatureChecks(entries) : withoutChecks(entries)
-      for await (const [logged, signatureValid] of checked) {
-        seq++
-        authenticator.checkLogged(seq, logged, signatureValid)
-        if (!(logged.timestamp >= lastTimestamp)) {
-          throw new DivergenceError({
-            message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,
-            seq,
-            method: logged.method,
-            caller: logged.caller,
-            field: 'timestamp',
-            expected: `at least ${lastTimestamp}`,
-            actual: logged.timestamp,
-          })
-        }
-        lastTimestamp = logged.timestamp
-        const input = callInputOf(logged)
-        const result = await runner.runCall(input, 'apply')
-        const replayed = buildCallEntry(input, result, await runner.currentFiles())
-        runner.stage(replayed)
-        if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
-        await options.onEntry?.(seq, logged, replayed)
+      if (init.auth === 'production') {
+        // A production log's signatures are checked on another thread, a batch ahead of the replay.
+        for await (const [logged, signatureValid] of withSignatureChecks(entries)) await replayOne(logged, signatureValid)
+      } else {
+        for await (const logged of entries) await replayOne(logged as CallEntry)
       }
       await runner.flush()
     }
