@@ -3,7 +3,7 @@
  * first). Servers are `nodevms exec` children ended by their pid.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -300,4 +300,24 @@ test('help, version, usage errors and connection errors: exit codes and one-line
   const notATarget = await nodevms(['verify', join(root, 'no-such-dir')])
   assert.equal(notATarget.code, 2)
   assert.match(notATarget.stderr, /is not a ws:\/\/ URL, a hyper:\/\/ URL or a VM's data dir/)
+})
+
+test('colours on a terminal, none with NO_COLOR (run under script(1) for a terminal)', async (t) => {
+  const dir = await tempDir(t)
+  const { NO_COLOR: _, ...env } = process.env
+  /** `nodevms keygen --out <file>` with a terminal for its stdout; resolves with what it printed. */
+  const onTerminal = (file: string, extra: NodeJS.ProcessEnv) =>
+    new Promise<string>((resolve, reject) => {
+      execFile(
+        'script',
+        ['-qc', `"${process.execPath}" "${BIN}" keygen --out "${join(dir, file)}"`, '/dev/null'],
+        { env: { ...env, TERM: 'xterm', ...extra }, timeout: 30_000 },
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      )
+    })
+  const coloured = await onTerminal('a.key', {})
+  assert.ok(coloured.includes(`${ESC}32m✓`), `a terminal gets colours: ${JSON.stringify(coloured)}`)
+  const plain = await onTerminal('b.key', { NO_COLOR: '1' })
+  assert.match(plain, /✓ saved/)
+  assert.ok(!plain.includes(ESC), `NO_COLOR turns them off: ${JSON.stringify(plain)}`)
 })
