@@ -3,11 +3,23 @@
  * its own fixed-size memory (initial = maximum). A fixed memory is what bounds a script's allocations:
  * QuickJS's own memory limit does not hold in these builds, and growing memory while jobs run trips an
  * assertion in quickjs-emscripten 0.32.
+ *
+ * Nothing of the host reaches an instance (host-imports.ts): the engine's only windows on the host
+ * machine — its time zone, its clock, its environment and program path, its timers — are replaced
+ * with fixed answers before the instance starts, so every instance starts with the same bytes in
+ * its memory and reads UTC, wherever, on whichever thread and by whichever program it runs.
  */
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import releaseSyncModule from '@jitl/quickjs-wasmfile-release-sync'
-import { newQuickJSWASMModuleFromVariant, newVariant, type QuickJSSyncVariant, type QuickJSWASMModule } from 'quickjs-emscripten-core'
+import {
+  type EmscriptenModuleLoaderOptions,
+  newQuickJSWASMModuleFromVariant,
+  newVariant,
+  type QuickJSSyncVariant,
+  type QuickJSWASMModule,
+} from 'quickjs-emscripten-core'
+import { deterministicImports } from './host-imports.js'
 
 const require = createRequire(import.meta.url)
 
@@ -21,6 +33,9 @@ export const MIN_MEMORY_BYTES = 256 * WASM_PAGE_BYTES
 export const ENGINE_NAME = 'quickjs-emscripten'
 export const ENGINE_VARIANT = 'release-sync'
 export const ENGINE_VERSION: string = require('@jitl/quickjs-wasmfile-release-sync/package.json').version
+
+/** What the engine is told its program is called, on every host. */
+const ENGINE_PROGRAM = '/libvms'
 
 let compiledModule: WebAssembly.Module | undefined
 
@@ -37,7 +52,19 @@ function compiledEngine(): WebAssembly.Module {
 export async function createEngineInstance(memoryBytes: number): Promise<QuickJSWASMModule> {
   const pages = memoryBytes / WASM_PAGE_BYTES
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages })
-  const variant = newVariant<QuickJSSyncVariant>(releaseSyncVariant, { wasmModule: compiledEngine(), wasmMemory: memory })
+  const compiled = compiledEngine()
+  const variant = newVariant<QuickJSSyncVariant>(releaseSyncVariant, {
+    wasmMemory: memory,
+    emscriptenModule: {
+      // The program path the engine's libc would copy into memory: the same everywhere.
+      thisProgram: ENGINE_PROGRAM,
+      instantiateWasm(imports: WebAssembly.Imports, onSuccess: (instance: WebAssembly.Instance) => void) {
+        const instance = new WebAssembly.Instance(compiled, deterministicImports(imports, memory))
+        onSuccess(instance)
+        return instance.exports
+      },
+    } as EmscriptenModuleLoaderOptions,
+  })
   return newQuickJSWASMModuleFromVariant(variant)
 }
 
