@@ -10,7 +10,7 @@ import { isKeyPair, type KeyPair } from '../ledger/key-pair.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import { encodeCallPayload, signCallPayload } from '../ledger/signed-call.js'
 import { rememberHost } from '../net/known-hosts.js'
-import { decodeValue, encodeValue } from '../sandbox/value-codec.js'
+import { encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
 export interface ConnectOptions {
@@ -206,7 +206,7 @@ export class RPCClient {
       call.reject(new RPCError(details?.name ?? 'RPCError', details?.code ?? 'ERR_RPC', message, code, details?.seq))
     } else {
       try {
-        call.resolve(decodeValue(JSON.stringify(response.result)))
+        call.resolve(fromTagged(response.result as TaggedValue, 'the result'))
       } catch (err) {
         call.reject(err as Error)
       }

@@ -25,7 +25,7 @@ import { createEngineInstance } from './engine.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import type { TaggedValue } from './value-codec.js'
-import { decodeValue, encodeValue } from './value-codec.js'
+import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from './value-codec.js'
 
 /** Values a turn takes from the log. */
 export interface TurnContext {
@@ -179,7 +179,11 @@ export class Sandbox {
     const listed = this.driverCall('exportNames')
     if ('failure' in listed) throw new ScriptError(listed.failure.name, `${listed.failure.name}: ${listed.failure.message}`)
     const names = JSON.parse(String(listed.value)) as [string, boolean, (string | null)?][]
-    this.exportList = names.map(([name, callable, value]) => (callable ? { name, callable } : { name, callable, value: value ?? null }))
+    // A value export nested too deep to decode safely is listed like one that cannot be encoded.
+    const exportValue = (value: string | null | undefined) => (value == null || jsonDeeperThan(value) ? null : value)
+    this.exportList = names.map(([name, callable, value]) =>
+      callable ? { name, callable } : { name, callable, value: exportValue(value) },
+    )
     return { cost: outcome.cost }
   }
 
@@ -258,7 +262,10 @@ export class Sandbox {
       }
       const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
       if ('failure' in ended) return this.abortTurn(ended.failure)
-      const outcome = JSON.parse(String(ended.value)) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
+      const endedJson = String(ended.value)
+      // The outcome wraps the result in one object: the result itself may nest MAX_VALUE_DEPTH levels.
+      if (jsonDeeperThan(endedJson, MAX_VALUE_DEPTH + 1)) return { ok: false, error: RESULT_TOO_DEEP, cost: this.ticks }
+      const outcome = JSON.parse(endedJson) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
       return outcome.ok
         ? { ok: true, value: outcome.value, cost: this.ticks }
         : { ok: false, error: normalizeError(outcome.error ?? { name: 'Error', message: '' }), cost: this.ticks }
@@ -290,7 +297,7 @@ export class Sandbox {
   private async serveRequest(request: PendingRequest, onRequest: HostRequestHandler): Promise<void> {
     let reply: string
     try {
-      const args = decodeValue(request.argsJson) as unknown[]
+      const args = decodeValue(request.argsJson, `the arguments of System.${request.op}`) as unknown[]
       const value = await onRequest(request.op, args)
       reply = encodeValue({ v: value }, `the reply to System.${request.op}`) ?? '{}'
     } catch (err) {
@@ -427,6 +434,10 @@ export class Sandbox {
 type TurnFailure = { name: string; message: string }
 
 const MEMORY_EXHAUSTED: TurnFailure = { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
+const RESULT_TOO_DEEP: TurnFailure = {
+  name: 'EncodingError',
+  message: `the result is nested deeper than ${MAX_VALUE_DEPTH} levels, the most a value may have; flatten it`,
+}
 const STACK_EXHAUSTED: TurnFailure = {
   name: 'StackOverflow',
   message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?',

@@ -5,11 +5,66 @@
  * class instances, undefined inside arrays) is an EncodingError rather than a silent null.
  *
  * The VM side of the same encoding lives in prelude.ts; both must agree.
+ *
+ * Depth is bounded: no value nested deeper than MAX_VALUE_DEPTH levels crosses the boundary, in either
+ * direction, nor goes into the log. The host's JSON functions recurse, and a value deep enough to
+ * exhaust the host's stack would otherwise fail in a different place on every host (or crash it);
+ * the bound is checked without recursion, before anything recursive touches the value, so a value
+ * too deep is the same EncodingError everywhere.
  */
 import { EncodingError } from '../errors.js'
 
 /** A JSON value in the tagged form stored in the log. */
 export type TaggedValue = null | boolean | number | string | TaggedValue[] | { [key: string]: TaggedValue }
+
+/**
+ * The deepest nesting a value may have (an array or object directly inside an argument list or a
+ * result is level 1). Part of the determinism contract: a result nested deeper fails the same way on
+ * every host and on replay.
+ */
+export const MAX_VALUE_DEPTH = 1000
+
+function tooDeep(what: string): EncodingError {
+  return new EncodingError(`${what} is nested deeper than ${MAX_VALUE_DEPTH} levels, the most a value may have; flatten it`)
+}
+
+/** True if `value` (a host value) has arrays or objects nested more than `max` deep. Never recurses. */
+export function valueDeeperThan(value: unknown, max: number = MAX_VALUE_DEPTH): boolean {
+  if (value === null || typeof value !== 'object') return false
+  const stack: [object, number][] = [[value, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [object, number]
+    if (depth > max) return true
+    if (ArrayBuffer.isView(node) || node instanceof ArrayBuffer) continue
+    const children = Array.isArray(node) ? node : Object.values(node)
+    for (const child of children) if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/** True if the JSON text `json` nests arrays or objects more than `max` deep. Never recurses. */
+export function jsonDeeperThan(json: string, max: number = MAX_VALUE_DEPTH): boolean {
+  // Fast path: nesting needs an opening bracket per level.
+  let opening = 0
+  for (const bracket of ['[', '{']) {
+    for (let i = json.indexOf(bracket); i !== -1 && opening <= max; i = json.indexOf(bracket, i + 1)) opening++
+  }
+  if (opening <= max) return false
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (inString) {
+      if (c === 92)
+        i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return true
+    } else if (c === 93 || c === 125) depth--
+  }
+  return false
+}
 
 function isTagLike(obj: object): boolean {
   let n = 0
@@ -28,6 +83,7 @@ function describe(key: string): string {
 /** Encodes a host value as tagged JSON text; `undefined` stays undefined (a call that returns nothing). */
 export function encodeValue(value: unknown, what: string): string | undefined {
   if (value === undefined) return undefined
+  if (valueDeeperThan(value)) throw tooDeep(what)
   function replacer(this: Record<string, unknown>, key: string): unknown {
     const raw = this[key]
     switch (typeof raw) {
@@ -81,8 +137,9 @@ function reviver(_key: string, v: unknown): unknown {
 }
 
 /** Decodes tagged JSON text into host values (byte arrays become Uint8Array). */
-export function decodeValue(json: string | undefined): unknown {
+export function decodeValue(json: string | undefined, what = 'the value'): unknown {
   if (json === undefined) return undefined
+  if (jsonDeeperThan(json)) throw tooDeep(what)
   return json.includes('"$') ? JSON.parse(json, reviver) : JSON.parse(json)
 }
 
@@ -95,8 +152,9 @@ function finiteOnly(_key: string, v: unknown): unknown {
  * Turns a tagged value (from the log, or parsed from a request) back into a host value. A number
  * JSON.parse made infinite (1e999) is refused, never turned into null.
  */
-export function fromTagged(value: TaggedValue | undefined): unknown {
+export function fromTagged(value: TaggedValue | undefined, what = 'the value'): unknown {
   if (value === undefined) return undefined
   if (value === null || typeof value !== 'object') return value
+  if (valueDeeperThan(value)) throw tooDeep(what)
   return decodeValue(JSON.stringify(value, finiteOnly))
 }
