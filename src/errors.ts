@@ -139,6 +139,27 @@ export class LogFormatError extends LibVMSError {
   }
 }
 
+/**
+ * An auditor refused to replay a log whose init entry claims limits above the auditor's ceiling
+ * (ReplayOptions.maxLimits): the host would decide what the audit costs. Code ERR_LIMIT_CEILING.
+ */
+export class LimitCeilingError extends LibVMSError {
+  readonly limit: string
+  readonly logged: number
+  readonly ceiling: number
+
+  constructor(limit: string, logged: number, ceiling: number, option: string) {
+    super(
+      'LimitCeilingError',
+      'ERR_LIMIT_CEILING',
+      `the log's init entry sets limits.${limit} to ${logged}, above this auditor's ceiling of ${ceiling}; nothing was replayed (raise the ceiling with ${option} if you accept an audit that costly)`,
+    )
+    this.limit = limit
+    this.logged = logged
+    this.ceiling = ceiling
+  }
+}
+
 /** Replay or comparison found that the host's record and an honest re-execution differ. */
 export class DivergenceError extends LibVMSError {
   readonly seq: number | undefined

@@ -14,6 +14,7 @@ export {
   InvalidArgumentError,
   KeyFileError,
   LibVMSError,
+  LimitCeilingError,
   LogFormatError,
   MethodNotFoundError,
   RPCError,
@@ -41,7 +42,7 @@ export type { RPCBackend } from './rpc/rpc-connection.js'
 export type { ListenOptions, RPCServerOptions } from './rpc/rpc-server.js'
 export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
-export { DEFAULT_LIMITS } from './sandbox/limits.js'
+export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'
 export { EngineMismatchError } from './vm/replay.js'
 export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'

@@ -8,6 +8,7 @@ import { DivergenceError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { replayCallLog } from '../vm/replay.js'
 
@@ -25,6 +26,8 @@ export interface VerifyOptions {
   signal?: AbortSignal
   /** Replay a log recorded with other engine versions. */
   allowEngineMismatch?: boolean
+  /** The most of each limit the log may claim (see ReplayOptions.maxLimits). */
+  maxLimits?: Partial<VMLimits>
   console?: ConsoleSink
 }
 
@@ -173,6 +176,7 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
     follow: options.follow,
     signal: options.signal,
     allowEngineMismatch: options.allowEngineMismatch,
+    maxLimits: options.maxLimits,
     console: options.console,
     onEntry: async (seq, logged, replayed) => {
       const divergence = diffEntries(seq, logged, replayed)

@@ -8,8 +8,9 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError } from '../errors.js'
+import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
 import { errorJSON, out, Progress } from './output.js'
-import { parseTimeout } from './parse-options.js'
+import { parseCount, parseTimeout } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { openTarget } from './targets.js'
 
@@ -18,6 +19,8 @@ interface VerifyCommandOptions extends SwarmFlags {
   json?: boolean
   follow?: boolean
   timeout?: number
+  maxTicks?: number
+  maxMemory?: number
 }
 
 export function registerVerify(program: Command): void {
@@ -29,7 +32,16 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the verdict as one JSON object')
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
-    .addHelpText('after', '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error.')
+    .option(
+      '--max-ticks <n>',
+      `refuse a log whose calls may each use more compute ticks (default ${DEFAULT_AUDIT_CEILING.computeTicks})`,
+      parseCount,
+    )
+    .option('--max-memory <bytes>', `refuse a log whose VM has more memory (default ${DEFAULT_AUDIT_CEILING.memoryBytes})`, parseCount)
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error, or a log above the --max-* ceilings.',
+    )
   addSwarmOptions(command, 'also look the log and archive up').action(async (target: string, options: VerifyCommandOptions) =>
     runVerify(target, options),
   )
@@ -58,6 +70,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
       dir: join(replayDir, 'replay'),
       follow: options.follow,
       signal: stop.signal,
+      maxLimits: { computeTicks: options.maxTicks, memoryBytes: options.maxMemory },
       onProgress: (done, total) => {
         if (options.follow && done >= total) progress.status(`following: ${done - 1} calls verified, waiting for more (Ctrl-C stops)`)
         else progress.update(done, total)

@@ -8,7 +8,7 @@ import type Hypercore from 'hypercore'
 import { StateError } from '../errors.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
-import { type LogEntry, parseEntry } from './log-entry.js'
+import { decodeEntry, type LogEntry } from './log-entry.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
 import { openLogStorage } from './vm-storage.js'
 
@@ -122,9 +122,9 @@ export class CallLog extends EventEmitter {
   /** The entry at `seq`, checked for shape. */
   async get(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<LogEntry> {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StateError(`seq must be a non-negative integer, got ${seq}`)
-    const raw = await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout })
-    if (raw === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
-    return parseEntry(raw, seq)
+    const block = (await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout, valueEncoding: 'binary' })) as Buffer | null
+    if (block === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
+    return decodeEntry(block, seq)
   }
 
   /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
@@ -143,13 +143,13 @@ export class CallLog extends EventEmitter {
     const end = Math.min(this.length, opts.end ?? this.length)
     const chunk = Math.max(1, opts.chunk ?? 256)
     // A snapshot reads without the live session's bookkeeping, and cannot change under us.
-    const snapshot = this.core.snapshot({ valueEncoding: 'json' })
+    const snapshot = this.core.snapshot({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
     const readChunk = async (from: number): Promise<LogEntry[]> => {
       const to = Math.min(end, from + chunk)
-      const raws = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i)))
-      return raws.map((raw, i) => {
-        if (raw === null) throw new StateError(`entry ${from + i} of ${this.url} is not available`)
-        return parseEntry(raw, from + i)
+      const blocks = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i)))
+      return blocks.map((block, i) => {
+        if (block === null) throw new StateError(`entry ${from + i} of ${this.url} is not available`)
+        return decodeEntry(block, from + i)
       })
     }
     try {

@@ -7,7 +7,7 @@
  */
 import { LogFormatError } from '../errors.js'
 import type { VMLimits } from '../sandbox/limits.js'
-import type { TaggedValue } from '../sandbox/value-codec.js'
+import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../sandbox/value-codec.js'
 import type { FilesState } from './files-archive.js'
 import type { SignedCall } from './signed-call.js'
 
@@ -102,9 +102,43 @@ function checkTurn(e: Record<string, unknown>, seq: number): void {
   checkFiles(e.files, seq)
 }
 
+/** The largest log entry read: an init entry holds the script, a call its arguments and result. */
+export const MAX_ENTRY_BYTES = 64 * 1024 * 1024
+
+/**
+ * Nesting an entry may have around its values (a factory's oracle records sit a few levels down);
+ * the values themselves are bounded by MAX_VALUE_DEPTH.
+ */
+const ENTRY_FRAME_DEPTH = 8
+
+/**
+ * Decodes one block of a call log: bounded in size and depth before it is parsed, then checked for
+ * shape. Every failure is a LogFormatError naming the seq.
+ */
+export function decodeEntry(block: Uint8Array, seq: number): LogEntry {
+  if (block.byteLength > MAX_ENTRY_BYTES) {
+    throw new LogFormatError(`the entry is ${block.byteLength} bytes, over the ${MAX_ENTRY_BYTES} a log entry may have`, seq)
+  }
+  const text = Buffer.from(block.buffer, block.byteOffset, block.byteLength).toString('utf8')
+  if (jsonDeeperThan(text, MAX_VALUE_DEPTH + ENTRY_FRAME_DEPTH)) {
+    throw new LogFormatError(
+      `the entry is nested deeper than ${MAX_VALUE_DEPTH + ENTRY_FRAME_DEPTH} levels; no VM logs values that deep`,
+      seq,
+    )
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw new LogFormatError(`the entry is not JSON: ${(err as Error).message}`, seq)
+  }
+  return parseEntry(raw, seq)
+}
+
 /** Checks the shape of an entry read from a log; throws LogFormatError naming the seq and the field. */
 export function parseEntry(raw: unknown, seq: number): LogEntry {
-  if (!isObject(raw)) throw new LogFormatError('not a JSON object', seq)
+  if (!isObject(raw))
+    throw new LogFormatError(`the entry is ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}, not a JSON object`, seq)
   if (seq === 0) {
     if (raw.type !== 'init') throw new LogFormatError('entry 0 must be the init entry', seq)
     if (raw.schema !== LOG_SCHEMA) {

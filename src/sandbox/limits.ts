@@ -54,3 +54,29 @@ export function resolveLimits(given: Partial<VMLimits> | undefined): VMLimits {
   }
   return limits
 }
+
+/**
+ * The most an auditor replays by default (ReplayOptions.maxLimits): generous — a hundred times the
+ * default compute budget, eight times the default memory — but finite, so a log cannot make an audit
+ * cost what its auditor never agreed to.
+ */
+export const DEFAULT_AUDIT_CEILING: Readonly<VMLimits> = Object.freeze({
+  computeTicks: 100 * DEFAULT_LIMITS.computeTicks,
+  memoryBytes: 512 * 1024 * 1024,
+  stackBytes: MAX_STACK_BYTES,
+  maxTimers: 100 * DEFAULT_LIMITS.maxTimers,
+  maxResultBytes: 64 * 1024 * 1024,
+  maxArgsBytes: 64 * 1024 * 1024,
+})
+
+/** The first limit in `limits` above `ceiling` (defaults filled from DEFAULT_AUDIT_CEILING), or null. */
+export function limitAboveCeiling(
+  limits: VMLimits,
+  ceiling: Partial<VMLimits> = {},
+): { limit: keyof VMLimits; logged: number; ceiling: number } | null {
+  for (const key of Object.keys(DEFAULT_AUDIT_CEILING) as (keyof VMLimits)[]) {
+    const max = ceiling[key] ?? DEFAULT_AUDIT_CEILING[key]
+    if (limits[key] > max) return { limit: key, logged: limits[key], ceiling: max }
+  }
+  return null
+}

@@ -15,6 +15,7 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   const parse = JSON.parse
   const ObjectProto = Object.prototype
   const getProto = Object.getPrototypeOf
+  const ownDescriptor = Object.getOwnPropertyDescriptor
   const isArray = Array.isArray
   const defineProperty = Object.defineProperty
   const isFiniteNumber = Number.isFinite
@@ -359,7 +360,9 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
     beginCall (method, argsJson, caller, timestamp, seedHex) {
       beginTurn(timestamp, seedHex, caller)
       try {
-        const fn = module.exports[method]
+        // Only the script's own exports: never an inherited name such as constructor or toString.
+        const ex = module.exports
+        const fn = ex !== null && (typeof ex === 'object' || typeof ex === 'function') && ownDescriptor(ex, method) !== undefined ? ex[method] : undefined
         if (typeof fn !== 'function') {
           const e = new Error('the VM has no function export named ' + show(method))
           e.name = 'MethodNotFound'

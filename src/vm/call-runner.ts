@@ -24,6 +24,8 @@ import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
+import { CallAdmission } from './call-admission.js'
+import { CallAuthenticator } from './call-auth.js'
 import {
   FACTORY_SYSTEM_SOURCE,
   type FilesIdentity,
@@ -359,17 +361,18 @@ export function callInputOf(entry: CallEntry): CallInput {
 
 /**
  * Restores a runner's in-memory state from its own log: load, init and every call re-run against
- * checkouts of the archive, each outcome checked against the logged one.
+ * checkouts of the archive, each call admitted by the rules of a live call (call-admission.ts) and
+ * its outcome checked against the logged one. `authenticator` takes note of every signed call, so none
+ * can be admitted again; signatures themselves are not checked again (it is the VM's own log).
  */
 export async function restoreFromLog(
   runner: CallRunner,
   log: CallLog,
-  prepared?: Promise<EngineSandbox>,
-  onCall?: (entry: CallEntry) => void,
+  options: { prepared?: Promise<EngineSandbox>; authenticator?: CallAuthenticator },
 ): Promise<void> {
   const length = log.length
   const init = (await log.get(0)) as InitEntry
-  await runner.load(init.timestamp, init.seed, prepared)
+  await runner.load(init.timestamp, init.seed, options.prepared)
   const initOutcome = await runner.runInit(init.timestamp, init.seed, 'restore')
   if (!initOutcome.ok) {
     throw new DivergenceError({
@@ -378,12 +381,14 @@ export async function restoreFromLog(
       method: 'init',
     })
   }
+  const admission = new CallAdmission(runner.exports, runner.limits, options.authenticator ?? new CallAuthenticator(init.auth, log.key))
   let baseVersion = init.files.version
   let files = init.files
   let seq = 0
   for await (const entry of log.entries({ start: 1, end: length })) {
     seq++
     const logged = entry as CallEntry
+    admission.admitLogged(seq, logged, { checkAuth: false })
     const outcome = await runner.runCall(callInputOf(logged), 'restore', baseVersion)
     const restored = buildCallEntry(callInputOf(logged), outcome, logged.files)
     if (JSON.stringify(restored) !== JSON.stringify(logged)) {
@@ -397,7 +402,6 @@ export async function restoreFromLog(
         actual: restored.result ?? restored.error,
       })
     }
-    onCall?.(logged)
     baseVersion = logged.files.version
     files = logged.files
   }

@@ -6,13 +6,14 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DirectoryError, DivergenceError, LibVMSError, LogFormatError } from '../errors.js'
+import { DirectoryError, DivergenceError, LibVMSError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
-import { resolveLimits } from '../sandbox/limits.js'
+import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { CallAdmission } from './call-admission.js'
 import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, ENGINE_INFO } from './call-runner.js'
 import { withSignatureChecks } from './signature-checks.js'
@@ -42,6 +43,11 @@ export interface ReplayOptions {
   onEntry?: (seq: number, logged: LogEntry, replayed: LogEntry) => void | Promise<void>
   /** Replay a log recorded with other engine versions (results may then differ). */
   allowEngineMismatch?: boolean
+  /**
+   * The most this replay accepts of each limit the log's init entry claims (defaults:
+   * DEFAULT_AUDIT_CEILING). A log above it is refused with LimitCeilingError before anything runs.
+   */
+  maxLimits?: Partial<VMLimits>
   console?: ConsoleSink
   watchdogMs?: number
   /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
@@ -102,6 +108,8 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
   } catch (err) {
     throw new LogFormatError(`the init entry's limits are invalid: ${(err as Error).message}`, 0)
   }
+  const above = limitAboveCeiling(limits, options.maxLimits)
+  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`)
 
   const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-replay-'))
   const dir = options.dir ?? (ownedDir as string)
@@ -166,11 +174,13 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
 
     let seq = 0
     let lastTimestamp = init.timestamp
-    // Every logged call must pass the caller check of the log's auth mode (signatures in production).
+    // Every logged call must be one a live VM would admit: an exported method, arguments within the
+    // limits, and the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
+    const admission = new CallAdmission(runner.exports, limits, authenticator)
     const replayOne = async (logged: CallEntry, signatureValid?: boolean): Promise<void> => {
       seq++
-      authenticator.checkLogged(seq, logged, signatureValid)
+      admission.admitLogged(seq, logged, { signatureValid })
       if (!(logged.timestamp >= lastTimestamp)) {
         throw new DivergenceError({
           message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,

@@ -28,7 +28,8 @@ import type { SignedCall } from '../ledger/signed-call.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { decodeValue, encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
+import { decodeValue, fromTagged } from '../sandbox/value-codec.js'
+import { CallAdmission } from './call-admission.js'
 import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, type EngineSandbox, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
@@ -99,7 +100,7 @@ export class VM extends EventEmitter {
   private storage: VMStorage | null = null
   private runner: CallRunner | null = null
   private initEntry: InitEntry | null = null
-  private authenticator: CallAuthenticator | null = null
+  private admission: CallAdmission | null = null
   private exportsObject: Record<string, unknown> = {}
   private lastTimestamp = 0
   private nextSeq = 0
@@ -133,7 +134,7 @@ export class VM extends EventEmitter {
 
   /** The callable exports, minus `init` (which runs only at deploy). */
   get methods(): string[] {
-    return (this.runner?.exports ?? []).filter((e) => e.callable && e.name !== 'init').map((e) => e.name)
+    return this.admission?.methodNames ?? []
   }
 
   get callLog(): CallLog {
@@ -282,7 +283,7 @@ export class VM extends EventEmitter {
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits)
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
-    await restoreFromLog(runner, log, sameLimits ? prepared : undefined, (entry) => authenticator.remember(entry))
+    await restoreFromLog(runner, log, { prepared: sameLimits ? prepared : undefined, authenticator })
     this.lastTimestamp = last.timestamp
     this.attach(init, log.length, authenticator)
   }
@@ -290,7 +291,8 @@ export class VM extends EventEmitter {
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
   attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
     this.initEntry = init
-    this.authenticator = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
+    const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
+    this.admission = new CallAdmission(this.runner?.exports ?? [], init.limits, auth)
     this.nextSeq = length
     if (init.timestamp > this.lastTimestamp) this.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
@@ -397,19 +399,8 @@ export class VM extends EventEmitter {
   private checkCall(request: ExecuteCallRequest): QueuedCall['input'] {
     if (request === null || typeof request !== 'object')
       throw new InvalidArgumentError('executeCall({methodName, args, userId, signed}) takes an object')
-    const { methodName, args = [], userId = null, signed } = request
-    if (typeof methodName !== 'string' || !this.methods.includes(methodName)) throw new MethodNotFoundError(String(methodName))
-    if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
-    if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
-    const json = encodeValue(args, 'the arguments') ?? '[]'
-    const limit = this.limits.maxArgsBytes
-    if (json.length > limit) {
-      throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
-    }
-    this.authenticator?.admit({ caller: userId, method: methodName, argsJson: json, signed })
-    const input: QueuedCall['input'] = { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
-    if (signed !== undefined) input.signed = { payload: signed.payload, signature: signed.signature }
-    return input
+    if (!this.admission) throw new StateError('the VM is not deployed yet')
+    return this.admission.admitLive(request)
   }
 
   /**
@@ -502,7 +493,7 @@ export class VM extends EventEmitter {
     await this.flushGroup()
     if (this.failure) return
     try {
-      await restoreFromLog(runner, this.callLog)
+      await restoreFromLog(runner, this.callLog, {})
     } catch (err) {
       this.fail(err as Error)
     }

@@ -1,0 +1,114 @@
+/**
+ * Which calls a VM runs. One list of rules, applied twice: to a live call before it is queued (a
+ * refusal is thrown to the caller and nothing is logged), and to every logged call before replay or
+ * reopen re-runs it (a logged call that breaks a rule is a divergence at its seq). So replay admits
+ * exactly what a live VM admits: a host cannot log a call to `init`, to an inherited name such as
+ * `constructor` or `toString`, to a name the script never exported, with arguments over the VM's
+ * limits or in a form no live call produces, or by a caller who did not sign it.
+ *
+ * The rules, in the order they are checked:
+ * 1. the method is a function the script exported at load (an own property), and not `init`;
+ * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
+ *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see value-codec.ts);
+ * 3. the caller is a string or null;
+ * 4. the auth mode's caller check passes (call-auth.ts: signatures, once each, in production mode).
+ */
+import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
+import type { CallEntry } from '../ledger/log-entry.js'
+import type { SignedCall } from '../ledger/signed-call.js'
+import type { VMLimits } from '../sandbox/limits.js'
+import type { ExportInfo } from '../sandbox/sandbox.js'
+import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../sandbox/value-codec.js'
+import type { CallAuthenticator } from './call-auth.js'
+
+/** A call as it will be logged, once admitted. */
+export interface AdmittedCall {
+  caller: string | null
+  method: string
+  args: TaggedValue[]
+  signed?: SignedCall
+}
+
+export class CallAdmission {
+  private readonly methods: Set<string>
+
+  constructor(
+    exports: ExportInfo[],
+    private readonly limits: VMLimits,
+    readonly authenticator: CallAuthenticator,
+  ) {
+    this.methods = new Set(exports.filter((e) => e.callable && e.name !== 'init').map((e) => e.name))
+  }
+
+  /** The callable exports a caller may call. */
+  get methodNames(): string[] {
+    return [...this.methods]
+  }
+
+  /** Checks a live call; throws the refusal (nothing is logged). Returns the call as it will be logged. */
+  admitLive(request: { methodName: unknown; args?: unknown; userId?: unknown; signed?: SignedCall }): AdmittedCall {
+    const { methodName, args = [], userId = null, signed } = request
+    this.checkMethod(methodName)
+    if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
+    if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
+    const json = encodeValue(args, 'the arguments') ?? '[]'
+    this.checkArgsSize(json)
+    this.authenticator.admit({ caller: userId, method: methodName as string, argsJson: json, signed })
+    const call: AdmittedCall = { caller: userId, method: methodName as string, args: JSON.parse(json) as TaggedValue[] }
+    if (signed !== undefined) call.signed = { payload: signed.payload, signature: signed.signature }
+    return call
+  }
+
+  /**
+   * Checks a logged call as a live VM would have checked it; throws a DivergenceError naming the seq.
+   * `signatureValid`: its signature's check, done ahead (signature-checks.ts). `checkAuth: false`
+   * only takes note of its signed counter (a VM reopening its own log).
+   */
+  admitLogged(seq: number, entry: CallEntry, options: { signatureValid?: boolean; checkAuth?: boolean } = {}): void {
+    const refuse = (rule: string, err: unknown) => {
+      const who = entry.caller ? `caller ${entry.caller}` : 'an anonymous caller'
+      return new DivergenceError({
+        message: `call ${seq} (${entry.method} by ${who}) is one no live VM would have run: ${(err as Error).message}`,
+        seq,
+        method: entry.method,
+        caller: entry.caller,
+        field: rule,
+        expected: 'a call a live VM admits',
+        actual: err instanceof LibVMSError ? err.code : String(err),
+      })
+    }
+    try {
+      this.checkMethod(entry.method)
+    } catch (err) {
+      throw refuse('method', err)
+    }
+    let json: string
+    try {
+      json = JSON.stringify(entry.args)
+      this.checkArgsSize(json)
+      // The tagged form a live VM logs: decoding and encoding again gives the same text.
+      if (json.includes('"$') && encodeValue(decodeValue(json, 'the arguments'), 'the arguments') !== json) {
+        throw new EncodingError('the arguments are not in the tagged form a live VM logs (a malformed or needless $bytes/$esc tag)')
+      }
+    } catch (err) {
+      throw refuse('args', err)
+    }
+    if (options.checkAuth === false) {
+      this.authenticator.remember(entry)
+      return
+    }
+    this.authenticator.checkLogged(seq, entry, options.signatureValid)
+  }
+
+  private checkMethod(methodName: unknown): void {
+    if (typeof methodName !== 'string' || !this.methods.has(methodName)) throw new MethodNotFoundError(String(methodName))
+  }
+
+  private checkArgsSize(json: string): void {
+    const limit = this.limits.maxArgsBytes
+    if (json.length > limit) {
+      throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
+    }
+    if (jsonDeeperThan(json)) throw new EncodingError('the arguments are nested deeper than the most a value may have')
+  }
+}
