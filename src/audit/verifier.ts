@@ -3,7 +3,6 @@
  * first place they differ — the seq, method and caller of a call and the field that differs, or the
  * path of a file.
  */
-import { createHash } from 'node:crypto'
 import { DivergenceError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
@@ -11,6 +10,7 @@ import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { replayCallLog } from '../vm/replay.js'
+import { compareFiles, firstChangeSince } from './archive-compare.js'
 
 export interface VerifyOptions {
   /** Where the replay keeps its data; a temp dir removed afterwards if absent. */
@@ -104,47 +104,12 @@ async function compareLogs(expected: CallLog, actual: CallLog): Promise<void> {
   }
 }
 
-interface FileSummary {
-  type: 'file' | 'directory'
-  digest: string
-}
-
-async function summarize(archive: DatArchive): Promise<Map<string, FileSummary>> {
-  const files = new Map<string, FileSummary>()
-  for (const name of await archive.readdir('/', { recursive: true })) {
-    const path = `/${name}`
-    const stat = await archive.stat(path)
-    if (stat.type === 'directory') {
-      files.set(path, { type: 'directory', digest: '' })
-    } else {
-      const data = (await archive.readFile(path, 'binary')) as Uint8Array
-      files.set(path, { type: 'file', digest: createHash('sha256').update(data).digest('hex') })
-    }
-  }
-  return files
-}
-
 /** Compares two archives' current files, then their histories; rejects naming the first differing path. */
 async function compareArchives(expected: DatArchive, actual: DatArchive): Promise<void> {
   await Promise.all([expected.ready(), actual.ready()])
   const [se, sa] = await Promise.all([expected.state(), actual.state()])
   if (sameState(se, sa)) return
-  const [fe, fa] = await Promise.all([summarize(expected), summarize(actual)])
-  const paths = [...new Set([...fe.keys(), ...fa.keys()])].sort()
-  for (const path of paths) {
-    const e = fe.get(path)
-    const a = fa.get(path)
-    if (e && a && e.type === a.type && e.digest === a.digest) continue
-    const describe = (f: FileSummary | undefined) =>
-      f ? (f.type === 'directory' ? 'a directory' : `a file (sha256 ${f.digest.slice(0, 16)}…)`) : 'nothing'
-    throw new DivergenceError({
-      message: `the archives differ at ${path}: the first has ${describe(e)}, the second ${describe(a)}`,
-      path,
-      field: 'files',
-      expected: e ?? null,
-      actual: a ?? null,
-    })
-  }
+  await compareFiles(expected, actual)
   throw new DivergenceError({
     message: `the archives hold the same files but different histories (version ${se.version} vs ${sa.version}): a change was made and undone outside the VM`,
     field: 'files',
@@ -200,21 +165,17 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
     if (filesArchive && files && filesArchive.version > files.version && !(await laterEntriesExplain(callLog, verified, filesArchive))) {
       const last = await callLog.get(total - 1)
       const method = last.type === 'call' ? last.method : 'init'
-      try {
-        await compareArchives(filesArchive, vm.filesArchive)
-      } catch (err) {
-        if (err instanceof DivergenceError) {
-          throw new DivergenceError({
-            message: `the archive has changes after seq ${total - 1} (${method}) that no call made: ${err.message}`,
-            seq: total - 1,
-            path: err.path,
-            field: 'files',
-            expected: files,
-            actual: filesArchive.version,
-          })
-        }
-        throw err
-      }
+      const path = await firstChangeSince(filesArchive, files.version)
+      const what = path === null ? 'a change made and undone' : `first at ${path}`
+      throw new DivergenceError({
+        message: `the archive has changes after seq ${total - 1} (${method}) that no call made (${what}; archive version ${filesArchive.version}, the log records ${files.version})`,
+        seq: total - 1,
+        method,
+        path: path ?? undefined,
+        field: 'files',
+        expected: files,
+        actual: filesArchive.version,
+      })
     }
     return { entries: calls + 1, calls, failedCalls, filesVersion: files?.version ?? 0 }
   } finally {

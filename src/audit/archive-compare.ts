@@ -1,0 +1,166 @@
+/**
+ * Comparing files archives, as an auditor must: the host's archive is hostile input. Both archives
+ * are walked in key order side by side (their Hyperbees are sorted by path), so the first differing
+ * path is reported as soon as it is reached and memory stays flat whatever the archives hold. Paths
+ * are the raw keys the archive holds — a key no VM would write (`/weird/../x`) is named as it is, not
+ * normalized into another path. A file's contents are read block by block from the blobs core, after
+ * checking that the entry points inside the core: an entry pointing at blocks the archive does not
+ * have is itself the difference, never a wait.
+ */
+import { createHash } from 'node:crypto'
+import type { BlobId } from 'hyperblobs'
+import { DivergenceError } from '../errors.js'
+import { type DriveEntryValue, FILES_KEY_PREFIX } from '../ledger/drive-format.js'
+import type { DatArchive } from '../ledger/files-archive.js'
+
+/** How long a block of contents not on this machine may take to arrive from the archive's hosts. */
+const BLOCK_WAIT_MS = 10_000
+
+/** Every key of an archive's files, in order. */
+const FILES_RANGE = { gt: FILES_KEY_PREFIX, lt: 'files\u0001' }
+
+interface EntrySummary {
+  type: 'file' | 'directory'
+  /** sha256 of the contents (files), '' for directories. */
+  digest: string
+  executable: boolean
+  linkname: string | null
+}
+
+function describe(summary: EntrySummary | null): string {
+  if (!summary) return 'nothing'
+  if (summary.type === 'directory') return 'a directory'
+  const extra = summary.linkname ? `, a link to ${summary.linkname}` : summary.executable ? ', executable' : ''
+  return `a file (sha256 ${summary.digest.slice(0, 16)}…${extra})`
+}
+
+function isBlobId(v: unknown): v is BlobId {
+  const id = v as Record<string, unknown> | null
+  return (
+    id !== null &&
+    typeof id === 'object' &&
+    ['blockOffset', 'blockLength', 'byteOffset', 'byteLength'].every((k) => Number.isSafeInteger(id[k]) && (id[k] as number) >= 0)
+  )
+}
+
+/** The sha256 of the contents `blob` points at; throws a DivergenceError if the archive does not hold them. */
+async function contentDigest(archive: DatArchive, path: string, blob: unknown): Promise<string> {
+  const hash = createHash('sha256')
+  if (blob === null || blob === undefined) return hash.digest('hex')
+  const missing = (why: string) =>
+    new DivergenceError({
+      message: `the archive ${archive.url} has an entry at ${path} whose contents ${why}: the archive was edited outside the VM`,
+      path,
+      field: 'files',
+      expected: 'contents the archive holds',
+      actual: blob,
+    })
+  if (!isBlobId(blob)) throw missing('are described by a malformed pointer')
+  if (blob.byteLength === 0) return hash.digest('hex')
+  const drive = archive.drive
+  const blobs = await drive.getBlobs()
+  const core = blobs.core
+  if (blob.blockLength === 0 || blob.blockOffset + blob.blockLength > core.length) {
+    throw missing(`lie outside its contents core (blocks ${blob.blockOffset}–${blob.blockOffset + blob.blockLength} of ${core.length})`)
+  }
+  let bytes = 0
+  for (let i = blob.blockOffset; i < blob.blockOffset + blob.blockLength; i++) {
+    let block: Buffer | null
+    try {
+      block = (await core.get(i, { wait: !drive.writable, timeout: BLOCK_WAIT_MS })) as Buffer | null
+    } catch {
+      block = null
+    }
+    if (!block) throw missing(`are not available (block ${i} could not be read)`)
+    hash.update(block)
+    bytes += block.byteLength
+  }
+  if (bytes !== blob.byteLength) throw missing(`are ${bytes} bytes, not the ${blob.byteLength} its entry says`)
+  return hash.digest('hex')
+}
+
+async function summarize(archive: DatArchive, path: string, value: DriveEntryValue | null): Promise<EntrySummary> {
+  const meta = (value?.metadata ?? {}) as { type?: unknown }
+  const executable = value?.executable === true
+  const linkname = typeof value?.linkname === 'string' ? value.linkname : null
+  if (meta.type === 'directory') return { type: 'directory', digest: '', executable, linkname }
+  return { type: 'file', digest: await contentDigest(archive, path, value?.blob), executable, linkname }
+}
+
+function same(a: EntrySummary, b: EntrySummary): boolean {
+  return a.type === b.type && a.digest === b.digest && a.executable === b.executable && a.linkname === b.linkname
+}
+
+type Node = { key: string; value: DriveEntryValue | null }
+
+/**
+ * The first path at which two archives' current files differ, walking both in key order; null if
+ * they hold the same files.
+ */
+export async function firstDifferentPath(
+  expected: DatArchive,
+  actual: DatArchive,
+): Promise<{ path: string; expected: EntrySummary | null; actual: EntrySummary | null } | null> {
+  const walk = (archive: DatArchive) => archive.drive.db.createReadStream<DriveEntryValue | null>(FILES_RANGE)[Symbol.asyncIterator]()
+  const left = walk(expected)
+  const right = walk(actual)
+  try {
+    let a = await left.next()
+    let b = await right.next()
+    while (!a.done || !b.done) {
+      const ka = a.done ? null : (a.value as Node).key
+      const kb = b.done ? null : (b.value as Node).key
+      const key = ka === null || (kb !== null && kb < ka) ? (kb as string) : ka
+      const path = key.slice(FILES_KEY_PREFIX.length)
+      const se = ka === key ? await summarize(expected, path, (a.value as Node).value) : null
+      const sa = kb === key ? await summarize(actual, path, (b.value as Node).value) : null
+      if (!se || !sa || !same(se, sa)) return { path, expected: se, actual: sa }
+      if (ka === key) a = await left.next()
+      if (kb === key) b = await right.next()
+    }
+    return null
+  } finally {
+    await left.return?.()
+    await right.return?.()
+  }
+}
+
+/** Compares two archives' current files; rejects naming the first differing path. */
+export async function compareFiles(expected: DatArchive, actual: DatArchive): Promise<boolean> {
+  const found = await firstDifferentPath(expected, actual)
+  if (!found) return true
+  throw new DivergenceError({
+    message: `the archives differ at ${found.path}: the first has ${describe(found.expected)}, the second ${describe(found.actual)}`,
+    path: found.path,
+    field: 'files',
+    expected: found.expected,
+    actual: found.actual,
+  })
+}
+
+/** The first path an archive changed after `version` (in key order), or null if its files are as they were. */
+export async function firstChangeSince(archive: DatArchive, version: number): Promise<string | null> {
+  const drive = archive.drive
+  if (version === 0) {
+    for await (const node of drive.db.createReadStream(FILES_RANGE)) return node.key.slice(FILES_KEY_PREFIX.length)
+    return null
+  }
+  const before = drive.db.checkout(version)
+  try {
+    const stream = (drive.db as unknown as DiffingBee).createDiffStream(before, FILES_RANGE)
+    for await (const change of stream) {
+      const node = change.left ?? change.right
+      if (node) return node.key.slice(FILES_KEY_PREFIX.length)
+    }
+    return null
+  } finally {
+    await before.close()
+  }
+}
+
+interface DiffingBee {
+  createDiffStream(
+    other: unknown,
+    range: { gt: string; lt: string },
+  ): AsyncIterable<{ left: { key: string } | null; right: { key: string } | null }>
+}
