@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import type Hypercore from 'hypercore'
 import {
   type CallEntry,
   CallLog,
@@ -47,7 +48,7 @@ async function forge(vm: VM, change: (last: CallEntry) => Record<string, unknown
 
 /** Appends raw bytes as the next block of the VM's log. */
 async function appendRaw(vm: VM, text: string): Promise<number> {
-  const raw = vm.callLog.core.session({ valueEncoding: 'binary' })
+  const raw = vm.callLog.core.session({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
   try {
     const { length } = await raw.append(Buffer.from(text))
     return length
@@ -157,7 +158,7 @@ test('an init entry nested 100,000 deep in its result is a LogFormatError at seq
   const entries = (await vm.callLog.list()) as LogEntry[]
   const log = await CallLog.create(join(await tempDir(t), 'deep-init'))
   t.after(() => log.close())
-  const raw = log.core.session({ valueEncoding: 'binary' })
+  const raw = log.core.session({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
   await raw.append([
     Buffer.from(JSON.stringify({ ...entries[0], result: 'R' }).replace('"R"', nested(''))),
     ...entries.slice(1).map((e) => Buffer.from(JSON.stringify(e))),

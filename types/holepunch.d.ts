@@ -145,6 +145,7 @@ declare module 'hyperbee' {
     ready(): Promise<void>
     close(): Promise<void>
     get<T = unknown>(key: string): Promise<BeeNode<T> | null>
+    put(key: string, value: unknown): Promise<void>
     peek<T = unknown>(range: BeeRange): Promise<BeeNode<T> | null>
     createReadStream<T = unknown>(range?: BeeRange): AsyncIterable<BeeNode<T>>
     createHistoryStream(opts?: { gte?: number; lt?: number; reverse?: boolean }): AsyncIterable<BeeNode & { type: 'put' | 'del' }>
@@ -173,6 +174,7 @@ declare module 'hyperblobs' {
     constructor(core: Hypercore)
     readonly core: Hypercore
     get(id: BlobId): Promise<Buffer | null>
+    put(data: Buffer): Promise<BlobId>
     batch(): HyperblobsBatch
   }
   export default Hyperblobs
