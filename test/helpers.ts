@@ -1,9 +1,11 @@
 /** Shared test helpers: temp dirs that clean themselves up, and VMs deployed into them. */
+
+import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { VM, type VMOptions } from '../src/index.js'
+import { DivergenceError, VM, type VMOptions } from '../src/index.js'
 
 /** A fresh temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
@@ -33,5 +35,15 @@ export async function callError(
     throw new Error(`expected ${methodName} to fail, it returned ${JSON.stringify(value)}`)
   } catch (err) {
     return err as Error & { code?: string; seq?: number }
+  }
+}
+
+/** An assert.rejects check: a DivergenceError naming `seq` and `field`. */
+export function expectDivergence(seq: number, field: string) {
+  return (err: unknown) => {
+    assert.ok(err instanceof DivergenceError, `expected a DivergenceError, got ${String(err)}`)
+    assert.equal(err.seq, seq, err.message)
+    assert.equal(err.field, field, err.message)
+    return true
   }
 }

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { type CallEntry, CallLog, DivergenceError, type LogEntry, Verifier, type VM } from '../src/index.js'
-import { deployVM, tempDir } from './helpers.js'
+import { deployVM, expectDivergence, tempDir } from './helpers.js'
 
 const NOTES = `
 exports.init = async () => { await System.files.mkdir('/notes') }
@@ -46,15 +46,6 @@ async function lyingCopy(t: TestContext, vm: VM, change: (entries: LogEntry[]) =
   t.after(() => log.close())
   await log.append(entries)
   return log
-}
-
-function expectDivergence(seq: number, field: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof DivergenceError, `expected a DivergenceError, got ${String(err)}`)
-    assert.equal(err.seq, seq, err.message)
-    assert.equal(err.field, field, err.message)
-    return true
-  }
 }
 
 const call = (entries: LogEntry[], seq: number) => entries[seq] as CallEntry

@@ -20,7 +20,7 @@ import {
   VM,
 } from '../src/index.js'
 import { nodevms } from './cli-helpers.js'
-import { callError, deployVM, tempDir } from './helpers.js'
+import { callError, deployVM, expectDivergence, tempDir } from './helpers.js'
 
 const BANK = `
 let balance = 0
@@ -57,15 +57,6 @@ async function appendRaw(vm: VM, text: string): Promise<number> {
   }
 }
 
-function divergesAt(seq: number, field: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof DivergenceError, `expected a DivergenceError, got ${String(err)}`)
-    assert.equal(err.seq, seq, err.message)
-    assert.equal(err.field, field, err.message)
-    return true
-  }
-}
-
 function malformedAt(seq: number, pattern: RegExp) {
   return (err: unknown) => {
     assert.ok(err instanceof LogFormatError, `expected a LogFormatError, got ${String(err)}`)
@@ -82,12 +73,12 @@ for (const method of ['init', 'constructor', 'hasOwnProperty', 'toString', '__pr
     const vm = await bank(t)
     assert.equal((await callError(vm, method)).code, 'ERR_METHOD_NOT_FOUND')
     const seq = (await forge(vm, (last) => ({ ...last, method, args: [] }))) - 1
-    await assert.rejects(Verifier.verify(vm.callLog, vm.filesArchive), divergesAt(seq, 'method'))
-    await assert.rejects(VM.fromCallLog(vm.callLog), divergesAt(seq, 'method'))
+    await assert.rejects(Verifier.verify(vm.callLog, vm.filesArchive), expectDivergence(seq, 'method'))
+    await assert.rejects(VM.fromCallLog(vm.callLog), expectDivergence(seq, 'method'))
     // The host's own reopen refuses it too: init's effects are never applied twice.
     const dir = vm.dir as string
     await vm.close()
-    await assert.rejects(new VM(BANK).deploy({ dir }), divergesAt(seq, 'method'))
+    await assert.rejects(new VM(BANK).deploy({ dir }), expectDivergence(seq, 'method'))
   })
 }
 
@@ -98,12 +89,12 @@ test('every admission rule of a live call refuses the same logged entry: args ov
   const lengthBefore = vm.callLog.length
   const seq = (await forge(vm, (last) => ({ ...last, method: 'echo', args: [long] }))) - 1
   assert.equal(seq, lengthBefore)
-  await assert.rejects(Verifier.verify(vm.callLog, null), divergesAt(seq, 'args'))
+  await assert.rejects(Verifier.verify(vm.callLog, null), expectDivergence(seq, 'args'))
 
   const other = await bank(t)
   // {"$esc": ["a", 1]} decodes to {a: 1}, which a live VM logs as {"a": 1}; a bad $bytes likewise.
   const escSeq = (await forge(other, (last) => ({ ...last, method: 'echo', args: [{ $esc: ['a', 1] }] }))) - 1
-  await assert.rejects(Verifier.verify(other.callLog, null), divergesAt(escSeq, 'args'))
+  await assert.rejects(Verifier.verify(other.callLog, null), expectDivergence(escSeq, 'args'))
 })
 
 // ---- values no host may choke on ----
@@ -243,7 +234,7 @@ test('a dangling file entry (its blob does not exist) is named at once, never wa
     metadata: null,
   })
   await between.executeCall({ methodName: 'write', args: ['b'] })
-  await assert.rejects(Verifier.verify(between.callLog, between.filesArchive), divergesAt(3, 'files'))
+  await assert.rejects(Verifier.verify(between.callLog, between.filesArchive), expectDivergence(3, 'files'))
 })
 
 test('a non-normalized path in the archive (/weird/../x) is named as it is', async (t) => {
