@@ -82,7 +82,7 @@ for (const method of ['init', 'constructor', 'hasOwnProperty', 'toString', '__pr
   })
 }
 
-test('every admission rule of a live call refuses the same logged entry: args over maxArgsBytes, args in a form no VM logs', async (t) => {
+test('every admission rule of a live call refuses the same logged entry: args over maxArgsBytes, args in a form no VM logs, oracle values outside a factory', async (t) => {
   const vm = await bank(t, { limits: { maxArgsBytes: 64 } })
   const long = 'z'.repeat(100)
   assert.equal((await callError(vm, 'echo', [long])).code, 'ERR_INVALID_ARGUMENT')
@@ -95,6 +95,11 @@ test('every admission rule of a live call refuses the same logged entry: args ov
   // {"$esc": ["a", 1]} decodes to {a: 1}, which a live VM logs as {"a": 1}; a bad $bytes likewise.
   const escSeq = (await forge(other, (last) => ({ ...last, method: 'echo', args: [{ $esc: ['a', 1] }] }))) - 1
   await assert.rejects(Verifier.verify(other.callLog, null), expectDivergence(escSeq, 'args'))
+
+  // Only a factory asks its host for oracle values: another VM's log holding one is forged.
+  const plain = await bank(t)
+  const oracleSeq = (await forge(plain, (last) => ({ ...last, oracle: { vms: [] } }))) - 1
+  await assert.rejects(Verifier.verify(plain.callLog, null), expectDivergence(oracleSeq, 'oracle'))
 })
 
 // ---- values no host may choke on ----

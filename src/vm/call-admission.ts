@@ -11,7 +11,8 @@
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see value-codec.ts);
  * 3. the caller is a string or null;
- * 4. the auth mode's caller check passes (call-auth.ts: signatures, once each, in production mode).
+ * 4. the auth mode's caller check passes (call-auth.ts: signatures, once each, in production mode);
+ * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any.
  */
 import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
 import type { CallEntry } from '../ledger/log-entry.js'
@@ -36,6 +37,7 @@ export class CallAdmission {
     exports: ExportInfo[],
     private readonly limits: VMLimits,
     readonly authenticator: CallAuthenticator,
+    private readonly factory = false,
   ) {
     this.methods = new Set(exports.filter((e) => e.callable && e.name !== 'init').map((e) => e.name))
   }
@@ -92,6 +94,9 @@ export class CallAdmission {
       }
     } catch (err) {
       throw refuse('args', err)
+    }
+    if (entry.oracle !== undefined && !this.factory) {
+      throw refuse('oracle', new EncodingError('the entry records oracle values, but only a VM factory asks its host for any'))
     }
     if (options.checkAuth === false) {
       this.authenticator.remember(entry)

@@ -381,7 +381,12 @@ export async function restoreFromLog(
       method: 'init',
     })
   }
-  const admission = new CallAdmission(runner.exports, runner.limits, options.authenticator ?? new CallAuthenticator(init.auth, log.key))
+  const admission = new CallAdmission(
+    runner.exports,
+    runner.limits,
+    options.authenticator ?? new CallAuthenticator(init.auth, log.key),
+    !!init.factory,
+  )
   let baseVersion = init.files.version
   let files = init.files
   let seq = 0

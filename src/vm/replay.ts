@@ -177,7 +177,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     // Every logged call must be one a live VM would admit: an exported method, arguments within the
     // limits, and the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
-    const admission = new CallAdmission(runner.exports, limits, authenticator)
+    const admission = new CallAdmission(runner.exports, limits, authenticator, !!init.factory)
     const replayOne = async (logged: CallEntry, signatureValid?: boolean): Promise<void> => {
       seq++
       admission.admitLogged(seq, logged, { signatureValid })

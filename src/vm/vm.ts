@@ -292,7 +292,7 @@ export class VM extends EventEmitter {
   attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
     this.initEntry = init
     const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
-    this.admission = new CallAdmission(this.runner?.exports ?? [], init.limits, auth)
+    this.admission = new CallAdmission(this.runner?.exports ?? [], init.limits, auth, !!init.factory)
     this.nextSeq = length
     if (init.timestamp > this.lastTimestamp) this.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
