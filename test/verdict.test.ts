@@ -279,3 +279,40 @@ test('thousands of extra files: the comparison names the first path in key order
     return true
   })
 })
+
+test('more hostile archives: contents truncated below what the log records, an index value that is not JSON', async (t) => {
+  const truncated = await bank(t)
+  await (await truncated.filesArchive.drive.getBlobs()).core.truncate(0)
+  await assert.rejects(Verifier.verify(truncated.callLog, truncated.filesArchive), expectDivergence(2, 'files'))
+
+  const garbled = await bank(t)
+  const db = garbled.filesArchive.drive.db as unknown as { put(key: string, value: Buffer, opts: object): Promise<void> }
+  await db.put(`${FILES}/a`, Buffer.from([0xff, 0xfe, 0x00]), { valueEncoding: 'binary' })
+  await assert.rejects(Verifier.verify(garbled.callLog, garbled.filesArchive), (err: unknown) => {
+    assert.ok(err instanceof DivergenceError, String(err))
+    assert.match(err.message, /index that cannot be read/)
+    return true
+  })
+})
+
+test('a signed payload nested 100,000 deep is refused as ERR_BAD_PAYLOAD, never a bare RangeError', async (t) => {
+  const vm = await deployVM(t, BANK, { auth: 'production' })
+  const payload = `{"type":"libvms-call","callLog":"${vm.callLog.key}","method":"echo","args":[${nested('')}],"nonce":"${'0'.repeat(32)}","counter":1}`
+  const err = await vm
+    .executeCall({ methodName: 'echo', args: [], userId: 'ab'.repeat(32), signed: { payload, signature: '00'.repeat(64) } })
+    .then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    )
+  assert.equal(err?.code, 'ERR_BAD_PAYLOAD', String(err))
+})
+
+test("a script's error message is cut to 16 KiB: a 16 MiB message cannot outgrow its log entry and stop the VM", async (t) => {
+  const vm = await deployVM(t, `exports.boom = () => { throw new Error('x'.repeat(16 * 1024 * 1024)) }\nexports.ok = () => 'fine'`)
+  const err = await callError(vm, 'boom')
+  assert.equal(typeof err.seq, 'number', 'the failed call is logged')
+  assert.ok(err.message.length < 17 * 1024, `message of ${err.message.length} characters`)
+  assert.match(err.message, /more characters cut/)
+  assert.equal(await vm.executeCall({ methodName: 'ok' }), 'fine')
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+})

@@ -97,7 +97,22 @@ type Node = { key: string; value: DriveEntryValue | null }
  * The first path at which two archives' current files differ, walking both in key order; null if
  * they hold the same files.
  */
-export async function firstDifferentPath(
+/** Runs `read` over a hostile archive: what its index cannot decode is a divergence, never a bare error. */
+async function readingHostile<T>(archive: DatArchive, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read()
+  } catch (err) {
+    if (err instanceof DivergenceError) throw err
+    throw new DivergenceError({
+      message: `the archive ${archive.url} holds an index that cannot be read (${(err as Error).message}): it was edited outside the VM`,
+      field: 'files',
+      expected: 'a Hyperdrive index',
+      actual: (err as Error).message,
+    })
+  }
+}
+
+async function firstDifferentPathOf(
   expected: DatArchive,
   actual: DatArchive,
 ): Promise<{ path: string; expected: EntrySummary | null; actual: EntrySummary | null } | null> {
@@ -125,6 +140,14 @@ export async function firstDifferentPath(
   }
 }
 
+/**
+ * The first path at which two archives' current files differ, walking both in key order; null if
+ * they hold the same files.
+ */
+export function firstDifferentPath(expected: DatArchive, actual: DatArchive): ReturnType<typeof firstDifferentPathOf> {
+  return readingHostile(expected, () => firstDifferentPathOf(expected, actual))
+}
+
 /** Compares two archives' current files; rejects naming the first differing path. */
 export async function compareFiles(expected: DatArchive, actual: DatArchive): Promise<boolean> {
   const found = await firstDifferentPath(expected, actual)
@@ -139,7 +162,11 @@ export async function compareFiles(expected: DatArchive, actual: DatArchive): Pr
 }
 
 /** The first path an archive changed after `version` (in key order), or null if its files are as they were. */
-export async function firstChangeSince(archive: DatArchive, version: number): Promise<string | null> {
+export function firstChangeSince(archive: DatArchive, version: number): Promise<string | null> {
+  return readingHostile(archive, () => firstChangeSinceOf(archive, version))
+}
+
+async function firstChangeSinceOf(archive: DatArchive, version: number): Promise<string | null> {
   const drive = archive.drive
   if (version === 0) {
     for await (const node of drive.db.createReadStream(FILES_RANGE)) return node.key.slice(FILES_KEY_PREFIX.length)

@@ -220,6 +220,16 @@ async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry)
       actual: archive.version,
     })
   }
+  const blobsLength = files.version === 0 ? 0 : (await archive.drive.getBlobs()).core.length
+  if (blobsLength < files.blobsLength) {
+    throw new DivergenceError({
+      message: `entry ${seq} records ${files.blobsLength} blocks of file contents, but the archive only has ${blobsLength}: its contents were truncated`,
+      seq,
+      field: 'files',
+      expected: files.blobsLength,
+      actual: blobsLength,
+    })
+  }
   const state = await archive.stateAt(files.version, files.blobsLength)
   if (!sameState(state, files)) {
     const method = entry.type === 'call' ? entry.method : 'init'

@@ -102,8 +102,8 @@ function checkTurn(e: Record<string, unknown>, seq: number): void {
   checkFiles(e.files, seq)
 }
 
-/** The largest log entry read: an init entry holds the script, a call its arguments and result. */
-export const MAX_ENTRY_BYTES = 64 * 1024 * 1024
+/** The largest log entry: Hypercore refuses to append a block over 15 MiB, so no honest log holds one. */
+export const MAX_ENTRY_BYTES = 15 * 1024 * 1024
 
 /**
  * Nesting an entry may have around its values (a factory's oracle records sit a few levels down);

@@ -13,6 +13,7 @@
 import crypto from 'hypercore-crypto'
 import { AuthError } from '../errors.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
+import { jsonDeeperThan, MAX_VALUE_DEPTH } from '../sandbox/value-codec.js'
 
 export const CALL_PAYLOAD_TYPE = 'libvms-call'
 
@@ -54,6 +55,10 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Parses a payload's text, checking its shape; throws AuthError ERR_BAD_PAYLOAD. */
 export function parseCallPayload(text: string): CallPayload {
   let p: unknown
+  // The payload's args are a value like any other: bounded in depth before anything recurses into them.
+  if (jsonDeeperThan(text, MAX_VALUE_DEPTH + 1)) {
+    throw new AuthError('ERR_BAD_PAYLOAD', `the signed payload's arguments are nested deeper than ${MAX_VALUE_DEPTH} levels`)
+  }
   try {
     p = JSON.parse(text)
   } catch {

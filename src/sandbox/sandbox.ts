@@ -268,7 +268,7 @@ export class Sandbox {
       const outcome = JSON.parse(endedJson) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
       return outcome.ok
         ? { ok: true, value: outcome.value, cost: this.ticks }
-        : { ok: false, error: normalizeError(outcome.error ?? { name: 'Error', message: '' }), cost: this.ticks }
+        : { ok: false, error: boundedError(normalizeError(outcome.error ?? { name: 'Error', message: '' })), cost: this.ticks }
     } catch (err) {
       if (err instanceof HostFaultError) throw err
       throw this.breakWith(err)
@@ -441,6 +441,17 @@ const RESULT_TOO_DEEP: TurnFailure = {
 const STACK_EXHAUSTED: TurnFailure = {
   name: 'StackOverflow',
   message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?',
+}
+
+/** The longest error name and message a call's outcome keeps (the rest is cut, the same way on every host). */
+export const MAX_ERROR_NAME_CHARS = 256
+export const MAX_ERROR_MESSAGE_CHARS = 16 * 1024
+
+/** An error cut to the lengths a log entry keeps: a script's error message cannot outgrow its entry. */
+function boundedError(error: TurnFailure): TurnFailure {
+  const cut = (text: string, max: number) =>
+    text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters cut)` : text
+  return { name: cut(error.name, MAX_ERROR_NAME_CHARS), message: cut(error.message, MAX_ERROR_MESSAGE_CHARS) }
 }
 
 /**
