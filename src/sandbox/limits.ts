@@ -35,7 +35,7 @@ const MAX_STACK_BYTES = 128 * 1024
 export function resolveLimits(given: Partial<VMLimits> | undefined): VMLimits {
   const limits: VMLimits = { ...DEFAULT_LIMITS }
   for (const [key, value] of Object.entries(given ?? {})) {
-    if (!(key in DEFAULT_LIMITS)) {
+    if (!Object.hasOwn(DEFAULT_LIMITS, key)) {
       throw new InvalidArgumentError(`Unknown limit ${JSON.stringify(key)}; known limits: ${Object.keys(DEFAULT_LIMITS).join(', ')}`)
     }
     if (value === undefined) continue

@@ -451,7 +451,8 @@ export const MAX_ERROR_MESSAGE_CHARS = 16 * 1024
 function boundedError(error: TurnFailure): TurnFailure {
   const cut = (text: string, max: number) =>
     text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters cut)` : text
-  return { name: cut(error.name, MAX_ERROR_NAME_CHARS), message: cut(error.message, MAX_ERROR_MESSAGE_CHARS) }
+  // Other fields (a load error's line) are kept as they are.
+  return { ...error, name: cut(error.name, MAX_ERROR_NAME_CHARS), message: cut(error.message, MAX_ERROR_MESSAGE_CHARS) }
 }
 
 /**

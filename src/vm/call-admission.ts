@@ -98,6 +98,9 @@ export class CallAdmission {
     if (entry.oracle !== undefined && !this.factory) {
       throw refuse('oracle', new EncodingError('the entry records oracle values, but only a VM factory asks its host for any'))
     }
+    if (entry.oracle !== undefined && (Object.keys(entry.oracle).some((k) => k !== 'vms') || !Array.isArray(entry.oracle.vms))) {
+      throw refuse('oracle', new EncodingError('a factory records only {vms: [...]} as oracle values'))
+    }
     if (options.checkAuth === false) {
       this.authenticator.remember(entry)
       return
