@@ -93,10 +93,6 @@ function same(a: EntrySummary, b: EntrySummary): boolean {
 
 type Node = { key: string; value: DriveEntryValue | null }
 
-/**
- * The first path at which two archives' current files differ, walking both in key order; null if
- * they hold the same files.
- */
 /** Runs `read` over a hostile archive: what its index cannot decode is a divergence, never a bare error. */
 async function readingHostile<T>(archive: DatArchive, read: () => Promise<T>): Promise<T> {
   try {

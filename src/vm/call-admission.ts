@@ -88,6 +88,8 @@ export class CallAdmission {
     try {
       json = JSON.stringify(entry.args)
       this.checkArgsSize(json)
+      // (Live args were bounded in depth while they were encoded; logged ones are checked here.)
+      if (jsonDeeperThan(json)) throw new EncodingError('the arguments are nested deeper than the most a value may have')
       // The tagged form a live VM logs: decoding and encoding again gives the same text.
       if (json.includes('"$') && encodeValue(decodeValue(json, 'the arguments'), 'the arguments') !== json) {
         throw new EncodingError('the arguments are not in the tagged form a live VM logs (a malformed or needless $bytes/$esc tag)')
@@ -117,6 +119,5 @@ export class CallAdmission {
     if (json.length > limit) {
       throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
     }
-    if (jsonDeeperThan(json)) throw new EncodingError('the arguments are nested deeper than the most a value may have')
   }
 }
