@@ -5,8 +5,19 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { CallLog, DatArchive, RPCClient, type RPCError, RPCServer, Verifier, VM, VMFactory } from '../src/index.js'
-import { tempDir } from './helpers.js'
+import {
+  type CallEntry,
+  CallLog,
+  DatArchive,
+  type LogEntry,
+  RPCClient,
+  type RPCError,
+  RPCServer,
+  Verifier,
+  VM,
+  VMFactory,
+} from '../src/index.js'
+import { expectDivergence, tempDir } from './helpers.js'
 
 const FACTORY = await readFile(new URL('../examples/scripts/factory.js', import.meta.url), 'utf8')
 const COUNTER = 'let n = 0\nexports.inc = () => ++n'
@@ -197,4 +208,24 @@ test("the factory's own log replays and verifies: provisioning answers come from
   })
   // The replay provisioned nothing: the VMs on disk are the ones the host provisioned.
   assert.equal((await readdir(join(factory.dir as string, 'vms'))).length, 3, 'the shut-down VM keeps its data on disk')
+})
+
+test('oracle answers a replayed call never asks for are a divergence: a host cannot add provisionings to its log', async (t) => {
+  const { factory, connect } = await factoryServer(t)
+  const client = await connect('alice')
+  const a = (await client.call('provisionVM', { code: COUNTER, title: 'a' })) as Info
+  await client.call('shutdownVM', a.id)
+  await Verifier.verify(factory.callLog, factory.filesArchive)
+  // The host appends a copy of the shutdown call whose oracle also records a provisioning the
+  // script never asked for (a VM the host would like the registry to hold).
+  const last = structuredClone((await factory.callLog.get(factory.callLog.length - 1)) as CallEntry)
+  const first = (await factory.callLog.get(1)) as CallEntry
+  const vms = (last.oracle?.vms ?? []) as unknown as unknown[]
+  const forged = { ...last, oracle: { vms: [...vms, ...((first.oracle?.vms ?? []) as unknown as unknown[])] } }
+  const seq = (await factory.callLog.append(forged as unknown as LogEntry)) - 1
+  await assert.rejects(Verifier.verify(factory.callLog, factory.filesArchive), expectDivergence(seq, 'oracle'))
+  // The host's own reopen refuses it too.
+  const dir = factory.dir as string
+  await factory.close()
+  await assert.rejects(new VMFactory(FACTORY).deploy({ dir }), expectDivergence(seq, 'oracle'))
 })

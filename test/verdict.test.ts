@@ -163,6 +163,20 @@ test('an init entry nested 100,000 deep in its result is a LogFormatError at seq
   await assert.rejects(Verifier.verify(log, null), malformedAt(0, /nested deeper/))
 })
 
+test('an init entry no deploy writes is a divergence at seq 0: added engine fields, a factory without its exports', async (t) => {
+  const vm = await bank(t)
+  const entries = (await vm.callLog.list()) as LogEntry[]
+  for (const [field, change] of [
+    ['engine', (init: Record<string, unknown>) => ({ ...init, engine: { ...(init.engine as object), patched: true } })],
+    ['factory', (init: Record<string, unknown>) => ({ ...init, factory: true })],
+  ] as const) {
+    const log = await CallLog.create(join(await tempDir(t), field))
+    t.after(() => log.close())
+    await log.append([change(entries[0] as unknown as Record<string, unknown>) as unknown as LogEntry, ...entries.slice(1)])
+    await assert.rejects(Verifier.verify(log, null), expectDivergence(0, field))
+  }
+})
+
 // ---- limits the log claims ----
 
 test("an init entry's limits above the auditor's ceiling are refused before anything is replayed", async (t) => {

@@ -22,6 +22,14 @@ import type { ExportInfo } from '../sandbox/sandbox.js'
 import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../sandbox/value-codec.js'
 import type { CallAuthenticator } from './call-auth.js'
 
+/** The exports a VM factory's script must have (as callable own exports), live and on replay. */
+export const FACTORY_EXPORTS = ['provisionVM', 'shutdownVM'] as const
+
+/** The names in `required` the script does not export as a function. */
+export function missingExports(exports: ExportInfo[], required: readonly string[]): string[] {
+  return required.filter((name) => !exports.some((e) => e.name === name && e.callable))
+}
+
 /** A call as it will be logged, once admitted. */
 export interface AdmittedCall {
   caller: string | null

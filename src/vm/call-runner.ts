@@ -68,8 +68,11 @@ export interface RunnerOptions {
 /** A sandbox on this thread, or on a sandbox thread: the same interface. */
 export type EngineSandbox = Sandbox | RemoteSandbox
 
-/** A call's outcome, and the oracle values it recorded if it ran live. */
-export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue> }
+/**
+ * A call's outcome, and the oracle values it recorded if it ran live. On replay, `oracleUnused`
+ * counts the recorded answers the call never asked for (see {@link checkOracleUsed}).
+ */
+export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
 
 // Seeds come from a pool refilled 256 at a time: one randomBytes call per call costs more than the call.
 let seedPool = Buffer.alloc(0)
@@ -213,6 +216,7 @@ export class CallRunner {
       if (live && oracle && oracle.records.length > 0) {
         return { ...outcome, oracle: { vms: oracle.records as unknown as TaggedValue } }
       }
+      if (oracle && oracle.unused > 0) return { ...outcome, oracleUnused: oracle.unused }
       return outcome
     } finally {
       if (checkout) await (checkout as Hyperbee).close()
@@ -325,6 +329,22 @@ export function buildInitEntry(
   return entry
 }
 
+/**
+ * A replayed call must ask for every answer its entry records: a host that adds System.vms answers
+ * the script never asked for (say, a VM it claims the factory provisioned) forges the factory's
+ * registry, so leftover records are a divergence at the call's seq.
+ */
+export function checkOracleUsed(seq: number, logged: CallEntry, outcome: RunOutcome): void {
+  if (!outcome.oracleUnused) return
+  throw new DivergenceError({
+    message: `call ${seq} (${logged.method}) records ${outcome.oracleUnused} System.vms answer(s) its replay never asked for: the host added oracle values to its log`,
+    seq,
+    method: logged.method,
+    caller: logged.caller,
+    field: 'oracle',
+  })
+}
+
 export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
   // Fields are added in a fixed order: entries are compared as JSON text.
   const entry = { type: 'call', caller: input.caller } as CallEntry
@@ -395,6 +415,7 @@ export async function restoreFromLog(
     const logged = entry as CallEntry
     admission.admitLogged(seq, logged, { checkAuth: false })
     const outcome = await runner.runCall(callInputOf(logged), 'restore', baseVersion)
+    checkOracleUsed(seq, logged, outcome)
     const restored = buildCallEntry(callInputOf(logged), outcome, logged.files)
     if (JSON.stringify(restored) !== JSON.stringify(logged)) {
       throw new DivergenceError({

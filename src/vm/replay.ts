@@ -13,9 +13,9 @@ import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { CallAdmission } from './call-admission.js'
+import { CallAdmission, FACTORY_EXPORTS, missingExports } from './call-admission.js'
 import { CallAuthenticator } from './call-auth.js'
-import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, ENGINE_INFO } from './call-runner.js'
+import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, checkOracleUsed, ENGINE_INFO } from './call-runner.js'
 import { withSignatureChecks } from './signature-checks.js'
 import { VM } from './vm.js'
 
@@ -73,6 +73,14 @@ function checkEngine(init: InitEntry, allow: boolean): void {
     if (init.engine?.[key] !== ENGINE_INFO[key]) differences.push(`${key}: log ${String(init.engine?.[key])}, here ${ENGINE_INFO[key]}`)
   }
   if (differences.length > 0 && !allow) throw new EngineMismatchError(differences)
+}
+
+/** The fields of a logged engine record that an engine writes, in the order it writes them. */
+function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
+  const record = {} as Record<string, unknown>
+  for (const key of Object.keys(ENGINE_INFO))
+    if (Object.hasOwn(logged, key)) record[key] = (logged as unknown as Record<string, unknown>)[key]
+  return record as unknown as InitEntry['engine']
 }
 
 function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAssertions): void {
@@ -141,6 +149,15 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
         field: 'code',
       })
     }
+    const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
+    if (missing.length > 0) {
+      throw new DivergenceError({
+        message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
+        seq: 0,
+        method: 'init',
+        field: 'factory',
+      })
+    }
     const outcome = await runner.runInit(init.timestamp, init.seed, 'apply')
     if (!outcome.ok) {
       throw new DivergenceError({
@@ -166,8 +183,9 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       factory: !!init.factory,
       files: await runner.currentFiles(),
     })
-    // The replay runs the logged engine's record, not its own, so equal engines compare equal.
-    replayedInit.engine = init.engine
+    // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
+    // the fields an engine record has are copied, so a record with added fields is a divergence.
+    replayedInit.engine = engineRecordOf(init.engine)
     runner.stage(replayedInit)
     await runner.flush()
     await options.onEntry?.(0, init, replayedInit)
@@ -195,6 +213,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       lastTimestamp = logged.timestamp
       const input = callInputOf(logged)
       const result = await runner.runCall(input, 'apply')
+      checkOracleUsed(seq, logged, result)
       const replayed = buildCallEntry(input, result, await runner.currentFiles())
       runner.stage(replayed)
       if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()

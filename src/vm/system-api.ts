@@ -77,6 +77,11 @@ export class OracleSession {
     private readonly recorded: OracleRecord[] | null,
   ) {}
 
+  /** How many recorded answers the turn did not ask for (a replayed call must ask for every one). */
+  get unused(): number {
+    return this.recorded ? this.recorded.length - Math.min(this.next, this.recorded.length) : 0
+  }
+
   async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
     const asked = (args ?? null) as TaggedValue
     if (this.recorded) {

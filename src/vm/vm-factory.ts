@@ -14,6 +14,7 @@ import { InvalidArgumentError, LibVMSError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
+import { FACTORY_EXPORTS } from './call-admission.js'
 import type { OracleRecord } from './system-api.js'
 import { VM, type VMOptions } from './vm.js'
 
@@ -59,7 +60,7 @@ export class VMFactory extends VM {
     // The provisioner reaches the factory once it exists: System.vms only runs inside calls.
     let self: VMFactory | null = null
     super(code, vmOptions, {
-      requiredExports: ['provisionVM', 'shutdownVM'],
+      requiredExports: [...FACTORY_EXPORTS],
       provisioner: {
         provisionVM: (opts) => (self as VMFactory).provision(opts),
         shutdownVM: (id) => (self as VMFactory).shutdown(id),

@@ -29,7 +29,7 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { decodeValue, fromTagged } from '../sandbox/value-codec.js'
-import { CallAdmission } from './call-admission.js'
+import { CallAdmission, missingExports } from './call-admission.js'
 import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, type EngineSandbox, newSeed, restoreFromLog } from './call-runner.js'
 import { debugConsole } from './debug-console.js'
@@ -527,7 +527,7 @@ export class VM extends EventEmitter {
   }
 
   private checkRequiredExports(runner: CallRunner): void {
-    const missing = (this.factoryHooks?.requiredExports ?? []).filter((name) => !runner.exports.some((e) => e.name === name && e.callable))
+    const missing = missingExports(runner.exports, this.factoryHooks?.requiredExports ?? [])
     if (missing.length > 0) {
       throw new ScriptError('TypeError', `a VM factory script must export ${missing.join(' and ')}; it does not`)
     }
