@@ -59,6 +59,8 @@ export const CALL_ERROR_CODES: Record<string, string> = {
   InvalidPath: 'ERR_INVALID_PATH',
   InvalidEncoding: 'ERR_INVALID_ENCODING',
   FileTooLarge: 'ERR_FILE_TOO_LARGE',
+  StorageLimitExceeded: 'ERR_STORAGE_LIMIT',
+  OracleLimitExceeded: 'ERR_ORACLE_LIMIT',
 }
 
 /**

@@ -224,6 +224,14 @@ test('oracle answers a replayed call never asks for are a divergence: a host can
   const forged = { ...last, oracle: { vms: [...vms, ...((first.oracle?.vms ?? []) as unknown as unknown[])] } }
   const seq = (await factory.callLog.append(forged as unknown as LogEntry)) - 1
   await assert.rejects(Verifier.verify(factory.callLog, factory.filesArchive), expectDivergence(seq, 'oracle'))
+  // Nor can it hide anything else in a record: each is in the shape a factory writes.
+  const odd = structuredClone(first)
+  Object.assign(((odd.oracle?.vms ?? []) as unknown as Record<string, unknown>[])[0], { note: 'extra' })
+  const oddLog = await CallLog.create(join(factory.dir as string, '..', 'odd-log'))
+  const honest = (await factory.callLog.list()) as LogEntry[]
+  await oddLog.append([honest[0], odd as unknown as LogEntry])
+  await assert.rejects(Verifier.verify(oddLog, null), expectDivergence(1, 'oracle'))
+  await oddLog.close()
   // The host's own reopen refuses it too.
   const dir = factory.dir as string
   await factory.close()

@@ -36,6 +36,12 @@ export const filesErrors = {
       'ERR_INVALID_ENCODING',
       `Unknown encoding ${JSON.stringify(encoding)}; use 'utf8', 'binary', 'base64' or 'hex'`,
     ),
+  storageLimit: (limit: string, what: string) =>
+    new FilesError(
+      'StorageLimitExceeded',
+      'ERR_STORAGE_LIMIT',
+      `${what} (limits.${limit}); delete files first, or deploy with a larger quota`,
+    ),
   rootIsImmutable: () => new FilesError('InvalidPath', 'ERR_INVALID_PATH', 'The root directory / cannot be created, written or removed'),
 }
 

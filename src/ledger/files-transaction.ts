@@ -21,6 +21,24 @@ export type FileEncoding = 'utf8' | 'binary' | 'base64' | 'hex'
 
 export interface StatResult extends FileNode {}
 
+/** What an archive holds: the sum of its files' sizes, and its files and folders. */
+export interface StorageUsage {
+  bytes: number
+  entries: number
+}
+
+/** The storage quotas a transaction enforces (limits of the same names). */
+export interface StorageQuota {
+  maxArchiveBytes: number
+  maxArchiveEntries: number
+  maxFileBytes: number
+}
+
+/** Charges host work before it is done (the request's meter); throws when the call is over budget. */
+export type WorkCharge = (kind: 'readKiB' | 'writeKiB' | 'lookup' | 'change' | 'record', amount?: number) => void
+
+function noCharge(): void {}
+
 function parseEncoding(opts: unknown, fallback: FileEncoding = 'utf8'): FileEncoding {
   let encoding: unknown = opts
   if (opts !== null && typeof opts === 'object') encoding = (opts as { encoding?: unknown }).encoding
@@ -32,10 +50,16 @@ function parseEncoding(opts: unknown, fallback: FileEncoding = 'utf8'): FileEnco
 
 export class FilesTransaction {
   private readonly changes = new Map<string, Change>()
+  /** How the changes so far move the archive's usage. */
+  readonly usageChange: StorageUsage = { bytes: 0, entries: 0 }
+  /** The meter of the request being served (set by the host for each request). */
+  charge: WorkCharge = noCharge
 
   constructor(
     private readonly view: FilesView,
     private readonly timestamp: number,
+    /** With `quota`: the archive's usage before the transaction, which the quotas bound. */
+    private readonly storage: { quota: StorageQuota; usage: StorageUsage } | null = null,
   ) {}
 
   get changed(): boolean {
@@ -55,6 +79,7 @@ export class FilesTransaction {
 
   async stat(rawPath: unknown): Promise<StatResult> {
     const path = normalizePath(rawPath)
+    this.charge('lookup')
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     return node
@@ -63,9 +88,11 @@ export class FilesTransaction {
   async readFile(rawPath: unknown, opts?: unknown): Promise<string | Uint8Array> {
     const path = normalizePath(rawPath)
     const encoding = parseEncoding(opts)
+    this.charge('lookup')
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     if (node.type !== 'file') throw filesErrors.isADirectory(path)
+    this.charge('readKiB', node.size)
     const change = this.changes.get(path)
     const data = change && change.type === 'file' ? change.data : ((await this.view.read(path)) ?? new Uint8Array(0))
     if (encoding === 'binary') return new Uint8Array(data)
@@ -75,6 +102,7 @@ export class FilesTransaction {
   async readdir(rawPath: unknown, opts?: unknown): Promise<string[]> {
     const path = normalizePath(rawPath)
     const recursive = !!(opts && typeof opts === 'object' && (opts as { recursive?: unknown }).recursive)
+    this.charge('lookup')
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     if (node.type !== 'directory') throw filesErrors.notADirectory(path)
@@ -86,6 +114,7 @@ export class FilesTransaction {
         const rel = prefix ? `${prefix}/${name}` : name
         out.push(rel)
         const child = dir === '/' ? `/${name}` : `${dir}/${name}`
+        this.charge('lookup')
         const childNode = await this.node(child)
         if (childNode?.type === 'directory') await walk(child, rel, await this.childNames(child))
       }
@@ -96,7 +125,7 @@ export class FilesTransaction {
 
   private async childNames(path: string): Promise<string[]> {
     // rmdir marks every descendant removed, so view children not in `changes` are still there.
-    const names = new Set(await this.view.children(path))
+    const names = new Set(await this.view.children(path, () => this.charge('lookup')))
     for (const [changed, c] of this.changes) {
       if (changed === '/' || parentOf(changed) !== path) continue
       if (c === null) names.delete(baseName(changed))
@@ -107,7 +136,7 @@ export class FilesTransaction {
 
   /** The archive's recorded history (this transaction's own changes are not in it yet). */
   history(opts: { start?: number; end?: number; reverse?: boolean }): Promise<HistoryRecord[]> {
-    return this.view.history(opts)
+    return this.view.history(opts, () => this.charge('record'))
   }
 
   async writeFile(rawPath: unknown, data: unknown, opts?: unknown): Promise<void> {
@@ -121,42 +150,87 @@ export class FilesTransaction {
     } else {
       throw filesErrors.invalidPath(path, 'writeFile data must be a string or a Uint8Array')
     }
+    this.charge('lookup')
+    this.charge('writeKiB', bytes.byteLength)
+    if (this.storage && bytes.byteLength > this.storage.quota.maxFileBytes) {
+      throw filesErrors.storageLimit(
+        'maxFileBytes',
+        `${path} would be ${bytes.byteLength} bytes, over the largest file of ${this.storage.quota.maxFileBytes}`,
+      )
+    }
     await this.assertParentDirectory(path)
     const existing = await this.node(path)
     if (existing?.type === 'directory') throw filesErrors.isADirectory(path)
-    this.changes.set(path, { type: 'file', data: bytes })
+    await this.setChange(path, { type: 'file', data: bytes })
   }
 
   async mkdir(rawPath: unknown): Promise<void> {
     const path = normalizePath(rawPath)
     if (path === '/') throw filesErrors.alreadyExists(path)
+    this.charge('lookup')
     await this.assertParentDirectory(path)
     if (await this.node(path)) throw filesErrors.alreadyExists(path)
-    this.changes.set(path, { type: 'directory' })
+    await this.setChange(path, { type: 'directory' })
   }
 
   async unlink(rawPath: unknown): Promise<void> {
     const path = normalizePath(rawPath)
+    this.charge('lookup')
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     if (node.type !== 'file') throw filesErrors.notAFile(path)
-    this.changes.set(path, null)
+    await this.setChange(path, null)
   }
 
   async rmdir(rawPath: unknown, opts?: unknown): Promise<void> {
     const path = normalizePath(rawPath)
     if (path === '/') throw filesErrors.rootIsImmutable()
     const recursive = !!(opts && typeof opts === 'object' && (opts as { recursive?: unknown }).recursive)
+    this.charge('lookup')
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     if (node.type !== 'directory') throw filesErrors.notADirectory(path)
     const children = await this.childNames(path)
     if (children.length > 0 && !recursive) throw filesErrors.directoryNotEmpty(path)
-    for (const descendant of await this.view.descendants(path)) this.changes.set(descendant, null)
-    for (const changed of [...this.changes.keys()]) {
-      if (changed !== path && isWithin(changed, path)) this.changes.set(changed, null)
+    for (const { path: descendant, size } of await this.view.descendants(path, () => this.charge('lookup'))) {
+      await this.setChange(descendant, null, { size })
     }
-    this.changes.set(path, null)
+    for (const changed of [...this.changes.keys()]) {
+      if (changed !== path && isWithin(changed, path)) await this.setChange(changed, null)
+    }
+    await this.setChange(path, null)
+  }
+
+  /**
+   * Records a change and what it does to the archive's usage; throws StorageLimitExceeded (the change
+   * not made) if it would take the archive past a quota. `stored` is the view's entry at `path` when
+   * the caller has already read it.
+   */
+  private async setChange(path: string, change: Change, stored?: { size: number } | null): Promise<void> {
+    const before = this.changes.has(path)
+      ? sizeOf(this.changes.get(path) ?? null)
+      : stored !== undefined
+        ? stored
+        : await this.view.storedEntry(path)
+    const after = sizeOf(change)
+    const bytes = (after?.size ?? 0) - (before?.size ?? 0)
+    const entries = (after ? 1 : 0) - (before ? 1 : 0)
+    this.charge('change')
+    if (this.storage) {
+      const { quota, usage } = this.storage
+      if (entries > 0 && usage.entries + this.usageChange.entries + entries > quota.maxArchiveEntries) {
+        throw filesErrors.storageLimit(
+          'maxArchiveEntries',
+          `${path} would make the archive hold more than ${quota.maxArchiveEntries} files and folders`,
+        )
+      }
+      if (bytes > 0 && usage.bytes + this.usageChange.bytes + bytes > quota.maxArchiveBytes) {
+        throw filesErrors.storageLimit('maxArchiveBytes', `${path} would make the archive hold more than ${quota.maxArchiveBytes} bytes`)
+      }
+    }
+    this.usageChange.bytes += bytes
+    this.usageChange.entries += entries
+    this.changes.set(path, change)
   }
 
   private async assertParentDirectory(path: string): Promise<void> {
@@ -197,6 +271,11 @@ export class FilesTransaction {
       throw err
     }
   }
+}
+
+function sizeOf(change: Change): { size: number } | null {
+  if (!change) return null
+  return { size: change.type === 'file' ? change.data.byteLength : 0 }
 }
 
 /** Where a transaction's changes go: a writable Hyperbee in the Hyperdrive format and its blobs. */

@@ -30,6 +30,8 @@ export interface ArchiveSource {
   blobs: () => Promise<Hyperblobs>
 }
 
+function noop(): void {}
+
 const ROOT: FileNode = { type: 'directory', size: 0, mtime: 0 }
 
 /** `folder` as the key prefix form Hyperdrive uses: '' for the root, '/a/b' otherwise. */
@@ -60,6 +62,13 @@ export class FilesView {
     return null
   }
 
+  /** The archive's own entry at `path` (its contents' size; 0 for a folder), or null (none, or only an implied directory). */
+  async storedEntry(path: string): Promise<{ size: number } | null> {
+    if (path === '/') return null
+    const value = await this.entry(path)
+    return value ? { size: value.blob?.byteLength ?? 0 } : null
+  }
+
   /** True if the archive holds an entry of its own at `path` (not only an implied directory). */
   async hasEntry(path: string): Promise<boolean> {
     return path !== '/' && (await this.entry(path)) !== null
@@ -74,13 +83,14 @@ export class FilesView {
     return data ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null
   }
 
-  /** Names of the entries directly inside `path`, in key order. */
-  async children(path: string): Promise<string[]> {
+  /** Names of the entries directly inside `path`, in key order; `onEach` is called before each is read. */
+  async children(path: string, onEach: () => void = noop): Promise<string[]> {
     if (!this.source) return []
     const folder = folderKey(path)
     const names: string[] = []
     let prev = '/'
     for (;;) {
+      onEach()
       const node = await this.source.bee.peek(folderRange(folder, prev))
       if (!node) return names
       const suffix = node.key.slice(FILES_KEY_PREFIX.length + folder.length + 1)
@@ -92,24 +102,26 @@ export class FilesView {
     }
   }
 
-  /** Full paths of every entry below `path`. */
-  async descendants(path: string): Promise<string[]> {
+  /** Every entry below `path` (its full path, and its contents' size); `onEach` is called as each is read. */
+  async descendants(path: string, onEach: () => void = noop): Promise<{ path: string; size: number }[]> {
     if (!this.source) return []
-    const paths: string[] = []
-    for await (const node of this.source.bee.createReadStream(folderRange(folderKey(path)))) {
-      paths.push(node.key.slice(FILES_KEY_PREFIX.length))
+    const found: { path: string; size: number }[] = []
+    for await (const node of this.source.bee.createReadStream<DriveEntryValue>(folderRange(folderKey(path)))) {
+      onEach()
+      found.push({ path: node.key.slice(FILES_KEY_PREFIX.length), size: node.value?.blob?.byteLength ?? 0 })
     }
-    return paths
+    return found
   }
 
   /** Changes recorded in the archive's history, oldest first (or newest first with `reverse`). */
-  async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
+  async history(opts: { start?: number; end?: number; reverse?: boolean } = {}, onEach: () => void = noop): Promise<HistoryRecord[]> {
     if (!this.source) return []
     const range: { gte?: number; lt?: number; reverse?: boolean } = { reverse: !!opts.reverse }
     if (opts.start !== undefined) range.gte = opts.start
     if (opts.end !== undefined) range.lt = opts.end
     const records: HistoryRecord[] = []
     for await (const node of this.source.bee.createHistoryStream(range)) {
+      onEach()
       if (!node.key.startsWith(FILES_KEY_PREFIX)) continue
       records.push({ type: node.type, path: node.key.slice(FILES_KEY_PREFIX.length), version: node.seq + 1 })
     }

@@ -38,6 +38,11 @@ export interface InitEntry {
   /** Hex key of the files archive the VM writes to. */
   filesArchiveKey: string
   limits: VMLimits
+  /**
+   * The version of the cost schedule that charges the VM's host work (src/sandbox/host-work.ts).
+   * Absent in logs written before schedules: schedule 0, which charges nothing.
+   */
+  costSchedule?: number
   auth: AuthMode
   timestamp: number
   seed: string
@@ -151,6 +156,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     }
     if (!isObject(raw.engine)) throw new LogFormatError('engine must be an object', seq)
     if (!isObject(raw.limits)) throw new LogFormatError('limits must be an object', seq)
+    if (raw.costSchedule !== undefined && !(isCount(raw.costSchedule) && raw.costSchedule > 0)) {
+      throw new LogFormatError('costSchedule must be a positive integer when present', seq)
+    }
     if (raw.auth !== 'debug' && raw.auth !== 'production') throw new LogFormatError("auth must be 'debug' or 'production'", seq)
     if (!Array.isArray(raw.exports) || !raw.exports.every((n) => typeof n === 'string')) {
       throw new LogFormatError('exports must be a list of names', seq)

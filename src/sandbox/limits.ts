@@ -18,7 +18,16 @@ export interface VMLimits {
   maxResultBytes: number
   /** Largest encoded arguments of one call. */
   maxArgsBytes: number
+  /** Storage quota: bytes of file contents the archive may hold (the sum of its files' sizes). */
+  maxArchiveBytes: number
+  /** Storage quota: files and folders the archive may hold. */
+  maxArchiveEntries: number
+  /** Storage quota: the largest single file. */
+  maxFileBytes: number
 }
+
+/** The storage quotas: limits of cost schedule 1 on, absent from (and not applied to) older logs. */
+export const STORAGE_QUOTAS = ['maxArchiveBytes', 'maxArchiveEntries', 'maxFileBytes'] as const
 
 export const DEFAULT_LIMITS: Readonly<VMLimits> = Object.freeze({
   computeTicks: 1000,
@@ -27,6 +36,9 @@ export const DEFAULT_LIMITS: Readonly<VMLimits> = Object.freeze({
   maxTimers: 10_000,
   maxResultBytes: 1024 * 1024,
   maxArgsBytes: 1024 * 1024,
+  maxArchiveBytes: 1024 * 1024 * 1024,
+  maxArchiveEntries: 100_000,
+  maxFileBytes: 64 * 1024 * 1024,
 })
 
 const MAX_STACK_BYTES = 128 * 1024
@@ -67,7 +79,21 @@ export const DEFAULT_AUDIT_CEILING: Readonly<VMLimits> = Object.freeze({
   maxTimers: 100 * DEFAULT_LIMITS.maxTimers,
   maxResultBytes: 64 * 1024 * 1024,
   maxArgsBytes: 64 * 1024 * 1024,
+  maxArchiveBytes: 64 * 1024 * 1024 * 1024,
+  maxArchiveEntries: 10_000_000,
+  maxFileBytes: 1024 * 1024 * 1024,
 })
+
+/**
+ * The limits an init entry records: all of them, or (for a log of cost schedule 0, which predates
+ * storage quotas) all but the quotas.
+ */
+export function recordedLimits(limits: VMLimits, quotas: boolean): VMLimits {
+  if (quotas) return limits
+  const recorded: Partial<VMLimits> = { ...limits }
+  for (const key of STORAGE_QUOTAS) delete recorded[key]
+  return recorded as VMLimits
+}
 
 /** The first limit in `limits` above `ceiling` (defaults filled from DEFAULT_AUDIT_CEILING), or null. */
 export function limitAboveCeiling(

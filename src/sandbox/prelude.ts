@@ -288,6 +288,32 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
       return r.v
     })
   }
+  // Cost schedules from 1 on bound the requests one call has in flight: the rest wait here, in the
+  // VM's own memory, and are sent in the order they were made as earlier ones are answered.
+  let maxInFlight = 0
+  let inFlight = 0
+  let waiting = []
+  function boundedRequest (op, ...args) {
+    const json = encode(args, 'the arguments of System.' + op)
+    if (inFlight < maxInFlight) return sendRequest(op, json)
+    return new PromiseCtor(function (resolve) {
+      waiting[waiting.length] = function () { resolve(sendRequest(op, json)) }
+    })
+  }
+  function sendRequest (op, json) {
+    inFlight++
+    return hostRequest(op, json).then(function (reply) {
+      inFlight--
+      if (waiting.length > 0) waiting.shift()()
+      const r = decode(reply)
+      if (r.e) {
+        const e = new Error(r.e.message)
+        e.name = r.e.name
+        throw e
+      }
+      return r.v
+    })
+  }
 
   // ---- the script ----
   const module = { exports: {} }
@@ -333,7 +359,17 @@ export const PRELUDE_SOURCE = String.raw`(function (hostRequest, hostConsole) {
   return {
     System,
     request,
-    configure (limits) { maxTimers = limits.maxTimers },
+    configure (limits, requestsInFlight) {
+      maxTimers = limits.maxTimers
+      if (requestsInFlight > 0) {
+        maxInFlight = requestsInFlight
+        this.request = boundedRequest
+      }
+    },
+    resetRequests () {
+      inFlight = 0
+      waiting = []
+    },
     load (scriptFn, timestamp, seedHex) {
       beginTurn(timestamp, seedHex, null)
       loading = true

@@ -10,6 +10,7 @@
  */
 import type { Worker } from 'node:worker_threads'
 import { HostFaultError } from '../errors.js'
+import { costSchedule, HostMeter } from './host-work.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
 import { type CallReply, type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
 import { moduleBeside, startModuleWorker } from './worker-start.js'
@@ -79,12 +80,16 @@ class SandboxThread {
       }
       case 'request': {
         const handler = this.pending.get(message.id)?.onRequest
-        const answer = handler
-          ? handler(message.op, message.args)
-          : Promise.reject(new HostFaultError('a System request arrived for a call that is not running'))
+        const schedule = costSchedule(message.schedule)
+        // The thread's meter is mirrored here: the host charges its work, the thread adds the charges.
+        const meter = new HostMeter(schedule ?? costSchedule(0)!, message.allowance)
+        const answer =
+          handler && schedule
+            ? handler(message.op, message.args, meter)
+            : Promise.reject(new HostFaultError('a System request arrived for a call that is not running'))
         answer.then(
-          (value) => this.post({ t: 'answer', rid: message.rid, value }),
-          (err) => this.post({ t: 'answer', rid: message.rid, error: toCrossing(err) }),
+          (value) => this.post({ t: 'answer', rid: message.rid, value, charged: meter.charged }),
+          (err) => this.post({ t: 'answer', rid: message.rid, error: toCrossing(err), charged: meter.charged }),
         )
         break
       }

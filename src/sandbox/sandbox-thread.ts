@@ -4,6 +4,7 @@
  * storage) or VMs on other threads. The host side is remote-sandbox.ts.
  */
 import { parentPort } from 'node:worker_threads'
+import type { HostMeter } from './host-work.js'
 import { Sandbox } from './sandbox.js'
 import { type CrossingError, type FromThread, fromCrossing, type ToThread, toCrossing } from './thread-messages.js'
 
@@ -11,7 +12,7 @@ const port = parentPort
 if (!port) throw new Error('sandbox-thread runs as a worker thread')
 
 const sandboxes = new Map<number, Sandbox>()
-const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>()
+const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void; meter: HostMeter }>()
 let nextRequest = 1
 
 function post(message: FromThread): void {
@@ -50,11 +51,11 @@ port.on('message', (message: ToThread) => {
       break
     case 'call':
       void reply(message.id, () =>
-        sandbox(message.sid).runCall(message.method, message.argsJson, message.turn, (op, args) => {
+        sandbox(message.sid).runCall(message.method, message.argsJson, message.turn, (op, args, meter) => {
           const rid = nextRequest++
           return new Promise((resolve, reject) => {
-            answers.set(rid, { resolve, reject })
-            post({ t: 'request', id: message.id, rid, op, args })
+            answers.set(rid, { resolve, reject, meter })
+            post({ t: 'request', id: message.id, rid, op, args, schedule: meter.schedule.version, allowance: meter.allowance })
           })
         }),
       )
@@ -62,8 +63,15 @@ port.on('message', (message: ToThread) => {
     case 'answer': {
       const waiting = answers.get(message.rid)
       answers.delete(message.rid)
-      if (message.error) waiting?.reject(fromCrossing(message.error as CrossingError))
-      else waiting?.resolve(message.value)
+      if (!waiting) break
+      try {
+        waiting.meter.absorb(message.charged)
+      } catch (err) {
+        waiting.reject(err as Error)
+        break
+      }
+      if (message.error) waiting.reject(fromCrossing(message.error as CrossingError))
+      else waiting.resolve(message.value)
       break
     }
     case 'dispose':

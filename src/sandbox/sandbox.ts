@@ -9,11 +9,15 @@
  * are cancelled. Nothing runs between turns.
  *
  * Metering: the engine's interrupt handler is called every ~10,000 engine checkpoints; each call is a
- * tick. A turn that uses more than `limits.computeTicks` ticks is aborted with ComputeLimitExceeded.
- * The tick counts are reproducible when the same history is replayed from a fresh instance, which
- * is what every replay does. The same handler enforces a wall-clock watchdog per slice of
- * synchronous execution: its firing is a host fault (HostFaultError), the sandbox is marked broken
- * and must be rebuilt by its owner from the log.
+ * tick. Host requests are charged in the same ticks by the log's cost schedule (host-work.ts), before
+ * the host does their work. A turn whose ticks and host work pass `limits.computeTicks` is aborted
+ * with ComputeLimitExceeded. The counts are reproducible when the same history is replayed from a
+ * fresh instance, which is what every replay does. A wall-clock watchdog measures the whole turn
+ * (checked by the same handler and between host requests): its firing is a host fault
+ * (HostFaultError), the sandbox is marked broken and must be rebuilt by its owner from the log.
+ *
+ * Fairness: a turn serving a flood of host requests gives the event loop a turn every few
+ * milliseconds, so other VMs, sockets and timers on this thread keep running.
  *
  * The sandbox knows nothing of logs, files or sockets: System.* operations reach the host through
  * the `onRequest` handler given for the turn.
@@ -22,6 +26,7 @@ import { performance } from 'node:perf_hooks'
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten-core'
 import { HostFaultError, ScriptError } from '../errors.js'
 import { createEngineInstance } from './engine.js'
+import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import type { TaggedValue } from './value-codec.js'
@@ -41,8 +46,11 @@ export type CallOutcome =
   | { ok: true; value?: TaggedValue; cost: number }
   | { ok: false; error: { name: string; message: string }; cost: number }
 
-/** Handles one System.* operation requested by the script. Throw a LibVMSError to reject it in the VM. */
-export type HostRequestHandler = (op: string, args: unknown[]) => Promise<unknown>
+/**
+ * Handles one System.* operation requested by the script. Throw a LibVMSError to reject it in the VM.
+ * Charge the work on `meter` before doing it: the charge that passes the call's budget throws.
+ */
+export type HostRequestHandler = (op: string, args: unknown[], meter: HostMeter) => Promise<unknown>
 
 export type ConsoleSink = (level: string, message: string) => void
 
@@ -58,8 +66,10 @@ export interface SandboxOptions {
   /** Sources of `(function (System, request) { ... })`, each run once to add APIs to System. */
   systemSources?: string[]
   console?: ConsoleSink
-  /** Wall-clock limit of one slice of synchronous VM execution, in ms. */
+  /** Wall-clock limit of one turn, in ms (default: the larger of 5 s and 10 ms per tick of the budget). */
   watchdogMs?: number
+  /** The log's cost schedule version (host-work.ts); absent: 0, the schedule that charges nothing. */
+  costSchedule?: number
 }
 
 interface PendingRequest {
@@ -69,6 +79,9 @@ interface PendingRequest {
 }
 
 const DEFAULT_WATCHDOG_MS = 5000
+const WATCHDOG_MS_PER_TICK = 10
+/** A turn serving host requests gives the event loop a turn when it has held it this long. */
+const YIELD_AFTER_MS = 2
 /** Jobs run while purging what an aborted turn left queued, before the sandbox gives up on itself. */
 const MAX_PURGE_JOBS = 1_000_000
 
@@ -79,8 +92,15 @@ export class Sandbox {
   private readonly driver: QuickJSHandle
   private readonly fns: Record<string, QuickJSHandle> = {}
   private readonly watchdogMs: number
+  readonly schedule: CostSchedule
   private requests: PendingRequest[] = []
   private ticks = 0
+  /** Host work charged in this turn, in milliticks. */
+  private hostWork = 0
+  /** A turn ended with host requests unanswered: the driver's request queue is reset before the next. */
+  private requestsLeft = false
+  /** A request is being served (it has left the queue, its answer has not reached the VM). */
+  private serving = false
   private budget = Number.POSITIVE_INFINITY
   private deadline = Number.POSITIVE_INFINITY
   private interrupted: 'budget' | 'watchdog' | 'purge' | null = null
@@ -90,7 +110,10 @@ export class Sandbox {
 
   private constructor(runtime: QuickJSRuntime, options: SandboxOptions) {
     this.limits = options.limits
-    this.watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS
+    this.watchdogMs = options.watchdogMs ?? Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * this.limits.computeTicks)
+    const schedule = costSchedule(options.costSchedule)
+    if (!schedule) throw new HostFaultError(`cost schedule ${options.costSchedule} is not known to this LibVMS`)
+    this.schedule = schedule
     this.runtime = runtime
     runtime.setMaxStackSize(this.limits.stackBytes)
     runtime.setInterruptHandler(() => this.onInterrupt())
@@ -100,7 +123,10 @@ export class Sandbox {
 
     const hostRequest = ctx.newFunction('hostRequest', (opHandle, argsHandle) => {
       const deferred = ctx.newPromise()
-      this.requests.push({ op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred })
+      const request = { op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred }
+      // Charged when made, before the host holds it: over budget, it is never served.
+      if (this.schedule.request > 0 && !this.chargeRequest(request.argsJson.length)) return deferred.handle
+      this.requests.push(request)
       return deferred.handle
     })
     const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
@@ -111,12 +137,14 @@ export class Sandbox {
     preludeFn.dispose()
     hostRequest.dispose()
     hostConsole.dispose()
-    for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn']) {
+    for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'resetRequests']) {
       this.fns[name] = ctx.getProp(this.driver, name)
     }
     const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
-    this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits), 'configure').dispose()
+    const maxInFlight = ctx.newNumber(this.schedule.maxInFlight)
+    this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits, maxInFlight), 'configure').dispose()
     parsedLimits.dispose()
+    maxInFlight.dispose()
 
     for (const source of options.systemSources ?? []) {
       const systemFn = this.unwrap(ctx.evalCode(source, 'libvms-system.js'), 'system API')
@@ -138,6 +166,11 @@ export class Sandbox {
 
   get exports(): ExportInfo[] {
     return this.exportList
+  }
+
+  /** Host requests the turn has made and the host holds, unanswered (at most schedule.maxInFlight). */
+  get requestsHeld(): number {
+    return this.requests.length + (this.serving ? 1 : 0)
   }
 
   /**
@@ -226,11 +259,19 @@ export class Sandbox {
     onRequest: HostRequestHandler,
   ): Promise<CallOutcome> {
     this.ticks = 0
+    this.hostWork = 0
     this.budget = this.limits.computeTicks
     this.interrupted = null
     this.requests = []
+    this.deadline = performance.now() + this.watchdogMs
     try {
-      this.sliceStart()
+      if (this.requestsLeft) {
+        // The last turn was aborted with requests queued in the driver: it starts this one empty.
+        const reset = this.driverCall('resetRequests')
+        if ('failure' in reset) return this.abortTurn(reset.failure)
+        this.requestsLeft = false
+      }
+      let heldSince = performance.now()
       const started = await start()
       if (started.error) return this.abortTurn(this.failureOf(started.error))
       // The driver says whether the call settled at once; after anything else runs, ask again.
@@ -245,7 +286,14 @@ export class Sandbox {
         }
         const request = this.requests.shift()
         if (request) {
+          // Schedule 0 charges nothing for host work, so its watchdog times each slice between requests
+          // (as it did when those logs were written); from schedule 1 on it times the whole turn.
+          if (this.schedule.version === 0) this.deadline = performance.now() + this.watchdogMs
           await this.serveRequest(request, onRequest)
+          if (this.interrupted) return this.abortTurn(this.budgetFailure())
+          // A flood of requests answered from caches never lets the event loop turn by itself.
+          heldSince = await this.shareLoop(heldSince)
+          if (this.interrupted) return this.abortTurn(this.budgetFailure())
           settled = null
           continue
         }
@@ -258,17 +306,21 @@ export class Sandbox {
         const fired = this.driverCall('fireNextTimer')
         if ('failure' in fired) return this.abortTurn(fired.failure)
         if (fired.value !== true) break
+        // Driving a timer is host work too: charged, and the event loop gets its turns.
+        if (this.schedule.timer > 0 && !this.chargeWork('timer')) return this.abortTurn(this.budgetFailure())
+        heldSince = await this.shareLoop(heldSince)
+        if (this.interrupted) return this.abortTurn(this.budgetFailure())
         settled = null
       }
       const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
       if ('failure' in ended) return this.abortTurn(ended.failure)
       const endedJson = String(ended.value)
       // The outcome wraps the result in one object: the result itself may nest MAX_VALUE_DEPTH levels.
-      if (jsonDeeperThan(endedJson, MAX_VALUE_DEPTH + 1)) return { ok: false, error: RESULT_TOO_DEEP, cost: this.ticks }
+      if (jsonDeeperThan(endedJson, MAX_VALUE_DEPTH + 1)) return { ok: false, error: RESULT_TOO_DEEP, cost: this.cost }
       const outcome = JSON.parse(endedJson) as { ok: boolean; value?: TaggedValue; error?: { name: string; message: string } }
       return outcome.ok
-        ? { ok: true, value: outcome.value, cost: this.ticks }
-        : { ok: false, error: boundedError(normalizeError(outcome.error ?? { name: 'Error', message: '' })), cost: this.ticks }
+        ? { ok: true, value: outcome.value, cost: this.cost }
+        : { ok: false, error: boundedError(normalizeError(outcome.error ?? { name: 'Error', message: '' })), cost: this.cost }
     } catch (err) {
       if (err instanceof HostFaultError) throw err
       throw this.breakWith(err)
@@ -280,7 +332,6 @@ export class Sandbox {
   /** Runs pending jobs until none is left; the failure that aborts the turn, if any. */
   private drainJobs(): TurnFailure | null {
     while (this.runtime.hasPendingJob()) {
-      this.sliceStart()
       const result = this.runtime.executePendingJobs()
       if (result.error) {
         // Promise jobs turn exceptions into rejections; what escapes a job is an abort or memory exhaustion.
@@ -296,14 +347,25 @@ export class Sandbox {
 
   private async serveRequest(request: PendingRequest, onRequest: HostRequestHandler): Promise<void> {
     let reply: string
+    const meter = new HostMeter(this.schedule, this.allowance)
+    this.serving = true
     try {
       const args = decodeValue(request.argsJson, `the arguments of System.${request.op}`) as unknown[]
-      const value = await onRequest(request.op, args)
+      const value = await onRequest(request.op, args, meter)
       reply = encodeValue({ v: value }, `the reply to System.${request.op}`) ?? '{}'
     } catch (err) {
       const e = err as Error
       if (e instanceof HostFaultError) throw e
+      if (e instanceof HostWorkExceeded || meter.exceeded) {
+        // Over budget: the request is never answered and the turn ends with ComputeLimitExceeded.
+        this.hostWork += meter.charged
+        this.interrupted = 'budget'
+        return
+      }
       reply = JSON.stringify({ e: { name: e?.name ?? 'Error', message: e?.message ?? String(err) } })
+    } finally {
+      this.serving = false
+      if (!this.interrupted) this.hostWork += meter.charged
     }
     if (this.disposed) return
     const handle = this.ctx.newString(reply)
@@ -317,7 +379,9 @@ export class Sandbox {
    * driver's per-turn state, so nothing needs to be allocated in the VM here (its memory may be full).
    */
   private abortTurn(failure: TurnFailure): CallOutcome {
-    const cost = this.ticks
+    const cost = this.cost
+    // The driver may still count requests in flight or waiting; schedule 0 has no such count.
+    if (this.schedule.maxInFlight > 0) this.requestsLeft = true
     this.interrupted = 'purge'
     let purged = 0
     while (this.runtime.hasPendingJob()) {
@@ -355,9 +419,7 @@ export class Sandbox {
 
   private budgetFailure(): TurnFailure {
     if (this.interrupted === 'watchdog') {
-      throw this.breakWith(
-        new HostFaultError(`the VM ran for more than ${this.watchdogMs} ms without yielding (watchdog); the call was not logged`),
-      )
+      throw this.breakWith(new HostFaultError(`the call ran for more than ${this.watchdogMs} ms (watchdog); it was not logged`))
     }
     return {
       name: 'ComputeLimitExceeded',
@@ -367,7 +429,6 @@ export class Sandbox {
 
   /** Calls a driver function (which may run script code); its dumped value, or the turn's failure. */
   private driverCall(name: string, arg?: number): { value: unknown } | { failure: TurnFailure } {
-    this.sliceStart()
     const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
     const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
     argHandle?.dispose()
@@ -380,10 +441,55 @@ export class Sandbox {
 
   // ---- small helpers ----
 
+  /** The turn's cost so far: its compute ticks and its host work, rounded up to whole ticks. */
+  private get cost(): number {
+    return this.ticks + Math.ceil(this.hostWork / MILLITICKS)
+  }
+
+  /** Milliticks of the budget the turn has left. */
+  private get allowance(): number {
+    return this.budget * MILLITICKS - (this.ticks * MILLITICKS + this.hostWork)
+  }
+
+  /**
+   * Gives the event loop a turn if the turn has held it for YIELD_AFTER_MS since `heldSince`, and
+   * checks the watchdog. Returns when the turn took the loop back.
+   */
+  private async shareLoop(heldSince: number): Promise<number> {
+    const now = performance.now()
+    if (now - heldSince <= YIELD_AFTER_MS) return heldSince
+    if (now > this.deadline) {
+      this.interrupted = 'watchdog'
+      return now
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    return performance.now()
+  }
+
+  /** Charges a request as the script makes it; false (and the turn over budget) if that passes the budget. */
+  private chargeRequest(argsChars: number): boolean {
+    return this.chargeWork('request', argsChars)
+  }
+
+  /** Charges host work the sandbox does itself; false (and the turn over budget) if that passes the budget. */
+  private chargeWork(kind: 'request' | 'timer', argsChars = 0): boolean {
+    const meter = new HostMeter(this.schedule, this.allowance)
+    try {
+      meter.charge(kind)
+      if (argsChars > 0) meter.charge('argsKiB', argsChars)
+      return true
+    } catch {
+      this.interrupted = 'budget'
+      return false
+    } finally {
+      this.hostWork += meter.charged
+    }
+  }
+
   private onInterrupt(): boolean {
     this.ticks++
     if (this.interrupted) return true
-    if (this.ticks > this.budget) {
+    if (this.ticks * MILLITICKS + this.hostWork > this.budget * MILLITICKS) {
       this.interrupted = 'budget'
       return true
     }
@@ -392,10 +498,6 @@ export class Sandbox {
       return true
     }
     return false
-  }
-
-  private sliceStart(): void {
-    this.deadline = performance.now() + this.watchdogMs
   }
 
   private assertUsable(): void {

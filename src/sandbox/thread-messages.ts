@@ -11,14 +11,14 @@ export type ToThread =
   | { t: 'load'; id: number; sid: number; code: string; turn: TurnContext }
   | { t: 'call'; id: number; sid: number; method: string; argsJson: string; turn: TurnContext }
   | { t: 'dispose'; sid: number }
-  /** The answer to a System.* request the thread made for a call (`rid`). */
-  | { t: 'answer'; rid: number; value?: unknown; error?: CrossingError }
+  /** The answer to a System.* request the thread made for a call (`rid`), and the host work it charged. */
+  | { t: 'answer'; rid: number; value?: unknown; error?: CrossingError; charged: number }
 
 /** Thread → host. */
 export type FromThread =
   | { t: 'reply'; id: number; value?: unknown; error?: CrossingError }
-  /** A System.* request made by the script during call `id`. */
-  | { t: 'request'; id: number; rid: number; op: string; args: unknown[] }
+  /** A System.* request made by the script during call `id`, with the call's cost schedule and what is left of its budget. */
+  | { t: 'request'; id: number; rid: number; op: string; args: unknown[]; schedule: number; allowance: number }
   | { t: 'console'; sid: number; level: string; message: string }
 
 export type LoadReply = { cost: number; exports: ExportInfo[] }

@@ -12,7 +12,8 @@
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see value-codec.ts);
  * 3. the caller is a string or null;
  * 4. the auth mode's caller check passes (call-auth.ts: signatures, once each, in production mode);
- * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any.
+ * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any;
+ *    and only as `{vms: [records]}`, each record in the shape a factory writes.
  */
 import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
 import type { CallEntry } from '../ledger/log-entry.js'
@@ -28,6 +29,24 @@ export const FACTORY_EXPORTS = ['provisionVM', 'shutdownVM'] as const
 /** The names in `required` the script does not export as a function. */
 export function missingExports(exports: ExportInfo[], required: readonly string[]): string[] {
   return required.filter((name) => !exports.some((e) => e.name === name && e.callable))
+}
+
+/** The shape of a System.vms record as OracleSession writes it (src/vm/system-api.ts): nothing more. */
+function isOracleRecord(record: unknown): boolean {
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) return false
+  const r = record as Record<string, unknown>
+  const keys = Object.keys(r)
+  if (typeof r.op !== 'string' || !keys.includes('args') || keys.some((k) => !['op', 'args', 'result', 'error'].includes(k))) return false
+  if (r.error === undefined) return true
+  const e = r.error as Record<string, unknown> | null
+  return (
+    !keys.includes('result') &&
+    e !== null &&
+    typeof e === 'object' &&
+    typeof e.name === 'string' &&
+    typeof e.message === 'string' &&
+    Object.keys(e).length === 2
+  )
 }
 
 /** A call as it will be logged, once admitted. */
@@ -110,6 +129,12 @@ export class CallAdmission {
     }
     if (entry.oracle !== undefined && (Object.keys(entry.oracle).some((k) => k !== 'vms') || !Array.isArray(entry.oracle.vms))) {
       throw refuse('oracle', new EncodingError('a factory records only {vms: [...]} as oracle values'))
+    }
+    if (entry.oracle !== undefined && !(entry.oracle.vms as unknown[]).every(isOracleRecord)) {
+      throw refuse(
+        'oracle',
+        new EncodingError('each System.vms record is {op, args} with a result or an {name, message} error, as a factory records it'),
+      )
     }
     if (options.checkAuth === false) {
       this.authenticator.remember(entry)

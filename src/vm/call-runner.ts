@@ -15,12 +15,14 @@ import { DivergenceError, HostFaultError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
+import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, EngineInfo, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { LOG_SCHEMA } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
-import type { VMLimits } from '../sandbox/limits.js'
+import { costSchedule } from '../sandbox/host-work.js'
+import { recordedLimits, type VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
@@ -63,6 +65,8 @@ export interface RunnerOptions {
   provisioner?: VMProvisioner | null
   /** Run the script on a sandbox thread (remote-sandbox.ts) rather than on this thread. */
   thread?: boolean
+  /** The log's cost schedule version (host-work.ts): what host work costs, and whether quotas apply. */
+  costSchedule: number
 }
 
 /** A sandbox on this thread, or on a sandbox thread: the same interface. */
@@ -107,6 +111,11 @@ export class CallRunner {
   private staged: LogEntry[] = []
   /** The flush being stored, if any. */
   private inFlight: Promise<void> | null = null
+  /**
+   * What the archive holds after the last turn, for the storage quotas: counted from the init turn
+   * on, by every turn's changes (a replay and a reopen run every turn, so they count the same).
+   */
+  private usage: StorageUsage = { bytes: 0, entries: 0 }
 
   constructor(options: RunnerOptions) {
     this.options = options
@@ -130,10 +139,16 @@ export class CallRunner {
    */
   static prepareSandbox(
     limits: VMLimits,
-    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean },
+    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number },
   ): Promise<EngineSandbox> {
     const systemSources = options.factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
-    const sandboxOptions = { limits, systemSources, console: options.console, watchdogMs: options.watchdogMs }
+    const sandboxOptions = {
+      limits,
+      systemSources,
+      console: options.console,
+      watchdogMs: options.watchdogMs,
+      costSchedule: options.costSchedule,
+    }
     return options.thread ? RemoteSandbox.create(sandboxOptions) : Sandbox.create(sandboxOptions)
   }
 
@@ -157,6 +172,7 @@ export class CallRunner {
    * changes are committed. Returns the outcome; the caller decides what a failed init means.
    */
   async runInit(timestamp: number, seed: string, mode: 'apply' | 'restore'): Promise<CallOutcome> {
+    this.usage = { bytes: 0, entries: 0 }
     if (!this.hasInit) return { ok: true, cost: 0 }
     // `oracle` given (empty): System.vms answers nothing during init, on the host as on replay.
     const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed), oracle: {} }
@@ -203,11 +219,15 @@ export class CallRunner {
     const live = mode === 'apply' && !!this.options.provisioner && input.oracle === undefined
     const recorded = (input.oracle?.vms ?? []) as unknown as OracleRecord[]
     const oracle = this.options.factory ? new OracleSession(live ? (this.options.provisioner ?? null) : null, live ? null : recorded) : null
-    const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView, oracle)
+    const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: this.usage } : null
+    const system = new SystemHost(this.identity, baseVersion, input.timestamp, openView, oracle, quotas)
     const turn: TurnContext = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     try {
       const outcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
       const tx = system.transaction
+      if (outcome.ok && tx?.changed) {
+        this.usage = { bytes: this.usage.bytes + tx.usageChange.bytes, entries: this.usage.entries + tx.usageChange.entries }
+      }
       if (mode === 'apply' && outcome.ok && tx?.changed) {
         const target = group ?? (await this.openGroup())
         await tx.commit(target.target())
@@ -303,6 +323,7 @@ export class CallRunner {
 
 export function buildInitEntry(
   fields: Pick<InitEntry, 'code' | 'title' | 'filesArchiveKey' | 'limits' | 'auth' | 'timestamp' | 'seed' | 'files'> & {
+    costSchedule: number
     exports: ExportInfo[]
     outcome: CallOutcome & { ok: true }
     loadCost: number
@@ -316,7 +337,8 @@ export function buildInitEntry(
     code: fields.code,
     title: fields.title,
     filesArchiveKey: fields.filesArchiveKey,
-    limits: fields.limits,
+    limits: recordedLimits(fields.limits, fields.costSchedule > 0),
+    ...(fields.costSchedule > 0 ? { costSchedule: fields.costSchedule } : {}),
     auth: fields.auth,
     timestamp: fields.timestamp,
     seed: fields.seed,

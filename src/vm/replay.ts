@@ -11,6 +11,7 @@ import type { CallLog } from '../ledger/call-log.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
+import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, FACTORY_EXPORTS, missingExports } from './call-admission.js'
@@ -110,6 +111,10 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
   const init = (await callLog.get(0)) as InitEntry
   checkAssertions(callLog, init, assertions)
   checkEngine(init, !!options.allowEngineMismatch)
+  const schedule = costSchedule(init.costSchedule)
+  if (!schedule) {
+    throw new LogFormatError(`the log's cost schedule ${init.costSchedule} is not known to this LibVMS; replay it with a newer one`, 0)
+  }
   let limits: InitEntry['limits']
   try {
     limits = resolveLimits(init.limits)
@@ -136,6 +141,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     thread: options.thread,
     // A factory's System.vms answers come from the log: a replay never provisions anything.
     factory: !!init.factory,
+    costSchedule: schedule.version,
   })
   try {
     let loadCost: number
@@ -170,6 +176,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       })
     }
     const replayedInit = buildInitEntry({
+      costSchedule: schedule.version,
       code: init.code,
       title: init.title,
       filesArchiveKey: init.filesArchiveKey,

@@ -8,7 +8,7 @@
  * gets the same answers.
  */
 import { LibVMSError } from '../errors.js'
-import { FilesTransaction } from '../ledger/files-transaction.js'
+import { FilesTransaction, type StorageQuota, type StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import type { HostRequestHandler } from '../sandbox/sandbox.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
@@ -71,6 +71,8 @@ export interface OracleRecord {
 export class OracleSession {
   readonly records: OracleRecord[] = []
   private next = 0
+  /** Characters of oracle values the call has recorded (or read back) so far. */
+  private size = 0
 
   constructor(
     private readonly provisioner: VMProvisioner | null,
@@ -84,8 +86,18 @@ export class OracleSession {
 
   async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
     const asked = (args ?? null) as TaggedValue
+    // Refused before anything is asked or recorded, by what the call recorded before: the same on replay.
+    const askedSize = JSON.stringify(asked).length
+    if (this.size + askedSize > MAX_ORACLE_CHARS) {
+      throw new LibVMSError(
+        'OracleLimitExceeded',
+        'ERR_ORACLE_LIMIT',
+        `System.${op}: one call may record at most ${MAX_ORACLE_CHARS} characters of System.vms requests and answers, so that its log entry stays storable; make fewer or smaller requests per call`,
+      )
+    }
     if (this.recorded) {
       const record = this.recorded[this.next++]
+      if (record) this.size += JSON.stringify(record).length
       if (!record || record.op !== op || JSON.stringify(record.args) !== JSON.stringify(asked)) {
         throw new OracleMissingError(
           `the log holds no recorded answer for this System.${op} request (#${this.next}): the replay asked something else`,
@@ -101,15 +113,23 @@ export class OracleSession {
     if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
     try {
       const result = await live(this.provisioner)
-      this.records.push(result === undefined ? { op, args: asked } : { op, args: asked, result })
+      this.keep(result === undefined ? { op, args: asked } : { op, args: asked, result })
       return result
     } catch (err) {
       const e = err as Error
-      this.records.push({ op, args: asked, error: { name: e.name ?? 'Error', message: e.message ?? String(err) } })
+      this.keep({ op, args: asked, error: { name: e.name ?? 'Error', message: e.message ?? String(err) } })
       throw err
     }
   }
+
+  private keep(record: OracleRecord): void {
+    this.records.push(record)
+    this.size += JSON.stringify(record).length
+  }
 }
+
+/** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
+export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
 
 export class OracleMissingError extends LibVMSError {
   constructor(message: string) {
@@ -144,6 +164,8 @@ export class SystemHost {
     private readonly openView: () => Promise<FilesView>,
     /** System.vms for factory scripts; null elsewhere. */
     private readonly oracle: OracleSession | null = null,
+    /** The storage quotas and the archive's usage before the call; null where no quota applies. */
+    private readonly storage: { quota: StorageQuota; usage: StorageUsage } | null = null,
   ) {}
 
   /** The turn's changes, if it made any. */
@@ -151,15 +173,17 @@ export class SystemHost {
     return this.tx
   }
 
-  readonly handle: HostRequestHandler = async (op, args) => {
+  readonly handle: HostRequestHandler = async (op, args, meter) => {
     if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
+      meter.charge('vm')
       return op === 'vms.provisionVM'
         ? this.oracle.run(op, args[0], (p) => p.provisionVM(args[0]))
         : this.oracle.run(op, args[0], (p) => p.shutdownVM(args[0]))
     }
-    if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp)
+    if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp, this.storage)
     const tx = this.tx
+    tx.charge = (kind, amount) => meter.charge(kind, amount)
     switch (op) {
       case 'files.getInfo':
         return { key: this.identity.key, url: `hyper://${this.identity.key}`, version: this.baseVersion, title: this.identity.title }

@@ -26,6 +26,7 @@ import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
 import type { SignedCall } from '../ledger/signed-call.js'
 import { VMStorage } from '../ledger/vm-storage.js'
+import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { decodeValue, fromTagged } from '../sandbox/value-codec.js'
@@ -231,6 +232,7 @@ export class VM extends EventEmitter {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
     const init = buildInitEntry({
+      costSchedule: CURRENT_COST_SCHEDULE,
       code: this.code,
       title,
       filesArchiveKey: storage.filesArchive.key,
@@ -272,15 +274,17 @@ export class VM extends EventEmitter {
     }
     const last = await log.get(log.length - 1)
     await discardUnloggedFiles(storage.filesArchive, last.files)
+    // The VM keeps the cost schedule it was deployed with: its log replays the same way for ever.
+    const schedule = init.costSchedule ?? 0
     const runner = new CallRunner({
-      ...this.runnerOptions(),
-      limits: init.limits,
+      ...this.runnerOptions(schedule),
+      limits: resolveLimits(init.limits),
       storage,
       identity: { key: init.filesArchiveKey, title: init.title },
     })
     this.storage = storage
     this.runner = runner
-    const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits)
+    const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
     await restoreFromLog(runner, log, { prepared: sameLimits ? prepared : undefined, authenticator })
@@ -508,15 +512,18 @@ export class VM extends EventEmitter {
     return this.lastTimestamp
   }
 
-  private runnerOptions(): {
+  /** What every runner of this VM shares; `costSchedule` is the log's (new deploys: the current one). */
+  private runnerOptions(costSchedule = CURRENT_COST_SCHEDULE): {
     code: string
     console: ConsoleSink
     watchdogMs?: number
     factory: boolean
     provisioner: VMProvisioner | null
     thread: boolean
+    costSchedule: number
   } {
     return {
+      costSchedule,
       code: this.code,
       console: this.options.console ?? debugConsole(this),
       watchdogMs: this.options.watchdogMs,
