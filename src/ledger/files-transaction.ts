@@ -35,7 +35,7 @@ export interface StorageQuota {
 }
 
 /** Charges host work before it is done (the request's meter); throws when the call is over budget. */
-export type WorkCharge = (kind: 'readKiB' | 'writeKiB' | 'lookup' | 'change' | 'record', amount?: number) => void
+export type WorkCharge = (kind: 'readKiB' | 'writeKiB' | 'lookup' | 'listed' | 'change' | 'record', amount?: number) => void
 
 function noCharge(): void {}
 
@@ -125,7 +125,7 @@ export class FilesTransaction {
 
   private async childNames(path: string): Promise<string[]> {
     // rmdir marks every descendant removed, so view children not in `changes` are still there.
-    const names = new Set(await this.view.children(path, () => this.charge('lookup')))
+    const names = new Set(await this.view.children(path, () => this.charge('listed')))
     for (const [changed, c] of this.changes) {
       if (changed === '/' || parentOf(changed) !== path) continue
       if (c === null) names.delete(baseName(changed))
@@ -161,7 +161,8 @@ export class FilesTransaction {
     await this.assertParentDirectory(path)
     const existing = await this.node(path)
     if (existing?.type === 'directory') throw filesErrors.isADirectory(path)
-    await this.setChange(path, { type: 'file', data: bytes })
+    // The file (if any) is the archive's own entry when the transaction has not changed it.
+    await this.setChange(path, { type: 'file', data: bytes }, existing ? { size: existing.size } : null)
   }
 
   async mkdir(rawPath: unknown): Promise<void> {
@@ -170,7 +171,7 @@ export class FilesTransaction {
     this.charge('lookup')
     await this.assertParentDirectory(path)
     if (await this.node(path)) throw filesErrors.alreadyExists(path)
-    await this.setChange(path, { type: 'directory' })
+    await this.setChange(path, { type: 'directory' }, null)
   }
 
   async unlink(rawPath: unknown): Promise<void> {
@@ -179,7 +180,7 @@ export class FilesTransaction {
     const node = await this.node(path)
     if (!node) throw filesErrors.notFound(path)
     if (node.type !== 'file') throw filesErrors.notAFile(path)
-    await this.setChange(path, null)
+    await this.setChange(path, null, { size: node.size })
   }
 
   async rmdir(rawPath: unknown, opts?: unknown): Promise<void> {
@@ -192,7 +193,7 @@ export class FilesTransaction {
     if (node.type !== 'directory') throw filesErrors.notADirectory(path)
     const children = await this.childNames(path)
     if (children.length > 0 && !recursive) throw filesErrors.directoryNotEmpty(path)
-    for (const { path: descendant, size } of await this.view.descendants(path, () => this.charge('lookup'))) {
+    for (const { path: descendant, size } of await this.view.descendants(path, () => this.charge('listed'))) {
       await this.setChange(descendant, null, { size })
     }
     for (const changed of [...this.changes.keys()]) {
@@ -204,7 +205,7 @@ export class FilesTransaction {
   /**
    * Records a change and what it does to the archive's usage; throws StorageLimitExceeded (the change
    * not made) if it would take the archive past a quota. `stored` is the view's entry at `path` when
-   * the caller has already read it.
+   * the caller has already read it (used only if the transaction has not changed `path` yet).
    */
   private async setChange(path: string, change: Change, stored?: { size: number } | null): Promise<void> {
     const before = this.changes.has(path)

@@ -32,6 +32,13 @@ export interface ArchiveSource {
 
 function noop(): void {}
 
+/** A long listing answered from caches never lets the event loop turn by itself: give it a turn every 2 ms. */
+async function shareLoop(heldSince: number): Promise<number> {
+  if (performance.now() - heldSince <= 2) return heldSince
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  return performance.now()
+}
+
 const ROOT: FileNode = { type: 'directory', size: 0, mtime: 0 }
 
 /** `folder` as the key prefix form Hyperdrive uses: '' for the root, '/a/b' otherwise. */
@@ -83,31 +90,45 @@ export class FilesView {
     return data ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null
   }
 
-  /** Names of the entries directly inside `path`, in key order; `onEach` is called before each is read. */
+  /**
+   * Names of the entries directly inside `path`, in key order; `onEach` is called as each is read.
+   * Keys are streamed in order; a subfolder's own entries are skipped by starting the next stream
+   * after them, so a listing costs one read per name, not one per entry below it.
+   */
   async children(path: string, onEach: () => void = noop): Promise<string[]> {
     if (!this.source) return []
     const folder = folderKey(path)
     const names: string[] = []
     let prev = '/'
-    for (;;) {
-      onEach()
-      const node = await this.source.bee.peek(folderRange(folder, prev))
-      if (!node) return names
-      const suffix = node.key.slice(FILES_KEY_PREFIX.length + folder.length + 1)
-      const slash = suffix.indexOf('/')
-      const name = slash === -1 ? suffix : suffix.slice(0, slash)
-      // Skip the rest of `name`'s subtree: '0' sorts right after '/'.
-      prev = `/${name}${slash === -1 ? '' : '0'}`
-      if (names[names.length - 1] !== name) names.push(name)
+    let heldSince = performance.now()
+    for (let more = true; more; ) {
+      more = false
+      for await (const node of this.source.bee.createReadStream(folderRange(folder, prev))) {
+        onEach()
+        const suffix = node.key.slice(FILES_KEY_PREFIX.length + folder.length + 1)
+        const slash = suffix.indexOf('/')
+        const name = slash === -1 ? suffix : suffix.slice(0, slash)
+        if (names[names.length - 1] !== name) names.push(name)
+        heldSince = await shareLoop(heldSince)
+        if (slash !== -1) {
+          // Skip the rest of `name`'s subtree: '0' sorts right after '/'.
+          prev = `/${name}0`
+          more = true
+          break
+        }
+      }
     }
+    return names
   }
 
   /** Every entry below `path` (its full path, and its contents' size); `onEach` is called as each is read. */
   async descendants(path: string, onEach: () => void = noop): Promise<{ path: string; size: number }[]> {
     if (!this.source) return []
     const found: { path: string; size: number }[] = []
+    let heldSince = performance.now()
     for await (const node of this.source.bee.createReadStream<DriveEntryValue>(folderRange(folderKey(path)))) {
       onEach()
+      heldSince = await shareLoop(heldSince)
       found.push({ path: node.key.slice(FILES_KEY_PREFIX.length), size: node.value?.blob?.byteLength ?? 0 })
     }
     return found
@@ -120,8 +141,10 @@ export class FilesView {
     if (opts.start !== undefined) range.gte = opts.start
     if (opts.end !== undefined) range.lt = opts.end
     const records: HistoryRecord[] = []
+    let heldSince = performance.now()
     for await (const node of this.source.bee.createHistoryStream(range)) {
       onEach()
+      heldSince = await shareLoop(heldSince)
       if (!node.key.startsWith(FILES_KEY_PREFIX)) continue
       records.push({ type: node.type, path: node.key.slice(FILES_KEY_PREFIX.length), version: node.seq + 1 })
     }

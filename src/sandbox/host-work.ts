@@ -24,8 +24,10 @@ export interface CostSchedule {
   readonly readKiB: number
   /** Per KiB (or part) of file contents written. */
   readonly writeKiB: number
-  /** Per entry a request looks up or lists (stat, readFile, every write's target, each name readdir lists or visits, each entry rmdir finds). */
+  /** Per path a request looks up (stat, readFile, readdir, writeFile, mkdir, unlink, rmdir; each entry a recursive readdir visits). */
   readonly lookup: number
+  /** Per name a listing reads (each name readdir lists, each entry rmdir finds below a folder). */
+  readonly listed: number
   /** Per entry a request creates, rewrites or removes (writeFile, mkdir, unlink, each entry rmdir removes), its commit included. */
   readonly change: number
   /** Per record of the archive's history listed. */
@@ -40,7 +42,7 @@ export interface CostSchedule {
   readonly quotas: boolean
 }
 
-export type HostWorkKind = 'request' | 'argsKiB' | 'readKiB' | 'writeKiB' | 'lookup' | 'change' | 'record' | 'vm' | 'timer'
+export type HostWorkKind = 'request' | 'argsKiB' | 'readKiB' | 'writeKiB' | 'lookup' | 'listed' | 'change' | 'record' | 'vm' | 'timer'
 
 /** Logs written before cost schedules: host work is free, nothing bounds requests in flight. */
 const SCHEDULE_0: CostSchedule = Object.freeze({
@@ -50,6 +52,7 @@ const SCHEDULE_0: CostSchedule = Object.freeze({
   readKiB: 0,
   writeKiB: 0,
   lookup: 0,
+  listed: 0,
   change: 0,
   record: 0,
   vm: 0,
@@ -61,8 +64,8 @@ const SCHEDULE_0: CostSchedule = Object.freeze({
 /**
  * Schedule 1, calibrated on the reference machine (2 cores, Node 20; bench/host-work-calibration.ts)
  * so that a tick of host work takes about as long as a tick of compute there (0.7–0.8 ms): a request
- * round trip ≈ 200 µs, a lookup or a listed name ≈ 200–300 µs, a changed entry with its commit
- * ≈ 250–480 µs more, a history record ≈ 45 µs, ≈ 25 µs per KiB of arguments and 40 per KiB read
+ * round trip ≈ 200 µs, a lookup ≈ 100–200 µs, a listed name ≈ 15–35 µs, a changed entry with its
+ * commit ≈ 250–480 µs more, a history record ≈ 45 µs, ≈ 25 µs per KiB of arguments and 40 per KiB read
  * into the VM, ≈ 8 µs per KiB committed. Rounded towards charging more.
  */
 const SCHEDULE_1: CostSchedule = Object.freeze({
@@ -72,6 +75,7 @@ const SCHEDULE_1: CostSchedule = Object.freeze({
   readKiB: 40,
   writeKiB: 8,
   lookup: 200,
+  listed: 40,
   change: 350,
   record: 50,
   vm: 100_000,
