@@ -1,6 +1,16 @@
 // After tsc: ship the Holepunch type shims with the declarations, so a consumer's TypeScript sees
 // the types the public API mentions (DatArchive.drive, CallLog.core) without any @types package.
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+// The JavaScript that runs inside VMs (src/**/*.vm.js) is read as text at run time: ship it beside
+// the compiled modules that read it.
+for (const entry of readdirSync('src', { recursive: true, withFileTypes: true })) {
+  if (entry.isFile() && entry.name.endsWith('.vm.js')) {
+    const from = join(entry.parentPath ?? entry.path, entry.name)
+    copyFileSync(from, join('dist', from.slice('src/'.length)))
+  }
+}
 
 copyFileSync('types/holepunch.d.ts', 'dist/holepunch.d.ts')
 const index = 'dist/index.d.ts'

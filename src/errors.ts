@@ -1,12 +1,137 @@
 /**
- * Named errors with stable codes. Every failure a user can cause is one of these: `name` says what
- * kind of failure it is, `code` is stable across releases (match on it), `message` says what to do.
+ * Named errors with stable codes — every class and every code LibVMS has, in this one file. Every
+ * failure a user can cause is one of these: `name` says what kind of failure it is, `code` is stable
+ * across releases (match on it), `message` says what to do. docs/api.md ("Errors") lists them.
  */
 
-export class LibVMSError extends Error {
-  readonly code: string
+/** The errors the files API raises inside a call (and DatArchive reads outside one): name → code. */
+export const FILES_ERROR_CODES = {
+  NotFound: 'ERR_NOT_FOUND',
+  AlreadyExists: 'ERR_ALREADY_EXISTS',
+  ParentNotFound: 'ERR_PARENT_NOT_FOUND',
+  NotADirectory: 'ERR_NOT_A_DIRECTORY',
+  IsADirectory: 'ERR_IS_A_DIRECTORY',
+  NotAFile: 'ERR_NOT_A_FILE',
+  DirectoryNotEmpty: 'ERR_DIRECTORY_NOT_EMPTY',
+  InvalidPath: 'ERR_INVALID_PATH',
+  InvalidEncoding: 'ERR_INVALID_ENCODING',
+  StorageLimitExceeded: 'ERR_STORAGE_LIMIT',
+} as const
 
-  constructor(name: string, code: string, message: string, options?: { cause?: unknown }) {
+/** The errors the sandbox and the host's System API raise inside a call: name → code. */
+export const SANDBOX_ERROR_CODES = {
+  ComputeLimitExceeded: 'ERR_COMPUTE_LIMIT',
+  MemoryLimitExceeded: 'ERR_MEMORY_LIMIT',
+  StackOverflow: 'ERR_STACK_OVERFLOW',
+  TimerLimitExceeded: 'ERR_TIMER_LIMIT',
+  CallNeverSettled: 'ERR_CALL_NEVER_SETTLED',
+  EncodingError: 'ERR_ENCODING',
+  ResultTooLarge: 'ERR_RESULT_TOO_LARGE',
+  MethodNotFound: 'ERR_METHOD_NOT_FOUND',
+  FileTooLarge: 'ERR_FILE_TOO_LARGE',
+  OracleLimitExceeded: 'ERR_ORACLE_LIMIT',
+  OracleMissing: 'ERR_ORACLE_MISSING',
+  UnknownSystemCall: 'ERR_UNKNOWN_SYSTEM_CALL',
+  CapacityExceeded: 'ERR_CAPACITY',
+  VMNotFound: 'ERR_VM_NOT_FOUND',
+} as const
+
+/** Stable codes of the errors raised inside a call, by name (a script's own errors are ERR_CALL_FAILED). */
+export const CALL_ERROR_CODES: Readonly<Record<string, CallErrorCode>> = { ...SANDBOX_ERROR_CODES, ...FILES_ERROR_CODES }
+
+export type FilesErrorName = keyof typeof FILES_ERROR_CODES
+type CallErrorCode =
+  | (typeof FILES_ERROR_CODES)[FilesErrorName]
+  | (typeof SANDBOX_ERROR_CODES)[keyof typeof SANDBOX_ERROR_CODES]
+  | 'ERR_CALL_FAILED'
+
+const AUTH_CODES = ['ERR_AUTH_REQUIRED', 'ERR_AUTH_MODE', 'ERR_BAD_SIGNATURE', 'ERR_BAD_PAYLOAD', 'ERR_WRONG_VM', 'ERR_REPLAYED'] as const
+const KEY_FILE_CODES = [
+  'ERR_KEY_FILE_EXISTS',
+  'ERR_KEY_FILE_MISSING',
+  'ERR_KEY_FILE_PERMISSIONS',
+  'ERR_KEY_FILE_INVALID',
+  'ERR_KEY_FILE_READ',
+  'ERR_KEY_FILE_WRITE',
+] as const
+const DIRECTORY_CODES = [
+  'ERR_DIR_NOT_LIBVMS',
+  'ERR_DIR_NOT_EMPTY',
+  'ERR_DIR_ROLE',
+  'ERR_DIR_IN_USE',
+  'ERR_CODE_MISMATCH',
+  'ERR_AUTH_MISMATCH',
+  'ERR_NO_CALL_LOG',
+  'ERR_REPLAY_DIR_USED',
+] as const
+const FETCH_CODES = ['ERR_NO_HOST', 'ERR_HOST_UNREACHABLE', 'ERR_FETCH_TIMEOUT', 'ERR_FETCH_INCOMPLETE', 'ERR_FORKED'] as const
+/** What an RPC server answers with at its edge, before a call reaches a VM (rpc-connection.ts). */
+const RPC_EDGE_CODES = [
+  'ERR_PARSE',
+  'ERR_INVALID_REQUEST',
+  'ERR_INVALID_PARAMS',
+  'ERR_MESSAGE_TOO_LARGE',
+  'ERR_QUEUE_FULL',
+  'ERR_UNAVAILABLE',
+  'ERR_HANDSHAKE_REQUIRED',
+  'ERR_HANDSHAKE_DONE',
+  'ERR_INTERNAL',
+] as const
+/** Failures an RPC client sees on its own side. */
+const RPC_CLIENT_CODES = ['ERR_CONNECT', 'ERR_TIMEOUT', 'ERR_TOO_MANY_CONNECTIONS', 'ERR_CONNECTION_CLOSED', 'ERR_RPC'] as const
+const OTHER_CODES = [
+  'ERR_SCRIPT',
+  'ERR_HOST_FAULT',
+  'ERR_INVALID_ARGUMENT',
+  'ERR_INVALID_STATE',
+  'ERR_LOG_FORMAT',
+  'ERR_ENGINE_MISMATCH',
+  'ERR_LIMIT_CEILING',
+  'ERR_DIVERGENCE',
+  'ERR_USAGE',
+  // An error that crossed from a sandbox thread or a server with a code this version does not know.
+  'ERR_UNKNOWN',
+] as const
+
+export type AuthErrorCode = (typeof AUTH_CODES)[number]
+export type KeyFileErrorCode = (typeof KEY_FILE_CODES)[number]
+export type DirectoryErrorCode = (typeof DIRECTORY_CODES)[number]
+export type FetchErrorCode = (typeof FETCH_CODES)[number]
+export type RPCEdgeErrorCode = (typeof RPC_EDGE_CODES)[number]
+
+/** Every stable code. */
+export type ErrorCode =
+  | CallErrorCode
+  | AuthErrorCode
+  | KeyFileErrorCode
+  | DirectoryErrorCode
+  | FetchErrorCode
+  | RPCEdgeErrorCode
+  | (typeof RPC_CLIENT_CODES)[number]
+  | (typeof OTHER_CODES)[number]
+
+const KNOWN_CODES: ReadonlySet<string> = new Set<string>([
+  ...Object.values(SANDBOX_ERROR_CODES),
+  ...Object.values(FILES_ERROR_CODES),
+  'ERR_CALL_FAILED',
+  ...AUTH_CODES,
+  ...KEY_FILE_CODES,
+  ...DIRECTORY_CODES,
+  ...FETCH_CODES,
+  ...RPC_EDGE_CODES,
+  ...RPC_CLIENT_CODES,
+  ...OTHER_CODES,
+])
+
+/** `code` if it is one this version knows (it came from a thread or a server), else ERR_UNKNOWN. */
+export function knownCode(code: unknown): ErrorCode {
+  return typeof code === 'string' && KNOWN_CODES.has(code) ? (code as ErrorCode) : 'ERR_UNKNOWN'
+}
+
+export class LibVMSError extends Error {
+  readonly code: ErrorCode
+
+  constructor(name: string, code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = name
     this.code = code
@@ -37,30 +162,6 @@ export class CallError extends LibVMSError {
     super(name, CALL_ERROR_CODES[name] ?? 'ERR_CALL_FAILED', message)
     this.seq = seq
   }
-}
-
-/** Stable codes of the errors the sandbox itself raises inside a call. */
-export const CALL_ERROR_CODES: Record<string, string> = {
-  ComputeLimitExceeded: 'ERR_COMPUTE_LIMIT',
-  MemoryLimitExceeded: 'ERR_MEMORY_LIMIT',
-  StackOverflow: 'ERR_STACK_OVERFLOW',
-  TimerLimitExceeded: 'ERR_TIMER_LIMIT',
-  CallNeverSettled: 'ERR_CALL_NEVER_SETTLED',
-  EncodingError: 'ERR_ENCODING',
-  ResultTooLarge: 'ERR_RESULT_TOO_LARGE',
-  MethodNotFound: 'ERR_METHOD_NOT_FOUND',
-  NotFound: 'ERR_NOT_FOUND',
-  AlreadyExists: 'ERR_ALREADY_EXISTS',
-  ParentNotFound: 'ERR_PARENT_NOT_FOUND',
-  NotADirectory: 'ERR_NOT_A_DIRECTORY',
-  IsADirectory: 'ERR_IS_A_DIRECTORY',
-  NotAFile: 'ERR_NOT_A_FILE',
-  DirectoryNotEmpty: 'ERR_DIRECTORY_NOT_EMPTY',
-  InvalidPath: 'ERR_INVALID_PATH',
-  InvalidEncoding: 'ERR_INVALID_ENCODING',
-  FileTooLarge: 'ERR_FILE_TOO_LARGE',
-  StorageLimitExceeded: 'ERR_STORAGE_LIMIT',
-  OracleLimitExceeded: 'ERR_ORACLE_LIMIT',
 }
 
 /**
@@ -105,21 +206,21 @@ export class MethodNotFoundError extends LibVMSError {
  * A refused call never runs and is never logged.
  */
 export class AuthError extends LibVMSError {
-  constructor(code: string, message: string) {
+  constructor(code: AuthErrorCode, message: string) {
     super('AuthError', code, message)
   }
 }
 
 /** A key pair file that cannot be read, written or trusted. */
 export class KeyFileError extends LibVMSError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: KeyFileErrorCode, message: string, options?: { cause?: unknown }) {
     super('KeyFileError', code, message, options)
   }
 }
 
 /** deploy() on a dir that holds something other than a LibVMS VM, or a VM of other code. */
 export class DirectoryError extends LibVMSError {
-  constructor(code: string, message: string) {
+  constructor(code: DirectoryErrorCode, message: string) {
     super('DirectoryError', code, message)
   }
 }
@@ -202,9 +303,70 @@ export class RPCError extends LibVMSError {
   readonly rpcCode: number
   readonly seq: number | undefined
 
-  constructor(name: string, code: string, message: string, rpcCode: number, seq?: number) {
+  constructor(name: string, code: ErrorCode, message: string, rpcCode: number, seq?: number) {
     super(name, code, message)
     this.rpcCode = rpcCode
     this.seq = seq
+  }
+}
+
+/** A files operation refused: a path that is not there, not a folder, over a quota, … (FILES_ERROR_CODES). */
+export class FilesError extends LibVMSError {
+  constructor(name: FilesErrorName, message: string) {
+    super(name, FILES_ERROR_CODES[name], message)
+  }
+}
+
+/** A log or archive could not be fetched from its hosts. */
+export class FetchError extends LibVMSError {
+  constructor(code: FetchErrorCode, message: string) {
+    super('FetchError', code, message)
+  }
+}
+
+/** A System.vms request a factory's host refused: over its capacity, an unknown VM, bad arguments. */
+export class FactoryError extends LibVMSError {
+  constructor(name: 'CapacityExceeded' | 'VMNotFound' | 'TypeError', message: string) {
+    // A provisioning request of the wrong type is a TypeError, as a built-in's would be.
+    super(name, name === 'TypeError' ? 'ERR_INVALID_ARGUMENT' : SANDBOX_ERROR_CODES[name], message)
+  }
+}
+
+/** A replay asked System.vms something the log does not answer (the log was not made by this script). */
+export class OracleMissingError extends LibVMSError {
+  constructor(message: string) {
+    super('OracleMissing', 'ERR_ORACLE_MISSING', message)
+  }
+}
+
+/** A factory call recorded more System.vms values than one entry may hold. */
+export class OracleLimitError extends LibVMSError {
+  constructor(message: string) {
+    super('OracleLimitExceeded', 'ERR_ORACLE_LIMIT', message)
+  }
+}
+
+/** A System request the host has no operation for. */
+export class UnknownSystemCallError extends LibVMSError {
+  constructor(op: string) {
+    super('UnknownSystemCall', 'ERR_UNKNOWN_SYSTEM_CALL', `System has no operation ${op}`)
+  }
+}
+
+/** A log recorded with other engine versions than this replay's. */
+export class EngineMismatchError extends LibVMSError {
+  constructor(differences: string[]) {
+    super(
+      'EngineMismatchError',
+      'ERR_ENGINE_MISMATCH',
+      `the log was recorded with other engine versions (${differences.join('; ')}); replay with the same versions, or pass {allowEngineMismatch: true} to try anyway`,
+    )
+  }
+}
+
+/** A command line the nodevms CLI cannot run as given. */
+export class UsageError extends LibVMSError {
+  constructor(message: string) {
+    super('UsageError', 'ERR_USAGE', message)
   }
 }

@@ -4,12 +4,17 @@
 
 export type { VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
+export type { ErrorCode } from './errors.js'
 export {
   AuthError,
   CallError,
   DirectoryError,
   DivergenceError,
   EncodingError,
+  EngineMismatchError,
+  FactoryError,
+  FetchError,
+  FilesError,
   HostFaultError,
   InvalidArgumentError,
   KeyFileError,
@@ -22,10 +27,8 @@ export {
   StateError,
 } from './errors.js'
 export { CallLog } from './ledger/call-log.js'
-export { FetchError } from './ledger/download.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
-export { FilesError } from './ledger/files-path.js'
 export type { KeyPair } from './ledger/key-pair.js'
 export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './ledger/key-pair.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
@@ -44,7 +47,6 @@ export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'
-export { EngineMismatchError } from './vm/replay.js'
 export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
 // The network layer registers itself with the ledger (CallLog.fetch, DatArchive by URL).
@@ -52,4 +54,4 @@ import './net/remote-cores.js'
 
 export { VM } from './vm/vm.js'
 export type { FactoryServer, ProvisionedVMInfo, VMFactoryOptions } from './vm/vm-factory.js'
-export { FactoryError, VMFactory } from './vm/vm-factory.js'
+export { VMFactory } from './vm/vm-factory.js'

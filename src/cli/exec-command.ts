@@ -2,14 +2,16 @@
  * `nodevms exec <script>`: deploys a VM (or a VM factory) into a data dir and serves it over RPC at
  * `/` until Ctrl-C or SIGTERM. Restarting on the same dir resumes the VM where it stopped.
  */
+
 import { readFile } from 'node:fs/promises'
 import { basename, extname, resolve } from 'node:path'
 import type { Command } from 'commander'
+import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
 import { VM } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
-import { err, out, UsageError } from './output.js'
+import { err, out } from './output.js'
 import { parseAuth, parseCount, parsePort } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'

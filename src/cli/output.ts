@@ -3,7 +3,7 @@
  * on stderr (a stack trace only under --debug), progress on stderr only on a terminal, values as JSON.
  */
 import { inspect } from 'node:util'
-import { DivergenceError, LibVMSError } from '../errors.js'
+import { DivergenceError } from '../errors.js'
 import { encodeValue } from '../sandbox/value-codec.js'
 
 type Stream = NodeJS.WriteStream
@@ -61,11 +61,6 @@ export function formatValue(value: unknown, pretty = false): string {
 }
 
 /** A failure the user caused on the command line: bad arguments or options (exit code 2). */
-export class UsageError extends LibVMSError {
-  constructor(message: string) {
-    super('UsageError', 'ERR_USAGE', message)
-  }
-}
 
 /** The error's JSON form, for --json output. */
 export function errorJSON(error: unknown): Record<string, unknown> {

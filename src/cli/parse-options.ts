@@ -1,6 +1,6 @@
 /** Parsers for option values: each refuses a bad value with a UsageError that says what is expected. */
+import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
-import { UsageError } from './output.js'
 
 export function parsePort(value: string): number {
   const port = Number(value)

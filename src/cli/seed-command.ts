@@ -2,10 +2,12 @@
  * `nodevms seed <url…>`: keeps full replicas of VMs' call logs and files archives and serves them on
  * the DHT until Ctrl-C, so they stay available — and verifiable by URL — after their hosts go offline.
  */
+
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
+import { UsageError } from '../errors.js'
 import { Seeder } from '../net/seeder.js'
-import { err, out, UsageError } from './output.js'
+import { err, out } from './output.js'
 import { parseTimeout } from './parse-options.js'
 import { type SwarmFlags, swarmOf } from './swarm-options.js'
 import { handshake, targetKind } from './targets.js'

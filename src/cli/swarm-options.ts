@@ -3,10 +3,11 @@
  * the internet). `--bootstrap host:port,…` (or LIBVMS_BOOTSTRAP) points it at other bootstrap nodes,
  * e.g. a private network or a local testnet.
  */
+
 import type { Command } from 'commander'
+import { UsageError } from '../errors.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
 import { parseBootstrap } from '../net/swarm.js'
-import { UsageError } from './output.js'
 
 export interface SwarmFlags {
   swarm?: boolean

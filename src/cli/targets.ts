@@ -3,15 +3,16 @@
  * host serving the VM), a hyper:// URL (a call log, fetched from hosts known in this process), or the
  * data dir of a stopped VM on this machine.
  */
+
 import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { UsageError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
-import { UsageError } from './output.js'
 
 export interface OpenedTarget {
   /** What was opened, for messages: the URL or the dir. */

@@ -3,14 +3,9 @@
  * block arrives for a while, not after a fixed total time (a big log takes as long as it takes).
  */
 import type Hypercore from 'hypercore'
-import { LibVMSError } from '../errors.js'
+import { FetchError } from '../errors.js'
 
 /** Fetching from other hosts failed: no host known or reachable, a timeout, an incomplete copy. */
-export class FetchError extends LibVMSError {
-  constructor(code: string, message: string) {
-    super('FetchError', code, message)
-  }
-}
 
 /**
  * What to do when a download has had no new block for a while (`stalledMs` so far): true to keep

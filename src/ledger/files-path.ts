@@ -3,46 +3,27 @@
  * climb above the root, or holds a NUL character, is refused rather than clamped.
  */
 import { posix } from 'node:path'
-import { LibVMSError } from '../errors.js'
+import { FilesError } from '../errors.js'
 
 const MAX_PATH_LENGTH = 4096
 const MAX_NAME_LENGTH = 255
 
-export class FilesError extends LibVMSError {
-  constructor(name: string, code: string, message: string) {
-    super(name, code, message)
-  }
-}
-
 export const filesErrors = {
-  notFound: (path: string) => new FilesError('NotFound', 'ERR_NOT_FOUND', `No file or directory at ${path}`),
-  alreadyExists: (path: string) => new FilesError('AlreadyExists', 'ERR_ALREADY_EXISTS', `Something already exists at ${path}`),
-  parentNotFound: (path: string) =>
-    new FilesError('ParentNotFound', 'ERR_PARENT_NOT_FOUND', `The parent directory of ${path} does not exist; mkdir it first`),
-  notADirectory: (path: string) => new FilesError('NotADirectory', 'ERR_NOT_A_DIRECTORY', `${path} is not a directory`),
-  isADirectory: (path: string) => new FilesError('IsADirectory', 'ERR_IS_A_DIRECTORY', `${path} is a directory; use rmdir or readdir`),
-  notAFile: (path: string) => new FilesError('NotAFile', 'ERR_NOT_A_FILE', `${path} is not a file`),
+  notFound: (path: string) => new FilesError('NotFound', `No file or directory at ${path}`),
+  alreadyExists: (path: string) => new FilesError('AlreadyExists', `Something already exists at ${path}`),
+  parentNotFound: (path: string) => new FilesError('ParentNotFound', `The parent directory of ${path} does not exist; mkdir it first`),
+  notADirectory: (path: string) => new FilesError('NotADirectory', `${path} is not a directory`),
+  isADirectory: (path: string) => new FilesError('IsADirectory', `${path} is a directory; use rmdir or readdir`),
+  notAFile: (path: string) => new FilesError('NotAFile', `${path} is not a file`),
   directoryNotEmpty: (path: string) =>
-    new FilesError(
-      'DirectoryNotEmpty',
-      'ERR_DIRECTORY_NOT_EMPTY',
-      `${path} is not empty; pass {recursive: true} to remove it and its contents`,
-    ),
+    new FilesError('DirectoryNotEmpty', `${path} is not empty; pass {recursive: true} to remove it and its contents`),
   invalidPath: (path: unknown, why: string) =>
-    new FilesError('InvalidPath', 'ERR_INVALID_PATH', `Invalid path ${JSON.stringify(String(path)).slice(0, 200)}: ${why}`),
+    new FilesError('InvalidPath', `Invalid path ${JSON.stringify(String(path)).slice(0, 200)}: ${why}`),
   invalidEncoding: (encoding: unknown) =>
-    new FilesError(
-      'InvalidEncoding',
-      'ERR_INVALID_ENCODING',
-      `Unknown encoding ${JSON.stringify(encoding)}; use 'utf8', 'binary', 'base64' or 'hex'`,
-    ),
+    new FilesError('InvalidEncoding', `Unknown encoding ${JSON.stringify(encoding)}; use 'utf8', 'binary', 'base64' or 'hex'`),
   storageLimit: (limit: string, what: string) =>
-    new FilesError(
-      'StorageLimitExceeded',
-      'ERR_STORAGE_LIMIT',
-      `${what} (limits.${limit}); delete files first, or deploy with a larger quota`,
-    ),
-  rootIsImmutable: () => new FilesError('InvalidPath', 'ERR_INVALID_PATH', 'The root directory / cannot be created, written or removed'),
+    new FilesError('StorageLimitExceeded', `${what} (limits.${limit}); delete files first, or deploy with a larger quota`),
+  rootIsImmutable: () => new FilesError('InvalidPath', 'The root directory / cannot be created, written or removed'),
 }
 
 /** Normalizes a path to `/a/b` form; relative paths are taken from the root. */

@@ -4,10 +4,12 @@
  * kinds combine. Waiting on peers is bounded: without the DHT a silent host is an error after the
  * timeout; with it, silent connections are dropped and dialled again until the timeout.
  */
+
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import type WebSocket from 'ws'
-import { assertNoFork, FetchError } from '../ledger/download.js'
+import { FetchError } from '../errors.js'
+import { assertNoFork } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
 import { dialReplication } from './replication.js'
 import type { SwarmNetwork } from './swarm.js'

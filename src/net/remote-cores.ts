@@ -4,13 +4,15 @@
  * serve the key and, when asked for, to the peers the DHT finds for it. Auditor copies refuse forks: a host that truncates and rewrites a log it already
  * served is reported, not silently followed.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
-import { downloadAll, FetchError, type StallHandler } from '../ledger/download.js'
+import { FetchError } from '../errors.js'
+import { downloadAll, type StallHandler } from '../ledger/download.js'
 import { keyToUrl, toHex } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import { type RemoteHandle, type RemoteOptions, type RemoteSource, setRemoteSource } from '../ledger/remote-source.js'

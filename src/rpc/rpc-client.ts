@@ -5,7 +5,7 @@
  * backendInfo).
  */
 import WebSocket from 'ws'
-import { InvalidArgumentError, RPCError, StateError } from '../errors.js'
+import { InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { isKeyPair, type KeyPair } from '../ledger/key-pair.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import { encodeCallPayload, signCallPayload } from '../ledger/signed-call.js'
@@ -203,7 +203,15 @@ export class RPCClient {
     this.pending.delete(response.id)
     if (response.error) {
       const { code, message, data: details } = response.error
-      call.reject(new RPCError(details?.name ?? 'RPCError', details?.code ?? 'ERR_RPC', message, code, details?.seq))
+      call.reject(
+        new RPCError(
+          details?.name ?? 'RPCError',
+          details?.code === undefined ? 'ERR_RPC' : knownCode(details.code),
+          message,
+          code,
+          details?.seq,
+        ),
+      )
     } else {
       try {
         call.resolve(fromTagged(response.result as TaggedValue, 'the result'))

@@ -2,7 +2,7 @@
  * The messages between a VM's host (the main thread) and the sandbox thread that runs its script,
  * and how errors cross between them. Everything here is structured-clonable.
  */
-import { HostFaultError, LibVMSError, ScriptError } from '../errors.js'
+import { HostFaultError, knownCode, LibVMSError, ScriptError } from '../errors.js'
 import type { CallOutcome, ExportInfo, SandboxOptions, TurnContext } from './sandbox.js'
 
 /** Host → thread. `id` numbers a request the thread answers with a Reply of the same id. */
@@ -57,7 +57,7 @@ export function fromCrossing(c: CrossingError): Error {
     case 'HostFaultError':
       return new HostFaultError(c.message)
     case 'LibVMSError':
-      return new LibVMSError(c.name, c.code ?? 'ERR_UNKNOWN', c.message)
+      return new LibVMSError(c.name, knownCode(c.code), c.message)
     default: {
       const err = new Error(c.message)
       err.name = c.name

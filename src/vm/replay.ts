@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DirectoryError, DivergenceError, LibVMSError, LimitCeilingError, LogFormatError } from '../errors.js'
+import { DirectoryError, DivergenceError, EngineMismatchError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
@@ -53,16 +53,6 @@ export interface ReplayOptions {
   watchdogMs?: number
   /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
   thread?: boolean
-}
-
-export class EngineMismatchError extends LibVMSError {
-  constructor(differences: string[]) {
-    super(
-      'EngineMismatchError',
-      'ERR_ENGINE_MISMATCH',
-      `the log was recorded with other engine versions (${differences.join('; ')}); replay with the same versions, or pass {allowEngineMismatch: true} to try anyway`,
-    )
-  }
 }
 
 /** Calls stored per atomic write while replaying. */

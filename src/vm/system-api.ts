@@ -7,47 +7,18 @@
  * identity of the archive — never on the host's clock or the replaying machine's keys — so a replay
  * gets the same answers.
  */
-import { LibVMSError } from '../errors.js'
+import { OracleLimitError, OracleMissingError, UnknownSystemCallError } from '../errors.js'
 import { FilesTransaction, type StorageQuota, type StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import type { HostRequestHandler } from '../sandbox/sandbox.js'
+import { readVMSource } from '../sandbox/vm-source.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
 
-export const SYSTEM_SOURCE = `(function (System, request) {
-  'use strict'
-  function orNull (v) { return v === undefined ? null : v }
-  function toStat (s) {
-    const mtime = new Date(s.mtime)
-    return {
-      type: s.type,
-      size: s.size,
-      mtime,
-      ctime: new Date(s.mtime),
-      isFile () { return s.type === 'file' },
-      isDirectory () { return s.type === 'directory' }
-    }
-  }
-  System.files = Object.freeze({
-    getInfo () { return request('files.getInfo') },
-    stat (path) { return request('files.stat', orNull(path)).then(toStat) },
-    readFile (path, opts) { return request('files.readFile', orNull(path), orNull(opts)) },
-    readdir (path, opts) { return request('files.readdir', orNull(path), orNull(opts)) },
-    writeFile (path, data, opts) { return request('files.writeFile', orNull(path), orNull(data), orNull(opts)).then(function () {}) },
-    mkdir (path) { return request('files.mkdir', orNull(path)).then(function () {}) },
-    unlink (path) { return request('files.unlink', orNull(path)).then(function () {}) },
-    rmdir (path, opts) { return request('files.rmdir', orNull(path), orNull(opts)).then(function () {}) },
-    history (opts) { return request('files.history', orNull(opts)) }
-  })
-})`
+/** System.files, as the VM sees it (system-api.vm.js). */
+export const SYSTEM_SOURCE = readVMSource(import.meta.url, './system-api.vm.js')
 
-/** System.vms: only in VM factory scripts. */
-export const FACTORY_SYSTEM_SOURCE = `(function (System, request) {
-  'use strict'
-  System.vms = Object.freeze({
-    provisionVM (options) { return request('vms.provisionVM', options === undefined ? null : options) },
-    shutdownVM (id) { return request('vms.shutdownVM', id === undefined ? null : id).then(function () {}) }
-  })
-})`
+/** System.vms: only in VM factory scripts (factory-system-api.vm.js). */
+export const FACTORY_SYSTEM_SOURCE = readVMSource(import.meta.url, './factory-system-api.vm.js')
 
 /** What a factory's host does for System.vms (nondeterministic: fresh keys and ids). */
 export interface VMProvisioner {
@@ -89,9 +60,7 @@ export class OracleSession {
     // Refused before anything is asked or recorded, by what the call recorded before: the same on replay.
     const askedSize = JSON.stringify(asked).length
     if (this.size + askedSize > MAX_ORACLE_CHARS) {
-      throw new LibVMSError(
-        'OracleLimitExceeded',
-        'ERR_ORACLE_LIMIT',
+      throw new OracleLimitError(
         `System.${op}: one call may record at most ${MAX_ORACLE_CHARS} characters of System.vms requests and answers, so that its log entry stays storable; make fewer or smaller requests per call`,
       )
     }
@@ -131,22 +100,10 @@ export class OracleSession {
 /** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
 export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
 
-export class OracleMissingError extends LibVMSError {
-  constructor(message: string) {
-    super('OracleMissing', 'ERR_ORACLE_MISSING', message)
-  }
-}
-
 /** Who the archive is, as the log records it: a replay answers with the original's key, not its own. */
 export interface FilesIdentity {
   key: string
   title: string
-}
-
-export class UnknownSystemCallError extends LibVMSError {
-  constructor(op: string) {
-    super('TypeError', 'ERR_UNKNOWN_SYSTEM_CALL', `System has no operation ${op}`)
-  }
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { InvalidArgumentError, LibVMSError } from '../errors.js'
+import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
@@ -35,12 +35,6 @@ export interface ProvisionedVMInfo {
   rpcUrl: string | null
   callLogUrl: string
   filesArchiveUrl: string
-}
-
-export class FactoryError extends LibVMSError {
-  constructor(name: string, code: string, message: string) {
-    super(name, code, message)
-  }
 }
 
 const MAX_TITLE_LENGTH = 1000
@@ -122,26 +116,20 @@ export class VMFactory extends VM {
   }
 
   private vmDir(id: string): string {
-    if (!this.dir) throw new FactoryError('StateError', 'ERR_INVALID_STATE', 'the factory is not deployed')
+    if (!this.dir) throw new StateError('the factory is not deployed')
     return join(this.dir, 'vms', id)
   }
 
   /** System.vms.provisionVM on the host: deploy, mount, answer. */
   private async provision(options: unknown): Promise<TaggedValue> {
     const { code, title = '' } = (options ?? {}) as { code?: unknown; title?: unknown }
-    if (typeof code !== 'string')
-      throw new FactoryError('TypeError', 'ERR_INVALID_ARGUMENT', 'provisionVM({code, title}): code must be a string of JavaScript')
+    if (typeof code !== 'string') throw new FactoryError('TypeError', 'provisionVM({code, title}): code must be a string of JavaScript')
     if (typeof title !== 'string' || title.length > MAX_TITLE_LENGTH) {
-      throw new FactoryError(
-        'TypeError',
-        'ERR_INVALID_ARGUMENT',
-        `provisionVM({code, title}): title must be a string of at most ${MAX_TITLE_LENGTH} characters`,
-      )
+      throw new FactoryError('TypeError', `provisionVM({code, title}): title must be a string of at most ${MAX_TITLE_LENGTH} characters`)
     }
     if (this.provisioned.size >= this.maxVMs) {
       throw new FactoryError(
         'CapacityExceeded',
-        'ERR_CAPACITY',
         `this factory already runs ${this.provisioned.size} VMs, its limit (maxVMs); shut one down first`,
       )
     }
@@ -167,7 +155,7 @@ export class VMFactory extends VM {
   /** System.vms.shutdownVM on the host: unmount and close (the data stays on disk); answers the id. */
   private async shutdown(id: unknown): Promise<string> {
     const vm = typeof id === 'string' ? this.provisioned.get(id) : undefined
-    if (!vm) throw new FactoryError('NotFound', 'ERR_NOT_FOUND', `this factory runs no VM with id ${JSON.stringify(id)}`)
+    if (!vm) throw new FactoryError('VMNotFound', `this factory runs no VM with id ${JSON.stringify(id)}`)
     this.provisioned.delete(id as string)
     await this.server?.unmount(`/${id}`)
     await vm.close()
