@@ -11,8 +11,8 @@ import { OracleLimitError, OracleMissingError, UnknownSystemCallError } from '..
 import { FilesTransaction, type StorageQuota, type StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import type { HostRequestHandler } from '../sandbox/sandbox.js'
-import { readVMSource } from '../sandbox/vm-source.js'
 import type { TaggedValue } from '../sandbox/value-codec.js'
+import { readVMSource } from '../sandbox/vm-source.js'
 
 /** System.files, as the VM sees it (system-api.vm.js). */
 export const SYSTEM_SOURCE = readVMSource(import.meta.url, './system-api.vm.js')
