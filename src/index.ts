@@ -4,6 +4,9 @@
 
 export type { VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
+export type { KeyPair } from './auth/key-pair.js'
+export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './auth/key-pair.js'
+export type { CallPayload, SignedCall } from './auth/signed-call.js'
 export type { ErrorCode } from './errors.js'
 export {
   AuthError,
@@ -29,12 +32,9 @@ export {
 export { CallLog } from './ledger/call-log.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
-export type { KeyPair } from './ledger/key-pair.js'
-export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './ledger/key-pair.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
 export type { RemoteOptions, SwarmOptions, SwarmSetting } from './ledger/remote-source.js'
-export type { CallPayload, SignedCall } from './ledger/signed-call.js'
 export type { SeededVM, SeederOptions } from './net/seeder.js'
 export { Seeder } from './net/seeder.js'
 export type { BackendInfo } from './rpc/protocol.js'

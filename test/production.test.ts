@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { chmod, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { encodeCallPayload, signCallPayload } from '../src/auth/signed-call.js'
 import {
   type CallEntry,
   type CallLog,
@@ -16,7 +17,6 @@ import {
   VM,
   VMFactory,
 } from '../src/index.js'
-import { encodeCallPayload, signCallPayload } from '../src/ledger/signed-call.js'
 import { callError, deployVM, tempDir } from './helpers.js'
 import { connect, rawSocket, serve } from './rpc-helpers.js'
 

@@ -1,8 +1,8 @@
 /** How the commands that call a VM (`call`, `repl`) connect: as a debug user id, or with a key file. */
 
 import type { Command } from 'commander'
+import { loadKeyPair } from '../auth/key-pair.js'
 import { UsageError } from '../errors.js'
-import { loadKeyPair } from '../ledger/key-pair.js'
 import { RPCClient } from '../rpc/rpc-client.js'
 import { parseTimeout } from './parse-options.js'
 

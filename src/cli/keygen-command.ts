@@ -1,6 +1,6 @@
 /** `nodevms keygen`: a new Ed25519 key pair for production-mode calls. */
 import type { Command } from 'commander'
-import { callerIdOf, generateKeyPair, saveKeyPair } from '../ledger/key-pair.js'
+import { callerIdOf, generateKeyPair, saveKeyPair } from '../auth/key-pair.js'
 import { err, out } from './output.js'
 
 export function registerKeygen(program: Command): void {

@@ -1,8 +1,8 @@
 /** `nodevms log <url | dir>`: a VM's call log, one entry per line, human-readable or as JSON lines. */
 import type { Command } from 'commander'
+import { fromTagged } from '../codec/value-codec.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { LogEntry } from '../ledger/log-entry.js'
-import { fromTagged } from '../sandbox/value-codec.js'
 import { err, formatValue, out } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'

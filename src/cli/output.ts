@@ -3,8 +3,8 @@
  * on stderr (a stack trace only under --debug), progress on stderr only on a terminal, values as JSON.
  */
 import { inspect } from 'node:util'
+import { encodeValue } from '../codec/value-codec.js'
 import { DivergenceError } from '../errors.js'
-import { encodeValue } from '../sandbox/value-codec.js'
 
 type Stream = NodeJS.WriteStream
 

@@ -5,11 +5,12 @@
  * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
  * anything uses them.
  */
+
+import type { SignedCall } from '../auth/signed-call.js'
+import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../codec/value-codec.js'
 import { LogFormatError } from '../errors.js'
 import type { VMLimits } from '../sandbox/limits.js'
-import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../sandbox/value-codec.js'
 import type { FilesState } from './files-archive.js'
-import type { SignedCall } from './signed-call.js'
 
 export const LOG_SCHEMA = 1
 

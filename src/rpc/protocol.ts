@@ -5,7 +5,7 @@
  * production mode), answered with the backend's info ({methods, callLogUrl, filesArchiveUrl, title,
  * auth}, plus in production mode the connection's `nonce`); every later request calls one of
  * `methods`. In debug mode its params are the array of arguments; in production mode they are the
- * signed call {payload, signature}, the payload holding the arguments (ledger/signed-call.ts). Arguments and results use LibVMS's tagged JSON (byte
+ * signed call {payload, signature}, the payload holding the arguments (auth/signed-call.ts). Arguments and results use LibVMS's tagged JSON (byte
  * arrays as {"$bytes": base64}). Errors carry a numeric JSON-RPC code and, in `data`, the LibVMS
  * error name, its stable string code and (for logged call failures) the call's seq.
  */

@@ -5,12 +5,12 @@
  * backendInfo).
  */
 import WebSocket from 'ws'
+import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
+import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
+import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import { InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
-import { isKeyPair, type KeyPair } from '../ledger/key-pair.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import { encodeCallPayload, signCallPayload } from '../ledger/signed-call.js'
 import { rememberHost } from '../net/known-hosts.js'
-import { encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
 export interface ConnectOptions {

@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
+import { parseCallPayload, type SignedCall } from '../auth/signed-call.js'
+import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import {
   AuthError,
   CallError,
@@ -16,8 +18,6 @@ import {
   MethodNotFoundError,
   StateError,
 } from '../errors.js'
-import { parseCallPayload, type SignedCall } from '../ledger/signed-call.js'
-import { encodeValue, fromTagged, type TaggedValue } from '../sandbox/value-codec.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 

@@ -24,13 +24,13 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten-core'
+import type { TaggedValue } from '../codec/value-codec.js'
+import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { HostFaultError, ScriptError } from '../errors.js'
 import { createEngineInstance } from './engine.js'
 import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
-import type { TaggedValue } from './value-codec.js'
-import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from './value-codec.js'
 
 /** Values a turn takes from the log. */
 export interface TurnContext {

@@ -9,19 +9,20 @@
  * The rules, in the order they are checked:
  * 1. the method is a function the script exported at load (an own property), and not `init`;
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
- *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see value-codec.ts);
+ *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see codec/value-codec.ts);
  * 3. the caller is a string or null;
- * 4. the auth mode's caller check passes (call-auth.ts: signatures, once each, in production mode);
+ * 4. the auth mode's caller check passes (auth/call-auth.ts: signatures, once each, in production mode);
  * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any;
  *    and only as `{vms: [records]}`, each record in the shape a factory writes.
  */
+
+import type { CallAuthenticator } from '../auth/call-auth.js'
+import type { SignedCall } from '../auth/signed-call.js'
+import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../codec/value-codec.js'
 import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import type { SignedCall } from '../ledger/signed-call.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ExportInfo } from '../sandbox/sandbox.js'
-import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../sandbox/value-codec.js'
-import type { CallAuthenticator } from './call-auth.js'
 
 /** The exports a VM factory's script must have (as callable own exports), live and on replay. */
 export const FACTORY_EXPORTS = ['provisionVM', 'shutdownVM'] as const
@@ -90,7 +91,7 @@ export class CallAdmission {
 
   /**
    * Checks a logged call as a live VM would have checked it; throws a DivergenceError naming the seq.
-   * `signatureValid`: its signature's check, done ahead (signature-checks.ts). `checkAuth: false`
+   * `signatureValid`: its signature's check, done ahead (auth/signature-checks.ts). `checkAuth: false`
    * only takes note of its signed counter (a VM reopening its own log).
    */
   admitLogged(seq: number, entry: CallEntry, options: { signatureValid?: boolean; checkAuth?: boolean } = {}): void {

@@ -11,6 +11,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type Hyperbee from 'hyperbee'
+import { CallAuthenticator } from '../auth/call-auth.js'
+import type { TaggedValue } from '../codec/value-codec.js'
 import { DivergenceError, HostFaultError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { CommitGroup } from '../ledger/commit-group.js'
@@ -25,9 +27,7 @@ import { costSchedule } from '../sandbox/host-work.js'
 import { recordedLimits, type VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type CallOutcome, type ConsoleSink, type ExportInfo, Sandbox, type TurnContext } from '../sandbox/sandbox.js'
-import type { TaggedValue } from '../sandbox/value-codec.js'
 import { CallAdmission } from './call-admission.js'
-import { CallAuthenticator } from './call-auth.js'
 import {
   FACTORY_SYSTEM_SOURCE,
   type FilesIdentity,

@@ -6,6 +6,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { CallAuthenticator } from '../auth/call-auth.js'
+import { withSignatureChecks } from '../auth/signature-checks.js'
 import { DirectoryError, DivergenceError, EngineMismatchError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
@@ -15,9 +17,7 @@ import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, FACTORY_EXPORTS, missingExports } from './call-admission.js'
-import { CallAuthenticator } from './call-auth.js'
 import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, checkOracleUsed, ENGINE_INFO } from './call-runner.js'
-import { withSignatureChecks } from './signature-checks.js'
 import { VM } from './vm.js'
 
 export interface ReplayAssertions {

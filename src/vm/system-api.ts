@@ -7,11 +7,12 @@
  * identity of the archive — never on the host's clock or the replaying machine's keys — so a replay
  * gets the same answers.
  */
+
+import type { TaggedValue } from '../codec/value-codec.js'
 import { OracleLimitError, OracleMissingError, UnknownSystemCallError } from '../errors.js'
 import { FilesTransaction, type StorageQuota, type StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import type { HostRequestHandler } from '../sandbox/sandbox.js'
-import type { TaggedValue } from '../sandbox/value-codec.js'
 import { readVMSource } from '../sandbox/vm-source.js'
 
 /** System.files, as the VM sees it (system-api.vm.js). */

@@ -10,10 +10,10 @@
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
+import type { TaggedValue } from '../codec/value-codec.js'
 import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import type { TaggedValue } from '../sandbox/value-codec.js'
 import { FACTORY_EXPORTS } from './call-admission.js'
 import type { OracleRecord } from './system-api.js'
 import { VM, type VMOptions } from './vm.js'

@@ -3,8 +3,9 @@
  * seeded PRNG, in categories weighted by the table CATEGORIES. `generate` makes the next frame for a
  * connection in its current state.
  */
+
+import { encodeCallPayload, signCallPayload } from '../../src/auth/signed-call.js'
 import type { generateKeyPair } from '../../src/index.js'
-import { encodeCallPayload, signCallPayload } from '../../src/ledger/signed-call.js'
 import { type Rng, randomArgs, randomString, randomValue } from './random.js'
 import { CLOSE_ABOVE, HANDSHAKE, MAX_MESSAGE_BYTES, METHODS, type Mode, type Session } from './sessions.js'
 

@@ -2,7 +2,7 @@
  * The oracle: the outcome the server must give a frame, worked out by applying the rules of docs/api.md
  * ("Refused at the edge") to the frame's bytes and the connection's state.
  */
-import { parseCallPayload } from '../../src/ledger/signed-call.js'
+import { parseCallPayload } from '../../src/auth/signed-call.js'
 import type { Frame } from './frames.js'
 import { CLOSE_ABOVE, HANDSHAKE, MAX_MESSAGE_BYTES, METHODS, type Session } from './sessions.js'
 

@@ -7,7 +7,7 @@
  */
 import { AuthError, DivergenceError } from '../errors.js'
 import type { AuthMode, CallEntry } from '../ledger/log-entry.js'
-import { type AuthenticatedCall, CallCounters, checkSignedCall, parseCallPayload } from '../ledger/signed-call.js'
+import { type AuthenticatedCall, CallCounters, checkSignedCall, parseCallPayload } from './signed-call.js'
 
 export class CallAuthenticator {
   private readonly counters = new CallCounters()

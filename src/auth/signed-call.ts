@@ -11,9 +11,9 @@
  * - per nonce, counters strictly increase in log order (no call is logged twice or out of order).
  */
 import crypto from 'hypercore-crypto'
+import type { TaggedValue } from '../codec/value-codec.js'
+import { jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { AuthError } from '../errors.js'
-import type { TaggedValue } from '../sandbox/value-codec.js'
-import { jsonDeeperThan, MAX_VALUE_DEPTH } from '../sandbox/value-codec.js'
 
 export const CALL_PAYLOAD_TYPE = 'libvms-call'
 

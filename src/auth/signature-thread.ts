@@ -3,7 +3,7 @@
  * auditor's main thread re-runs calls while this one checks the next calls' signatures.
  */
 import { parentPort } from 'node:worker_threads'
-import { type SignedCall, signatureVerifies } from '../ledger/signed-call.js'
+import { type SignedCall, signatureVerifies } from './signed-call.js'
 
 export interface SignatureBatch {
   id: number
