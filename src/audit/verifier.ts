@@ -9,7 +9,7 @@ import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { replayCallLog } from '../vm/replay.js'
+import { VM } from '../vm/vm.js'
 import { compareFiles, firstChangeSince } from './archive-compare.js'
 
 export interface VerifyOptions {
@@ -135,7 +135,7 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
   let failedCalls = 0
   let lastFiles: FilesState | null = null
   let lastChecked = ''
-  const vm = await replayCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
+  const vm = await VM.fromCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
     dir: options.dir,
     end: total,
     follow: options.follow,

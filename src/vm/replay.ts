@@ -1,7 +1,14 @@
 /**
- * Replay: rebuild a VM from a call log by re-executing every logged call, with the logged caller,
- * arguments, timestamp, seed and oracle values, into a fresh archive. The replay's own log then holds
- * what an honest host would have logged; Verifier compares the two.
+ * Re-running a log: one loop over its entries (`replayEntries`), used two ways.
+ *
+ * - Replay (`replayCallLog`, for VM.fromCallLog and audits): every logged call is re-executed, with
+ *   the logged caller, arguments, timestamp, seed and oracle values, into a fresh archive. The
+ *   replay's own log then holds what an honest host would have logged; Verifier compares the two.
+ * - Restore (`restoreFromLog`, for a VM reopening its own log, or rebuilding after a host fault):
+ *   every call is re-run against a checkout of the archive at its logged version, its changes
+ *   dropped (the archive holds them already), and its outcome checked against the log.
+ *
+ * Either way each logged call is first admitted by the rules of a live call (call-admission.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -10,6 +17,7 @@ import { CallAuthenticator } from '../auth/call-auth.js'
 import { withSignatureChecks } from '../auth/signature-checks.js'
 import { DirectoryError, DivergenceError, EngineMismatchError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
+import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
@@ -17,8 +25,9 @@ import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, FACTORY_EXPORTS, missingExports } from './call-admission.js'
-import { buildCallEntry, buildInitEntry, CallRunner, callInputOf, checkOracleUsed, ENGINE_INFO } from './call-runner.js'
-import { VM } from './vm.js'
+import { CallExecutor } from './call-executor.js'
+import { buildCallEntry, buildInitEntry, callInputOf, checkOracleUsed, ENGINE_INFO } from './log-entries.js'
+import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface ReplayAssertions {
   /** The files archive the log must name in its init entry. */
@@ -94,7 +103,16 @@ function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAs
   }
 }
 
-export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<VM> {
+/** What a replay built: its storage (the replayed log and archive) and the executor that holds them. */
+export interface ReplayedVM {
+  storage: VMStorage
+  executor: CallExecutor
+  init: InitEntry
+  ownedDir: string | null
+  authenticator: CallAuthenticator
+}
+
+export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<ReplayedVM> {
   await callLog.ready()
   const end = Math.min(options.end ?? callLog.length, callLog.length)
   if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')
@@ -121,10 +139,9 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     await storage.close()
     throw new DirectoryError('ERR_REPLAY_DIR_USED', `${dir} already holds a replay; give the replay a new or empty dir`)
   }
-  const runner = new CallRunner({
+  const runner = new TurnRunner({
     code: init.code,
     limits,
-    storage,
     identity: { key: init.filesArchiveKey, title: init.title },
     console: options.console,
     watchdogMs: options.watchdogMs,
@@ -133,6 +150,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
     factory: !!init.factory,
     costSchedule: schedule.version,
   })
+  const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
   try {
     let loadCost: number
     try {
@@ -154,7 +172,7 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
         field: 'factory',
       })
     }
-    const outcome = await runner.runInit(init.timestamp, init.seed, 'apply')
+    const outcome = await executor.init(init.timestamp, init.seed, 'apply')
     if (!outcome.ok) {
       throw new DivergenceError({
         message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
@@ -178,72 +196,147 @@ export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertio
       outcome,
       loadCost,
       factory: !!init.factory,
-      files: await runner.currentFiles(),
+      files: await executor.currentFiles(),
     })
     // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
     // the fields an engine record has are copied, so a record with added fields is a divergence.
     replayedInit.engine = engineRecordOf(init.engine)
-    runner.stage(replayedInit)
-    await runner.flush()
+    executor.stage(replayedInit)
+    await executor.flush()
     await options.onEntry?.(0, init, replayedInit)
 
-    let seq = 0
-    let lastTimestamp = init.timestamp
-    // Every logged call must be one a live VM would admit: an exported method, arguments within the
-    // limits, and the caller check of the log's auth mode (signatures in production).
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
-    const admission = new CallAdmission(runner.exports, limits, authenticator, !!init.factory)
-    const replayOne = async (logged: CallEntry, signatureValid?: boolean): Promise<void> => {
-      seq++
-      admission.admitLogged(seq, logged, { signatureValid })
-      if (!(logged.timestamp >= lastTimestamp)) {
-        throw new DivergenceError({
-          message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${lastTimestamp}): a host's clock never goes back in its log`,
-          seq,
-          method: logged.method,
-          caller: logged.caller,
-          field: 'timestamp',
-          expected: `at least ${lastTimestamp}`,
-          actual: logged.timestamp,
-        })
-      }
-      lastTimestamp = logged.timestamp
-      const input = callInputOf(logged)
-      const result = await runner.runCall(input, 'apply')
-      checkOracleUsed(seq, logged, result)
-      const replayed = buildCallEntry(input, result, await runner.currentFiles())
-      runner.stage(replayed)
-      if (runner.stagedCount >= REPLAY_GROUP_CALLS) await runner.flush()
-      await options.onEntry?.(seq, logged, replayed)
+    const loop: ReplayLoop = {
+      mode: 'rebuild',
+      admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
+      seq: 0,
+      lastTimestamp: init.timestamp,
+      files: init.files,
+      onEntry: options.onEntry,
     }
     const replayTo = async (until: number): Promise<void> => {
-      const entries = callLog.entries({ start: seq + 1, end: until })
-      if (init.auth === 'production') {
-        // A production log's signatures are checked on another thread, a batch ahead of the replay.
-        for await (const [logged, signatureValid] of withSignatureChecks(entries)) await replayOne(logged, signatureValid)
-      } else {
-        for await (const logged of entries) await replayOne(logged as CallEntry)
-      }
-      await runner.flush()
+      const entries = callLog.entries({ start: loop.seq + 1, end: until }) as AsyncIterable<CallEntry>
+      // A production log's signatures are checked on another thread, a batch ahead of the replay.
+      await replayEntries(executor, init.auth === 'production' ? withSignatureChecks(entries) : unchecked(entries), loop)
+      await executor.flush()
     }
     await replayTo(end)
     if (options.follow) {
       for (;;) {
-        await callLog.waitForLength(seq + 2, { signal: options.signal })
+        await callLog.waitForLength(loop.seq + 2, { signal: options.signal })
         if (options.signal?.aborted) break
         await replayTo(callLog.length)
       }
     }
-    return VM.attached(
-      init.code,
-      { console: options.console, watchdogMs: options.watchdogMs },
-      { storage, runner, init: replayedInit, lastTimestamp, ownedDir, authenticator },
-    )
+    executor.nextSeq = storage.callLog.length
+    executor.lastTimestamp = loop.lastTimestamp
+    return { storage, executor, init: replayedInit, ownedDir, authenticator }
   } catch (err) {
     runner.dispose()
-    await runner.close().catch(() => {})
+    await executor.close().catch(() => {})
     await storage.close().catch(() => {})
     if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
     throw err
+  }
+}
+
+/**
+ * Restores an executor's in-memory state from its own log: load, init and every call re-run against
+ * checkouts of the archive, each checked against the logged outcome. `authenticator` takes note of
+ * every signed call, so none can be admitted again; signatures themselves are not checked again (it
+ * is the VM's own log).
+ */
+export async function restoreFromLog(
+  executor: CallExecutor,
+  log: CallLog,
+  options: { prepared?: Promise<EngineSandbox>; authenticator?: CallAuthenticator },
+): Promise<void> {
+  const runner = executor.runner
+  const length = log.length
+  const init = (await log.get(0)) as InitEntry
+  await runner.load(init.timestamp, init.seed, options.prepared)
+  const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
+  if (!initOutcome.ok) {
+    throw new DivergenceError({
+      message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
+      seq: 0,
+      method: 'init',
+    })
+  }
+  const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key)
+  const loop: ReplayLoop = {
+    mode: 'check',
+    admission: new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory),
+    seq: 0,
+    lastTimestamp: init.timestamp,
+    files: init.files,
+  }
+  await replayEntries(executor, unchecked(log.entries({ start: 1, end: length }) as AsyncIterable<CallEntry>), loop)
+  executor.files = loop.files
+}
+
+/** Where a replay loop is in its log, and what it does with each entry. */
+interface ReplayLoop {
+  /** `rebuild`: re-execute into the executor's own archive and log. `check`: re-run in place against the log. */
+  mode: 'rebuild' | 'check'
+  admission: CallAdmission
+  /** The seq of the last entry replayed. */
+  seq: number
+  lastTimestamp: number
+  /** The archive state the last entry records (where the next call starts, in `check` mode). */
+  files: FilesState
+  onEntry?: ReplayOptions['onEntry']
+}
+
+/** Logged calls, each with the outcome of its signature check when one was made ahead. */
+type LoggedCalls = AsyncIterable<readonly [CallEntry, boolean | undefined]>
+
+async function* unchecked(entries: AsyncIterable<CallEntry>): LoggedCalls {
+  for await (const entry of entries) yield [entry, undefined] as const
+}
+
+/** The one loop that re-runs logged calls: admit, check the clock, run, compare or store. */
+async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
+  for await (const [logged, signatureValid] of calls) {
+    const seq = ++loop.seq
+    // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
+    loop.admission.admitLogged(seq, logged, loop.mode === 'check' ? { checkAuth: false } : { signatureValid })
+    if (!(logged.timestamp >= loop.lastTimestamp)) {
+      throw new DivergenceError({
+        message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
+        seq,
+        method: logged.method,
+        caller: logged.caller,
+        field: 'timestamp',
+        expected: `at least ${loop.lastTimestamp}`,
+        actual: logged.timestamp,
+      })
+    }
+    loop.lastTimestamp = logged.timestamp
+    const input = callInputOf(logged)
+    if (loop.mode === 'check') {
+      const outcome = await executor.check(input, loop.files.version)
+      checkOracleUsed(seq, logged, outcome)
+      const restored = buildCallEntry(input, outcome, logged.files)
+      if (JSON.stringify(restored) !== JSON.stringify(logged)) {
+        throw new DivergenceError({
+          message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
+          seq,
+          method: logged.method,
+          caller: logged.caller,
+          field: 'result',
+          expected: logged.result ?? logged.error,
+          actual: restored.result ?? restored.error,
+        })
+      }
+    } else {
+      const outcome = await executor.apply(input, false)
+      checkOracleUsed(seq, logged, outcome)
+      const replayed = buildCallEntry(input, outcome, await executor.currentFiles())
+      executor.stage(replayed)
+      if (executor.stagedCount >= REPLAY_GROUP_CALLS) await executor.flush()
+      await loop.onEntry?.(seq, logged, replayed)
+    }
+    loop.files = logged.files
   }
 }

@@ -1,10 +1,7 @@
 /**
- * VM: a script, its sandbox, its call log and its files archive.
- *
- * Calls run one at a time in arrival order. A call's file changes and its log entry are stored
- * together, in one atomic write shared with the calls that queued up behind it (group commit), and
- * the call resolves only after that write: no call is ever answered before it is logged, and no file
- * change is ever stored without its entry (docs/log-format.md, "Crash consistency").
+ * VM: a script, its sandbox, its call log and its files archive — the public face over deploy,
+ * reopen and close. Each call is admitted here (call-admission.ts) and handed to the call executor
+ * (call-executor.ts), which runs it, stores it and answers it.
  */
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
@@ -12,30 +9,22 @@ import type { Duplex } from 'node:stream'
 import type Corestore from 'corestore'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import type { SignedCall } from '../auth/signed-call.js'
-import { decodeValue, fromTagged } from '../codec/value-codec.js'
-import {
-  CallError,
-  DirectoryError,
-  DivergenceError,
-  HostFaultError,
-  InvalidArgumentError,
-  LibVMSError,
-  MethodNotFoundError,
-  ScriptError,
-  StateError,
-} from '../errors.js'
+import { decodeValue } from '../codec/value-codec.js'
+import { DirectoryError, DivergenceError, InvalidArgumentError, MethodNotFoundError, ScriptError, StateError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
+import type { AuthMode, InitEntry } from '../ledger/log-entry.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, missingExports } from './call-admission.js'
-import { buildCallEntry, buildInitEntry, type CallInput, CallRunner, type EngineSandbox, newSeed, restoreFromLog } from './call-runner.js'
+import { type AdmittedInput, CallExecutor } from './call-executor.js'
 import { debugConsole } from './debug-console.js'
-import { type ReplayAssertions, type ReplayOptions, replayCallLog } from './replay.js'
+import { buildInitEntry, newSeed } from './log-entries.js'
+import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
+import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface VMOptions {
   /** Resource limits for a new VM (a reopened VM keeps the limits its init entry records). */
@@ -76,22 +65,6 @@ export interface ExecuteCallRequest {
   signed?: SignedCall
 }
 
-interface QueuedCall {
-  input: Omit<CallInput, 'timestamp' | 'seed'>
-  resolve: (value: unknown) => void
-  reject: (err: unknown) => void
-}
-
-interface WaitingCall {
-  entry: CallEntry
-  seq: number
-  resolve: (value: unknown) => void
-  reject: (err: unknown) => void
-}
-
-/** Most calls stored in one group: bounds how long the first of them waits for its answer. */
-const MAX_GROUP_CALLS = 256
-
 type VMState = 'new' | 'deploying' | 'ready' | 'closing' | 'closed'
 
 export class VM extends EventEmitter {
@@ -99,19 +72,10 @@ export class VM extends EventEmitter {
   private readonly options: VMOptions
   private state: VMState = 'new'
   private storage: VMStorage | null = null
-  private runner: CallRunner | null = null
+  private executor: CallExecutor | null = null
   private initEntry: InitEntry | null = null
   private admission: CallAdmission | null = null
   private exportsObject: Record<string, unknown> = {}
-  private lastTimestamp = 0
-  private nextSeq = 0
-  private callQueue: QueuedCall[] = []
-  private running: Promise<void> | null = null
-  /** Calls that ran and wait for their group to be stored before they are answered. */
-  private waiting: WaitingCall[] = []
-  /** The group being stored, if any. */
-  private flushing: Promise<void> | null = null
-  private failure: Error | null = null
   private ownedDir: string | null = null
   private readonly factoryHooks: FactoryHooks | null
 
@@ -195,16 +159,16 @@ export class VM extends EventEmitter {
     this.state = 'deploying'
     let storage: VMStorage | null = null
     // Start the sandbox while storage opens; a reopened VM whose logged limits differ makes another.
-    const prepared = CallRunner.prepareSandbox(limits, this.runnerOptions())
+    const prepared = TurnRunner.prepareSandbox(limits, this.runnerOptions())
     prepared.catch(() => {})
     try {
       storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
       else await this.reopen(storage, limits, prepared)
     } catch (err) {
-      this.runner?.dispose()
-      await this.runner?.close().catch(() => {})
-      this.runner = null
+      this.executor?.runner.dispose()
+      await this.executor?.close().catch(() => {})
+      this.executor = null
       this.storage = null
       if (storage) {
         await storage.close().catch(() => {})
@@ -220,14 +184,15 @@ export class VM extends EventEmitter {
 
   private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
-    const runner = new CallRunner({ ...this.runnerOptions(), limits, storage, identity })
+    const runner = new TurnRunner({ ...this.runnerOptions(), limits, identity })
+    const executor = this.executorOf(runner, storage)
     this.storage = storage
-    this.runner = runner
-    const timestamp = this.takeTimestamp()
+    const timestamp = Date.now()
+    executor.lastTimestamp = timestamp
     const seed = newSeed()
     const loadCost = await runner.load(timestamp, seed, prepared)
     this.checkRequiredExports(runner)
-    const outcome = await runner.runInit(timestamp, seed, 'apply')
+    const outcome = await executor.init(timestamp, seed, 'apply')
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
@@ -244,10 +209,10 @@ export class VM extends EventEmitter {
       outcome,
       loadCost,
       factory: !!this.factoryHooks,
-      files: await runner.currentFiles(),
+      files: await executor.currentFiles(),
     })
-    runner.stage(init)
-    await runner.flush()
+    executor.stage(init)
+    await executor.flush()
     this.attach(init, storage.callLog.length)
   }
 
@@ -276,19 +241,18 @@ export class VM extends EventEmitter {
     await discardUnloggedFiles(storage.filesArchive, last.files)
     // The VM keeps the cost schedule it was deployed with: its log replays the same way for ever.
     const schedule = init.costSchedule ?? 0
-    const runner = new CallRunner({
+    const runner = new TurnRunner({
       ...this.runnerOptions(schedule),
       limits: resolveLimits(init.limits),
-      storage,
       identity: { key: init.filesArchiveKey, title: init.title },
     })
+    const executor = this.executorOf(runner, storage)
     this.storage = storage
-    this.runner = runner
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
-    await restoreFromLog(runner, log, { prepared: sameLimits ? prepared : undefined, authenticator })
-    this.lastTimestamp = last.timestamp
+    await restoreFromLog(executor, log, { prepared: sameLimits ? prepared : undefined, authenticator })
+    executor.lastTimestamp = last.timestamp
     this.attach(init, log.length, authenticator)
   }
 
@@ -296,11 +260,12 @@ export class VM extends EventEmitter {
   attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
     this.initEntry = init
     const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
-    this.admission = new CallAdmission(this.runner?.exports ?? [], init.limits, auth, !!init.factory)
-    this.nextSeq = length
-    if (init.timestamp > this.lastTimestamp) this.lastTimestamp = init.timestamp
+    const executor = this.requireExecutor()
+    this.admission = new CallAdmission(executor.runner.exports, init.limits, auth, !!init.factory)
+    executor.nextSeq = length
+    if (init.timestamp > executor.lastTimestamp) executor.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
-    for (const e of this.runner?.exports ?? []) {
+    for (const e of executor.runner.exports) {
       if (!e.callable) exportsObject[e.name] = decodeValue(e.value ?? 'null')
       else if (e.name === 'init') exportsObject[e.name] = async () => Promise.reject(new MethodNotFoundError('init'))
       else exportsObject[e.name] = (...args: unknown[]) => this.executeCall({ methodName: e.name, args })
@@ -312,32 +277,18 @@ export class VM extends EventEmitter {
    * Rebuilds a VM by re-executing every call in `callLog` (see replay.ts). `assertions` are values the
    * log must hold, such as the files archive URL a host advertised.
    */
-  static fromCallLog(callLog: CallLog, assertions?: ReplayAssertions, options?: ReplayOptions): Promise<VM> {
-    return replayCallLog(callLog, assertions, options)
+  static async fromCallLog(callLog: CallLog, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
+    const replayed = await replayCallLog(callLog, assertions, options)
+    return VM.attached(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs }, replayed)
   }
 
-  /**
-   * @internal Used by replay to build a VM around a runner it drove itself. `lastTimestamp` is the
-   * last replayed entry's, so calls made on the replay never go back in time.
-   */
-  static attached(
-    code: string,
-    options: VMOptions,
-    replayed: {
-      storage: VMStorage
-      runner: CallRunner
-      init: InitEntry
-      lastTimestamp: number
-      ownedDir: string | null
-      authenticator: CallAuthenticator
-    },
-  ): VM {
+  /** @internal Builds a VM around what a replay built (its storage, executor and replayed init entry). */
+  static attached(code: string, options: VMOptions, replayed: ReplayedVM): VM {
     const vm = new VM(code, options)
     vm.storage = replayed.storage
-    vm.runner = replayed.runner
+    vm.executor = replayed.executor
     vm.ownedDir = replayed.ownedDir
     vm.attach(replayed.init, replayed.storage.callLog.length, replayed.authenticator)
-    vm.lastTimestamp = Math.max(vm.lastTimestamp, replayed.lastTimestamp)
     vm.state = 'ready'
     return vm
   }
@@ -354,12 +305,10 @@ export class VM extends EventEmitter {
       return
     }
     this.state = 'closing'
-    const refused = this.callQueue.splice(0)
-    for (const call of refused) call.reject(new StateError('the VM closed before this call started; it was not run'))
-    await this.running
+    await this.executor?.drain('the VM closed before this call started; it was not run')
     await this.closeDependents()
-    this.runner?.dispose()
-    await this.runner?.close()
+    this.executor?.runner.dispose()
+    await this.executor?.close()
     await this.storage?.close()
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
     this.state = 'closed'
@@ -389,127 +338,19 @@ export class VM extends EventEmitter {
       if (this.state !== 'ready') {
         throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
       }
-      if (this.failure) throw new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`)
-      const input = this.checkCall(request)
-      return new Promise((resolve, reject) => {
-        this.callQueue.push({ input, resolve, reject })
-        this.running ??= this.runQueue()
-      })
+      const executor = this.requireExecutor()
+      if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
+      return executor.submit(this.checkCall(request))
     } catch (err) {
       return Promise.reject(err)
     }
   }
 
-  private checkCall(request: ExecuteCallRequest): QueuedCall['input'] {
+  private checkCall(request: ExecuteCallRequest): AdmittedInput {
     if (request === null || typeof request !== 'object')
       throw new InvalidArgumentError('executeCall({methodName, args, userId, signed}) takes an object')
     if (!this.admission) throw new StateError('the VM is not deployed yet')
     return this.admission.admitLive(request)
-  }
-
-  /**
-   * Runs queued calls one at a time and stores them in groups (group commit): calls that queue up
-   * while one runs, or while a group is being stored, go into the next group. A group that is a
-   * plain log append is stored while the next calls run; a commit group (files changed) is waited
-   * for. Ends when no call is queued and everything that ran is stored and answered.
-   */
-  private async runQueue(): Promise<void> {
-    const runner = this.runner
-    try {
-      for (;;) {
-        const call = this.callQueue.shift()
-        if (call) {
-          await this.runOne(call)
-          if (this.callQueue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
-        }
-        if (this.waiting.length === 0) {
-          if (!this.flushing) break
-          await this.flushing
-          continue
-        }
-        if (this.flushing) {
-          if (runner?.canRunDuringFlush && this.callQueue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
-          await this.flushing
-        }
-        const overlap = runner?.canRunDuringFlush ?? false
-        const flushing = this.flushGroup().finally(() => {
-          if (this.flushing === flushing) this.flushing = null
-        })
-        this.flushing = flushing
-        if (!overlap) await flushing
-      }
-    } finally {
-      this.running = null
-    }
-  }
-
-  private async runOne(call: QueuedCall): Promise<void> {
-    const runner = this.runner
-    if (!runner || this.failure) {
-      call.reject(new StateError('the VM is not able to run calls'))
-      return
-    }
-    const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
-    let entry: CallEntry
-    try {
-      const outcome = await runner.runCall(input, 'apply')
-      entry = buildCallEntry(input, outcome, await runner.currentFiles())
-    } catch (err) {
-      if (err instanceof HostFaultError) await this.recoverFromFault()
-      else this.fail(err as Error)
-      call.reject(err)
-      return
-    }
-    runner.stage(entry)
-    this.waiting.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
-  }
-
-  /** Stores the staged calls (files and entries in one atomic write), then answers them. */
-  private async flushGroup(): Promise<void> {
-    const runner = this.runner
-    const waiting = this.waiting.splice(0)
-    if (!runner) return
-    if (this.failure) {
-      // After a storage failure the commit group may hold part of a failed call's changes: nothing
-      // more is stored, so no file change ever reaches storage without its entry.
-      for (const p of waiting)
-        p.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); this call was not logged`))
-      return
-    }
-    try {
-      await runner.flush()
-    } catch (err) {
-      this.fail(err as Error)
-      for (const p of waiting) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
-      return
-    }
-    for (const p of waiting) {
-      if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
-      else p.resolve(fromTagged(p.entry.result))
-    }
-  }
-
-  /** After a host fault the sandbox is rebuilt from the log (the faulted call was never logged). */
-  private async recoverFromFault(): Promise<void> {
-    const runner = this.runner
-    if (!runner) return
-    if (this.flushing) await this.flushing
-    await this.flushGroup()
-    if (this.failure) return
-    try {
-      await restoreFromLog(runner, this.callLog, {})
-    } catch (err) {
-      this.fail(err as Error)
-    }
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err instanceof LibVMSError ? err : new HostFaultError(err.message, { cause: err })
-  }
-
-  private takeTimestamp(): number {
-    this.lastTimestamp = Math.max(this.lastTimestamp, Date.now())
-    return this.lastTimestamp
   }
 
   /** What every runner of this VM shares; `costSchedule` is the log's (new deploys: the current one). */
@@ -533,7 +374,18 @@ export class VM extends EventEmitter {
     }
   }
 
-  private checkRequiredExports(runner: CallRunner): void {
+  /** The executor of this VM's calls; after a host fault it rebuilds the sandbox from the VM's own log. */
+  private executorOf(runner: TurnRunner, storage: VMStorage): CallExecutor {
+    this.executor = new CallExecutor(runner, storage, (executor) => restoreFromLog(executor, storage.callLog, {}))
+    return this.executor
+  }
+
+  private requireExecutor(): CallExecutor {
+    if (!this.executor) throw new StateError('the VM is not deployed yet; await vm.deploy({dir}) first')
+    return this.executor
+  }
+
+  private checkRequiredExports(runner: TurnRunner): void {
     const missing = missingExports(runner.exports, this.factoryHooks?.requiredExports ?? [])
     if (missing.length > 0) {
       throw new ScriptError('TypeError', `a VM factory script must export ${missing.join(' and ')}; it does not`)

@@ -1,0 +1,321 @@
+/**
+ * CallExecutor: the one owner of the life of a VM's calls after admission — queue, one turn in the
+ * sandbox, stage the entry with its file changes, store the group, answer. It alone decides which
+ * calls are stored together and when a reply may leave: never before the call's entry is stored
+ * (docs/log-format.md, "Crash consistency").
+ *
+ * Calls run one at a time in arrival order. Their file changes and entries are stored in one atomic
+ * write shared with the calls that queued up behind them (group commit). A group that only appends
+ * to the log is stored while the next calls run; a group with file changes (a CommitGroup) is
+ * waited for. Replay and reopen drive the same executor, a turn at a time (replay.ts): `apply` runs
+ * a turn on the archive as it is and keeps its changes; `check` runs it from a checkout of the
+ * archive at a logged version and drops them (the archive already holds them).
+ */
+import type Hyperbee from 'hyperbee'
+import { fromTagged } from '../codec/value-codec.js'
+import { CallError, HostFaultError, LibVMSError, StateError } from '../errors.js'
+import { CommitGroup } from '../ledger/commit-group.js'
+import type { FilesState } from '../ledger/files-archive.js'
+import type { StorageUsage } from '../ledger/files-transaction.js'
+import { FilesView } from '../ledger/files-view.js'
+import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import type { VMStorage } from '../ledger/vm-storage.js'
+import { buildCallEntry, type CallInput, newSeed, type RunOutcome } from './log-entries.js'
+import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
+
+/** A live call, admitted and waiting for its turn. */
+export type AdmittedInput = Omit<CallInput, 'timestamp' | 'seed'>
+
+interface QueuedCall {
+  input: AdmittedInput
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+interface WaitingCall {
+  entry: CallEntry
+  seq: number
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+/** Most calls stored in one group: bounds how long the first of them waits for its answer. */
+const MAX_GROUP_CALLS = 256
+
+export class CallExecutor {
+  /** The archive state after the last turn. */
+  files: FilesState | null = null
+  /** What the archive holds after the last turn, for the storage quotas (counted turn by turn from init). */
+  private usage: StorageUsage = { bytes: 0, entries: 0 }
+  /** Calls' file changes not stored yet, and the entries that will be stored with them. */
+  private group: CommitGroup | null = null
+  private staged: LogEntry[] = []
+  /** The write being stored, if any. */
+  private inFlight: Promise<void> | null = null
+  /** The seq the next live call gets, and the latest timestamp given (time never goes back in a log). */
+  nextSeq = 0
+  lastTimestamp = 0
+  private queue: QueuedCall[] = []
+  private running: Promise<void> | null = null
+  /** Calls that ran and wait for their group to be stored before they are answered. */
+  private waiting: WaitingCall[] = []
+  /** The group being stored, if any. */
+  private flushing: Promise<void> | null = null
+  /** Set when storing failed: the in-memory state is then ahead of the log, and no more calls run. */
+  failure: LibVMSError | null = null
+
+  constructor(
+    readonly runner: TurnRunner,
+    readonly storage: VMStorage,
+    /** Rebuilds the sandbox from the log after a host fault (replay.ts, restoreFromLog). */
+    private readonly recover: (executor: CallExecutor) => Promise<void> = async () => {},
+  ) {}
+
+  // ---- turns ----
+
+  /** The init turn, on the empty archive. */
+  init(timestamp: number, seed: string, mode: 'apply' | 'check'): Promise<RunOutcome> {
+    this.usage = { bytes: 0, entries: 0 }
+    const run = (files: TurnFiles) => this.runner.runInit(timestamp, seed, files)
+    return mode === 'apply' ? this.applyTurn(run) : this.checkTurn(0, run)
+  }
+
+  /** A call on the archive as it is; its changes join the commit group (stored with the next flush). */
+  apply(input: CallInput, live: boolean): Promise<RunOutcome> {
+    return this.applyTurn((files) => this.runner.runTurn(input, files, live))
+  }
+
+  /** A logged call from a checkout of the archive at `version`; its changes are dropped. */
+  check(input: CallInput, version: number): Promise<RunOutcome> {
+    return this.checkTurn(version, (files) => this.runner.runTurn(input, files, false))
+  }
+
+  private async applyTurn(run: (files: TurnFiles) => Promise<TurnResult>): Promise<RunOutcome> {
+    const archive = this.storage.filesArchive
+    const drive = archive.drive
+    // Reads go through the commit group when one is open (it holds changes not stored yet). If
+    // something else wrote to the cores, the group is stale and the archive state is read again.
+    if (this.group && !this.group.isCurrent()) {
+      await this.close()
+      this.files = null
+    }
+    if (!this.group && this.files) {
+      const blobs = await drive.getBlobs()
+      if (drive.core.length !== this.files.version || blobs.core.length !== this.files.blobsLength) this.files = null
+    }
+    const group = this.group
+    const openView = async (): Promise<FilesView> => {
+      // A log append may still be in flight from the calls before: files wait for it (the commit
+      // group must not open beside it), calls that touch no file do not.
+      if (this.inFlight) await this.inFlight
+      return group ? group.view() : archive.view()
+    }
+    const result = await run({ version: (await this.currentFiles()).version, openView, usage: this.usage })
+    if (result.outcome.ok && result.changes?.changed) {
+      const target = group ?? (await this.openGroup())
+      await result.changes.commit(target.target())
+      this.files = await target.state()
+    }
+    this.usage = usageAfter(this.usage, result)
+    return result.outcome
+  }
+
+  private async checkTurn(version: number, run: (files: TurnFiles) => Promise<TurnResult>): Promise<RunOutcome> {
+    const drive = this.storage.filesArchive.drive
+    let checkout: Hyperbee | null = null
+    const openView = async (): Promise<FilesView> => {
+      if (version === 0) return new FilesView(null)
+      checkout = drive.db.checkout(version)
+      return new FilesView({ bee: checkout, blobs: () => drive.getBlobs() })
+    }
+    try {
+      const result = await run({ version, openView, usage: this.usage })
+      this.usage = usageAfter(this.usage, result)
+      return result.outcome
+    } finally {
+      if (checkout) await (checkout as Hyperbee).close()
+    }
+  }
+
+  /** The archive state to log after a turn (it includes the current group's changes). */
+  async currentFiles(): Promise<FilesState> {
+    if (!this.files) this.files = await this.storage.filesArchive.state()
+    return this.files
+  }
+
+  // ---- storing ----
+
+  /** Holds `entry` until the next flush, which stores it with the files changes of its call. */
+  stage(entry: LogEntry): void {
+    this.staged.push(entry)
+  }
+
+  get stagedCount(): number {
+    return this.staged.length
+  }
+
+  /**
+   * Stores every staged entry and the file changes of their calls in one atomic write. If it fails,
+   * none of it is stored: the in-memory state is then ahead of the log, and the VM must stop using
+   * it (reopen restores it from the log).
+   */
+  flush(): Promise<void> {
+    const entries = this.staged
+    this.staged = []
+    const group = this.group
+    const previous = this.inFlight
+    const write = (async () => {
+      if (previous) await previous // writes are stored in the order they were made
+      if (entries.length === 0) return
+      if (group?.hasChanges) {
+        await group.commit(entries)
+        return
+      }
+      // No file changed: a plain append is the cheapest write. The commit group's log session would
+      // fall behind it, so the group (open, without changes) is closed; the next writing call opens one.
+      if (group) {
+        if (this.group === group) this.group = null
+        await group.close()
+      }
+      await this.storage.callLog.append(entries)
+    })()
+    this.inFlight = write
+    write.then(
+      () => {
+        if (this.inFlight === write) this.inFlight = null
+      },
+      () => {},
+    )
+    return write
+  }
+
+  /** The commit group, opened when a call first has file changes to store. */
+  private async openGroup(): Promise<CommitGroup> {
+    if (!this.group) this.group = await CommitGroup.open(this.storage.filesArchive, this.storage.callLog, this.storage.store.storage)
+    return this.group
+  }
+
+  /** Closes the commit group (after a flush: changes not stored are dropped). */
+  async close(): Promise<void> {
+    const group = this.group
+    this.group = null
+    await group?.close()
+  }
+
+  // ---- live calls ----
+
+  /** Queues an admitted call; resolves with its result once its entry is stored. */
+  submit(input: AdmittedInput): Promise<unknown> {
+    if (this.failure) return Promise.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`))
+    return new Promise((resolve, reject) => {
+      this.queue.push({ input, resolve, reject })
+      this.running ??= this.runQueue()
+    })
+  }
+
+  /** Refuses the calls queued but not started; resolves when the running ones are stored and answered. */
+  async drain(reason: string): Promise<void> {
+    for (const call of this.queue.splice(0)) call.reject(new StateError(reason))
+    await this.running
+  }
+
+  /**
+   * Runs queued calls one at a time and stores them in groups: calls that queue up while one runs,
+   * or while a group is being stored, go into the next group. A group that is a plain log append is
+   * stored while the next calls run; a commit group (files changed) is waited for. Ends when no call
+   * is queued and everything that ran is stored and answered.
+   */
+  private async runQueue(): Promise<void> {
+    try {
+      for (;;) {
+        const call = this.queue.shift()
+        if (call) {
+          await this.runOne(call)
+          if (this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
+        }
+        if (this.waiting.length === 0) {
+          if (!this.flushing) break
+          await this.flushing
+          continue
+        }
+        // Only a plain append (no commit group open) may be stored while the next calls run.
+        if (this.flushing) {
+          if (this.group === null && this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
+          await this.flushing
+        }
+        const overlap = this.group === null
+        const flushing = this.flushGroup().finally(() => {
+          if (this.flushing === flushing) this.flushing = null
+        })
+        this.flushing = flushing
+        if (!overlap) await flushing
+      }
+    } finally {
+      this.running = null
+    }
+  }
+
+  private async runOne(call: QueuedCall): Promise<void> {
+    if (this.failure) {
+      call.reject(new StateError('the VM is not able to run calls'))
+      return
+    }
+    const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
+    let entry: CallEntry
+    try {
+      const outcome = await this.apply(input, true)
+      entry = buildCallEntry(input, outcome, await this.currentFiles())
+    } catch (err) {
+      if (err instanceof HostFaultError) await this.recoverFromFault()
+      else this.fail(err as Error)
+      call.reject(err)
+      return
+    }
+    this.stage(entry)
+    this.waiting.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
+  }
+
+  /** Stores the staged calls (files and entries in one atomic write), then answers them. */
+  private async flushGroup(): Promise<void> {
+    const waiting = this.waiting.splice(0)
+    if (this.failure) {
+      // After a storage failure the commit group may hold part of a failed call's changes: nothing
+      // more is stored, so no file change ever reaches storage without its entry.
+      for (const p of waiting)
+        p.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); this call was not logged`))
+      return
+    }
+    try {
+      await this.flush()
+    } catch (err) {
+      this.fail(err as Error)
+      for (const p of waiting) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
+      return
+    }
+    for (const p of waiting) {
+      if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
+      else p.resolve(fromTagged(p.entry.result))
+    }
+  }
+
+  /** After a host fault the sandbox is rebuilt from the log (the faulted call was never logged). */
+  private async recoverFromFault(): Promise<void> {
+    if (this.flushing) await this.flushing
+    await this.flushGroup()
+    if (this.failure) return
+    try {
+      await this.recover(this)
+    } catch (err) {
+      this.fail(err as Error)
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err instanceof LibVMSError ? err : new HostFaultError(err.message, { cause: err })
+  }
+
+  private takeTimestamp(): number {
+    this.lastTimestamp = Math.max(this.lastTimestamp, Date.now())
+    return this.lastTimestamp
+  }
+}

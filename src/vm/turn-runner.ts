@@ -1,0 +1,165 @@
+/**
+ * TurnRunner: runs one turn of a VM's script — its load, its init, or one call — in the sandbox,
+ * with System.* bound to that turn. It is where a sandbox outcome and a files transaction meet; it
+ * knows nothing of logs, groups or queues. The call executor (call-executor.ts) says which archive
+ * state the turn reads and what becomes of its changes.
+ */
+import type { TaggedValue } from '../codec/value-codec.js'
+import { HostFaultError } from '../errors.js'
+import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
+import type { FilesView } from '../ledger/files-view.js'
+import { costSchedule } from '../sandbox/host-work.js'
+import type { VMLimits } from '../sandbox/limits.js'
+import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
+import { type ConsoleSink, type ExportInfo, Sandbox } from '../sandbox/sandbox.js'
+import { type CallInput, initSeed, type RunOutcome } from './log-entries.js'
+import {
+  FACTORY_SYSTEM_SOURCE,
+  type FilesIdentity,
+  type OracleRecord,
+  OracleSession,
+  SYSTEM_SOURCE,
+  SystemHost,
+  type VMProvisioner,
+} from './system-api.js'
+
+export interface RunnerOptions {
+  code: string
+  limits: VMLimits
+  identity: FilesIdentity
+  console?: ConsoleSink
+  watchdogMs?: number
+  /** A factory script: System.vms exists. */
+  factory?: boolean
+  /** Who answers System.vms live; absent on replay and restore (answers come from the log). */
+  provisioner?: VMProvisioner | null
+  /** Run the script on a sandbox thread (remote-sandbox.ts) rather than on this thread. */
+  thread?: boolean
+  /** The log's cost schedule version (host-work.ts): what host work costs, and whether quotas apply. */
+  costSchedule: number
+}
+
+/** A sandbox on this thread, or on a sandbox thread: the same interface. */
+export type EngineSandbox = Sandbox | RemoteSandbox
+
+/** The archive a turn reads: the state it starts from, and how to open a view of it. */
+export interface TurnFiles {
+  /** The archive version the turn starts from (what System.files.getInfo reports). */
+  version: number
+  /** Opened on the turn's first System.files request (a turn that touches no file opens nothing). */
+  openView: () => Promise<FilesView>
+  /** What the archive holds at `version`, for the storage quotas. */
+  usage: StorageUsage
+}
+
+/** What a turn did: its outcome, and its file changes (not yet stored anywhere). */
+export interface TurnResult {
+  outcome: RunOutcome
+  changes: FilesTransaction | null
+}
+
+export class TurnRunner {
+  readonly code: string
+  readonly limits: VMLimits
+  readonly identity: FilesIdentity
+  private sandbox: EngineSandbox | null = null
+  private readonly options: RunnerOptions
+
+  constructor(options: RunnerOptions) {
+    this.options = options
+    this.code = options.code
+    this.limits = options.limits
+    this.identity = options.identity
+  }
+
+  get exports(): ExportInfo[] {
+    return this.sandbox?.exports ?? []
+  }
+
+  get hasInit(): boolean {
+    return this.exports.some((e) => e.name === 'init' && e.callable)
+  }
+
+  /** Whether System.vms asks a host (a factory's own, live) rather than the log. */
+  get provisions(): boolean {
+    return !!this.options.provisioner
+  }
+
+  /**
+   * A sandbox for a runner with these limits, started ahead of time: creating one takes about as long
+   * as opening storage, and the two can overlap.
+   */
+  static prepareSandbox(
+    limits: VMLimits,
+    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number },
+  ): Promise<EngineSandbox> {
+    const systemSources = options.factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
+    const sandboxOptions = {
+      limits,
+      systemSources,
+      console: options.console,
+      watchdogMs: options.watchdogMs,
+      costSchedule: options.costSchedule,
+    }
+    return options.thread ? RemoteSandbox.create(sandboxOptions) : Sandbox.create(sandboxOptions)
+  }
+
+  /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
+  async load(timestamp: number, seed: string, prepared?: Promise<EngineSandbox>): Promise<number> {
+    this.sandbox?.dispose()
+    const sandbox = await (prepared ?? TurnRunner.prepareSandbox(this.limits, this.options))
+    this.sandbox = sandbox
+    try {
+      const { cost } = await sandbox.loadScript(this.code, { timestamp, seed, callerId: null })
+      return cost
+    } catch (err) {
+      sandbox.dispose()
+      this.sandbox = null
+      throw err
+    }
+  }
+
+  /** Runs `exports.init` (if the script has one) as the deploy's init turn. */
+  runInit(timestamp: number, seed: string, files: TurnFiles): Promise<TurnResult> {
+    if (!this.hasInit) return Promise.resolve({ outcome: { ok: true, cost: 0 }, changes: null })
+    // `oracle` given (empty): System.vms answers nothing during init, on the host as on replay.
+    const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed), oracle: {} }
+    return this.runTurn(input, files, false)
+  }
+
+  /**
+   * Runs one call. `live`: System.vms asks the provisioner and the outcome carries what it answered;
+   * otherwise the answers come from `input.oracle` (the log), and `oracleUnused` counts any left over.
+   */
+  async runTurn(input: CallInput, files: TurnFiles, live: boolean): Promise<TurnResult> {
+    const sandbox = this.sandbox
+    if (!sandbox) throw new HostFaultError('the VM has no loaded sandbox')
+    const asksHost = live && !!this.options.provisioner && input.oracle === undefined
+    const recorded = (input.oracle?.vms ?? []) as unknown as OracleRecord[]
+    const oracle = this.options.factory
+      ? new OracleSession(asksHost ? (this.options.provisioner ?? null) : null, asksHost ? null : recorded)
+      : null
+    const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
+    const system = new SystemHost(this.identity, files.version, input.timestamp, files.openView, oracle, quotas)
+    const turn = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
+    const outcome: RunOutcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
+    const changes = system.transaction
+    if (asksHost && oracle && oracle.records.length > 0) {
+      return { outcome: { ...outcome, oracle: { vms: oracle.records as unknown as TaggedValue } }, changes }
+    }
+    if (oracle && oracle.unused > 0) return { outcome: { ...outcome, oracleUnused: oracle.unused }, changes }
+    return { outcome, changes }
+  }
+
+  dispose(): void {
+    this.sandbox?.dispose()
+    this.sandbox = null
+  }
+}
+
+/** The usage after a turn's changes (when the turn succeeded, its changes are kept). */
+export function usageAfter(usage: StorageUsage, result: TurnResult): StorageUsage {
+  const changes = result.changes
+  if (!result.outcome.ok || !changes?.changed) return usage
+  return { bytes: usage.bytes + changes.usageChange.bytes, entries: usage.entries + changes.usageChange.entries }
+}
