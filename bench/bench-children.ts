@@ -144,3 +144,15 @@ export async function processCpuSeconds(pid: number, thread?: number): Promise<n
     return null
   }
 }
+
+export /** CPU seconds the whole machine has spent busy (all cores, all processes) so far, from /proc/stat. */
+async function machineBusySeconds(): Promise<number | null> {
+  try {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]
+    // cpu user nice system idle iowait irq softirq steal ...
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    return (user + nice + system + irq + softirq + steal) / 100
+  } catch {
+    return null
+  }
+}

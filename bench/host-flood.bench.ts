@@ -1,34 +1,9 @@
-/**
- * Host-request flood: how long a trivial call of one VM takes while another VM on the same host (the
- * same process) floods System.files requests, beside the same call with no flood, measured in the
- * same run.
- *
- *   npx tsx bench/host-flood.bench.ts                   (full size)
- *   BENCH_SCALE=0.1 npx tsx bench/host-flood.bench.ts   (quick smoke run)
- *
- * Prints one JSON object to stdout; progress goes to stderr. Configurations, each figure the median of
- * 3 rounds (each round deploys a fresh sibling and fresh flooding VMs, in fresh dirs; the order of the
- * configurations alternates from round to round):
- *   baseline               the sibling alone: awaited `ping` calls, one at a time, 2 ms apart.
- *   flood_main_thread      the same while a flooding VM (default options, its sandbox on the main
- *                          thread) runs flood calls back to back, one phase per kind of flood.
- *   flood_sandbox_thread   the same with the flooding VM on a sandbox thread ({ thread: true }); the
- *                          sibling stays on the main thread.
- * Every flood call loops on host requests until its compute budget (limits.computeTicks, default)
- * ends it with ComputeLimitExceeded; the next one starts as soon as it has. Beside the sibling's
- * latency: the flood calls made and their median duration, how they ended, the event loop delay
- * (perf_hooks.monitorEventLoopDelay) and the CPU use of this process and of the rest of the machine,
- * all over the sampling window of each phase.
- *
- * Every loop is bounded in count and time (the sibling's samples, the flood calls of a phase); temp dirs
- * are removed; every VM is closed, so the process exits by itself (a watchdog ends the run after 8 minutes).
- */
-import { readFile } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { VM } from '../src/index.js'
+import { machineBusySeconds } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
 import { type Figure, figure, log, median, percentile, readSizing, round2 } from './bench-stats.js'
 
@@ -104,18 +79,6 @@ async function deployFresh(label: string, code: string, thread: boolean): Promis
 async function closeVm(vm: VM): Promise<void> {
   openVms.delete(vm)
   await vm.close()
-}
-
-/** CPU seconds the whole machine has spent busy (all cores, all processes) so far, from /proc/stat. */
-async function machineBusySeconds(): Promise<number | null> {
-  try {
-    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]
-    // cpu user nice system idle iowait irq softirq steal ...
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    return (user + nice + system + irq + softirq + steal) / 100
-  } catch {
-    return null
-  }
 }
 
 /** Writes the flooding VM's folder of BIG_FOLDER_FILES files, in calls that fit the budget. */

@@ -36,7 +36,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { RPCClient } from '../src/index.js'
-import { processCpuSeconds, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
+import { machineBusySeconds, processCpuSeconds, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
 import { log, percentile, readSizing, round2, round3 } from './bench-stats.js'
 
@@ -81,18 +81,6 @@ async function memoryMiB(pid: number): Promise<{ rss: number; hwm: number } | nu
     const status = await readFile(`/proc/${pid}/status`, 'utf8')
     const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
     return { rss: kib('VmRSS') / 1024, hwm: kib('VmHWM') / 1024 }
-  } catch {
-    return null
-  }
-}
-
-/** CPU seconds the whole machine has spent busy (all cores, all processes) so far, from /proc/stat. */
-async function machineBusySeconds(): Promise<number | null> {
-  try {
-    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]
-    // cpu user nice system idle iowait irq softirq steal ...
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    return (user + nice + system + irq + softirq + steal) / 100
   } catch {
     return null
   }

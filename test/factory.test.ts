@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import {
@@ -17,7 +17,7 @@ import {
   VM,
   VMFactory,
 } from '../src/index.js'
-import { expectDivergence, tempDir } from './helpers.js'
+import { expectDivergence, serveFactory, tempDir } from './helpers.js'
 
 const FACTORY = await readFile(new URL('../examples/scripts/factory.js', import.meta.url), 'utf8')
 const COUNTER = 'let n = 0\nexports.inc = () => ++n'
@@ -29,25 +29,8 @@ interface Info {
   filesArchiveUrl: string
 }
 
-async function factoryServer(t: Parameters<typeof tempDir>[0], options: { maxVMs?: number } = {}) {
-  const dir = join(await tempDir(t), 'factory')
-  const factory = new VMFactory(FACTORY, options)
-  await factory.deploy({ dir, title: 'Bobs VM Host' })
-  const server = new RPCServer()
-  server.mount('/', factory)
-  factory.setRPCServer(server)
-  await server.listen(0)
-  t.after(async () => {
-    await server.close()
-    await factory.close()
-  })
-  const connect = async (user?: string, url = `${server.url}/`) => {
-    const client = new RPCClient()
-    await client.connect(url, user ? { user } : {})
-    t.after(() => client.close())
-    return client
-  }
-  return { dir, factory, server, connect }
+function factoryServer(t: TestContext, options: { maxVMs?: number } = {}) {
+  return serveFactory(t, FACTORY, options)
 }
 
 test('the source document factory example, over the network: provision, call, audit, owner-only shutdown', async (t) => {

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { DivergenceError, VM, type VMOptions } from '../src/index.js'
+import { DivergenceError, RPCClient, RPCServer, VM, VMFactory, type VMOptions } from '../src/index.js'
 
 /** A fresh temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
@@ -46,4 +46,26 @@ export function expectDivergence(seq: number, field: string) {
     assert.equal(err.field, field, err.message)
     return true
   }
+}
+
+/** A VMFactory running `code`, deployed in a temp dir and mounted at `/` of an RPC server on 127.0.0.1. */
+export async function serveFactory(t: TestContext, code: string, options: { maxVMs?: number } = {}) {
+  const dir = join(await tempDir(t), 'factory')
+  const factory = new VMFactory(code, options)
+  await factory.deploy({ dir, title: 'Bobs VM Host' })
+  const server = new RPCServer()
+  server.mount('/', factory)
+  factory.setRPCServer(server)
+  await server.listen(0)
+  t.after(async () => {
+    await server.close()
+    await factory.close()
+  })
+  const connect = async (user?: string, url = `${server.url}/`) => {
+    const client = new RPCClient()
+    await client.connect(url, user ? { user } : {})
+    t.after(() => client.close())
+    return client
+  }
+  return { dir, factory, server, connect }
 }

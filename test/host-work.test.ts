@@ -8,23 +8,11 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import {
-  type CallEntry,
-  CallLog,
-  DivergenceError,
-  type InitEntry,
-  type LogEntry,
-  LogFormatError,
-  RPCClient,
-  RPCServer,
-  Verifier,
-  VM,
-  VMFactory,
-} from '../src/index.js'
+import { type CallEntry, CallLog, DivergenceError, type InitEntry, type LogEntry, LogFormatError, Verifier, VM } from '../src/index.js'
 import { costSchedule, MAX_HOST_REQUESTS_IN_FLIGHT } from '../src/sandbox/host-work.js'
 import { DEFAULT_LIMITS } from '../src/sandbox/limits.js'
 import { Sandbox } from '../src/sandbox/sandbox.js'
-import { callError, deployVM, tempDir } from './helpers.js'
+import { callError, deployVM, serveFactory, tempDir } from './helpers.js'
 
 const FLOODS = `
 exports.setup = async () => {
@@ -149,22 +137,10 @@ test('host work is charged the same on a sandbox thread as on the main thread (t
 })
 
 test('a factory provisioning VMs in a loop ends at its budget, and its log verifies', async (t) => {
-  const dir = await tempDir(t)
   const code = `${await readFile(new URL('../examples/scripts/factory.js', import.meta.url), 'utf8')}
 exports.provisionMany = async () => { for (let i = 0; ; i++) await System.vms.provisionVM({ code: 'exports.n = () => ' + i }) }`
-  const factory = new VMFactory(code, { maxVMs: 1_000 })
-  await factory.deploy({ dir: join(dir, 'factory') })
-  const server = new RPCServer()
-  server.mount('/', factory)
-  factory.setRPCServer(server)
-  await server.listen(0)
-  t.after(async () => {
-    await server.close()
-    await factory.close()
-  })
-  const client = new RPCClient()
-  await client.connect(`${server.url}/`)
-  t.after(() => client.close())
+  const { factory, connect } = await serveFactory(t, code, { maxVMs: 1_000 })
+  const client = await connect()
   await assert.rejects(client.call('provisionMany'), (err: Error) => {
     assert.equal(err.name, 'ComputeLimitExceeded', err.message)
     return true
