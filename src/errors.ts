@@ -78,7 +78,14 @@ const RPC_EDGE_CODES = [
   'ERR_INTERNAL',
 ] as const
 /** Failures an RPC client sees on its own side. */
-const RPC_CLIENT_CODES = ['ERR_CONNECT', 'ERR_TIMEOUT', 'ERR_TOO_MANY_CONNECTIONS', 'ERR_CONNECTION_CLOSED', 'ERR_RPC'] as const
+const RPC_CLIENT_CODES = [
+  'ERR_BAD_RECEIPT',
+  'ERR_CONNECT',
+  'ERR_TIMEOUT',
+  'ERR_TOO_MANY_CONNECTIONS',
+  'ERR_CONNECTION_CLOSED',
+  'ERR_RPC',
+] as const
 const OTHER_CODES = [
   'ERR_SCRIPT',
   'ERR_HOST_FAULT',
@@ -368,5 +375,12 @@ export class EngineMismatchError extends LibVMSError {
 export class UsageError extends LibVMSError {
   constructor(message: string) {
     super('UsageError', 'ERR_USAGE', message)
+  }
+}
+
+/** A receipt that does not prove what it claims: not a receipt, not signed by its log, not of its entry. */
+export class ReceiptError extends LibVMSError {
+  constructor(why: string) {
+    super('ReceiptError', 'ERR_BAD_RECEIPT', `the receipt does not hold: ${why}`)
   }
 }

@@ -25,6 +25,7 @@ export {
   LimitCeilingError,
   LogFormatError,
   MethodNotFoundError,
+  ReceiptError,
   RPCError,
   ScriptError,
   StateError,

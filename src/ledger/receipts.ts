@@ -1,0 +1,150 @@
+/**
+ * Receipts: a statement, signed by a call log's key, that an entry is at a seq of the log when the
+ * log had a given length. It is Hypercore's own proof (a "fully remote" proof: the block, the
+ * Merkle nodes from it to the roots of the tree at that length, and the log's signature of that
+ * tree), so anyone with a stock Hypercore can check one, offline, with nothing but the receipt:
+ * the key is the hash of the manifest the proof carries, and the manifest names the signer.
+ *
+ * A receipt is hostile input to whoever checks it: it is bounded in size and every failure is a
+ * named error (ERR_BAD_RECEIPT) saying what does not hold.
+ */
+import { createRequire } from 'node:module'
+import crypto from 'hypercore-crypto'
+import { ReceiptError } from '../errors.js'
+import type { CallLog } from './call-log.js'
+import { toHex } from './keys.js'
+import { decodeEntry, type LogEntry } from './log-entry.js'
+
+const require = createRequire(import.meta.url)
+// Hypercore's proof helpers, as its own replication and push notifications use them.
+const { proof: fullyRemoteProof } = require('hypercore/lib/fully-remote-proof.js') as {
+  proof(core: unknown, options: { index: number; block: Buffer; upgrade: { start: number; length: number } }): Promise<Buffer>
+}
+const { MerkleTree } = require('hypercore/lib/merkle-tree.js') as {
+  MerkleTree: { verifyFullyRemote(session: unknown, proof: unknown): ProvenTree }
+}
+const messages = require('hypercore/lib/messages.js') as { wire: { data: { decode(state: DecodeState): WireProof } } }
+const { manifestHash } = require('hypercore/lib/verifier.js') as { manifestHash(manifest: Manifest): Buffer }
+const c = require('compact-encoding') as { fixed32: { decode(state: DecodeState): Buffer } }
+
+interface DecodeState {
+  buffer: Buffer
+  start: number
+  end: number
+}
+
+interface Manifest {
+  version: number
+  prologue: unknown
+  signers: { publicKey: Buffer; namespace: Buffer }[]
+}
+
+interface WireProof {
+  fork: number
+  block: { index: number; value: Buffer | null } | null
+  upgrade: { start: number; length: number } | null
+  manifest: Manifest | null
+}
+
+interface ProvenTree {
+  length: number
+  fork: number
+  signature: Buffer | null
+  signable(keyOrNamespace: Buffer): Buffer
+}
+
+export const RECEIPT_TYPE = 'libvms-receipt'
+export const RECEIPT_VERSION = 1
+/** The largest receipt proof accepted: an entry (at most 15 MiB) and its Merkle nodes. */
+const MAX_PROOF_BYTES = 16 * 1024 * 1024
+
+/** What a receipt says, as JSON: portable, and checkable by anyone. */
+export interface Receipt {
+  type: typeof RECEIPT_TYPE
+  version: typeof RECEIPT_VERSION
+  /** The call log's key (hex). */
+  log: string
+  /** The entry's seq. */
+  seq: number
+  /** The log's length the signature covers (the entry's group: every call of a group shares it). */
+  length: number
+  /** Hypercore's fully remote proof of block `seq` in the tree of `length` blocks, base64. */
+  proof: string
+}
+
+/** What a receipt proves, once checked. */
+export interface ProvenEntry {
+  log: string
+  seq: number
+  length: number
+  fork: number
+  entry: LogEntry
+}
+
+/** The receipt of entry `seq` of `callLog`, signed at the log's `length` (by default its current one). */
+export async function createReceipt(callLog: CallLog, seq: number, length = callLog.length): Promise<Receipt> {
+  const core = callLog.core
+  const block = (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
+  const proof = await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } })
+  return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: callLog.key, seq, length, proof: proof.toString('base64') }
+}
+
+/**
+ * Checks a receipt with nothing but itself: its proof must be a valid Hypercore proof of block
+ * `seq` in a tree of `length` blocks, signed by the key named `log`. Returns the proven entry;
+ * throws ReceiptError (ERR_BAD_RECEIPT) saying what does not hold.
+ */
+export function verifyReceipt(receipt: unknown): ProvenEntry {
+  const r = receipt as Partial<Receipt> | null
+  if (r === null || typeof r !== 'object' || r.type !== RECEIPT_TYPE) throw new ReceiptError('it is not a LibVMS receipt')
+  if (r.version !== RECEIPT_VERSION) throw new ReceiptError(`receipt version ${String(r.version)} is not one this LibVMS reads`)
+  if (typeof r.log !== 'string' || !/^[0-9a-f]{64}$/.test(r.log)) throw new ReceiptError('its log key is not 64 hex digits')
+  if (!isIndex(r.seq) || !isIndex(r.length) || r.seq >= r.length) throw new ReceiptError('its seq and length are not a position in a log')
+  if (typeof r.proof !== 'string' || r.proof.length > (MAX_PROOF_BYTES * 4) / 3 + 4)
+    throw new ReceiptError('its proof is missing or too large')
+  const buffer = Buffer.from(r.proof, 'base64')
+  let proof: WireProof
+  let tree: ProvenTree
+  let key: Buffer
+  try {
+    const state = { buffer, start: 0, end: buffer.byteLength }
+    const discoveryKey = c.fixed32.decode(state)
+    proof = messages.wire.data.decode(state)
+    const manifest = proof.manifest
+    if (manifest?.signers.length !== 1) throw new Error('the proof carries no single-signer manifest')
+    key = manifestHash(manifest)
+    if (!crypto.discoveryKey(key).equals(discoveryKey)) throw new Error('the proof is for another log')
+    // A session that knows nothing: every node must come from the proof itself.
+    const blank = { fork: 0, roots: [], length: 0, signature: null, ancestors: 0, byteLength: 0, prologue: manifest.prologue }
+    tree = MerkleTree.verifyFullyRemote(blank, proof)
+  } catch (err) {
+    throw new ReceiptError(`its proof does not decode or verify: ${(err as Error).message}`)
+  }
+  if (toHex(key) !== r.log) throw new ReceiptError(`its proof is signed for log ${toHex(key)}, not ${r.log}`)
+  if (!proof.block || proof.block.index !== r.seq || !proof.block.value) throw new ReceiptError(`its proof is not of entry ${r.seq}`)
+  if (!proof.upgrade || tree.length !== r.length) throw new ReceiptError(`its proof is not of a log of length ${r.length}`)
+  if (!proof.manifest || !signatureHolds(tree, key, proof.manifest))
+    throw new ReceiptError(`the log's key did not sign a tree of length ${r.length} holding this entry`)
+  let entry: LogEntry
+  try {
+    entry = decodeEntry(proof.block.value, r.seq)
+  } catch (err) {
+    throw new ReceiptError(`the proven entry is not a log entry: ${(err as Error).message}`)
+  }
+  return { log: r.log, seq: r.seq, length: r.length, fork: tree.fork, entry }
+}
+
+/** Hypercore's signature check of a tree, as its own verifier makes it for one signer. */
+function signatureHolds(tree: ProvenTree, key: Buffer, manifest: Manifest): boolean {
+  const signer = manifest.signers[0]
+  const signature = tree.signature
+  if (!signature) return false
+  if (manifest.version === 0) return crypto.verify(tree.signable(signer.namespace), signature, signer.publicKey)
+  // Later manifests wrap the signature: [version 1, signer 0, 64 bytes of signature].
+  if (signature.byteLength < 66 || signature[0] !== 1 || signature[1] !== 0) return false
+  return crypto.verify(tree.signable(key), signature.subarray(2, 66), signer.publicKey)
+}
+
+function isIndex(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
