@@ -1,3 +1,5 @@
+import type { Receipt } from './ledger/receipts.js'
+
 /**
  * Named errors with stable codes — every class and every code LibVMS has, in this one file. Every
  * failure a user can cause is one of these: `name` says what kind of failure it is, `code` is stable
@@ -164,6 +166,8 @@ export class ScriptError extends LibVMSError {
  */
 export class CallError extends LibVMSError {
   readonly seq: number | undefined
+  /** The log's signed receipt of the failed call's entry, when one was asked for (RPC with receipts). */
+  receipt?: Receipt
 
   constructor(name: string, message: string, seq?: number) {
     super(name, CALL_ERROR_CODES[name] ?? 'ERR_CALL_FAILED', message)

@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { test } from 'node:test'
-import { CallLog, type LogEntry, ReceiptError, VM } from '../src/index.js'
+import { type TestContext, test } from 'node:test'
+import WebSocket, { WebSocketServer } from 'ws'
+import { type CallEntry, CallLog, callerIdOf, generateKeyPair, type LogEntry, ReceiptError, type RPCError, VM } from '../src/index.js'
 import { createReceipt, type Receipt, verifyReceipt } from '../src/ledger/receipts.js'
 import { deployVM, tempDir } from './helpers.js'
+import { connect, serve } from './rpc-helpers.js'
 
 const COUNTER = `let n = 0
 exports.inc = (by) => { n += by; return n }
@@ -128,4 +130,92 @@ test('receipts are plain JSON: what createReceipt returns is what verifyReceipt 
   const receipt: Receipt = await createReceipt(vm.callLog, 0)
   assert.deepEqual(Object.keys(receipt).sort(), ['length', 'log', 'proof', 'seq', 'type', 'version'])
   assert.equal(typeof receipt.proof, 'string')
+})
+
+// ---- receipts over RPC ----
+
+/** A WebSocket proxy on 127.0.0.1 that passes frames both ways, rewriting the host's answers with `edit`. */
+async function proxy(t: TestContext, target: string, edit: (frame: string) => string): Promise<string> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve) => wss.once('listening', resolve))
+  t.after(() => new Promise((resolve) => wss.close(resolve)))
+  wss.on('connection', (client) => {
+    const upstream = new WebSocket(target)
+    const early: string[] = []
+    upstream.on('open', () => {
+      for (const frame of early.splice(0)) upstream.send(frame)
+    })
+    client.on('message', (data: WebSocket.RawData) => {
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(data.toString())
+      else early.push(data.toString())
+    })
+    upstream.on('message', (data: WebSocket.RawData) => client.send(edit(data.toString())))
+    client.on('close', () => upstream.terminate())
+    upstream.on('close', () => client.terminate())
+  })
+  return `ws://127.0.0.1:${(wss.address() as { port: number }).port}/`
+}
+
+const BANK = `let balance = 100
+exports.spend = (n) => { if (n > balance) throw new Error('not enough'); balance -= n; return balance }
+exports.bytes = () => new Uint8Array([1, 2, 3])`
+
+test('an RPC client checks the receipt of every answer, keeps it, and it proves the entry the log holds', async (t) => {
+  const vm = await deployVM(t, BANK)
+  const server = await serve(t, { '/': vm })
+  const seen: number[] = []
+  const client = await connect(t, String(server.url), { user: 'alice', onReceipt: (_r, call) => seen.push(call.seq) })
+  assert.equal(await client.call('spend', 30), 70)
+  assert.deepEqual(await client.call('bytes'), new Uint8Array([1, 2, 3]))
+  // A logged failure carries its receipt too, and is checked the same way.
+  await assert.rejects(client.call('spend', 1000), (err: RPCError) => err.code === 'ERR_CALL_FAILED' && err.seq === 3)
+  assert.deepEqual(seen, [1, 2, 3])
+  assert.equal(client.receipts.length, 3)
+  for (const [i, receipt] of client.receipts.entries()) assert.deepEqual(verifyReceipt(receipt).entry, await vm.callLog.get(i + 1))
+  // A client that does not ask gets plain JSON-RPC: no receipt in the answer.
+  const plain = await connect(t, String(server.url), { receipts: false })
+  assert.equal(await plain.call('spend', 1), 69)
+  assert.equal(plain.receipts.length, 0)
+})
+
+test('an answer changed between host and client does not match its receipt: ERR_BAD_RECEIPT', async (t) => {
+  const vm = await deployVM(t, BANK)
+  const server = await serve(t, { '/': vm })
+  // The man in the middle (or a lying host) turns the balance 70 into 700.
+  const url = await proxy(t, String(server.url), (frame) => frame.replace('"result":70', '"result":700'))
+  const client = await connect(t, url, { user: 'alice' })
+  await assert.rejects(client.call('spend', 30), (err: RPCError) => {
+    assert.equal(err.code, 'ERR_BAD_RECEIPT')
+    assert.match(err.message, /records another result/)
+    return true
+  })
+  // Dropping the receipt is caught as well; so is a receipt of another call.
+  const dropping = await connect(t, await proxy(t, String(server.url), (frame) => frame.replace(/,"receipt":\{.*\}\}$/, '}')), {
+    user: 'alice',
+  })
+  await assert.rejects(dropping.call('spend', 1), { code: 'ERR_BAD_RECEIPT', message: /no receipt/ })
+  let first: string | null = null
+  const replaying = await connect(
+    t,
+    await proxy(t, String(server.url), (frame) => {
+      const receipt = /,"receipt":(\{.*\})\}$/.exec(frame)?.[1]
+      if (!receipt) return frame
+      first ??= receipt
+      return frame.replace(receipt, first)
+    }),
+    { user: 'alice' },
+  )
+  assert.equal(await replaying.call('spend', 1), 68)
+  await assert.rejects(replaying.call('spend', 1), { code: 'ERR_BAD_RECEIPT', message: /other arguments|another result|is a call by/ })
+})
+
+test('production mode: the receipt must show the very call this client signed', async (t) => {
+  const vm = await deployVM(t, BANK, { auth: 'production' })
+  const server = await serve(t, { '/': vm })
+  const keyPair = generateKeyPair()
+  const client = await connect(t, String(server.url), { keyPair })
+  assert.equal(await client.call('spend', 5), 95)
+  const { entry } = verifyReceipt(client.receipts[0])
+  assert.equal((entry as CallEntry).caller, callerIdOf(keyPair))
+  assert.ok((entry as CallEntry).signed)
 })

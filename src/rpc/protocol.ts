@@ -8,7 +8,14 @@
  * signed call {payload, signature}, the payload holding the arguments (auth/signed-call.ts). Arguments and results use LibVMS's tagged JSON (byte
  * arrays as {"$bytes": base64}). Errors carry a numeric JSON-RPC code and, in `data`, the LibVMS
  * error name, its stable string code and (for logged call failures) the call's seq.
+ *
+ * Receipts: a client that sends `receipts: true` in the handshake gets, with every answer of a
+ * logged call, the log's receipt of its entry (`receipt` beside `result`, or `error.data.receipt`):
+ * a Hypercore proof, signed by the log's key, that the log holds the entry. Clients that do not ask
+ * get plain JSON-RPC.
  */
+
+import type { Receipt } from '../ledger/receipts.js'
 
 export const HANDSHAKE_METHOD = 'rpc.handshake'
 
@@ -60,7 +67,8 @@ export interface BackendInfo {
 export interface RPCErrorObject {
   code: number
   message: string
-  data?: { name: string; code: string; seq?: number }
+  /** `receipt`: the log's receipt of a logged failure, for a client that asked for receipts. */
+  data?: { name: string; code: string; seq?: number; receipt?: Receipt }
 }
 
 export interface RPCResponse {
@@ -68,4 +76,6 @@ export interface RPCResponse {
   id: number | string | null
   result?: unknown
   error?: RPCErrorObject
+  /** The log's receipt of the call's entry (src/ledger/receipts.ts), for a client that asked for receipts. */
+  receipt?: Receipt
 }

@@ -10,6 +10,8 @@ import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import { InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
+import type { CallEntry } from '../ledger/log-entry.js'
+import { type ProvenEntry, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import { rememberHost } from '../net/known-hosts.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
@@ -27,6 +29,15 @@ export interface ConnectOptions {
   keyPair?: KeyPair
   /** How long connecting and the handshake may take, in ms (default 10,000). */
   timeout?: number
+  /**
+   * Ask for a receipt with every answer and check it (default true): the log's signed proof that it
+   * holds the call's entry — the call this client sent, with the answer it got. An answer whose
+   * receipt does not hold rejects with ERR_BAD_RECEIPT. Checked receipts are kept in
+   * `client.receipts` (the latest 10,000) and given to `onReceipt`.
+   */
+  receipts?: boolean
+  /** Called with each checked receipt and the call it proves, e.g. to save them all. */
+  onReceipt?: (receipt: Receipt, call: { method: string; seq: number }) => void
 }
 
 /** What a production-mode connection signs each call with. */
@@ -40,7 +51,20 @@ interface CallSigner {
 interface PendingCall {
   resolve: (value: unknown) => void
   reject: (err: Error) => void
+  /** A VM call: what its receipt must show it was. */
+  sent?: { method: string; argsJson: string; payload?: string }
 }
+
+function callLogKeyOf(url: unknown): string {
+  try {
+    return toHex(parseKeyUrl(url as string))
+  } catch {
+    return ''
+  }
+}
+
+/** Receipts a client keeps (the latest ones; `onReceipt` sees every one). */
+const KEPT_RECEIPTS = 10_000
 
 const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'constructor', 'then'])
 
@@ -54,6 +78,9 @@ export class RPCClient {
   private readonly pending = new Map<number, PendingCall>()
   private closedBy: RPCError | null = null
   private signer: CallSigner | null = null
+  /** Checked receipts, the latest first kept last (at most 10,000; see ConnectOptions.onReceipt). */
+  readonly receipts: Receipt[] = []
+  private receiptCheck: { callLogKey: string; caller: string | null; onReceipt?: ConnectOptions['onReceipt'] } | null = null
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
@@ -76,6 +103,7 @@ export class RPCClient {
     this.url = url
     this.closedBy = null
     this.signer = null
+    this.receiptCheck = null
     ws.on('message', (data: WebSocket.RawData) => this.onMessage(data))
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()))
     ws.on('error', () => {
@@ -102,13 +130,17 @@ export class RPCClient {
               reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)),
             )
           })
-          const hello = options.keyPair
-            ? { publicKey: Buffer.from(options.keyPair.publicKey).toString('hex') }
-            : options.user === undefined
-              ? {}
-              : { user: options.user }
+          const wantReceipts = options.receipts !== false
+          const publicKey = options.keyPair ? Buffer.from(options.keyPair.publicKey).toString('hex') : null
+          const hello: Record<string, unknown> = publicKey ? { publicKey } : options.user === undefined ? {} : { user: options.user }
+          if (wantReceipts) hello.receipts = true
           const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
           this.backendInfo = info
+          if (wantReceipts) {
+            const caller = publicKey ?? options.user ?? null
+            // A host that advertises no call log gives no receipt that can hold.
+            this.receiptCheck = { callLogKey: callLogKeyOf(info.callLogUrl), caller, onReceipt: options.onReceipt }
+          }
           if (options.keyPair && info.auth === 'production' && typeof info.nonce === 'string') {
             const callLogKey = toHex(parseKeyUrl(info.callLogUrl))
             this.signer = { keyPair: options.keyPair, callLogKey, nonce: info.nonce, counter: 0 }
@@ -147,26 +179,29 @@ export class RPCClient {
     const ws = this.ws
     if (!ws || this.closedBy) return Promise.reject(this.closedBy ?? new StateError('the client is not connected'))
     let params: string | undefined
+    let sent: PendingCall['sent']
     try {
       params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the arguments')
+      if (method !== HANDSHAKE_METHOD) sent = { method, argsJson: params ?? '[]' }
       const signer = this.signer
-      if (signer && method !== HANDSHAKE_METHOD) {
+      if (signer && sent) {
         signer.counter++
         const payload = encodeCallPayload({
           callLog: signer.callLogKey,
           method,
-          argsJson: params ?? '[]',
+          argsJson: sent.argsJson,
           nonce: signer.nonce,
           counter: signer.counter,
         })
         params = JSON.stringify(signCallPayload(payload, signer.keyPair.secretKey))
+        sent.payload = payload
       }
     } catch (err) {
       return Promise.reject(err)
     }
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      this.pending.set(id, { resolve, reject, sent })
       // A send can only fail on a closing socket: its 'close' event rejects the call with the reason.
       ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}}`, () => {})
     })
@@ -201,6 +236,13 @@ export class RPCClient {
     const call = this.pending.get(response.id)
     if (!call) return
     this.pending.delete(response.id)
+    if (call.sent && this.receiptCheck) {
+      const bad = this.checkReceipt(call.sent, response)
+      if (bad) {
+        call.reject(bad)
+        return
+      }
+    }
     if (response.error) {
       const { code, message, data: details } = response.error
       call.reject(
@@ -219,6 +261,46 @@ export class RPCClient {
         call.reject(err as Error)
       }
     }
+  }
+
+  /**
+   * The receipt of a logged call must prove the call this client sent, answered as it was answered;
+   * an answer the log does not hold is refused (ERR_BAD_RECEIPT). Refusals of the edge (no seq: the
+   * call was never logged) carry none.
+   */
+  private checkReceipt(sent: NonNullable<PendingCall['sent']>, response: RPCResponse): RPCError | null {
+    const check = this.receiptCheck
+    if (!check) return null
+    const receipt = response.error ? response.error.data?.receipt : response.receipt
+    if (response.error && response.error.data?.seq === undefined && receipt === undefined) return null
+    const bad = (why: string) =>
+      new RPCError('ReceiptError', 'ERR_BAD_RECEIPT', `the answer to ${sent.method} is not what the log holds: ${why}`, 0)
+    if (receipt === undefined) return bad('the host sent no receipt')
+    let proven: ProvenEntry
+    try {
+      proven = verifyReceipt(receipt)
+    } catch (err) {
+      return bad((err as Error).message)
+    }
+    const entry = proven.entry as CallEntry
+    if (proven.log !== check.callLogKey) return bad(`the receipt is of log ${proven.log}, not this VM's ${check.callLogKey}`)
+    if (entry.type !== 'call' || entry.method !== sent.method) return bad(`entry ${proven.seq} is not a call to ${sent.method}`)
+    if (JSON.stringify(entry.args) !== sent.argsJson) return bad(`entry ${proven.seq} holds other arguments`)
+    if (entry.caller !== check.caller) return bad(`entry ${proven.seq} is a call by ${JSON.stringify(entry.caller)}`)
+    if (sent.payload !== undefined && entry.signed?.payload !== sent.payload)
+      return bad(`entry ${proven.seq} is not the call this client signed`)
+    if (response.error) {
+      const { message, data } = response.error
+      if (!entry.error || entry.error.name !== data?.name || entry.error.message !== message || data?.seq !== proven.seq) {
+        return bad(`entry ${proven.seq} does not record this failure`)
+      }
+    } else if (entry.error || JSON.stringify(entry.result ?? null) !== JSON.stringify(response.result ?? null)) {
+      return bad(`entry ${proven.seq} records another result`)
+    }
+    if (this.receipts.length >= KEPT_RECEIPTS) this.receipts.shift()
+    this.receipts.push(receipt)
+    check.onReceipt?.(receipt, { method: sent.method, seq: proven.seq })
+    return null
   }
 
   private closeError(code: number, reason: string): RPCError {

@@ -18,8 +18,11 @@ import {
   MethodNotFoundError,
   StateError,
 } from '../errors.js'
+import type { Receipt } from '../ledger/receipts.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
+
+type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }
 
 /** What the server needs of a mounted VM. */
 export interface RPCBackend {
@@ -28,7 +31,9 @@ export interface RPCBackend {
   readonly auth: 'debug' | 'production'
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
-  executeCall(request: { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }): Promise<unknown>
+  executeCall(request: BackendCall): Promise<unknown>
+  /** Runs the call like executeCall, and answers with its receipt too (a logged failure carries it as `receipt`). */
+  executeCallWithReceipt?(request: BackendCall): Promise<{ result: unknown; receipt: Receipt }>
   /**
    * A replication stream of the VM's cores (its call log and files archive), for auditors: a new
    * one (`isInitiator`), or over an existing encrypted connection (a Hyperswarm socket).
@@ -50,8 +55,10 @@ function isRequestId(id: unknown): id is number | string {
   return (typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length <= 256)
 }
 
-function rpcError(code: number, name: string, stableCode: string, message: string, seq?: number): RPCErrorObject {
-  return { code, message, data: seq === undefined ? { name, code: stableCode } : { name, code: stableCode, seq } }
+function rpcError(code: number, name: string, stableCode: string, message: string, seq?: number, receipt?: Receipt): RPCErrorObject {
+  const data: NonNullable<RPCErrorObject['data']> = seq === undefined ? { name, code: stableCode } : { name, code: stableCode, seq }
+  if (receipt) data.receipt = receipt
+  return { code, message, data }
 }
 
 /** The errors the edge answers with, by kind: JSON-RPC code, error name, stable code. */
@@ -78,7 +85,7 @@ function refusal(kind: keyof typeof EDGE_ERRORS, message: string): RPCErrorObjec
 
 /** How an error from the VM side is reported to the client. */
 function toRPCError(err: unknown): RPCErrorObject {
-  if (err instanceof CallError) return rpcError(RPC_ERRORS.CALL_FAILED, err.name, err.code, err.message, err.seq)
+  if (err instanceof CallError) return rpcError(RPC_ERRORS.CALL_FAILED, err.name, err.code, err.message, err.seq, err.receipt)
   if (err instanceof MethodNotFoundError) return rpcError(RPC_ERRORS.METHOD_NOT_FOUND, err.name, err.code, err.message)
   if (err instanceof EncodingError || err instanceof InvalidArgumentError) {
     return rpcError(RPC_ERRORS.INVALID_PARAMS, err.name, err.code, err.message)
@@ -96,6 +103,8 @@ export class RPCConnection {
   /** Production mode: the nonce every call on this connection must be signed with. */
   private nonce: string | null = null
   private handshaken = false
+  /** The client asked for receipts (and the backend gives them). */
+  private receipts = false
   private closed = false
 
   constructor(
@@ -225,6 +234,7 @@ export class RPCConnection {
       this.user = typeof user === 'string' ? user : null
     }
     this.handshaken = true
+    this.receipts = given.receipts === true && typeof backend.executeCallWithReceipt === 'function'
     const info: BackendInfo = {
       methods: backend.methods,
       callLogUrl: backend.callLog.url,
@@ -280,10 +290,16 @@ export class RPCConnection {
       return
     }
     this.mount.callStarted()
-    backend
-      .executeCall(signed ? { methodName: method, args, userId: this.user, signed } : { methodName: method, args, userId: this.user })
+    const call: BackendCall = signed
+      ? { methodName: method, args, userId: this.user, signed }
+      : { methodName: method, args, userId: this.user }
+    const answered =
+      this.receipts && backend.executeCallWithReceipt
+        ? backend.executeCallWithReceipt(call)
+        : backend.executeCall(call).then((result) => ({ result, receipt: undefined }))
+    answered
       .then(
-        (result) => {
+        ({ result, receipt }) => {
           let encoded: string | undefined
           try {
             encoded = encodeValue(result, 'the result')
@@ -291,7 +307,8 @@ export class RPCConnection {
             this.sendError(id, toRPCError(err))
             return
           }
-          this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}}`)
+          const withReceipt = receipt ? `,"receipt":${JSON.stringify(receipt)}` : ''
+          this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}${withReceipt}}`)
         },
         (err) => this.sendError(id, toRPCError(err)),
       )

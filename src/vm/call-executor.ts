@@ -12,8 +12,7 @@
  * archive at a logged version and drops them (the archive already holds them).
  */
 import type Hyperbee from 'hyperbee'
-import { fromTagged } from '../codec/value-codec.js'
-import { CallError, HostFaultError, LibVMSError, StateError } from '../errors.js'
+import { HostFaultError, LibVMSError, StateError } from '../errors.js'
 import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
@@ -26,16 +25,23 @@ import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './
 /** A live call, admitted and waiting for its turn. */
 export type AdmittedInput = Omit<CallInput, 'timestamp' | 'seed'>
 
+/** A call that was stored: its entry, its seq, and the log's length once its group was stored. */
+export interface StoredCall {
+  entry: CallEntry
+  seq: number
+  length: number
+}
+
 interface QueuedCall {
   input: AdmittedInput
-  resolve: (value: unknown) => void
+  resolve: (stored: StoredCall) => void
   reject: (err: unknown) => void
 }
 
 interface WaitingCall {
   entry: CallEntry
   seq: number
-  resolve: (value: unknown) => void
+  resolve: (stored: StoredCall) => void
   reject: (err: unknown) => void
 }
 
@@ -204,8 +210,8 @@ export class CallExecutor {
 
   // ---- live calls ----
 
-  /** Queues an admitted call; resolves with its result once its entry is stored. */
-  submit(input: AdmittedInput): Promise<unknown> {
+  /** Queues an admitted call; resolves once its entry is stored (a logged failure resolves too). */
+  submit(input: AdmittedInput): Promise<StoredCall> {
     if (this.failure) return Promise.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`))
     return new Promise((resolve, reject) => {
       this.queue.push({ input, resolve, reject })
@@ -292,10 +298,8 @@ export class CallExecutor {
       for (const p of waiting) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
       return
     }
-    for (const p of waiting) {
-      if (p.entry.error) p.reject(new CallError(p.entry.error.name, p.entry.error.message, p.seq))
-      else p.resolve(fromTagged(p.entry.result))
-    }
+    const length = this.storage.callLog.length
+    for (const p of waiting) p.resolve({ entry: p.entry, seq: p.seq, length })
   }
 
   /** After a host fault the sandbox is rebuilt from the log (the faulted call was never logged). */

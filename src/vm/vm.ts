@@ -9,17 +9,26 @@ import type { Duplex } from 'node:stream'
 import type Corestore from 'corestore'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import type { SignedCall } from '../auth/signed-call.js'
-import { decodeValue } from '../codec/value-codec.js'
-import { DirectoryError, DivergenceError, InvalidArgumentError, MethodNotFoundError, ScriptError, StateError } from '../errors.js'
+import { decodeValue, fromTagged } from '../codec/value-codec.js'
+import {
+  CallError,
+  DirectoryError,
+  DivergenceError,
+  InvalidArgumentError,
+  MethodNotFoundError,
+  ScriptError,
+  StateError,
+} from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { AuthMode, InitEntry } from '../ledger/log-entry.js'
+import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, missingExports } from './call-admission.js'
-import { type AdmittedInput, CallExecutor } from './call-executor.js'
+import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, newSeed } from './log-entries.js'
 import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, replayCallLog, restoreFromLog } from './replay.js'
@@ -335,15 +344,34 @@ export class VM extends EventEmitter {
    */
   executeCall(request: ExecuteCallRequest): Promise<unknown> {
     try {
-      if (this.state !== 'ready') {
-        throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
-      }
-      const executor = this.requireExecutor()
-      if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
-      return executor.submit(this.checkCall(request))
+      return this.submit(request).then(answerOf)
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /**
+   * @internal Runs one call like executeCall, and answers with the call's receipt (receipts.ts): the
+   * log's signed proof that it holds the call's entry. A logged failure is a CallError carrying it.
+   */
+  async executeCallWithReceipt(request: ExecuteCallRequest): Promise<{ result: unknown; receipt: Receipt }> {
+    const stored = await this.submit(request)
+    const receipt = await createReceipt(this.callLog, stored.seq)
+    try {
+      return { result: answerOf(stored), receipt }
+    } catch (err) {
+      ;(err as CallError).receipt = receipt
+      throw err
+    }
+  }
+
+  private submit(request: ExecuteCallRequest): Promise<StoredCall> {
+    if (this.state !== 'ready') {
+      throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
+    }
+    const executor = this.requireExecutor()
+    if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
+    return executor.submit(this.checkCall(request))
   }
 
   private checkCall(request: ExecuteCallRequest): AdmittedInput {
@@ -396,6 +424,13 @@ export class VM extends EventEmitter {
     if (!this.storage) throw new StateError('the VM is not deployed yet; await vm.deploy({dir}) first')
     return this.storage
   }
+}
+
+/** What a stored call answers: its result, or the CallError of its logged failure (with its seq). */
+function answerOf(stored: StoredCall): unknown {
+  const { entry, seq } = stored
+  if (entry.error) throw new CallError(entry.error.name, entry.error.message, seq)
+  return fromTagged(entry.result)
 }
 
 /**
