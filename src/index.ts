@@ -2,7 +2,7 @@
  * libvms: cryptographically auditable VM services. The public API, and nothing else.
  */
 
-export type { VerifyOptions, VerifyReport } from './audit/verifier.js'
+export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'
 export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './auth/key-pair.js'
@@ -35,6 +35,7 @@ export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
+export type { ForkProof, ProofVerdict, Receipt } from './ledger/receipts.js'
 export type { RemoteOptions, SwarmOptions, SwarmSetting } from './ledger/remote-source.js'
 export type { SeededVM, SeederOptions } from './net/seeder.js'
 export { Seeder } from './net/seeder.js'

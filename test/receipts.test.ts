@@ -7,7 +7,17 @@ import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
-import { type CallEntry, CallLog, callerIdOf, generateKeyPair, type LogEntry, ReceiptError, type RPCError, VM } from '../src/index.js'
+import {
+  type CallEntry,
+  CallLog,
+  callerIdOf,
+  generateKeyPair,
+  type LogEntry,
+  ReceiptError,
+  type RPCError,
+  Verifier,
+  VM,
+} from '../src/index.js'
 import { createReceipt, type Receipt, verifyReceipt } from '../src/ledger/receipts.js'
 import { deployVM, tempDir } from './helpers.js'
 import { connect, serve } from './rpc-helpers.js'
@@ -218,4 +228,62 @@ test('production mode: the receipt must show the very call this client signed', 
   const { entry } = verifyReceipt(client.receipts[0])
   assert.equal((entry as CallEntry).caller, callerIdOf(keyPair))
   assert.ok((entry as CallEntry).signed)
+})
+
+// ---- checking receipts later, and fork proofs ----
+
+test('a kept receipt checked against the log later: it holds on an honest log; after a rewrite, a fork proof anyone can check offline', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const vm = new VM(COUNTER)
+  await vm.deploy({ dir })
+  await vm.executeCall({ methodName: 'inc', args: [1] })
+  await vm.executeCall({ methodName: 'inc', args: [2] })
+  const kept = [await createReceipt(vm.callLog, 1), await createReceipt(vm.callLog, 2)]
+  await vm.executeCall({ methodName: 'inc', args: [3] })
+  for (const receipt of kept)
+    assert.deepEqual(await Verifier.checkReceipt(vm.callLog, receipt), { holds: true, seq: receipt.seq, length: 3 })
+  // Two receipts of an honest log make no proof, in either order; neither does an altered one.
+  const honest = { type: 'libvms-fraud-proof', version: 1, kind: 'fork', receipts: [kept[0], await createReceipt(vm.callLog, 1)] }
+  assert.equal(Verifier.checkProof(honest).holds, false)
+  assert.equal(Verifier.checkProof({ ...honest, receipts: [...honest.receipts].reverse() }).holds, false)
+
+  // The host stops, truncates its log to seq 2 and writes another entry there, with its own key.
+  const entries = (await vm.callLog.list()) as LogEntry[]
+  await vm.close()
+  const log = await CallLog.open(dir)
+  await log.core.truncate(2)
+  await log.append({ ...entries[2], result: 999 } as unknown as LogEntry)
+  const checked = await Verifier.checkReceipt(log, kept[1])
+  assert.equal(checked.holds, false)
+  assert.ok(!checked.holds && checked.proof, 'a fork proof')
+  const proof = JSON.parse(JSON.stringify(checked.proof))
+  // The receipt of seq 1 still holds for its entry, but the log was truncated since: a proof too.
+  const older = await Verifier.checkReceipt(log, kept[0])
+  assert.ok(!older.holds && older.proof, 'the truncation itself is proven')
+  await log.close()
+
+  // Checked in a fresh process that has only the file: no storage, no network.
+  const offline = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '-e',
+      `import('${new URL('../src/ledger/receipts.ts', import.meta.url).href}').then((m) => console.log(JSON.stringify(m.checkForkProof(JSON.parse(process.argv[1])))))`,
+      JSON.stringify(proof),
+    ],
+    { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 },
+  )
+  assert.equal(offline.status, 0, offline.stderr)
+  const verdict = JSON.parse(offline.stdout)
+  assert.equal(verdict.holds, true)
+  assert.match(verdict.what, /two different entries at seq 2|truncated/)
+  // One byte changed in the proof file, and it no longer holds.
+  const altered = structuredClone(proof)
+  const bytes = Buffer.from(altered.receipts[1].proof, 'base64')
+  bytes[bytes.length - 10] ^= 0x01
+  altered.receipts[1].proof = bytes.toString('base64')
+  assert.equal(Verifier.checkProof(altered).holds, false)
+  assert.equal(Verifier.checkProof({ ...proof, version: 9 }).holds, false)
+  assert.equal(Verifier.checkProof('not a proof').holds, false)
 })

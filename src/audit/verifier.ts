@@ -3,10 +3,20 @@
  * first place they differ — the seq, method and caller of a call and the field that differs, or the
  * path of a file.
  */
-import { DivergenceError } from '../errors.js'
+import { DivergenceError, ReceiptError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import { toHex } from '../ledger/keys.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import {
+  checkForkProof,
+  createReceipt,
+  type ForkProof,
+  FRAUD_PROOF_TYPE,
+  FRAUD_PROOF_VERSION,
+  type Receipt,
+  verifyReceipt,
+} from '../ledger/receipts.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { VM } from '../vm/vm.js'
@@ -280,4 +290,37 @@ async function compareProvisioned(factoryLog: CallLog, provisionedLog: CallLog):
   throw new DivergenceError({ message: `the factory's log records no provisioning of ${provisionedLog.url}`, field: 'oracle' })
 }
 
-export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned }
+/** What checking a receipt against a log found: it holds, or the fork proof that it does not. */
+export type ReceiptCheck = { holds: true; seq: number; length: number } | { holds: false; why: string; proof: ForkProof | null }
+
+/**
+ * Checks a receipt (a client kept it) against the log as it is now: the log must still hold the
+ * receipt's entry at its seq, and its signed state must continue the one the receipt was signed at.
+ * If not, the answer carries a fork proof, a file anyone can check offline (checkForkProof), when
+ * the log's own signatures make one; `proof` is null when the log holds too little to show it.
+ * Throws ReceiptError if the receipt itself does not hold.
+ */
+async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<ReceiptCheck> {
+  const told = verifyReceipt(receipt)
+  await callLog.ready()
+  if (told.log !== callLog.key) throw new ReceiptError(`it is a receipt of log ${told.log}, not of ${callLog.key}`)
+  if (!callLog.writable) await callLog.update().catch(() => false)
+  const length = callLog.length
+  const forkProof = async (why: string): Promise<ReceiptCheck> => {
+    if (length === 0) return { holds: false, why, proof: null }
+    const now = await createReceipt(callLog, Math.min(told.seq, length - 1))
+    const proof: ForkProof = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'fork', receipts: [receipt, now] }
+    return { holds: false, why, proof: checkForkProof(proof).holds ? proof : null }
+  }
+  if (length <= told.seq) return forkProof(`the log has ${length} entries now; the receipt is of entry ${told.seq}`)
+  const stored = (await callLog.core.get(told.seq, { valueEncoding: 'binary' })) as unknown as Buffer
+  if (!stored.equals(told.bytes)) return forkProof(`the log holds another entry at seq ${told.seq} than the receipt`)
+  if (length >= told.length && toHex(await callLog.core.treeHash(told.length)) !== told.treeHash) {
+    return forkProof(`the log's first ${told.length} entries are not the ones the receipt was signed with`)
+  }
+  if (callLog.core.fork > told.fork)
+    return forkProof(`the log was truncated since it signed the receipt (fork ${told.fork}, now ${callLog.core.fork})`)
+  return { holds: true, seq: told.seq, length: told.length }
+}
+
+export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned, checkReceipt, checkProof: checkForkProof }

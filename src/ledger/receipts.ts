@@ -49,6 +49,7 @@ interface WireProof {
 interface ProvenTree {
   length: number
   fork: number
+  roots: unknown[]
   signature: Buffer | null
   signable(keyOrNamespace: Buffer): Buffer
 }
@@ -77,7 +78,12 @@ export interface ProvenEntry {
   log: string
   seq: number
   length: number
+  /** The log's fork counter when it signed: Hypercore raises it on every truncation. */
   fork: number
+  /** The hash (hex) of the tree of `length` blocks the log signed. */
+  treeHash: string
+  /** The entry's bytes, as stored. */
+  bytes: Buffer
   entry: LogEntry
 }
 
@@ -131,7 +137,15 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
   } catch (err) {
     throw new ReceiptError(`the proven entry is not a log entry: ${(err as Error).message}`)
   }
-  return { log: r.log, seq: r.seq, length: r.length, fork: tree.fork, entry }
+  return {
+    log: r.log,
+    seq: r.seq,
+    length: r.length,
+    fork: tree.fork,
+    treeHash: toHex(crypto.tree(tree.roots)),
+    bytes: proof.block.value,
+    entry,
+  }
 }
 
 /** Hypercore's signature check of a tree, as its own verifier makes it for one signer. */
@@ -147,4 +161,60 @@ function signatureHolds(tree: ProvenTree, key: Buffer, manifest: Manifest): bool
 
 function isIndex(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+// ---- fraud proofs ----
+
+export const FRAUD_PROOF_TYPE = 'libvms-fraud-proof'
+export const FRAUD_PROOF_VERSION = 1
+
+/**
+ * A fork proof: two receipts signed by one log's key that an append-only log cannot both have
+ * signed — two different entries at one seq, or a later statement on a higher fork (the log was
+ * truncated after it signed the first). Portable JSON: checkable by anyone with nothing but it.
+ */
+export interface ForkProof {
+  type: typeof FRAUD_PROOF_TYPE
+  version: typeof FRAUD_PROOF_VERSION
+  kind: 'fork'
+  /** What the host said first (e.g. the receipt a client kept), and what its log says now. */
+  receipts: [Receipt, Receipt]
+}
+
+/** What checking a fraud proof found. */
+export type ProofVerdict = { holds: true; log: string; what: string } | { holds: false; why: string }
+
+/** Checks a fork proof offline: does it show the log's key signed two statements no honest log signs? */
+export function checkForkProof(proof: unknown): ProofVerdict {
+  const p = proof as Partial<ForkProof> | null
+  if (p === null || typeof p !== 'object' || p.type !== FRAUD_PROOF_TYPE || p.kind !== 'fork' || !Array.isArray(p.receipts)) {
+    return { holds: false, why: 'it is not a LibVMS fork proof' }
+  }
+  if (p.version !== FRAUD_PROOF_VERSION) return { holds: false, why: `proof version ${String(p.version)} is not one this LibVMS reads` }
+  if (p.receipts.length !== 2) return { holds: false, why: 'a fork proof holds two receipts' }
+  let first: ProvenEntry
+  let second: ProvenEntry
+  try {
+    first = verifyReceipt(p.receipts[0])
+    second = verifyReceipt(p.receipts[1])
+  } catch (err) {
+    return { holds: false, why: (err as Error).message }
+  }
+  if (first.log !== second.log) return { holds: false, why: 'its receipts are of two different logs' }
+  if (first.seq === second.seq && !first.bytes.equals(second.bytes)) {
+    return { holds: true, log: first.log, what: `log ${first.log} signed two different entries at seq ${first.seq}` }
+  }
+  if (first.fork !== second.fork) {
+    // Hypercore raises the fork counter only when a log is truncated; an append-only log never is.
+    const [earlier, later] = first.fork < second.fork ? [first, second] : [second, first]
+    return {
+      holds: true,
+      log: first.log,
+      what: `log ${first.log} was truncated after it signed ${earlier.length} entries (fork ${earlier.fork}, later fork ${later.fork})`,
+    }
+  }
+  if (first.length === second.length && first.treeHash !== second.treeHash) {
+    return { holds: true, log: first.log, what: `log ${first.log} signed two different trees of ${first.length} entries` }
+  }
+  return { holds: false, why: 'its receipts are consistent: one log can have signed both' }
 }
