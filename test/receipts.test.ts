@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -19,6 +20,7 @@ import {
   VM,
 } from '../src/index.js'
 import { createReceipt, type Receipt, verifyReceipt } from '../src/ledger/receipts.js'
+import { exec, nodevms, SCRIPTS, stop } from './cli-helpers.js'
 import { deployVM, tempDir } from './helpers.js'
 import { connect, serve } from './rpc-helpers.js'
 
@@ -286,4 +288,44 @@ test('a kept receipt checked against the log later: it holds on an honest log; a
   assert.equal(Verifier.checkProof(altered).holds, false)
   assert.equal(Verifier.checkProof({ ...proof, version: 9 }).holds, false)
   assert.equal(Verifier.checkProof('not a proof').holds, false)
+})
+
+test('command line, across processes: call --receipt, check-receipt against the live host, the host rewrites its log while stopped, check-receipt writes a fork proof, check-proof confirms it from the file alone', async (t) => {
+  const work = await tempDir(t)
+  const dir = join(work, 'host')
+  const host = await exec(t, join(SCRIPTS, 'counter.js'), ['--dir', dir])
+  const receiptFile = join(work, 'receipt.json')
+  const called = await nodevms(['call', host.served.rpcUrl, 'increment', '--receipt', receiptFile])
+  assert.equal(called.code, 0, called.stderr)
+  assert.equal(called.stdout.trim(), '1')
+  const live = await nodevms(['check-receipt', receiptFile, host.served.rpcUrl])
+  assert.equal(live.code, 0, live.stdout + live.stderr)
+  assert.match(live.stdout, /^holds: entry 1 /)
+
+  // The host stops, and rewrites entry 1 with its own key: the client was told 1, the log now says 5.
+  await stop(host.child)
+  const log = await CallLog.open(dir)
+  const entries = (await log.list()) as LogEntry[]
+  await log.core.truncate(1)
+  await log.append({ ...entries[1], result: 5 } as unknown as LogEntry)
+  await log.close()
+  const proofFile = join(work, 'proof.json')
+  const rewritten = await nodevms(['check-receipt', receiptFile, dir, '--proof', proofFile])
+  assert.equal(rewritten.code, 1, rewritten.stdout + rewritten.stderr)
+  assert.match(rewritten.stdout, /does not hold: .*fork proof written/)
+
+  const proven = await nodevms(['check-proof', proofFile])
+  assert.equal(proven.code, 0, proven.stdout + proven.stderr)
+  assert.match(proven.stdout, /^holds: log [0-9a-f]{64} (signed two different entries at seq 1|was truncated)/)
+  const json = await nodevms(['check-proof', proofFile, '--json'])
+  assert.equal(JSON.parse(json.stdout).holds, true)
+
+  // A proof altered by one byte does not hold; a file that is no proof is an error.
+  const proof = JSON.parse(await readFile(proofFile, 'utf8'))
+  const bytes = Buffer.from(proof.receipts[1].proof, 'base64')
+  bytes[bytes.length - 10] ^= 0x01
+  proof.receipts[1].proof = bytes.toString('base64')
+  await writeFile(proofFile, JSON.stringify(proof))
+  assert.equal((await nodevms(['check-proof', proofFile])).code, 1)
+  assert.equal((await nodevms(['check-proof', receiptFile])).code, 2)
 })

@@ -17,6 +17,7 @@ import { registerInfo } from './info-command.js'
 import { registerKeygen } from './keygen-command.js'
 import { registerLog } from './log-command.js'
 import { reportError } from './output.js'
+import { registerReceiptCommands } from './receipt-commands.js'
 import { registerRepl } from './repl-command.js'
 import { registerSeed } from './seed-command.js'
 import { registerVerify } from './verify-command.js'
@@ -56,6 +57,7 @@ function buildProgram(): Command {
     registerInfo,
     registerKeygen,
     registerSeed,
+    registerReceiptCommands,
   ]) {
     register(program)
   }
