@@ -87,10 +87,14 @@ export interface ProvenEntry {
   entry: LogEntry
 }
 
-/** The receipt of entry `seq` of `callLog`, signed at the log's `length` (by default its current one). */
-export async function createReceipt(callLog: CallLog, seq: number, length = callLog.length): Promise<Receipt> {
+/**
+ * The receipt of entry `seq` of `callLog`, signed at the log's `length` (by default its current one).
+ * `entry`: the entry as it was appended, when the caller has it (its block is then not read back).
+ */
+export async function createReceipt(callLog: CallLog, seq: number, length = callLog.length, entry?: LogEntry): Promise<Receipt> {
   const core = callLog.core
-  const block = (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
+  // The log's value encoding is JSON: a block is the entry's JSON text, byte for byte.
+  const block = entry ? Buffer.from(JSON.stringify(entry)) : ((await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer)
   const proof = await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } })
   return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: callLog.key, seq, length, proof: proof.toString('base64') }
 }

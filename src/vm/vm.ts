@@ -356,7 +356,7 @@ export class VM extends EventEmitter {
    */
   async executeCallWithReceipt(request: ExecuteCallRequest): Promise<{ result: unknown; receipt: Receipt }> {
     const stored = await this.submit(request)
-    const receipt = await createReceipt(this.callLog, stored.seq)
+    const receipt = await createReceipt(this.callLog, stored.seq, this.callLog.length, stored.entry)
     try {
       return { result: answerOf(stored), receipt }
     } catch (err) {

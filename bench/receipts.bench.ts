@@ -1,0 +1,103 @@
+/**
+ * What receipts cost over RPC: calls per second with receipts (every answer carries the log's signed
+ * proof of its entry, and RPCClient checks it) beside the same calls without (`{receipts: false}`),
+ * in the same run, and the bytes each answer carries.
+ *
+ *   npx tsx bench/receipts.bench.ts                  (full size)
+ *   BENCH_SCALE=0.1 npx tsx bench/receipts.bench.ts  (quick smoke run)
+ *
+ * One server and its VM in this process, on 127.0.0.1. Each round measures both configurations,
+ * in alternating order: one client awaiting its calls one at a time, and 16 clients doing so at
+ * once. Figures are medians of 3 rounds. Prints one JSON object; progress goes to stderr.
+ */
+import { join } from 'node:path'
+import { RPCClient, RPCServer, VM } from '../src/index.js'
+import { startBenchRun } from './bench-run.js'
+import { figure, log, readSizing, round3 } from './bench-stats.js'
+
+const ROUNDS = 3
+const CLIENTS = 16
+const { scale: SCALE, scaled } = readSizing()
+const SIZES = { sequentialCalls: scaled(2000, 100), concurrentCallsPerClient: scaled(300, 20) }
+
+const run = await startBenchRun('libvms-receipts-bench-')
+
+/** Calls `inc` on every client, each awaiting its own calls; calls per second overall. */
+async function rate(clients: RPCClient[], callsEach: number): Promise<number> {
+  const started = performance.now()
+  await Promise.all(
+    clients.map(async (client) => {
+      for (let i = 0; i < callsEach; i++) await client.call('inc')
+    }),
+  )
+  return (clients.length * callsEach) / ((performance.now() - started) / 1000)
+}
+
+async function connectAll(url: string, count: number, receipts: boolean): Promise<RPCClient[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const client = new RPCClient()
+      await client.connect(url, { receipts })
+      return client
+    }),
+  )
+}
+
+const vm = new VM('let n = 0; exports.inc = () => ++n')
+const server = new RPCServer()
+try {
+  await vm.deploy({ dir: join(await run.freshDir('vm'), 'vm') })
+  server.mount('/', vm)
+  await server.listen(0)
+  const url = String(server.url)
+  const runs = { seqOn: [] as number[], seqOff: [] as number[], concOn: [] as number[], concOff: [] as number[] }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const receipts of round % 2 === 0 ? [true, false] : [false, true]) {
+      const [one] = await connectAll(url, 1, receipts)
+      const seq = await rate([one], SIZES.sequentialCalls)
+      await one.close()
+      const many = await connectAll(url, CLIENTS, receipts)
+      const conc = await rate(many, SIZES.concurrentCallsPerClient)
+      await Promise.all(many.map((c) => c.close()))
+      ;(receipts ? runs.seqOn : runs.seqOff).push(seq)
+      ;(receipts ? runs.concOn : runs.concOff).push(conc)
+      log(
+        `round ${round + 1}/${ROUNDS} receipts ${receipts ? 'on ' : 'off'}: sequential ${Math.round(seq)}/s, ${CLIENTS} clients ${Math.round(conc)}/s`,
+      )
+    }
+  }
+  // What one answer carries: the result frame alone, or with its receipt.
+  const [sample] = await connectAll(url, 1, true)
+  const result = await sample.call('inc')
+  const receiptBytes = Buffer.byteLength(JSON.stringify(sample.receipts.at(-1)))
+  await sample.close()
+  const plainBytes = Buffer.byteLength(`{"jsonrpc":"2.0","id":1,"result":${JSON.stringify(result)}}`)
+  const ratio = (on: number[], off: number[]) => round3(figure(on, '').value / figure(off, '').value)
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'receipts',
+        scale: SCALE,
+        sizes: { ...SIZES, clients: CLIENTS },
+        target: 'with receipts, under 10% fewer calls per second',
+        sequential: {
+          withReceiptsPerSec: figure(runs.seqOn, 'calls/s'),
+          withoutPerSec: figure(runs.seqOff, 'calls/s'),
+          ratio: ratio(runs.seqOn, runs.seqOff),
+        },
+        concurrent: {
+          withReceiptsPerSec: figure(runs.concOn, 'calls/s'),
+          withoutPerSec: figure(runs.concOff, 'calls/s'),
+          ratio: ratio(runs.concOn, runs.concOff),
+        },
+        answerBytes: { withoutReceipt: plainBytes, receipt: receiptBytes, withReceipt: plainBytes + receiptBytes + ',"receipt":'.length },
+      },
+      null,
+      2,
+    ),
+  )
+} finally {
+  await server.close()
+  await vm.close()
+  await run.end()
+}
