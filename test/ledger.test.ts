@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import Corestore from 'corestore'
-import { CallLog, type LogEntry } from '../src/index.js'
+import { CallLog, type LogEntry, VM } from '../src/index.js'
 import { parseKeyUrl } from '../src/ledger/keys.js'
 import { currentTreeHash } from '../src/ledger/tree-hash.js'
 import { tempDir } from './helpers.js'
@@ -67,4 +67,15 @@ test('CallLog rejects entries that do not have the log format', async (t) => {
   await log.append([{ type: 'call' } as unknown as LogEntry, { hello: 'world' } as unknown as LogEntry])
   await assert.rejects(log.get(0), { code: 'ERR_LOG_FORMAT', message: /entry 0: entry 0 must be the init entry/ })
   await assert.rejects(log.get(1), { code: 'ERR_LOG_FORMAT' })
+})
+
+test("a closed log answers with a LibVMS error (ERR_INVALID_STATE), not Hypercore's bare SESSION_CLOSED", async (t) => {
+  const dir = await tempDir(t)
+  const vm = new VM('exports.a = () => 1')
+  await vm.deploy({ dir: join(dir, 'vm') })
+  const log = vm.callLog
+  await vm.close()
+  for (const attempt of [() => log.get(0), () => log.list(), () => log.append({} as LogEntry), () => vm.callLog.get(0)]) {
+    await assert.rejects(attempt(), { name: 'StateError', code: 'ERR_INVALID_STATE', message: /closed/ })
+  }
 })

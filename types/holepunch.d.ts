@@ -20,6 +20,8 @@ declare module 'hypercore' {
     readonly readable: boolean
     readonly opened: boolean
     readonly closed: boolean
+    /** Set (a promise) once close() has been called. */
+    readonly closing: Promise<void> | null
     readonly peers: unknown[]
     readonly manifest: unknown
     ready(): Promise<void>

@@ -119,8 +119,14 @@ export class CallLog extends EventEmitter {
     return this.core.writable
   }
 
+  /** Reading or writing a closed log is a StateError (ERR_INVALID_STATE), not Hypercore's bare SESSION_CLOSED. */
+  private assertOpen(): void {
+    if (this.core.closing || this.core.closed) throw new StateError(`the call log ${this.url} is closed; open it again to read it`)
+  }
+
   /** The entry at `seq`, checked for shape. */
   async get(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<LogEntry> {
+    this.assertOpen()
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StateError(`seq must be a non-negative integer, got ${seq}`)
     const block = (await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout, valueEncoding: 'binary' })) as Buffer | null
     if (block === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
@@ -139,6 +145,7 @@ export class CallLog extends EventEmitter {
    * round trip serves many), the next chunk read while the current one is consumed.
    */
   async *entries(opts: { start?: number; end?: number; chunk?: number } = {}): AsyncGenerator<LogEntry> {
+    this.assertOpen()
     const start = Math.max(0, opts.start ?? 0)
     const end = Math.min(this.length, opts.end ?? this.length)
     const chunk = Math.max(1, opts.chunk ?? 256)
@@ -168,6 +175,7 @@ export class CallLog extends EventEmitter {
 
   /** Appends one entry or several in one signed batch; resolves with the new length. */
   async append(entries: LogEntry | LogEntry[]): Promise<number> {
+    this.assertOpen()
     const { length } = await this.core.append(entries)
     return length
   }
