@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -256,12 +257,11 @@ test('a kept receipt checked against the log later: it holds on an honest log; a
   await log.core.truncate(2)
   await log.append({ ...entries[2], result: 999 } as unknown as LogEntry)
   const checked = await Verifier.checkReceipt(log, kept[1])
-  assert.equal(checked.holds, false)
-  assert.ok(!checked.holds && checked.proof, 'a fork proof')
+  assert.ok(checked.holds === false && checked.proof, 'a fork proof')
   const proof = JSON.parse(JSON.stringify(checked.proof))
   // The receipt of seq 1 still holds for its entry, but the log was truncated since: a proof too.
   const older = await Verifier.checkReceipt(log, kept[0])
-  assert.ok(!older.holds && older.proof, 'the truncation itself is proven')
+  assert.ok(older.holds === false && older.proof, 'the truncation itself is proven')
   await log.close()
 
   // Checked in a fresh process that has only the file: no storage, no network.
@@ -328,4 +328,94 @@ test('command line, across processes: call --receipt, check-receipt against the 
   await writeFile(proofFile, JSON.stringify(proof))
   assert.equal((await nodevms(['check-proof', proofFile])).code, 1)
   assert.equal((await nodevms(['check-proof', receiptFile])).code, 2)
+})
+
+// ---- attacks found in review ----
+
+const requireHere = createRequire(import.meta.url)
+const hypercoreMessages = requireHere('hypercore/lib/messages.js')
+const { MerkleTree } = requireHere('hypercore/lib/merkle-tree.js')
+const compact = requireHere('compact-encoding')
+
+/**
+ * A receipt of any bytes at any seq, made from one genuine receipt without the log's key: the signed
+ * roots go in as the upgrade's nodes and the block comes with no path to them.
+ */
+function forgeReceipt(genuine: Receipt, seq: number, bytes: Buffer): Receipt {
+  const buffer = Buffer.from(genuine.proof, 'base64')
+  const state = { buffer, start: 0, end: buffer.byteLength }
+  const discoveryKey = compact.fixed32.decode(state)
+  const proof = hypercoreMessages.wire.data.decode(state)
+  const blank = { fork: 0, roots: [], length: 0, signature: null, ancestors: 0, byteLength: 0, prologue: proof.manifest.prologue }
+  const roots = MerkleTree.verifyFullyRemote(blank, proof).roots
+  const forged = {
+    ...proof,
+    request: 0,
+    block: { index: seq, value: bytes, nodes: [] },
+    upgrade: { ...proof.upgrade, nodes: roots, additionalNodes: [] },
+  }
+  const out = { buffer: null as Buffer | null, start: 0, end: 0 }
+  compact.fixed32.preencode(out, discoveryKey)
+  hypercoreMessages.wire.data.preencode(out, forged)
+  out.buffer = Buffer.allocUnsafe(out.end)
+  compact.fixed32.encode(out, discoveryKey)
+  hypercoreMessages.wire.data.encode(out, forged)
+  return { ...genuine, seq, proof: out.buffer.toString('base64') }
+}
+
+test("a receipt whose entry is not under the log's signed roots does not hold (a forgery from a genuine receipt), nor can it frame an honest host", async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  for (let i = 0; i < 4; i++) await vm.executeCall({ methodName: 'inc', args: [i] })
+  const genuine = await createReceipt(vm.callLog, 1)
+  for (let seq = 0; seq < vm.callLog.length; seq++) {
+    const entry = (await vm.callLog.get(seq)) as unknown as Record<string, unknown>
+    const forged = forgeReceipt(genuine, seq, Buffer.from(JSON.stringify({ ...entry, cost: 123456 })))
+    assert.throws(() => verifyReceipt(forged), rejectsAs(/not in the tree the log signed|did not sign/), `seq ${seq}`)
+    const framing = { type: 'libvms-fraud-proof', version: 1, kind: 'fork', receipts: [forged, await createReceipt(vm.callLog, seq)] }
+    assert.equal(Verifier.checkProof(framing).holds, false)
+  }
+  // Trailing bytes and non-canonical base64 do not make another receipt either.
+  const bytes = Buffer.from(genuine.proof, 'base64')
+  assert.throws(
+    () => verifyReceipt({ ...genuine, proof: Buffer.concat([bytes, Buffer.alloc(8)]).toString('base64') }),
+    rejectsAs(/follow the proof/),
+  )
+  assert.throws(
+    () => verifyReceipt({ ...genuine, proof: `${genuine.proof.slice(0, 10)}!${genuine.proof.slice(10)}` }),
+    rejectsAs(/canonical base64/),
+  )
+})
+
+test('a client pins the log it expects, refuses a receipt it already holds, and a logged failure without a receipt', async (t) => {
+  const vm = await deployVM(t, BANK)
+  const other = await deployVM(t, BANK)
+  const server = await serve(t, { '/': vm, '/other': other })
+  await assert.rejects(connect(t, `${String(server.url)}/other`, { callLog: vm.callLog.url }), {
+    code: 'ERR_BAD_RECEIPT',
+    message: /not the expected/,
+  })
+  const pinned = await connect(t, String(server.url), { callLog: vm.callLog.url })
+  assert.equal(await pinned.call('spend', 1), 99)
+  // A proxy that answers the second identical call with the first call's answer and receipt.
+  let firstAnswer: string | null = null
+  const replaying = await connect(
+    t,
+    await proxy(t, String(server.url), (frame) => {
+      if (!frame.includes('"receipt"')) return frame
+      firstAnswer ??= frame
+      return firstAnswer.replace(/"id":\d+/, /"id":\d+/.exec(frame)?.[0] ?? '')
+    }),
+  )
+  assert.equal(await replaying.call('spend', 0), 99)
+  await assert.rejects(replaying.call('spend', 0), { code: 'ERR_BAD_RECEIPT', message: /already the answer to an earlier call/ })
+  // A proxy that turns an answer into a made-up script failure with no receipt.
+  const faking = await connect(
+    t,
+    await proxy(t, String(server.url), (frame) =>
+      frame.includes('"receipt"')
+        ? `{"jsonrpc":"2.0",${/"id":\d+/.exec(frame)?.[0]},"error":{"code":-32000,"message":"account frozen","data":{"name":"Error","code":"ERR_CALL_FAILED"}}}`
+        : frame,
+    ),
+  )
+  await assert.rejects(faking.call('spend', 0), { code: 'ERR_BAD_RECEIPT', message: /no receipt of a failure/ })
 })

@@ -196,6 +196,10 @@ declare module 'hypercore-crypto' {
     randomBytes(n: number): Buffer
     /** The discovery key of a core's public key: the topic peers look it up under. */
     discoveryKey(publicKey: Uint8Array): Buffer
+    /** The Merkle leaf hash of a block. */
+    data(block: Uint8Array): Buffer
+    /** The Merkle hash of two sibling nodes (left first). */
+    parent(left: { index: number; size: number; hash: Uint8Array }, right: { index: number; size: number; hash: Uint8Array }): Buffer
   }
   export default crypto
 }

@@ -291,7 +291,11 @@ async function compareProvisioned(factoryLog: CallLog, provisionedLog: CallLog):
 }
 
 /** What checking a receipt against a log found: it holds, or the fork proof that it does not. */
-export type ReceiptCheck = { holds: true; seq: number; length: number } | { holds: false; why: string; proof: ForkProof | null }
+export type ReceiptCheck =
+  | { holds: true; seq: number; length: number }
+  | { holds: false; why: string; proof: ForkProof | null }
+  /** The copy of the log is behind the receipt (and not on another fork): it can neither confirm nor refute it yet. */
+  | { holds: null; why: string }
 
 /**
  * Checks a receipt (a client kept it) against the log as it is now: the log must still hold the
@@ -311,6 +315,10 @@ async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<Receipt
     const now = await createReceipt(callLog, Math.min(told.seq, length - 1))
     const proof: ForkProof = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'fork', receipts: [receipt, now] }
     return { holds: false, why, proof: checkForkProof(proof).holds ? proof : null }
+  }
+  if (length < told.length && callLog.core.fork === told.fork) {
+    if (length <= told.seq)
+      return { holds: null, why: `this copy of the log has ${length} entries, not yet entry ${told.seq}: update it, or ask its host` }
   }
   if (length <= told.seq) return forkProof(`the log has ${length} entries now; the receipt is of entry ${told.seq}`)
   const stored = (await callLog.core.get(told.seq, { valueEncoding: 'binary' })) as unknown as Buffer

@@ -37,7 +37,7 @@ export function registerReceiptCommands(program: Command): void {
     .option('--json', 'print the verdict as JSON')
     .addHelpText(
       'after',
-      '\nExit codes: 0 the log holds the receipt, 1 it does not (a fork proof is written with --proof), 2 anything else.',
+      '\nExit codes: 0 the log holds the receipt, 1 it does not (a fork proof is written with --proof), 2 cannot tell yet (the copy is behind) or anything else.',
     )
     .action(async (receiptFile: string, target: string, options: { proof?: string; timeout?: number; json?: boolean }) => {
       const receipt = (await readJSON(receiptFile, 'receipt')) as Receipt
@@ -46,6 +46,11 @@ export function registerReceiptCommands(program: Command): void {
         const checked = await Verifier.checkReceipt(opened.callLog, receipt)
         if (checked.holds) {
           print(options.json, checked, `holds: entry ${checked.seq} is in ${opened.label}, as signed at length ${checked.length}`)
+          return
+        }
+        if (checked.holds === null) {
+          print(options.json, checked, `cannot tell yet: ${checked.why}`)
+          process.exitCode = 2
           return
         }
         if (options.proof && checked.proof) await writeFile(options.proof, `${JSON.stringify(checked.proof, null, 1)}\n`)

@@ -39,9 +39,17 @@ interface Manifest {
   signers: { publicKey: Buffer; namespace: Buffer }[]
 }
 
+interface TreeNode {
+  index: number
+  size: number
+  hash: Buffer
+}
+
 interface WireProof {
   fork: number
-  block: { index: number; value: Buffer | null } | null
+  block: { index: number; value: Buffer | null; nodes: TreeNode[] } | null
+  hash: unknown
+  seek: unknown
   upgrade: { start: number; length: number } | null
   manifest: Manifest | null
 }
@@ -49,7 +57,7 @@ interface WireProof {
 interface ProvenTree {
   length: number
   fork: number
-  roots: unknown[]
+  roots: TreeNode[]
   signature: Buffer | null
   signable(keyOrNamespace: Buffer): Buffer
 }
@@ -113,6 +121,8 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
   if (typeof r.proof !== 'string' || r.proof.length > (MAX_PROOF_BYTES * 4) / 3 + 4)
     throw new ReceiptError('its proof is missing or too large')
   const buffer = Buffer.from(r.proof, 'base64')
+  // One receipt, one text: no junk characters, no other alphabet, no padding left off.
+  if (buffer.toString('base64') !== r.proof) throw new ReceiptError('its proof is not in canonical base64')
   let proof: WireProof
   let tree: ProvenTree
   let key: Buffer
@@ -120,6 +130,7 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
     const state = { buffer, start: 0, end: buffer.byteLength }
     const discoveryKey = c.fixed32.decode(state)
     proof = messages.wire.data.decode(state)
+    if (state.start !== state.end) throw new Error(`${state.end - state.start} bytes follow the proof`)
     const manifest = proof.manifest
     if (manifest?.signers.length !== 1) throw new Error('the proof carries no single-signer manifest')
     key = manifestHash(manifest)
@@ -132,6 +143,12 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
   }
   if (toHex(key) !== r.log) throw new ReceiptError(`its proof is signed for log ${toHex(key)}, not ${r.log}`)
   if (!proof.block || proof.block.index !== r.seq || !proof.block.value) throw new ReceiptError(`its proof is not of entry ${r.seq}`)
+  if (proof.hash || proof.seek) throw new ReceiptError('its proof holds more than a block and its tree')
+  // Hypercore's fully remote verification checks the signed roots, not that the block is under one
+  // of them: the block's own path is rebuilt here, and must end at a signed root.
+  if (!blockIsUnderRoot(proof.block.index, proof.block.value, proof.block.nodes, tree.roots)) {
+    throw new ReceiptError(`its entry ${r.seq} is not in the tree the log signed`)
+  }
   if (!proof.upgrade || tree.length !== r.length) throw new ReceiptError(`its proof is not of a log of length ${r.length}`)
   if (!proof.manifest || !signatureHolds(tree, key, proof.manifest))
     throw new ReceiptError(`the log's key did not sign a tree of length ${r.length} holding this entry`)
@@ -161,6 +178,44 @@ function signatureHolds(tree: ProvenTree, key: Buffer, manifest: Manifest): bool
   // Later manifests wrap the signature: [version 1, signer 0, 64 bytes of signature].
   if (signature.byteLength < 66 || signature[0] !== 1 || signature[1] !== 0) return false
   return crypto.verify(tree.signable(key), signature.subarray(2, 66), signer.publicKey)
+}
+
+/**
+ * Whether the Merkle path from block `seq` (its bytes, then the sibling of each node on the way up)
+ * ends at one of `roots`, by index, size and hash. Indices are Hypercore's flat-tree numbering.
+ */
+function blockIsUnderRoot(seq: number, block: Buffer, siblings: TreeNode[], roots: TreeNode[]): boolean {
+  let node: TreeNode = { index: 2 * seq, size: block.byteLength, hash: crypto.data(block) }
+  for (const sibling of siblings) {
+    if (sibling.index !== siblingOf(node.index)) return false
+    node = { index: parentOf(node.index), size: node.size + sibling.size, hash: crypto.parent(node, sibling) }
+  }
+  return roots.some((root) => root.index === node.index && root.size === node.size && root.hash.equals(node.hash))
+}
+
+/** A flat-tree index's depth: its trailing one bits. */
+function depthOf(index: number): number {
+  let depth = 0
+  for (let i = index; i % 2 === 1; i = (i - 1) / 2) depth++
+  return depth
+}
+
+/** The flat-tree index of the node at `depth` and `offset`: 2^depth * (2 * offset + 1) - 1. */
+function flatIndex(depth: number, offset: number): number {
+  return 2 ** depth * (2 * offset + 1) - 1
+}
+
+function offsetOf(index: number): number {
+  return Math.floor((index + 1) / 2 ** (depthOf(index) + 1))
+}
+
+function siblingOf(index: number): number {
+  const offset = offsetOf(index)
+  return flatIndex(depthOf(index), offset % 2 === 0 ? offset + 1 : offset - 1)
+}
+
+function parentOf(index: number): number {
+  return flatIndex(depthOf(index) + 1, Math.floor(offsetOf(index) / 2))
 }
 
 function isIndex(v: unknown): v is number {

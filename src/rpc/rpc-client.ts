@@ -8,10 +8,10 @@ import WebSocket from 'ws'
 import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
-import { InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
+import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { type ProvenEntry, type Receipt, verifyReceipt } from '../ledger/receipts.js'
+import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import { rememberHost } from '../net/known-hosts.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
@@ -38,6 +38,12 @@ export interface ConnectOptions {
   receipts?: boolean
   /** Called with each checked receipt and the call it proves, e.g. to save them all. */
   onReceipt?: (receipt: Receipt, call: { method: string; seq: number }) => void
+  /**
+   * The VM's call log (its hyper:// URL or key), when the client knows it: the host must serve that
+   * log, or connect fails (ERR_BAD_RECEIPT). Without it, receipts bind answers to whatever log the
+   * host at `url` names, so a host reached through someone else (no wss://) could be another VM.
+   */
+  callLog?: string
 }
 
 /** What a production-mode connection signs each call with. */
@@ -80,7 +86,8 @@ export class RPCClient {
   private signer: CallSigner | null = null
   /** Checked receipts, the latest first kept last (at most 10,000; see ConnectOptions.onReceipt). */
   readonly receipts: Receipt[] = []
-  private receiptCheck: { callLogKey: string; caller: string | null; onReceipt?: ConnectOptions['onReceipt'] } | null = null
+  private receiptCheck: { callLogKey: string; caller: string | null; lastSeq: number; onReceipt?: ConnectOptions['onReceipt'] } | null =
+    null
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
@@ -136,10 +143,18 @@ export class RPCClient {
           if (wantReceipts) hello.receipts = true
           const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
           this.backendInfo = info
+          if (options.callLog !== undefined && callLogKeyOf(options.callLog) !== callLogKeyOf(info.callLogUrl)) {
+            throw new RPCError(
+              'ReceiptError',
+              'ERR_BAD_RECEIPT',
+              `${url} serves call log ${info.callLogUrl}, not the expected ${options.callLog}`,
+              0,
+            )
+          }
           if (wantReceipts) {
             const caller = publicKey ?? options.user ?? null
             // A host that advertises no call log gives no receipt that can hold.
-            this.receiptCheck = { callLogKey: callLogKeyOf(info.callLogUrl), caller, onReceipt: options.onReceipt }
+            this.receiptCheck = { callLogKey: callLogKeyOf(info.callLogUrl), caller, lastSeq: 0, onReceipt: options.onReceipt }
           }
           if (options.keyPair && info.auth === 'production' && typeof info.nonce === 'string') {
             const callLogKey = toHex(parseKeyUrl(info.callLogUrl))
@@ -237,9 +252,24 @@ export class RPCClient {
     if (!call) return
     this.pending.delete(response.id)
     if (call.sent && this.receiptCheck) {
-      const bad = this.checkReceipt(call.sent, response)
-      if (bad) {
-        call.reject(bad)
+      const checked = this.checkReceipt(call.sent, response)
+      if (checked instanceof RPCError) {
+        call.reject(checked)
+        return
+      }
+      if (checked) {
+        // The answer is what the log holds, taken from the proven entry rather than the wire.
+        const { entry, seq } = checked
+        if (entry.error) {
+          const { name, message } = entry.error
+          call.reject(new RPCError(name, CALL_ERROR_CODES[name] ?? 'ERR_CALL_FAILED', message, RPC_ERRORS.CALL_FAILED, seq))
+          return
+        }
+        try {
+          call.resolve(fromTagged(entry.result ?? null, 'the result'))
+        } catch (err) {
+          call.reject(err as Error)
+        }
         return
       }
     }
@@ -268,13 +298,18 @@ export class RPCClient {
    * an answer the log does not hold is refused (ERR_BAD_RECEIPT). Refusals of the edge (no seq: the
    * call was never logged) carry none.
    */
-  private checkReceipt(sent: NonNullable<PendingCall['sent']>, response: RPCResponse): RPCError | null {
+  private checkReceipt(sent: NonNullable<PendingCall['sent']>, response: RPCResponse): RPCError | { entry: CallEntry; seq: number } | null {
     const check = this.receiptCheck
     if (!check) return null
     const receipt = response.error ? response.error.data?.receipt : response.receipt
-    if (response.error && response.error.data?.seq === undefined && receipt === undefined) return null
     const bad = (why: string) =>
       new RPCError('ReceiptError', 'ERR_BAD_RECEIPT', `the answer to ${sent.method} is not what the log holds: ${why}`, 0)
+    // A refusal at the edge was never logged, so it has no receipt; a failure inside the VM always does.
+    if (response.error && receipt === undefined) {
+      return response.error.data?.seq === undefined && response.error.code !== RPC_ERRORS.CALL_FAILED
+        ? null
+        : bad('the host sent no receipt of a failure it says was logged')
+    }
     if (receipt === undefined) return bad('the host sent no receipt')
     let proven: ProvenEntry
     try {
@@ -297,10 +332,22 @@ export class RPCClient {
     } else if (entry.error || JSON.stringify(entry.result ?? null) !== JSON.stringify(response.result ?? null)) {
       return bad(`entry ${proven.seq} records another result`)
     }
+    // One connection's calls are logged, and answered, in the order it sent them: a seq never repeats.
+    if (proven.seq <= check.lastSeq) return bad(`entry ${proven.seq} was already the answer to an earlier call`)
+    check.lastSeq = proven.seq
+    // Kept as the fields a receipt has, whatever else the host sent along.
+    const kept: Receipt = {
+      type: RECEIPT_TYPE,
+      version: RECEIPT_VERSION,
+      log: proven.log,
+      seq: proven.seq,
+      length: proven.length,
+      proof: (receipt as Receipt).proof,
+    }
     if (this.receipts.length >= KEPT_RECEIPTS) this.receipts.shift()
-    this.receipts.push(receipt)
-    check.onReceipt?.(receipt, { method: sent.method, seq: proven.seq })
-    return null
+    this.receipts.push(kept)
+    check.onReceipt?.(kept, { method: sent.method, seq: proven.seq })
+    return { entry, seq: proven.seq }
   }
 
   private closeError(code: number, reason: string): RPCError {
