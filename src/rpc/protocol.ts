@@ -11,8 +11,9 @@
  *
  * Receipts: a client that sends `receipts: true` in the handshake gets, with every answer of a
  * logged call, the log's receipt of its entry (`receipt` beside `result`, or `error.data.receipt`):
- * a Hypercore proof, signed by the log's key, that the log holds the entry. Clients that do not ask
- * get plain JSON-RPC.
+ * a Hypercore proof, signed by the log's key, that the log holds the entry. The answers of one
+ * connection's logged calls leave in log order (increasing seq), so a client refuses a receipt whose
+ * seq is not past the last it took. Clients that do not ask get plain JSON-RPC.
  */
 
 import type { Receipt } from '../ledger/receipts.js'

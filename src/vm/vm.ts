@@ -86,6 +86,8 @@ export class VM extends EventEmitter {
   private admission: CallAdmission | null = null
   private exportsObject: Record<string, unknown> = {}
   private ownedDir: string | null = null
+  /** The receipt being made (receipts are made in log order). */
+  private receiptsMade: Promise<unknown> = Promise.resolve()
   private readonly factoryHooks: FactoryHooks | null
 
   constructor(code: string, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
@@ -356,7 +358,11 @@ export class VM extends EventEmitter {
    */
   async executeCallWithReceipt(request: ExecuteCallRequest): Promise<{ result: unknown; receipt: Receipt }> {
     const stored = await this.submit(request)
-    const receipt = await createReceipt(this.callLog, stored.seq, this.callLog.length, stored.entry)
+    // Made one after another, so answers leave in the order their calls were logged: a client can
+    // then refuse any receipt whose seq is not past the last one it took (a replayed answer).
+    const made = this.receiptsMade.catch(() => {}).then(() => createReceipt(this.callLog, stored.seq, this.callLog.length, stored.entry))
+    this.receiptsMade = made
+    const receipt = await made
     try {
       return { result: answerOf(stored), receipt }
     } catch (err) {
