@@ -358,9 +358,11 @@ export class VM extends EventEmitter {
    */
   async executeCallWithReceipt(request: ExecuteCallRequest): Promise<{ result: unknown; receipt: Receipt }> {
     const stored = await this.submit(request)
-    // Made one after another, so answers leave in the order their calls were logged: a client can
-    // then refuse any receipt whose seq is not past the last one it took (a replayed answer).
-    const made = this.receiptsMade.catch(() => {}).then(() => createReceipt(this.callLog, stored.seq, this.callLog.length, stored.entry))
+    // Made at once, handed out in log order, so answers leave in the order their calls were logged:
+    // a client can then refuse any receipt whose seq is not past the last one it took (a replay).
+    const making = createReceipt(this.callLog, stored.seq, this.callLog.length, stored.entry)
+    making.catch(() => {}) // observed below, in its turn
+    const made = this.receiptsMade.catch(() => {}).then(() => making)
     this.receiptsMade = made
     const receipt = await made
     try {
