@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import Corestore from 'corestore'
+import WebSocket, { createWebSocketStream } from 'ws'
 import { type CallEntry, CallLog, DatArchive, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
+import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
 import { deployVM, tempDir } from './helpers.js'
 
 const run = promisify(execFile)
@@ -194,4 +198,48 @@ test('verify with follow checks each new call as it lands and stops at the first
     assert.equal(err.field, 'result')
     return true
   })
+})
+
+test('replication with a stock Corestore: as the initiator it fetches the log; as the non-initiator, or without the subprotocol, it fails at once with the reason', async (t) => {
+  const vm = await deployVM(t, NOTES, { title: 'Notes' })
+  await vm.executeCall({ methodName: 'add', args: ['a', 'text'] })
+  const server = new RPCServer({ replicationHandshakeMs: 300 })
+  server.mount('/notes', vm)
+  await server.listen(0)
+  t.after(() => server.close())
+  const url = `${server.url}/notes`
+  const replicate = async (initiator: boolean) => {
+    const store = new Corestore(join(await tempDir(t), initiator ? 'initiator' : 'responder'))
+    t.after(() => store.close())
+    const ws = new WebSocket(url, REPLICATION_PROTOCOL)
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve)
+      ws.once('error', reject)
+    })
+    const socket = createWebSocketStream(ws)
+    const stream = store.replicate(initiator) as unknown as Duplex
+    socket.on('error', () => stream.destroy())
+    stream.on('error', () => socket.destroy())
+    socket.pipe(stream).pipe(socket)
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    )
+    return { store, ws, closed }
+  }
+  const good = await replicate(true)
+  const core = good.store.get({ key: vm.callLog.core.key })
+  await core.ready()
+  assert.equal(JSON.parse(String(await core.get(1, { timeout: 10_000 }))).method, 'add', 'the initiator reads the log')
+  good.ws.close()
+  const silent = await replicate(false)
+  const { code, reason } = await silent.closed
+  assert.equal(code, 1008)
+  assert.match(reason, /the client must start: store\.replicate\(true\)/)
+  // Binary frames on an RPC connection (no subprotocol) are refused with the way to replicate.
+  const raw = new WebSocket(url)
+  t.after(() => raw.terminate())
+  await new Promise((resolve) => raw.once('open', resolve))
+  const answer = new Promise<string>((resolve) => raw.once('message', (data) => resolve(data.toString())))
+  raw.send(Buffer.from([1, 2, 3]), { binary: true })
+  assert.match(JSON.parse(await answer).error.message, new RegExp(REPLICATION_PROTOCOL))
 })

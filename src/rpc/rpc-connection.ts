@@ -19,6 +19,7 @@ import {
   StateError,
 } from '../errors.js'
 import type { Receipt } from '../ledger/receipts.js'
+import { REPLICATION_PROTOCOL } from '../net/replication.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
@@ -155,7 +156,13 @@ export class RPCConnection {
       return
     }
     if (isBinary) {
-      this.sendError(null, refusal('invalidRequest', 'binary frames are not accepted: send JSON-RPC 2.0 as text'))
+      this.sendError(
+        null,
+        refusal(
+          'invalidRequest',
+          `binary frames are not accepted: send JSON-RPC 2.0 as text (to replicate the VM's cores, open the WebSocket with the subprotocol ${REPLICATION_PROTOCOL})`,
+        ),
+      )
       return
     }
     let request: unknown

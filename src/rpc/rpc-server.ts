@@ -29,6 +29,12 @@ export interface RPCServerOptions {
    * listen() on: `true`, or `{bootstrap, onStatus}`. Off by default (see docs/api.md, Hyperswarm).
    */
   swarm?: SwarmSetting
+  /**
+   * How long a replication connection may stay silent before it is closed with the reason (default
+   * 10 s): the host answers, so an auditor that does not start the handshake (a Corestore replicating
+   * as the non-initiator) would otherwise wait for ever.
+   */
+  replicationHandshakeMs?: number
 }
 
 export interface ListenOptions {
@@ -107,6 +113,7 @@ export class RPCServer extends EventEmitter {
   readonly maxMessageBytes: number
   readonly maxQueuedCalls: number
   readonly closeTimeoutMs: number
+  readonly replicationHandshakeMs: number
   private readonly mounts = new Map<string, Mount>()
   private readonly wss: WebSocketServer
   private http: Server | null = null
@@ -122,6 +129,7 @@ export class RPCServer extends EventEmitter {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024
     this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
+    this.replicationHandshakeMs = options.replicationHandshakeMs ?? 10_000
     this.swarmOptions = swarmOptionsOf(options.swarm)
     // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
     // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
@@ -265,7 +273,17 @@ export class RPCServer extends EventEmitter {
         // An auditor replicating the VM's cores over the same port.
         const stream = pipeReplication(ws, mount.backend.replicate(false))
         mount.replications.add(ws)
+        // The host is the responder: the auditor must speak first (store.replicate(true)).
+        const silent = setTimeout(() => {
+          ws.close(
+            CLOSE_CODES.POLICY,
+            // (A close reason holds at most 123 bytes.)
+            `replication: nothing sent in ${this.replicationHandshakeMs} ms; the client must start: store.replicate(true)`,
+          )
+        }, this.replicationHandshakeMs)
+        ws.once('message', () => clearTimeout(silent))
         ws.once('close', () => {
+          clearTimeout(silent)
           this.connectionCount--
           mount.replications.delete(ws)
           stream.destroy()
