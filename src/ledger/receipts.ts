@@ -185,6 +185,8 @@ function signatureHolds(tree: ProvenTree, key: Buffer, manifest: Manifest): bool
  * ends at one of `roots`, by index, size and hash. Indices are Hypercore's flat-tree numbering.
  */
 function blockIsUnderRoot(seq: number, block: Buffer, siblings: TreeNode[], roots: TreeNode[]): boolean {
+  // A path is at most as long as a tree of 2^53 blocks is deep.
+  if (!Array.isArray(siblings) || siblings.length > 64) return false
   let node: TreeNode = { index: 2 * seq, size: block.byteLength, hash: crypto.data(block) }
   for (const sibling of siblings) {
     if (sibling.index !== siblingOf(node.index)) return false
