@@ -46,7 +46,7 @@ export interface VMOptions {
   auth?: AuthMode
   /** Where the script's console.* output goes; by default to NODE_DEBUG=libvms. */
   console?: ConsoleSink
-  /** Wall-clock watchdog for one slice of VM execution, in ms (a host fault, never logged). */
+  /** Wall-clock watchdog of one call, host requests included, in ms (a host fault, never logged; default: the larger of 5 s and 10 ms per tick of computeTicks). */
   watchdogMs?: number
   /**
    * Run the script on a sandbox thread, so a call that computes for long holds up neither the host
