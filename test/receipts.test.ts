@@ -298,6 +298,10 @@ test('command line, across processes: call --receipt, check-receipt against the 
   const called = await nodevms(['call', host.served.rpcUrl, 'increment', '--receipt', receiptFile])
   assert.equal(called.code, 0, called.stderr)
   assert.equal(called.stdout.trim(), '1')
+  // Pinned to another log, the call is refused before it is made.
+  const pinned = await nodevms(['call', host.served.rpcUrl, 'increment', '--log', `hyper://${'ab'.repeat(32)}`])
+  assert.equal(pinned.code, 2, pinned.stdout + pinned.stderr)
+  assert.match(pinned.stderr, /ERR_BAD_RECEIPT/)
   const live = await nodevms(['check-receipt', receiptFile, host.served.rpcUrl])
   assert.equal(live.code, 0, live.stdout + live.stderr)
   assert.match(live.stdout, /^holds: entry 1 /)

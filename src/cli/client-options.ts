@@ -10,6 +10,7 @@ export interface ClientOptions {
   user?: string
   key?: string
   timeout?: number
+  log?: string
 }
 
 export function addClientOptions(command: Command): Command {
@@ -17,6 +18,7 @@ export function addClientOptions(command: Command): Command {
     .option('-u, --user <id>', 'debug mode: the caller id the VM sees (not authenticated)')
     .option('-k, --key <file>', 'production mode: the key pair file to sign calls with (see nodevms keygen)')
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
+    .option('--log <url>', "the VM's call log (hyper:// URL): the host must serve it, so receipts bind answers to it")
 }
 
 export async function connectClient(url: string, options: ClientOptions): Promise<RPCClient> {
@@ -26,6 +28,6 @@ export async function connectClient(url: string, options: ClientOptions): Promis
   }
   const keyPair = options.key === undefined ? undefined : await loadKeyPair(options.key)
   const client = new RPCClient()
-  await client.connect(url, { user: options.user, keyPair, timeout: options.timeout })
+  await client.connect(url, { user: options.user, keyPair, timeout: options.timeout, callLog: options.log })
   return client
 }
