@@ -131,7 +131,11 @@ test('host work is charged the same on a sandbox thread as on the main thread (t
   const costs = async (vm: VM) => ((await vm.callLog.list()) as LogEntry[]).slice(1).map((e) => e.cost)
   assert.deepEqual(await costs(threaded), await costs(main))
   const [, work, flood] = (await main.callLog.list()) as CallEntry[]
-  assert.ok(work.cost > 0, 'host work has a cost')
+  // 50 writes, each at least a request, a lookup and a change by schedule 1: far more than their compute.
+  const schedule = costSchedule(1)
+  assert.ok(schedule)
+  const floor = Math.ceil((50 * (schedule.request + schedule.lookup + schedule.change)) / 1000)
+  assert.ok(work.cost >= floor, `host work is charged: cost ${work.cost}, at least ${floor}`)
   assert.equal(flood.error?.name, 'ComputeLimitExceeded')
   await Verifier.verify(threaded.callLog, threaded.filesArchive)
 })

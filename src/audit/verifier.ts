@@ -316,11 +316,13 @@ async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<Receipt
     const proof: ForkProof = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'fork', receipts: [receipt, now] }
     return { holds: false, why, proof: checkForkProof(proof).holds ? proof : null }
   }
-  if (length < told.length && callLog.core.fork === told.fork) {
-    if (length <= told.seq)
+  if (length <= told.seq) {
+    // Shorter on the same fork: a copy that is behind. On another fork: the log was cut back.
+    if (callLog.core.fork === told.fork) {
       return { holds: null, why: `this copy of the log has ${length} entries, not yet entry ${told.seq}: update it, or ask its host` }
+    }
+    return forkProof(`the log has ${length} entries now; the receipt is of entry ${told.seq}`)
   }
-  if (length <= told.seq) return forkProof(`the log has ${length} entries now; the receipt is of entry ${told.seq}`)
   const stored = (await callLog.core.get(told.seq, { valueEncoding: 'binary' })) as unknown as Buffer
   if (!stored.equals(told.bytes)) return forkProof(`the log holds another entry at seq ${told.seq} than the receipt`)
   if (length >= told.length && toHex(await callLog.core.treeHash(told.length)) !== told.treeHash) {

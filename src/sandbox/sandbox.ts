@@ -125,7 +125,7 @@ export class Sandbox {
       const deferred = ctx.newPromise()
       const request = { op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred }
       // Charged when made, before the host holds it: over budget, it is never served.
-      if (this.schedule.request > 0 && !this.chargeRequest(request.argsJson.length)) return deferred.handle
+      if (this.schedule.request > 0 && !this.chargeWork('request', request.argsJson.length)) return deferred.handle
       this.requests.push(request)
       return deferred.handle
     })
@@ -358,14 +358,13 @@ export class Sandbox {
       if (e instanceof HostFaultError) throw e
       if (e instanceof HostWorkExceeded || meter.exceeded) {
         // Over budget: the request is never answered and the turn ends with ComputeLimitExceeded.
-        this.hostWork += meter.charged
         this.interrupted = 'budget'
         return
       }
       reply = JSON.stringify({ e: { name: e?.name ?? 'Error', message: e?.message ?? String(err) } })
     } finally {
       this.serving = false
-      if (!this.interrupted) this.hostWork += meter.charged
+      this.hostWork += meter.charged
     }
     if (this.disposed) return
     const handle = this.ctx.newString(reply)
@@ -464,11 +463,6 @@ export class Sandbox {
     }
     await new Promise<void>((resolve) => setImmediate(resolve))
     return performance.now()
-  }
-
-  /** Charges a request as the script makes it; false (and the turn over budget) if that passes the budget. */
-  private chargeRequest(argsChars: number): boolean {
-    return this.chargeWork('request', argsChars)
   }
 
   /** Charges host work the sandbox does itself; false (and the turn over budget) if that passes the budget. */
