@@ -2,6 +2,7 @@
  * libvms: cryptographically auditable VM services. The public API, and nothing else.
  */
 
+export type { ExecutionProof, ProofCheckOptions } from './audit/execution-proof.js'
 export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'
@@ -48,7 +49,7 @@ export type { ListenOptions, RPCServerOptions } from './rpc/rpc-server.js'
 export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
-export type { ReplayAssertions, ReplayOptions } from './vm/replay.js'
+export type { ReplayAssertions, ReplayOptions, ReplaySource } from './vm/replay.js'
 export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
 // The network layer registers itself with the ledger (CallLog.fetch, DatArchive by URL).

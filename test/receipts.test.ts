@@ -247,8 +247,8 @@ test('a kept receipt checked against the log later: it holds on an honest log; a
     assert.deepEqual(await Verifier.checkReceipt(vm.callLog, receipt), { holds: true, seq: receipt.seq, length: 3 })
   // Two receipts of an honest log make no proof, in either order; neither does an altered one.
   const honest = { type: 'libvms-fraud-proof', version: 1, kind: 'fork', receipts: [kept[0], await createReceipt(vm.callLog, 1)] }
-  assert.equal(Verifier.checkProof(honest).holds, false)
-  assert.equal(Verifier.checkProof({ ...honest, receipts: [...honest.receipts].reverse() }).holds, false)
+  assert.equal((await Verifier.checkProof(honest)).holds, false)
+  assert.equal((await Verifier.checkProof({ ...honest, receipts: [...honest.receipts].reverse() })).holds, false)
 
   // The host stops, truncates its log to seq 2 and writes another entry there, with its own key.
   const entries = (await vm.callLog.list()) as LogEntry[]
@@ -285,9 +285,9 @@ test('a kept receipt checked against the log later: it holds on an honest log; a
   const bytes = Buffer.from(altered.receipts[1].proof, 'base64')
   bytes[bytes.length - 10] ^= 0x01
   altered.receipts[1].proof = bytes.toString('base64')
-  assert.equal(Verifier.checkProof(altered).holds, false)
-  assert.equal(Verifier.checkProof({ ...proof, version: 9 }).holds, false)
-  assert.equal(Verifier.checkProof('not a proof').holds, false)
+  assert.equal((await Verifier.checkProof(altered)).holds, false)
+  assert.equal((await Verifier.checkProof({ ...proof, version: 9 })).holds, false)
+  assert.equal((await Verifier.checkProof('not a proof')).holds, false)
 })
 
 test('command line, across processes: call --receipt, check-receipt against the live host, the host rewrites its log while stopped, check-receipt writes a fork proof, check-proof confirms it from the file alone', async (t) => {
@@ -376,7 +376,7 @@ test("a receipt whose entry is not under the log's signed roots does not hold (a
     const forged = forgeReceipt(genuine, seq, Buffer.from(JSON.stringify({ ...entry, cost: 123456 })))
     assert.throws(() => verifyReceipt(forged), rejectsAs(/not in the tree the log signed|did not sign/), `seq ${seq}`)
     const framing = { type: 'libvms-fraud-proof', version: 1, kind: 'fork', receipts: [forged, await createReceipt(vm.callLog, seq)] }
-    assert.equal(Verifier.checkProof(framing).holds, false)
+    assert.equal((await Verifier.checkProof(framing)).holds, false)
   }
   // Trailing bytes and non-canonical base64 do not make another receipt either.
   const bytes = Buffer.from(genuine.proof, 'base64')

@@ -85,6 +85,10 @@ for (const [lie, change, seq, field] of LOG_LIES) {
     const vm = await honestVM(t)
     const log = await lyingCopy(t, vm, change)
     await assert.rejects(Verifier.verify(log, null), expectDivergence(seq, field))
+    // The lie is in the signed log: its entries up to seq are a proof anyone can check.
+    const { verdict } = await Verifier.proveDivergence(log, seq)
+    assert.ok(verdict.holds, verdict.holds ? '' : verdict.why)
+    assert.equal(verdict.seq, seq)
   })
 }
 
@@ -95,6 +99,8 @@ test('tamper matrix, log: the host rewrites its own log in place (same key) → 
   await vm.callLog.core.truncate(5)
   await vm.callLog.append(rewritten)
   await assert.rejects(Verifier.verify(vm.callLog, null), expectDivergence(5, 'result'))
+  const { verdict } = await Verifier.proveDivergence(vm.callLog, 5)
+  assert.ok(verdict.holds && verdict.seq === 5, verdict.holds ? verdict.what : verdict.why)
 })
 
 test('tamper matrix, log: the log points to another files archive → seq 0', async (t) => {
@@ -118,6 +124,9 @@ for (const [lie, tamper] of ARCHIVE_LIES) {
     await tamper(between)
     await between.executeCall({ methodName: 'add', args: ['n9', 'text 9'], userId: 'u0' })
     await assert.rejects(Verifier.verify(between.callLog, between.filesArchive), expectDivergence(CALLS + 1, 'files'))
+    // The next call's entry records the changed files: the log's entries alone show it.
+    const proven = await Verifier.proveDivergence(between.callLog, CALLS + 1)
+    assert.ok(proven.verdict.holds && proven.verdict.seq === CALLS + 1)
 
     const after = await honestVM(t)
     await tamper(after)
@@ -128,6 +137,9 @@ for (const [lie, tamper] of ARCHIVE_LIES) {
       assert.match(err.path ?? '', /^\/notes\//)
       return true
     })
+    // Here the log replays: the lie is in the archive alone, and no execution proof shows it.
+    const { verdict } = await Verifier.proveDivergence(after.callLog, CALLS)
+    assert.ok(!verdict.holds && /replay as logged/.test(verdict.why))
   })
 }
 

@@ -14,6 +14,7 @@ import {
   type ForkProof,
   FRAUD_PROOF_TYPE,
   FRAUD_PROOF_VERSION,
+  type ProofVerdict,
   type Receipt,
   verifyReceipt,
 } from '../ledger/receipts.js'
@@ -21,6 +22,8 @@ import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { VM } from '../vm/vm.js'
 import { compareFiles, firstChangeSince } from './archive-compare.js'
+import { diffEntries } from './entry-diff.js'
+import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
 
 export interface VerifyOptions {
   /** Where the replay keeps its data; a temp dir removed afterwards if absent. */
@@ -50,39 +53,6 @@ export interface VerifyReport {
   failedCalls: number
   /** The archive version the last entry records. */
   filesVersion: number
-}
-
-function describeCaller(caller: string | null | undefined): string {
-  return caller ? `caller ${caller}` : 'an anonymous caller'
-}
-
-function short(value: unknown): string {
-  const s = value === undefined ? 'nothing' : JSON.stringify(value)
-  return s.length > 200 ? `${s.slice(0, 200)}…` : s
-}
-
-/** The first field in which two entries of the same seq differ, as a DivergenceError; null if equal. */
-function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): DivergenceError | null {
-  if (JSON.stringify(expected) === JSON.stringify(actual)) return null
-  const e = expected as unknown as Record<string, unknown>
-  const a = actual as unknown as Record<string, unknown>
-  const fields = [...new Set([...Object.keys(e), ...Object.keys(a)])]
-  // Outcome fields first: "the result differs" says more than "the cost differs".
-  const order = ['type', 'code', 'method', 'caller', 'args', 'timestamp', 'seed', 'oracle', 'result', 'error', 'files', 'cost']
-  fields.sort((x, y) => (order.indexOf(x) + 1 || 99) - (order.indexOf(y) + 1 || 99))
-  const field = fields.find((f) => JSON.stringify(e[f]) !== JSON.stringify(a[f])) ?? 'entry'
-  const method = expected.type === 'call' ? expected.method : 'init'
-  const caller = expected.type === 'call' ? expected.caller : null
-  const what = seq === 0 ? 'the init entry' : `call ${seq} (${method} by ${describeCaller(caller)})`
-  return new DivergenceError({
-    message: `${what} diverges in ${field}: the log says ${short(e[field])}, the replay gives ${short(a[field])}`,
-    seq,
-    method,
-    caller,
-    field,
-    expected: e[field],
-    actual: a[field],
-  })
 }
 
 /** Compares two logs entry by entry; rejects with a DivergenceError at the first difference. */
@@ -333,4 +303,14 @@ async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<Receipt
   return { holds: true, seq: told.seq, length: told.length }
 }
 
-export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned, checkReceipt, checkProof: checkForkProof }
+/**
+ * Checks a fraud proof offline, with nothing but the proof: a fork proof (two statements its log's
+ * key signed that no append-only log signs) or an execution proof (signed entries that do not
+ * replay as logged). Holds when it shows the log's host dishonest.
+ */
+async function checkProof(proof: unknown, options: ProofCheckOptions = {}): Promise<ProofVerdict> {
+  const kind = (proof as { kind?: unknown } | null)?.kind
+  return kind === 'execution' ? checkExecutionProof(proof, options) : checkForkProof(proof)
+}
+
+export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned, checkReceipt, checkProof, proveDivergence }

@@ -2,20 +2,23 @@
  * `nodevms verify <url | dir>`: fetches a VM's call log and files archive, replays every call and
  * prints a verdict. Exit codes: 0 verified, 1 a divergence (or a malformed log), 2 anything else.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
 import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
 import { errorJSON, out, Progress } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
+import { writeProof } from './receipt-commands.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { openTarget } from './targets.js'
 
 interface VerifyCommandOptions extends SwarmFlags {
   dir?: string
+  proof?: string
   json?: boolean
   follow?: boolean
   timeout?: number
@@ -30,6 +33,7 @@ export function registerVerify(program: Command): void {
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
     .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
     .option('--json', 'print the verdict as one JSON object')
+    .option('--proof <file>', 'on a divergence in the log, write an execution proof here (nodevms check-proof checks it)')
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
     .option(
@@ -79,7 +83,9 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   } catch (error) {
     progress.clear()
     if (error instanceof DivergenceError || error instanceof LogFormatError) {
-      printFailure(opened.label, error, !!options.json)
+      const proof =
+        options.proof && error instanceof DivergenceError ? await writeExecutionProof(opened.callLog, error, options) : undefined
+      printFailure(opened.label, error, !!options.json, proof)
       process.exitCode = 1
       return
     }
@@ -111,9 +117,23 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   out.line(out.paint('dim', `  ${callLogUrl}`))
 }
 
-function printFailure(label: string, error: DivergenceError | LogFormatError, json: boolean): void {
+/** What `--proof` did: the proof written (its size), or why the divergence makes none. */
+type ProofOutcome = { file: string; bytes: number; entries: number } | { file: null; why: string }
+
+async function writeExecutionProof(callLog: CallLog, divergence: DivergenceError, options: VerifyCommandOptions): Promise<ProofOutcome> {
+  if (divergence.seq === undefined) return { file: null, why: 'the divergence is not at an entry of the log' }
+  const maxLimits = { computeTicks: options.maxTicks, memoryBytes: options.maxMemory }
+  const { proof, verdict } = await Verifier.proveDivergence(callLog, divergence.seq, { maxLimits })
+  // The log's entries alone must show it: a divergence of the archive from the log does not.
+  if (!verdict.holds) return { file: null, why: `the log's entries alone do not show it (${verdict.why})` }
+  const file = options.proof as string
+  await writeProof(file, proof)
+  return { file, bytes: (await stat(file)).size, entries: proof.seq + 1 }
+}
+
+function printFailure(label: string, error: DivergenceError | LogFormatError, json: boolean, proof?: ProofOutcome): void {
   if (json) {
-    out.json({ verified: false, target: label, divergence: errorJSON(error) })
+    out.json({ verified: false, target: label, divergence: errorJSON(error), ...(proof ? { proof } : {}) })
     return
   }
   out.line(`${out.paint('red', '✗')} ${error instanceof DivergenceError ? 'divergence' : 'malformed log'}: ${error.message}`)
@@ -132,6 +152,8 @@ function printFailure(label: string, error: DivergenceError | LogFormatError, js
       out.line(`  ${'replay'.padEnd(9)}${short(d.actual)}`)
     }
   }
+  if (proof?.file) out.line(`  execution proof written to ${proof.file} (${proof.bytes} bytes, ${proof.entries} entries)`)
+  else if (proof && proof.file === null) out.line(`  no execution proof: ${proof.why}`)
 }
 
 function short(value: unknown): string {

@@ -113,6 +113,17 @@ export async function createReceipt(callLog: CallLog, seq: number, length = call
  * throws ReceiptError (ERR_BAD_RECEIPT) saying what does not hold.
  */
 export function verifyReceipt(receipt: unknown): ProvenEntry {
+  return openReceipt(receipt).proven
+}
+
+/** A checked receipt, with the Merkle nodes that prove it: the block's path and the signed roots. */
+interface OpenedReceipt {
+  proven: ProvenEntry
+  path: TreeNode[]
+  roots: TreeNode[]
+}
+
+function openReceipt(receipt: unknown): OpenedReceipt {
   const r = receipt as Partial<Receipt> | null
   if (r === null || typeof r !== 'object' || r.type !== RECEIPT_TYPE) throw new ReceiptError('it is not a LibVMS receipt')
   if (r.version !== RECEIPT_VERSION) throw new ReceiptError(`receipt version ${String(r.version)} is not one this LibVMS reads`)
@@ -158,7 +169,7 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
   } catch (err) {
     throw new ReceiptError(`the proven entry is not a log entry: ${(err as Error).message}`)
   }
-  return {
+  const proven = {
     log: r.log,
     seq: r.seq,
     length: r.length,
@@ -167,6 +178,50 @@ export function verifyReceipt(receipt: unknown): ProvenEntry {
     bytes: proof.block.value,
     entry,
   }
+  return { proven, path: proof.block.nodes, roots: tree.roots }
+}
+
+/**
+ * Checks that `blocks` are entries 0 to seq - 1 of the log a receipt of entry `seq` was signed in:
+ * every Merkle node left of the receipt's path (the left siblings on the way up, and the roots before
+ * the path's root) must be the hash of exactly those blocks. With the receipt's own entry, that
+ * proves the log's first seq + 1 entries, under one signature. Returns the receipt's proven entry;
+ * throws ReceiptError saying what does not hold.
+ */
+export function verifyLogPrefix(receipt: unknown, blocks: Buffer[]): ProvenEntry {
+  const { proven, path, roots } = openReceipt(receipt)
+  if (blocks.length !== proven.seq) throw new ReceiptError(`${blocks.length} entries come before entry ${proven.seq}, not ${proven.seq}`)
+  let covered = 0
+  const check = (node: TreeNode): void => {
+    const [start, end] = spanOf(node.index)
+    if (end > proven.seq) return // right of the path: the receipt's own nodes
+    const built = subtreeOf(blocks, start, depthOf(node.index))
+    if (built.size !== node.size || !built.hash.equals(node.hash)) {
+      throw new ReceiptError(`entries ${start} to ${end - 1} are not the ones the log signed`)
+    }
+    covered += end - start
+  }
+  for (const node of path) check(node)
+  for (const root of roots) check(root)
+  // Left siblings and left roots tile the blocks before the path: all of them, each once.
+  if (covered !== proven.seq) throw new ReceiptError(`the receipt's tree covers ${covered} entries before entry ${proven.seq}`)
+  return proven
+}
+
+/** The Merkle node over blocks [start, start + 2^depth), built from the blocks themselves. */
+function subtreeOf(blocks: Buffer[], start: number, depth: number): TreeNode {
+  if (depth === 0) return { index: 2 * start, size: blocks[start].byteLength, hash: crypto.data(blocks[start]) }
+  const half = 2 ** (depth - 1)
+  const left = subtreeOf(blocks, start, depth - 1)
+  const right = subtreeOf(blocks, start + half, depth - 1)
+  return { index: flatIndex(depth, start / (2 * half)), size: left.size + right.size, hash: crypto.parent(left, right) }
+}
+
+/** The blocks a flat-tree node spans: [start, end). */
+function spanOf(index: number): [number, number] {
+  const width = 2 ** depthOf(index)
+  const start = offsetOf(index) * width
+  return [start, start + width]
 }
 
 /** Hypercore's signature check of a tree, as its own verifier makes it for one signer. */
@@ -243,7 +298,10 @@ export interface ForkProof {
 }
 
 /** What checking a fraud proof found. */
-export type ProofVerdict = { holds: true; log: string; what: string } | { holds: false; why: string }
+export type ProofVerdict =
+  /** `seq`: the entry an execution proof shows does not replay as logged. */
+  | { holds: true; log: string; what: string; seq?: number }
+  | { holds: false; why: string }
 
 /** Checks a fork proof offline: does it show the log's key signed two statements no honest log signs? */
 export function checkForkProof(proof: unknown): ProofVerdict {

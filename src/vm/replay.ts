@@ -64,6 +64,12 @@ export interface ReplayOptions {
   thread?: boolean
 }
 
+/**
+ * What a replay reads of a log: a CallLog, or any other copy of its signed entries (an execution
+ * proof holds the ones it needs, audit/execution-proof.ts).
+ */
+export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'entries' | 'waitForLength'>
+
 /** Calls stored per atomic write while replaying. */
 const REPLAY_GROUP_CALLS = 512
 
@@ -83,7 +89,7 @@ function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
   return record as unknown as InitEntry['engine']
 }
 
-function checkAssertions(callLog: CallLog, init: InitEntry, assertions: ReplayAssertions): void {
+function checkAssertions(callLog: ReplaySource, init: InitEntry, assertions: ReplayAssertions): void {
   if (assertions.filesArchiveUrl !== undefined && toHex(parseKeyUrl(assertions.filesArchiveUrl)) !== init.filesArchiveKey) {
     throw new DivergenceError({
       message: `the log's init entry names files archive ${init.filesArchiveKey}, not the expected ${assertions.filesArchiveUrl}`,
@@ -112,7 +118,11 @@ export interface ReplayedVM {
   authenticator: CallAuthenticator
 }
 
-export async function replayCallLog(callLog: CallLog, assertions: ReplayAssertions = {}, options: ReplayOptions = {}): Promise<ReplayedVM> {
+export async function replayCallLog(
+  callLog: ReplaySource,
+  assertions: ReplayAssertions = {},
+  options: ReplayOptions = {},
+): Promise<ReplayedVM> {
   await callLog.ready()
   const end = Math.min(options.end ?? callLog.length, callLog.length)
   if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')

@@ -31,7 +31,7 @@ import { CallAdmission, missingExports } from './call-admission.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, newSeed } from './log-entries.js'
-import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, replayCallLog, restoreFromLog } from './replay.js'
+import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
@@ -288,7 +288,7 @@ export class VM extends EventEmitter {
    * Rebuilds a VM by re-executing every call in `callLog` (see replay.ts). `assertions` are values the
    * log must hold, such as the files archive URL a host advertised.
    */
-  static async fromCallLog(callLog: CallLog, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
+  static async fromCallLog(callLog: ReplaySource, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
     const replayed = await replayCallLog(callLog, assertions, options)
     return VM.attached(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs }, replayed)
   }
