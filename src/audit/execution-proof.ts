@@ -143,7 +143,8 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
   } catch (err) {
     // Only a divergence shows a lie. A log this LibVMS cannot read or run (another engine, a newer
     // format, limits above the ceilings, a host fault here) shows nothing either way.
-    if (err instanceof DivergenceError && err.seq !== undefined) return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
+    if (err instanceof DivergenceError && err.seq !== undefined)
+      return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
     return { holds: false, why: `inconclusive here: ${(err as Error).message}` }
   } finally {
     await vm?.close()

@@ -300,8 +300,7 @@ export interface ForkProof {
 /** What checking a fraud proof found. */
 export type ProofVerdict =
   /** `seq`: the entry an execution proof shows does not replay as logged. */
-  | { holds: true; log: string; what: string; seq?: number }
-  | { holds: false; why: string }
+  { holds: true; log: string; what: string; seq?: number } | { holds: false; why: string }
 
 /** Checks a fork proof offline: does it show the log's key signed two statements no honest log signs? */
 export function checkForkProof(proof: unknown): ProofVerdict {
