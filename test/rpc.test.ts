@@ -147,7 +147,7 @@ test('bad frames get errors and the connection stays usable; nothing reaches the
   await expectError(Buffer.from([0xff, 0xfe, 0x7b]), -32700) // invalid UTF-8
   await expectError(Buffer.from('{"jsonrpc":"2.0","id":4,"method":"foo"}'), -32600, true) // binary frame
   await expectError('[{"jsonrpc":"2.0","id":5,"method":"foo"}]', -32600) // batch
-  await expectError('{"jsonrpc":"2.0","method":"foo"}', -32600) // notification
+  await expectError('{"method":"foo"}', -32600) // no id and no jsonrpc: not even a notification (those get no reply)
   await expectError('{"jsonrpc":"1.0","id":6,"method":"foo"}', -32600)
   await expectError('{"jsonrpc":"2.0","id":7,"method":"nope","params":[]}', -32601)
   await expectError('{"jsonrpc":"2.0","id":8,"method":"init","params":[]}', -32601)
@@ -284,4 +284,48 @@ test('an unreachable host and a host that never answers give named errors that n
     return true
   })
   await assert.rejects(new RPCClient().connect('http://example.invalid/'), { code: 'ERR_INVALID_ARGUMENT' })
+})
+
+test('JSON-RPC notifications (no id) are never answered: a call sent as one runs and is logged; a handshake or an early one is dropped', async (t) => {
+  const vm = await deployVM(t, HELLO)
+  const server = await serve(t, { '/': vm })
+  const { ws, next } = await rawSocket(t, server.url as string)
+  const length = vm.callLog.length
+  // Before the handshake: dropped unrun (there is no caller yet), and unanswered.
+  ws.send('{"jsonrpc":"2.0","method":"echo","params":["early"]}')
+  ws.send('{"jsonrpc":"2.0","method":"rpc.handshake","params":{"user":"nobody"}}')
+  ws.send('{"jsonrpc":"2.0","id":1,"method":"rpc.handshake","params":{"user":"ann"}}')
+  assert.equal((await next()).id, 1)
+  ws.send('{"jsonrpc":"2.0","method":"echo","params":["fire and forget"]}')
+  ws.send('{"jsonrpc":"2.0","method":"boom","params":[]}')
+  ws.send('{"jsonrpc":"2.0","method":"nope","params":[]}')
+  ws.send('{"jsonrpc":"2.0","method":"echo","params":{"not":"an array"}}')
+  // A request after them is the next thing answered: nothing was sent for the notifications.
+  ws.send('{"jsonrpc":"2.0","id":2,"method":"hello","params":[]}')
+  const answer = await next()
+  assert.deepEqual(answer, { jsonrpc: '2.0', id: 2, result: 'Hello, ann!' })
+  const logged = (await vm.callLog.list({ start: length })) as CallEntry[]
+  assert.deepEqual(
+    logged.map((e) => [e.method, e.caller, e.args]),
+    [
+      ['echo', 'ann', ['fire and forget']],
+      ['boom', 'ann', []],
+      ['hello', 'ann', []],
+    ],
+  )
+  // An id of null is a request, not a notification: refused, with id null.
+  ws.send('{"jsonrpc":"2.0","id":null,"method":"echo","params":[]}')
+  const refused = await next()
+  assert.equal(refused.id, null)
+  assert.equal((refused.error as { code: number }).code, -32600)
+})
+
+test('over RPC, a method that returns nothing resolves undefined and one that returns null resolves null (taken from the proven entry)', async (t) => {
+  const vm = await deployVM(t, 'exports.nothing = () => {}\nexports.nil = () => null')
+  const server = await serve(t, { '/': vm })
+  const client = await connect(t, server.url as string)
+  assert.equal(await client.call('nothing'), undefined)
+  assert.equal(await client.call('nil'), null)
+  const plain = await connect(t, server.url as string, { receipts: false })
+  assert.equal(await plain.call('nothing'), null, 'without receipts, the wire alone cannot tell')
 })

@@ -266,7 +266,8 @@ export class RPCClient {
           return
         }
         try {
-          call.resolve(fromTagged(entry.result ?? null, 'the result'))
+          // A method that returned nothing logged no result: undefined, as the VM returned.
+          call.resolve(fromTagged(entry.result, 'the result'))
         } catch (err) {
           call.reject(err as Error)
         }

@@ -51,6 +51,9 @@ const MAX_USER_ID_LENGTH = 1024
 const PUBLIC_KEY = /^[0-9a-f]{64}$/
 
 type RequestId = number | string | null
+/** The id of a notification: a request without one, which JSON-RPC 2.0 says is never answered. */
+const NOTIFICATION = undefined
+type CallId = number | string | typeof NOTIFICATION
 
 function isRequestId(id: unknown): id is number | string {
   return (typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length <= 256)
@@ -139,8 +142,8 @@ export class RPCConnection {
     if (!this.closed) this.ws.send(text)
   }
 
-  private sendError(id: RequestId, error: RPCErrorObject): void {
-    this.send(JSON.stringify({ jsonrpc: '2.0', id, error }))
+  private sendError(id: RequestId | CallId, error: RPCErrorObject): void {
+    if (id !== NOTIFICATION) this.send(JSON.stringify({ jsonrpc: '2.0', id, error }))
   }
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
@@ -185,8 +188,14 @@ export class RPCConnection {
       return
     }
     const { jsonrpc, id, method, params } = request as Record<string, unknown>
+    if (!Object.hasOwn(request, 'id') && jsonrpc === '2.0' && typeof method === 'string') {
+      // A notification: run like a call, never answered. A handshake has an answer to give, and a
+      // connection that has not shaken hands has no caller yet: those are dropped.
+      if (method !== HANDSHAKE_METHOD && this.handshaken) this.onCall(NOTIFICATION, method, params)
+      return
+    }
     if (!isRequestId(id)) {
-      this.sendError(null, refusal('invalidRequest', 'a request needs an id (a number or a short string); notifications are not supported'))
+      this.sendError(null, refusal('invalidRequest', 'a request needs an id: a number, or a string of at most 256 characters'))
       return
     }
     if (jsonrpc !== '2.0' || typeof method !== 'string') {
@@ -253,7 +262,7 @@ export class RPCConnection {
     this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
   }
 
-  private onCall(id: number | string, method: string, params: unknown): void {
+  private onCall(id: CallId, method: string, params: unknown): void {
     const backend = this.mount.backend
     if (!backend.methods.includes(method)) {
       this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
@@ -307,6 +316,7 @@ export class RPCConnection {
     answered
       .then(
         ({ result, receipt }) => {
+          if (id === NOTIFICATION) return
           let encoded: string | undefined
           try {
             encoded = encodeValue(result, 'the result')

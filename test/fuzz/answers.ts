@@ -14,6 +14,9 @@ export interface Pending {
   outcome: Exclude<Outcome, { kind: 'close' }>
 }
 
+/** A frame that is answered: every one but a notification. */
+export type Answered = Pending & { outcome: Exclude<Outcome, { kind: 'close' | 'silent' }> }
+
 export function idKey(id: number | string): string {
   return typeof id === 'number' ? `n${JSON.stringify(id)}` : `s${id}`
 }
@@ -65,7 +68,7 @@ function errorOf(answer: Answer): [number, string] | null {
 }
 
 /** Checks one answer against its frame's expected outcome; returns true if the call ran (and is logged). */
-export function checkAnswer(p: Pending, answer: Answer, session: Session, tally: Tally): boolean {
+export function checkAnswer(p: Answered, answer: Answer, session: Session, tally: Tally): boolean {
   const where = () =>
     `frame #${p.index} ${describeFrame(p.frame)} on a ${session.mode} connection (${session.handshaken ? 'after' : 'before'} the handshake): expected ${JSON.stringify(p.outcome)}, got ${JSON.stringify(answer).slice(0, 400)}`
   const error = errorOf(answer)

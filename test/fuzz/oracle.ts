@@ -13,6 +13,8 @@ export type RequestId = number | string | null
 
 export type Outcome =
   | { kind: 'close' }
+  /** A notification (no id member): never answered; `runs` if it is a call that would have run. */
+  | { kind: 'silent'; method: string; runs: boolean }
   | { kind: 'error'; id: RequestId; rpc: number; codes: readonly string[] }
   | { kind: 'handshake'; id: number | string; refusal: { rpc: number; code: string } | null; lenient: boolean; publicKey: string | null }
   | {
@@ -40,6 +42,10 @@ export const E = {
   wrongVM: [-32006, 'ERR_WRONG_VM'],
   replayed: [-32006, 'ERR_REPLAYED'],
 } as const
+
+function describe(bytes: Buffer): string {
+  return bytes.toString('utf8').slice(0, 200)
+}
 
 function refused(id: RequestId, [rpc, code]: readonly [number, string]): Outcome {
   return { kind: 'error', id, rpc, codes: [code] }
@@ -90,6 +96,15 @@ export function expectOutcome(frame: Frame, session: Session): Outcome {
   }
   if (!isPlainObject(request)) return refused(null, E.invalidRequest)
   const { jsonrpc, id, method, params } = request
+  if (!Object.hasOwn(request, 'id') && jsonrpc === '2.0' && typeof method === 'string') {
+    // Dropped unrun: a handshake, or anything before one. Otherwise it runs exactly when it would as a request.
+    if (method === HANDSHAKE || !session.handshaken) return { kind: 'silent', method, runs: false }
+    const asRequest = expectOutcome({ ...frame, data: JSON.stringify({ ...request, id: 0 }) }, session)
+    if (asRequest.kind === 'call' && asRequest.mustRun !== asRequest.mayRun) {
+      throw new Error(`the oracle cannot tell whether notification ${describe(bytes)} runs: make it unambiguous`)
+    }
+    return { kind: 'silent', method, runs: asRequest.kind === 'call' && asRequest.mustRun }
+  }
   if (!isRequestId(id)) return refused(null, E.invalidRequest)
   if (jsonrpc !== '2.0' || typeof method !== 'string') return refused(id, E.invalidRequest)
   if (method === HANDSHAKE) {
