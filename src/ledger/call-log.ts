@@ -173,11 +173,24 @@ export class CallLog extends EventEmitter {
     }
   }
 
-  /** Appends one entry or several in one signed batch; resolves with the new length. */
-  async append(entries: LogEntry | LogEntry[]): Promise<number> {
+  /**
+   * Appends one entry or several in one signed batch; resolves with the new length. `onStored` is
+   * called as soon as they are in storage: the core grew ('append'). Hypercore's append then stores a
+   * hint it also wrote with the batch (the contiguous length), which an answer need not wait for.
+   */
+  async append(entries: LogEntry | LogEntry[], onStored?: () => void): Promise<number> {
     this.assertOpen()
-    const { length } = await this.core.append(entries)
-    return length
+    const core = this.core
+    const target = core.length + (Array.isArray(entries) ? entries.length : 1)
+    const grew = () => {
+      if (core.length >= target) onStored?.()
+    }
+    if (onStored) core.once('append', grew)
+    try {
+      return (await core.append(entries)).length
+    } finally {
+      core.off('append', grew)
+    }
   }
 
   async close(): Promise<void> {

@@ -163,9 +163,9 @@ export class CallExecutor {
   /**
    * Stores every staged entry and the file changes of their calls in one atomic write. If it fails,
    * none of it is stored: the in-memory state is then ahead of the log, and the VM must stop using
-   * it (reopen restores it from the log).
+   * it (reopen restores it from the log). `onStored`: called once they are in storage (call-log.ts).
    */
-  flush(): Promise<void> {
+  flush(onStored?: () => void): Promise<void> {
     const entries = this.staged
     this.staged = []
     const group = this.group
@@ -183,7 +183,7 @@ export class CallExecutor {
         if (this.group === group) this.group = null
         await group.close()
       }
-      await this.storage.callLog.append(entries)
+      await this.storage.callLog.append(entries, onStored)
     })()
     this.inFlight = write
     write.then(
@@ -223,13 +223,14 @@ export class CallExecutor {
   async drain(reason: string): Promise<void> {
     for (const call of this.queue.splice(0)) call.reject(new StateError(reason))
     await this.running
+    await this.flushing
   }
 
   /**
    * Runs queued calls one at a time and stores them in groups: calls that queue up while one runs,
    * or while a group is being stored, go into the next group. A group that is a plain log append is
    * stored while the next calls run; a commit group (files changed) is waited for. Ends when no call
-   * is queued and everything that ran is stored and answered.
+   * is queued and every call that ran is in a group being stored (or stored).
    */
   private async runQueue(): Promise<void> {
     try {
@@ -239,11 +240,8 @@ export class CallExecutor {
           await this.runOne(call)
           if (this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
         }
-        if (this.waiting.length === 0) {
-          if (!this.flushing) break
-          await this.flushing
-          continue
-        }
+        if (this.waiting.length === 0 && this.queue.length === 0) break
+        if (this.waiting.length === 0) continue
         // Only a plain append (no commit group open) may be stored while the next calls run.
         if (this.flushing) {
           if (this.group === null && this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
@@ -291,15 +289,18 @@ export class CallExecutor {
         p.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); this call was not logged`))
       return
     }
+    // Answered once the entries are stored, maybe before the write ends (a failure after still stops the VM).
+    const answer = () => {
+      for (const p of waiting.splice(0)) p.resolve({ entry: p.entry, seq: p.seq, length: this.storage.callLog.length })
+    }
     try {
-      await this.flush()
+      await this.flush(answer)
     } catch (err) {
       this.fail(err as Error)
       for (const p of waiting) p.reject(new StateError(`the call could not be logged: ${(err as Error).message}`))
       return
     }
-    const length = this.storage.callLog.length
-    for (const p of waiting) p.resolve({ entry: p.entry, seq: p.seq, length })
+    answer()
   }
 
   /** After a host fault the sandbox is rebuilt from the log (the faulted call was never logged). */

@@ -63,10 +63,8 @@ export class TurnRunner {
   readonly limits: VMLimits
   readonly identity: FilesIdentity
   private sandbox: EngineSandbox | null = null
-  private readonly options: RunnerOptions
 
-  constructor(options: RunnerOptions) {
-    this.options = options
+  constructor(private readonly options: RunnerOptions) {
     this.code = options.code
     this.limits = options.limits
     this.identity = options.identity
