@@ -6,12 +6,17 @@
  *   npx tsx bench/receipts.bench.ts                  (full size)
  *   BENCH_SCALE=0.1 npx tsx bench/receipts.bench.ts  (quick smoke run)
  *
- * One server and its VM in this process, on 127.0.0.1. Each round measures both configurations,
- * in alternating order: one client awaiting its calls one at a time, and 16 clients doing so at
- * once. Figures are medians of 3 rounds. Prints one JSON object; progress goes to stderr.
+ * Two layouts, on 127.0.0.1: the host in a child process (bench/rpc-server.mjs, as in real use: the
+ * clients' receipt checks do not take the host's CPU) and the host in this process beside its
+ * clients (every check competes with the host). Each round measures both configurations, in
+ * alternating order: one client awaiting its calls one at a time, and 16 clients doing so at once.
+ * Figures are medians of 3 rounds. Prints one JSON object; progress goes to stderr. Build first
+ * (npm run build): the child imports the built package.
  */
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { RPCClient, RPCServer, VM } from '../src/index.js'
+import { processCpuSeconds, startChild, stopChild } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
 import { figure, log, readSizing, round3 } from './bench-stats.js'
 
@@ -43,36 +48,85 @@ async function connectAll(url: string, count: number, receipts: boolean): Promis
   )
 }
 
-const vm = new VM('let n = 0; exports.inc = () => ++n')
-const server = new RPCServer()
-try {
-  await vm.deploy({ dir: join(await run.freshDir('vm'), 'vm') })
-  server.mount('/', vm)
-  await server.listen(0)
-  const url = String(server.url)
+/** CPU µs per call a process spent while `work` made `calls` calls (null: not measurable). */
+async function cpuPerCall(pid: number | null, calls: number, work: () => Promise<number>): Promise<[number, number | null]> {
+  const own = process.cpuUsage()
+  const before = pid === null ? null : await processCpuSeconds(pid)
+  const perSec = await work()
+  const after = pid === null ? null : await processCpuSeconds(pid)
+  const used = before === null || after === null ? null : ((after - before) * 1e6) / calls
+  const { user, system } = process.cpuUsage(own)
+  return [perSec, pid === null ? (user + system) / calls : used]
+}
+
+/**
+ * The figures of one layout: sequential and concurrent, with and without receipts, and the host's
+ * CPU per call (for a host in a child process; in this process, everything's CPU per call).
+ */
+async function measure(url: string, label: string, hostPid: number | null) {
   const runs = { seqOn: [] as number[], seqOff: [] as number[], concOn: [] as number[], concOff: [] as number[] }
+  const cpu = { on: [] as number[], off: [] as number[] }
   for (let round = 0; round < ROUNDS; round++) {
     for (const receipts of round % 2 === 0 ? [true, false] : [false, true]) {
       const [one] = await connectAll(url, 1, receipts)
       const seq = await rate([one], SIZES.sequentialCalls)
       await one.close()
       const many = await connectAll(url, CLIENTS, receipts)
-      const conc = await rate(many, SIZES.concurrentCallsPerClient)
+      const calls = CLIENTS * SIZES.concurrentCallsPerClient
+      const [conc, cpuUs] = await cpuPerCall(hostPid, calls, () => rate(many, SIZES.concurrentCallsPerClient))
       await Promise.all(many.map((c) => c.close()))
+      if (cpuUs !== null) (receipts ? cpu.on : cpu.off).push(cpuUs)
       ;(receipts ? runs.seqOn : runs.seqOff).push(seq)
       ;(receipts ? runs.concOn : runs.concOff).push(conc)
       log(
-        `round ${round + 1}/${ROUNDS} receipts ${receipts ? 'on ' : 'off'}: sequential ${Math.round(seq)}/s, ${CLIENTS} clients ${Math.round(conc)}/s`,
+        `${label} round ${round + 1}/${ROUNDS} receipts ${receipts ? 'on ' : 'off'}: sequential ${Math.round(seq)}/s, ${CLIENTS} clients ${Math.round(conc)}/s`,
       )
     }
   }
-  // What one answer carries: the result frame alone, or with its receipt.
-  const [sample] = await connectAll(url, 1, true)
-  const result = await sample.call('inc')
-  const receiptBytes = Buffer.byteLength(JSON.stringify(sample.receipts.at(-1)))
-  await sample.close()
-  const plainBytes = Buffer.byteLength(`{"jsonrpc":"2.0","id":1,"result":${JSON.stringify(result)}}`)
   const ratio = (on: number[], off: number[]) => round3(figure(on, '').value / figure(off, '').value)
+  return {
+    sequential: {
+      withReceiptsPerSec: figure(runs.seqOn, 'calls/s'),
+      withoutPerSec: figure(runs.seqOff, 'calls/s'),
+      ratio: ratio(runs.seqOn, runs.seqOff),
+    },
+    concurrent: {
+      withReceiptsPerSec: figure(runs.concOn, 'calls/s'),
+      withoutPerSec: figure(runs.concOff, 'calls/s'),
+      ratio: ratio(runs.concOn, runs.concOff),
+    },
+    // With the clients on other machines, a busy host's throughput is bounded by its CPU per call.
+    [hostPid === null ? 'cpuPerCallConcurrent' : 'hostCpuPerCallConcurrent']: {
+      withReceipts: figure(cpu.on, 'µs'),
+      without: figure(cpu.off, 'µs'),
+      ratio: round3(figure(cpu.off, '').value / figure(cpu.on, '').value),
+    },
+  }
+}
+
+const SERVER = fileURLToPath(new URL('./rpc-server.mjs', import.meta.url))
+const vm = new VM('let n = 0; exports.inc = () => ++n')
+const server = new RPCServer()
+try {
+  const host = await startChild<{ url: string }>(SERVER, [await run.freshDir('host')], 'the host (rpc-server.mjs)')
+  let hostInChild: Awaited<ReturnType<typeof measure>>
+  let answerBytes: Record<string, number>
+  try {
+    hostInChild = await measure(host.info.url, 'host in a child process:', host.pid)
+    // What one answer carries: the result frame alone, or with its receipt.
+    const [sample] = await connectAll(host.info.url, 1, true)
+    const result = await sample.call('inc')
+    const receiptBytes = Buffer.byteLength(JSON.stringify(sample.receipts.at(-1)))
+    await sample.close()
+    const plainBytes = Buffer.byteLength(`{"jsonrpc":"2.0","id":1,"result":${JSON.stringify(result)}}`)
+    answerBytes = { withoutReceipt: plainBytes, receipt: receiptBytes, withReceipt: plainBytes + receiptBytes + ',"receipt":'.length }
+  } finally {
+    await stopChild(host.child)
+  }
+  await vm.deploy({ dir: join(await run.freshDir('vm'), 'vm') })
+  server.mount('/', vm)
+  await server.listen(0)
+  const hostInThisProcess = await measure(String(server.url), 'host in this process:', null)
   console.log(
     JSON.stringify(
       {
@@ -80,17 +134,9 @@ try {
         scale: SCALE,
         sizes: { ...SIZES, clients: CLIENTS },
         target: 'with receipts, under 10% fewer calls per second',
-        sequential: {
-          withReceiptsPerSec: figure(runs.seqOn, 'calls/s'),
-          withoutPerSec: figure(runs.seqOff, 'calls/s'),
-          ratio: ratio(runs.seqOn, runs.seqOff),
-        },
-        concurrent: {
-          withReceiptsPerSec: figure(runs.concOn, 'calls/s'),
-          withoutPerSec: figure(runs.concOff, 'calls/s'),
-          ratio: ratio(runs.concOn, runs.concOff),
-        },
-        answerBytes: { withoutReceipt: plainBytes, receipt: receiptBytes, withReceipt: plainBytes + receiptBytes + ',"receipt":'.length },
+        hostInChild,
+        hostInThisProcess,
+        answerBytes,
       },
       null,
       2,

@@ -76,6 +76,36 @@ test('calls stored in one group share the signed length of their receipts', asyn
   for (let seq = before; seq < length; seq++) assert.equal(verifyReceipt(await createReceipt(vm.callLog, seq, length)).length, length)
 })
 
+test('receipts of the calls just logged are built from memory, byte for byte the proof Hypercore builds from storage', async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  const hypercoreProof = requireHere('hypercore/lib/fully-remote-proof.js').proof
+  await createReceipt(vm.callLog, 0) // the first receipt asked for: from then on the log keeps recent nodes
+  let fromMemory = 0
+  for (let round = 0; round < 12; round++) {
+    // Groups of 1 to 12 calls; every third round writes a file, so its group is an atomic commit.
+    const calls = Array.from({ length: 1 + round }, (_, i) =>
+      round % 3 === 2 && i === 0
+        ? vm.executeCall({ methodName: 'note', args: [`round ${round}`] })
+        : vm.executeCall({ methodName: 'inc', args: [i] }),
+    )
+    await Promise.all(calls)
+    const length = vm.callLog.length
+    for (let seq = Math.max(0, length - 20); seq < length; seq++) {
+      const block = (await vm.callLog.core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
+      const stock = (await hypercoreProof(vm.callLog.core, { index: seq, block, upgrade: { start: 0, length } })) as Buffer
+      const recent = vm.callLog.recentProof(seq, block)
+      if (recent === null) continue
+      fromMemory++
+      assert.equal(recent.toString('hex'), stock.toString('hex'), `seq ${seq} of ${length}`)
+    }
+    assert.ok(vm.callLog.recentProof(length - 1, Buffer.from('x')) !== null, `the newest entry's nodes are in memory (length ${length})`)
+  }
+  assert.ok(fromMemory > 100, `${fromMemory} proofs compared`)
+  // After an append it did not see (a truncation, here), it falls back to Hypercore, then catches up.
+  await vm.callLog.core.truncate(vm.callLog.length - 1)
+  assert.equal(vm.callLog.recentProof(1, Buffer.from('x')), null)
+})
+
 test('a receipt altered in any part does not hold: each failure is ERR_BAD_RECEIPT saying what', async (t) => {
   const vm = await deployVM(t, COUNTER)
   await vm.executeCall({ methodName: 'inc', args: [1] })

@@ -9,6 +9,7 @@ import { StateError } from '../errors.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
+import { RecentTree } from './recent-tree.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
 import { openLogStorage } from './vm-storage.js'
 
@@ -21,6 +22,8 @@ export class CallLog extends EventEmitter {
   readonly core: Hypercore<LogEntry>
   /** What closing this log also releases (a store it opened itself, a fetched copy's connections). */
   private readonly release: (() => Promise<void>) | null
+  /** The nodes of recent appends, once a receipt was asked for (recent-tree.ts). */
+  private recentTree: RecentTree | null = null
 
   constructor(core: Hypercore<LogEntry>, release: Corestore | (() => Promise<void>) | null = null) {
     super()
@@ -181,16 +184,48 @@ export class CallLog extends EventEmitter {
   async append(entries: LogEntry | LogEntry[], onStored?: () => void): Promise<number> {
     this.assertOpen()
     const core = this.core
-    const target = core.length + (Array.isArray(entries) ? entries.length : 1)
+    const list = Array.isArray(entries) ? entries : [entries]
+    const target = core.length + list.length
+    const noted = this.noteAppend(list)
     const grew = () => {
-      if (core.length >= target) onStored?.()
+      if (core.length < target) return
+      noted()
+      onStored?.()
     }
-    if (onStored) core.once('append', grew)
+    core.once('append', grew)
     try {
-      return (await core.append(entries)).length
+      const { length } = await core.append(entries)
+      noted()
+      return length
     } finally {
       core.off('append', grew)
     }
+  }
+
+  /**
+   * Takes note of entries about to be appended (here, or through a commit group's atomic session),
+   * for receipts built from memory (recent-tree.ts); call the function returned once they are stored.
+   * A no-op until a receipt was asked for.
+   */
+  noteAppend(entries: LogEntry[]): () => void {
+    const tree = this.recentTree
+    if (!tree) return () => {}
+    const before = tree.rootsNow()
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      tree.appended(
+        before,
+        entries.map((e) => Buffer.from(JSON.stringify(e))),
+      )
+    }
+  }
+
+  /** Hypercore's proof of block `seq` in the log as it is now, built from memory; null when not at hand. */
+  recentProof(seq: number, block: Buffer): Buffer | null {
+    this.recentTree ??= new RecentTree(this.core as unknown as Hypercore)
+    return this.recentTree.proof(seq, block)
   }
 
   async close(): Promise<void> {

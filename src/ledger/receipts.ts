@@ -103,7 +103,9 @@ export async function createReceipt(callLog: CallLog, seq: number, length = call
   const core = callLog.core
   // The log's value encoding is JSON: a block is the entry's JSON text, byte for byte.
   const block = entry ? Buffer.from(JSON.stringify(entry)) : ((await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer)
-  const proof = await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } })
+  // The calls just logged: their nodes are in memory. Anything else: Hypercore reads them from storage.
+  const recent = length === core.length ? callLog.recentProof(seq, block) : null
+  const proof = recent ?? (await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } }))
   return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: callLog.key, seq, length, proof: proof.toString('base64') }
 }
 

@@ -174,7 +174,9 @@ export class CallExecutor {
       if (previous) await previous // writes are stored in the order they were made
       if (entries.length === 0) return
       if (group?.hasChanges) {
+        const noted = this.storage.callLog.noteAppend(entries)
         await group.commit(entries)
+        noted()
         return
       }
       // No file changed: a plain append is the cheapest write. The commit group's log session would
