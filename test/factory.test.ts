@@ -101,6 +101,7 @@ test('capacity and invalid code fail the provisioning call with named errors and
   await client.call('provisionVM', { code: COUNTER })
   await assert.rejects(client.call('provisionVM', { code: COUNTER }), (err: RPCError) => {
     assert.equal(err.name, 'CapacityExceeded')
+    assert.equal(err.code, 'ERR_CAPACITY')
     assert.match(err.message, /limit \(maxVMs\)/)
     return true
   })

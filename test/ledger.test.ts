@@ -79,3 +79,14 @@ test("a closed log answers with a LibVMS error (ERR_INVALID_STATE), not Hypercor
     await assert.rejects(attempt(), { name: 'StateError', code: 'ERR_INVALID_STATE', message: /closed/ })
   }
 })
+
+test("reading an entry a copy does not have: Hypercore's timeout and closing are LibVMS errors with codes", async (t) => {
+  const store = new Corestore(join(await tempDir(t), 'store'))
+  t.after(() => store.close())
+  const log = new CallLog(store.get({ key: Buffer.alloc(32, 7) }) as never)
+  await log.ready()
+  await assert.rejects(log.get(0, { timeout: 100 }), { name: 'FetchError', code: 'ERR_FETCH_TIMEOUT', message: /entry 0 .* within 100 ms/ })
+  const waiting = log.get(1)
+  await log.close()
+  await assert.rejects(waiting, { code: 'ERR_INVALID_STATE' })
+})

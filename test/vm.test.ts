@@ -310,3 +310,10 @@ test('a watchdog firing is a host fault: the call is not logged, the VM rebuilds
   assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
   await Verifier.verify(vm.callLog, vm.filesArchive)
 })
+
+test('a stack too small to run the VM is refused up front with the minimum, before anything is stored', async (t) => {
+  const vm = new VM('exports.f = () => 1', { limits: { stackBytes: 1000 } })
+  const dir = join(await tempDir(t), 'vm')
+  await assert.rejects(vm.deploy({ dir }), { code: 'ERR_INVALID_ARGUMENT', message: /stackBytes must be at least 8192/ })
+  await assert.rejects(readdir(join(dir, 'corestore')), { code: 'ENOENT' })
+})

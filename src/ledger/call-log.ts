@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
-import { StateError } from '../errors.js'
+import { FetchError, StateError } from '../errors.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
@@ -43,7 +43,8 @@ export class CallLog extends EventEmitter {
   }
 
   /**
-   * Waits for a fetched copy to learn of entries its hosts appended; true if it grew. Rejects with
+   * Asks a fetched copy's hosts for the entries they have and it does not; true if it grew, false at
+   * once if they have nothing newer (it does not wait for an append: see waitForLength). Rejects with
    * ERR_FORKED if a host rewrote history this copy already holds.
    */
   async update(): Promise<boolean> {
@@ -131,9 +132,26 @@ export class CallLog extends EventEmitter {
   async get(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<LogEntry> {
     this.assertOpen()
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StateError(`seq must be a non-negative integer, got ${seq}`)
-    const block = (await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout, valueEncoding: 'binary' })) as Buffer | null
+    let block: Buffer | null
+    try {
+      block = (await this.core.get(seq, { wait: opts.wait ?? true, timeout: opts.timeout, valueEncoding: 'binary' })) as Buffer | null
+    } catch (err) {
+      throw this.readError(err, seq, opts.timeout)
+    }
     if (block === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
     return decodeEntry(block, seq)
+  }
+
+  /** Hypercore's error reading entry `seq`, as a LibVMS error with a code. */
+  private readError(err: unknown, seq: number, timeout: number | undefined): Error {
+    const code = (err as { code?: unknown }).code
+    if (code === 'REQUEST_TIMEOUT') {
+      return new FetchError('ERR_FETCH_TIMEOUT', `entry ${seq} of ${this.url} did not arrive within ${timeout} ms; is a host of it online?`)
+    }
+    if (code === 'SESSION_CLOSED' || code === 'REQUEST_CANCELLED') {
+      return new StateError(`the call log ${this.url} was closed while entry ${seq} was being read`)
+    }
+    return new StateError(`entry ${seq} of ${this.url} could not be read: ${(err as Error).message}`)
   }
 
   /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
