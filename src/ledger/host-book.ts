@@ -5,7 +5,7 @@
  * look hosts up here when not given `peers`. Each takes the book to use (`{hosts}`); by default,
  * `HostBook.shared`.
  *
- * `HostBook.shared` is the one piece of process-wide state in the package, and it is there on
+ * `HostBook.shared` is the only data the package keeps for the whole process, and it is there on
  * purpose: the source document's audit example fetches with nothing but the URL the client was
  * given (`CallLog.fetch(client.backendInfo.callLogUrl)`), so what a connect learned must be found by
  * a fetch that is handed no object. Code that serves or audits for several parties in one process

@@ -61,8 +61,7 @@ export class CallExecutor {
   /** The seq the next live call gets, and the latest timestamp given (time never goes back in a log). */
   nextSeq = 0
   lastTimestamp = 0
-  /** Seeds of new calls (and of a first deploy's init). */
-  readonly newSeed = seedSource()
+  readonly newSeed = seedSource() // seeds of live calls, and of a first deploy's init
   private queue: QueuedCall[] = []
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */

@@ -34,13 +34,9 @@ export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'method' | 'args' 
  */
 export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
 
-/**
- * Seeds for new calls, from a pool of random bytes of the caller's own (each executor has one),
- * refilled 256 seeds at a time: one randomBytes per seed costs about 3 µs, a draw from the pool 0.2.
- */
+/** Seeds for new calls, from a pool of one's own (an executor's) refilled 256 at a time: ~0.2 µs a seed, randomBytes ~3. */
 export function seedSource(): () => string {
-  let pool = Buffer.alloc(0)
-  let offset = 0
+  let [pool, offset] = [Buffer.alloc(0), 0]
   return () => {
     if (offset + 16 > pool.length) [pool, offset] = [randomBytes(16 * 256), 0]
     offset += 16
