@@ -34,6 +34,8 @@ export {
 export { CallLog } from './ledger/call-log.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
 export { DatArchive } from './ledger/files-archive.js'
+export type { CoreName } from './ledger/host-book.js'
+export { HostBook } from './ledger/host-book.js'
 export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entry.js'
 export { LOG_SCHEMA } from './ledger/log-entry.js'
 export type { ForkProof, ProofVerdict, Receipt } from './ledger/receipts.js'
@@ -52,7 +54,7 @@ export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions, ReplaySource } from './vm/replay.js'
 export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
-// The network layer registers itself with the ledger (CallLog.fetch, DatArchive by URL).
+// The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).
 import './net/remote-cores.js'
 
 export { VM } from './vm/vm.js'

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
 import WebSocket, { createWebSocketStream } from 'ws'
-import { type CallEntry, CallLog, DatArchive, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
+import { type CallEntry, CallLog, DatArchive, HostBook, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
 import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
 import { deployVM, tempDir } from './helpers.js'
 
@@ -83,6 +83,40 @@ test('CallLog.fetch and DatArchive(url) work with no other argument after connec
   await Verifier.compareLogs(callLog, replay.callLog)
   await Verifier.compareArchives(archive, replay.filesArchive)
   await Verifier.verify(callLog, archive)
+})
+
+test("two clients with host books of their own do not see each other's hosts, nor touch the shared book", async (t) => {
+  const first = await served(t)
+  const second = await served(t)
+  const [bookA, bookB] = [new HostBook(), new HostBook()]
+  const [clientA, clientB] = [new RPCClient(), new RPCClient()]
+  await clientA.connect(first.url, { hosts: bookA })
+  t.after(() => clientA.close())
+  await clientB.connect(second.url, { hosts: bookB })
+  t.after(() => clientB.close())
+
+  assert.deepEqual(bookA.hostsOf(first.vm.callLog.url), [first.url])
+  assert.deepEqual(bookA.hostsOf(first.vm.filesArchive.key), [first.url])
+  assert.deepEqual(bookA.hostsOf(second.vm.callLog.url), [])
+  assert.deepEqual(bookB.hostsOf(second.vm.callLog.url), [second.url])
+  assert.deepEqual(bookB.hostsOf(first.vm.callLog.url), [])
+  for (const { vm } of [first, second]) assert.deepEqual(HostBook.shared.hostsOf(vm.callLog.url), [])
+
+  // Each book finds its own client's host, and only that one.
+  const logA = await CallLog.fetch(first.vm.callLog.url, { hosts: bookA })
+  t.after(() => logA.close())
+  assert.equal(logA.length, first.vm.callLog.length)
+  const archiveB = new DatArchive(second.vm.filesArchive.url, { hosts: bookB })
+  t.after(() => archiveB.close())
+  await archiveB.download('/')
+  assert.equal(archiveB.version, second.vm.filesArchive.version)
+  await assert.rejects(CallLog.fetch(first.vm.callLog.url, { hosts: bookB }), { code: 'ERR_NO_HOST' })
+  await assert.rejects(new DatArchive(second.vm.filesArchive.url, { hosts: bookA }).ready(), { code: 'ERR_NO_HOST' })
+  await assert.rejects(CallLog.fetch(second.vm.callLog.url), { code: 'ERR_NO_HOST' })
+
+  bookA.forget(first.vm.callLog.url)
+  assert.deepEqual(bookA.hostsOf(first.vm.callLog.url), [])
+  assert.deepEqual(bookA.hostsOf(first.vm.filesArchive.url), [first.url])
 })
 
 test('a fetched log follows its host: update() and the append event', async (t) => {

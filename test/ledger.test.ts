@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import Corestore from 'corestore'
 import { CallLog, type LogEntry, VM } from '../src/index.js'
 import { parseKeyUrl } from '../src/ledger/keys.js'
+import { provideRemoteSource } from '../src/ledger/remote-source.js'
 import { currentTreeHash } from '../src/ledger/tree-hash.js'
 import { tempDir } from './helpers.js'
 
@@ -89,4 +90,11 @@ test("reading an entry a copy does not have: Hypercore's timeout and closing are
   const waiting = log.get(1)
   await log.close()
   await assert.rejects(waiting, { code: 'ERR_INVALID_STATE' })
+})
+
+test('the network layer is provided to the ledger once, when the package loads: it cannot be replaced', async () => {
+  const stub = { fetchLog: () => Promise.reject(new Error('stub')), openArchive: () => Promise.reject(new Error('stub')) }
+  assert.throws(() => provideRemoteSource(stub), { code: 'ERR_INVALID_STATE', message: /already provided/ })
+  // Fetches still reach the real network layer: with no host known, its own named error.
+  await assert.rejects(CallLog.fetch(`hyper://${'cd'.repeat(32)}`), { code: 'ERR_NO_HOST' })
 })

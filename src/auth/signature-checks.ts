@@ -44,6 +44,13 @@ class SignatureThread {
     return worker
   }
 
+  /** Ends the thread; checks still waiting resolve null (the caller checks them itself). */
+  async close(): Promise<void> {
+    const worker = this.worker
+    this.worker = null
+    await worker?.terminate()
+  }
+
   private settle(id: number, results: (boolean | null)[] | null): void {
     const resolve = this.pending.get(id)
     this.pending.delete(id)
@@ -52,34 +59,40 @@ class SignatureThread {
   }
 }
 
-let thread: SignatureThread | null = null
-
 /**
  * Yields `entries` with the outcome of each one's signature check (undefined when it has no
  * signature, or when the thread could not say), checking each batch while the previous one is used.
+ * The thread is this iteration's own: started by the first full batch (a shorter log is checked by
+ * the caller, on its own thread: starting one costs more than the checks) and ended when the
+ * iteration ends, however it ends, so nothing outlives the replay that asked.
  */
 export async function* withSignatureChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<[CallEntry, boolean | undefined]> {
-  thread ??= new SignatureThread()
-  const checker = thread
-  const submit = (batch: CallEntry[]) => ({
-    batch,
-    results: checker.check(batch.map((e) => (e.signed && typeof e.caller === 'string' ? { signed: e.signed, caller: e.caller } : null))),
-  })
+  let thread: SignatureThread | null = null
+  const submit = (batch: CallEntry[]) => {
+    thread ??= new SignatureThread()
+    const items = batch.map((e) => (e.signed && typeof e.caller === 'string' ? { signed: e.signed, caller: e.caller } : null))
+    return { batch, results: thread.check(items) }
+  }
   let current: CallEntry[] = []
   let ahead: ReturnType<typeof submit> | null = null
   async function* drain(submitted: ReturnType<typeof submit>): AsyncGenerator<[CallEntry, boolean | undefined]> {
     const results = await submitted.results
     for (const [i, entry] of submitted.batch.entries()) yield [entry, results?.[i] ?? undefined]
   }
-  for await (const entry of entries) {
-    current.push(entry as CallEntry)
-    if (current.length < BATCH) continue
-    const submitted = submit(current)
-    current = []
+  try {
+    for await (const entry of entries) {
+      current.push(entry as CallEntry)
+      if (current.length < BATCH) continue
+      const submitted = submit(current)
+      current = []
+      if (ahead) yield* drain(ahead)
+      ahead = submitted
+    }
+    const last = thread && current.length > 0 ? submit(current) : null
     if (ahead) yield* drain(ahead)
-    ahead = submitted
+    if (last) yield* drain(last)
+    else for (const entry of current) yield [entry, undefined]
+  } finally {
+    await (thread as SignatureThread | null)?.close()
   }
-  const last = current.length > 0 ? submit(current) : null
-  if (ahead) yield* drain(ahead)
-  if (last) yield* drain(last)
 }

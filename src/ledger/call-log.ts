@@ -33,9 +33,10 @@ export class CallLog extends EventEmitter {
   }
 
   /**
-   * A local copy of the call log at `url`, fetched from the hosts that serve it (by default the
-   * hosts an RPCClient in this process connected to) and checked block by block against the host's
-   * signature. The copy refuses forks. Close it when done.
+   * A local copy of the call log at `url`, fetched from the hosts that serve it (`options.peers`, or
+   * by default the hosts `options.hosts` knows: HostBook.shared, where an RPCClient notes the host it
+   * connected to) and checked block by block against the host's signature. The copy refuses forks.
+   * Close it when done.
    */
   static async fetch(url: string, options: RemoteOptions = {}): Promise<CallLog> {
     const remote = await remoteSource().fetchLog(parseKeyUrl(url), options)

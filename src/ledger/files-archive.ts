@@ -43,7 +43,8 @@ export class DatArchive {
 
   /**
    * A VM's own archive (given its Hyperdrive), or the archive at a `hyper://` URL on other hosts: by
-   * default the hosts an RPCClient in this process connected to, or `options.peers`.
+   * default the hosts `options.hosts` knows (HostBook.shared, where an RPCClient notes the host it
+   * connected to), or `options.peers`.
    */
   constructor(source: Hyperdrive | string, options: RemoteOptions = {}) {
     if (typeof source === 'string') {

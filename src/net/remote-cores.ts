@@ -1,7 +1,7 @@
 /**
  * Local copies of cores that live on other hosts: the auditor's side of replication. A copy is a
  * Corestore (in the given dir, or a temp dir removed on close) connected to every host known to
- * serve the key and, when asked for, to the peers the DHT finds for it. Auditor copies refuse forks: a host that truncates and rewrites a log it already
+ * serve the key (`peers`, or those its HostBook knows) and, when asked for, to the peers the DHT finds for it. Auditor copies refuse forks: a host that truncates and rewrites a log it already
  * served is reported, not silently followed.
  */
 
@@ -13,10 +13,10 @@ import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
 import { FetchError } from '../errors.js'
 import { downloadAll, type StallHandler } from '../ledger/download.js'
-import { keyToUrl, toHex } from '../ledger/keys.js'
+import { HostBook } from '../ledger/host-book.js'
+import { keyToUrl } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
-import { type RemoteHandle, type RemoteOptions, type RemoteSource, setRemoteSource } from '../ledger/remote-source.js'
-import { knownHosts } from './known-hosts.js'
+import { provideRemoteSource, type RemoteHandle, type RemoteOptions, type RemoteSource } from '../ledger/remote-source.js'
 import { Peering } from './peering.js'
 import { SwarmNetwork, swarmOptionsOf } from './swarm.js'
 
@@ -34,11 +34,11 @@ interface Copy {
 async function openCopy(key: Buffer, options: RemoteOptions): Promise<Copy> {
   const url = keyToUrl(key)
   const swarm = swarmOptionsOf(options.swarm)
-  const hosts = options.peers ?? knownHosts(toHex(key))
+  const hosts = options.peers ?? (options.hosts ?? HostBook.shared).hostsOf(key)
   if (hosts.length === 0 && !swarm) {
     throw new FetchError(
       'ERR_NO_HOST',
-      `no host is known for ${url}: connect an RPCClient to the VM first, pass {peers: ['ws://host:port/path']}, or look it up on the DHT with {swarm: true}`,
+      `no host is known for ${url}: connect an RPCClient to the VM first (recording into the same {hosts} book), pass {peers: ['ws://host:port/path']}, or look it up on the DHT with {swarm: true}`,
     )
   }
   const timeoutMs = options.timeout ?? (swarm ? DEFAULT_SWARM_TIMEOUT_MS : DEFAULT_TIMEOUT_MS)
@@ -106,4 +106,4 @@ const remoteCores: RemoteSource = {
   },
 }
 
-setRemoteSource(remoteCores)
+provideRemoteSource(remoteCores)

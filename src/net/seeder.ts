@@ -12,10 +12,10 @@ import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
 import { StateError } from '../errors.js'
 import { downloadAll } from '../ledger/download.js'
+import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
-import { knownHosts } from './known-hosts.js'
 import { Peering } from './peering.js'
 import { SwarmNetwork } from './swarm.js'
 
@@ -26,6 +26,8 @@ export interface SeederOptions {
   swarm?: SwarmOptions
   /** How long to wait for peers when fetching a VM, in ms (default 60,000). */
   timeout?: number
+  /** Where to look up the hosts of a VM seeded without `peers` (default HostBook.shared). */
+  hosts?: HostBook
 }
 
 export interface SeededVM {
@@ -62,6 +64,7 @@ export class Seeder {
     private readonly store: Corestore,
     private readonly network: SwarmNetwork,
     private readonly timeoutMs: number,
+    private readonly hosts: HostBook,
     /** The dir's list of seeded call logs (SEEDED_FILE), read once when the seeder opens. */
     private readonly listed: Set<string>,
   ) {}
@@ -72,7 +75,8 @@ export class Seeder {
     await store.ready()
     const network = await SwarmNetwork.create(options.swarm ?? {})
     network.serve((socket) => store.replicate(socket))
-    return new Seeder(options.dir, store, network, options.timeout ?? DEFAULT_TIMEOUT_MS, new Set(await readSeededList(options.dir)))
+    const timeoutMs = options.timeout ?? DEFAULT_TIMEOUT_MS
+    return new Seeder(options.dir, store, network, timeoutMs, options.hosts ?? HostBook.shared, new Set(await readSeededList(options.dir)))
   }
 
   /** The VMs seeded so far. */
@@ -86,8 +90,8 @@ export class Seeder {
   }
 
   /**
-   * Fetches the whole call log at `callLogUrl` and its files archive (from `peers`, the hosts known
-   * in this process, and the DHT), keeps them up to date as the host appends, and announces them on
+   * Fetches the whole call log at `callLogUrl` and its files archive (from `peers`, or the hosts its
+   * HostBook knows, and the DHT), keeps them up to date as the host appends, and announces them on
    * the DHT. Copies already complete in `dir` are announced at once and updated in the background.
    */
   async seed(callLogUrl: string, options: { peers?: string[] } = {}): Promise<SeededVM> {
@@ -134,7 +138,7 @@ export class Seeder {
     const complete = needed === undefined ? core.length > 0 && core.contiguousLength === core.length : core.contiguousLength >= needed
     if (key) {
       const peering = await Peering.connect(this.store, key, {
-        hosts: peers ?? knownHosts(toHex(key)),
+        hosts: peers ?? this.hosts.hostsOf(key),
         network: this.network,
         timeoutMs: this.timeoutMs,
       })

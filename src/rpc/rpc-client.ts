@@ -9,10 +9,10 @@ import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
+import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry } from '../ledger/log-entry.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
-import { rememberHost } from '../net/known-hosts.js'
 import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
 export interface ConnectOptions {
@@ -44,6 +44,12 @@ export interface ConnectOptions {
    * host at `url` names, so a host reached through someone else (no wss://) could be another VM.
    */
   callLog?: string
+  /**
+   * Where to note that this host serves the VM's call log and files archive (default
+   * HostBook.shared): CallLog.fetch and DatArchive given the same book (`{hosts}`) then find it
+   * with nothing but the URL.
+   */
+  hosts?: HostBook
 }
 
 /** What a production-mode connection signs each call with. */
@@ -103,6 +109,9 @@ export class RPCClient {
     }
     if (options.user !== undefined && options.keyPair !== undefined) {
       throw new InvalidArgumentError('connect(url, {user, keyPair}): give user (debug mode) or keyPair (production mode), not both')
+    }
+    if (options.hosts !== undefined && !(options.hosts instanceof HostBook)) {
+      throw new InvalidArgumentError('connect(url, {hosts}): hosts must be a HostBook (new HostBook())')
     }
     const timeoutMs = options.timeout ?? 10_000
     const ws = new WebSocket(url, { perMessageDeflate: false })
@@ -175,10 +184,11 @@ export class RPCClient {
     } finally {
       clearTimeout(timer)
     }
-    // Remember the host of the advertised cores: CallLog.fetch(url) and new DatArchive(url) find it.
+    // Note the host of the advertised cores: CallLog.fetch(url) and new DatArchive(url) find it there.
+    const hosts = options.hosts ?? HostBook.shared
     for (const coreUrl of [this.backendInfo?.callLogUrl, this.backendInfo?.filesArchiveUrl]) {
       try {
-        rememberHost(toHex(parseKeyUrl(coreUrl)), url)
+        if (typeof coreUrl === 'string') hosts.add(coreUrl, url)
       } catch {
         // a backend that advertises no core URL serves nothing to replicate
       }

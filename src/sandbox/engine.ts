@@ -39,7 +39,7 @@ const ENGINE_PROGRAM = '/libvms'
 
 let compiledModule: WebAssembly.Module | undefined
 
-/** Compiles the engine once per process; every sandbox instantiates this same module. */
+/** Compiles the engine once per process (a cache: the module is immutable); every sandbox instantiates it. */
 function compiledEngine(): WebAssembly.Module {
   if (!compiledModule) {
     const path = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')

@@ -6,7 +6,9 @@
  * that VMs on one thread wait for each other.
  *
  * A thread that dies takes its sandboxes with it: their pending work fails with HostFaultError and
- * their VMs rebuild them from their logs, on a fresh thread.
+ * their VMs rebuild them from their logs, on a fresh thread. The pool is the process's on purpose:
+ * the cap bounds the process's memory (per-owner pools would multiply it). It holds threads, not
+ * VMs' data: sandbox ids and consoles are each thread's own.
  */
 import type { Worker } from 'node:worker_threads'
 import { HostFaultError } from '../errors.js'
@@ -38,6 +40,7 @@ class SandboxThread {
   readonly consoles = new Map<number, ConsoleSink>()
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
+  nextSandbox = 1
   dead: Error | null = null
 
   constructor(private readonly onDeath: (thread: SandboxThread) => void) {
@@ -110,7 +113,6 @@ class SandboxThread {
 }
 
 const threads: SandboxThread[] = []
-let nextSandbox = 1
 
 function assignThread(): SandboxThread {
   const idle = threads.find((thread) => thread.sandboxes.size === 0)
@@ -134,7 +136,7 @@ export class RemoteSandbox {
 
   static async create(options: SandboxOptions): Promise<RemoteSandbox> {
     const thread = assignThread()
-    const sid = nextSandbox++
+    const sid = thread.nextSandbox++
     thread.sandboxes.add(sid)
     if (options.console) thread.consoles.set(sid, options.console)
     const { console, ...rest } = options

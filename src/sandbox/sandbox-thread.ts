@@ -1,7 +1,8 @@
 /**
  * A sandbox thread (a worker): runs the scripts of the sandboxes its host assigns to it, so a VM busy
  * with a long call holds up only the VMs on its own thread, never the host's main thread (RPC,
- * storage) or VMs on other threads. The host side is remote-sandbox.ts.
+ * storage) or VMs on other threads. The host side is remote-sandbox.ts. This module's state is
+ * the thread's own (each thread loads it afresh).
  */
 import { parentPort } from 'node:worker_threads'
 import type { HostMeter } from './host-work.js'

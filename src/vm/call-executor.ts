@@ -19,7 +19,7 @@ import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
-import { buildCallEntry, type CallInput, newSeed, type RunOutcome } from './log-entries.js'
+import { buildCallEntry, type CallInput, type RunOutcome, seedSource } from './log-entries.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
 
 /** A live call, admitted and waiting for its turn. */
@@ -61,6 +61,7 @@ export class CallExecutor {
   /** The seq the next live call gets, and the latest timestamp given (time never goes back in a log). */
   nextSeq = 0
   lastTimestamp = 0
+  readonly newSeed = seedSource() // seeds of live calls, and of a first deploy's init
   private queue: QueuedCall[] = []
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */
@@ -266,7 +267,7 @@ export class CallExecutor {
       call.reject(new StateError('the VM is not able to run calls'))
       return
     }
-    const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: newSeed() }
+    const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: this.newSeed() }
     let entry: CallEntry
     try {
       const outcome = await this.apply(input, true)

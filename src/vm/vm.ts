@@ -30,7 +30,7 @@ import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallAdmission, missingExports } from './call-admission.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
 import { debugConsole } from './debug-console.js'
-import { buildInitEntry, newSeed } from './log-entries.js'
+import { buildInitEntry } from './log-entries.js'
 import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'
@@ -200,7 +200,7 @@ export class VM extends EventEmitter {
     this.storage = storage
     const timestamp = Date.now()
     executor.lastTimestamp = timestamp
-    const seed = newSeed()
+    const seed = executor.newSeed()
     const loadCost = await runner.load(timestamp, seed, prepared)
     this.checkRequiredExports(runner)
     const outcome = await executor.init(timestamp, seed, 'apply')
