@@ -34,3 +34,13 @@ test("import from 'libvms' works, and a VM deploys through it", async () => {
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root })
   assert.equal(stdout.trim(), 'bar')
 })
+
+test('a TypeScript consumer: the documented examples type-check under --strict, a typed client included, and misuses do not', async () => {
+  const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url))
+  const consumer = fileURLToPath(new URL('./types/consumer.ts', import.meta.url))
+  const flags = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022']
+  const { stdout } = await run(process.execPath, [tsc, ...flags, '--types', 'node', consumer], { cwd: root }).catch((err) => {
+    assert.fail(`tsc failed:\n${err.stdout}${err.stderr}`)
+  })
+  assert.equal(stdout.trim(), '')
+})

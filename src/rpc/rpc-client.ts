@@ -80,9 +80,22 @@ const KEPT_RECEIPTS = 10_000
 
 const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'constructor', 'then'])
 
+/**
+ * A VM's methods as a client calls them: each takes the method's arguments and resolves with its
+ * result. `API` describes the script's exports, e.g. `{ increment(by: number): number }`.
+ */
+export type RemoteMethods<API> = {
+  [K in keyof API]: API[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never
+}
+
 export class RPCClient {
-  /** One property per VM method, added by connect(). */
-  [method: string]: unknown
+  /**
+   * One property per VM method, added by connect(): known only at run time, so untyped here
+   * (`await client.increment()` compiles and resolves with `any`). For a typed client:
+   * `RPCClient.connect<API>(url, options)`.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: the VM's methods are known only once connected
+  [method: string]: any
   url: string | null = null
   backendInfo: BackendInfo | null = null
   private ws: WebSocket | null = null
@@ -94,6 +107,16 @@ export class RPCClient {
   readonly receipts: Receipt[] = []
   private receiptCheck: { callLogKey: string; caller: string | null; lastSeq: number; onReceipt?: ConnectOptions['onReceipt'] } | null =
     null
+
+  /** A new client, connected: typed by `API` (the script's exports), e.g. `RPCClient.connect<CounterAPI>(url)`. */
+  static async connect<API extends object = Record<string, (...args: unknown[]) => unknown>>(
+    url: string,
+    options: ConnectOptions = {},
+  ): Promise<RPCClient & RemoteMethods<API>> {
+    const client = new RPCClient()
+    await client.connect(url, options)
+    return client as RPCClient & RemoteMethods<API>
+  }
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')

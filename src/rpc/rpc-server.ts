@@ -198,7 +198,8 @@ export class RPCServer extends EventEmitter {
     return `ws://${host}:${address.port}`
   }
 
-  async listen(portOrOptions: number | ListenOptions = {}): Promise<void> {
+  /** Listens (127.0.0.1 and a free port by default); resolves with where: `{url, port}`. */
+  async listen(portOrOptions: number | ListenOptions = {}): Promise<{ url: string; port: number }> {
     if (this.http) throw new StateError('the server is already listening')
     const options = typeof portOrOptions === 'number' ? { port: portOrOptions } : portOrOptions
     const http = createServer((_req, res) => {
@@ -219,6 +220,7 @@ export class RPCServer extends EventEmitter {
       this.network = network
       for (const mount of this.mounts.values()) this.publish(mount, network)
     }
+    return { url: this.url as string, port: this.port as number }
   }
 
   /**
