@@ -61,6 +61,7 @@ const DIRECTORY_CODES = [
   'ERR_DIR_NOT_EMPTY',
   'ERR_DIR_ROLE',
   'ERR_DIR_IN_USE',
+  'ERR_DIR_NOT_WRITABLE',
   'ERR_CODE_MISMATCH',
   'ERR_AUTH_MISMATCH',
   'ERR_NO_CALL_LOG',
@@ -98,6 +99,8 @@ const OTHER_CODES = [
   'ERR_LIMIT_CEILING',
   'ERR_DIVERGENCE',
   'ERR_USAGE',
+  // A server that cannot listen where it was told: a port in use, an address not of this machine.
+  'ERR_LISTEN',
   // An error that crossed from a sandbox thread or a server with a code this version does not know.
   'ERR_UNKNOWN',
 ] as const
@@ -379,6 +382,13 @@ export class EngineMismatchError extends LibVMSError {
 export class UsageError extends LibVMSError {
   constructor(message: string) {
     super('UsageError', 'ERR_USAGE', message)
+  }
+}
+
+/** A server that cannot listen where it was told: a port in use, an address this machine lacks. */
+export class ListenError extends LibVMSError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ListenError', 'ERR_LISTEN', message, options)
   }
 }
 

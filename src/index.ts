@@ -24,6 +24,7 @@ export {
   KeyFileError,
   LibVMSError,
   LimitCeilingError,
+  ListenError,
   LogFormatError,
   MethodNotFoundError,
   ReceiptError,

@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { chmod, mkdir, readdir } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test } from 'node:test'
@@ -62,7 +64,7 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
   assert.equal((await nodevms(['call', url, 'claim', '--user', 'alice'])).stdout.trim(), '"alice"')
   const refused = await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'bob'])
   assert.equal(refused.code, 1, 'a call that fails inside the VM exits 1')
-  assert.match(refused.stderr, /^✗ Only an admin can do that \[ERR_CALL_FAILED\]\n$/)
+  assert.match(refused.stderr, /^✗ Error: Only an admin can do that \[ERR_CALL_FAILED\]\n$/)
   assert.equal((await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'addAdmin', 'bob', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'put', 'size', '42', '--user', 'bob'])).code, 0)
@@ -320,4 +322,51 @@ test('colours on a terminal, none with NO_COLOR (run under script(1) for a termi
   const plain = await onTerminal('b.key', { NO_COLOR: '1' })
   assert.match(plain, /✓ saved/)
   assert.ok(!plain.includes(ESC), `NO_COLOR turns them off: ${JSON.stringify(plain)}`)
+})
+
+test('exec refuses, in one format with a hint and leaving no data dir: a port in use, an address this machine lacks, a dir it cannot make, a dir another exec serves', async (t) => {
+  const work = await tempDir(t)
+  const counter = join(SCRIPTS, 'counter.js')
+  const busy = createServer()
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => busy.close(() => resolve())))
+  const port = String((busy.address() as AddressInfo).port)
+
+  const inUse = await nodevms(['exec', counter, '--port', port, '--dir', join(work, 'a')])
+  assert.equal(inUse.code, 2, inUse.stderr)
+  assert.match(
+    inUse.stderr,
+    new RegExp(`^✗ ListenError: port ${port} on 127\\.0\\.0\\.1 is in use: .* \\[ERR_LISTEN\\] — choose where with --port`, 'm'),
+  )
+  const elsewhere = await nodevms(['exec', counter, '--port', '0', '--host', '192.0.2.1', '--dir', join(work, 'b')])
+  assert.equal(elsewhere.code, 2, elsewhere.stderr)
+  assert.match(elsewhere.stderr, /^✗ ListenError: 192\.0\.2\.1 is not an address of this machine.*\[ERR_LISTEN\]/m)
+  await assert.rejects(readdir(join(work, 'a')), { code: 'ENOENT' }, 'no data dir was made')
+  await assert.rejects(readdir(join(work, 'b')), { code: 'ENOENT' }, 'no data dir was made')
+
+  // A dir it may not write: as root (CI), the command runs as nobody, for whom the parent is read-only.
+  const readOnly = join(work, 'read-only')
+  await mkdir(readOnly)
+  await chmod(work, 0o755)
+  await chmod(readOnly, 0o555)
+  const args = [BIN, 'exec', counter, '--port', '0', '--dir', join(readOnly, 'vm')]
+  const asNobody =
+    process.getuid?.() === 0 ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args]] : null
+  const unwritable = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const [command, argv] = (asNobody ?? [process.execPath, args]) as [string, string[]]
+    execFile(command, argv, { cwd: root, timeout: 60_000 }, (error, _stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stderr }),
+    )
+  })
+  assert.equal(unwritable.code, 2, unwritable.stderr)
+  assert.match(
+    unwritable.stderr,
+    /^✗ DirectoryError: cannot make the data dir .* \[ERR_DIR_NOT_WRITABLE\] — choose the data dir with --dir/m,
+  )
+
+  const dir = join(work, 'served')
+  await exec(t, counter, ['--dir', dir])
+  const second = await nodevms(['exec', counter, '--port', '0', '--dir', dir])
+  assert.equal(second.code, 2, second.stderr)
+  assert.match(second.stderr, /^✗ DirectoryError: .* is in use by a running VM.*\[ERR_DIR_IN_USE\]/m)
 })

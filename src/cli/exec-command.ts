@@ -59,14 +59,15 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
   const vmOptions = options.auth ? { auth: options.auth } : {}
   const vm = options.factory ? new VMFactory(code, { ...vmOptions, maxVMs: options.maxVms }) : new VM(code, vmOptions)
-  err.note(`deploying ${script} into ${dir}`)
-  await vm.deploy({ dir, title: options.title })
   const swarm = swarmOf(options, (text) => err.note(text))
   const server = new RPCServer({ swarm })
-  server.mount('/', vm)
-  if (vm instanceof VMFactory) vm.setRPCServer(server)
+  // Listening comes first: a port in use or an address this machine lacks leaves no data dir behind.
+  await server.listen({ port: options.port, host: options.host })
   try {
-    await server.listen({ port: options.port, host: options.host })
+    err.note(`deploying ${script} into ${dir}`)
+    await vm.deploy({ dir, title: options.title })
+    server.mount('/', vm)
+    if (vm instanceof VMFactory) vm.setRPCServer(server)
     if (swarm) {
       err.note('announcing on the DHT')
       const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), ANNOUNCE_WAIT_MS).unref())

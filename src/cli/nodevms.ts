@@ -38,6 +38,8 @@ const HINTS: Record<string, string> = {
   ERR_AUTH_REQUIRED: 'this VM is in production mode: call with --key <file> (nodevms keygen makes one)',
   ERR_AUTH_MODE: "use --user for a debug-mode VM and --key for a production-mode one (nodevms info shows the VM's mode)",
   ERR_DIR_IN_USE: 'stop the nodevms exec serving it, or give its ws:// URL instead',
+  ERR_LISTEN: 'choose where with --port (0 picks a free one) and --host',
+  ERR_DIR_NOT_WRITABLE: 'choose the data dir with --dir',
 }
 
 function buildProgram(): Command {

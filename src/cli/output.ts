@@ -90,7 +90,8 @@ export function reportError(error: unknown, debug: boolean, hint?: string): void
   const code = typeof e?.code === 'string' && e.code.startsWith('ERR_') ? ` [${e.code}]` : ''
   const message = (e?.message ?? String(error)).replace(/\s*\n\s*/g, ' ')
   const then = hint ? ` — ${hint}` : ''
-  err.line(`${err.paint('red', '✗')} ${e?.name && e.name !== 'Error' ? `${e.name}: ` : ''}${message}${code}${then}`)
+  // One format everywhere: ✗ <name>: <message> [<code>]
+  err.line(`${err.paint('red', '✗')} ${e?.name || 'Error'}: ${message}${code}${then}`)
   if (debug && e?.stack) err.line(e.stack)
 }
 

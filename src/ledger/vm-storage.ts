@@ -50,7 +50,15 @@ async function inspectDir(dir: string): Promise<DirState> {
 }
 
 async function claimDir(dir: string, role: DirRole): Promise<void> {
-  await mkdir(dir, { recursive: true })
+  try {
+    await mkdir(dir, { recursive: true })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ENOTDIR') {
+      throw new DirectoryError('ERR_DIR_NOT_WRITABLE', `cannot make the data dir ${dir} (${code}): give a dir you can write`)
+    }
+    throw err
+  }
   const marker: Marker = { format: 'libvms', schema: 1, role }
   const tmp = join(dir, `${MARKER_FILE}.tmp`)
   await writeFile(tmp, `${JSON.stringify(marker)}\n`)
@@ -64,9 +72,18 @@ function foreignDirError(dir: string): DirectoryError {
   )
 }
 
+/** The dir's store; ERR_DIR_IN_USE if another process has it open (RocksDB's lock). */
 async function openStore(dir: string): Promise<Corestore> {
   const store = new Corestore(join(dir, STORE_DIR))
-  await store.ready()
+  try {
+    await store.ready()
+  } catch (err) {
+    await store.close().catch(() => {})
+    if (/lock/i.test((err as Error).message)) {
+      throw new DirectoryError('ERR_DIR_IN_USE', `${dir} is in use by a running VM: stop it first, or read the VM through its URL`)
+    }
+    throw err
+  }
   return store
 }
 
@@ -160,16 +177,7 @@ export class VMStorage {
     if (state.kind !== 'libvms' || state.role !== 'vm') {
       throw new DirectoryError('ERR_NO_CALL_LOG', `${dir} holds no LibVMS VM (a VM's data dir has a ${MARKER_FILE} file)`)
     }
-    let store: Corestore
-    try {
-      store = await openStore(dir)
-    } catch (err) {
-      if (/lock/i.test((err as Error).message)) {
-        throw new DirectoryError('ERR_DIR_IN_USE', `${dir} is in use by a running VM: stop it first, or read the VM through its URL`)
-      }
-      throw err
-    }
-    const storage = new VMStorage(dir, store, false)
+    const storage = new VMStorage(dir, await openStore(dir), false)
     await storage.ready()
     return storage
   }

@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { InvalidArgumentError, StateError } from '../errors.js'
+import { InvalidArgumentError, ListenError, StateError } from '../errors.js'
 import { parseKeyUrl } from '../ledger/keys.js'
 import { pipeReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
@@ -106,6 +106,19 @@ function normalizeMountPath(path: string): string {
   }
   const trimmed = path.replace(/\/+$/, '')
   return trimmed === '' ? '/' : trimmed
+}
+
+/** Why a server cannot listen at `host`:`port`, said so the user knows what to change. */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  const why: Record<string, string> = {
+    EADDRINUSE: `port ${port} on ${host} is in use: give another port (0 picks a free one)`,
+    EACCES: `port ${port} on ${host} needs privileges this process lacks: give a port above 1023`,
+    EADDRNOTAVAIL: `${host} is not an address of this machine: give one it has (127.0.0.1 by default)`,
+    ENOTFOUND: `${host} does not resolve to an address: give an IP address or a name this machine resolves`,
+    EAI_AGAIN: `${host} could not be resolved: give an IP address`,
+  }
+  const message = err.code ? why[err.code] : undefined
+  return message ? new ListenError(message, { cause: err }) : err
 }
 
 export class RPCServer extends EventEmitter {
@@ -207,10 +220,12 @@ export class RPCServer extends EventEmitter {
       res.end('LibVMS serves VMs over WebSocket: connect with RPCClient (ws://…)\n')
     })
     http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head))
+    const host = options.host ?? '127.0.0.1'
+    const port = options.port ?? 0
     await new Promise<void>((resolve, reject) => {
-      http.once('error', reject)
-      http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-        http.off('error', reject)
+      http.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)))
+      http.listen(port, host, () => {
+        http.removeAllListeners('error')
         resolve()
       })
     })
