@@ -262,6 +262,12 @@ test('files format 0: an archive with folders as blob-less entries still replays
   const after = (await vm.executeCall({ methodName: 'snapshot' })) as Snapshot
   const byPath = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : 1)
   assert.deepEqual([...after].sort(byPath), [...before, { path: '/later', type: 'directory' }].sort(byPath))
+  // DatArchive reads any format: the format 0 folders are folders.
+  assert.deepEqual(
+    await vm.filesArchive.readdir('/', { recursive: true }),
+    after.map((e) => e.path.slice(1)),
+  )
+  assert.equal((await vm.filesArchive.stat('/later')).type, 'directory')
   await Verifier.verify(vm.callLog, vm.filesArchive)
   const replay = await VM.fromCallLog(vm.callLog, { filesArchiveUrl: vm.filesArchive.url })
   t.after(() => replay.close())
@@ -290,14 +296,21 @@ test('the files format is part of the log: one this LibVMS does not know is a Lo
       return true
     })
   }
-  // Replayed in format 0, the init's folders are written as files entries: its files digest differs.
+  // Replayed in the other format, the init's folders are written elsewhere: its files digest differs.
   const { filesFormat: _dropped, ...format0 } = init
-  const log = await CallLog.create(join(await tempDir(t), 'dropped'))
-  t.after(() => log.close())
-  await log.append([format0 as unknown as LogEntry, ...entries.slice(1)])
-  await assert.rejects(Verifier.verify(log, null), (err: Error & { seq?: number; field?: string }) => {
-    assert.equal(err.seq, 0, err.message)
-    assert.equal(err.field, 'files', err.message)
-    return true
-  })
+  const old = await deployVM(t, TREE, { filesFormat: 0 })
+  const oldEntries = (await old.callLog.list()) as LogEntry[]
+  for (const [name, forged] of [
+    ['dropped', [format0, ...entries.slice(1)]],
+    ['added', [{ ...oldEntries[0], filesFormat: 1 }, ...oldEntries.slice(1)]],
+  ] as const) {
+    const log = await CallLog.create(join(await tempDir(t), name))
+    t.after(() => log.close())
+    await log.append(forged as unknown as LogEntry[])
+    await assert.rejects(Verifier.verify(log, null), (err: Error & { seq?: number; field?: string }) => {
+      assert.equal(err.seq, 0, `${name}: ${err.message}`)
+      assert.equal(err.field, 'files', `${name}: ${err.message}`)
+      return true
+    })
+  }
 })
