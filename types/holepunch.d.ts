@@ -105,6 +105,8 @@ declare module 'hyperdrive' {
     batch(): Hyperdrive
     flush(): Promise<void>
     checkout(version: number): Hyperdrive
+    /** Copies this drive's files into `out` (another Hyperdrive, or a Localdrive). */
+    mirror(out: unknown, opts?: Record<string, unknown>): { done(): Promise<unknown> }
     truncate(version: number, opts?: { blobs?: number }): Promise<void>
     download(path?: string, opts?: Record<string, unknown>): { done(): Promise<void> }
     findingPeers(): () => void

@@ -5,19 +5,23 @@
  * are the raw keys the archive holds — a key no VM would write (`/weird/../x`) is named as it is, not
  * normalized into another path. A file's contents are read block by block from the blobs core, after
  * checking that the entry points inside the core: an entry pointing at blocks the archive does not
- * have is itself the difference, never a wait.
+ * have is itself the difference, never a wait. Files are compared first, then the folder records of
+ * files format 1 (drive-format.ts); an archive of format 0 has none.
  */
 import { createHash } from 'node:crypto'
 import type { BlobId } from 'hyperblobs'
 import { DivergenceError } from '../errors.js'
-import { type DriveEntryValue, FILES_KEY_PREFIX } from '../ledger/drive-format.js'
+import { type DriveEntryValue, FILES_KEY_PREFIX, FOLDERS_KEY_PREFIX } from '../ledger/drive-format.js'
 import type { DatArchive } from '../ledger/files-archive.js'
 
 /** How long a block of contents not on this machine may take to arrive from the archive's hosts. */
 const BLOCK_WAIT_MS = 10_000
 
-/** Every key of an archive's files, in order. */
-const FILES_RANGE = { gt: FILES_KEY_PREFIX, lt: 'files\u0001' }
+/** Every key of an archive's files, in order; then every folder record (files format 1). */
+const RANGES = [
+  { prefix: FILES_KEY_PREFIX, range: { gt: FILES_KEY_PREFIX, lt: 'files\u0001' } },
+  { prefix: FOLDERS_KEY_PREFIX, range: { gt: FOLDERS_KEY_PREFIX, lt: 'folders\u0001' } },
+]
 
 interface EntrySummary {
   type: 'file' | 'directory'
@@ -108,11 +112,23 @@ async function readingHostile<T>(archive: DatArchive, read: () => Promise<T>): P
   }
 }
 
-async function firstDifferentPathOf(
+type Difference = { path: string; expected: EntrySummary | null; actual: EntrySummary | null }
+
+async function firstDifferentPathOf(expected: DatArchive, actual: DatArchive): Promise<Difference | null> {
+  for (const { prefix, range } of RANGES) {
+    const found = await firstDifferentPathIn(expected, actual, prefix, range)
+    if (found) return found
+  }
+  return null
+}
+
+async function firstDifferentPathIn(
   expected: DatArchive,
   actual: DatArchive,
-): Promise<{ path: string; expected: EntrySummary | null; actual: EntrySummary | null } | null> {
-  const walk = (archive: DatArchive) => archive.drive.db.createReadStream<DriveEntryValue | null>(FILES_RANGE)[Symbol.asyncIterator]()
+  prefix: string,
+  range: { gt: string; lt: string },
+): Promise<Difference | null> {
+  const walk = (archive: DatArchive) => archive.drive.db.createReadStream<DriveEntryValue | null>(range)[Symbol.asyncIterator]()
   const left = walk(expected)
   const right = walk(actual)
   try {
@@ -122,7 +138,7 @@ async function firstDifferentPathOf(
       const ka = a.done ? null : (a.value as Node).key
       const kb = b.done ? null : (b.value as Node).key
       const key = ka === null || (kb !== null && kb < ka) ? (kb as string) : ka
-      const path = key.slice(FILES_KEY_PREFIX.length)
+      const path = key.slice(prefix.length)
       const se = ka === key ? await summarize(expected, path, (a.value as Node).value) : null
       const sa = kb === key ? await summarize(actual, path, (b.value as Node).value) : null
       if (!se || !sa || !same(se, sa)) return { path, expected: se, actual: sa }
@@ -165,15 +181,19 @@ export function firstChangeSince(archive: DatArchive, version: number): Promise<
 async function firstChangeSinceOf(archive: DatArchive, version: number): Promise<string | null> {
   const drive = archive.drive
   if (version === 0) {
-    for await (const node of drive.db.createReadStream(FILES_RANGE)) return node.key.slice(FILES_KEY_PREFIX.length)
+    for (const { prefix, range } of RANGES) {
+      for await (const node of drive.db.createReadStream(range)) return node.key.slice(prefix.length)
+    }
     return null
   }
   const before = drive.db.checkout(version)
   try {
-    const stream = (drive.db as unknown as DiffingBee).createDiffStream(before, FILES_RANGE)
-    for await (const change of stream) {
-      const node = change.left ?? change.right
-      if (node) return node.key.slice(FILES_KEY_PREFIX.length)
+    for (const { prefix, range } of RANGES) {
+      const stream = (drive.db as unknown as DiffingBee).createDiffStream(before, range)
+      for await (const change of stream) {
+        const node = change.left ?? change.right
+        if (node) return node.key.slice(prefix.length)
+      }
     }
     return null
   } finally {

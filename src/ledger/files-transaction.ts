@@ -11,7 +11,8 @@
  */
 import type Hyperbee from 'hyperbee'
 import type Hyperblobs from 'hyperblobs'
-import { fileKey } from './drive-format.js'
+import type { BlobId } from 'hyperblobs'
+import { fileKey, folderKey } from './drive-format.js'
 import { baseName, filesErrors, isWithin, normalizePath, parentOf } from './files-path.js'
 import type { FileNode, FilesView, HistoryRecord } from './files-view.js'
 
@@ -244,6 +245,9 @@ export class FilesTransaction {
   /**
    * Writes every change, in path order: contents in one blobs append, entries in one Hyperbee batch.
    * The same changes written the same way give the same blocks, which the files-state digest relies on.
+   * Folders are written in the view's files format (drive-format.ts): format 0 as `files\0` entries,
+   * format 1 as `folders\0` records. In format 1 a path's file entry and folder record never coexist:
+   * the one a change replaces is deleted first, in the same batch.
    */
   async commit(target: ArchiveTarget): Promise<void> {
     if (this.changes.size === 0) return
@@ -252,17 +256,14 @@ export class FilesTransaction {
     let blobsWritten = false
     try {
       for (const path of [...this.changes.keys()].sort()) {
-        const change = this.changes.get(path)
-        const key = fileKey(path)
-        if (change === null || change === undefined) {
-          if (await this.view.hasEntry(path)) await beeBatch.del(key)
-        } else if (change.type === 'directory') {
-          await beeBatch.put(key, { executable: false, linkname: null, blob: null, metadata: { type: 'directory', mtime: this.timestamp } })
-        } else {
-          const blob = await blobBatch.put(Buffer.from(change.data.buffer, change.data.byteOffset, change.data.byteLength))
+        const change = this.changes.get(path) ?? null
+        let blob: BlobId | null = null
+        if (change?.type === 'file') {
+          blob = await blobBatch.put(Buffer.from(change.data.buffer, change.data.byteOffset, change.data.byteLength))
           blobsWritten = true
-          await beeBatch.put(key, { executable: false, linkname: null, blob, metadata: { type: 'file', mtime: this.timestamp } })
         }
+        if (this.view.format === 0) await this.stageFormat0(beeBatch, path, change, blob)
+        else await this.stageFormat1(beeBatch, path, change, blob)
       }
       // Contents first, so an entry never points at a blob that is not there.
       if (blobsWritten) await blobBatch.flush()
@@ -272,7 +273,41 @@ export class FilesTransaction {
       throw err
     }
   }
+
+  /** Format 0: files and folders are `files\0` entries; a folder's has blob null. */
+  private async stageFormat0(batch: BeeBatch, path: string, change: Change, blob: BlobId | null): Promise<void> {
+    const key = fileKey(path)
+    if (change === null) {
+      if (await this.view.hasEntry(path)) await batch.del(key)
+    } else if (change.type === 'directory') {
+      await batch.put(key, { executable: false, linkname: null, blob: null, metadata: { type: 'directory', mtime: this.timestamp } })
+    } else {
+      await batch.put(key, { executable: false, linkname: null, blob, metadata: { type: 'file', mtime: this.timestamp } })
+    }
+  }
+
+  /**
+   * Format 1: files are `files\0` entries, folders `folders\0` records. What the change replaces
+   * under the other key (a file made a folder, or a folder a file, in one call) is deleted first.
+   */
+  private async stageFormat1(batch: BeeBatch, path: string, change: Change, blob: BlobId | null): Promise<void> {
+    const type = change?.type ?? null
+    if (type !== 'file' && (await this.view.hasEntry(path))) await batch.del(fileKey(path))
+    if (type !== 'directory' && (await this.view.hasFolderRecord(path))) await batch.del(folderKey(path))
+    if (type === 'directory') {
+      await batch.put(folderKey(path), {
+        executable: false,
+        linkname: null,
+        blob: null,
+        metadata: { type: 'directory', mtime: this.timestamp },
+      })
+    } else if (type === 'file') {
+      await batch.put(fileKey(path), { executable: false, linkname: null, blob, metadata: { type: 'file', mtime: this.timestamp } })
+    }
+  }
 }
+
+type BeeBatch = ReturnType<Hyperbee['batch']>
 
 function sizeOf(change: Change): { size: number } | null {
   if (!change) return null

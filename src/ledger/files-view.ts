@@ -3,12 +3,24 @@
  * It reads the Hyperdrive format straight from a Hyperbee and its blobs (drive-format.ts), so the same
  * code reads the live archive, a checkout of an older version, or a commit group's uncommitted state.
  *
- * Directories are explicit entries (metadata.type 'directory'); a path with entries below it but no
- * entry of its own (written by another Hyperdrive tool) also reads as a directory.
+ * Directories are explicit records — entries of metadata.type 'directory' under `files\0` in files format
+ * 0, folder records under `folders\0` in format 1 (drive-format.ts) — and a path with entries below it
+ * but no record of its own (a folder implied by file paths, as Hyperdrive has them) also reads as a
+ * directory. A view of format 1 also reads format 0's folder entries, so it reads any archive; a view
+ * of format 0 reads exactly what it always read (a format 0 log replays byte for byte).
  */
 import type Hyperbee from 'hyperbee'
 import type Hyperblobs from 'hyperblobs'
-import { type DriveEntryValue, FILES_KEY_PREFIX, fileKey, folderRange } from './drive-format.js'
+import {
+  CURRENT_FILES_FORMAT,
+  type DriveEntryValue,
+  FILES_KEY_PREFIX,
+  type FilesFormat,
+  FOLDERS_KEY_PREFIX,
+  fileKey,
+  folderKey,
+  folderRange,
+} from './drive-format.js'
 
 export interface FileNode {
   type: 'file' | 'directory'
@@ -42,13 +54,29 @@ async function shareLoop(heldSince: number): Promise<number> {
 const ROOT: FileNode = { type: 'directory', size: 0, mtime: 0 }
 
 /** `folder` as the key prefix form Hyperdrive uses: '' for the root, '/a/b' otherwise. */
-function folderKey(path: string): string {
+function prefixOf(path: string): string {
   return path === '/' ? '' : path
 }
 
+function mtimeOf(value: DriveEntryValue): number {
+  const meta = (value.metadata ?? {}) as { mtime?: unknown }
+  return typeof meta.mtime === 'number' ? meta.mtime : 0
+}
+
 export class FilesView {
-  /** `source` null is the empty archive (version 0). */
-  constructor(private readonly source: ArchiveSource | null) {}
+  /**
+   * `source` null is the empty archive (version 0). `format`: how folders are stored (drive-format.ts);
+   * a VM's view has its log's, and a transaction over the view writes that format.
+   */
+  constructor(
+    private readonly source: ArchiveSource | null,
+    readonly format: FilesFormat = CURRENT_FILES_FORMAT,
+  ) {}
+
+  /** The same archive, read (and written by a transaction over it) in files format `format`. */
+  withFormat(format: FilesFormat): FilesView {
+    return format === this.format ? this : new FilesView(this.source, format)
+  }
 
   private async entry(path: string): Promise<DriveEntryValue | null> {
     if (!this.source) return null
@@ -56,29 +84,50 @@ export class FilesView {
     return node ? node.value : null
   }
 
+  /** Format 1: the folder record at `path`, if mkdir made one. */
+  private async folderRecord(path: string): Promise<DriveEntryValue | null> {
+    if (!this.source || this.format === 0 || path === '/') return null
+    const node = await this.source.bee.get<DriveEntryValue>(folderKey(path))
+    return node ? node.value : null
+  }
+
   async node(path: string): Promise<FileNode | null> {
     if (path === '/') return ROOT
     const value = await this.entry(path)
     if (value) {
-      const meta = (value.metadata ?? {}) as { type?: string; mtime?: number }
-      const mtime = typeof meta.mtime === 'number' ? meta.mtime : 0
-      if (meta.type === 'directory') return { type: 'directory', size: 0, mtime }
-      return { type: 'file', size: value.blob?.byteLength ?? 0, mtime }
+      const meta = (value.metadata ?? {}) as { type?: string }
+      if (meta.type === 'directory') return { type: 'directory', size: 0, mtime: mtimeOf(value) }
+      return { type: 'file', size: value.blob?.byteLength ?? 0, mtime: mtimeOf(value) }
     }
-    if (this.source && (await this.source.bee.peek(folderRange(folderKey(path))))) return { type: 'directory', size: 0, mtime: 0 }
+    if (!this.source) return null
+    const folder = await this.folderRecord(path)
+    if (folder) return { type: 'directory', size: 0, mtime: mtimeOf(folder) }
+    if (await this.source.bee.peek(folderRange(prefixOf(path)))) return { type: 'directory', size: 0, mtime: 0 }
+    if (this.format === 1 && (await this.source.bee.peek(folderRange(prefixOf(path), '/', FOLDERS_KEY_PREFIX)))) {
+      return { type: 'directory', size: 0, mtime: 0 }
+    }
     return null
   }
 
-  /** The archive's own entry at `path` (its contents' size; 0 for a folder), or null (none, or only an implied directory). */
+  /**
+   * The archive's own entry at `path` (its contents' size; 0 for a folder), or null (none, or only an
+   * implied directory). Format 1: a file entry, or else a folder record.
+   */
   async storedEntry(path: string): Promise<{ size: number } | null> {
     if (path === '/') return null
     const value = await this.entry(path)
-    return value ? { size: value.blob?.byteLength ?? 0 } : null
+    if (value) return { size: value.blob?.byteLength ?? 0 }
+    return (await this.folderRecord(path)) ? { size: 0 } : null
   }
 
-  /** True if the archive holds an entry of its own at `path` (not only an implied directory). */
+  /** True if the archive holds an entry under `files\0` at `path` (a file; in format 0, a file or a folder). */
   async hasEntry(path: string): Promise<boolean> {
     return path !== '/' && (await this.entry(path)) !== null
+  }
+
+  /** Format 1: true if the archive holds a folder record at `path`. */
+  async hasFolderRecord(path: string): Promise<boolean> {
+    return (await this.folderRecord(path)) !== null
   }
 
   async read(path: string): Promise<Uint8Array | null> {
@@ -91,21 +140,31 @@ export class FilesView {
   }
 
   /**
-   * Names of the entries directly inside `path`, in key order; `onEach` is called as each is read.
-   * Keys are streamed in order; a subfolder's own entries are skipped by starting the next stream
-   * after them, so a listing costs one read per name, not one per entry below it.
+   * Names of the entries directly inside `path` (format 0: in key order, a name possibly repeated;
+   * format 1: the names under `files\0` and under `folders\0`, merged and sorted); `onEach` is called
+   * as each is read. Keys are streamed in order; a subfolder's own entries are skipped by starting the
+   * next stream after them, so a listing costs one read per name (per range), not one per entry below it.
    */
   async children(path: string, onEach: () => void = noop): Promise<string[]> {
     if (!this.source) return []
-    const folder = folderKey(path)
+    const names = await this.childrenIn(path, FILES_KEY_PREFIX, onEach)
+    if (this.format === 0) return names
+    // Format 1: the folders mkdir made, and those implied by files' paths, merged.
+    const folders = await this.childrenIn(path, FOLDERS_KEY_PREFIX, onEach)
+    return [...new Set([...names, ...folders])].sort()
+  }
+
+  private async childrenIn(path: string, prefix: string, onEach: () => void): Promise<string[]> {
+    if (!this.source) return []
+    const folder = prefixOf(path)
     const names: string[] = []
     let prev = '/'
     let heldSince = performance.now()
     for (let more = true; more; ) {
       more = false
-      for await (const node of this.source.bee.createReadStream(folderRange(folder, prev))) {
+      for await (const node of this.source.bee.createReadStream(folderRange(folder, prev, prefix))) {
         onEach()
-        const suffix = node.key.slice(FILES_KEY_PREFIX.length + folder.length + 1)
+        const suffix = node.key.slice(prefix.length + folder.length + 1)
         const slash = suffix.indexOf('/')
         const name = slash === -1 ? suffix : suffix.slice(0, slash)
         if (names[names.length - 1] !== name) names.push(name)
@@ -126,10 +185,12 @@ export class FilesView {
     if (!this.source) return []
     const found: { path: string; size: number }[] = []
     let heldSince = performance.now()
-    for await (const node of this.source.bee.createReadStream<DriveEntryValue>(folderRange(folderKey(path)))) {
-      onEach()
-      heldSince = await shareLoop(heldSince)
-      found.push({ path: node.key.slice(FILES_KEY_PREFIX.length), size: node.value?.blob?.byteLength ?? 0 })
+    for (const prefix of this.format === 0 ? [FILES_KEY_PREFIX] : [FILES_KEY_PREFIX, FOLDERS_KEY_PREFIX]) {
+      for await (const node of this.source.bee.createReadStream<DriveEntryValue>(folderRange(prefixOf(path), '/', prefix))) {
+        onEach()
+        heldSince = await shareLoop(heldSince)
+        found.push({ path: node.key.slice(prefix.length), size: node.value?.blob?.byteLength ?? 0 })
+      }
     }
     return found
   }
@@ -145,8 +206,13 @@ export class FilesView {
     for await (const node of this.source.bee.createHistoryStream(range)) {
       onEach()
       heldSince = await shareLoop(heldSince)
-      if (!node.key.startsWith(FILES_KEY_PREFIX)) continue
-      records.push({ type: node.type, path: node.key.slice(FILES_KEY_PREFIX.length), version: node.seq + 1 })
+      const prefix = node.key.startsWith(FILES_KEY_PREFIX)
+        ? FILES_KEY_PREFIX
+        : this.format === 1 && node.key.startsWith(FOLDERS_KEY_PREFIX)
+          ? FOLDERS_KEY_PREFIX
+          : null
+      if (prefix === null) continue
+      records.push({ type: node.type, path: node.key.slice(prefix.length), version: node.seq + 1 })
     }
     return records
   }

@@ -44,6 +44,11 @@ export interface InitEntry {
    * Absent in logs written before schedules: schedule 0, which charges nothing.
    */
   costSchedule?: number
+  /**
+   * The files format: how the VM's archive stores folders (src/ledger/drive-format.ts). Absent in logs
+   * written before formats: format 0, folders as blob-less `files\0` entries.
+   */
+  filesFormat?: number
   auth: AuthMode
   timestamp: number
   seed: string
@@ -159,6 +164,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     if (!isObject(raw.limits)) throw new LogFormatError('limits must be an object', seq)
     if (raw.costSchedule !== undefined && !(isCount(raw.costSchedule) && raw.costSchedule > 0)) {
       throw new LogFormatError('costSchedule must be a positive integer when present', seq)
+    }
+    if (raw.filesFormat !== undefined && !(isCount(raw.filesFormat) && raw.filesFormat > 0)) {
+      throw new LogFormatError('filesFormat must be a positive integer when present', seq)
     }
     if (raw.auth !== 'debug' && raw.auth !== 'production') throw new LogFormatError("auth must be 'debug' or 'production'", seq)
     if (!Array.isArray(raw.exports) || !raw.exports.every((n) => typeof n === 'string')) {

@@ -52,6 +52,7 @@ export function initSeed(seed: string): string {
 export function buildInitEntry(
   fields: Pick<InitEntry, 'code' | 'title' | 'filesArchiveKey' | 'limits' | 'auth' | 'timestamp' | 'seed' | 'files'> & {
     costSchedule: number
+    filesFormat: number
     exports: ExportInfo[]
     outcome: CallOutcome & { ok: true }
     loadCost: number
@@ -67,6 +68,7 @@ export function buildInitEntry(
     filesArchiveKey: fields.filesArchiveKey,
     limits: recordedLimits(fields.limits, fields.costSchedule > 0),
     ...(fields.costSchedule > 0 ? { costSchedule: fields.costSchedule } : {}),
+    ...(fields.filesFormat > 0 ? { filesFormat: fields.filesFormat } : {}),
     auth: fields.auth,
     timestamp: fields.timestamp,
     seed: fields.seed,

@@ -17,6 +17,7 @@ import { CallAuthenticator } from '../auth/call-auth.js'
 import { withSignatureChecks } from '../auth/signature-checks.js'
 import { DirectoryError, DivergenceError, EngineMismatchError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
+import { filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
@@ -133,6 +134,10 @@ export async function replayCallLog(
   if (!schedule) {
     throw new LogFormatError(`the log's cost schedule ${init.costSchedule} is not known to this LibVMS; replay it with a newer one`, 0)
   }
+  const format = filesFormat(init.filesFormat)
+  if (format === null) {
+    throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; replay it with a newer one`, 0)
+  }
   let limits: InitEntry['limits']
   try {
     limits = resolveLimits(init.limits)
@@ -159,6 +164,7 @@ export async function replayCallLog(
     // A factory's System.vms answers come from the log: a replay never provisions anything.
     factory: !!init.factory,
     costSchedule: schedule.version,
+    filesFormat: format,
   })
   const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
   try {
@@ -195,6 +201,7 @@ export async function replayCallLog(
     }
     const replayedInit = buildInitEntry({
       costSchedule: schedule.version,
+      filesFormat: format,
       code: init.code,
       title: init.title,
       filesArchiveKey: init.filesArchiveKey,

@@ -6,6 +6,7 @@
  */
 import type { TaggedValue } from '../codec/value-codec.js'
 import { HostFaultError } from '../errors.js'
+import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
 import { costSchedule } from '../sandbox/host-work.js'
@@ -37,6 +38,8 @@ export interface RunnerOptions {
   thread?: boolean
   /** The log's cost schedule version (host-work.ts): what host work costs, and whether quotas apply. */
   costSchedule: number
+  /** The log's files format (drive-format.ts): how the VM's folders are stored. */
+  filesFormat: FilesFormat
 }
 
 /** A sandbox on this thread, or on a sandbox thread: the same interface. */
@@ -138,7 +141,8 @@ export class TurnRunner {
       ? new OracleSession(asksHost ? (this.options.provisioner ?? null) : null, asksHost ? null : recorded)
       : null
     const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
-    const system = new SystemHost(this.identity, files.version, input.timestamp, files.openView, oracle, quotas)
+    const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)
+    const system = new SystemHost(this.identity, files.version, input.timestamp, openView, oracle, quotas)
     const turn = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     const outcome: RunOutcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
     const changes = system.transaction

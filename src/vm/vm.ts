@@ -15,11 +15,13 @@ import {
   DirectoryError,
   DivergenceError,
   InvalidArgumentError,
+  LogFormatError,
   MethodNotFoundError,
   ScriptError,
   StateError,
 } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
+import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import type { AuthMode, InitEntry } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
@@ -54,6 +56,11 @@ export interface VMOptions {
    * trivial calls). Default false, except for the VMs a factory provisions. See docs/api.md.
    */
   thread?: boolean
+  /**
+   * @internal The files format of a new VM (drive-format.ts); default the current one. Only for
+   * testing how archives of older formats are read and replayed: a reopened VM keeps its log's.
+   */
+  filesFormat?: FilesFormat
 }
 
 /** @internal What VMFactory adds to a VM: System.vms, and the exports its script must have. */
@@ -209,6 +216,7 @@ export class VM extends EventEmitter {
     }
     const init = buildInitEntry({
       costSchedule: CURRENT_COST_SCHEDULE,
+      filesFormat: this.options.filesFormat ?? CURRENT_FILES_FORMAT,
       code: this.code,
       title,
       filesArchiveKey: storage.filesArchive.key,
@@ -252,8 +260,13 @@ export class VM extends EventEmitter {
     await discardUnloggedFiles(storage.filesArchive, last.files)
     // The VM keeps the cost schedule it was deployed with: its log replays the same way for ever.
     const schedule = init.costSchedule ?? 0
+    // ... and the files format: its archive is read and written as its log says.
+    const format = filesFormat(init.filesFormat)
+    if (format === null) {
+      throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; reopen it with a newer one`, 0)
+    }
     const runner = new TurnRunner({
-      ...this.runnerOptions(schedule),
+      ...this.runnerOptions(schedule, format),
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
     })
@@ -390,7 +403,10 @@ export class VM extends EventEmitter {
   }
 
   /** What every runner of this VM shares; `costSchedule` is the log's (new deploys: the current one). */
-  private runnerOptions(costSchedule = CURRENT_COST_SCHEDULE): {
+  private runnerOptions(
+    costSchedule = CURRENT_COST_SCHEDULE,
+    filesFormat: FilesFormat = this.options.filesFormat ?? CURRENT_FILES_FORMAT,
+  ): {
     code: string
     console: ConsoleSink
     watchdogMs?: number
@@ -398,9 +414,11 @@ export class VM extends EventEmitter {
     provisioner: VMProvisioner | null
     thread: boolean
     costSchedule: number
+    filesFormat: FilesFormat
   } {
     return {
       costSchedule,
+      filesFormat,
       code: this.code,
       console: this.options.console ?? debugConsole(this),
       watchdogMs: this.options.watchdogMs,
