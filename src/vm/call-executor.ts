@@ -19,7 +19,7 @@ import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
-import { buildCallEntry, type CallInput, type RunOutcome, seedSource } from './log-entries.js'
+import { buildCallEntry, type CallInput, type RunOutcome, seedSource } from './logged-calls.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
 
 /** A live call, admitted and waiting for its turn. */

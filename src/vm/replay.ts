@@ -8,7 +8,7 @@
  *   every call is re-run against a checkout of the archive at its logged version, its changes
  *   dropped (the archive holds them already), and its outcome checked against the log.
  *
- * Either way each logged call is first admitted by the rules of a live call (call-admission.ts).
+ * Either way each logged call is first admitted by the rules of a live call (logged-calls.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -25,9 +25,17 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { CallAdmission, FACTORY_EXPORTS, missingExports } from './call-admission.js'
 import { CallExecutor } from './call-executor.js'
-import { buildCallEntry, buildInitEntry, callInputOf, checkOracleUsed, ENGINE_INFO } from './log-entries.js'
+import {
+  buildCallEntry,
+  buildInitEntry,
+  CallAdmission,
+  callInputOf,
+  checkOracleUsed,
+  ENGINE_INFO,
+  FACTORY_EXPORTS,
+  missingExports,
+} from './logged-calls.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface ReplayAssertions {

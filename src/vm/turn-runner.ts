@@ -13,7 +13,7 @@ import { costSchedule } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type ConsoleSink, type ExportInfo, Sandbox } from '../sandbox/sandbox.js'
-import { type CallInput, initSeed, type RunOutcome } from './log-entries.js'
+import { type CallInput, initSeed, type RunOutcome } from './logged-calls.js'
 import {
   FACTORY_SYSTEM_SOURCE,
   type FilesIdentity,

@@ -14,7 +14,7 @@ import type { TaggedValue } from '../codec/value-codec.js'
 import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { FACTORY_EXPORTS } from './call-admission.js'
+import { FACTORY_EXPORTS } from './logged-calls.js'
 import type { OracleRecord } from './system-api.js'
 import { VM, type VMOptions } from './vm.js'
 

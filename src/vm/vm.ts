@@ -1,6 +1,6 @@
 /**
  * VM: a script, its sandbox, its call log and its files archive — the public face over deploy,
- * reopen and close. Each call is admitted here (call-admission.ts) and handed to the call executor
+ * reopen and close. Each call is admitted here (logged-calls.ts) and handed to the call executor
  * (call-executor.ts), which runs it, stores it and answers it.
  */
 import { EventEmitter } from 'node:events'
@@ -29,10 +29,9 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { CallAdmission, missingExports } from './call-admission.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
 import { debugConsole } from './debug-console.js'
-import { buildInitEntry } from './log-entries.js'
+import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
 import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'

@@ -1,12 +1,13 @@
 /**
- * Which calls a VM runs. One list of rules, applied twice: to a live call before it is queued (a
- * refusal is thrown to the caller and nothing is logged), and to every logged call before replay or
- * reopen re-runs it (a logged call that breaks a rule is a divergence at its seq). So replay admits
+ * What a VM logs of a call: the rules that admit a call, and the entries built from what its turns did.
+ *
+ * Admission — one list of rules, applied twice: to a live call before it is queued (a refusal is
+ * thrown to the caller and nothing is logged), and to every logged call before replay or reopen
+ * re-runs it (a logged call that breaks a rule is a divergence at its seq). So replay admits
  * exactly what a live VM admits: a host cannot log a call to `init`, to an inherited name such as
  * `constructor` or `toString`, to a name the script never exported, with arguments over the VM's
- * limits or in a form no live call produces, or by a caller who did not sign it.
- *
- * The rules, in the order they are checked:
+ * limits or in a form no live call produces, or by a caller who did not sign it. The rules, in the
+ * order they are checked:
  * 1. the method is a function the script exported at load (an own property), and not `init`;
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see codec/value-codec.ts);
@@ -14,15 +15,22 @@
  * 4. the auth mode's caller check passes (auth/call-auth.ts: signatures, once each, in production mode);
  * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any;
  *    and only as `{vms: [records]}`, each record in the shape a factory writes.
+ *
+ * Entries — the init entry of a deploy and one call entry per call, field by field in a fixed order
+ * (entries are compared as JSON text); the inputs of a call as they are logged; the seeds of new calls.
  */
 
+import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import type { CallAuthenticator } from '../auth/call-auth.js'
 import type { SignedCall } from '../auth/signed-call.js'
 import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../codec/value-codec.js'
 import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
-import type { CallEntry } from '../ledger/log-entry.js'
-import type { VMLimits } from '../sandbox/limits.js'
-import type { ExportInfo } from '../sandbox/sandbox.js'
+import type { FilesState } from '../ledger/files-archive.js'
+import { type CallEntry, type EngineInfo, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
+import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
+import { recordedLimits, type VMLimits } from '../sandbox/limits.js'
+import type { CallOutcome, ExportInfo } from '../sandbox/sandbox.js'
 
 /** The exports a VM factory's script must have (as callable own exports), live and on replay. */
 export const FACTORY_EXPORTS = ['provisionVM', 'shutdownVM'] as const
@@ -154,4 +162,121 @@ export class CallAdmission {
       throw new InvalidArgumentError(`the arguments encode to ${json.length} bytes, over the VM's limit of ${limit} (limits.maxArgsBytes)`)
     }
   }
+}
+
+const require = createRequire(import.meta.url)
+
+export const ENGINE_INFO: EngineInfo = {
+  name: ENGINE_NAME,
+  variant: ENGINE_VARIANT,
+  version: ENGINE_VERSION,
+  hyperdrive: require('hyperdrive/package.json').version,
+  hyperbee: require('hyperbee/package.json').version,
+  libvms: require('../../package.json').version,
+}
+
+/** A call's inputs, as they are (or will be) logged. */
+export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
+
+/**
+ * A call's outcome, and the oracle values it recorded if it ran live. On replay, `oracleUnused`
+ * counts the recorded answers the call never asked for (see {@link checkOracleUsed}).
+ */
+export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
+
+/** Seeds for new calls, from a pool of one's own (an executor's) refilled 256 at a time: ~0.2 µs a seed, randomBytes ~3. */
+export function seedSource(): () => string {
+  let [pool, offset] = [Buffer.alloc(0), 0]
+  return () => {
+    if (offset + 16 > pool.length) [pool, offset] = [randomBytes(16 * 256), 0]
+    offset += 16
+    return pool.toString('hex', offset - 16, offset)
+  }
+}
+
+/** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
+export function initSeed(seed: string): string {
+  return createHash('sha256').update(`${seed}:init`).digest('hex').slice(0, 32)
+}
+
+export function buildInitEntry(
+  fields: Pick<InitEntry, 'code' | 'title' | 'filesArchiveKey' | 'limits' | 'auth' | 'timestamp' | 'seed' | 'files'> & {
+    costSchedule: number
+    filesFormat: number
+    exports: ExportInfo[]
+    outcome: CallOutcome & { ok: true }
+    loadCost: number
+    factory?: boolean
+  },
+): InitEntry {
+  const entry: InitEntry = {
+    type: 'init',
+    schema: LOG_SCHEMA,
+    engine: ENGINE_INFO,
+    code: fields.code,
+    title: fields.title,
+    filesArchiveKey: fields.filesArchiveKey,
+    limits: recordedLimits(fields.limits, fields.costSchedule > 0),
+    ...(fields.costSchedule > 0 ? { costSchedule: fields.costSchedule } : {}),
+    ...(fields.filesFormat > 0 ? { filesFormat: fields.filesFormat } : {}),
+    auth: fields.auth,
+    timestamp: fields.timestamp,
+    seed: fields.seed,
+    exports: fields.exports.map((e) => e.name),
+    ...(fields.factory ? { factory: true } : {}),
+    files: fields.files,
+    cost: fields.loadCost + fields.outcome.cost,
+  }
+  if (fields.outcome.value !== undefined) entry.result = fields.outcome.value
+  return entry
+}
+
+/**
+ * A replayed call must ask for every answer its entry records: a host that adds System.vms answers
+ * the script never asked for (say, a VM it claims the factory provisioned) forges the factory's
+ * registry, so leftover records are a divergence at the call's seq.
+ */
+export function checkOracleUsed(seq: number, logged: CallEntry, outcome: RunOutcome): void {
+  if (!outcome.oracleUnused) return
+  throw new DivergenceError({
+    message: `call ${seq} (${logged.method}) records ${outcome.oracleUnused} System.vms answer(s) its replay never asked for: the host added oracle values to its log`,
+    seq,
+    method: logged.method,
+    caller: logged.caller,
+    field: 'oracle',
+  })
+}
+
+export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
+  // Fields are added in a fixed order: entries are compared as JSON text.
+  const entry = { type: 'call', caller: input.caller } as CallEntry
+  if (input.signed) entry.signed = input.signed
+  entry.method = input.method
+  entry.args = input.args
+  entry.timestamp = input.timestamp
+  entry.seed = input.seed
+  const oracle = input.oracle ?? outcome.oracle
+  if (oracle) entry.oracle = oracle
+  if (outcome.ok) {
+    if (outcome.value !== undefined) entry.result = outcome.value
+  } else {
+    entry.error = outcome.error
+  }
+  entry.files = files
+  entry.cost = outcome.cost
+  return entry
+}
+
+/** The inputs of a logged call entry, for replay. */
+export function callInputOf(entry: CallEntry): CallInput {
+  const input: CallInput = {
+    caller: entry.caller,
+    method: entry.method,
+    args: entry.args,
+    timestamp: entry.timestamp,
+    seed: entry.seed,
+  }
+  if (entry.signed) input.signed = entry.signed
+  if (entry.oracle) input.oracle = entry.oracle
+  return input
 }
