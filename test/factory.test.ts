@@ -102,7 +102,7 @@ test('capacity and invalid code fail the provisioning call with named errors and
   await assert.rejects(client.call('provisionVM', { code: COUNTER }), (err: RPCError) => {
     assert.equal(err.name, 'CapacityExceeded')
     assert.equal(err.code, 'ERR_CAPACITY')
-    assert.match(err.message, /limit \(maxVMs\)/)
+    assert.match(err.message, /already runs 1 VM, its limit \(maxVMs\)/)
     return true
   })
 })

@@ -317,3 +317,12 @@ test('a stack too small to run the VM is refused up front with the minimum, befo
   await assert.rejects(vm.deploy({ dir }), { code: 'ERR_INVALID_ARGUMENT', message: /stackBytes must be at least 8192/ })
   await assert.rejects(readdir(join(dir, 'corestore')), { code: 'ENOENT' })
 })
+
+test('messages count in the right number and agree with their subject', async (t) => {
+  const vm = await deployVM(t, 'exports.f = () => 1')
+  await assert.rejects(vm.executeCall({ methodName: 'f', args: [() => 1] }), {
+    code: 'ERR_ENCODING',
+    message: /^the argument list contains a function at "0"/,
+  })
+  await assert.rejects(vm.callLog.get(5, { wait: false }), { message: /\(the log has 1 entry\)$/ })
+})

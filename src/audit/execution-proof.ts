@@ -26,6 +26,7 @@ import {
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ReplaySource } from '../vm/replay.js'
 import { VM } from '../vm/vm.js'
+import { counted } from '../wording.js'
 import { diffEntries } from './entry-diff.js'
 
 /** The most entry bytes an execution proof may hold (before base64). */
@@ -66,7 +67,7 @@ export async function proveDivergence(
 ): Promise<{ proof: ExecutionProof; verdict: ProofVerdict }> {
   await callLog.ready()
   if (!Number.isSafeInteger(seq) || seq < 0 || seq >= callLog.length) {
-    throw new StateError(`the log has ${callLog.length} entries: there is no entry ${seq} to prove`)
+    throw new StateError(`the log has ${counted(callLog.length, 'entry', 'entries')}: there is no entry ${seq} to prove`)
   }
   const entries: string[] = []
   let bytes = 0

@@ -21,6 +21,7 @@ import {
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { VM } from '../vm/vm.js'
+import { counted } from '../wording.js'
 import { compareFiles, firstChangeSince } from './archive-compare.js'
 import { diffEntries } from './entry-diff.js'
 import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
@@ -75,7 +76,7 @@ async function compareLogs(expected: CallLog, actual: CallLog): Promise<void> {
   if (expected.length !== actual.length) {
     const longer = common === expected.length ? 'second' : 'first'
     throw new DivergenceError({
-      message: `the logs differ in length: the first has ${expected.length} entries, the second ${actual.length}; seq ${common} is only in the ${longer}`,
+      message: `the logs differ in length: the first has ${counted(expected.length, 'entry', 'entries')}, the second ${actual.length}; seq ${common} is only in the ${longer}`,
       seq: common,
       field: 'length',
       expected: expected.length,
@@ -289,14 +290,17 @@ async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<Receipt
   if (length <= told.seq) {
     // Shorter on the same fork: a copy that is behind. On another fork: the log was cut back.
     if (callLog.core.fork === told.fork) {
-      return { holds: null, why: `this copy of the log has ${length} entries, not yet entry ${told.seq}: update it, or ask its host` }
+      return {
+        holds: null,
+        why: `this copy of the log has ${counted(length, 'entry', 'entries')}, not yet entry ${told.seq}: update it, or ask its host`,
+      }
     }
-    return forkProof(`the log has ${length} entries now; the receipt is of entry ${told.seq}`)
+    return forkProof(`the log has ${counted(length, 'entry', 'entries')} now; the receipt is of entry ${told.seq}`)
   }
   const stored = (await callLog.core.get(told.seq, { valueEncoding: 'binary' })) as unknown as Buffer
   if (!stored.equals(told.bytes)) return forkProof(`the log holds another entry at seq ${told.seq} than the receipt`)
   if (length >= told.length && toHex(await callLog.core.treeHash(told.length)) !== told.treeHash) {
-    return forkProof(`the log's first ${told.length} entries are not the ones the receipt was signed with`)
+    return forkProof(`the log's first ${counted(told.length, 'entry', 'entries')} are not the ones the receipt was signed with`)
   }
   if (callLog.core.fork > told.fork)
     return forkProof(`the log was truncated since it signed the receipt (fork ${told.fork}, now ${callLog.core.fork})`)

@@ -11,6 +11,7 @@ import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
 import { VM } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
+import { counted } from '../wording.js'
 import { err, out } from './output.js'
 import { parseAuth, parseCount, parsePort } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
@@ -99,7 +100,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
       `${out.paint('green', '✓')} serving ${out.paint('bold', basename(script))}${where.factory ? ' (a VM factory)' : ''} in ${where.auth} mode`,
     )
     out.line(`  RPC       ${where.rpcUrl}`)
-    out.line(`  call log  ${where.callLogUrl}  (${where.calls} calls so far)`)
+    out.line(`  call log  ${where.callLogUrl}  (${counted(where.calls, 'call')} so far)`)
     out.line(`  files     ${where.filesArchiveUrl}`)
     out.line(`  data      ${where.dir}`)
     if (swarm) out.line('  DHT       announced: the URLs above are found by key (nodevms verify hyper://… --swarm)')

@@ -10,6 +10,7 @@ import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
+import { counted } from '../wording.js'
 import { errorJSON, out, Progress } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
 import { writeProof } from './receipt-commands.js'
@@ -76,7 +77,8 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
       signal: stop.signal,
       maxLimits: { computeTicks: options.maxTicks, memoryBytes: options.maxMemory },
       onProgress: (done, total) => {
-        if (options.follow && done >= total) progress.status(`following: ${done - 1} calls verified, waiting for more (Ctrl-C stops)`)
+        if (options.follow && done >= total)
+          progress.status(`following: ${counted(done - 1, 'call')} verified, waiting for more (Ctrl-C stops)`)
         else progress.update(done, total)
       },
     })
@@ -112,7 +114,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     return
   }
   const failed = report.failedCalls > 0 ? ` (${report.failedCalls} failed inside the VM, as logged)` : ''
-  const calls = `${report.calls} call${report.calls === 1 ? '' : 's'}`
+  const calls = counted(report.calls, 'call')
   out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}`)
   out.line(out.paint('dim', `  ${callLogUrl}`))
 }
@@ -152,7 +154,8 @@ function printFailure(label: string, error: DivergenceError | LogFormatError, js
       out.line(`  ${'replay'.padEnd(9)}${short(d.actual)}`)
     }
   }
-  if (proof?.file) out.line(`  execution proof written to ${proof.file} (${proof.bytes} bytes, ${proof.entries} entries)`)
+  if (proof?.file)
+    out.line(`  execution proof written to ${proof.file} (${counted(proof.bytes, 'byte')}, ${counted(proof.entries, 'entry', 'entries')})`)
   else if (proof && proof.file === null) out.line(`  no execution proof: ${proof.why}`)
 }
 

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { FetchError, StateError } from '../errors.js'
+import { counted } from '../wording.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
@@ -139,7 +140,8 @@ export class CallLog extends EventEmitter {
     } catch (err) {
       throw this.readError(err, seq, opts.timeout)
     }
-    if (block === null) throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${this.length} entries)`)
+    if (block === null)
+      throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${counted(this.length, 'entry', 'entries')})`)
     return decodeEntry(block, seq)
   }
 

@@ -229,7 +229,7 @@ export class RPCClient {
     let params: string | undefined
     let sent: PendingCall['sent']
     try {
-      params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the arguments')
+      params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the argument list')
       if (method !== HANDSHAKE_METHOD) sent = { method, argsJson: params ?? '[]' }
       const signer = this.signer
       if (signer && sent) {

@@ -89,7 +89,7 @@ export class CallAdmission {
     this.checkMethod(methodName)
     if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
     if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
-    const json = encodeValue(args, 'the arguments') ?? '[]'
+    const json = encodeValue(args, 'the argument list') ?? '[]'
     this.checkArgsSize(json)
     this.authenticator.admit({ caller: userId, method: methodName as string, argsJson: json, signed })
     const call: AdmittedCall = { caller: userId, method: methodName as string, args: JSON.parse(json) as TaggedValue[] }

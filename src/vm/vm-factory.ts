@@ -14,6 +14,7 @@ import type { TaggedValue } from '../codec/value-codec.js'
 import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
+import { counted } from '../wording.js'
 import { FACTORY_EXPORTS } from './logged-calls.js'
 import type { OracleRecord } from './system-api.js'
 import { VM, type VMOptions } from './vm.js'
@@ -130,7 +131,7 @@ export class VMFactory extends VM {
     if (this.provisioned.size >= this.maxVMs) {
       throw new FactoryError(
         'CapacityExceeded',
-        `this factory already runs ${this.provisioned.size} VMs, its limit (maxVMs); shut one down first`,
+        `this factory already runs ${counted(this.provisioned.size, 'VM')}, its limit (maxVMs); shut one down first`,
       )
     }
     const id = randomBytes(8).toString('hex')
