@@ -370,3 +370,21 @@ test('exec refuses, in one format with a hint and leaving no data dir: a port in
   assert.equal(second.code, 2, second.stderr)
   assert.match(second.stderr, /^✗ DirectoryError: .* is in use by a running VM.*\[ERR_DIR_IN_USE\]/m)
 })
+
+test('call: an argument that starts as JSON but does not parse is refused before anything is sent; --strings sends text as typed', async (t) => {
+  const { served } = await exec(t, join(SCRIPTS, 'hello-world.js'), ['--dir', join(await tempDir(t), 'vm')])
+  for (const bad of ['{"a":', '[1,2', '"unterminated']) {
+    const refused = await nodevms(['call', served.rpcUrl, 'hello', bad])
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.match(refused.stderr, /^✗ UsageError: argument 1 \(.*\) looks like JSON but does not parse .*--strings.*\[ERR_USAGE\]/m)
+  }
+  const loggedArgs = async () =>
+    (await nodevms(['log', served.rpcUrl, '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { args?: unknown }).args)
+  assert.equal((await loggedArgs()).length, 1, 'only the init entry: nothing was logged')
+  const sent = await nodevms(['call', served.rpcUrl, 'hello', '--strings', '{"a":', '42'])
+  assert.equal(sent.code, 0, sent.stderr)
+  assert.deepEqual((await loggedArgs()).at(-1), ['{"a":', '42'], 'sent as typed, as strings')
+})

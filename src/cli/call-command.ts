@@ -1,6 +1,7 @@
 /** `nodevms call <url> <method> [args…]`: one call, its result printed as JSON. */
 import { writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
+import { UsageError } from '../errors.js'
 import { addClientOptions, type ClientOptions, connectClient } from './client-options.js'
 import { formatValue } from './output.js'
 
@@ -11,15 +12,18 @@ export function registerCall(program: Command): void {
       .description('call a method of a VM and print its result as JSON')
       .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
       .argument('<method>', 'the method to call')
-      .argument('[args...]', 'arguments, each as JSON (an argument that is not JSON is taken as a string)')
+      .argument('[args...]', 'arguments, each as JSON (a bare word that is not JSON is taken as a string)')
+      .option('--strings', 'send every argument as a string, as typed')
       .option('--receipt <file>', "also write the call's receipt (checked) to this file"),
   )
     .addHelpText('after', '\nExit codes: 0 the call returned, 1 the call failed inside the VM (logged), 2 anything else.')
-    .action(async (url: string, method: string, args: string[], options: ClientOptions & { receipt?: string }) => {
+    .action(async (url: string, method: string, args: string[], options: ClientOptions & { receipt?: string; strings?: boolean }) => {
+      // Arguments are parsed before anything is sent: a malformed one is refused, and nothing is logged.
+      const values = options.strings ? args : args.map((text, i) => parseArg(text, i + 1))
       const client = await connectClient(url, options)
       try {
         // Every answer's receipt is checked (ERR_BAD_RECEIPT if it does not hold); a logged failure has one too.
-        const result = await client.call(method, ...args.map(parseArg)).finally(async () => {
+        const result = await client.call(method, ...values).finally(async () => {
           const receipt = client.receipts.at(-1)
           if (options.receipt && receipt) await writeFile(options.receipt, `${JSON.stringify(receipt)}\n`)
         })
@@ -30,11 +34,20 @@ export function registerCall(program: Command): void {
     })
 }
 
-/** JSON if it parses (`42`, `"42"`, `{"a":1}`, `true`), else the text itself. */
-export function parseArg(text: string): unknown {
+/**
+ * JSON if it parses (`42`, `"42"`, `{"a":1}`, `true`); a bare word that is not JSON is the text
+ * itself (`hello`). Text that starts as JSON does (`{`, `[`, `"`) but does not parse is refused: it
+ * is a typo far more often than a string.
+ */
+export function parseArg(text: string, position: number): unknown {
   try {
     return JSON.parse(text)
-  } catch {
+  } catch (err) {
+    if (/^\s*[[{"]/.test(text)) {
+      throw new UsageError(
+        `argument ${position} (${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)}) looks like JSON but does not parse (${(err as Error).message}): fix it, or give --strings to send every argument as typed`,
+      )
+    }
     return text
   }
 }
