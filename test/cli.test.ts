@@ -226,7 +226,10 @@ test('repl --exec evaluates a call and prints the result; log --follow prints ca
   assert.equal(statements.stdout.trim(), '2')
   const failing = await nodevms(['repl', served.rpcUrl, '--exec', 'client.nope()'])
   assert.equal(failing.code, 2)
-  assert.match(failing.stderr, /client.nope is not a function/)
+  assert.match(
+    failing.stderr,
+    /^✗ UsageError: the VM has no method "nope"; its methods: increment.* \(nodevms info lists them\) \[ERR_USAGE\]$/m,
+  )
 
   const follower = spawn(process.execPath, [BIN, 'log', served.rpcUrl, '--follow', '--json', '--from', '4'], {
     cwd: root,
@@ -264,6 +267,7 @@ test('production mode on the command line: keygen, exec --auth production, call 
   const unsigned = await nodevms(['call', served.rpcUrl, 'hello'])
   assert.equal(unsigned.code, 2)
   assert.match(unsigned.stderr, /\[ERR_AUTH_REQUIRED\] — .*--key/)
+  assert.doesNotMatch(unsigned.stderr + asUser.stderr, /\{keyPair\}|\{user\}/, "the command line's words, not the library's")
   const log = await nodevms(['log', served.rpcUrl, '--json', '--from', '1'])
   const entries = log.stdout.trim().split('\n')
   assert.equal(entries.length, 1, 'only the signed call was logged')
@@ -285,12 +289,13 @@ test('help, version, usage errors and connection errors: exit codes and one-line
   assert.match((await nodevms(['verify', '--help'])).stdout, /Exit codes: 0 verified, 1 divergence found/)
   const missing = await nodevms(['exec'])
   assert.equal(missing.code, 2)
-  assert.match(missing.stderr, /missing required argument 'script'/)
+  assert.match(missing.stderr, /^✗ UsageError: missing required argument 'script' \[ERR_USAGE\]$/m)
   const badPort = await nodevms(['exec', 'x.js', '--port', 'http'])
   assert.equal(badPort.code, 2)
   assert.match(badPort.stderr, /--port must be a number/)
   const unknown = await nodevms(['frobnicate'])
   assert.equal(unknown.code, 2)
+  assert.match(unknown.stderr, /^✗ UsageError: unknown command 'frobnicate' \[ERR_USAGE\]$/m)
 
   const refused = await nodevms(['call', 'ws://127.0.0.1:9/', 'x'], { env: { NO_COLOR: '1' } })
   assert.equal(refused.code, 2)

@@ -42,6 +42,35 @@ const HINTS: Record<string, string> = {
   ERR_DIR_NOT_WRITABLE: 'choose the data dir with --dir',
 }
 
+/** A commander error message ("error: missing required argument 'x'\n") as one of ours. */
+function usageLine(text: string): string {
+  const [first, ...rest] = text.trimEnd().split('\n')
+  return `${[`✗ UsageError: ${first.replace(/^error: /, '')} [ERR_USAGE]`, ...rest].join('\n')}\n`
+}
+
+/** Library phrasing that names API options, in the command line's words. */
+const CLI_WORDS: [RegExp, string][] = [
+  [/connect with \{keyPair\}, not \{user\}/g, 'use --key <file>, not --user'],
+  [/connect with \{keyPair\}/g, 'use --key <file>'],
+  [/connect with \{user\}/g, 'use --user <id>, not --key'],
+  [/create one with generateKeyPair\(\) and saveKeyPair\(\) \(or nodevms keygen\)/g, 'create one with nodevms keygen'],
+  [/list vm\.exports for the ones it has/g, 'nodevms info lists the ones it has'],
+]
+
+/** `error`, its message in the command line's words (a copy, when any are changed). */
+function inCLIWords(error: unknown): unknown {
+  const e = error as { message?: unknown }
+  if (typeof e?.message !== 'string') return error
+  let message = e.message
+  for (const [pattern, words] of CLI_WORDS) message = message.replace(pattern, words)
+  if (message === e.message) return error
+  return Object.assign(Object.create(Object.getPrototypeOf(error)) as Error, error, {
+    message,
+    name: (error as Error).name,
+    stack: (error as Error).stack,
+  })
+}
+
 function buildProgram(): Command {
   const program = new Command()
     .name('nodevms')
@@ -49,6 +78,8 @@ function buildProgram(): Command {
     .version(version(), '-V, --version')
     .option('--debug', 'print stack traces with errors')
     .showHelpAfterError('(add --help for usage)')
+    // Commander's own errors in the one format: ✗ UsageError: <message> [ERR_USAGE]
+    .configureOutput({ outputError: (text, write) => write(usageLine(text)) })
     .exitOverride()
   for (const register of [
     registerExec,
@@ -77,7 +108,7 @@ async function main(): Promise<void> {
       process.exitCode = error.exitCode === 0 ? 0 : 2
       return
     }
-    reportError(error, process.argv.includes('--debug'), HINTS[(error as { code?: string }).code ?? ''])
+    reportError(inCLIWords(error), process.argv.includes('--debug'), HINTS[(error as { code?: string }).code ?? ''])
     process.exitCode = exitCodeOf(error)
   }
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import repl from 'node:repl'
 import vm from 'node:vm'
 import type { Command } from 'commander'
+import { UsageError } from '../errors.js'
 import type { RPCClient } from '../rpc/rpc-client.js'
 import { addClientOptions, type ClientOptions, connectClient } from './client-options.js'
 import { err, formatValue, out } from './output.js'
@@ -26,7 +27,7 @@ export function registerRepl(program: Command): void {
   )
     .addHelpText('after', '\nHistory is kept in ~/.nodevms_repl_history (NODEVMS_REPL_HISTORY sets another file; empty turns it off).')
     .action(async (url: string, options: ReplOptions) => {
-      const client = await connectClient(url, options)
+      const client = withNamedMisses(await connectClient(url, options))
       try {
         if (options.exec !== undefined) {
           const result = await evaluate(options.exec, client)
@@ -38,6 +39,25 @@ export function registerRepl(program: Command): void {
         await client.close()
       }
     })
+}
+
+/**
+ * The client as the shell shows it: a method the VM does not have is a named error listing the ones
+ * it has (MethodNotFound, ERR_METHOD_NOT_FOUND), not JavaScript's "is not a function".
+ */
+function withNamedMisses(client: RPCClient): RPCClient {
+  const methods = client.backendInfo?.methods ?? []
+  return new Proxy(client, {
+    get(target, name, receiver) {
+      if (typeof name !== 'string' || name in target || name === 'then') return Reflect.get(target, name, receiver)
+      return () =>
+        Promise.reject(
+          new UsageError(
+            `the VM has no method ${JSON.stringify(name)}; its methods: ${methods.join(', ') || 'none'} (nodevms info lists them)`,
+          ),
+        )
+    },
+  })
 }
 
 /** Evaluates `source` as an expression, or failing that as statements, in an async function with `client`. */
