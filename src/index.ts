@@ -53,7 +53,7 @@ export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { ReplayAssertions, ReplayOptions, ReplaySource } from './vm/replay.js'
-export type { ExecuteCallRequest, VMOptions } from './vm/vm.js'
+export type { DeployOptions, ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
 // The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).
 import './net/remote-cores.js'

@@ -393,3 +393,38 @@ test('call: an argument that starts as JSON but does not parse is refused before
   assert.equal(sent.code, 0, sent.stderr)
   assert.deepEqual((await loggedArgs()).at(-1), ['{"a":', '42'], 'sent as typed, as strings')
 })
+
+test('exec says when it resumes a VM (the calls it replays, the time it took) and notes a factory script served without --factory', async (t) => {
+  const work = await tempDir(t)
+  const dir = join(work, 'counter')
+  /** `nodevms exec … --json` with its stderr kept from the start; resolves once it serves. */
+  const serve = async (script: string, dataDir: string) => {
+    const child = spawn(process.execPath, [BIN, 'exec', join(SCRIPTS, script), '--port', '0', '--json', '--dir', dataDir], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    t.after(() => stop(child))
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const served = await new Promise<{ rpcUrl: string; calls: number }>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once('line', (line) => resolve(JSON.parse(line)))
+      child.once('exit', (code) => reject(new Error(`exec exited with ${code}: ${stderr}`)))
+    })
+    return { child, served, stderr: () => stderr }
+  }
+  const first = await serve('counter.js', dir)
+  for (let i = 0; i < 3; i++) assert.equal((await nodevms(['call', first.served.rpcUrl, 'increment'])).code, 0)
+  assert.equal(await stop(first.child), 0)
+  assert.doesNotMatch(first.stderr(), /resuming/, 'a first deploy resumes nothing')
+  const again = await serve('counter.js', dir)
+  assert.equal(again.served.calls, 3)
+  assert.equal(await stop(again.child), 0)
+  assert.match(again.stderr(), /^\{"resuming":\{"calls":3\}\}$/m)
+  assert.match(again.stderr(), /^\{"resumed":\{"calls":3,"ms":\d+\}\}$/m)
+
+  const factory = await serve('factory.js', join(work, 'factory'))
+  assert.equal(await stop(factory.child), 0)
+  assert.match(factory.stderr(), /note: .*factory\.js uses System\.vms, which only a VM factory has: serve it with --factory/)
+})

@@ -12,7 +12,7 @@ import { RPCServer } from '../rpc/rpc-server.js'
 import { VM } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
-import { err, out } from './output.js'
+import { err, out, Progress } from './output.js'
 import { parseAuth, parseCount, parsePort } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
@@ -49,6 +49,24 @@ export function registerExec(program: Command): void {
   )
 }
 
+/** Says, on stderr, that a VM is resuming (re-running its log): a line, a progress bar, the time it took. */
+function resumeReporter(json: boolean): (done: number, total: number) => void {
+  const progress = new Progress('resuming')
+  const started = performance.now()
+  return (done, total) => {
+    if (done === 0) {
+      if (json) err.line(JSON.stringify({ resuming: { calls: total } }))
+      else err.line(`resuming: replaying ${counted(total, 'call')} of its log`)
+    }
+    progress.update(done, total)
+    if (done < total) return
+    progress.clear()
+    const ms = Math.round(performance.now() - started)
+    if (json) err.line(JSON.stringify({ resumed: { calls: total, ms } }))
+    else err.line(`resumed: ${counted(total, 'call')} replayed in ${ms} ms`)
+  }
+}
+
 async function runExec(script: string, options: ExecOptions): Promise<void> {
   if (options.maxVms !== undefined && !options.factory) throw new UsageError('--max-vms applies to factories: add --factory')
   let code: string
@@ -56,6 +74,9 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     code = await readFile(script, 'utf8')
   } catch (error) {
     throw new UsageError(`cannot read the script ${script}: ${(error as Error).message}`)
+  }
+  if (!options.factory && /\bSystem\.vms\b/.test(code)) {
+    err.line(`note: ${script} uses System.vms, which only a VM factory has: serve it with --factory`)
   }
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
   const vmOptions = options.auth ? { auth: options.auth } : {}
@@ -66,7 +87,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   await server.listen({ port: options.port, host: options.host })
   try {
     err.note(`deploying ${script} into ${dir}`)
-    await vm.deploy({ dir, title: options.title })
+    await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json) })
     server.mount('/', vm)
     if (vm instanceof VMFactory) vm.setRPCServer(server)
     if (swarm) {

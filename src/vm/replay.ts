@@ -274,7 +274,12 @@ export async function replayCallLog(
 export async function restoreFromLog(
   executor: CallExecutor,
   log: CallLog,
-  options: { prepared?: Promise<EngineSandbox>; authenticator?: CallAuthenticator },
+  options: {
+    prepared?: Promise<EngineSandbox>
+    authenticator?: CallAuthenticator
+    /** Called after each call is re-run, with the calls done and their total. */
+    onProgress?: (done: number, total: number) => void
+  },
 ): Promise<void> {
   const runner = executor.runner
   const length = log.length
@@ -295,7 +300,9 @@ export async function restoreFromLog(
     seq: 0,
     lastTimestamp: init.timestamp,
     files: init.files,
+    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq, length - 1)),
   }
+  options.onProgress?.(0, length - 1)
   await replayEntries(executor, unchecked(log.entries({ start: 1, end: length }) as AsyncIterable<CallEntry>), loop)
   executor.files = loop.files
 }
@@ -311,6 +318,8 @@ interface ReplayLoop {
   /** The archive state the last entry records (where the next call starts, in `check` mode). */
   files: FilesState
   onEntry?: ReplayOptions['onEntry']
+  /** Check mode: called after each call with its seq. */
+  onProgress?: (seq: number) => void
 }
 
 /** Logged calls, each with the outcome of its signature check when one was made ahead. */
@@ -363,5 +372,6 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
       await loop.onEntry?.(seq, logged, replayed)
     }
     loop.files = logged.files
+    loop.onProgress?.(seq)
   }
 }

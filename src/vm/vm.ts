@@ -36,6 +36,15 @@ import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type Replay
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
+export interface DeployOptions {
+  /** The VM's data dir: a new or empty dir deploys the script; a VM's own dir resumes it. */
+  dir: string
+  /** The VM's title (first deploy only). */
+  title?: string
+  /** Resuming: called as the VM's own log is re-run, with the calls done and their total. */
+  onResume?: (done: number, total: number) => void
+}
+
 export interface VMOptions {
   /** Resource limits for a new VM (a reopened VM keeps the limits its init entry records). */
   limits?: Partial<VMLimits>
@@ -154,8 +163,8 @@ export class VM extends EventEmitter {
    * and the init entry is logged. A dir that holds this VM already reopens it and restores its
    * in-memory state by replaying its own log.
    */
-  async deploy({ dir, title = '' }: { dir: string; title?: string }): Promise<void> {
-    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'))
+  async deploy({ dir, title = '', onResume }: DeployOptions): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume)
   }
 
   /** @internal Deploys into a namespace of a shared store (a factory's provisioned VMs). */
@@ -168,7 +177,12 @@ export class VM extends EventEmitter {
     return this.requireStorage().store
   }
 
-  private async deployWith(dir: string, title: string, openStorage: () => Promise<VMStorage>): Promise<void> {
+  private async deployWith(
+    dir: string,
+    title: string,
+    openStorage: () => Promise<VMStorage>,
+    onResume?: DeployOptions['onResume'],
+  ): Promise<void> {
     if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
     if (typeof title !== 'string') throw new InvalidArgumentError('deploy({title}): title must be a string')
@@ -181,7 +195,7 @@ export class VM extends EventEmitter {
     try {
       storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
-      else await this.reopen(storage, limits, prepared)
+      else await this.reopen(storage, limits, prepared, onResume)
     } catch (err) {
       this.executor?.runner.dispose()
       await this.executor?.close().catch(() => {})
@@ -234,7 +248,12 @@ export class VM extends EventEmitter {
     this.attach(init, storage.callLog.length)
   }
 
-  private async reopen(storage: VMStorage, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
+  private async reopen(
+    storage: VMStorage,
+    limits: VMLimits,
+    prepared: Promise<EngineSandbox>,
+    onResume?: DeployOptions['onResume'],
+  ): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
     if (!!init.factory !== !!this.factoryHooks) {
@@ -274,7 +293,7 @@ export class VM extends EventEmitter {
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
-    await restoreFromLog(executor, log, { prepared: sameLimits ? prepared : undefined, authenticator })
+    await restoreFromLog(executor, log, { prepared: sameLimits ? prepared : undefined, authenticator, onProgress: onResume })
     executor.lastTimestamp = last.timestamp
     this.attach(init, log.length, authenticator)
   }
