@@ -133,3 +133,31 @@ test('the host reads and writes the archive through the same API (out of band)',
   await assert.rejects(old.readFile('/host/note.txt'), { name: 'NotFound' })
   await old.close()
 })
+
+test('what the VM API says of stat, history and a caught out-of-memory holds', async (t) => {
+  const vm = await deployVM(
+    t,
+    `exports.write = (p) => System.files.writeFile(p, 'x')
+exports.stat = async (p) => { const s = await System.files.stat(p); return { size: s.size, mtime: s.mtime.getTime(), isDate: s.mtime instanceof Date } }
+exports.rawStat = (p) => System.files.stat(p)
+exports.ownWrites = async () => { await System.files.writeFile('/mine', 'y'); return [(await System.files.history()).map((h) => h.path), await System.files.readFile('/mine')] }
+exports.oom = () => { try { const a = []; for (;;) a.push(new Array(100000).fill(1)) } catch (e) { return [e.name, e.message, e instanceof Error] } }
+exports.overflow = () => { try { const f = () => f(); f() } catch (e) { return [e.name, e.message] } }
+exports.uncaughtOverflow = () => { const f = () => f(); f() }`,
+    { limits: { memoryBytes: 32 * 1024 * 1024 } },
+  )
+  await vm.executeCall({ methodName: 'write', args: ['/a'] })
+  const stat = (await vm.executeCall({ methodName: 'stat', args: ['/a'] })) as { size: number; mtime: number; isDate: boolean }
+  assert.equal(stat.size, 1)
+  assert.equal(stat.isDate, true)
+  assert.equal(stat.mtime, ((await vm.callLog.get(1)) as CallEntry).timestamp, 'mtime is the logged time of the call that wrote it')
+  await assert.rejects(vm.executeCall({ methodName: 'rawStat', args: ['/a'] }), { code: 'ERR_ENCODING' })
+  assert.deepEqual(
+    await vm.executeCall({ methodName: 'ownWrites' }),
+    [['/a'], 'y'],
+    "history is the archive as the call found it; the call's own write is read back",
+  )
+  assert.deepEqual(await vm.executeCall({ methodName: 'oom' }), ['InternalError', 'out of memory', true])
+  assert.deepEqual(await vm.executeCall({ methodName: 'overflow' }), ['InternalError', 'stack overflow'])
+  await assert.rejects(vm.executeCall({ methodName: 'uncaughtOverflow' }), { name: 'StackOverflow', code: 'ERR_STACK_OVERFLOW' })
+})

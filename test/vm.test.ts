@@ -326,3 +326,20 @@ test('messages count in the right number and agree with their subject', async (t
   })
   await assert.rejects(vm.callLog.get(5, { wait: false }), { message: /\(the log has 1 entry\)$/ })
 })
+
+test("a syntax error is reported at the script's own line, with no token the script does not have", async (t) => {
+  const cases: [string, number, RegExp][] = [
+    ['exports.a = 1\nexports.b = (\n\n', 2, /unexpected end of the script: something opened is not closed/],
+    ['let x = 1\n}\nexports.y = 2\n', 2, /Unexpected token '\}'/],
+    ['exports.a = "abc\n', 1, /SyntaxError/],
+  ]
+  for (const [code, line, message] of cases) {
+    await assert.rejects(new VM(code).deploy({ dir: join(await tempDir(t), 'vm') }), (err: Error & { line?: number }) => {
+      assert.equal(err.name, 'ScriptError')
+      assert.equal(err.line, line, `${JSON.stringify(code)}: ${err.message}`)
+      assert.match(err.message, message)
+      assert.match(err.message, new RegExp(`\\(script line ${line}\\)$`))
+      return true
+    })
+  }
+})

@@ -23,6 +23,7 @@
  * the `onRequest` handler given for the turn.
  */
 import { performance } from 'node:perf_hooks'
+import { compileFunction } from 'node:vm'
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten-core'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
@@ -84,6 +85,29 @@ const WATCHDOG_MS_PER_TICK = 10
 const YIELD_AFTER_MS = 2
 /** Jobs run while purging what an aborted turn left queued, before the sandbox gives up on itself. */
 const MAX_PURGE_JOBS = 1_000_000
+
+/**
+ * Where the script's own text fails to parse as a function body, by Node's parser (it only parses:
+ * nothing runs), with the line clamped to the script's last line that has any text; null if it parses
+ * there (then the engine's own message stands).
+ */
+function syntaxErrorOf(code: string): { message: string; line: number } | null {
+  try {
+    compileFunction(code, ['exports', 'module', 'require', 'System'], { filename: 'vm-script' })
+    return null
+  } catch (err) {
+    const at = /^vm-script:(\d+)$/m.exec(String((err as Error).stack))
+    const lines = code.split('\n')
+    let last = lines.length
+    while (last > 1 && lines[last - 1].trim() === '') last--
+    const line = at ? Math.min(Number(at[1]), last) : last
+    const message =
+      (err as Error).message === 'Unexpected end of input'
+        ? 'unexpected end of the script: something opened is not closed'
+        : (err as Error).message
+    return { message, line }
+  }
+}
 
 export class Sandbox {
   readonly limits: VMLimits
@@ -186,6 +210,10 @@ export class Sandbox {
     if (compiled.error) {
       const info = this.errorDetails(compiled.error)
       compiled.error.dispose()
+      // QuickJS parses the wrapped script: an error it finds at the wrapper's own closing `})` names a
+      // token and a line the user never wrote. The same text parsed alone says where it really is.
+      const own = info.name === 'SyntaxError' ? syntaxErrorOf(code) : null
+      if (own) throw new ScriptError('SyntaxError', `SyntaxError: ${own.message}`, own.line)
       throw new ScriptError(info.name, `${info.name}: ${info.message}`, info.line)
     }
     const scriptFn = compiled.value
