@@ -79,6 +79,7 @@ const RPC_EDGE_CODES = [
   'ERR_HANDSHAKE_REQUIRED',
   'ERR_HANDSHAKE_DONE',
   'ERR_INTERNAL',
+  'ERR_NOT_HOST',
 ] as const
 /** Failures an RPC client sees on its own side. */
 const RPC_CLIENT_CODES = [

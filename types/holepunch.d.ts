@@ -10,6 +10,13 @@ declare module 'hypercore' {
     valueEncoding?: unknown
   }
 
+  /** One peer replicating a core: what it said it holds, and on which connection. */
+  interface HypercorePeer {
+    readonly remoteLength: number
+    /** The encrypted connection; `isInitiator` is true when this side opened it. */
+    readonly stream: { readonly isInitiator: boolean }
+  }
+
   class Hypercore<T = unknown> extends EventEmitter {
     readonly key: Buffer
     readonly discoveryKey: Buffer
@@ -22,7 +29,7 @@ declare module 'hypercore' {
     readonly closed: boolean
     /** Set (a promise) once close() has been called. */
     readonly closing: Promise<void> | null
-    readonly peers: unknown[]
+    readonly peers: HypercorePeer[]
     readonly manifest: unknown
     ready(): Promise<void>
     close(): Promise<void>

@@ -9,7 +9,7 @@ export function registerInfo(program: Command): void {
     .command('info')
     .description('show what a VM is: title, auth mode, methods, call log and files URLs')
     .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
-    .option('--json', 'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}')
+    .option('--json', 'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}, plus replica from a seeder')
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
       const info = await handshake(url, options.timeout)
@@ -21,6 +21,7 @@ export function registerInfo(program: Command): void {
           methods: info.methods,
           callLogUrl: info.callLogUrl,
           filesArchiveUrl: info.filesArchiveUrl,
+          ...(info.replica ? { replica: info.replica } : {}),
         })
         return
       }
@@ -29,5 +30,9 @@ export function registerInfo(program: Command): void {
       out.line(`  methods   ${info.methods.join(', ') || '(none)'}`)
       out.line(`  call log  ${info.callLogUrl}`)
       out.line(`  files     ${info.filesArchiveUrl}`)
+      if (info.replica) {
+        const seen = info.replica.hostLastSeen ? `host last seen ${info.replica.hostLastSeen}` : 'host not seen since the seeder started'
+        out.line(`  copy      a seeder's copy, not the host: ${info.replica.length} entries, ${seen}`)
+      }
     })
 }

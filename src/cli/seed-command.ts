@@ -1,6 +1,7 @@
 /**
  * `nodevms seed <url…>`: keeps full replicas of VMs' call logs and files archives and serves them on
  * the DHT until Ctrl-C, so they stay available — and verifiable by URL — after their hosts go offline.
+ * With `--port` it also serves them over WebSocket (`verify ws://…/<call log key hex>`).
  */
 
 import { resolve } from 'node:path'
@@ -8,7 +9,7 @@ import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import { Seeder } from '../net/seeder.js'
 import { err, out } from './output.js'
-import { parseTimeout } from './parse-options.js'
+import { parsePort, parseTimeout } from './parse-options.js'
 import { type SwarmFlags, swarmOf } from './swarm-options.js'
 import { handshake, targetKind } from './targets.js'
 import { untilStopped } from './until-stopped.js'
@@ -17,6 +18,8 @@ interface SeedOptions extends SwarmFlags {
   dir: string
   json?: boolean
   timeout?: number
+  port?: number
+  host?: string
 }
 
 export function registerSeed(program: Command): void {
@@ -27,15 +30,26 @@ export function registerSeed(program: Command): void {
     .option('-d, --dir <dir>', 'where the replicas live', 'nodevms-seeds')
     .option('--bootstrap <nodes>', 'DHT bootstrap nodes, host:port[,host:port…] (default: LIBVMS_BOOTSTRAP, else the public ones)')
     .option('--timeout <ms>', 'how long to wait for peers of each VM', parseTimeout)
-    .option('--json', 'print one JSON line per VM seeded: {callLogUrl, filesArchiveUrl, length}')
+    .option(
+      '-p, --port <port>',
+      'also serve auditors over WebSocket on this port (0 picks one): verify ws://…/<call log key hex>',
+      parsePort,
+    )
+    .option('--host <host>', 'with --port: the address to listen on (default 127.0.0.1)')
+    .option('--json', 'print one JSON line per VM seeded: {callLogUrl, filesArchiveUrl, length, rpcUrl (with --port)}')
     .addHelpText(
       'after',
       '\nA seeder joins the Hyperswarm DHT (that is what it is for): point it at your own bootstrap nodes with --bootstrap.',
     )
     .action(async (urls: string[], options: SeedOptions) => {
+      if (options.host !== undefined && options.port === undefined) throw new UsageError('--host applies to --port: add --port')
       const swarm = swarmOf(options, (text) => err.note(text), true)
       const seeder = await Seeder.open({ dir: resolve(options.dir), swarm, timeout: options.timeout })
       try {
+        if (options.port !== undefined) {
+          const url = await seeder.listen({ port: options.port, host: options.host })
+          err.note(`serving auditors at ${url}/<call log key hex>`)
+        }
         const targets = urls.length > 0 ? urls : seeder.previouslySeeded
         if (targets.length === 0) throw new UsageError('nothing to seed: give the URLs of VMs (ws://… or hyper://…)')
         for (const url of targets) {
@@ -45,13 +59,19 @@ export function registerSeed(program: Command): void {
           const info = kind === 'rpc' ? await handshake(url, options.timeout) : null
           const seeded = await seeder.seed(info ? info.callLogUrl : url, info ? { peers: [url] } : {})
           if (options.json) out.json(seeded)
-          else out.line(`${out.paint('green', '✓')} seeding ${seeded.callLogUrl} (${seeded.length} entries) and ${seeded.filesArchiveUrl}`)
+          else {
+            out.line(`${out.paint('green', '✓')} seeding ${seeded.callLogUrl} (${seeded.length} entries) and ${seeded.filesArchiveUrl}`)
+            if (seeded.rpcUrl) out.line(`  auditors: nodevms verify ${seeded.rpcUrl}`)
+          }
         }
       } catch (error) {
         await seeder.close()
         throw error
       }
-      if (!options.json) out.line(out.paint('dim', '  serving on the DHT; Ctrl-C stops'))
+      if (!options.json) {
+        const where = seeder.url ? `on the DHT and at ${seeder.url}` : 'on the DHT'
+        out.line(out.paint('dim', `  serving ${where}; following the hosts; Ctrl-C stops`))
+      }
       await untilStopped(async () => seeder.close())
     })
 }

@@ -15,7 +15,7 @@ import { errorJSON, out, Progress } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
 import { writeProof } from './receipt-commands.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
-import { openTarget } from './targets.js'
+import { type OpenedTarget, openTarget, targetKind } from './targets.js'
 
 interface VerifyCommandOptions extends SwarmFlags {
   dir?: string
@@ -100,6 +100,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   }
   progress.clear()
   const callLogUrl = opened.callLog.url
+  const copy = copyOf(target, opened, report.entries)
   if (options.json) {
     out.json({
       verified: true,
@@ -110,13 +111,42 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
       calls: report.calls,
       failedCalls: report.failedCalls,
       filesVersion: report.filesVersion,
+      ...(copy ? { copy } : {}),
     })
     return
   }
   const failed = report.failedCalls > 0 ? ` (${report.failedCalls} failed inside the VM, as logged)` : ''
   const calls = counted(report.calls, 'call')
-  out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}`)
+  out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}${describeCopy(copy)}`)
   out.line(out.paint('dim', `  ${callLogUrl}`))
+}
+
+/**
+ * Where the verified copy came from, when not from the VM's writer: a seeder (its handshake says so,
+ * with when it last saw the host) or the DHT's peers (hosts or seeders: which is not known). Null (and
+ * no `copy` in --json) for the host itself (ws:// without `replica`) and a VM's own data dir.
+ */
+interface CopyReport {
+  from: 'seeder' | 'peers'
+  /** Entries of the copy that was verified. */
+  entries: number
+  /** A seeder's: when it last saw the host (ISO 8601), null when not since it started or not known. */
+  hostLastSeen: string | null
+}
+
+function copyOf(target: string, opened: OpenedTarget, entries: number): CopyReport | null {
+  const replica = opened.info?.replica
+  if (replica) return { from: 'seeder', entries, hostLastSeen: replica.hostLastSeen ?? null }
+  if (targetKind(target) === 'hyper') return { from: 'peers', entries, hostLastSeen: null }
+  return null
+}
+
+function describeCopy(copy: CopyReport | null): string {
+  if (!copy) return ''
+  const entries = counted(copy.entries, 'entry', 'entries')
+  if (copy.from === 'peers') return ` (a copy from the DHT's peers: ${entries}; the host may have more)`
+  const seen = copy.hostLastSeen ? `host last seen ${copy.hostLastSeen}` : 'host not seen since the seeder started'
+  return ` (a seeder's copy: ${entries}, ${seen})`
 }
 
 /** What `--proof` did: the proof written (its size), or why the divergence makes none. */

@@ -3,6 +3,10 @@
  * (their replication endpoint) and, when a swarm network is given, the peers the DHT finds. Both
  * kinds combine. Waiting on peers is bounded: without the DHT a silent host is an error after the
  * timeout; with it, silent connections are dropped and dialled again until the timeout.
+ *
+ * A peering that follows a core (a seeder's, `follow()`) keeps finding its source for as long as it
+ * is open: a host's WebSocket that closes is dialled again, and while no peer holding the core is
+ * connected the DHT is asked again, each with a backoff from `minMs` doubling up to `maxMs`.
  */
 
 import type Corestore from 'corestore'
@@ -16,6 +20,20 @@ import type { SwarmNetwork } from './swarm.js'
 
 /** How long one attempt to hear from a DHT peer lasts before the connections are dropped and redialled. */
 const SWARM_ATTEMPT_MS = 5000
+
+/** How often a following peering tries again: first after `minMs`, doubling up to `maxMs`. */
+export interface Backoff {
+  minMs: number
+  maxMs: number
+}
+
+/**
+ * Whether a peer holding all of `core` this side holds is connected on a connection this side opened
+ * (a host it dialled, or found on the DHT: not an auditor or seeder that dialled in to fetch from it).
+ */
+export function sourceConnected(core: Hypercore): boolean {
+  return core.length > 0 && core.peers.some((peer) => peer.stream.isInitiator && peer.remoteLength >= core.length)
+}
 
 export interface PeeringOptions {
   /** RPC URLs (ws://…) of hosts serving the key. */
@@ -40,13 +58,18 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'
 }
 
 export class Peering {
-  private readonly sockets: WebSocket[]
+  /** The open WebSocket to each host, by URL (null while it is not connected). */
+  private readonly sockets: Map<string, WebSocket | null>
   private readonly deadline: number
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private following: Backoff | null = null
+  private closed = false
 
   private constructor(
     private readonly key: Buffer,
+    private readonly store: Corestore,
     private readonly options: PeeringOptions,
-    sockets: WebSocket[],
+    sockets: Map<string, WebSocket | null>,
   ) {
     this.sockets = sockets
     this.deadline = Date.now() + options.timeoutMs
@@ -64,20 +87,95 @@ export class Peering {
     const lookup = network ? network.lookup(key) : Promise.resolve()
     if (network) network.status(`looking up ${url} on the DHT`)
     const dialed = await Promise.allSettled(options.hosts.map((host) => dialReplication(host, store)))
-    const sockets: WebSocket[] = []
+    const sockets = new Map<string, WebSocket | null>()
     const failures: string[] = []
     for (const [i, result] of dialed.entries()) {
-      if (result.status === 'fulfilled') sockets.push(result.value.ws)
-      else failures.push(`${options.hosts[i]}: ${(result.reason as Error).message}`)
+      sockets.set(options.hosts[i], result.status === 'fulfilled' ? result.value.ws : null)
+      if (result.status === 'rejected') failures.push(`${options.hosts[i]}: ${(result.reason as Error).message}`)
     }
-    if (sockets.length === 0 && !network) {
+    if (failures.length === options.hosts.length && !network) {
       doneFinding()
       throw new FetchError('ERR_HOST_UNREACHABLE', `could not reach a host for ${url} (${failures.join('; ')})`)
     }
     if (failures.length > 0 && network) network.status(`could not reach ${failures.join('; ')}; relying on the DHT`)
     // Reads wait for the first round of lookups (bounded by the callers' timeouts), then for peers found.
     lookup.then(doneFinding, doneFinding)
-    return new Peering(key, options, sockets)
+    return new Peering(key, store, options, sockets)
+  }
+
+  /**
+   * From now until close, keeps `core` (this peering's key) connected to its source: a host whose
+   * WebSocket closed (or never opened) is dialled again, and while no peer holding the core is
+   * connected (sourceConnected) the DHT is asked again for its topic. Waits back off from
+   * `backoff.minMs`, doubling up to `backoff.maxMs`, and start again from `minMs` once connected.
+   */
+  follow(core: Hypercore, backoff: Backoff): void {
+    if (this.following || this.closed) return
+    this.following = backoff
+    for (const [host, ws] of this.sockets) {
+      if (ws && ws.readyState === ws.OPEN) this.watchSocket(host, ws, backoff.minMs)
+      else this.redial(host, backoff.minMs)
+    }
+    const { network } = this.options
+    if (!network) return
+    const check = (wait: number) => {
+      this.later(wait, async () => {
+        if (sourceConnected(core)) return check(backoff.minMs)
+        // A lookup that hangs must not stop the loop: it is waited on for at most maxMs.
+        await within(
+          network.refresh(this.key).catch(() => {}),
+          backoff.maxMs,
+        )
+        check(Math.min(wait * 2, backoff.maxMs))
+      })
+    }
+    check(backoff.minMs)
+  }
+
+  /** Runs `fn` after `ms` unless the peering closes first. */
+  private later(ms: number, fn: () => unknown): void {
+    if (this.closed) return
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      if (!this.closed) fn()
+    }, ms)
+    this.timers.add(timer)
+  }
+
+  /**
+   * A following peering's socket to `host`, opened after waiting `wait` ms: when it closes, dial
+   * again — soon if it had stayed open for a while, else after twice as long (a host that keeps
+   * closing at once is not dialled in a tight loop).
+   */
+  private watchSocket(host: string, ws: WebSocket, wait: number): void {
+    const backoff = this.following as Backoff
+    const opened = Date.now()
+    ws.on('error', () => {
+      // 'close' follows
+    })
+    ws.once('close', () => {
+      if (this.sockets.get(host) === ws) this.sockets.set(host, null)
+      const lasted = Date.now() - opened >= backoff.maxMs
+      this.redial(host, lasted ? backoff.minMs : Math.min(wait * 2, backoff.maxMs))
+    })
+  }
+
+  /** Dials `host` after `wait` ms; on failure, again after twice as long (at most maxMs). */
+  private redial(host: string, wait: number): void {
+    const backoff = this.following as Backoff
+    this.later(wait, async () => {
+      try {
+        const { ws } = await dialReplication(host, this.store)
+        if (this.closed) {
+          ws.terminate()
+          return
+        }
+        this.sockets.set(host, ws)
+        this.watchSocket(host, ws, wait)
+      } catch {
+        this.redial(host, Math.min(wait * 2, backoff.maxMs))
+      }
+    })
   }
 
   /**
@@ -118,6 +216,9 @@ export class Peering {
   }
 
   close(): void {
-    for (const ws of this.sockets) ws.terminate()
+    this.closed = true
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
+    for (const ws of this.sockets.values()) ws?.terminate()
   }
 }

@@ -4,9 +4,17 @@
  * copies are checked block by block against the hosts' signatures like any auditor's, and refuse
  * forks. One Corestore in `dir` holds every seeded VM; the list of seeded logs is kept in
  * `dir/seeded.json`, so a seeder restarted on its dir serves them again.
+ *
+ * A seeder follows its hosts for as long as it runs: a host that goes away and comes back (on the
+ * same ws:// URL, or announced on the DHT again under a new DHT key) is dialled or looked up again
+ * with a backoff (peering.ts, `follow`). With `listen()` it also serves auditors directly over
+ * WebSocket, like a host: each VM at `/<call log key hex>` answers the RPC handshake (with no
+ * callable methods, and how current the copy is: `replica`) and the replication subprotocol, through
+ * the same RPCServer code a host uses.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
@@ -16,7 +24,10 @@ import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
-import { Peering } from './peering.js'
+import type { ReplicaInfo } from '../rpc/protocol.js'
+import type { RPCBackend } from '../rpc/rpc-connection.js'
+import { type ListenOptions, RPCServer } from '../rpc/rpc-server.js'
+import { type Backoff, Peering, sourceConnected } from './peering.js'
 import { SwarmNetwork } from './swarm.js'
 
 export interface SeederOptions {
@@ -28,6 +39,11 @@ export interface SeederOptions {
   timeout?: number
   /** Where to look up the hosts of a VM seeded without `peers` (default HostBook.shared). */
   hosts?: HostBook
+  /**
+   * How soon a host that went away is dialled again (ws://) and looked up again (DHT): first after
+   * `minMs` (default 1 s), doubling while it stays away, up to `maxMs` (default 10 s).
+   */
+  reconnect?: Partial<Backoff>
 }
 
 export interface SeededVM {
@@ -35,15 +51,24 @@ export interface SeededVM {
   filesArchiveUrl: string
   /** Entries of the call log held when seeding began. */
   length: number
+  /** While the seeder listens (`listen()`): where auditors reach this VM's copy, ws://host:port/<call log key hex>. */
+  rpcUrl?: string
 }
 
 const SEEDED_FILE = 'seeded.json'
 const DEFAULT_TIMEOUT_MS = 60_000
+const DEFAULT_RECONNECT: Backoff = { minMs: 1000, maxMs: 10_000 }
 
 interface Seeded {
   info: SeededVM
   peerings: Peering[]
   stops: (() => void)[]
+  /** Set once the copy is complete. */
+  log: Hypercore<LogEntry> | null
+  title: string
+  auth: 'debug' | 'production'
+  /** When the host was last seen (ms): a source connected, or a new entry received. */
+  lastSeen: number | null
 }
 
 async function readSeededList(dir: string): Promise<string[]> {
@@ -57,6 +82,7 @@ async function readSeededList(dir: string): Promise<string[]> {
 
 export class Seeder {
   private readonly seeded = new Map<string, Seeded>()
+  private server: RPCServer | null = null
   private closed = false
 
   private constructor(
@@ -67,6 +93,7 @@ export class Seeder {
     private readonly hosts: HostBook,
     /** The dir's list of seeded call logs (SEEDED_FILE), read once when the seeder opens. */
     private readonly listed: Set<string>,
+    private readonly backoff: Backoff,
   ) {}
 
   static async open(options: SeederOptions): Promise<Seeder> {
@@ -76,12 +103,71 @@ export class Seeder {
     const network = await SwarmNetwork.create(options.swarm ?? {})
     network.serve((socket) => store.replicate(socket))
     const timeoutMs = options.timeout ?? DEFAULT_TIMEOUT_MS
-    return new Seeder(options.dir, store, network, timeoutMs, options.hosts ?? HostBook.shared, new Set(await readSeededList(options.dir)))
+    const backoff = { ...DEFAULT_RECONNECT, ...options.reconnect }
+    const listed = new Set(await readSeededList(options.dir))
+    return new Seeder(options.dir, store, network, timeoutMs, options.hosts ?? HostBook.shared, listed, backoff)
   }
 
   /** The VMs seeded so far. */
   get vms(): SeededVM[] {
-    return [...this.seeded.values()].map((s) => s.info)
+    return [...this.seeded.entries()].map(([hex, s]) => this.described(hex, s))
+  }
+
+  /** ws://host:port once listening, else null. */
+  get url(): string | null {
+    return this.server?.url ?? null
+  }
+
+  /**
+   * Serves auditors over WebSocket too (host defaults to 127.0.0.1, port 0 picks one): every seeded
+   * VM, now or later, at `/<call log key hex>` — the RPC handshake (no callable methods; calls are
+   * refused with ERR_NOT_HOST; `replica` says how current the copy is) and replication of its cores
+   * (subprotocol libvms-replication-1), so `verify ws://…` works from the seeder alone. Resolves with
+   * the server's ws://host:port.
+   */
+  async listen(options: ListenOptions = {}): Promise<string> {
+    if (this.closed) throw new StateError('the seeder is closed')
+    if (this.server) throw new StateError('the seeder is already listening')
+    const server = new RPCServer()
+    for (const [hex, entry] of this.seeded) server.mount(`/${hex}`, this.backendOf(entry))
+    this.server = server
+    try {
+      await server.listen(options)
+    } catch (err) {
+      this.server = null
+      await server.close()
+      throw err
+    }
+    return server.url as string
+  }
+
+  /** How current the copy of `callLogUrl` is: its length, and when its host was last seen (null: not since the seeder started). */
+  replicaOf(callLogUrl: string): ReplicaInfo {
+    const entry = this.seeded.get(toHex(parseKeyUrl(callLogUrl)))
+    if (!entry?.log) throw new StateError(`${callLogUrl} is not seeded here`)
+    if (sourceConnected(entry.log)) entry.lastSeen = Date.now()
+    return { length: entry.log.length, hostLastSeen: entry.lastSeen === null ? null : new Date(entry.lastSeen).toISOString() }
+  }
+
+  private described(hex: string, entry: Seeded): SeededVM {
+    const url = this.server?.url
+    return url ? { ...entry.info, rpcUrl: `${url}/${hex}` } : { ...entry.info }
+  }
+
+  /** A seeded VM as an RPC server sees it: no methods; its cores are this seeder's replicas. */
+  private backendOf(entry: Seeded): RPCBackend {
+    const store = this.store
+    return {
+      methods: [],
+      title: entry.title,
+      auth: entry.auth,
+      callLog: { url: entry.info.callLogUrl },
+      filesArchive: { url: entry.info.filesArchiveUrl },
+      // Never reached: the server refuses every call to a backend with `replica` (ERR_NOT_HOST).
+      executeCall: () => Promise.reject(new StateError('a seeder runs no calls')),
+      replicate: (isInitiatorOrStream) => store.replicate(isInitiatorOrStream) as unknown as Duplex,
+      replica: () => this.replicaOf(entry.info.callLogUrl),
+    }
   }
 
   /** Call log URLs this dir has seeded, as of when it was opened (seed them again to serve them). */
@@ -97,14 +183,25 @@ export class Seeder {
   async seed(callLogUrl: string, options: { peers?: string[] } = {}): Promise<SeededVM> {
     if (this.closed) throw new StateError('the seeder is closed')
     const logKey = parseKeyUrl(callLogUrl)
-    const existing = this.seeded.get(toHex(logKey))
-    if (existing) return existing.info
-    const entry: Seeded = { info: { callLogUrl: keyToUrl(logKey), filesArchiveUrl: '', length: 0 }, peerings: [], stops: [] }
+    const hex = toHex(logKey)
+    const existing = this.seeded.get(hex)
+    if (existing) return this.described(hex, existing)
+    const entry: Seeded = {
+      info: { callLogUrl: keyToUrl(logKey), filesArchiveUrl: '', length: 0 },
+      peerings: [],
+      stops: [],
+      log: null,
+      title: '',
+      auth: 'debug',
+      lastSeen: null,
+    }
     try {
       const log = this.store.get<LogEntry>({ key: logKey, valueEncoding: 'json', allowFork: false })
       await this.replicate(entry, log, logKey, options.peers)
       const init = parseEntry(await log.get(0), 0)
       if (init.type !== 'init') throw new StateError(`${callLogUrl} has no init entry`)
+      entry.title = init.title
+      entry.auth = init.auth
       const archiveKey = Buffer.from(init.filesArchiveKey, 'hex')
       // The archive must hold at least what the log's last entry records.
       const { files } = parseEntry(await log.get(log.length - 1), log.length - 1)
@@ -116,15 +213,36 @@ export class Seeder {
         await this.replicate(entry, this.store.get({ key: blobsKey, allowFork: false }), null, options.peers, files.blobsLength)
       }
       entry.info = { callLogUrl: keyToUrl(logKey), filesArchiveUrl: keyToUrl(archiveKey), length: log.length }
+      this.watchHost(entry, log)
       await Promise.all([this.network.announce(logKey), this.network.announce(archiveKey)])
+      if (this.closed) throw new StateError('the seeder closed while seeding')
     } catch (err) {
       for (const peering of entry.peerings) peering.close()
       for (const stop of entry.stops) stop()
       throw err
     }
-    this.seeded.set(toHex(logKey), entry)
+    this.seeded.set(hex, entry)
+    this.server?.mount(`/${hex}`, this.backendOf(entry))
     await this.remember(entry.info.callLogUrl)
-    return entry.info
+    return this.described(hex, entry)
+  }
+
+  /** Notes when the host is seen: a new entry arrives, or a source of the log disconnects (it was there until now). */
+  private watchHost(entry: Seeded, log: Hypercore<LogEntry>): void {
+    entry.log = log
+    if (sourceConnected(log)) entry.lastSeen = Date.now()
+    const onAppend = () => {
+      entry.lastSeen = Date.now()
+    }
+    const onPeerRemove = (peer: Hypercore['peers'][number]) => {
+      if (peer.stream.isInitiator && peer.remoteLength >= log.length && log.length > 0) entry.lastSeen = Date.now()
+    }
+    log.on('append', onAppend)
+    log.on('peer-remove', onPeerRemove)
+    entry.stops.push(() => {
+      log.off('append', onAppend)
+      log.off('peer-remove', onPeerRemove)
+    })
   }
 
   /**
@@ -153,6 +271,8 @@ export class Seeder {
     }
     const live = core.download({ start: 0, end: -1 })
     entry.stops.push(() => live.destroy())
+    // From here on, a host that goes away is dialled and looked up again (the blobs core rides on the archive's peering).
+    if (key) (entry.peerings.at(-1) as Peering).follow(core, this.backoff)
   }
 
   /** Adds `callLogUrl` to the dir's list of seeded logs (written only when it is new). */
@@ -167,6 +287,8 @@ export class Seeder {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.server?.close()
+    this.server = null
     for (const entry of this.seeded.values()) {
       for (const peering of entry.peerings) peering.close()
       for (const stop of entry.stops) stop()

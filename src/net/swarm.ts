@@ -121,6 +121,13 @@ export class SwarmNetwork {
     if (!this.destroyed) await this.swarm.leave(topic)
   }
 
+  /** Asks the DHT again for the peers of `key`'s topic (a host that came back with a new DHT key), keeping the connections. */
+  async refresh(key: Uint8Array): Promise<void> {
+    const known = this.topics.get(topicOf(key).toString('hex'))
+    if (!known || this.destroyed) return
+    await known.discovery.refresh({ client: known.client, server: known.server })
+  }
+
   /** Drops the open connections (the swarm dials again) and asks the DHT again for the topics looked up. */
   async redial(): Promise<void> {
     for (const socket of this.swarm.connections) socket.destroy()

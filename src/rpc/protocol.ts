@@ -41,6 +41,8 @@ export const RPC_ERRORS = {
   HOST_FAULT: -32005,
   /** Production mode refused the call (unsigned, bad signature, replayed, for another VM): not run. */
   UNAUTHORIZED: -32006,
+  /** A seeder's copy of the VM, not its host: it serves the log and files and runs no calls. */
+  NOT_HOST: -32007,
 } as const
 
 /** WebSocket close codes the server uses, with reasons that name the limit. */
@@ -63,6 +65,17 @@ export interface BackendInfo {
    * connection, so a signed call captured from one connection is refused on any other.
    */
   nonce?: string
+  /**
+   * A seeder's copy, not the host: how current it is. `length` is the entries the copy holds;
+   * `hostLastSeen` (ISO 8601) the last time the seeder had a live connection to a peer holding its
+   * whole copy of the log, or received a new entry — null when not since the seeder started.
+   */
+  replica?: ReplicaInfo
+}
+
+export interface ReplicaInfo {
+  length: number
+  hostLastSeen: string | null
 }
 
 export interface RPCErrorObject {

@@ -20,7 +20,7 @@ import {
 } from '../errors.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
-import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
+import { type BackendInfo, HANDSHAKE_METHOD, type ReplicaInfo, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
 type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }
@@ -40,6 +40,11 @@ export interface RPCBackend {
    * one (`isInitiator`), or over an existing encrypted connection (a Hyperswarm socket).
    */
   replicate(isInitiatorOrStream: boolean | Duplex): Duplex
+  /**
+   * Present on a seeder's copy (not the VM's host): how current the copy is, sent in the handshake.
+   * Every call to such a backend is refused at the edge (ERR_NOT_HOST).
+   */
+  replica?(): ReplicaInfo
 }
 
 interface ServerLimits {
@@ -80,6 +85,7 @@ const EDGE_ERRORS = {
   authMode: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_MODE'],
   replayed: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_REPLAYED'],
   badPayload: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_PAYLOAD'],
+  notHost: [RPC_ERRORS.NOT_HOST, 'NotHost', 'ERR_NOT_HOST'],
 } as const
 
 function refusal(kind: keyof typeof EDGE_ERRORS, message: string): RPCErrorObject {
@@ -259,11 +265,22 @@ export class RPCConnection {
       auth: backend.auth,
     }
     if (this.nonce) info.nonce = this.nonce
+    if (backend.replica) info.replica = backend.replica()
     this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
   }
 
   private onCall(id: CallId, method: string, params: unknown): void {
     const backend = this.mount.backend
+    if (backend.replica) {
+      this.sendError(
+        id,
+        refusal(
+          'notHost',
+          `this is a seeder's copy of the VM, not its host: it serves the call log and files to auditors (nodevms verify) and runs no calls; call ${JSON.stringify(method)} on the VM's host`,
+        ),
+      )
+      return
+    }
     if (!backend.methods.includes(method)) {
       this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
       return
