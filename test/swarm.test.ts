@@ -13,7 +13,7 @@ import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import createTestnet from '@hyperswarm/testnet'
-import { CallLog } from '../src/index.js'
+import { CallLog, RPCClient } from '../src/index.js'
 import { parseBootstrap, swarmOptionsOf } from '../src/net/swarm.js'
 import { BIN, exec, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
@@ -80,6 +80,7 @@ if (!IN_NAMESPACE) {
       result.output,
       /✔ host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the \(restarted\) seeder/,
     )
+    assert.match(result.output, /✔ a VM is called by its key alone/)
   })
 } else {
   test('host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the (restarted) seeder', async (t) => {
@@ -119,6 +120,53 @@ if (!IN_NAMESPACE) {
     assert.equal(second.code, 0, second.stdout + second.stderr)
     assert.deepEqual(pick(JSON.parse(second.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
     assert.equal(await stop(restarted), 0, 'the restarted seeder exits cleanly')
+  })
+
+  test('a VM is called by its key alone: RPC over a Hyperswarm connection, from the command line and RPCClient, production signing included', async (t) => {
+    const interfaces = Object.keys(networkInterfaces())
+    assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
+    const testnet = await createTestnet(3)
+    t.after(() => testnet.destroy())
+    const bootstrap = testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')
+    const env = { ...process.env, LIBVMS_BOOTSTRAP: bootstrap }
+    const dir = await tempDir(t)
+
+    const { served } = await exec(t, join(root, 'examples/scripts/counter.js'), ['--swarm', '--dir', join(dir, 'debug')], env)
+    // Only the call log's key: no address, no port.
+    const called = await nodevms(['call', served.callLogUrl, 'increment', '--user', 'ann', '--bootstrap', bootstrap], { env })
+    assert.equal(called.code, 0, called.stdout + called.stderr)
+    assert.equal(called.stdout.trim(), '1')
+    const client = await RPCClient.connect(served.callLogUrl, { user: 'bob', swarm: { bootstrap } })
+    t.after(() => client.close())
+    assert.equal(client.backendInfo?.callLogUrl, served.callLogUrl)
+    assert.equal(await client.call('increment'), 2)
+    assert.equal(client.receipts.length, 1, "the answer's receipt was checked, as over WebSocket")
+    const entries = (await nodevms(['log', served.rpcUrl, '--json'], { env })).stdout.trim().split('\n')
+    assert.deepEqual(
+      entries.slice(1).map((line) => (JSON.parse(line) as { caller: string }).caller),
+      ['ann', 'bob'],
+    )
+    await client.close()
+
+    // Production mode: every call signed, exactly as over WebSocket.
+    const keyFile = join(dir, 'alice.key')
+    assert.equal((await nodevms(['keygen', '--out', keyFile], { env })).code, 0)
+    const prod = await exec(
+      t,
+      join(root, 'examples/scripts/counter.js'),
+      ['--swarm', '--auth', 'production', '--dir', join(dir, 'prod')],
+      env,
+    )
+    const signed = await nodevms(['call', prod.served.callLogUrl, 'increment', '--key', keyFile, '--bootstrap', bootstrap], { env })
+    assert.equal(signed.code, 0, signed.stdout + signed.stderr)
+    assert.equal(signed.stdout.trim(), '1')
+    const unsigned = await nodevms(['call', prod.served.callLogUrl, 'increment', '--bootstrap', bootstrap], { env })
+    assert.equal(unsigned.code, 2)
+    assert.match(unsigned.stderr, /\[ERR_AUTH_REQUIRED\]/)
+    // A key nobody serves: a named timeout, not a hang.
+    const nobody = await nodevms(['call', `hyper://${'ab'.repeat(32)}`, 'x', '--bootstrap', bootstrap, '--timeout', '3000'], { env })
+    assert.equal(nobody.code, 2)
+    assert.match(nobody.stderr, /no host of hyper:\/\/(ab)+ answered on the DHT within 3000 ms.*\[ERR_TIMEOUT\]/)
   })
 }
 

@@ -250,3 +250,47 @@ declare module '@hyperswarm/testnet' {
   }
   export default function createTestnet(size?: number, opts?: { host?: string; port?: number }): Promise<Testnet>
 }
+
+declare module 'protomux' {
+  import type { Duplex } from 'node:stream'
+
+  interface Encoding<T> {
+    preencode(state: unknown, value: T): void
+    encode(state: unknown, value: T): void
+    decode(state: unknown): T
+  }
+
+  export interface Message<T> {
+    send(value: T): boolean
+  }
+
+  export interface Channel {
+    readonly opened: boolean
+    readonly closed: boolean
+    addMessage<T>(opts: { encoding: Encoding<T>; onmessage?: (value: T) => void }): Message<T>
+    open(handshake?: unknown): void
+    close(): void
+  }
+
+  class Protomux {
+    static from(stream: Duplex): Protomux
+    createChannel(opts: {
+      protocol: string
+      id?: Buffer | null
+      unique?: boolean
+      onopen?: () => void
+      onclose?: () => void
+    }): Channel | null
+  }
+  export default Protomux
+}
+
+declare module 'compact-encoding' {
+  interface Encoding<T> {
+    preencode(state: unknown, value: T): void
+    encode(state: unknown, value: T): void
+    decode(state: unknown): T
+  }
+  const c: { string: Encoding<string>; json: Encoding<unknown>; fixed32: Encoding<Buffer> }
+  export default c
+}

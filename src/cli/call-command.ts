@@ -10,7 +10,7 @@ export function registerCall(program: Command): void {
     program
       .command('call')
       .description('call a method of a VM and print its result as JSON')
-      .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
+      .argument('<url>', "the VM's RPC URL (ws://host:port/path), or its call log URL (hyper://<key>: the host is found on the DHT)")
       .argument('<method>', 'the method to call')
       .argument('[args...]', 'arguments, each as JSON (a bare word that is not JSON is taken as a string)')
       .option('--strings', 'send every argument as a string, as typed')

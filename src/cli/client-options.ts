@@ -4,10 +4,13 @@ import type { Command } from 'commander'
 import { loadKeyPair } from '../auth/key-pair.js'
 import { UsageError } from '../errors.js'
 import { RPCClient } from '../rpc/rpc-client.js'
+import { err } from './output.js'
 import { parseTimeout } from './parse-options.js'
+import { swarmOf } from './swarm-options.js'
 
 export interface ClientOptions {
   user?: string
+  bootstrap?: string
   key?: string
   timeout?: number
   log?: string
@@ -19,15 +22,27 @@ export function addClientOptions(command: Command): Command {
     .option('-k, --key <file>', 'production mode: the key pair file to sign calls with (see nodevms keygen)')
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .option('--log <url>', "the VM's call log (hyper:// URL): the host must serve it, so receipts bind answers to it")
+    .option(
+      '--bootstrap <nodes>',
+      'calling by key (hyper://…): DHT bootstrap nodes, host:port[,…] (default: LIBVMS_BOOTSTRAP, else the public ones)',
+    )
 }
 
 export async function connectClient(url: string, options: ClientOptions): Promise<RPCClient> {
-  if (!/^wss?:\/\//i.test(url)) throw new UsageError(`expected the VM's RPC URL (ws://host:port/path), got ${JSON.stringify(url)}`)
+  const byKey = /^hyper:\/\//i.test(url)
+  if (!byKey && !/^wss?:\/\//i.test(url)) {
+    throw new UsageError(
+      `expected the VM's RPC URL (ws://host:port/path) or its call log URL (hyper://<key>, found on the DHT), got ${JSON.stringify(url)}`,
+    )
+  }
+  if (!byKey && options.bootstrap !== undefined) throw new UsageError('--bootstrap applies to calling by key: give the hyper:// URL')
+  // By key: the host is found on the DHT (that is what a hyper:// URL asks for).
+  const swarm = byKey ? swarmOf({ swarm: true, bootstrap: options.bootstrap }, (text) => err.note(text)) : undefined
   if (options.user !== undefined && options.key !== undefined) {
     throw new UsageError('give --user (debug mode) or --key (production mode), not both')
   }
   const keyPair = options.key === undefined ? undefined : await loadKeyPair(options.key)
   const client = new RPCClient()
-  await client.connect(url, { user: options.user, keyPair, timeout: options.timeout, callLog: options.log })
+  await client.connect(url, { user: options.user, keyPair, timeout: options.timeout, callLog: options.log, swarm })
   return client
 }

@@ -102,6 +102,12 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     await vm.close()
     throw error
   }
+  // Signals are handled before anyone is told where it serves: a SIGTERM right after is a clean stop.
+  const stopped = untilStopped(async (signal) => {
+    err.note(`${signal}: answering calls in flight, then closing`)
+    await server.close()
+    await vm.close()
+  })
   const where = {
     rpcUrl: `${server.url}/`,
     callLogUrl: vm.callLog.url,
@@ -127,9 +133,5 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     if (swarm) out.line('  DHT       announced: the URLs above are found by key (nodevms verify hyper://… --swarm)')
     out.line(out.paint('dim', '  Ctrl-C stops it'))
   }
-  await untilStopped(async (signal) => {
-    err.note(`${signal}: answering calls in flight, then closing`)
-    await server.close()
-    await vm.close()
-  })
+  await stopped
 }

@@ -22,7 +22,7 @@ export function registerRepl(program: Command): void {
     program
       .command('repl')
       .description('an interactive shell with the VM as `client` (await client.method(args))')
-      .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
+      .argument('<url>', "the VM's RPC URL (ws://host:port/path), or its call log URL (hyper://<key>: the host is found on the DHT)")
       .option('-e, --exec <expr>', 'evaluate an expression (client in scope), print the result as JSON, and exit'),
   )
     .addHelpText('after', '\nHistory is kept in ~/.nodevms_repl_history (NODEVMS_REPL_HISTORY sets another file; empty turns it off).')

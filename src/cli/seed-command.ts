@@ -8,6 +8,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import { Seeder } from '../net/seeder.js'
+import { counted } from '../wording.js'
 import { err, out } from './output.js'
 import { parsePort, parseTimeout } from './parse-options.js'
 import { type SwarmFlags, swarmOf } from './swarm-options.js'
@@ -60,7 +61,9 @@ export function registerSeed(program: Command): void {
           const seeded = await seeder.seed(info ? info.callLogUrl : url, info ? { peers: [url] } : {})
           if (options.json) out.json(seeded)
           else {
-            out.line(`${out.paint('green', '✓')} seeding ${seeded.callLogUrl} (${seeded.length} entries) and ${seeded.filesArchiveUrl}`)
+            out.line(
+              `${out.paint('green', '✓')} seeding ${seeded.callLogUrl} (${counted(seeded.length, 'entry', 'entries')}) and ${seeded.filesArchiveUrl}`,
+            )
             if (seeded.rpcUrl) out.line(`  auditors: nodevms verify ${seeded.rpcUrl}`)
           }
         }

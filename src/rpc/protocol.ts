@@ -93,3 +93,22 @@ export interface RPCResponse {
   /** The log's receipt of the call's entry (src/ledger/receipts.ts), for a client that asked for receipts. */
   receipt?: Receipt
 }
+
+/**
+ * What an RPC connection runs over: a WebSocket, or a Protomux channel on a Hyperswarm connection
+ * (net/swarm-rpc.ts, ChannelSocket), which has the same face.
+ */
+export interface MessageSocket {
+  readonly readyState: number
+  send(text: string, done?: (err?: Error) => void): void
+  close(code?: number, reason?: string): void
+  terminate(): void
+  on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): this
+  on(event: 'close', listener: (code: number, reason: Buffer) => void): this
+  on(event: 'open', listener: () => void): this
+  on(event: 'error', listener: (err: Error) => void): this
+  once(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): this
+  once(event: 'close', listener: (code: number, reason: Buffer) => void): this
+  once(event: 'open', listener: () => void): this
+  once(event: 'error', listener: (err: Error) => void): this
+}

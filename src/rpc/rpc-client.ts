@@ -13,7 +13,10 @@ import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry } from '../ledger/log-entry.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
-import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from './protocol.js'
+import type { SwarmSetting } from '../ledger/remote-source.js'
+import { swarmOptionsOf } from '../net/swarm.js'
+import { ChannelSocket } from '../net/swarm-rpc.js'
+import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, RPC_ERRORS, type RPCResponse } from './protocol.js'
 
 export interface ConnectOptions {
   /**
@@ -27,8 +30,13 @@ export interface ConnectOptions {
    * leaves this process.
    */
   keyPair?: KeyPair
-  /** How long connecting and the handshake may take, in ms (default 10,000). */
+  /** How long connecting and the handshake may take, in ms (default 10,000; 60,000 by key, on the DHT). */
   timeout?: number
+  /**
+   * Connecting by key (`hyper://<call log key>`): the DHT options (`{bootstrap}`; default the
+   * LIBVMS_BOOTSTRAP nodes, else Hyperswarm's public ones). Only a hyper:// URL joins the DHT.
+   */
+  swarm?: SwarmSetting
   /**
    * Ask for a receipt with every answer and check it (default true): the log's signed proof that it
    * holds the call's entry — the call this client sent, with the answer it got. An answer whose
@@ -98,7 +106,7 @@ export class RPCClient {
   [method: string]: any
   url: string | null = null
   backendInfo: BackendInfo | null = null
-  private ws: WebSocket | null = null
+  private ws: MessageSocket | null = null
   private nextId = 1
   private readonly pending = new Map<number, PendingCall>()
   private closedBy: RPCError | null = null
@@ -120,8 +128,12 @@ export class RPCClient {
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
-    if (typeof url !== 'string' || !/^wss?:\/\//.test(url))
-      throw new InvalidArgumentError(`connect(url): expected a ws:// or wss:// URL, got ${JSON.stringify(url)}`)
+    const byKey = typeof url === 'string' && /^hyper:\/\//i.test(url)
+    if (typeof url !== 'string' || !(byKey || /^wss?:\/\//.test(url))) {
+      throw new InvalidArgumentError(
+        `connect(url): expected a ws:// or wss:// URL, or a VM's call log URL (hyper://<key>, found on the DHT), got ${JSON.stringify(url)}`,
+      )
+    }
     if (options.user !== undefined && (typeof options.user !== 'string' || options.user.length === 0)) {
       throw new InvalidArgumentError('connect(url, {user}): user must be a non-empty string')
     }
@@ -136,14 +148,17 @@ export class RPCClient {
     if (options.hosts !== undefined && !(options.hosts instanceof HostBook)) {
       throw new InvalidArgumentError('connect(url, {hosts}): hosts must be a HostBook (new HostBook())')
     }
-    const timeoutMs = options.timeout ?? 10_000
-    const ws = new WebSocket(url, { perMessageDeflate: false })
+    // By key: the host is looked up on the DHT and RPC runs over a Hyperswarm connection (swarm-rpc.ts).
+    const timeoutMs = options.timeout ?? (byKey ? 60_000 : 10_000)
+    const ws: MessageSocket = byKey
+      ? ChannelSocket.dial(parseKeyUrl(url), swarmOptionsOf(options.swarm ?? true) ?? {})
+      : (new WebSocket(url, { perMessageDeflate: false }) as unknown as MessageSocket)
     this.ws = ws
     this.url = url
     this.closedBy = null
     this.signer = null
     this.receiptCheck = null
-    ws.on('message', (data: WebSocket.RawData) => this.onMessage(data))
+    ws.on('message', (data: Buffer) => this.onMessage(data))
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()))
     ws.on('error', () => {
       // 'close' follows with the reason.
@@ -154,16 +169,18 @@ export class RPCClient {
         (async () => {
           await new Promise<void>((resolve, reject) => {
             ws.once('open', () => resolve())
-            ws.once('unexpected-response', (_req, res) => {
-              reject(
-                new RPCError(
-                  'ConnectError',
-                  'ERR_CONNECT',
-                  `${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim(),
-                  0,
-                ),
-              )
-            })
+            if (!byKey) {
+              ;(ws as unknown as WebSocket).once('unexpected-response', (_req, res) => {
+                reject(
+                  new RPCError(
+                    'ConnectError',
+                    'ERR_CONNECT',
+                    `${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim(),
+                    0,
+                  ),
+                )
+              })
+            }
             ws.once('close', (code: number, reason: Buffer) => reject(this.closeError(code, reason.toString())))
             ws.once('error', (err: Error) =>
               reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)),
@@ -175,11 +192,13 @@ export class RPCClient {
           if (wantReceipts) hello.receipts = true
           const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
           this.backendInfo = info
-          if (options.callLog !== undefined && callLogKeyOf(options.callLog) !== callLogKeyOf(info.callLogUrl)) {
+          // Reached by key, the key is the pin: the peer that answered must serve that very log.
+          const pinned = options.callLog ?? (byKey ? url : undefined)
+          if (pinned !== undefined && callLogKeyOf(pinned) !== callLogKeyOf(info.callLogUrl)) {
             throw new RPCError(
               'ReceiptError',
               'ERR_BAD_RECEIPT',
-              `${url} serves call log ${info.callLogUrl}, not the expected ${options.callLog}`,
+              `${url} serves call log ${info.callLogUrl}, not the expected ${pinned}`,
               0,
             )
           }
@@ -194,10 +213,12 @@ export class RPCClient {
           }
         })(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new RPCError('TimeoutError', 'ERR_TIMEOUT', `connecting to ${url} took more than ${timeoutMs} ms`, 0)),
-            timeoutMs,
-          )
+          timer = setTimeout(() => {
+            const what = byKey
+              ? `no host of ${url} answered on the DHT within ${timeoutMs} ms (is it served with --swarm, and are the bootstrap nodes right?)`
+              : `connecting to ${url} took more than ${timeoutMs} ms`
+            reject(new RPCError('TimeoutError', 'ERR_TIMEOUT', what, 0))
+          }, timeoutMs)
         }),
       ])
     } catch (err) {
@@ -208,8 +229,9 @@ export class RPCClient {
       clearTimeout(timer)
     }
     // Note the host of the advertised cores: CallLog.fetch(url) and new DatArchive(url) find it there.
+    // (Reached by key, the host has no RPC URL to note: fetch its cores with {swarm} too.)
     const hosts = options.hosts ?? HostBook.shared
-    for (const coreUrl of [this.backendInfo?.callLogUrl, this.backendInfo?.filesArchiveUrl]) {
+    for (const coreUrl of byKey ? [] : [this.backendInfo?.callLogUrl, this.backendInfo?.filesArchiveUrl]) {
       try {
         if (typeof coreUrl === 'string') hosts.add(coreUrl, url)
       } catch {

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import type { WebSocket } from 'ws'
 import { parseCallPayload, type SignedCall } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import {
@@ -20,7 +19,7 @@ import {
 } from '../errors.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
-import { type BackendInfo, HANDSHAKE_METHOD, type ReplicaInfo, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
+import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, type ReplicaInfo, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
 type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }
@@ -118,11 +117,11 @@ export class RPCConnection {
   private closed = false
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: MessageSocket,
     private readonly mount: Mount,
     private readonly limits: ServerLimits,
   ) {
-    ws.on('message', (data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean) => this.onMessage(data, isBinary))
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary))
     ws.on('close', () => {
       this.closed = true
     })

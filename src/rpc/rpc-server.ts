@@ -12,7 +12,8 @@ import { InvalidArgumentError, ListenError, StateError } from '../errors.js'
 import { parseKeyUrl } from '../ledger/keys.js'
 import { pipeReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
-import { CLOSE_CODES } from './protocol.js'
+import { ChannelSocket } from '../net/swarm-rpc.js'
+import { CLOSE_CODES, type MessageSocket } from './protocol.js'
 import { type RPCBackend, RPCConnection } from './rpc-connection.js'
 
 export interface RPCServerOptions {
@@ -176,7 +177,15 @@ export class RPCServer extends EventEmitter {
   private publish(mount: Mount, network: SwarmNetwork): void {
     const backend = mount.backend
     const keys = [parseKeyUrl(backend.callLog.url), parseKeyUrl(backend.filesArchive.url)]
-    const stopServing = network.serve((socket) => backend.replicate(socket))
+    const callLogKey = keys[0]
+    const stopServing = network.serve((socket) => {
+      backend.replicate(socket)
+      // The same connection carries RPC: a channel for this VM, answered like a WebSocket connection.
+      ChannelSocket.answer(socket, callLogKey, (channel) => {
+        if (this.closing || mount.closing) channel.close(CLOSE_CODES.GOING_AWAY, 'the VM is no longer served here')
+        else this.accept(channel, mount)
+      })
+    })
     mount.unpublish = async () => {
       stopServing()
       await Promise.all(keys.map((key) => network.leave(key)))
@@ -307,12 +316,24 @@ export class RPCServer extends EventEmitter {
         })
         return
       }
-      const connection = new RPCConnection(ws, mount, this)
-      mount.connections.add(connection)
-      ws.once('close', () => {
-        this.connectionCount--
-        mount.connections.delete(connection)
-      })
+      this.accept(ws as unknown as MessageSocket, mount, true)
+    })
+  }
+
+  /** An RPC connection to `mount`, over a WebSocket or a swarm channel (counted already: `counted`). */
+  private accept(socket: MessageSocket, mount: Mount, counted = false): void {
+    if (!counted) {
+      if (this.connectionCount >= this.maxConnections) {
+        socket.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
+        return
+      }
+      this.connectionCount++
+    }
+    const connection = new RPCConnection(socket, mount, this)
+    mount.connections.add(connection)
+    socket.once('close', () => {
+      this.connectionCount--
+      mount.connections.delete(connection)
     })
   }
 }
