@@ -10,7 +10,7 @@
  * (LIBVMS_BOOTSTRAP). Outside, only plain WebSockets on 127.0.0.1 are used.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
@@ -19,8 +19,8 @@ import { type ReplicaInfo, RPCClient, RPCServer } from '../src/index.js'
 import type { RPCBackend } from '../src/rpc/rpc-connection.js'
 import { BIN, exec, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
+import { IN_NAMESPACE, runInLoopbackNamespace } from './netns.js'
 
-const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
 const COUNTER = join(SCRIPTS, 'persisted-counter.js')
 const NAMES = [
   'a seeder with --port serves verify ws://… after its host stopped, follows the host when it restarts on its ws:// URL, and says how current its copy is when behind',
@@ -67,35 +67,7 @@ if (!IN_NAMESPACE) {
   })
 
   test('the seeder scenarios run in a loopback-only network namespace', async (t) => {
-    const probe = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up'], { encoding: 'utf8' })
-    if (probe.status !== 0) {
-      t.skip(`cannot make a network namespace here (unshare -n: ${probe.stderr.trim() || probe.error?.message}); run as root`)
-      return
-    }
-    const command = `ip link set lo up && exec "${process.execPath}" --import tsx --test --test-reporter=spec test/seeder.test.ts`
-    // A test file run by a test runner is told so (NODE_TEST_CONTEXT); this one runs on its own.
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env
-    const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = spawn('unshare', ['-n', 'sh', '-c', command], {
-        cwd: root,
-        env: { ...env, LIBVMS_TEST_NETNS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let output = ''
-      child.stdout.on('data', (chunk) => {
-        output += chunk
-      })
-      child.stderr.on('data', (chunk) => {
-        output += chunk
-      })
-      const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 180_000)
-      child.on('exit', (code) => {
-        clearTimeout(timer)
-        resolve({ code, output })
-      })
-    })
-    assert.equal(result.code, 0, `the scenarios failed inside the namespace:\n${result.output}`)
-    for (const name of NAMES) assert.ok(result.output.includes(`✔ ${name}`), `${name} did not pass:\n${result.output}`)
+    await runInLoopbackNamespace(t, 'test/seeder.test.ts', NAMES, 180_000)
   })
 } else {
   test(NAMES[0], async (t) => {

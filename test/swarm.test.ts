@@ -8,7 +8,7 @@
  * only network interface is loopback, and every DHT node is pointed at the testnet (LIBVMS_BOOTSTRAP).
  */
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -17,8 +17,12 @@ import { CallLog, RPCClient } from '../src/index.js'
 import { parseBootstrap, swarmOptionsOf } from '../src/net/swarm.js'
 import { BIN, exec, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
+import { IN_NAMESPACE, runInLoopbackNamespace } from './netns.js'
 
-const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
+const SCENARIOS = [
+  'host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the (restarted) seeder',
+  'a VM is called by its key alone: RPC over a Hyperswarm connection, from the command line and RPCClient, production signing included',
+] as const
 
 if (!IN_NAMESPACE) {
   // These start no DHT node: they check what is configured, and that nothing joins unless asked.
@@ -48,42 +52,10 @@ if (!IN_NAMESPACE) {
   })
 
   test('the DHT scenario runs in a loopback-only network namespace', async (t) => {
-    const probe = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up'], { encoding: 'utf8' })
-    if (probe.status !== 0) {
-      t.skip(`cannot make a network namespace here (unshare -n: ${probe.stderr.trim() || probe.error?.message}); run as root`)
-      return
-    }
-    const command = `ip link set lo up && exec "${process.execPath}" --import tsx --test --test-reporter=spec test/swarm.test.ts`
-    // A test file run by a test runner is told so (NODE_TEST_CONTEXT); this one runs on its own.
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env
-    const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = spawn('unshare', ['-n', 'sh', '-c', command], {
-        cwd: root,
-        env: { ...env, LIBVMS_TEST_NETNS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let output = ''
-      child.stdout.on('data', (chunk) => {
-        output += chunk
-      })
-      child.stderr.on('data', (chunk) => {
-        output += chunk
-      })
-      const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 300_000)
-      child.on('exit', (code) => {
-        clearTimeout(timer)
-        resolve({ code, output })
-      })
-    })
-    assert.equal(result.code, 0, `the scenario failed inside the namespace:\n${result.output}`)
-    assert.match(
-      result.output,
-      /✔ host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the \(restarted\) seeder/,
-    )
-    assert.match(result.output, /✔ a VM is called by its key alone/)
+    await runInLoopbackNamespace(t, 'test/swarm.test.ts', SCENARIOS, 300_000)
   })
 } else {
-  test('host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the (restarted) seeder', async (t) => {
+  test(SCENARIOS[0], async (t) => {
     const interfaces = Object.keys(networkInterfaces())
     assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
     const testnet = await createTestnet(3)
@@ -122,7 +94,7 @@ if (!IN_NAMESPACE) {
     assert.equal(await stop(restarted), 0, 'the restarted seeder exits cleanly')
   })
 
-  test('a VM is called by its key alone: RPC over a Hyperswarm connection, from the command line and RPCClient, production signing included', async (t) => {
+  test(SCENARIOS[1], async (t) => {
     const interfaces = Object.keys(networkInterfaces())
     assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
     const testnet = await createTestnet(3)
