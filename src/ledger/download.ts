@@ -13,9 +13,13 @@ import { FetchError } from '../errors.js'
  */
 export type StallHandler = (stalledMs: number) => Promise<boolean>
 
-/** Downloads blocks [0, length) of `core`; fails if no block arrives for `stallMs` (unless `onStall` says wait on). */
-export async function downloadAll(core: Hypercore, url: string, stallMs: number, onStall?: StallHandler): Promise<void> {
-  const length = core.length
+/**
+ * Downloads blocks [0, length) of `core`, `length` at least `atLeast` (a length known from elsewhere,
+ * e.g. the log's record of an archive, before the core itself has heard of it); fails if no block
+ * arrives for `stallMs` (unless `onStall` says wait on).
+ */
+export async function downloadAll(core: Hypercore, url: string, stallMs: number, onStall?: StallHandler, atLeast = 0): Promise<void> {
+  const length = Math.max(core.length, atLeast)
   if (length === 0 || core.contiguousLength >= length) return
   const download = core.download({ start: 0, end: length })
   let last = core.contiguousLength

@@ -265,8 +265,13 @@ export class Seeder {
     }
     const url = keyToUrl(core.key)
     if (!complete) {
-      await downloadAll(core, url, Math.min(this.timeoutMs, 15_000), (stalledMs) =>
-        (entry.peerings.at(-1) as Peering).onStall(url, stalledMs),
+      // A blobs core may not know its length yet: the log's record of it (`needed`) says how far to go.
+      await downloadAll(
+        core,
+        url,
+        Math.min(this.timeoutMs, 15_000),
+        (stalledMs) => (entry.peerings.at(-1) as Peering).onStall(url, stalledMs),
+        needed,
       )
     }
     const live = core.download({ start: 0, end: -1 })
