@@ -235,13 +235,14 @@ async function openDetail(seq) {
 // ---- files ----
 
 async function loadFiles(seq, path) {
+  $('files-status').textContent = 'loading…'
+  const folder = await api(`/api/files?${new URLSearchParams({ seq: String(seq), path })}`)
+  // Shown all at once, when the listing is in.
   state.filesSeq = seq
   state.filesPath = path
   $('files-seq').value = String(seq)
   $('files-path').textContent = path
   $('files-up').disabled = path === '/'
-  $('files-status').textContent = 'loading…'
-  const folder = await api(`/api/files?${new URLSearchParams({ seq: String(seq), path })}`)
   const list = $('files-list')
   list.replaceChildren(
     ...folder.children.map((child) => {
@@ -265,7 +266,7 @@ async function showFile(path) {
   $('file-name').textContent = file.path
   const what = file.encoding === 'utf8' ? 'text' : 'binary, shown as base64'
   $('file-info').textContent =
-    `${file.size} bytes, ${what}, as of call ${file.seq}${file.mtime ? `, written ${file.mtime}` : ''}${file.truncated ? ' (cut)' : ''}`
+    `${file.size} bytes, ${what}, as of call ${file.seq}, ${file.mtime ? `written ${file.mtime}` : 'time unknown'}${file.truncated ? ' (cut)' : ''}`
   $('file-content').textContent = file.content
 }
 
@@ -333,8 +334,8 @@ function showVerdict(verdict) {
     const sides = el('div', null, 'side-by-side')
     sides.id = 'divergence-values'
     for (const [label, value] of [
-      ['Logged (what the host recorded)', d.expected],
-      ['Replayed (what an honest run gives)', d.actual],
+      ['Logged (what the log records)', d.expected],
+      ['Found (what the replay or the archive gives)', d.actual],
     ]) {
       const side = el('div')
       side.append(el('h3', label), el('pre', JSON.stringify(value, null, 2) ?? 'nothing'))
