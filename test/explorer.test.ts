@@ -290,6 +290,21 @@ test('an archive changed behind the VM: the audit names the divergent call, high
   await page.click('#audit-verdict button')
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #5 (divergent)')
   await screenshot(t, page, '5-divergence')
+  // docs/explorer.png is this state: LIBVMS_EXPLORER_DOC_SHOT=docs/explorer.png remakes it.
+  const docShot = process.env.LIBVMS_EXPLORER_DOC_SHOT
+  if (docShot) {
+    // From the audit's verdict down to the end of the table (the divergent row at its top).
+    await page.setViewport({ width: 1100, height: 900 })
+    const [top, bottom] = await page.evaluate(() => [
+      (document.getElementById('audit')?.getBoundingClientRect().top ?? 0) + window.scrollY,
+      (document.getElementById('entries')?.getBoundingClientRect().bottom ?? 0) + window.scrollY,
+    ])
+    await page.screenshot({
+      path: docShot as `${string}.png`,
+      clip: { x: 0, y: top, width: 1100, height: bottom - top + 8 },
+      captureBeyondViewport: true,
+    })
+  }
   assert.deepEqual(outside, [], 'no request left 127.0.0.1')
 })
 
