@@ -9,13 +9,14 @@ import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, type TestContext, test } from 'node:test'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { RPCServer, VM } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
-import { BIN, firstLine, root, stop } from './cli-helpers.js'
+import { BIN, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
 const NOTES = `
@@ -363,4 +364,43 @@ test('explore ws://…: calls made while the page is open appear as live rows', 
   assert.equal(await page.$eval('#entries-body tr[data-seq="2"] .args', (cell) => cell.textContent), '"live one"')
   await screenshot(t, page, '7-live')
   assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+test('explore --open without xdg-open still serves; a target that is not one is a usage error (exit 2)', async (t) => {
+  const dir = await notesVM(t)
+  // No xdg-open on this PATH: --open must not fail.
+  const child = spawn(process.execPath, [BIN, 'explore', dir, '--json', '--port', '0', '--open'], {
+    cwd: root,
+    env: { ...process.env, PATH: '/nonexistent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(() => stop(child))
+  const explored = await firstLine<Explored>(child, 'nodevms explore --open', 30_000)
+  const vm = (await (await fetch(new URL('/api/vm', explored.url))).json()) as { title: string; length: number }
+  assert.equal(vm.title, 'Notes <b>VM</b>')
+  assert.equal(vm.length, 6)
+  // Another Host (a DNS name rebound to 127.0.0.1) is refused; an audit needs the page's header.
+  const rebound = await new Promise<number>((resolve, reject) => {
+    const address = new URL(explored.url)
+    const req = request(
+      { host: address.hostname, port: address.port, path: '/api/vm', headers: { host: `evil.example:${address.port}` } },
+      (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
+  assert.equal(rebound, 403)
+  assert.equal((await fetch(new URL('/api/audit', explored.url), { method: 'POST' })).status, 403)
+  assert.equal((await fetch(new URL('/api/entries?limit=x', explored.url))).status, 400)
+  assert.equal((await fetch(new URL('/api/entries/99', explored.url))).status, 404)
+  assert.equal((await fetch(new URL('/api/file?seq=1&path=/../../etc/passwd', explored.url))).status, 400)
+  assert.equal(await stop(child), 0)
+
+  const missing = await nodevms(['explore', join(dir, 'no-such-dir'), '--json'])
+  assert.equal(missing.code, 2)
+  assert.match(missing.stderr, /UsageError: .* is not a ws:\/\/ URL, a hyper:\/\/ URL or a VM's data dir/)
+  assert.equal((await nodevms(['explore', dir, '--port', 'x'])).code, 2)
 })
