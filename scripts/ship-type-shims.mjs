@@ -1,6 +1,6 @@
 // After tsc: ship the Holepunch type shims with the declarations, so a consumer's TypeScript sees
 // the types the public API mentions (DatArchive.drive, CallLog.core) without any @types package.
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 // The JavaScript that runs inside VMs (src/**/*.vm.js) is read as text at run time: ship it beside
@@ -11,6 +11,10 @@ for (const entry of readdirSync('src', { recursive: true, withFileTypes: true })
     copyFileSync(from, join('dist', from.slice('src/'.length)))
   }
 }
+
+// The explorer's page (src/explorer/page/: HTML, CSS and browser JavaScript) is served from beside
+// the compiled server.
+cpSync('src/explorer/page', 'dist/explorer/page', { recursive: true })
 
 copyFileSync('types/holepunch.d.ts', 'dist/holepunch.d.ts')
 const index = 'dist/index.d.ts'

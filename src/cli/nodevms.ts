@@ -13,6 +13,7 @@ import '../net/remote-cores.js'
 import { RPC_ERRORS } from '../rpc/protocol.js'
 import { registerCall } from './call-command.js'
 import { registerExec } from './exec-command.js'
+import { registerExplore } from './explore-command.js'
 import { registerInfo } from './info-command.js'
 import { registerKeygen } from './keygen-command.js'
 import { registerLog } from './log-command.js'
@@ -87,6 +88,7 @@ function buildProgram(): Command {
     registerRepl,
     registerVerify,
     registerLog,
+    registerExplore,
     registerInfo,
     registerKeygen,
     registerSeed,
