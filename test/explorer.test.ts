@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, type TestContext, test } from 'node:test'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
-import { RPCServer, VM } from '../src/index.js'
+import { type CallEntry, CallLog, type LogEntry, RPCServer, Verifier, VM } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
 import { BIN, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
@@ -287,6 +287,8 @@ test('an archive changed behind the VM: the audit names the divergent call, high
   const sides = await page.$$eval('#divergence-values h3', (heads) => heads.map((h) => h.textContent))
   assert.deepEqual(sides, ['Logged (what the log records)', 'Found (what the replay or the archive gives)'])
   assert.match(await text(page, '#audit-verdict'), /path\/notes\/alice\/todo\.txt/)
+  // The lie is in the archive alone: the log's entries replay, so they make no proof.
+  assert.match(await text(page, '#proof-note'), /^No execution proof: the log's entries alone do not show it/)
   // The jump to the divergent entry opens it.
   await page.click('#audit-verdict button')
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #5 (divergent)')
@@ -306,6 +308,28 @@ test('an archive changed behind the VM: the audit names the divergent call, high
       captureBeyondViewport: true,
     })
   }
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+test('a log its host rewrote: the audit names the call and offers the execution proof, which holds offline', async (t) => {
+  const dir = await notesVM(t)
+  // The host, stopped, rewrites call 2's result with its own key.
+  const log = await CallLog.open(dir)
+  const entries = (await log.list()) as LogEntry[]
+  await log.core.truncate(2)
+  await log.append([{ ...(entries[2] as CallEntry), result: { forged: true } } as LogEntry, ...entries.slice(3)])
+  await log.close()
+  const { explored } = await explore(t, dir)
+  const { page, outside } = await openPage(t, explored.url)
+  assert.match(await audit(page), /divergence at seq 2: call 2 \(note by caller bob\) diverges in result/)
+  assert.match(await text(page, '#proof-link'), /^Download the execution proof \(\d+ bytes, 3 entries\)/)
+  assert.equal(await page.$eval('#proof-link', (a) => a.getAttribute('href')), '/api/proof')
+  await screenshot(t, page, '6-proof')
+  const response = await fetch(new URL('/api/proof', explored.url))
+  assert.equal(response.status, 200)
+  assert.match(response.headers.get('content-disposition') ?? '', /attachment/)
+  const verdict = await Verifier.checkProof(await response.json())
+  assert.ok(verdict.holds && verdict.seq === 2, verdict.holds ? verdict.what : verdict.why)
   assert.deepEqual(outside, [], 'no request left 127.0.0.1')
 })
 

@@ -14,6 +14,7 @@
  *   GET  /api/events              server-sent events: `entry` (the log grew), `audit` (progress, verdict)
  *   GET  /api/audit               the audit's state
  *   POST /api/audit               starts an audit (Verifier.verify into a temp replay dir); one at a time
+ *   GET  /api/proof               the last audit's execution proof (nodevms check-proof checks it), when it made one
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -184,6 +185,8 @@ export class ExplorerServer {
   private init: InitEntry | null = null
   private audit: AuditState = { state: 'idle' }
   private auditRun: Promise<void> | null = null
+  /** The last audit's execution proof (JSON text), when its divergence is in the log's entries. */
+  private proof: string | null = null
   private following: Promise<void> | null = null
   private host = '127.0.0.1'
   private port = 0
@@ -327,6 +330,7 @@ export class ExplorerServer {
     if (path === '/api/file') return this.json(res, await this.file(params))
     if (path === '/api/changes') return this.json(res, await this.changes(intParam(params, 'seq', 0)))
     if (path === '/api/audit') return this.json(res, this.audit)
+    if (path === '/api/proof') return this.sendProof(res)
     if (path === '/api/events') return this.events(req, res)
     throw new HttpError(404, `no such API: ${path}`)
   }
@@ -552,6 +556,16 @@ export class ExplorerServer {
 
   // ---- the audit ----
 
+  private sendProof(res: ServerResponse): void {
+    if (this.proof === null) throw new HttpError(404, 'no execution proof: the last audit found none to make (run one, or it verified)')
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-disposition': 'attachment; filename="execution-proof.json"',
+      'content-length': Buffer.byteLength(this.proof),
+    })
+    res.end(this.proof)
+  }
+
   private startAudit(req: IncomingMessage, res: ServerResponse): void {
     // A form on another site cannot set this header: only this page starts audits.
     if (req.headers['x-explorer'] !== '1') throw new HttpError(403, 'POST /api/audit needs the header X-Explorer: 1')
@@ -566,7 +580,23 @@ export class ExplorerServer {
     this.json(res, { started: true, audit: this.audit }, 202)
   }
 
+  /**
+   * The execution proof of a divergent entry, kept for GET /api/proof when it holds (the log's own
+   * entries show the lie): its size, or why there is none (a lie in the archive alone).
+   */
+  private async prove(seq: number): Promise<{ bytes: number; entries: number } | { why: string }> {
+    try {
+      const { proof, verdict } = await Verifier.proveDivergence(this.callLog, seq, { maxLimits: this.maxLimits })
+      if (!verdict.holds) return { why: `the log's entries alone do not show it (${verdict.why})` }
+      this.proof = `${JSON.stringify(proof, null, 1)}\n`
+      return { bytes: Buffer.byteLength(this.proof), entries: proof.seq + 1 }
+    } catch (err) {
+      return { why: (err as Error).message }
+    }
+  }
+
   private async runAudit(): Promise<void> {
+    this.proof = null
     const started = performance.now()
     const running = { state: 'running' as const, done: 0, total: this.callLog.length, rate: 0, startedAt: Date.now() }
     this.audit = running
@@ -604,6 +634,7 @@ export class ExplorerServer {
           path: error.path ?? null,
           expected: error.expected ?? null,
           actual: error.actual ?? null,
+          proof: error.seq === undefined ? { why: 'the divergence is not at an entry of the log' } : await this.prove(error.seq),
         }
         this.audit = { state: 'done', verdict: { verified: false, divergence, ms: ms() } }
       } else if (error instanceof LogFormatError) {

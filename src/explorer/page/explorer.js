@@ -343,6 +343,22 @@ function showVerdict(verdict) {
     }
     box.append(sides)
   }
+  if (d.proof && typeof d.proof.bytes === 'number') {
+    const link = el(
+      'a',
+      `Download the execution proof (${d.proof.bytes} bytes, ${d.proof.entries} entries): nodevms check-proof checks it offline`,
+    )
+    link.href = '/api/proof'
+    link.setAttribute('download', 'execution-proof.json')
+    link.id = 'proof-link'
+    const line = el('p')
+    line.append(link)
+    box.append(line)
+  } else if (d.proof) {
+    const none = el('p', `No execution proof: ${d.proof.why}`, 'note')
+    none.id = 'proof-note'
+    box.append(none)
+  }
   if (typeof d.seq === 'number') {
     const jump = el('button', `Show entry #${d.seq}`)
     jump.type = 'button'
