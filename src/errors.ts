@@ -307,6 +307,22 @@ export class DivergenceError extends LibVMSError {
     this.actual = details.actual
     this.path = details.path
   }
+
+  /** The divergence as plain data (for --json output, the explorer): every field, null when it does not apply. */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      seq: this.seq ?? null,
+      method: this.method ?? null,
+      caller: this.caller ?? null,
+      field: this.field ?? null,
+      path: this.path ?? null,
+      expected: this.expected ?? null,
+      actual: this.actual ?? null,
+    }
+  }
 }
 
 /**

@@ -64,20 +64,7 @@ export function formatValue(value: unknown, pretty = false): string {
 
 /** The error's JSON form, for --json output. */
 export function errorJSON(error: unknown): Record<string, unknown> {
-  if (error instanceof DivergenceError) {
-    return {
-      name: error.name,
-      code: error.code,
-      message: error.message,
-      seq: error.seq ?? null,
-      method: error.method ?? null,
-      caller: error.caller ?? null,
-      field: error.field ?? null,
-      path: error.path ?? null,
-      expected: error.expected ?? null,
-      actual: error.actual ?? null,
-    }
-  }
+  if (error instanceof DivergenceError) return error.toJSON()
   const e = error as { name?: string; code?: string; message?: string; seq?: number }
   const base: Record<string, unknown> = { name: e?.name ?? 'Error', code: e?.code ?? 'ERR_UNKNOWN', message: e?.message ?? String(error) }
   if (typeof e?.seq === 'number') base.seq = e.seq

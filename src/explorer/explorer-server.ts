@@ -624,16 +624,7 @@ export class ExplorerServer {
     } catch (error) {
       if (error instanceof DivergenceError) {
         const divergence = {
-          name: error.name,
-          code: error.code,
-          message: error.message,
-          seq: error.seq ?? null,
-          method: error.method ?? null,
-          caller: error.caller ?? null,
-          field: error.field ?? null,
-          path: error.path ?? null,
-          expected: error.expected ?? null,
-          actual: error.actual ?? null,
+          ...error.toJSON(),
           proof: error.seq === undefined ? { why: 'the divergence is not at an entry of the log' } : await this.prove(error.seq),
         }
         this.audit = { state: 'done', verdict: { verified: false, divergence, ms: ms() } }
