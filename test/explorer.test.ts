@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -50,20 +50,23 @@ async function theBrowser(): Promise<Browser> {
   return browser
 }
 
-/** Screenshots of each state, in a temp folder (removed afterwards unless LIBVMS_KEEP_SCREENSHOTS is set). */
-const shotsDir = await mkdtemp(join(tmpdir(), 'libvms-explorer-shots-'))
-const keepShots = !!process.env.LIBVMS_KEEP_SCREENSHOTS
+/**
+ * Screenshots of each state, kept for a person to look at: one folder in the OS temp dir, emptied at
+ * the start of each run (so runs do not pile up), named in the test output.
+ */
+const shotsDir = join(tmpdir(), 'libvms-explorer-screenshots')
+await rm(shotsDir, { recursive: true, force: true })
+await mkdir(shotsDir, { recursive: true })
 
 after(async () => {
   await browser?.close()
   browser = null
-  if (!keepShots) await rm(shotsDir, { recursive: true, force: true })
 })
 
 async function screenshot(t: TestContext, page: Page, name: string): Promise<void> {
   const file = join(shotsDir, `${name}.png`)
   await page.screenshot({ path: file as `${string}.png`, fullPage: true })
-  t.diagnostic(`screenshot: ${file}${keepShots ? '' : ' (removed at the end; set LIBVMS_KEEP_SCREENSHOTS=1 to keep it)'}`)
+  t.diagnostic(`screenshot: ${file}`)
 }
 
 /** Deploys the notes VM into a temp dir: nested files by two users, one failing call (hostile text), then closes it. */
@@ -324,7 +327,7 @@ test('a log its host rewrote: the audit names the call and offers the execution 
   assert.match(await audit(page), /divergence at seq 2: call 2 \(note by caller bob\) diverges in result/)
   assert.match(await text(page, '#proof-link'), /^Download the execution proof \(\d+ bytes, 3 entries\)/)
   assert.equal(await page.$eval('#proof-link', (a) => a.getAttribute('href')), '/api/proof')
-  await screenshot(t, page, '6-proof')
+  await screenshot(t, page, '6-execution-proof')
   const response = await fetch(new URL('/api/proof', explored.url))
   assert.equal(response.status, 200)
   assert.match(response.headers.get('content-disposition') ?? '', /attachment/)
