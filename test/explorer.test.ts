@@ -261,6 +261,7 @@ test('an honest VM: entries, filters, a file as of an earlier call, and the audi
 
   // The audit.
   assert.match(await audit(page), /verified 5 calls \(1 failed inside the VM, as logged\)/)
+  assert.equal(await page.$$eval('#entries-body tr.checked .checked-mark', (marks) => marks.length), 6, 'every row marked as verified')
   assert.equal(await page.$$eval('tr.divergent', (rows) => rows.length), 0)
   await screenshot(t, page, '4-verified')
 
@@ -286,6 +287,9 @@ test('an archive changed behind the VM: the audit names the divergent call, high
   assert.equal(marked.length, 1)
   assert.equal(marked[0].seq, '5')
   assert.equal(marked[0].invalid, 'true')
+  // A verdict per call: every call before the divergent one replayed as logged.
+  const checked = await page.$$eval('#entries-body tr.checked', (rows) => rows.map((row) => (row as HTMLElement).dataset.seq))
+  assert.deepEqual(checked, ['4', '3', '2', '1', '0'])
   assert.match(marked[0].note ?? '', /divergent/)
   const sides = await page.$$eval('#divergence-values h3', (heads) => heads.map((h) => h.textContent))
   assert.deepEqual(sides, ['Logged (what the log records)', 'Found (what the replay or the archive gives)'])

@@ -15,6 +15,8 @@ const state = {
   length: 0,
   selected: null,
   divergent: null,
+  /** The audit's verdict per call: every entry below this seq replayed as logged (null: no audit yet). */
+  checkedBelow: null,
   filesSeq: null,
   filesPath: '/',
 }
@@ -142,6 +144,14 @@ function markRow(tr) {
   const divergent = state.divergent !== null && Number(tr.dataset.seq) === state.divergent
   tr.classList.toggle('divergent', divergent)
   tr.classList.toggle('selected', state.selected !== null && Number(tr.dataset.seq) === state.selected)
+  const checked = !divergent && state.checkedBelow !== null && Number(tr.dataset.seq) < state.checkedBelow
+  tr.classList.toggle('checked', checked)
+  if (checked && !tr.querySelector('.checked-mark')) {
+    const mark = el('span', ' ✓', 'checked-mark')
+    mark.title = 'the audit replayed this call as logged'
+    mark.setAttribute('aria-label', 'verified')
+    tr.cells[0].append(mark)
+  } else if (!checked) tr.querySelector('.checked-mark')?.remove()
   if (divergent) {
     tr.setAttribute('aria-invalid', 'true')
     if (!tr.querySelector('.divergent-note')) tr.cells[0].append(el('span', ' divergent', 'divergent-note visually-hidden'))
@@ -294,6 +304,8 @@ function showAudit(audit) {
     progress.hidden = false
     progress.max = Math.max(1, audit.total)
     progress.value = audit.done
+    state.checkedBelow = audit.done
+    markRows()
     const eta = audit.rate > 0 ? formatSeconds((audit.total - audit.done) / audit.rate) : '?'
     status.textContent = `${audit.done} of ${audit.total} entries, ${Math.round(audit.rate)} calls/s, ETA ${eta}`
     if (!polling) pollAudit()
@@ -309,6 +321,9 @@ function showVerdict(verdict) {
   const box = $('audit-verdict')
   const status = $('audit-status')
   box.replaceChildren()
+  state.checkedBelow =
+    verdict.verified === true ? verdict.entries : typeof verdict.divergence?.seq === 'number' ? verdict.divergence.seq : null
+  markRows()
   if (verdict.verified === true) {
     status.textContent = ''
     const failed = verdict.failedCalls ? ` (${verdict.failedCalls} failed inside the VM, as logged)` : ''
