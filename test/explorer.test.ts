@@ -246,6 +246,10 @@ test('an honest VM: entries, filters, a file as of an earlier call, and the audi
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #4')
   await page.waitForFunction(() => document.getElementById('detail-changes')?.textContent?.includes('put /notes/alice/todo.txt'))
   assert.match(await text(page, '#detail-json'), /"method": "note"/)
+  // What the call changed, before and after.
+  await page.click('#detail-changes button.compare')
+  await page.waitForSelector('#detail-diff:not([hidden]) pre')
+  assert.deepEqual(await page.$$eval('#detail-diff pre', (pres) => pres.map((p) => p.textContent)), ['first version', 'second version'])
 
   // The files as of call 1 hold the first version; as of call 4, the second.
   assert.equal(await openFileAsOf(page, 1, '/notes/alice/todo.txt'), 'first version')

@@ -236,10 +236,44 @@ async function openDetail(seq) {
   fact(facts, 'Files', `version ${changes.from} → ${changes.to}`)
   const list = $('detail-changes')
   list.replaceChildren(
-    ...changes.changes.map((c) => el('li', `${c.type === 'put' ? 'put' : 'deleted'} ${c.path} (v${c.version})`, `change-${c.type}`)),
+    ...changes.changes.map((c) => {
+      const item = el('li', `${c.type === 'put' ? 'put' : 'deleted'} ${c.path} (v${c.version}) `, `change-${c.type}`)
+      const compare = el('button', 'before / after', 'compare')
+      compare.type = 'button'
+      compare.addEventListener('click', () => showDiff(seq, c.path).catch(report))
+      item.append(compare)
+      return item
+    }),
   )
   if (changes.changes.length === 0) list.append(el('li', 'nothing'))
+  $('detail-diff').hidden = true
   $('detail-json').textContent = JSON.stringify(one.entry, null, 2)
+}
+
+/** A file as the call found it and as it left it, side by side (a file that was not there: said so). */
+async function showDiff(seq, path) {
+  const contents = async (at) => {
+    if (at < 0) return 'not there'
+    const response = await fetch(`/api/file?${new URLSearchParams({ seq: String(at), path })}`)
+    if (response.status === 404) return 'not there'
+    const file = await response.json()
+    if (!response.ok) throw new Error(file?.error?.message ?? `${response.status}`)
+    return file.encoding === 'utf8' ? file.content : `(binary, base64) ${file.content}`
+  }
+  const [before, after] = await Promise.all([contents(seq - 1), contents(seq)])
+  const box = $('detail-diff')
+  box.hidden = false
+  box.replaceChildren(el('h3', `${path}: before and after call ${seq}`))
+  const sides = el('div', null, 'side-by-side')
+  for (const [label, text] of [
+    [`Before (as of call ${seq - 1})`, before],
+    [`After (as of call ${seq})`, after],
+  ]) {
+    const side = el('div')
+    side.append(el('h4', label), el('pre', text))
+    sides.append(side)
+  }
+  box.append(sides)
 }
 
 // ---- files ----
