@@ -294,3 +294,17 @@ declare module 'compact-encoding' {
   const c: { string: Encoding<string>; json: Encoding<unknown>; fixed32: Encoding<Buffer> }
   export default c
 }
+
+declare module 'flat-tree' {
+  /** Hypercore's flat-tree numbering: leaf i is 2i; a node's parent, sibling, depth, offset and span. */
+  const flat: {
+    fullRoots(index: number): number[]
+    sibling(index: number): number
+    parent(index: number): number
+    depth(index: number): number
+    index(depth: number, offset: number): number
+    /** The leftmost and rightmost leaf (flat indices) under `index`. */
+    spans(index: number): [number, number]
+  }
+  export default flat
+}

@@ -76,6 +76,9 @@ class HttpError extends Error {
   }
 }
 
+/** What a files view knows of a path (FilesView.node). */
+type PathNode = NonNullable<Awaited<ReturnType<FilesView['node']>>>
+
 export type AuditState =
   | { state: 'idle' }
   | { state: 'running'; done: number; total: number; rate: number; startedAt: number }
@@ -476,14 +479,28 @@ export class ExplorerServer {
     return { view: new FilesView({ bee: checkout, blobs: () => drive.getBlobs() }, format), version, close: () => checkout.close() }
   }
 
-  private async files(params: URLSearchParams): Promise<Record<string, unknown>> {
+  /** Runs `use` on what is at the query's `path` as of call `seq`, which must be a `type`; 404 if nothing is. */
+  private async atPath<T>(
+    params: URLSearchParams,
+    type: 'file' | 'directory',
+    use: (at: { seq: number; path: string; version: number; view: FilesView; node: PathNode }) => Promise<T>,
+  ): Promise<T> {
     const seq = intParam(params, 'seq', this.callLog.length - 1)
     const path = pathParam(params)
     const { view, version, close } = await this.viewAt(seq)
     try {
       const node = await view.node(path)
       if (!node) throw new HttpError(404, `nothing at ${path} as of call ${seq}`)
-      if (node.type !== 'directory') throw new HttpError(400, `${path} is a file: use /api/file`)
+      if (node.type !== type)
+        throw new HttpError(400, type === 'file' ? `${path} is a folder: use /api/files` : `${path} is a file: use /api/file`)
+      return await use({ seq, path, version, view, node })
+    } finally {
+      await close()
+    }
+  }
+
+  private files(params: URLSearchParams): Promise<Record<string, unknown>> {
+    return this.atPath(params, 'directory', async ({ seq, path, version, view }) => {
       const names = await view.children(path)
       const children = []
       for (const name of names.slice(0, MAX_LISTING)) {
@@ -492,19 +509,11 @@ export class ExplorerServer {
         if (info) children.push({ name, path: child, type: info.type, size: info.size, mtime: info.mtime ? isoTime(info.mtime) : null })
       }
       return { seq, version, path, children, truncated: names.length > MAX_LISTING }
-    } finally {
-      await close()
-    }
+    })
   }
 
-  private async file(params: URLSearchParams): Promise<Record<string, unknown>> {
-    const seq = intParam(params, 'seq', this.callLog.length - 1)
-    const path = pathParam(params)
-    const { view, version, close } = await this.viewAt(seq)
-    try {
-      const node = await view.node(path)
-      if (!node) throw new HttpError(404, `nothing at ${path} as of call ${seq}`)
-      if (node.type !== 'file') throw new HttpError(400, `${path} is a folder: use /api/files`)
+  private file(params: URLSearchParams): Promise<Record<string, unknown>> {
+    return this.atPath(params, 'file', async ({ seq, path, version, view, node }) => {
       const bytes = node.size > MAX_FILE_BYTES * 4 ? null : await view.read(path)
       const shown = bytes ? bytes.subarray(0, MAX_FILE_BYTES) : new Uint8Array(0)
       const text = decodeText(shown)
@@ -518,9 +527,7 @@ export class ExplorerServer {
         encoding: text === null ? 'base64' : 'utf8',
         content: text ?? Buffer.from(shown).toString('base64'),
       }
-    } finally {
-      await close()
-    }
+    })
   }
 
   private async changes(seq: number): Promise<Record<string, unknown>> {

@@ -213,7 +213,8 @@ export class CallLog extends EventEmitter {
       noted()
       onStored?.()
     }
-    core.once('append', grew)
+    // Only a caller waiting for storage, or receipts from memory, need the moment the core grew.
+    if (onStored || this.recentTree) core.once('append', grew)
     try {
       const { length } = await core.append(entries)
       noted()

@@ -9,6 +9,7 @@
  * named error (ERR_BAD_RECEIPT) saying what does not hold.
  */
 import { createRequire } from 'node:module'
+import flat from 'flat-tree'
 import crypto from 'hypercore-crypto'
 import { ReceiptError } from '../errors.js'
 import type { CallLog } from './call-log.js'
@@ -197,7 +198,7 @@ export function verifyLogPrefix(receipt: unknown, blocks: Buffer[]): ProvenEntry
   const check = (node: TreeNode): void => {
     const [start, end] = spanOf(node.index)
     if (end > proven.seq) return // right of the path: the receipt's own nodes
-    const built = subtreeOf(blocks, start, depthOf(node.index))
+    const built = subtreeOf(blocks, start, flat.depth(node.index))
     if (built.size !== node.size || !built.hash.equals(node.hash)) {
       throw new ReceiptError(`entries ${start} to ${end - 1} are not the ones the log signed`)
     }
@@ -216,14 +217,13 @@ function subtreeOf(blocks: Buffer[], start: number, depth: number): TreeNode {
   const half = 2 ** (depth - 1)
   const left = subtreeOf(blocks, start, depth - 1)
   const right = subtreeOf(blocks, start + half, depth - 1)
-  return { index: flatIndex(depth, start / (2 * half)), size: left.size + right.size, hash: crypto.parent(left, right) }
+  return { index: flat.index(depth, start / (2 * half)), size: left.size + right.size, hash: crypto.parent(left, right) }
 }
 
 /** The blocks a flat-tree node spans: [start, end). */
 function spanOf(index: number): [number, number] {
-  const width = 2 ** depthOf(index)
-  const start = offsetOf(index) * width
-  return [start, start + width]
+  const [first, last] = flat.spans(index)
+  return [first / 2, last / 2 + 1]
 }
 
 /** Hypercore's signature check of a tree, as its own verifier makes it for one signer. */
@@ -239,42 +239,17 @@ function signatureHolds(tree: ProvenTree, key: Buffer, manifest: Manifest): bool
 
 /**
  * Whether the Merkle path from block `seq` (its bytes, then the sibling of each node on the way up)
- * ends at one of `roots`, by index, size and hash. Indices are Hypercore's flat-tree numbering.
+ * ends at one of `roots`, by index, size and hash. Indices are Hypercore's flat-tree numbering (flat-tree).
  */
 function blockIsUnderRoot(seq: number, block: Buffer, siblings: TreeNode[], roots: TreeNode[]): boolean {
   // A path is at most as long as a tree of 2^53 blocks is deep.
   if (!Array.isArray(siblings) || siblings.length > 64) return false
   let node: TreeNode = { index: 2 * seq, size: block.byteLength, hash: crypto.data(block) }
   for (const sibling of siblings) {
-    if (sibling.index !== siblingOf(node.index)) return false
-    node = { index: parentOf(node.index), size: node.size + sibling.size, hash: crypto.parent(node, sibling) }
+    if (sibling.index !== flat.sibling(node.index)) return false
+    node = { index: flat.parent(node.index), size: node.size + sibling.size, hash: crypto.parent(node, sibling) }
   }
   return roots.some((root) => root.index === node.index && root.size === node.size && root.hash.equals(node.hash))
-}
-
-/** A flat-tree index's depth: its trailing one bits. */
-function depthOf(index: number): number {
-  let depth = 0
-  for (let i = index; i % 2 === 1; i = (i - 1) / 2) depth++
-  return depth
-}
-
-/** The flat-tree index of the node at `depth` and `offset`: 2^depth * (2 * offset + 1) - 1. */
-function flatIndex(depth: number, offset: number): number {
-  return 2 ** depth * (2 * offset + 1) - 1
-}
-
-function offsetOf(index: number): number {
-  return Math.floor((index + 1) / 2 ** (depthOf(index) + 1))
-}
-
-function siblingOf(index: number): number {
-  const offset = offsetOf(index)
-  return flatIndex(depthOf(index), offset % 2 === 0 ? offset + 1 : offset - 1)
-}
-
-function parentOf(index: number): number {
-  return flatIndex(depthOf(index) + 1, Math.floor(offsetOf(index) / 2))
 }
 
 function isIndex(v: unknown): v is number {

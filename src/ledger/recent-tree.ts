@@ -13,13 +13,13 @@
  * it has seen an append again receipts are built by Hypercore as before.
  */
 import { createRequire } from 'node:module'
+import c from 'compact-encoding'
+import flat from 'flat-tree'
 import type Hypercore from 'hypercore'
 import crypto from 'hypercore-crypto'
 
 const require = createRequire(import.meta.url)
 const messages = require('hypercore/lib/messages.js') as { wire: { data: Encoding } }
-const c = require('compact-encoding') as { fixed32: Encoding }
-const flat = require('flat-tree') as { fullRoots(index: number): number[]; sibling(index: number): number; parent(index: number): number }
 
 interface Encoding {
   preencode(state: EncodeState, value: unknown): void
