@@ -146,7 +146,9 @@ test('kill -9 mid-load, restart on the same dir: every answered call is in the l
       }
     }
   })
-  await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 500))
+  // Kill at a random moment after the first answer, so a slow machine still kills it mid-load.
+  for (let i = 0; i < 1000 && answered.length === 0 && Date.now() < deadline; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * 500))
   process.kill(first.served.pid, 'SIGKILL')
   await Promise.all(load)
   await Promise.all(clients.map((c) => c.close()))
