@@ -396,12 +396,12 @@ test('call: an argument that starts as JSON but does not parse is refused before
   assert.deepEqual((await loggedArgs()).at(-1), ['{"a":', '42'], 'sent as typed, as strings')
 })
 
-test('exec says when it resumes a VM (the calls it replays, the time it took) and notes a factory script served without --factory', async (t) => {
+test('exec says when it resumes a VM (the calls it replays, from which snapshot, the time it took) and notes a factory script served without --factory', async (t) => {
   const work = await tempDir(t)
   const dir = join(work, 'counter')
   /** `nodevms exec … --json` with its stderr kept from the start; resolves once it serves. */
-  const serve = async (script: string, dataDir: string) => {
-    const child = spawn(process.execPath, [BIN, 'exec', join(SCRIPTS, script), '--port', '0', '--json', '--dir', dataDir], {
+  const serve = async (script: string, dataDir: string, extra: string[] = []) => {
+    const child = spawn(process.execPath, [BIN, 'exec', join(SCRIPTS, script), '--port', '0', '--json', '--dir', dataDir, ...extra], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -420,11 +420,21 @@ test('exec says when it resumes a VM (the calls it replays, the time it took) an
   for (let i = 0; i < 3; i++) assert.equal((await nodevms(['call', first.served.rpcUrl, 'increment'])).code, 0)
   assert.equal(await stop(first.child), 0)
   assert.doesNotMatch(first.stderr(), /resuming/, 'a first deploy resumes nothing')
-  const again = await serve('counter.js', dir)
+  // Without checkpoints, the whole log is replayed.
+  const again = await serve('counter.js', dir, ['--checkpoints', 'off'])
   assert.equal(again.served.calls, 3)
   assert.equal(await stop(again.child), 0)
-  assert.match(again.stderr(), /^\{"resuming":\{"calls":3\}\}$/m)
-  assert.match(again.stderr(), /^\{"resumed":\{"calls":3,"ms":\d+\}\}$/m)
+  assert.match(again.stderr(), /^\{"resuming":\{"calls":3,"snapshot":0\}\}$/m)
+  assert.match(again.stderr(), /^\{"resumed":\{"calls":3,"snapshot":0,"ms":\d+\}\}$/m)
+  // With them (the default), a clean stop keeps a snapshot of the last call: nothing to replay.
+  const third = await serve('counter.js', dir)
+  assert.equal((await nodevms(['call', third.served.rpcUrl, 'increment'])).code, 0)
+  assert.equal(await stop(third.child), 0)
+  assert.match(third.stderr(), /^\{"resuming":\{"calls":0,"snapshot":3\}\}$/m, 'the first run stopped with a snapshot of seq 3')
+  const fourth = await serve('counter.js', dir)
+  assert.equal(await stop(fourth.child), 0)
+  assert.match(fourth.stderr(), /^\{"resuming":\{"calls":0,"snapshot":4\}\}$/m)
+  assert.match(fourth.stderr(), /^\{"resumed":\{"calls":0,"snapshot":4,"ms":\d+\}\}$/m)
 
   const factory = await serve('factory.js', join(work, 'factory'))
   assert.equal(await stop(factory.child), 0)

@@ -9,6 +9,9 @@ import { promisify } from 'node:util'
 import { Verifier } from '../src/index.js'
 import { callError, deployVM } from './helpers.js'
 
+/** Each call states the VM's state digest, so every verify below compares the host's digests with its own. */
+const EVERY_CALL = { checkpoints: { every: 1 } }
+
 const script = (name: string) => readFile(new URL(`../examples/scripts/${name}`, import.meta.url), 'utf8')
 
 test('examples/demo.ts: deploys, calls, replays, and reports both verdicts', async () => {
@@ -48,7 +51,7 @@ test('examples run-vm, connect and audit: the source document examples as proces
 })
 
 test('examples/scripts/counter.js', async (t) => {
-  const vm = await deployVM(t, await script('counter.js'))
+  const vm = await deployVM(t, await script('counter.js'), EVERY_CALL)
   assert.equal(await vm.executeCall({ methodName: 'increment' }), 1)
   assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
   assert.equal(await vm.executeCall({ methodName: 'get' }), 2)
@@ -56,7 +59,7 @@ test('examples/scripts/counter.js', async (t) => {
 })
 
 test('examples/scripts/persisted-counter.js', async (t) => {
-  const vm = await deployVM(t, await script('persisted-counter.js'))
+  const vm = await deployVM(t, await script('persisted-counter.js'), EVERY_CALL)
   assert.equal(await vm.executeCall({ methodName: 'increment' }), 1)
   assert.equal(await vm.executeCall({ methodName: 'increment' }), 2)
   assert.equal(await vm.filesArchive.readFile('/count'), '2')
@@ -64,13 +67,14 @@ test('examples/scripts/persisted-counter.js', async (t) => {
 })
 
 test('examples/scripts/hello-world.js', async (t) => {
-  const vm = await deployVM(t, await script('hello-world.js'))
+  const vm = await deployVM(t, await script('hello-world.js'), EVERY_CALL)
   assert.equal(await vm.executeCall({ methodName: 'hello', userId: 'bob' }), 'Hello, bob!')
   assert.equal(await vm.executeCall({ methodName: 'hello' }), 'Hello, stranger!')
+  await Verifier.verify(vm.callLog, vm.filesArchive)
 })
 
 test('examples/scripts/key-server.js: admins write, others read', async (t) => {
-  const vm = await deployVM(t, await script('key-server.js'))
+  const vm = await deployVM(t, await script('key-server.js'), EVERY_CALL)
   assert.equal((await callError(vm, 'claim')).message, 'Connect with a user id to claim the server')
   assert.equal(await vm.executeCall({ methodName: 'claim', userId: 'alice' }), 'alice')
   assert.equal((await callError(vm, 'claim', [], 'bob')).message, 'This key server already has an admin')

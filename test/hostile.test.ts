@@ -23,6 +23,8 @@ import { callError, deployVM, tempDir } from './helpers.js'
 /** Small limits: ~200 ms of compute and a 32 MiB memory per VM. */
 const LIMITS = { computeTicks: 200, memoryBytes: 32 * 1024 * 1024 }
 const quiet = (): void => {}
+/** Each call states the VM's state digest: the verify of step 5 compares the host's with the replay's. */
+const EVERY_CALL = { every: 1 }
 
 /** Every hostile script also exports this, to show the VM still answers afterwards. */
 const OK_EXPORT = `\nexports.ok = () => 'ok'\n`
@@ -88,7 +90,7 @@ interface HostileCase {
 }
 
 async function runCase(t: TestContext, c: HostileCase, thread = false): Promise<void> {
-  const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name, thread })
+  const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name, thread, checkpoints: EVERY_CALL })
   let failed = 0
   for (const step of c.steps) {
     const args = step.args ?? []
@@ -409,6 +411,7 @@ test('promises: an endless chain left running after the result dies at the memor
   const vm = await deployVM(t, `exports.bad = () => { function f () { return Promise.resolve().then(f) } f() }` + OK_EXPORT, {
     limits: LIMITS,
     console: quiet,
+    checkpoints: EVERY_CALL,
   })
   let failed = 0
   try {
@@ -428,6 +431,7 @@ test('promises: an awaited endless promise chain fails with a named error', asyn
   const vm = await deployVM(t, `exports.bad = () => { function f () { return Promise.resolve().then(f) } return f() }` + OK_EXPORT, {
     limits: LIMITS,
     console: quiet,
+    checkpoints: EVERY_CALL,
   })
   const err = await callError(vm, 'bad')
   assert.ok(err instanceof CallError, `${err.name}: ${err.message}`)
@@ -569,6 +573,7 @@ test('results: a result too big to encode in memory fails with a named error', a
   const vm = await deployVM(t, `exports.bad = () => new Array(300000).fill(0).map((_, i) => ({ i }))` + OK_EXPORT, {
     limits: LIMITS,
     console: quiet,
+    checkpoints: EVERY_CALL,
   })
   const err = await callError(vm, 'bad')
   assert.ok(err instanceof CallError, `${err.name}: ${err.message}`)

@@ -37,6 +37,11 @@ export class CallAuthenticator {
     if (entry.signed) this.counters.accept(parseCallPayload(entry.signed.payload))
   }
 
+  /** Takes note of the counters a snapshot kept (the signed calls before it), so none can be admitted again. */
+  loadCounters(list: readonly (readonly [string, number])[]): void {
+    this.counters.load(list)
+  }
+
   /** Checks a logged call as an auditor would; throws a DivergenceError naming its seq. */
   checkLogged(seq: number, entry: CallEntry, signatureValid?: boolean): void {
     try {

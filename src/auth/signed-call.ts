@@ -160,4 +160,19 @@ export class CallCounters {
     }
     this.last.set(payload.nonce, payload.counter)
   }
+
+  /** Takes note of a counter known to be fresh (a logged call), without checking it. */
+  note(payload: CallPayload): void {
+    if (payload.counter > (this.last.get(payload.nonce) ?? 0)) this.last.set(payload.nonce, payload.counter)
+  }
+
+  /** The last counter of each nonce, sorted by nonce (what a snapshot keeps). */
+  list(): [string, number][] {
+    return [...this.last.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  }
+
+  /** Takes note of counters listed by `list()`. */
+  load(list: readonly (readonly [string, number])[]): void {
+    for (const [nonce, counter] of list) if (counter > (this.last.get(nonce) ?? 0)) this.last.set(nonce, counter)
+  }
 }

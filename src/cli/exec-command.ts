@@ -9,11 +9,11 @@ import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
-import { VM } from '../vm/vm.js'
+import { type DeployOptions, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { err, out, Progress } from './output.js'
-import { parseAuth, parseCount, parsePort } from './parse-options.js'
+import { parseAuth, parseCheckpoints, parseCount, parsePort } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
 
@@ -28,6 +28,7 @@ interface ExecOptions extends SwarmFlags {
   auth?: AuthMode
   factory?: boolean
   maxVms?: number
+  checkpoints?: { every: number } | false
   json?: boolean
 }
 
@@ -43,6 +44,11 @@ export function registerExec(program: Command): void {
     .option('--auth <mode>', "'debug' (user ids taken on trust) or 'production' (callers sign every call); first deploy only", parseAuth)
     .option('--factory', 'serve the script as a VM factory (it provisions VMs with System.vms)')
     .option('--max-vms <n>', 'a factory: most VMs it runs at once', parseCount)
+    .option(
+      '--checkpoints <n|off>',
+      "state the VM's digest in its log and keep a snapshot every n calls (default 1000), so a restart replays only the calls after it; off: none",
+      parseCheckpoints,
+    )
     .option('--json', 'print where it serves as one JSON line')
   addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
     runExec(script, options),
@@ -50,20 +56,21 @@ export function registerExec(program: Command): void {
 }
 
 /** Says, on stderr, that a VM is resuming (re-running its log): a line, a progress bar, the time it took. */
-function resumeReporter(json: boolean): (done: number, total: number) => void {
+function resumeReporter(json: boolean): NonNullable<DeployOptions['onResume']> {
   const progress = new Progress('resuming')
   const started = performance.now()
-  return (done, total) => {
+  return (done, total, fromSeq) => {
+    const after = fromSeq > 0 ? ` after its snapshot of seq ${fromSeq}` : ''
     if (done === 0) {
-      if (json) err.line(JSON.stringify({ resuming: { calls: total } }))
-      else err.line(`resuming: replaying ${counted(total, 'call')} of its log`)
+      if (json) err.line(JSON.stringify({ resuming: { calls: total, snapshot: fromSeq } }))
+      else err.line(`resuming: replaying ${counted(total, 'call')} of its log${after}`)
     }
     progress.update(done, total)
     if (done < total) return
     progress.clear()
     const ms = Math.round(performance.now() - started)
-    if (json) err.line(JSON.stringify({ resumed: { calls: total, ms } }))
-    else err.line(`resumed: ${counted(total, 'call')} replayed in ${ms} ms`)
+    if (json) err.line(JSON.stringify({ resumed: { calls: total, snapshot: fromSeq, ms } }))
+    else err.line(`resumed: ${counted(total, 'call')} replayed${after} in ${ms} ms`)
   }
 }
 
@@ -79,13 +86,15 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     err.line(`note: ${script} uses System.vms, which only a VM factory has: serve it with --factory`)
   }
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
-  const vmOptions = options.auth ? { auth: options.auth } : {}
+  const vmOptions: VMOptions = { checkpoints: options.checkpoints ?? {} }
+  if (options.auth) vmOptions.auth = options.auth
   const vm = options.factory ? new VMFactory(code, { ...vmOptions, maxVMs: options.maxVms }) : new VM(code, vmOptions)
   const swarm = swarmOf(options, (text) => err.note(text))
   const server = new RPCServer({ swarm })
   // Listening comes first: a port in use or an address this machine lacks leaves no data dir behind.
   await server.listen({ port: options.port, host: options.host })
   try {
+    vm.on('notice', (text: string) => err.note(text))
     err.note(`deploying ${script} into ${dir}`)
     await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json) })
     server.mount('/', vm)

@@ -15,6 +15,14 @@ export function parseCount(value: string): number {
   return Number(value)
 }
 
+/** `--checkpoints <n|off>`: a checkpoint every n calls, or none. */
+export function parseCheckpoints(value: string): { every: number } | false {
+  if (value === 'off') return false
+  const every = parseCount(value)
+  if (every === 0) throw new UsageError("--checkpoints takes a number of calls (at least 1) or 'off'")
+  return { every }
+}
+
 export function parseAuth(value: string): AuthMode {
   if (value !== 'debug' && value !== 'production')
     throw new UsageError(`--auth must be 'debug' or 'production', got ${JSON.stringify(value)}`)

@@ -132,6 +132,11 @@ export class CallLog extends EventEmitter {
 
   /** The entry at `seq`, checked for shape. */
   async get(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<LogEntry> {
+    return decodeEntry(await this.block(seq, opts), seq)
+  }
+
+  /** The entry at `seq` as stored: the bytes the log's signature covers. */
+  async block(seq: number, opts: { wait?: boolean; timeout?: number } = {}): Promise<Buffer> {
     this.assertOpen()
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StateError(`seq must be a non-negative integer, got ${seq}`)
     let block: Buffer | null
@@ -142,7 +147,7 @@ export class CallLog extends EventEmitter {
     }
     if (block === null)
       throw new StateError(`entry ${seq} of ${this.url} is not available (the log has ${counted(this.length, 'entry', 'entries')})`)
-    return decodeEntry(block, seq)
+    return block
   }
 
   /** Hypercore's error reading entry `seq`, as a LibVMS error with a code. */

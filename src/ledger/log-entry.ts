@@ -1,5 +1,7 @@
 /**
- * The call log's entries (schema 1). Entry 0 is the init entry; every later entry is one call.
+ * The call log's entries (schema 2; schema 1 logs are read as before). Entry 0 is the init entry;
+ * every later entry is one call. Schema 2 adds checkpoints: a call entry may state the VM's state
+ * digest after it (`state`, snapshot.ts), which every replay then computes and compares.
  * docs/log-format.md describes each field; keep the two in step.
  *
  * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
@@ -12,7 +14,10 @@ import { LogFormatError } from '../errors.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { FilesState } from './files-archive.js'
 
-export const LOG_SCHEMA = 1
+/** The schema new logs are written in. */
+export const LOG_SCHEMA = 2
+/** The schemas this LibVMS reads: 1 (before checkpoints) and 2. */
+export const READABLE_SCHEMAS: readonly number[] = [1, 2]
 
 export type AuthMode = 'debug' | 'production'
 
@@ -77,6 +82,8 @@ export interface CallEntry {
   error?: CallErrorInfo
   files: FilesState
   cost: number
+  /** Schema 2, at a checkpoint: the VM's state digest after this call (snapshot.ts, stateDigest). */
+  state?: string
 }
 
 export type LogEntry = InitEntry | CallEntry
@@ -152,8 +159,11 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     throw new LogFormatError(`the entry is ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}, not a JSON object`, seq)
   if (seq === 0) {
     if (raw.type !== 'init') throw new LogFormatError('entry 0 must be the init entry', seq)
-    if (raw.schema !== LOG_SCHEMA) {
-      throw new LogFormatError(`log schema ${String(raw.schema)} is not supported (this LibVMS reads schema ${LOG_SCHEMA})`, seq)
+    if (!READABLE_SCHEMAS.includes(raw.schema as number)) {
+      throw new LogFormatError(
+        `log schema ${String(raw.schema)} is not supported (this LibVMS reads schemas ${READABLE_SCHEMAS.join(' and ')}); read it with a newer LibVMS`,
+        seq,
+      )
     }
     if (typeof raw.code !== 'string') throw new LogFormatError('code must be a string', seq)
     if (typeof raw.title !== 'string') throw new LogFormatError('title must be a string', seq)
@@ -190,6 +200,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     throw new LogFormatError('signed must be {payload, signature}', seq)
   }
   if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
+  if (raw.state !== undefined && (typeof raw.state !== 'string' || !HEX64.test(raw.state))) {
+    throw new LogFormatError('state must be 64 hex digits (a state digest) when present', seq)
+  }
   checkTurn(raw, seq)
   return raw as unknown as CallEntry
 }

@@ -48,8 +48,14 @@ function compiledEngine(): WebAssembly.Module {
   return compiledModule
 }
 
+/** An engine instance and the WebAssembly memory it runs in (all of its state but its stack pointer). */
+export interface EngineInstance {
+  module: QuickJSWASMModule
+  memory: WebAssembly.Memory
+}
+
 /** A fresh engine instance with a memory of exactly `memoryBytes` (a multiple of 64 KiB, ≥ 16 MiB). */
-export async function createEngineInstance(memoryBytes: number): Promise<QuickJSWASMModule> {
+export async function createEngineInstance(memoryBytes: number): Promise<EngineInstance> {
   const pages = memoryBytes / WASM_PAGE_BYTES
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages })
   const compiled = compiledEngine()
@@ -65,7 +71,7 @@ export async function createEngineInstance(memoryBytes: number): Promise<QuickJS
       },
     } as EmscriptenModuleLoaderOptions,
   })
-  return newQuickJSWASMModuleFromVariant(variant)
+  return { module: await newQuickJSWASMModuleFromVariant(variant), memory }
 }
 
 export function isValidMemorySize(bytes: number): boolean {

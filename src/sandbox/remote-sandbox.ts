@@ -12,6 +12,7 @@
  */
 import type { Worker } from 'node:worker_threads'
 import { HostFaultError } from '../errors.js'
+import type { EngineState } from './engine-state.js'
 import { costSchedule, HostMeter } from './host-work.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
 import { type CallReply, type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
@@ -158,6 +159,17 @@ export class RemoteSandbox {
     const reply = await this.thread.send<LoadReply>({ t: 'load', sid: this.sid, code, turn })
     this.exportList = reply.exports
     return { cost: reply.cost }
+  }
+
+  async adoptState(state: EngineState): Promise<void> {
+    if (this.disposed) throw new HostFaultError('the sandbox is disposed')
+    await this.thread.send({ t: 'adopt', sid: this.sid, state })
+    this.exportList = state.exports
+  }
+
+  captureState(): Promise<EngineState> {
+    if (this.disposed) return Promise.reject(new HostFaultError('the sandbox is disposed'))
+    return this.thread.send<EngineState>({ t: 'capture', sid: this.sid })
   }
 
   runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {

@@ -43,6 +43,12 @@ port.on('message', (message: ToThread) => {
         sandboxes.set(sid, await Sandbox.create({ ...message.options, console }))
       })
       break
+    case 'adopt':
+      void reply(message.id, async () => sandbox(message.sid).adoptState(message.state))
+      break
+    case 'capture':
+      void reply(message.id, async () => sandbox(message.sid).captureState())
+      break
     case 'load':
       void reply(message.id, async () => {
         const box = sandbox(message.sid)

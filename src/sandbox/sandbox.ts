@@ -29,6 +29,7 @@ import type { TaggedValue } from '../codec/value-codec.js'
 import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { HostFaultError, ScriptError } from '../errors.js'
 import { createEngineInstance } from './engine.js'
+import { captureMemory, type EngineState, writeMemory } from './engine-state.js'
 import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
@@ -130,9 +131,15 @@ export class Sandbox {
   private interrupted: 'budget' | 'watchdog' | 'purge' | null = null
   private exportList: ExportInfo[] = []
   private brokenBy: Error | null = null
+  /** Turns started (a sandbox that adopted a state counts as having run). */
+  private turnsRun = 0
   private disposed = false
 
-  private constructor(runtime: QuickJSRuntime, options: SandboxOptions) {
+  private constructor(
+    runtime: QuickJSRuntime,
+    private readonly memory: WebAssembly.Memory,
+    options: SandboxOptions,
+  ) {
     this.limits = options.limits
     this.watchdogMs = options.watchdogMs ?? Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * this.limits.computeTicks)
     const schedule = costSchedule(options.costSchedule)
@@ -184,12 +191,44 @@ export class Sandbox {
   /** A fresh engine instance with the prelude (and the System API source) loaded. */
   static async create(options: SandboxOptions): Promise<Sandbox> {
     const engine = await createEngineInstance(options.limits.memoryBytes)
-    const runtime = engine.newRuntime()
-    return new Sandbox(runtime, options)
+    return new Sandbox(engine.module.newRuntime(), engine.memory, options)
   }
 
   get exports(): ExportInfo[] {
     return this.exportList
+  }
+
+  /**
+   * The sandbox's state between turns (engine-state.ts): what `Sandbox.restore` needs to build this
+   * sandbox again. Throws HostFaultError on a broken or disposed sandbox (its state is not the log's).
+   */
+  captureState(): EngineState {
+    this.assertUsable()
+    const { pages, bytes } = captureMemory(this.memory)
+    return { memoryBytes: this.memory.buffer.byteLength, pages, bytes, exports: this.exportList, requestsLeft: this.requestsLeft }
+  }
+
+  /**
+   * Puts a fresh sandbox (no turn run yet) in a captured state. A fresh sandbox is built exactly as the
+   * captured one was (the same limits, prelude and System API allocate the same objects at the same
+   * addresses, and the host's handles point at them), so with its memory it *is* that sandbox.
+   */
+  adoptState(state: EngineState): void {
+    this.assertUsable()
+    if (this.turnsRun > 0) throw new HostFaultError('only a fresh sandbox can take a captured state')
+    if (state.memoryBytes !== this.memory.buffer.byteLength) {
+      throw new HostFaultError(
+        `the captured state is of a ${state.memoryBytes}-byte memory, this sandbox has ${this.memory.buffer.byteLength}`,
+      )
+    }
+    try {
+      writeMemory(this.memory, state)
+    } catch (err) {
+      throw this.breakWith(new HostFaultError(`the captured state does not fit this sandbox: ${(err as Error).message}`))
+    }
+    this.exportList = state.exports
+    this.requestsLeft = state.requestsLeft
+    this.turnsRun = 1
   }
 
   /** Host requests the turn has made and the host holds, unanswered (at most schedule.maxInFlight). */
@@ -206,6 +245,7 @@ export class Sandbox {
     const ctx = this.ctx
     // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
     const wrapped = `(function (exports, module, require, System) {${code}\n})`
+    this.turnsRun++
     const compiled = ctx.evalCode(wrapped, 'vm-script.js')
     if (compiled.error) {
       const info = this.errorDetails(compiled.error)
@@ -286,6 +326,7 @@ export class Sandbox {
     start: () => Promise<ReturnType<QuickJSContext['callFunction']>>,
     onRequest: HostRequestHandler,
   ): Promise<CallOutcome> {
+    this.turnsRun++
     this.ticks = 0
     this.hostWork = 0
     this.budget = this.limits.computeTicks

@@ -3,11 +3,16 @@
  * and how errors cross between them. Everything here is structured-clonable.
  */
 import { HostFaultError, knownCode, LibVMSError, ScriptError } from '../errors.js'
+import type { EngineState } from './engine-state.js'
 import type { CallOutcome, ExportInfo, SandboxOptions, TurnContext } from './sandbox.js'
 
 /** Host → thread. `id` numbers a request the thread answers with a Reply of the same id. */
 export type ToThread =
   | { t: 'create'; id: number; sid: number; options: Omit<SandboxOptions, 'console'>; console: boolean }
+  /** A fresh sandbox takes a captured state (Sandbox.adoptState). */
+  | { t: 'adopt'; id: number; sid: number; state: EngineState }
+  /** The sandbox's state between turns (Sandbox.captureState). */
+  | { t: 'capture'; id: number; sid: number }
   | { t: 'load'; id: number; sid: number; code: string; turn: TurnContext }
   | { t: 'call'; id: number; sid: number; method: string; argsJson: string; turn: TurnContext }
   | { t: 'dispose'; sid: number }

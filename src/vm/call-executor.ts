@@ -12,13 +12,17 @@
  * archive at a logged version and drops them (the archive already holds them).
  */
 import type Hyperbee from 'hyperbee'
+import { CallCounters, parseCallPayload } from '../auth/signed-call.js'
 import { HostFaultError, LibVMSError, StateError } from '../errors.js'
 import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import { entryHash, type HostState, stateDigest, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
+import type { EngineState } from '../sandbox/engine-state.js'
+import type { Checkpointer } from './checkpoints.js'
 import { buildCallEntry, type CallInput, type RunOutcome, seedSource } from './logged-calls.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
 
@@ -41,8 +45,18 @@ interface QueuedCall {
 interface WaitingCall {
   entry: CallEntry
   seq: number
+  /** At a checkpoint: the state captured after the call, written as a snapshot once the entry is stored. */
+  checkpoint: CapturedState | null
   resolve: (stored: StoredCall) => void
   reject: (err: unknown) => void
+}
+
+/** The VM's state captured between turns: its engine's, the host's, their digest, and the signed-call counters. */
+export interface CapturedState {
+  engine: EngineState
+  host: HostState
+  state: string
+  counters: [string, number][]
 }
 
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
@@ -70,6 +84,10 @@ export class CallExecutor {
   private flushing: Promise<void> | null = null
   /** Set when storing failed: the in-memory state is then ahead of the log, and no more calls run. */
   failure: LibVMSError | null = null
+  /** The last counter of each signing connection in the calls run so far (production mode): what a snapshot keeps. */
+  readonly counters = new CallCounters()
+  /** Where live calls take checkpoints; null: none (a schema 1 log, or checkpoints turned off). */
+  checkpointer: Checkpointer | null = null
 
   constructor(
     readonly runner: TurnRunner,
@@ -142,6 +160,38 @@ export class CallExecutor {
     } finally {
       if (checkout) await (checkout as Hyperbee).close()
     }
+  }
+
+  /** The VM's state now, between turns (the state after the last turn run). */
+  async captureState(): Promise<CapturedState> {
+    const engine = await this.runner.captureState()
+    const host: HostState = { usage: { ...this.usage } }
+    return { engine, host, state: stateDigest(engine, host), counters: this.counters.list() }
+  }
+
+  /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */
+  adoptState(snapshot: VMSnapshot): void {
+    this.usage = { ...snapshot.host.usage }
+    this.counters.load(snapshot.counters)
+    this.files = snapshot.files
+  }
+
+  /** Takes note of a call that was run (its signed counter, for snapshots). */
+  noteCall(entry: CallEntry): void {
+    if (entry.signed) this.counters.note(parseCallPayload(entry.signed.payload))
+  }
+
+  /** Writes the snapshot of a call stored with the state captured after it. */
+  saveSnapshot(seq: number, entry: CallEntry, captured: CapturedState): void {
+    this.checkpointer?.save({
+      seq,
+      entryHash: entryHash(Buffer.from(JSON.stringify(entry))),
+      state: captured.state,
+      files: entry.files,
+      engine: captured.engine,
+      host: captured.host,
+      counters: captured.counters,
+    })
   }
 
   /** The archive state to log after a turn (it includes the current group's changes). */
@@ -268,10 +318,17 @@ export class CallExecutor {
       return
     }
     const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: this.newSeed() }
+    const seq = this.nextSeq
     let entry: CallEntry
+    let checkpoint: CapturedState | null = null
     try {
       const outcome = await this.apply(input, true)
       entry = buildCallEntry(input, outcome, await this.currentFiles())
+      this.noteCall(entry)
+      if (this.checkpointer?.due(seq)) {
+        checkpoint = await this.captureState()
+        entry.state = checkpoint.state
+      }
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)
@@ -279,7 +336,8 @@ export class CallExecutor {
       return
     }
     this.stage(entry)
-    this.waiting.push({ entry, seq: this.nextSeq++, resolve: call.resolve, reject: call.reject })
+    this.nextSeq++
+    this.waiting.push({ entry, seq, checkpoint, resolve: call.resolve, reject: call.reject })
   }
 
   /** Stores the staged calls (files and entries in one atomic write), then answers them. */
@@ -294,7 +352,10 @@ export class CallExecutor {
     }
     // Answered once the entries are stored, maybe before the write ends (a failure after still stops the VM).
     const answer = () => {
-      for (const p of waiting.splice(0)) p.resolve({ entry: p.entry, seq: p.seq, length: this.storage.callLog.length })
+      for (const p of waiting.splice(0)) {
+        p.resolve({ entry: p.entry, seq: p.seq, length: this.storage.callLog.length })
+        if (p.checkpoint) this.saveSnapshot(p.seq, p.entry, p.checkpoint)
+      }
     }
     try {
       await this.flush(answer)

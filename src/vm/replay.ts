@@ -21,6 +21,7 @@ import { filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
+import type { VMSnapshot } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
@@ -226,6 +227,8 @@ export async function replayCallLog(
     // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
     // the fields an engine record has are copied, so a record with added fields is a divergence.
     replayedInit.engine = engineRecordOf(init.engine)
+    // ... and its schema (one this LibVMS reads: parseEntry checked it).
+    replayedInit.schema = init.schema
     executor.stage(replayedInit)
     await executor.flush()
     await options.onEntry?.(0, init, replayedInit)
@@ -234,6 +237,7 @@ export async function replayCallLog(
     const loop: ReplayLoop = {
       mode: 'rebuild',
       admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
+      checkpoints: init.schema >= 2,
       seq: 0,
       lastTimestamp: init.timestamp,
       files: init.files,
@@ -267,7 +271,8 @@ export async function replayCallLog(
 
 /**
  * Restores an executor's in-memory state from its own log: load, init and every call re-run against
- * checkouts of the archive, each checked against the logged outcome. `authenticator` takes note of
+ * checkouts of the archive, each checked against the logged outcome — or, given a snapshot (checked by
+ * Checkpointer.newestUsable), its state and only the calls after it. `authenticator` takes note of
  * every signed call, so none can be admitted again; signatures themselves are not checked again (it
  * is the VM's own log).
  */
@@ -277,33 +282,47 @@ export async function restoreFromLog(
   options: {
     prepared?: Promise<EngineSandbox>
     authenticator?: CallAuthenticator
-    /** Called after each call is re-run, with the calls done and their total. */
-    onProgress?: (done: number, total: number) => void
+    /** Called after each call is re-run, with the calls done, their total and the snapshot's seq (0: none). */
+    onProgress?: (done: number, total: number, fromSeq: number) => void
+    snapshot?: VMSnapshot | null
   },
 ): Promise<void> {
   const runner = executor.runner
   const length = log.length
   const init = (await log.get(0)) as InitEntry
-  await runner.load(init.timestamp, init.seed, options.prepared)
-  const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
-  if (!initOutcome.ok) {
-    throw new DivergenceError({
-      message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
-      seq: 0,
-      method: 'init',
-    })
-  }
   const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key)
+  const snapshot = options.snapshot ?? null
+  const from = snapshot?.seq ?? 0
   const loop: ReplayLoop = {
     mode: 'check',
-    admission: new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory),
+    admission: new CallAdmission([], runner.limits, authenticator, !!init.factory),
+    checkpoints: init.schema >= 2,
     seq: 0,
     lastTimestamp: init.timestamp,
     files: init.files,
-    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq, length - 1)),
+    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
   }
-  options.onProgress?.(0, length - 1)
-  await replayEntries(executor, unchecked(log.entries({ start: 1, end: length }) as AsyncIterable<CallEntry>), loop)
+  if (snapshot) {
+    await runner.restore(snapshot.engine, options.prepared)
+    executor.adoptState(snapshot)
+    authenticator.loadCounters(snapshot.counters)
+    loop.seq = snapshot.seq
+    loop.files = snapshot.files
+    loop.lastTimestamp = (await log.get(snapshot.seq)).timestamp
+  } else {
+    await runner.load(init.timestamp, init.seed, options.prepared)
+    const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
+    if (!initOutcome.ok) {
+      throw new DivergenceError({
+        message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
+        seq: 0,
+        method: 'init',
+      })
+    }
+  }
+  loop.admission = new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory)
+  options.onProgress?.(0, length - 1 - from, from)
+  await replayEntries(executor, unchecked(log.entries({ start: loop.seq + 1, end: length }) as AsyncIterable<CallEntry>), loop)
   executor.files = loop.files
 }
 
@@ -312,6 +331,8 @@ interface ReplayLoop {
   /** `rebuild`: re-execute into the executor's own archive and log. `check`: re-run in place against the log. */
   mode: 'rebuild' | 'check'
   admission: CallAdmission
+  /** A schema 2 log: an entry that states a state digest gets one computed here, compared with it. */
+  checkpoints: boolean
   /** The seq of the last entry replayed. */
   seq: number
   lastTimestamp: number
@@ -352,6 +373,8 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
       const outcome = await executor.check(input, loop.files.version)
       checkOracleUsed(seq, logged, outcome)
       const restored = buildCallEntry(input, outcome, logged.files)
+      executor.noteCall(restored)
+      if (loop.checkpoints && logged.state !== undefined) restored.state = (await executor.captureState()).state
       if (JSON.stringify(restored) !== JSON.stringify(logged)) {
         throw new DivergenceError({
           message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
@@ -367,6 +390,8 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
       const outcome = await executor.apply(input, false)
       checkOracleUsed(seq, logged, outcome)
       const replayed = buildCallEntry(input, outcome, await executor.currentFiles())
+      executor.noteCall(replayed)
+      if (loop.checkpoints && logged.state !== undefined) replayed.state = (await executor.captureState()).state
       executor.stage(replayed)
       if (executor.stagedCount >= REPLAY_GROUP_CALLS) await executor.flush()
       await loop.onEntry?.(seq, logged, replayed)

@@ -9,6 +9,7 @@ import { HostFaultError } from '../errors.js'
 import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
+import type { EngineState } from '../sandbox/engine-state.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
@@ -118,6 +119,29 @@ export class TurnRunner {
       this.sandbox = null
       throw err
     }
+  }
+
+  /**
+   * A fresh sandbox (or the `prepared` one) in a captured state (a snapshot's), instead of the load
+   * and the turns that led to it.
+   */
+  async restore(state: EngineState, prepared?: Promise<EngineSandbox>): Promise<void> {
+    this.sandbox?.dispose()
+    const sandbox = await (prepared ?? TurnRunner.prepareSandbox(this.limits, this.options))
+    this.sandbox = sandbox
+    try {
+      await sandbox.adoptState(state)
+    } catch (err) {
+      sandbox.dispose()
+      this.sandbox = null
+      throw err
+    }
+  }
+
+  /** The sandbox's state between turns (engine-state.ts). */
+  async captureState(): Promise<EngineState> {
+    if (!this.sandbox) throw new HostFaultError('the VM has no loaded sandbox')
+    return this.sandbox.captureState()
   }
 
   /** Runs `exports.init` (if the script has one) as the deploy's init turn. */

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import type { Duplex } from 'node:stream'
+import { debuglog } from 'node:util'
 import type Corestore from 'corestore'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import type { SignedCall } from '../auth/signed-call.js'
@@ -23,13 +24,16 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import type { AuthMode, InitEntry } from '../ledger/log-entry.js'
+import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
+import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { counted } from '../wording.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
+import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
 import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
@@ -41,8 +45,11 @@ export interface DeployOptions {
   dir: string
   /** The VM's title (first deploy only). */
   title?: string
-  /** Resuming: called as the VM's own log is re-run, with the calls done and their total. */
-  onResume?: (done: number, total: number) => void
+  /**
+   * Resuming: called as the VM's own log is re-run, with the calls done, their total (the calls after
+   * the snapshot it starts from) and that snapshot's seq (0: none, the whole log is re-run).
+   */
+  onResume?: (done: number, total: number, fromSeq: number) => void
 }
 
 export interface VMOptions {
@@ -64,6 +71,13 @@ export interface VMOptions {
    * trivial calls). Default false, except for the VMs a factory provisions. See docs/api.md.
    */
   thread?: boolean
+  /**
+   * Checkpoints (docs/api.md): how often the VM states its state digest in its log and keeps a
+   * snapshot of its state in its dir, so that reopening replays only the calls after the newest.
+   * Default `{every: 1000, intervalMs: 300000, keep: 3}`; `false`: none (reopening replays the whole
+   * log). A VM whose log predates checkpoints (schema 1) takes none.
+   */
+  checkpoints?: CheckpointOptions | false
   /**
    * @internal The files format of a new VM (drive-format.ts); default the current one. Only for
    * testing how archives of older formats are read and replayed: a reopened VM keeps its log's.
@@ -89,6 +103,8 @@ export interface ExecuteCallRequest {
   signed?: SignedCall
 }
 
+const noticeLog = debuglog('libvms')
+
 type VMState = 'new' | 'deploying' | 'ready' | 'closing' | 'closed'
 
 export class VM extends EventEmitter {
@@ -112,6 +128,8 @@ export class VM extends EventEmitter {
     if (options.auth !== undefined && options.auth !== 'debug' && options.auth !== 'production') {
       throw new InvalidArgumentError(`auth must be 'debug' or 'production', got ${JSON.stringify(options.auth)}`)
     }
+    const checkpointsProblem = checkpointOptionsProblem(options.checkpoints)
+    if (checkpointsProblem) throw new InvalidArgumentError(checkpointsProblem)
     this.code = code
     this.options = options
   }
@@ -245,6 +263,7 @@ export class VM extends EventEmitter {
     })
     executor.stage(init)
     await executor.flush()
+    executor.checkpointer = this.checkpointerOf(storage, init, 0)
     this.attach(init, storage.callLog.length)
   }
 
@@ -293,7 +312,14 @@ export class VM extends EventEmitter {
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
-    await restoreFromLog(executor, log, { prepared: sameLimits ? prepared : undefined, authenticator, onProgress: onResume })
+    const checkpointer = this.checkpointerOf(storage, init, log.length - 1)
+    const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes)
+    if (checkpointer && snapshot === null && log.length > 1) {
+      this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
+    }
+    const restore = { prepared: sameLimits ? prepared : undefined, authenticator, onProgress: onResume, snapshot }
+    await restoreFromLog(executor, log, restore)
+    executor.checkpointer = checkpointer
     executor.lastTimestamp = last.timestamp
     this.attach(init, log.length, authenticator)
   }
@@ -348,6 +374,7 @@ export class VM extends EventEmitter {
     }
     this.state = 'closing'
     await this.executor?.drain('the VM closed before this call started; it was not run')
+    await this.snapshotOnClose()
     await this.closeDependents()
     this.executor?.runner.dispose()
     await this.executor?.close()
@@ -355,6 +382,44 @@ export class VM extends EventEmitter {
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true })
     this.state = 'closed'
     this.emit('close')
+  }
+
+  /**
+   * A clean close keeps a snapshot of the last call, when the newest is older: the next deploy then
+   * replays nothing. Its entry states no digest; the snapshot is tied to it by the entry's hash.
+   */
+  private async snapshotOnClose(): Promise<void> {
+    const executor = this.executor
+    const checkpointer = executor?.checkpointer
+    if (!executor || !checkpointer || executor.failure) return
+    // The state is of the last call this VM ran; an entry appended to its log behind its back is not.
+    const seq = executor.nextSeq - 1
+    try {
+      if (seq > checkpointer.newestSeq && this.callLog.length === executor.nextSeq) {
+        const entry = (await this.callLog.get(seq)) as CallEntry
+        executor.saveSnapshot(seq, entry, await executor.captureState())
+      }
+      await checkpointer.written()
+    } catch (err) {
+      this.notice(`the snapshot of seq ${seq} was not written at close: ${(err as Error).message}`)
+    }
+  }
+
+  /**
+   * A line about the VM's snapshots (one skipped, one that failed to write): to the 'notice' event's
+   * listeners, or else to NODE_DEBUG=libvms.
+   */
+  private notice(message: string): void {
+    if (this.listenerCount('notice') > 0) this.emit('notice', message)
+    else noticeLog('%s', message)
+  }
+
+  /** Where this VM's checkpoints go: null for a log that predates them (schema 1) or with checkpoints off. */
+  private checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Checkpointer | null {
+    const options = this.options.checkpoints
+    if (options === false || init.schema < 2) return null
+    const keep = options?.keep ?? DEFAULT_CHECKPOINTS.keep
+    return new Checkpointer(new SnapshotStore(storage.dir, keep), options ?? {}, (message) => this.notice(message), lastSeq)
   }
 
   /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */
@@ -448,7 +513,12 @@ export class VM extends EventEmitter {
 
   /** The executor of this VM's calls; after a host fault it rebuilds the sandbox from the VM's own log. */
   private executorOf(runner: TurnRunner, storage: VMStorage): CallExecutor {
-    this.executor = new CallExecutor(runner, storage, (executor) => restoreFromLog(executor, storage.callLog, {}))
+    this.executor = new CallExecutor(runner, storage, async (executor) => {
+      const checkpointer = executor.checkpointer
+      await checkpointer?.written()
+      const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes)
+      await restoreFromLog(executor, storage.callLog, { snapshot })
+    })
     return this.executor
   }
 

@@ -1,0 +1,102 @@
+/**
+ * Where a VM keeps its snapshots: `<dir>/snapshots/<seq>.snapshot`, beside its corestore. A snapshot
+ * is written whole to a temp file, flushed to disk and renamed into place, so a crash leaves either the
+ * whole file or none under its name (and a temp file the next write sweeps away). The newest `keep`
+ * are kept; reading falls back from one to the next older (snapshot.ts says how each is checked).
+ */
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { decodeSnapshot, encodeSnapshot, SnapshotUnreadable, type VMSnapshot } from './snapshot.js'
+
+const SNAPSHOT_DIR = 'snapshots'
+const NAME = /^(\d{1,16})\.snapshot$/
+
+export class SnapshotStore {
+  readonly path: string
+
+  constructor(
+    dir: string,
+    /** How many snapshots are kept (the newest). */
+    readonly keep = 3,
+  ) {
+    this.path = join(dir, SNAPSHOT_DIR)
+  }
+
+  /** The seqs of the snapshots stored, newest first. */
+  async seqs(): Promise<number[]> {
+    let names: string[]
+    try {
+      names = await readdir(this.path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw err
+    }
+    const seqs: number[] = []
+    for (const name of names) {
+      const m = NAME.exec(name)
+      if (m) seqs.push(Number(m[1]))
+    }
+    return seqs.sort((a, b) => b - a)
+  }
+
+  /** Reads the snapshot of `seq`; throws SnapshotUnreadable if it is missing, torn or damaged. */
+  async read(seq: number): Promise<VMSnapshot> {
+    let file: Buffer
+    try {
+      file = await readFile(this.fileOf(seq))
+    } catch (err) {
+      throw new SnapshotUnreadable(`it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    }
+    const snapshot = decodeSnapshot(file)
+    if (snapshot.seq !== seq) throw new SnapshotUnreadable(`it is named after seq ${seq} but holds seq ${snapshot.seq}`)
+    return snapshot
+  }
+
+  /** Stores a snapshot durably, then removes all but the newest `keep`. */
+  async write(snapshot: VMSnapshot): Promise<void> {
+    await this.sweepTemps()
+    await mkdir(this.path, { recursive: true })
+    const target = this.fileOf(snapshot.seq)
+    const tmp = `${target}.tmp`
+    const handle = await open(tmp, 'w')
+    try {
+      await handle.writeFile(encodeSnapshot(snapshot))
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, target)
+    await syncDir(this.path)
+    for (const seq of (await this.seqs()).slice(this.keep)) await rm(this.fileOf(seq), { force: true })
+  }
+
+  /** Removes the snapshots after `seq` (a log cut back to `seq` no longer holds what they follow). */
+  async dropAfter(seq: number): Promise<void> {
+    for (const s of await this.seqs()) if (s > seq) await rm(this.fileOf(s), { force: true })
+  }
+
+  private fileOf(seq: number): string {
+    return join(this.path, `${String(seq).padStart(12, '0')}.snapshot`)
+  }
+
+  private async sweepTemps(): Promise<void> {
+    let names: string[]
+    try {
+      names = await readdir(this.path)
+    } catch {
+      return
+    }
+    for (const name of names) if (name.endsWith('.tmp')) await rm(join(this.path, name), { force: true })
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r')
+  try {
+    await handle.sync()
+  } catch {
+    // some file systems cannot sync a directory; the rename is then as durable as they make it
+  } finally {
+    await handle.close()
+  }
+}

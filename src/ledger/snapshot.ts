@@ -1,0 +1,169 @@
+/**
+ * Snapshots of a VM's state at a checkpoint, and the state digest a log entry records for them
+ * (docs/log-format.md, "Checkpoints").
+ *
+ * The *state digest* after a call is what host and auditor compute alike: SHA-256 over the engine's
+ * memory in a canonical form (every page that is not all zeros, with its index) and the host-side
+ * state the next turn reads (the export list, whether the driver's request queue is to be reset, the
+ * archive usage the storage quotas count). A call entry with a `state` field states it; a replay
+ * computes it at the same seq and compares.
+ *
+ * A *snapshot* is that state as a file, with what a reopen needs beside it: the seq it follows, a hash
+ * of that entry's stored bytes (so a snapshot of another history is never used) and the signed-call
+ * counters. It ends in a SHA-256 of everything before it: a torn or damaged file is found before use.
+ *
+ *   "LIBVMS-SNAPSHOT/1\n"  u32 header length  header (JSON)  pages (64 KiB each)  sha256 (32 bytes)
+ */
+import { createHash } from 'node:crypto'
+import { checkEngineStateShape, type EngineState, PAGE_BYTES } from '../sandbox/engine-state.js'
+import type { FilesState } from './files-archive.js'
+import type { StorageUsage } from './files-transaction.js'
+
+const MAGIC = Buffer.from('LIBVMS-SNAPSHOT/1\n')
+const DIGEST_DOMAIN = Buffer.from('libvms-state/1\0')
+const CHECKSUM_BYTES = 32
+/** A header larger than this is not one this LibVMS wrote (it holds one name per export and per signing connection). */
+const MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+/** Host-side state that belongs to a VM's state (it is in the digest). */
+export interface HostState {
+  /** What the archive holds after the call, for the storage quotas. */
+  usage: StorageUsage
+}
+
+/** A VM's state after call `seq`: the engine's and the host's, and what ties it to its log. */
+export interface VMSnapshot {
+  seq: number
+  /** SHA-256 (hex) of entry `seq` as stored in the log. */
+  entryHash: string
+  /** The state digest (stateDigest). */
+  state: string
+  /** The archive state entry `seq` records. */
+  files: FilesState
+  engine: EngineState
+  host: HostState
+  /** Production mode: the last counter each signing connection used, up to entry `seq`. */
+  counters: [string, number][]
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4)
+  b.writeUInt32BE(n)
+  return b
+}
+
+function digestHeader(engine: EngineState, host: HostState): string {
+  return JSON.stringify({
+    memoryBytes: engine.memoryBytes,
+    pageBytes: PAGE_BYTES,
+    exports: engine.exports,
+    requestsLeft: engine.requestsLeft,
+    usage: { bytes: host.usage.bytes, entries: host.usage.entries },
+  })
+}
+
+/** The state digest (hex SHA-256) of an engine state and its host state. */
+export function stateDigest(engine: EngineState, host: HostState): string {
+  const hash = createHash('sha256')
+  const header = Buffer.from(digestHeader(engine, host))
+  hash.update(DIGEST_DOMAIN).update(u32(header.length)).update(header)
+  engine.pages.forEach((page, i) => {
+    hash.update(u32(page)).update(engine.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
+  })
+  return hash.digest('hex')
+}
+
+/** SHA-256 (hex) of an entry's stored bytes: what a snapshot names its entry by. */
+export function entryHash(block: Uint8Array): string {
+  return createHash('sha256').update(block).digest('hex')
+}
+
+export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
+  const { engine } = snapshot
+  const header = Buffer.from(
+    JSON.stringify({
+      seq: snapshot.seq,
+      entryHash: snapshot.entryHash,
+      state: snapshot.state,
+      files: snapshot.files,
+      memoryBytes: engine.memoryBytes,
+      pages: engine.pages,
+      exports: engine.exports,
+      requestsLeft: engine.requestsLeft,
+      host: snapshot.host,
+      counters: snapshot.counters,
+    }),
+  )
+  const body = Buffer.concat([MAGIC, u32(header.length), header, engine.bytes])
+  return Buffer.concat([body, createHash('sha256').update(body).digest()])
+}
+
+/** Why a snapshot file was not used. */
+export class SnapshotUnreadable extends Error {
+  override name = 'SnapshotUnreadable'
+}
+
+/**
+ * Reads a snapshot file; throws SnapshotUnreadable if it is torn, damaged or not one, or if its
+ * content does not hash to the state it names.
+ */
+export function decodeSnapshot(file: Uint8Array): VMSnapshot {
+  const data = Buffer.from(file.buffer, file.byteOffset, file.byteLength)
+  if (data.length < MAGIC.length + 4 + CHECKSUM_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new SnapshotUnreadable('not a LibVMS snapshot (or one of a newer format)')
+  }
+  const body = data.subarray(0, data.length - CHECKSUM_BYTES)
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(data.subarray(data.length - CHECKSUM_BYTES))
+  ) {
+    throw new SnapshotUnreadable('its checksum does not match: the file is torn or damaged')
+  }
+  const headerLength = body.readUInt32BE(MAGIC.length)
+  const headerStart = MAGIC.length + 4
+  if (headerLength > MAX_HEADER_BYTES || headerStart + headerLength > body.length) throw new SnapshotUnreadable('its header is cut short')
+  let h: Record<string, unknown>
+  try {
+    h = JSON.parse(body.subarray(headerStart, headerStart + headerLength).toString('utf8')) as Record<string, unknown>
+  } catch {
+    throw new SnapshotUnreadable('its header is not JSON')
+  }
+  const bytes = new Uint8Array(body.subarray(headerStart + headerLength))
+  const engine: EngineState = {
+    memoryBytes: h.memoryBytes as number,
+    pages: h.pages as number[],
+    bytes,
+    exports: h.exports as EngineState['exports'],
+    requestsLeft: h.requestsLeft === true,
+  }
+  const host = h.host as HostState
+  if (
+    !Number.isSafeInteger(h.seq) ||
+    typeof h.entryHash !== 'string' ||
+    typeof h.state !== 'string' ||
+    !Array.isArray(h.pages) ||
+    !Array.isArray(h.exports) ||
+    !Array.isArray(h.counters) ||
+    typeof host?.usage?.bytes !== 'number' ||
+    typeof host?.usage?.entries !== 'number'
+  ) {
+    throw new SnapshotUnreadable('its header lacks a field')
+  }
+  try {
+    checkEngineStateShape(engine)
+  } catch (err) {
+    throw new SnapshotUnreadable((err as Error).message)
+  }
+  if (stateDigest(engine, host) !== h.state) throw new SnapshotUnreadable('its content does not hash to the state it names')
+  return {
+    seq: h.seq as number,
+    entryHash: h.entryHash,
+    state: h.state,
+    files: h.files as FilesState,
+    engine,
+    host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries } },
+    counters: h.counters as [string, number][],
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The state of a sandbox between turns, as bytes: its engine's WebAssembly memory (every page that is
+ * not all zeros, by index) and the little the host keeps beside it that a later turn reads (the
+ * script's export list, whether the driver's request queue must be reset).
+ *
+ * Why this is all of it: an engine instance starts with the same bytes in its memory everywhere
+ * (engine.ts), its memory never grows (initial = maximum), and between turns no engine function is on
+ * the stack, so the stack pointer — its one mutable global outside memory — is back at its base. A
+ * sandbox built the same way (the same limits, prelude and System API, which allocate the same
+ * objects at the same addresses) and given these bytes is the sandbox that wrote them. Measured, not
+ * assumed: test/checkpoints.test.ts runs turns on both and compares their memory byte for byte.
+ */
+import type { ExportInfo } from './sandbox.js'
+
+export const PAGE_BYTES = 64 * 1024
+
+/** A sandbox's state between turns. */
+export interface EngineState {
+  /** Size of the whole memory (the VM's limits.memoryBytes). */
+  memoryBytes: number
+  /** Indices of the pages that hold a non-zero byte, ascending. */
+  pages: number[]
+  /** Those pages' bytes, in the order of `pages` (PAGE_BYTES each). */
+  bytes: Uint8Array
+  exports: ExportInfo[]
+  /** The last turn was aborted with host requests queued: the next turn resets the driver's queue. */
+  requestsLeft: boolean
+}
+
+const ZERO_PAGE = new Uint8Array(PAGE_BYTES)
+
+/** Copies the memory's non-zero pages. */
+export function captureMemory(memory: WebAssembly.Memory): { pages: number[]; bytes: Uint8Array } {
+  const all = new Uint8Array(memory.buffer)
+  const pages: number[] = []
+  for (let page = 0; page * PAGE_BYTES < all.length; page++) {
+    const view = all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES)
+    if (Buffer.compare(view, ZERO_PAGE) !== 0) pages.push(page)
+  }
+  const bytes = new Uint8Array(pages.length * PAGE_BYTES)
+  pages.forEach((page, i) => {
+    bytes.set(all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES), i * PAGE_BYTES)
+  })
+  return { pages, bytes }
+}
+
+/** Makes `memory` hold exactly the captured pages (every other byte zero). */
+export function writeMemory(memory: WebAssembly.Memory, state: Pick<EngineState, 'pages' | 'bytes' | 'memoryBytes'>): void {
+  const all = new Uint8Array(memory.buffer)
+  if (all.length !== state.memoryBytes) {
+    throw new RangeError(`the state is of a ${state.memoryBytes}-byte memory, this engine has ${all.length} bytes`)
+  }
+  checkEngineStateShape(state)
+  all.fill(0)
+  state.pages.forEach((page, i) => {
+    all.set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES), page * PAGE_BYTES)
+  })
+}
+
+/** Throws RangeError unless the pages are ascending, within the memory, and their bytes are all there. */
+export function checkEngineStateShape(state: Pick<EngineState, 'pages' | 'bytes' | 'memoryBytes'>): void {
+  const count = state.memoryBytes / PAGE_BYTES
+  if (!Number.isSafeInteger(count) || count <= 0) throw new RangeError(`memoryBytes ${state.memoryBytes} is not a whole number of pages`)
+  if (state.bytes.byteLength !== state.pages.length * PAGE_BYTES) {
+    throw new RangeError(
+      `${state.pages.length} pages need ${state.pages.length * PAGE_BYTES} bytes, the state has ${state.bytes.byteLength}`,
+    )
+  }
+  let last = -1
+  for (const page of state.pages) {
+    if (!Number.isSafeInteger(page) || page <= last || page >= count) throw new RangeError(`page index ${page} is out of order or range`)
+    last = page
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Checkpoints: when a VM states its state digest in its log, and the snapshots it keeps beside it.
+ *
+ * At a checkpoint the call executor captures the VM's state right after the call's turn, puts its
+ * digest in the call's entry (`state`) and, once the entry is stored, has the Checkpointer write the
+ * snapshot to the VM's dir. A clean close writes one more, of the last call (its entry states no
+ * digest; the snapshot is tied to it by the entry's hash). Reopening starts from the newest snapshot
+ * that holds (`newestUsable`) and replays only the calls after it.
+ */
+import type { CallLog } from '../ledger/call-log.js'
+import type { CallEntry } from '../ledger/log-entry.js'
+import { entryHash, type VMSnapshot } from '../ledger/snapshot.js'
+import type { SnapshotStore } from '../ledger/snapshot-store.js'
+import { counted } from '../wording.js'
+
+export interface CheckpointOptions {
+  /** A checkpoint at least every this many calls (default 1000). */
+  every?: number
+  /** ... and at the first call after this many ms without one (default 300,000: five minutes). */
+  intervalMs?: number
+  /** Snapshots kept in the VM's dir, newest first (default 3). */
+  keep?: number
+}
+
+export const DEFAULT_CHECKPOINTS: Readonly<Required<CheckpointOptions>> = Object.freeze({ every: 1000, intervalMs: 300_000, keep: 3 })
+
+/** Checks checkpoint options; an InvalidArgumentError message for the first bad one, or null. */
+export function checkpointOptionsProblem(options: CheckpointOptions | false | undefined): string | null {
+  if (options === undefined || options === false) return null
+  if (options === null || typeof options !== 'object') return 'checkpoints must be an object ({every, intervalMs, keep}) or false'
+  for (const [key, value] of Object.entries(options)) {
+    if (!Object.hasOwn(DEFAULT_CHECKPOINTS, key)) return `unknown checkpoints option ${JSON.stringify(key)}; known: every, intervalMs, keep`
+    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
+      return `checkpoints.${key} must be a positive integer, got ${String(value)}`
+    }
+  }
+  return null
+}
+
+export class Checkpointer {
+  readonly every: number
+  readonly intervalMs: number
+  private lastSeq: number
+  private lastAt = Date.now()
+  private writing: Promise<void> = Promise.resolve()
+  /** The seq of the newest snapshot written (or being written). */
+  newestSeq = 0
+
+  constructor(
+    readonly store: SnapshotStore,
+    options: CheckpointOptions,
+    /** Where lines about snapshots go (skipped, failed to write). */
+    private readonly notice: (message: string) => void,
+    /** The seq of the last entry of the log as it is opened. */
+    fromSeq = 0,
+  ) {
+    this.every = options.every ?? DEFAULT_CHECKPOINTS.every
+    this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
+    this.lastSeq = fromSeq
+  }
+
+  /** Whether call `seq` is a checkpoint; if it is, the next one is counted from it. */
+  due(seq: number): boolean {
+    const now = Date.now()
+    if (seq - this.lastSeq < this.every && !(now - this.lastAt >= this.intervalMs && seq > this.lastSeq)) return false
+    this.lastSeq = seq
+    this.lastAt = now
+    return true
+  }
+
+  /** Writes a snapshot after the ones before it; a failure is a notice, never a call's failure. */
+  save(snapshot: VMSnapshot): void {
+    this.newestSeq = Math.max(this.newestSeq, snapshot.seq)
+    this.writing = this.writing
+      .then(() => this.store.write(snapshot))
+      .catch((err) => this.notice(`the snapshot of seq ${snapshot.seq} was not written: ${(err as Error).message}`))
+  }
+
+  /** Resolves when every snapshot asked for is written (or has failed). */
+  written(): Promise<void> {
+    return this.writing
+  }
+
+  /**
+   * The newest snapshot in the store that belongs to this log and fits this VM, checked: readable and
+   * whole, its content hashing to its state, its entry the log's entry at its seq, and that entry's
+   * stated digest (if it states one) its own. Each one passed over is a notice saying why.
+   */
+  async newestUsable(log: CallLog, memoryBytes: number): Promise<VMSnapshot | null> {
+    const seqs = await this.store.seqs()
+    for (const seq of seqs) {
+      const skip = (why: string) => this.notice(`snapshot of seq ${seq} skipped: ${why}; ${fallbackOf(seqs, seq)}`)
+      if (seq <= 0 || seq >= log.length) {
+        skip(`the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`)
+        continue
+      }
+      let snapshot: VMSnapshot
+      try {
+        snapshot = await this.store.read(seq)
+      } catch (err) {
+        skip((err as Error).message)
+        continue
+      }
+      const block = await log.block(seq)
+      if (entryHash(block) !== snapshot.entryHash) {
+        skip('the log holds another entry at its seq')
+        continue
+      }
+      const entry = (await log.get(seq)) as CallEntry
+      if (entry.state !== undefined && entry.state !== snapshot.state) {
+        skip(`its state digest is not the one the log states at seq ${seq}`)
+        continue
+      }
+      if (snapshot.engine.memoryBytes !== memoryBytes) {
+        skip(`it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${memoryBytes}`)
+        continue
+      }
+      this.newestSeq = seq
+      return snapshot
+    }
+    return null
+  }
+}
+
+function fallbackOf(seqs: number[], seq: number): string {
+  const older = seqs.filter((s) => s < seq && s > 0)
+  return older.length > 0 ? `trying the one of seq ${older[0]}` : 'replaying the whole log'
+}

@@ -1,0 +1,279 @@
+/**
+ * Checkpoints: a VM states its state digest in its log every N calls and keeps snapshots beside it;
+ * reopening starts from the newest snapshot that holds. What is shown here:
+ *
+ *  - a sandbox that adopts a captured state is that sandbox: the next turns leave the same memory,
+ *    byte for byte, on this thread and on a sandbox thread, as on the sandbox that was captured and
+ *    on one that ran every turn from the start;
+ *  - reopening replays only the calls after the newest snapshot, and comes back with the right state;
+ *  - a damaged, torn, foreign or stale snapshot is skipped with a line saying why (then an older one,
+ *    or the whole log) — never used;
+ *  - a forged state digest in a log fails its audit at that seq;
+ *  - production mode: the signed-call counters a snapshot keeps still refuse a replayed signed call.
+ *
+ * Crashes during snapshot writes are in crash.test.ts; host and replay computing the same digests on
+ * the hostile corpus, the examples and across processes and threads in hostile.test.ts,
+ * examples.test.ts and host-independence.test.ts (their VMs state a digest after every call).
+ */
+import assert from 'node:assert/strict'
+import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type TestContext, test } from 'node:test'
+import { encodeCallPayload, signCallPayload } from '../src/auth/signed-call.js'
+import {
+  type CallEntry,
+  CallLog,
+  callerIdOf,
+  generateKeyPair,
+  type LogEntry,
+  type RPCError,
+  Verifier,
+  VM,
+  type VMOptions,
+} from '../src/index.js'
+import { stateDigest } from '../src/ledger/snapshot.js'
+import { resolveLimits } from '../src/sandbox/limits.js'
+import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
+import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
+import { SYSTEM_SOURCE } from '../src/vm/system-api.js'
+import { expectDivergence, tempDir } from './helpers.js'
+
+const COUNTER = `
+let n = 0
+const recent = []
+exports.add = async (k) => {
+  n += k
+  recent.push({ k, at: Date.now(), luck: Math.random(), by: System.caller.id })
+  if (recent.length > 50) recent.shift()
+  await System.files.writeFile('/n.txt', String(n))
+  return n
+}
+exports.get = async () => ({ n, recent: recent.length, file: await System.files.readFile('/n.txt', 'utf8') })
+`
+
+/** Deploys COUNTER (or `code`) in `dir` with notices collected. */
+async function open(dir: string, options: VMOptions = {}, code = COUNTER) {
+  const vm = new VM(code, { checkpoints: { every: 5 }, ...options })
+  const notices: string[] = []
+  vm.on('notice', (m: string) => notices.push(m))
+  const progress: [number, number][] = []
+  await vm.deploy({ dir, onResume: (done, total) => progress.push([done, total]) })
+  return { vm, notices, replayed: progress.length > 0 ? progress[progress.length - 1][1] : null }
+}
+
+async function snapshotSeqs(dir: string): Promise<number[]> {
+  return (await readdir(join(dir, 'snapshots'))).filter((n) => n.endsWith('.snapshot')).map((n) => Number.parseInt(n, 10))
+}
+
+const snapshotFile = (dir: string, seq: number) => join(dir, 'snapshots', `${String(seq).padStart(12, '0')}.snapshot`)
+
+async function addCalls(vm: VM, count: number, from = 1): Promise<void> {
+  for (let i = 0; i < count; i++) await vm.executeCall({ methodName: 'add', args: [from + i], userId: `u${i % 3}` })
+}
+
+const sum = (to: number) => (to * (to + 1)) / 2
+
+test('a sandbox that adopts a captured state runs on to the same memory, byte for byte, here and on a sandbox thread', async () => {
+  const code = `
+    let n = 0, junk = []
+    exports.step = (i) => { n += i; junk.push('x'.repeat(i % 97)); if (junk.length > 40) junk.splice(0, 20); return n }
+    exports.later = (i) => new Promise((resolve) => setTimeout(() => resolve(n * i), 5))
+    exports.spin = () => { for (;;) {} }
+    exports.fail = () => { throw new RangeError('no ' + n) }
+  `
+  const options = {
+    limits: resolveLimits({ computeTicks: 20, memoryBytes: 16 * 1024 * 1024 }),
+    systemSources: [SYSTEM_SOURCE],
+    costSchedule: 1,
+  }
+  const noRequests = async () => {
+    throw new Error('no host requests here')
+  }
+  const turns = async (box: Sandbox | RemoteSandbox, from: number, to: number): Promise<CallOutcome[]> => {
+    const outcomes: CallOutcome[] = []
+    for (let i = from; i < to; i++) {
+      const method = ['step', 'step', 'later', 'fail', 'step', 'spin'][i % 6]
+      const turn = { timestamp: 1_700_000_000_000 + i, seed: i.toString(16).padStart(32, '0'), callerId: `c${i % 2}` }
+      outcomes.push(await box.runCall(method, JSON.stringify([i]), turn, noRequests))
+    }
+    return outcomes
+  }
+  const digestOf = async (box: Sandbox | RemoteSandbox) => stateDigest(await box.captureState(), { usage: { bytes: 0, entries: 0 } })
+
+  const original = await Sandbox.create(options)
+  await original.loadScript(code, { timestamp: 1_700_000_000_000, seed: '0'.repeat(32), callerId: null })
+  const before = await turns(original, 0, 30)
+  assert.ok(
+    before.some((o) => !o.ok && o.error.name === 'ComputeLimitExceeded'),
+    'an aborted turn is among those captured',
+  )
+  const captured = original.captureState()
+
+  const here = await Sandbox.create(options)
+  here.adoptState(captured)
+  const there = await RemoteSandbox.create(options)
+  await there.adoptState(captured)
+  const fromStart = await Sandbox.create(options)
+  await fromStart.loadScript(code, { timestamp: 1_700_000_000_000, seed: '0'.repeat(32), callerId: null })
+  await turns(fromStart, 0, 30)
+  try {
+    assert.equal(await digestOf(here), await digestOf(original), 'adopting a state reproduces it')
+    assert.equal(await digestOf(fromStart), await digestOf(original), 'the same turns from the start give the same memory')
+    const next = await turns(original, 30, 60)
+    assert.deepEqual(await turns(here, 30, 60), next)
+    assert.deepEqual(await turns(there, 30, 60), next)
+    assert.deepEqual(await turns(fromStart, 30, 60), next)
+    const digest = await digestOf(original)
+    assert.equal(await digestOf(here), digest, 'this thread: the same bytes after 30 more turns')
+    assert.equal(await digestOf(there), digest, 'a sandbox thread: the same bytes after 30 more turns')
+    assert.equal(await digestOf(fromStart), digest)
+    assert.throws(() => here.adoptState(captured), /only a fresh sandbox/)
+  } finally {
+    for (const box of [original, here, there, fromStart]) box.dispose()
+  }
+})
+
+test('entries state their digest every N calls; reopening starts from the newest snapshot and replays only the calls after it', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const first = await open(dir)
+  await addCalls(first.vm, 23)
+  const entries = (await first.vm.callLog.list({ start: 1 })) as CallEntry[]
+  assert.deepEqual(
+    entries.flatMap((e, i) => (e.state ? [i + 1] : [])),
+    [5, 10, 15, 20],
+    'a digest every 5 calls',
+  )
+  assert.match(entries[4].state as string, /^[0-9a-f]{64}$/)
+  const report = await Verifier.verify(first.vm.callLog, first.vm.filesArchive)
+  assert.equal(report.calls, 23, 'the replay computes the same digests')
+  await first.vm.close()
+  assert.deepEqual(await snapshotSeqs(dir), [15, 20, 23], 'the newest three, the last written at close')
+
+  const second = await open(dir)
+  t.after(() => second.vm.close())
+  assert.equal(second.replayed, 0, 'the close snapshot leaves no call to replay')
+  assert.deepEqual(second.notices, [])
+  assert.deepEqual(await second.vm.executeCall({ methodName: 'get' }), { n: sum(23), recent: 23, file: String(sum(23)) })
+  await addCalls(second.vm, 4, 24)
+  assert.equal(((await second.vm.callLog.get(25)) as CallEntry).state, undefined)
+  assert.match(((await second.vm.callLog.get(28 - 0)) as CallEntry).state as string, /^[0-9a-f]{64}$/, 'the next checkpoint 5 calls on')
+  assert.equal((await Verifier.verify(second.vm.callLog, second.vm.filesArchive)).calls, 28)
+})
+
+test('a damaged, torn, foreign or stale snapshot is skipped with a line saying why, then an older one or the whole log', async (t) => {
+  const base = await tempDir(t)
+  const dir = join(base, 'vm')
+  const first = await open(dir)
+  await addCalls(first.vm, 17)
+  await first.vm.close()
+  assert.deepEqual(await snapshotSeqs(dir), [10, 15, 17])
+
+  // One byte of the newest flipped: its checksum fails; the one of seq 15 is used.
+  const newest = await readFile(snapshotFile(dir, 17))
+  newest[newest.length >> 1] ^= 0x40
+  await writeFile(snapshotFile(dir, 17), newest)
+  const damaged = await open(dir)
+  assert.equal(damaged.notices.length, 1)
+  assert.match(
+    damaged.notices[0],
+    /^snapshot of seq 17 skipped: its checksum does not match: the file is torn or damaged; trying the one of seq 15$/,
+  )
+  assert.equal(damaged.replayed, 2, 'calls 16 and 17 replayed')
+  assert.deepEqual(await damaged.vm.executeCall({ methodName: 'get' }), { n: sum(17), recent: 17, file: String(sum(17)) })
+  await damaged.vm.close()
+
+  // The newest torn (cut short), the next one's header edited, the oldest deleted: the whole log.
+  const seqs = await snapshotSeqs(dir)
+  assert.deepEqual(seqs, [15, 17, 18], 'the close wrote the state after the get (seq 18)')
+  await truncate(snapshotFile(dir, 18), 1000)
+  const edited = await readFile(snapshotFile(dir, 17))
+  await writeFile(snapshotFile(dir, 17), Buffer.from(edited.toString('latin1').replace('"seq":17', '"seq":16'), 'latin1'))
+  await writeFile(snapshotFile(dir, 15), 'not a snapshot')
+  const none = await open(dir)
+  assert.deepEqual(none.notices, [
+    'snapshot of seq 18 skipped: its checksum does not match: the file is torn or damaged; trying the one of seq 17',
+    'snapshot of seq 17 skipped: its checksum does not match: the file is torn or damaged; trying the one of seq 15',
+    'snapshot of seq 15 skipped: not a LibVMS snapshot (or one of a newer format); replaying the whole log',
+    'no usable snapshot: replaying the whole log (18 calls)',
+  ])
+  assert.equal(none.replayed, 18)
+  assert.deepEqual(await none.vm.executeCall({ methodName: 'get' }), { n: sum(17), recent: 17, file: String(sum(17)) })
+  await none.vm.close()
+
+  // Snapshots from another VM of the same script: one past the end of this log (as after the log was
+  // cut back), and one at a seq this log has, whose entry is not this log's.
+  const otherDir = join(base, 'other')
+  const other = await open(otherDir)
+  await addCalls(other.vm, 30, 100)
+  await other.vm.close()
+  for (const seq of await snapshotSeqs(dir)) await writeFile(snapshotFile(dir, seq), 'gone')
+  await copyFile(snapshotFile(otherDir, 30), snapshotFile(dir, 30))
+  const stale = await open(dir)
+  assert.match(
+    stale.notices[0],
+    /^snapshot of seq 30 skipped: the log has 20 entries: it is not of this log as it is now; trying the one of seq 19$/,
+  )
+  await addCalls(stale.vm, 3, 18)
+  await stale.vm.close()
+  await rm(join(dir, 'snapshots'), { recursive: true })
+  await mkdir(join(dir, 'snapshots'))
+  await copyFile(snapshotFile(otherDir, 20), snapshotFile(dir, 20))
+  const foreign = await open(dir)
+  t.after(() => foreign.vm.close())
+  assert.match(foreign.notices[0], /^snapshot of seq 20 skipped: the log holds another entry at its seq; replaying the whole log$/)
+  assert.deepEqual(await foreign.vm.executeCall({ methodName: 'get' }), { n: sum(20), recent: 20, file: String(sum(20)) })
+})
+
+test('a forged state digest fails the audit at its seq; a schema 1 log that states one is refused there too', async (t) => {
+  const base = await tempDir(t)
+  const { vm } = await open(join(base, 'vm'))
+  t.after(() => vm.close())
+  await addCalls(vm, 12)
+  const lying = async (change: (entries: LogEntry[]) => void) => {
+    const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
+    change(entries)
+    const log = await CallLog.create(join(await tempDir(t), 'lie'))
+    t.after(() => log.close())
+    await log.append(entries)
+    return log
+  }
+  const forged = await lying((e) => {
+    const entry = e[10] as CallEntry
+    entry.state = (entry.state?.[0] === '0' ? '1' : '0') + entry.state?.slice(1)
+  })
+  await assert.rejects(Verifier.verify(forged, null), expectDivergence(10, 'state'))
+  const { verdict } = await Verifier.proveDivergence(forged, 10)
+  assert.ok(verdict.holds && verdict.seq === 10, verdict.holds ? verdict.what : verdict.why)
+  // A digest stated where the host stated none is computed and compared all the same.
+  const added = await lying((e) => Object.assign(e[7], { state: 'a'.repeat(64) }))
+  await assert.rejects(Verifier.verify(added, null), expectDivergence(7, 'state'))
+  // Schema 1 predates checkpoints: no honest schema 1 host states a digest.
+  const older = await lying((e) => Object.assign(e[0], { schema: 1 }))
+  await assert.rejects(Verifier.verify(older, null), expectDivergence(5, 'state'))
+  const plain = await lying((e) => {
+    Object.assign(e[0], { schema: 1 })
+    for (const entry of e) delete (entry as CallEntry).state
+  })
+  assert.equal((await Verifier.verify(plain, null)).calls, 12, 'a schema 1 log without digests verifies as before')
+})
+
+test('production mode: a snapshot keeps the signed-call counters, so a replayed signed call is still refused after reopening', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const alice = generateKeyPair()
+  const code = `let n = 0; exports.add = (k) => (n += k)`
+  const first = await open(dir, { auth: 'production', checkpoints: { every: 2 } }, code)
+  const nonce = 'ab'.repeat(16)
+  const signed = []
+  for (let counter = 1; counter <= 4; counter++) {
+    const argsJson = JSON.stringify([counter])
+    const payload = encodeCallPayload({ callLog: first.vm.callLog.key, method: 'add', argsJson, nonce, counter })
+    const call = { methodName: 'add', args: [counter], userId: callerIdOf(alice), signed: signCallPayload(payload, alice.secretKey) }
+    signed.push(call)
+    await first.vm.executeCall(call)
+  }
+  await first.vm.close()
+  const second = await open(dir, { auth: 'production', checkpoints: { every: 2 } }, code)
+  t.after(() => second.vm.close())
+  assert.equal(second.replayed, 0)
+  for (const call of signed) await assert.rejects(second.vm.executeCall(call), (err: RPCError) => err.code === 'ERR_REPLAYED')
+})
