@@ -32,6 +32,7 @@ import {
   type VMOptions,
 } from '../src/index.js'
 import { stateDigest } from '../src/ledger/snapshot.js'
+import { prunable } from '../src/ledger/snapshot-store.js'
 import { resolveLimits } from '../src/sandbox/limits.js'
 import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
 import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
@@ -53,7 +54,8 @@ exports.get = async () => ({ n, recent: recent.length, file: await System.files.
 
 /** Deploys COUNTER (or `code`) in `dir` with notices collected. */
 async function open(dir: string, options: VMOptions = {}, code = COUNTER) {
-  const vm = new VM(code, { checkpoints: { every: 5 }, ...options })
+  // spread: 0 keeps only the newest three, so the fallbacks below are easy to follow.
+  const vm = new VM(code, { checkpoints: { every: 5, spread: 0 }, ...options })
   const notices: string[] = []
   vm.on('notice', (m: string) => notices.push(m))
   const progress: [number, number][] = []
@@ -98,7 +100,8 @@ test('a sandbox that adopts a captured state runs on to the same memory, byte fo
     }
     return outcomes
   }
-  const digestOf = async (box: Sandbox | RemoteSandbox) => stateDigest(await box.captureState(), { usage: { bytes: 0, entries: 0 } })
+  const digestOf = async (box: Sandbox | RemoteSandbox) =>
+    stateDigest(await box.captureState(), { usage: { bytes: 0, entries: 0 }, counters: [] })
 
   const original = await Sandbox.create(options)
   await original.loadScript(code, { timestamp: 1_700_000_000_000, seed: '0'.repeat(32), callerId: null })
@@ -261,7 +264,7 @@ test('production mode: a snapshot keeps the signed-call counters, so a replayed 
   const dir = join(await tempDir(t), 'vm')
   const alice = generateKeyPair()
   const code = `let n = 0; exports.add = (k) => (n += k)`
-  const first = await open(dir, { auth: 'production', checkpoints: { every: 2 } }, code)
+  const first = await open(dir, { auth: 'production', checkpoints: { every: 2, spread: 0 } }, code)
   const nonce = 'ab'.repeat(16)
   const signed = []
   for (let counter = 1; counter <= 4; counter++) {
@@ -272,8 +275,21 @@ test('production mode: a snapshot keeps the signed-call counters, so a replayed 
     await first.vm.executeCall(call)
   }
   await first.vm.close()
-  const second = await open(dir, { auth: 'production', checkpoints: { every: 2 } }, code)
+  const second = await open(dir, { auth: 'production', checkpoints: { every: 2, spread: 0 } }, code)
   t.after(() => second.vm.close())
   assert.equal(second.replayed, 0)
   for (const call of signed) await assert.rejects(second.vm.executeCall(call), (err: RPCError) => err.code === 'ERR_REPLAYED')
+})
+
+test('the snapshots kept: the newest, and older ones spread over the log', () => {
+  const seqs = Array.from({ length: 40 }, (_, i) => (40 - i) * 10) // 400, 390, … 10, newest first
+  const removed = new Set(prunable(seqs, 3, 4))
+  const kept = seqs.filter((s) => !removed.has(s)).sort((a, b) => a - b)
+  assert.deepEqual(kept.slice(-3), [380, 390, 400], 'the newest three')
+  const older = kept.slice(0, -3)
+  assert.equal(older.length, 4)
+  const gaps = older.map((s, i) => s - (older[i - 1] ?? 0)).concat(380 - older[older.length - 1])
+  assert.ok(Math.max(...gaps) <= 2 * Math.min(...gaps) + 10, `spread out: ${older.join(', ')}`)
+  assert.deepEqual(prunable([30, 20, 10], 3, 0), [])
+  assert.deepEqual(prunable([50, 40, 30, 20, 10], 3, 0).sort(), [10, 20])
 })

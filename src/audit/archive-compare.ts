@@ -1,5 +1,6 @@
 /**
- * Comparing files archives, as an auditor must: the host's archive is hostile input. Both archives
+ * Comparing files archives, as an auditor must, and checking a host's archive against its log: the
+ * host's archive is hostile input. Both archives
  * are walked in key order side by side (their Hyperbees are sorted by path), so the first differing
  * path is reported as soon as it is reached and memory stays flat whatever the archives hold. Paths
  * are the raw keys the archive holds — a key no VM would write (`/weird/../x`) is named as it is, not
@@ -11,8 +12,10 @@
 import { createHash } from 'node:crypto'
 import type { BlobId } from 'hyperblobs'
 import { DivergenceError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
 import { type DriveEntryValue, FILES_KEY_PREFIX, FOLDERS_KEY_PREFIX } from '../ledger/drive-format.js'
-import type { DatArchive } from '../ledger/files-archive.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import type { LogEntry } from '../ledger/log-entry.js'
 
 /** How long a block of contents not on this machine may take to arrive from the archive's hosts. */
 const BLOCK_WAIT_MS = 10_000
@@ -206,4 +209,90 @@ interface DiffingBee {
     other: unknown,
     range: { gt: string; lt: string },
   ): AsyncIterable<{ left: { key: string } | null; right: { key: string } | null }>
+}
+
+export function sameState(a: FilesState, b: FilesState): boolean {
+  return a.version === b.version && a.dbHash === b.dbHash && a.blobsLength === b.blobsLength && a.blobsHash === b.blobsHash
+}
+
+/**
+ * The archive must hold nothing after the state the log's last verified entry (`lastSeq`) records:
+ * a change no call made is a divergence at that seq, naming the first path it touched.
+ */
+export async function checkNothingAfter(callLog: CallLog, lastSeq: number, files: FilesState, archive: DatArchive): Promise<void> {
+  if (archive.version <= files.version || (await laterEntriesExplain(callLog, lastSeq + 1, archive))) return
+  const last = await callLog.get(lastSeq)
+  const method = last.type === 'call' ? last.method : 'init'
+  const path = await firstChangeSince(archive, files.version)
+  const what = path === null ? 'a change made and undone' : `first at ${path}`
+  throw new DivergenceError({
+    message: `the archive has changes after seq ${lastSeq} (${method}) that no call made (${what}; archive version ${archive.version}, the log records ${files.version})`,
+    seq: lastSeq,
+    method,
+    path: path ?? undefined,
+    field: 'files',
+    expected: files,
+    actual: archive.version,
+  })
+}
+
+/**
+ * A live host keeps taking calls while an auditor works: an archive fetched after the log can hold
+ * the changes of calls the log copy had not seen yet. Those are not out-of-band changes if the log,
+ * brought up to date, has an entry recording at least the archive's version. (They are left for the
+ * next verification.)
+ */
+const UPDATE_WAIT_MS = 5000
+
+async function laterEntriesExplain(callLog: CallLog, verified: number, archive: DatArchive): Promise<boolean> {
+  if (callLog.writable) return false // the host's own log: nothing is in flight between log and archive
+  let timer: NodeJS.Timeout | undefined
+  const giveUp = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), UPDATE_WAIT_MS)
+  })
+  await Promise.race([callLog.update().catch(() => false), giveUp])
+  clearTimeout(timer)
+  if (callLog.length <= verified) return false
+  const latest = await callLog.get(callLog.length - 1)
+  return latest.files.version >= archive.version
+}
+
+/** The host's archive must hold, at the version an entry records, exactly the state it records. */
+export async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry): Promise<void> {
+  const files = entry.files
+  // A fetched archive may not have heard of the newest calls' changes yet: ask its hosts, briefly.
+  for (let tries = 0; archive.version < files.version && !archive.drive.writable && tries < 10; tries++) {
+    await Promise.race([archive.update(), new Promise((resolve) => setTimeout(resolve, UPDATE_WAIT_MS / 10).unref())])
+  }
+  if (archive.version < files.version) {
+    throw new DivergenceError({
+      message: `entry ${seq} records files version ${files.version}, but the archive only has ${archive.version}`,
+      seq,
+      field: 'files',
+      expected: files.version,
+      actual: archive.version,
+    })
+  }
+  const blobsLength = files.version === 0 ? 0 : (await archive.drive.getBlobs()).core.length
+  if (blobsLength < files.blobsLength) {
+    throw new DivergenceError({
+      message: `entry ${seq} records ${files.blobsLength} blocks of file contents, but the archive only has ${blobsLength}: its contents were truncated`,
+      seq,
+      field: 'files',
+      expected: files.blobsLength,
+      actual: blobsLength,
+    })
+  }
+  const state = await archive.stateAt(files.version, files.blobsLength)
+  if (!sameState(state, files)) {
+    const method = entry.type === 'call' ? entry.method : 'init'
+    throw new DivergenceError({
+      message: `the archive's state at version ${files.version} is not what entry ${seq} (${method}) records: the archive was rewritten`,
+      seq,
+      method,
+      field: 'files',
+      expected: files,
+      actual: state,
+    })
+  }
 }

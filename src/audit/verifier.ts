@@ -3,7 +3,7 @@
  * first place they differ — the seq, method and caller of a call and the field that differs, or the
  * path of a file.
  */
-import { DivergenceError, ReceiptError } from '../errors.js'
+import { DivergenceError, InvalidArgumentError, ReceiptError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import { toHex } from '../ledger/keys.js'
@@ -22,9 +22,10 @@ import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { VM } from '../vm/vm.js'
 import { counted } from '../wording.js'
-import { compareFiles, firstChangeSince } from './archive-compare.js'
+import { checkArchiveAt, checkNothingAfter, compareFiles, sameState } from './archive-compare.js'
 import { diffEntries } from './entry-diff.js'
 import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
+import { type SnapshotSource, verifyInSegments } from './parallel-audit.js'
 
 export interface VerifyOptions {
   /** Where the replay keeps its data; a temp dir removed afterwards if absent. */
@@ -43,6 +44,22 @@ export interface VerifyOptions {
   /** The most of each limit the log may claim (see ReplayOptions.maxLimits). */
   maxLimits?: Partial<VMLimits>
   console?: ConsoleSink
+  /**
+   * Replay the log in this many segments at once, on threads (parallel-audit.ts): the log is cut at
+   * checkpoints whose snapshots `snapshots` has. Needs the host's files archive; without usable
+   * snapshots the audit runs whole, as with 1 (the default).
+   */
+  parallel?: number
+  /** Where the host's snapshots are (a SnapshotStore on its data dir, say). */
+  snapshots?: SnapshotSource
+  /**
+   * A light audit, weaker: replay only the calls after the newest checkpoint with a usable snapshot,
+   * from that snapshot. It shows those calls right given the state the log states there, and nothing
+   * about the calls before. Needs `snapshots` and the files archive.
+   */
+  light?: boolean
+  /** Lines about snapshots passed over. */
+  onNotice?: (message: string) => void
 }
 
 export interface VerifyReport {
@@ -54,6 +71,10 @@ export interface VerifyReport {
   failedCalls: number
   /** The archive version the last entry records. */
   filesVersion: number
+  /** A segmented audit: the seq each segment started from (0: the script). */
+  segments?: number[]
+  /** A light audit: the checkpoint it started from; the calls up to it were not re-run. */
+  lightFrom?: number
 }
 
 /** Compares two logs entry by entry; rejects with a DivergenceError at the first difference. */
@@ -99,16 +120,23 @@ async function compareArchives(expected: DatArchive, actual: DatArchive): Promis
   })
 }
 
-function sameState(a: FilesState, b: FilesState): boolean {
-  return a.version === b.version && a.dbHash === b.dbHash && a.blobsLength === b.blobsLength && a.blobsHash === b.blobsHash
-}
-
 /**
  * Replays `callLog` and checks it call by call, stopping at the first divergence. With the host's
  * `filesArchive`, also checks that the archive holds, at each logged version, exactly the state the
  * log records, and nothing after the last call.
  */
 async function verify(callLog: CallLog, filesArchive: DatArchive | null, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const jobs = options.parallel ?? 1
+  if (!Number.isSafeInteger(jobs) || jobs < 1) throw new InvalidArgumentError(`parallel must be a positive integer, got ${String(jobs)}`)
+  if ((jobs > 1 || options.light) && !options.follow) {
+    if (!options.snapshots || !filesArchive) {
+      const missing = options.snapshots ? "the host's files archive" : "the host's snapshots (options.snapshots)"
+      if (options.light) throw new InvalidArgumentError(`a light audit needs ${missing}`)
+      options.onNotice?.(`auditing in one segment: a parallel audit needs ${missing}`)
+    } else {
+      return verifyInSegments(callLog, filesArchive, { ...options, jobs, snapshots: options.snapshots })
+    }
+  }
   await callLog.ready()
   if (filesArchive) await filesArchive.ready()
   const total = callLog.length
@@ -142,86 +170,10 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
   })
   try {
     const files = lastFiles as FilesState | null
-    const verified = calls + 1
-    if (filesArchive && files && filesArchive.version > files.version && !(await laterEntriesExplain(callLog, verified, filesArchive))) {
-      const last = await callLog.get(total - 1)
-      const method = last.type === 'call' ? last.method : 'init'
-      const path = await firstChangeSince(filesArchive, files.version)
-      const what = path === null ? 'a change made and undone' : `first at ${path}`
-      throw new DivergenceError({
-        message: `the archive has changes after seq ${total - 1} (${method}) that no call made (${what}; archive version ${filesArchive.version}, the log records ${files.version})`,
-        seq: total - 1,
-        method,
-        path: path ?? undefined,
-        field: 'files',
-        expected: files,
-        actual: filesArchive.version,
-      })
-    }
+    if (filesArchive && files) await checkNothingAfter(callLog, total - 1, files, filesArchive)
     return { entries: calls + 1, calls, failedCalls, filesVersion: files?.version ?? 0 }
   } finally {
     await vm.close()
-  }
-}
-
-/**
- * A live host keeps taking calls while an auditor works: an archive fetched after the log can hold
- * the changes of calls the log copy had not seen yet. Those are not out-of-band changes if the log,
- * brought up to date, has an entry recording at least the archive's version. (They are left for the
- * next verification.)
- */
-const UPDATE_WAIT_MS = 5000
-
-async function laterEntriesExplain(callLog: CallLog, verified: number, archive: DatArchive): Promise<boolean> {
-  if (callLog.writable) return false // the host's own log: nothing is in flight between log and archive
-  let timer: NodeJS.Timeout | undefined
-  const giveUp = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), UPDATE_WAIT_MS)
-  })
-  await Promise.race([callLog.update().catch(() => false), giveUp])
-  clearTimeout(timer)
-  if (callLog.length <= verified) return false
-  const latest = await callLog.get(callLog.length - 1)
-  return latest.files.version >= archive.version
-}
-
-/** The host's archive must hold, at the version an entry records, exactly the state it records. */
-async function checkArchiveAt(archive: DatArchive, seq: number, entry: LogEntry): Promise<void> {
-  const files = entry.files
-  // A fetched archive may not have heard of the newest calls' changes yet: ask its hosts, briefly.
-  for (let tries = 0; archive.version < files.version && !archive.drive.writable && tries < 10; tries++) {
-    await Promise.race([archive.update(), new Promise((resolve) => setTimeout(resolve, UPDATE_WAIT_MS / 10).unref())])
-  }
-  if (archive.version < files.version) {
-    throw new DivergenceError({
-      message: `entry ${seq} records files version ${files.version}, but the archive only has ${archive.version}`,
-      seq,
-      field: 'files',
-      expected: files.version,
-      actual: archive.version,
-    })
-  }
-  const blobsLength = files.version === 0 ? 0 : (await archive.drive.getBlobs()).core.length
-  if (blobsLength < files.blobsLength) {
-    throw new DivergenceError({
-      message: `entry ${seq} records ${files.blobsLength} blocks of file contents, but the archive only has ${blobsLength}: its contents were truncated`,
-      seq,
-      field: 'files',
-      expected: files.blobsLength,
-      actual: blobsLength,
-    })
-  }
-  const state = await archive.stateAt(files.version, files.blobsLength)
-  if (!sameState(state, files)) {
-    const method = entry.type === 'call' ? entry.method : 'init'
-    throw new DivergenceError({
-      message: `the archive's state at version ${files.version} is not what entry ${seq} (${method}) records: the archive was rewritten`,
-      seq,
-      method,
-      field: 'files',
-      expected: files,
-      actual: state,
-    })
   }
 }
 

@@ -15,6 +15,13 @@ export function parseCount(value: string): number {
   return Number(value)
 }
 
+/** A whole number of at least 1. */
+export function parsePositive(value: string): number {
+  const n = parseCount(value)
+  if (n === 0) throw new UsageError(`expected a whole number of at least 1, got ${JSON.stringify(value)}`)
+  return n
+}
+
 /** `--checkpoints <n|off>`: a checkpoint every n calls, or none. */
 export function parseCheckpoints(value: string): { every: number } | false {
   if (value === 'off') return false

@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
+import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
@@ -22,6 +23,8 @@ export interface OpenedTarget {
   filesArchive: DatArchive | null
   /** The host's handshake, for an RPC URL. */
   info: BackendInfo | null
+  /** The VM's snapshots, for a data dir (a host does not serve them yet). */
+  snapshots: SnapshotStore | null
   close(): Promise<void>
 }
 
@@ -90,6 +93,7 @@ export async function openTarget(target: string, options: TargetOptions): Promis
     callLog,
     filesArchive,
     info,
+    snapshots: null,
     async close() {
       await filesArchive?.close()
       await callLog.close()
@@ -109,6 +113,7 @@ async function openDir(target: string, options: TargetOptions): Promise<OpenedTa
     callLog: storage.callLog,
     filesArchive: options.archive ? storage.filesArchive : null,
     info: null,
+    snapshots: new SnapshotStore(dir),
     close: () => storage.close(),
   }
 }

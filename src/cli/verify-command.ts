@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
-import { DivergenceError, LogFormatError } from '../errors.js'
+import { DivergenceError, LogFormatError, UsageError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
 import { counted } from '../wording.js'
-import { errorJSON, out, Progress } from './output.js'
-import { parseCount, parseTimeout } from './parse-options.js'
+import { err, errorJSON, out, Progress } from './output.js'
+import { parseCount, parsePositive, parseTimeout } from './parse-options.js'
 import { writeProof } from './receipt-commands.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { type OpenedTarget, openTarget, targetKind } from './targets.js'
@@ -25,6 +25,8 @@ interface VerifyCommandOptions extends SwarmFlags {
   timeout?: number
   maxTicks?: number
   maxMemory?: number
+  jobs?: number
+  light?: boolean
 }
 
 export function registerVerify(program: Command): void {
@@ -36,6 +38,12 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the verdict as one JSON object')
     .option('--proof <file>', 'on a divergence in the log, write an execution proof here (nodevms check-proof checks it)')
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
+    .option(
+      '-j, --jobs <n>',
+      'replay the log in n segments at once, cut at checkpoints with snapshots (a data dir has them)',
+      parsePositive,
+    )
+    .option('--light', 'a weaker audit: replay only the calls after the newest checkpoint with a snapshot, from that snapshot')
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
     .option(
       '--max-ticks <n>',
@@ -55,6 +63,9 @@ export function registerVerify(program: Command): void {
 async function runVerify(target: string, options: VerifyCommandOptions): Promise<void> {
   const progress = new Progress('replaying')
   if (options.dir) await mkdir(resolve(options.dir), { recursive: true })
+  if ((options.jobs ?? 1) > 1 && options.follow)
+    throw new UsageError('--jobs and --follow do not go together: a followed log is verified as it grows, in one segment')
+  if (options.light && options.follow) throw new UsageError('--light and --follow do not go together')
   const opened = await openTarget(target, {
     archive: true,
     dir: options.dir,
@@ -76,6 +87,13 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
       follow: options.follow,
       signal: stop.signal,
       maxLimits: { computeTicks: options.maxTicks, memoryBytes: options.maxMemory },
+      parallel: options.jobs,
+      light: options.light,
+      snapshots: opened.snapshots ?? undefined,
+      onNotice: (text) => {
+        progress.clear()
+        err.line(`note: ${text}`)
+      },
       onProgress: (done, total) => {
         if (options.follow && done >= total)
           progress.status(`following: ${counted(done - 1, 'call')} verified, waiting for more (Ctrl-C stops)`)
@@ -111,13 +129,25 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
       calls: report.calls,
       failedCalls: report.failedCalls,
       filesVersion: report.filesVersion,
+      ...(report.segments ? { segments: report.segments } : {}),
+      ...(report.lightFrom !== undefined ? { light: true, lightFrom: report.lightFrom } : {}),
       ...(copy ? { copy } : {}),
     })
     return
   }
   const failed = report.failedCalls > 0 ? ` (${report.failedCalls} failed inside the VM, as logged)` : ''
   const calls = counted(report.calls, 'call')
-  out.line(`${out.paint('green', '✓')} verified ${calls}${failed}; files at version ${report.filesVersion}${describeCopy(copy)}`)
+  if (report.lightFrom !== undefined) {
+    out.line(
+      `${out.paint('green', '✓')} light audit: verified the ${calls} after checkpoint ${report.lightFrom}${failed}; files at version ${report.filesVersion}${describeCopy(copy)}`,
+    )
+    out.line(`  weaker than a full audit: calls 1 to ${report.lightFrom} were not re-run; their state was taken as the log states it`)
+  } else {
+    const segments = report.segments && report.segments.length > 1 ? ` in ${report.segments.length} segments at once` : ''
+    out.line(
+      `${out.paint('green', '✓')} verified ${calls}${failed}${segments}; files at version ${report.filesVersion}${describeCopy(copy)}`,
+    )
+  }
   out.line(out.paint('dim', `  ${callLogUrl}`))
 }
 

@@ -1,8 +1,10 @@
 /**
  * Where a VM keeps its snapshots: `<dir>/snapshots/<seq>.snapshot`, beside its corestore. A snapshot
  * is written whole to a temp file, flushed to disk and renamed into place, so a crash leaves either the
- * whole file or none under its name (and a temp file the next write sweeps away). The newest `keep`
- * are kept; reading falls back from one to the next older (snapshot.ts says how each is checked).
+ * whole file or none under its name (and a temp file the next write sweeps away). Kept: the newest
+ * `keep` (a reopen falls back from one to the next older; snapshot.ts says how each is checked) and
+ * at most `spread` older ones, spread over the log (an audit cuts the log into segments at them):
+ * when there are more, the one whose removal leaves the shortest gap goes.
  */
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -16,8 +18,10 @@ export class SnapshotStore {
 
   constructor(
     dir: string,
-    /** How many snapshots are kept (the newest). */
+    /** How many of the newest snapshots are kept. */
     readonly keep = 3,
+    /** How many older snapshots are kept, spread over the log. */
+    readonly spread = 16,
   ) {
     this.path = join(dir, SNAPSHOT_DIR)
   }
@@ -67,7 +71,7 @@ export class SnapshotStore {
     }
     await rename(tmp, target)
     await syncDir(this.path)
-    for (const seq of (await this.seqs()).slice(this.keep)) await rm(this.fileOf(seq), { force: true })
+    for (const seq of prunable(await this.seqs(), this.keep, this.spread)) await rm(this.fileOf(seq), { force: true })
   }
 
   /** Removes the snapshots after `seq` (a log cut back to `seq` no longer holds what they follow). */
@@ -88,6 +92,26 @@ export class SnapshotStore {
     }
     for (const name of names) if (name.endsWith('.tmp')) await rm(join(this.path, name), { force: true })
   }
+}
+
+/** The seqs (of `seqs`, newest first) to remove: all but the newest `keep` and `spread` older ones spread out. */
+export function prunable(seqs: number[], keep: number, spread: number): number[] {
+  const older = seqs.slice(keep).sort((a, b) => a - b)
+  const ceiling = seqs[Math.min(keep, seqs.length) - 1] ?? 0
+  const removed: number[] = []
+  while (older.length > spread) {
+    let best = 0
+    let bestGap = Number.POSITIVE_INFINITY
+    for (let i = 0; i < older.length; i++) {
+      const gap = (older[i + 1] ?? ceiling) - (older[i - 1] ?? 0)
+      if (gap < bestGap) {
+        bestGap = gap
+        best = i
+      }
+    }
+    removed.push(...older.splice(best, 1))
+  }
+  return removed
 }
 
 async function syncDir(path: string): Promise<void> {

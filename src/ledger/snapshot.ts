@@ -4,13 +4,13 @@
  *
  * The *state digest* after a call is what host and auditor compute alike: SHA-256 over the engine's
  * memory in a canonical form (every page that is not all zeros, with its index) and the host-side
- * state the next turn reads (the export list, whether the driver's request queue is to be reset, the
- * archive usage the storage quotas count). A call entry with a `state` field states it; a replay
+ * state the next call needs (the export list, whether the driver's request queue is to be reset, the
+ * archive usage the storage quotas count, the signed-call counters). A call entry with a `state` field states it; a replay
  * computes it at the same seq and compares.
  *
  * A *snapshot* is that state as a file, with what a reopen needs beside it: the seq it follows, a hash
- * of that entry's stored bytes (so a snapshot of another history is never used) and the signed-call
- * counters. It ends in a SHA-256 of everything before it: a torn or damaged file is found before use.
+ * of that entry's stored bytes (so a snapshot of another history is never used) and the archive state
+ * it goes with. It ends in a SHA-256 of everything before it: a torn or damaged file is found before use.
  *
  *   "LIBVMS-SNAPSHOT/1\n"  u32 header length  header (JSON)  pages (64 KiB each)  sha256 (32 bytes)
  */
@@ -29,6 +29,12 @@ const MAX_HEADER_BYTES = 64 * 1024 * 1024
 export interface HostState {
   /** What the archive holds after the call, for the storage quotas. */
   usage: StorageUsage
+  /**
+   * Production mode: the last counter each signing connection used in the calls so far, sorted by
+   * nonce; what refuses a signed call a second time (empty in debug mode). In the digest, so that an
+   * audit that starts from a snapshot holds each signed call to run once, as one from the start does.
+   */
+  counters: [string, number][]
 }
 
 /** A VM's state after call `seq`: the engine's and the host's, and what ties it to its log. */
@@ -42,8 +48,6 @@ export interface VMSnapshot {
   files: FilesState
   engine: EngineState
   host: HostState
-  /** Production mode: the last counter each signing connection used, up to entry `seq`. */
-  counters: [string, number][]
 }
 
 function u32(n: number): Buffer {
@@ -59,6 +63,7 @@ function digestHeader(engine: EngineState, host: HostState): string {
     exports: engine.exports,
     requestsLeft: engine.requestsLeft,
     usage: { bytes: host.usage.bytes, entries: host.usage.entries },
+    counters: host.counters,
   })
 }
 
@@ -91,7 +96,6 @@ export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
       exports: engine.exports,
       requestsLeft: engine.requestsLeft,
       host: snapshot.host,
-      counters: snapshot.counters,
     }),
   )
   const body = Buffer.concat([MAGIC, u32(header.length), header, engine.bytes])
@@ -145,7 +149,8 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
     typeof h.state !== 'string' ||
     !Array.isArray(h.pages) ||
     !Array.isArray(h.exports) ||
-    !Array.isArray(h.counters) ||
+    !Array.isArray(host?.counters) ||
+    !host.counters.every((c) => Array.isArray(c) && c.length === 2 && typeof c[0] === 'string' && Number.isSafeInteger(c[1])) ||
     typeof host?.usage?.bytes !== 'number' ||
     typeof host?.usage?.entries !== 'number'
   ) {
@@ -163,7 +168,6 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
     state: h.state,
     files: h.files as FilesState,
     engine,
-    host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries } },
-    counters: h.counters as [string, number][],
+    host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries }, counters: host.counters },
   }
 }

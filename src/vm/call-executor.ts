@@ -51,12 +51,11 @@ interface WaitingCall {
   reject: (err: unknown) => void
 }
 
-/** The VM's state captured between turns: its engine's, the host's, their digest, and the signed-call counters. */
+/** The VM's state captured between turns: its engine's, the host's, and their digest. */
 export interface CapturedState {
   engine: EngineState
   host: HostState
   state: string
-  counters: [string, number][]
 }
 
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
@@ -165,14 +164,14 @@ export class CallExecutor {
   /** The VM's state now, between turns (the state after the last turn run). */
   async captureState(): Promise<CapturedState> {
     const engine = await this.runner.captureState()
-    const host: HostState = { usage: { ...this.usage } }
-    return { engine, host, state: stateDigest(engine, host), counters: this.counters.list() }
+    const host: HostState = { usage: { ...this.usage }, counters: this.counters.list() }
+    return { engine, host, state: stateDigest(engine, host) }
   }
 
   /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */
   adoptState(snapshot: VMSnapshot): void {
     this.usage = { ...snapshot.host.usage }
-    this.counters.load(snapshot.counters)
+    this.counters.load(snapshot.host.counters)
     this.files = snapshot.files
   }
 
@@ -190,7 +189,6 @@ export class CallExecutor {
       files: entry.files,
       engine: captured.engine,
       host: captured.host,
-      counters: captured.counters,
     })
   }
 

@@ -18,20 +18,30 @@ export interface CheckpointOptions {
   every?: number
   /** ... and at the first call after this many ms without one (default 300,000: five minutes). */
   intervalMs?: number
-  /** Snapshots kept in the VM's dir, newest first (default 3). */
+  /** The newest snapshots kept in the VM's dir (default 3). */
   keep?: number
+  /** Older snapshots kept beside them, spread over the log, for audits to start segments at (default 16). */
+  spread?: number
 }
 
-export const DEFAULT_CHECKPOINTS: Readonly<Required<CheckpointOptions>> = Object.freeze({ every: 1000, intervalMs: 300_000, keep: 3 })
+export const DEFAULT_CHECKPOINTS: Readonly<Required<CheckpointOptions>> = Object.freeze({
+  every: 1000,
+  intervalMs: 300_000,
+  keep: 3,
+  spread: 16,
+})
 
 /** Checks checkpoint options; an InvalidArgumentError message for the first bad one, or null. */
 export function checkpointOptionsProblem(options: CheckpointOptions | false | undefined): string | null {
   if (options === undefined || options === false) return null
-  if (options === null || typeof options !== 'object') return 'checkpoints must be an object ({every, intervalMs, keep}) or false'
+  if (options === null || typeof options !== 'object') return 'checkpoints must be an object ({every, intervalMs, keep, spread}) or false'
   for (const [key, value] of Object.entries(options)) {
-    if (!Object.hasOwn(DEFAULT_CHECKPOINTS, key)) return `unknown checkpoints option ${JSON.stringify(key)}; known: every, intervalMs, keep`
-    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
-      return `checkpoints.${key} must be a positive integer, got ${String(value)}`
+    if (!Object.hasOwn(DEFAULT_CHECKPOINTS, key))
+      return `unknown checkpoints option ${JSON.stringify(key)}; known: every, intervalMs, keep, spread`
+    // Every option counts something that must happen at least once, but spread, which may be none.
+    const least = key === 'spread' ? 0 : 1
+    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= least)) {
+      return `checkpoints.${key} must be ${least === 0 ? 'a non-negative' : 'a positive'} integer, got ${String(value)}`
     }
   }
   return null

@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import { withSignatureChecks } from '../auth/signature-checks.js'
-import { DirectoryError, DivergenceError, EngineMismatchError, LimitCeilingError, LogFormatError } from '../errors.js'
+import { DirectoryError, DivergenceError, EngineMismatchError, InvalidArgumentError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
-import { filesFormat } from '../ledger/drive-format.js'
+import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
@@ -72,6 +72,11 @@ export interface ReplayOptions {
   watchdogMs?: number
   /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
   thread?: boolean
+  /**
+   * Start from a snapshot rather than from the script (an audit segment, audit/parallel-audit.ts): only
+   * the entries after it are replayed, and the replay's own log holds only those.
+   */
+  from?: ReplayStart
 }
 
 /**
@@ -177,72 +182,32 @@ export async function replayCallLog(
   })
   const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
   try {
-    let loadCost: number
-    try {
-      loadCost = await runner.load(init.timestamp, init.seed)
-    } catch (err) {
-      throw new DivergenceError({
-        message: `the logged script does not load: ${(err as Error).message}`,
-        seq: 0,
-        method: 'init',
-        field: 'code',
-      })
-    }
-    const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
-    if (missing.length > 0) {
-      throw new DivergenceError({
-        message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
-        seq: 0,
-        method: 'init',
-        field: 'factory',
-      })
-    }
-    const outcome = await executor.init(init.timestamp, init.seed, 'apply')
-    if (!outcome.ok) {
-      throw new DivergenceError({
-        message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
-        seq: 0,
-        method: 'init',
-        field: 'result',
-        expected: init.result,
-        actual: outcome.error,
-      })
-    }
-    const replayedInit = buildInitEntry({
-      costSchedule: schedule.version,
-      filesFormat: format,
-      code: init.code,
-      title: init.title,
-      filesArchiveKey: init.filesArchiveKey,
-      limits,
-      auth: init.auth,
-      timestamp: init.timestamp,
-      seed: init.seed,
-      exports: runner.exports,
-      outcome,
-      loadCost,
-      factory: !!init.factory,
-      files: await executor.currentFiles(),
-    })
-    // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
-    // the fields an engine record has are copied, so a record with added fields is a divergence.
-    replayedInit.engine = engineRecordOf(init.engine)
-    // ... and its schema (one this LibVMS reads: parseEntry checked it).
-    replayedInit.schema = init.schema
-    executor.stage(replayedInit)
-    await executor.flush()
-    await options.onEntry?.(0, init, replayedInit)
-
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
     const loop: ReplayLoop = {
       mode: 'rebuild',
-      admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
+      admission: new CallAdmission([], limits, authenticator, !!init.factory),
       checkpoints: init.schema >= 2,
       seq: 0,
       lastTimestamp: init.timestamp,
       files: init.files,
       onEntry: options.onEntry,
     }
+    let replayedInit: InitEntry
+    if (options.from) {
+      // A segment of an audit: the state after entry `from.snapshot.seq`, instead of every call before it.
+      const start = await startFromSnapshot(callLog, storage, executor, options.from)
+      authenticator.loadCounters(options.from.snapshot.host.counters)
+      loop.seq = start.seq
+      loop.lastTimestamp = start.timestamp
+      loop.files = start.files
+      replayedInit = init
+    } else {
+      replayedInit = await replayInit(init, runner, executor, { costSchedule: schedule.version, filesFormat: format, limits })
+      executor.stage(replayedInit)
+      await executor.flush()
+      await options.onEntry?.(0, init, replayedInit)
+    }
+    loop.admission = new CallAdmission(runner.exports, limits, authenticator, !!init.factory)
     const replayTo = async (until: number): Promise<void> => {
       const entries = callLog.entries({ start: loop.seq + 1, end: until }) as AsyncIterable<CallEntry>
       // A production log's signatures are checked on another thread, a batch ahead of the replay.
@@ -267,6 +232,117 @@ export async function replayCallLog(
     if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
     throw err
   }
+}
+
+/** Loads the logged script and re-runs its init: the init entry an honest host would have logged. */
+async function replayInit(
+  init: InitEntry,
+  runner: TurnRunner,
+  executor: CallExecutor,
+  recorded: { costSchedule: number; filesFormat: FilesFormat; limits: VMLimits },
+): Promise<InitEntry> {
+  let loadCost: number
+  try {
+    loadCost = await runner.load(init.timestamp, init.seed)
+  } catch (err) {
+    throw new DivergenceError({
+      message: `the logged script does not load: ${(err as Error).message}`,
+      seq: 0,
+      method: 'init',
+      field: 'code',
+    })
+  }
+  const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
+  if (missing.length > 0) {
+    throw new DivergenceError({
+      message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
+      seq: 0,
+      method: 'init',
+      field: 'factory',
+    })
+  }
+  const outcome = await executor.init(init.timestamp, init.seed, 'apply')
+  if (!outcome.ok) {
+    throw new DivergenceError({
+      message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
+      seq: 0,
+      method: 'init',
+      field: 'result',
+      expected: init.result,
+      actual: outcome.error,
+    })
+  }
+  const replayedInit = buildInitEntry({
+    ...recorded,
+    code: init.code,
+    title: init.title,
+    filesArchiveKey: init.filesArchiveKey,
+    auth: init.auth,
+    timestamp: init.timestamp,
+    seed: init.seed,
+    exports: runner.exports,
+    outcome,
+    loadCost,
+    factory: !!init.factory,
+    files: await executor.currentFiles(),
+  })
+  // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
+  // the fields an engine record has are copied, so a record with added fields is a divergence.
+  replayedInit.engine = engineRecordOf(init.engine)
+  // ... and its schema (one this LibVMS reads: parseEntry checked it).
+  replayedInit.schema = init.schema
+  return replayedInit
+}
+
+/** Where a replay starts from a snapshot (an audit segment): the snapshot, and the archive it goes with. */
+export interface ReplayStart {
+  /** A snapshot of the state after an entry that states its digest (checked against it here). */
+  snapshot: VMSnapshot
+  /**
+   * The files archive's blocks up to the state that entry records: the metadata core's first
+   * `files.version` blocks and the blobs core's first `files.blobsLength`, as stored.
+   */
+  archive: { db: Uint8Array[]; blobs: Uint8Array[] }
+}
+
+/**
+ * Puts a fresh replay in the state after entry `start.snapshot.seq`: its archive gets the given
+ * blocks (which must hash to the state the entry records) and its sandbox and executor the snapshot's
+ * state (which must be the digest the entry states).
+ */
+async function startFromSnapshot(
+  callLog: ReplaySource,
+  storage: VMStorage,
+  executor: CallExecutor,
+  start: ReplayStart,
+): Promise<{ seq: number; timestamp: number; files: FilesState }> {
+  const { snapshot } = start
+  const entry = (await callLog.get(snapshot.seq)) as CallEntry
+  if (entry.type !== 'call' || entry.state === undefined || entry.state !== snapshot.state) {
+    throw new InvalidArgumentError(`the snapshot of seq ${snapshot.seq} is not of the state the log states there; start elsewhere`)
+  }
+  const drive = storage.filesArchive.drive
+  if (start.archive.db.length > 0) {
+    await drive.core.append(start.archive.db.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
+    if (start.archive.blobs.length > 0) {
+      const blobs = await drive.getBlobs()
+      await blobs.core.append(start.archive.blobs.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
+    }
+  }
+  const files = await storage.filesArchive.state()
+  if (JSON.stringify(files) !== JSON.stringify(entry.files)) {
+    throw new DivergenceError({
+      message: `the files archive's blocks up to entry ${snapshot.seq} are not the state that entry records`,
+      seq: snapshot.seq,
+      method: entry.method,
+      field: 'files',
+      expected: entry.files,
+      actual: files,
+    })
+  }
+  await executor.runner.restore(snapshot.engine)
+  executor.adoptState(snapshot)
+  return { seq: snapshot.seq, timestamp: entry.timestamp, files: entry.files }
 }
 
 /**
@@ -305,7 +381,7 @@ export async function restoreFromLog(
   if (snapshot) {
     await runner.restore(snapshot.engine, options.prepared)
     executor.adoptState(snapshot)
-    authenticator.loadCounters(snapshot.counters)
+    authenticator.loadCounters(snapshot.host.counters)
     loop.seq = snapshot.seq
     loop.files = snapshot.files
     loop.lastTimestamp = (await log.get(snapshot.seq)).timestamp

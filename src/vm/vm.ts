@@ -74,7 +74,7 @@ export interface VMOptions {
   /**
    * Checkpoints (docs/api.md): how often the VM states its state digest in its log and keeps a
    * snapshot of its state in its dir, so that reopening replays only the calls after the newest.
-   * Default `{every: 1000, intervalMs: 300000, keep: 3}`; `false`: none (reopening replays the whole
+   * Default `{every: 1000, intervalMs: 300000, keep: 3, spread: 16}`; `false`: none (reopening replays the whole
    * log). A VM whose log predates checkpoints (schema 1) takes none.
    */
   checkpoints?: CheckpointOptions | false
@@ -418,8 +418,8 @@ export class VM extends EventEmitter {
   private checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Checkpointer | null {
     const options = this.options.checkpoints
     if (options === false || init.schema < 2) return null
-    const keep = options?.keep ?? DEFAULT_CHECKPOINTS.keep
-    return new Checkpointer(new SnapshotStore(storage.dir, keep), options ?? {}, (message) => this.notice(message), lastSeq)
+    const store = new SnapshotStore(storage.dir, options?.keep ?? DEFAULT_CHECKPOINTS.keep, options?.spread ?? DEFAULT_CHECKPOINTS.spread)
+    return new Checkpointer(store, options ?? {}, (message) => this.notice(message), lastSeq)
   }
 
   /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */

@@ -1,0 +1,308 @@
+/**
+ * A parallel audit: the log cut into segments at checkpoints, each replayed at once on a thread of
+ * its own (segment-thread.ts). Segment 0 starts from the script; every later one from the snapshot
+ * of the checkpoint it starts at, whose digest the log states there, and it starts only if the
+ * snapshot hashes to that digest. Each segment compares every entry it replays with the logged one,
+ * the digest its last entry states included. So if every segment holds, the whole log holds, by
+ * induction: segment k proves the state segment k + 1 starts from. A failure names the first
+ * divergent seq over all segments, as a whole audit does.
+ *
+ * A *light* audit runs only the last segment, from the newest checkpoint with a snapshot: it shows the
+ * calls after it are right *given* the state the log states there, and nothing about the calls before.
+ *
+ * The main thread reads the log (each segment's entries in batches, a few ahead of its replay), checks
+ * the host's archive at every version an entry records, and hands a segment that starts at a
+ * checkpoint the archive's blocks up to that checkpoint (its replay writes on from there). Snapshots
+ * come from the host (a SnapshotSource): hostile input like the rest; one that fails its checks is
+ * skipped, never trusted.
+ */
+import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
+import type { CallLog } from '../ledger/call-log.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import { type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
+import { encodeSnapshot, entryHash, type VMSnapshot } from '../ledger/snapshot.js'
+import type { VMLimits } from '../sandbox/limits.js'
+import { fromCrossing } from '../sandbox/thread-messages.js'
+import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
+import { counted } from '../wording.js'
+import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
+import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
+
+/** Where an audit finds a host's snapshots: its data dir (SnapshotStore), or a copy fetched from it. */
+export interface SnapshotSource {
+  /** The seqs of the snapshots it has, in any order. */
+  seqs(): Promise<number[]>
+  read(seq: number): Promise<VMSnapshot>
+}
+
+export interface SegmentAuditOptions {
+  /** Segments replayed at once (threads); the log is cut into this many, where snapshots allow. */
+  jobs: number
+  snapshots: SnapshotSource
+  /** Replay only from the newest checkpoint with a usable snapshot (a weaker audit). */
+  light?: boolean
+  onProgress?: (done: number, total: number) => void
+  /** Lines about snapshots passed over. */
+  onNotice?: (message: string) => void
+  allowEngineMismatch?: boolean
+  maxLimits?: Partial<VMLimits>
+}
+
+export interface SegmentAuditReport {
+  entries: number
+  calls: number
+  failedCalls: number
+  filesVersion: number
+  /** The seqs the segments started from (0: the script). */
+  segments: number[]
+  /** A light audit: the seq of the checkpoint it started from (the calls up to it were not re-run). */
+  lightFrom?: number
+}
+
+const THREAD_ENTRY = moduleBeside(import.meta.url, 'segment-thread')
+const BATCH = 256
+/** Batches a segment's main-thread reader keeps ahead of its replay. */
+const BATCHES_AHEAD = 4
+
+interface Start {
+  seq: number
+  snapshot: VMSnapshot
+  entry: Buffer
+}
+
+/** Block `seq` of a core, as stored. */
+async function blockOf(core: CallLog['core'], seq: number): Promise<Buffer> {
+  return (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
+}
+
+/**
+ * The checkpoints to start segments from: for each of `cuts` targets spread over the log, the
+ * nearest checkpoint with a snapshot that holds (its entry states the digest it hashes to).
+ */
+async function chooseStarts(
+  callLog: CallLog,
+  source: SnapshotSource,
+  targets: number[],
+  notice: (message: string) => void,
+): Promise<Start[]> {
+  const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
+  const starts: Start[] = []
+  const tried = new Set<number>()
+  for (const target of targets) {
+    const candidates = available.filter((s) => !tried.has(s)).sort((a, b) => Math.abs(a - target) - Math.abs(b - target))
+    for (const seq of candidates) {
+      tried.add(seq)
+      const start = await usableStart(callLog, source, seq, notice)
+      if (start) {
+        starts.push(start)
+        break
+      }
+    }
+  }
+  return starts.sort((a, b) => a.seq - b.seq)
+}
+
+async function usableStart(callLog: CallLog, source: SnapshotSource, seq: number, notice: (m: string) => void): Promise<Start | null> {
+  const entry = await blockOf(callLog.core, seq)
+  const logged = decodeEntry(entry, seq) as CallEntry
+  if (logged.type !== 'call' || logged.state === undefined) return null // not a checkpoint: a snapshot of it proves nothing
+  let snapshot: VMSnapshot
+  try {
+    snapshot = await source.read(seq)
+  } catch (err) {
+    notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
+    return null
+  }
+  if (snapshot.seq !== seq || snapshot.state !== logged.state || snapshot.entryHash !== entryHash(entry)) {
+    notice(`snapshot of seq ${seq} passed over: it is not of the state the log states there`)
+    return null
+  }
+  return { seq, snapshot, entry }
+}
+
+/** The archive's blocks up to the state `files` records (a segment's replay writes on from them). */
+async function archiveBlocks(archive: DatArchive, files: FilesState): Promise<{ db: Buffer[]; blobs: Buffer[] }> {
+  const drive = archive.drive
+  const db = await Promise.all(Array.from({ length: files.version }, (_, i) => blockOf(drive.core as never, i)))
+  if (files.blobsLength === 0) return { db, blobs: [] }
+  const blobsCore = (await drive.getBlobs()).core
+  const blobs = await Promise.all(Array.from({ length: files.blobsLength }, (_, i) => blockOf(blobsCore as never, i)))
+  return { db, blobs }
+}
+
+class SegmentRun {
+  readonly done: Promise<{ calls: number; failedCalls: number }>
+  private readonly worker = startModuleWorker(THREAD_ENTRY)
+  private credit = BATCHES_AHEAD
+  private wake: (() => void) | null = null
+  replayedTo: number
+  stopped = false
+
+  constructor(
+    readonly from: number,
+    readonly end: number,
+    onProgress: () => void,
+  ) {
+    this.replayedTo = from
+    this.done = new Promise((resolve, reject) => {
+      this.worker.on('message', (message: FromSegment) => {
+        switch (message.t) {
+          case 'progress':
+            this.replayedTo = message.seq
+            this.credit++
+            this.wake?.()
+            onProgress()
+            break
+          case 'done':
+            resolve(message)
+            break
+          case 'divergence':
+            reject(new DivergenceError(message.divergence as unknown as ConstructorParameters<typeof DivergenceError>[0]))
+            break
+          case 'failed':
+            reject(fromCrossing(message.error))
+            break
+        }
+      })
+      this.worker.on('error', reject)
+      this.worker.on('exit', (code) => reject(new HostFaultError(`an audit thread exited (code ${code})`)))
+    })
+    this.done.catch(() => {})
+  }
+
+  send(message: ToSegment): void {
+    this.worker.postMessage(message)
+  }
+
+  /** Waits until the segment may be sent another batch. */
+  async turn(): Promise<void> {
+    while (this.credit <= 0 && !this.stopped) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve
+      })
+      this.wake = null
+    }
+    this.credit--
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.wake?.()
+    await this.worker.terminate()
+  }
+}
+
+/** Verifies `callLog` (and the host's `filesArchive`) in segments at checkpoints, replayed at once. */
+export async function verifyInSegments(
+  callLog: CallLog,
+  filesArchive: DatArchive,
+  options: SegmentAuditOptions,
+): Promise<SegmentAuditReport> {
+  if (!Number.isSafeInteger(options.jobs) || options.jobs < 1)
+    throw new InvalidArgumentError(`jobs must be a positive integer, got ${options.jobs}`)
+  await Promise.all([callLog.ready(), filesArchive.ready()])
+  const total = callLog.length
+  const notice = options.onNotice ?? (() => {})
+  const init = (await callLog.get(0)) as InitEntry
+  const initBlock = await blockOf(callLog.core, 0)
+  const last = total - 1
+  const targets = options.light ? [last] : Array.from({ length: options.jobs - 1 }, (_, k) => Math.round(((k + 1) * last) / options.jobs))
+  const starts = init.schema >= 2 && last > 1 ? await chooseStarts(callLog, options.snapshots, targets, notice) : []
+  if (options.light && starts.length === 0) {
+    throw new InvalidArgumentError(
+      `no checkpoint of this log has a usable snapshot (of ${counted(last, 'call')}): a light audit needs one; run a full audit`,
+    )
+  }
+  // Segment i replays the entries after froms[i] up to and including the checkpoint the next starts at.
+  const froms = options.light ? [starts[0].seq] : [0, ...starts.map((s) => s.seq)]
+  const ends = [...froms.slice(1).map((seq) => seq + 1), total]
+  const runs: SegmentRun[] = []
+  const progress = () => {
+    const done = runs.reduce((sum, run) => sum + (run.replayedTo - run.from), 0)
+    options.onProgress?.(done, last - froms[0])
+  }
+  try {
+    for (let i = 0; i < froms.length; i++) {
+      const start = starts.find((s) => s.seq === froms[i]) ?? null
+      const run = new SegmentRun(froms[i], ends[i], progress)
+      runs.push(run)
+      const task: SegmentTask = {
+        logKey: callLog.key,
+        init: initBlock,
+        end: ends[i],
+        from: start && {
+          seq: start.seq,
+          entry: start.entry,
+          snapshot: encodeSnapshot(start.snapshot),
+          archive: await archiveBlocks(filesArchive, start.snapshot.files),
+        },
+        allowEngineMismatch: options.allowEngineMismatch,
+        maxLimits: options.maxLimits,
+      }
+      run.send({ t: 'task', task })
+    }
+    progress()
+    const outcomes = await Promise.allSettled(
+      runs.map((run) =>
+        Promise.all([run.done, feedSegment(callLog, filesArchive, run)]).then(
+          ([done]) => done,
+          (err) => {
+            // A divergence at seq s: no segment that starts after s can name an earlier one.
+            if (err instanceof DivergenceError && err.seq !== undefined) {
+              for (const other of runs) if (other.from >= err.seq && other !== run) void other.stop()
+            }
+            throw err
+          },
+        ),
+      ),
+    )
+    const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' && !runs[i].stopped ? [o.reason as Error] : []))
+    if (failures.length > 0) throw firstFailure(failures)
+    let calls = 0
+    let failedCalls = 0
+    for (const o of outcomes) {
+      if (o.status !== 'fulfilled') continue
+      calls += o.value.calls
+      failedCalls += o.value.failedCalls
+    }
+    const lastFiles = (await callLog.get(last)).files
+    await checkNothingAfter(callLog, last, lastFiles, filesArchive)
+    const report: SegmentAuditReport = {
+      entries: options.light ? calls : calls + 1,
+      calls,
+      failedCalls,
+      filesVersion: lastFiles.version,
+      segments: froms,
+    }
+    if (options.light) report.lightFrom = froms[0]
+    return report
+  } finally {
+    await Promise.all(runs.map((run) => run.stop()))
+  }
+}
+
+/** The divergence with the smallest seq (a divergence before any other failure), or the first failure. */
+function firstFailure(failures: Error[]): Error {
+  const divergences = failures.filter((f): f is DivergenceError => f instanceof DivergenceError)
+  if (divergences.length === 0) return failures[0]
+  return divergences.reduce((a, b) => ((b.seq ?? Number.POSITIVE_INFINITY) < (a.seq ?? Number.POSITIVE_INFINITY) ? b : a))
+}
+
+/** Reads a segment's entries and sends them in batches; checks the host's archive at each version they record. */
+async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRun): Promise<void> {
+  let lastChecked = ''
+  for (let seq = run.from + 1; seq < run.end && !run.stopped; seq += BATCH) {
+    await run.turn()
+    if (run.stopped) return
+    const count = Math.min(BATCH, run.end - seq)
+    const blocks = await Promise.all(Array.from({ length: count }, (_, i) => blockOf(callLog.core, seq + i)))
+    run.send({ t: 'blocks', blocks })
+    for (let i = 0; i < blocks.length; i++) {
+      const entry = decodeEntry(blocks[i], seq + i)
+      const key = JSON.stringify(entry.files)
+      if (key === lastChecked) continue
+      lastChecked = key
+      await checkArchiveAt(archive, seq + i, entry)
+    }
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * An audit segment's thread (a worker): replays one stretch of a call log — from the script, or from
+ * the snapshot of a checkpoint — and compares every replayed entry with the logged one, as a whole
+ * audit does. The log's blocks arrive from the auditor's main thread in batches (parallel-audit.ts
+ * sends them; a batch is asked for once the one before is replayed, so a segment holds a few at a
+ * time). This module's state is the thread's own.
+ */
+import { rm } from 'node:fs/promises'
+import { parentPort } from 'node:worker_threads'
+import { DivergenceError, StateError } from '../errors.js'
+import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
+import { decodeSnapshot } from '../ledger/snapshot.js'
+import { toCrossing } from '../sandbox/thread-messages.js'
+import { type ReplaySource, replayCallLog } from '../vm/replay.js'
+import { diffEntries } from './entry-diff.js'
+import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
+
+const port = parentPort
+if (!port) throw new Error('segment-thread runs as a worker thread')
+
+function post(message: FromSegment): void {
+  port?.postMessage(message)
+}
+
+/** The log as the segment sees it: its init entry, the entry it starts after, and the blocks sent. */
+class SegmentSource implements ReplaySource {
+  readonly url: string
+  private readonly batches: Uint8Array[][] = []
+  private wake: (() => void) | null = null
+
+  constructor(
+    readonly key: string,
+    private readonly task: SegmentTask,
+  ) {
+    this.url = `hyper://${key}`
+  }
+
+  get length(): number {
+    return this.task.end
+  }
+
+  async ready(): Promise<void> {}
+
+  async get(seq: number): Promise<LogEntry> {
+    if (seq === 0) return decodeEntry(this.task.init, 0)
+    if (this.task.from && seq === this.task.from.seq) return decodeEntry(this.task.from.entry, seq)
+    throw new StateError(`an audit segment holds no entry ${seq} out of order`)
+  }
+
+  push(blocks: Uint8Array[]): void {
+    this.batches.push(blocks)
+    this.wake?.()
+  }
+
+  async *entries(opts: { start?: number; end?: number } = {}): AsyncGenerator<LogEntry> {
+    let seq = (this.task.from?.seq ?? 0) + 1
+    if ((opts.start ?? seq) !== seq) throw new StateError(`an audit segment reads from seq ${seq}, not ${opts.start}`)
+    const end = Math.min(opts.end ?? this.task.end, this.task.end)
+    while (seq < end) {
+      const batch = this.batches.shift()
+      if (!batch) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+        })
+        this.wake = null
+        continue
+      }
+      for (const block of batch) {
+        if (seq >= end) break
+        yield decodeEntry(block, seq++)
+      }
+      post({ t: 'progress', seq: seq - 1 })
+    }
+  }
+
+  async waitForLength(): Promise<void> {
+    throw new StateError('an audit segment does not follow its log')
+  }
+}
+
+let source: SegmentSource | null = null
+
+async function run(task: SegmentTask): Promise<void> {
+  source = new SegmentSource(task.logKey, task)
+  let calls = 0
+  let failedCalls = 0
+  const from = task.from ? { snapshot: decodeSnapshot(task.from.snapshot), archive: task.from.archive } : undefined
+  const replayed = await replayCallLog(
+    source,
+    {},
+    {
+      end: task.end,
+      from,
+      allowEngineMismatch: task.allowEngineMismatch,
+      maxLimits: task.maxLimits,
+      onEntry: (seq, logged, replayedEntry) => {
+        const divergence = diffEntries(seq, logged, replayedEntry)
+        if (divergence) throw divergence
+        if (logged.type === 'call') {
+          calls++
+          if (logged.error) failedCalls++
+        }
+      },
+    },
+  )
+  replayed.executor.runner.dispose()
+  await replayed.executor.close()
+  await replayed.storage.close()
+  if (replayed.ownedDir) await rm(replayed.ownedDir, { recursive: true, force: true })
+  post({ t: 'done', calls, failedCalls })
+}
+
+port.on('message', (message: ToSegment) => {
+  if (message.t === 'blocks') {
+    source?.push(message.blocks)
+    return
+  }
+  run(message.task).catch((err) => {
+    if (err instanceof DivergenceError) post({ t: 'divergence', divergence: err.toJSON() })
+    else post({ t: 'failed', error: toCrossing(err) })
+  })
+})

@@ -1,0 +1,167 @@
+/**
+ * Parallel and light audits: the log cut into segments at checkpoints, each replayed on a thread of
+ * its own from the snapshot the log states a digest for. The host hands over the snapshots, so each
+ * one is hostile input: one that does not hash to the log's digest is passed over; a digest the host
+ * forged (with a snapshot made to match it) fails the segment that ends there; a lie anywhere is
+ * named at its own seq, the earliest one when there are several.
+ */
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { type TestContext, test } from 'node:test'
+import { type CallEntry, CallLog, type LogEntry, Verifier, type VM } from '../src/index.js'
+import { entryHash, stateDigest, type VMSnapshot } from '../src/ledger/snapshot.js'
+import { SnapshotStore } from '../src/ledger/snapshot-store.js'
+import { nodevms } from './cli-helpers.js'
+import { deployVM, expectDivergence, tempDir } from './helpers.js'
+
+const NOTES = `
+exports.init = async () => { await System.files.mkdir('/notes') }
+let n = 0
+exports.add = async (k) => {
+  n += k
+  if (k % 3 === 0) await System.files.writeFile('/notes/' + (k % 4), 'note ' + n + ' by ' + System.caller.id)
+  return { n, luck: Math.random(), at: Date.now() }
+}
+`
+const CALLS = 120
+const EVERY = 20
+
+/** A VM with CALLS calls, a checkpoint every EVERY, every snapshot kept. */
+async function honestVM(t: TestContext): Promise<{ vm: VM; snapshots: SnapshotStore }> {
+  const vm = await deployVM(t, NOTES, { checkpoints: { every: EVERY, keep: 100 } })
+  for (let i = 1; i <= CALLS; i++) await vm.executeCall({ methodName: 'add', args: [i], userId: `u${i % 3}` })
+  // Snapshots are written once their entries are stored, in the background: wait for the last one.
+  const snapshots = new SnapshotStore(vm.dir as string, 100)
+  for (let tries = 0; tries < 100 && !(await snapshots.seqs()).includes(CALLS); tries++) await new Promise((r) => setTimeout(r, 20))
+  return { vm, snapshots }
+}
+
+/** Snapshots handed over from memory (as a host might, edited). */
+function given(snapshots: Map<number, VMSnapshot>) {
+  return {
+    seqs: async () => [...snapshots.keys()],
+    read: async (seq: number) => {
+      const s = snapshots.get(seq)
+      if (!s) throw new Error(`no snapshot of seq ${seq}`)
+      return s
+    },
+  }
+}
+
+async function allSnapshots(store: SnapshotStore): Promise<Map<number, VMSnapshot>> {
+  const map = new Map<number, VMSnapshot>()
+  for (const seq of await store.seqs()) map.set(seq, await store.read(seq))
+  return map
+}
+
+async function lyingCopy(t: TestContext, vm: VM, change: (entries: LogEntry[]) => void): Promise<CallLog> {
+  const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
+  change(entries)
+  const log = await CallLog.create(join(await tempDir(t), 'lie'))
+  t.after(() => log.close())
+  await log.append(entries)
+  return log
+}
+
+test('a parallel audit verifies the log in segments cut at checkpoints, and reports what a whole audit does', async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const whole = await Verifier.verify(vm.callLog, vm.filesArchive)
+  const progress: [number, number][] = []
+  const two = await Verifier.verify(vm.callLog, vm.filesArchive, {
+    parallel: 2,
+    snapshots,
+    onProgress: (done, total) => progress.push([done, total]),
+  })
+  assert.deepEqual(two.segments, [0, 60])
+  assert.deepEqual({ ...two, segments: undefined }, { ...whole, segments: undefined })
+  assert.deepEqual(progress.at(-1), [CALLS, CALLS])
+  const three = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 3, snapshots })
+  assert.deepEqual(three.segments, [0, 40, 80])
+  assert.equal(three.calls, CALLS)
+
+  const light = await Verifier.verify(vm.callLog, vm.filesArchive, {
+    light: true,
+    snapshots: given(new Map([...(await allSnapshots(snapshots))].filter(([s]) => s <= 100))),
+  })
+  assert.equal(light.lightFrom, 100)
+  assert.equal(light.calls, CALLS - 100, 'a light audit re-runs only the calls after its checkpoint')
+  // Without snapshots, or with 1 job, the audit runs whole.
+  const notices: string[] = []
+  const none = await Verifier.verify(vm.callLog, null, { parallel: 2, snapshots, onNotice: (m) => notices.push(m) })
+  assert.equal(none.segments, undefined)
+  assert.match(notices[0], /needs the host's files archive/)
+  await assert.rejects(
+    Verifier.verify(vm.callLog, vm.filesArchive, { light: true, snapshots: given(new Map()) }),
+    /a light audit needs one/,
+  )
+})
+
+test('a snapshot that does not hash to the digest the log states is passed over, never used', async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const map = await allSnapshots(snapshots)
+  const bad = structuredClone(map.get(60) as VMSnapshot)
+  bad.engine.bytes[100] ^= 1 // another state, with its own digest: not the log's
+  bad.state = stateDigest(bad.engine, bad.host)
+  map.set(60, bad)
+  const notices: string[] = []
+  const report = await Verifier.verify(vm.callLog, vm.filesArchive, {
+    parallel: 2,
+    snapshots: given(map),
+    onNotice: (m) => notices.push(m),
+  })
+  assert.equal(report.calls, CALLS)
+  assert.notDeepEqual(report.segments, [0, 60], 'another checkpoint was used')
+  assert.equal(report.segments?.length, 2)
+  assert.deepEqual(notices, ['snapshot of seq 60 passed over: it is not of the state the log states there'])
+})
+
+test('a forged checkpoint digest, with a snapshot made to match it, fails the parallel audit at that seq', async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const map = await allSnapshots(snapshots)
+  // The host states another state at seq 60 — one where a note says what it likes — and hands over its snapshot.
+  const forged = structuredClone(map.get(60) as VMSnapshot)
+  forged.engine.bytes[200] ^= 1
+  forged.state = stateDigest(forged.engine, forged.host)
+  const log = await lyingCopy(t, vm, (e) => Object.assign(e[60], { state: forged.state }))
+  forged.entryHash = entryHash(await log.block(60))
+  map.set(60, forged)
+  await assert.rejects(Verifier.verify(log, vm.filesArchive, { parallel: 2, snapshots: given(map) }), expectDivergence(60, 'state'))
+  // A light audit from there starts from the forged state: it cannot say the lie is at seq 60, but the
+  // forged state shows at the next checkpoint, where it no longer hashes to what the log states.
+  await assert.rejects(
+    Verifier.verify(log, vm.filesArchive, { light: true, snapshots: given(new Map([[60, forged]])) }),
+    expectDivergence(80, 'state'),
+  )
+})
+
+test('a lie in a later segment is named at its seq; with lies in two segments, the earlier one', async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const later = await lyingCopy(t, vm, (e) => Object.assign(e[90] as CallEntry, { result: { n: 1 } }))
+  await assert.rejects(Verifier.verify(later, vm.filesArchive, { parallel: 2, snapshots }), expectDivergence(90, 'result'))
+  const both = await lyingCopy(t, vm, (e) => {
+    Object.assign(e[90] as CallEntry, { result: { n: 1 } })
+    Object.assign(e[30] as CallEntry, { caller: 'mallory' })
+  })
+  await assert.rejects(Verifier.verify(both, vm.filesArchive, { parallel: 3, snapshots }), expectDivergence(30, 'files'))
+  // The archive changed behind the VM's back after the last call: named as a whole audit names it.
+  await vm.filesArchive.writeFile('/notes/planted', 'x')
+  await assert.rejects(Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots }), expectDivergence(CALLS, 'files'))
+})
+
+test('nodevms verify <dir> --jobs 2 verifies in segments; --light says what it did not check', async (t) => {
+  const { vm } = await honestVM(t)
+  const dir = vm.dir as string
+  await vm.close()
+  const parallel = await nodevms(['verify', dir, '--jobs', '2', '--json'])
+  assert.equal(parallel.code, 0, parallel.stderr)
+  const report = JSON.parse(parallel.stdout)
+  assert.equal(report.calls, CALLS)
+  assert.deepEqual(report.segments, [0, 60])
+  const light = await nodevms(['verify', dir, '--light'])
+  assert.equal(light.code, 0, light.stderr)
+  assert.match(light.stdout, /✓ light audit: verified the 0 calls after checkpoint 120/)
+  assert.match(light.stdout, /weaker than a full audit: calls 1 to 120 were not re-run/)
+  const usage = await nodevms(['verify', dir, '--jobs', '0'])
+  assert.equal(usage.code, 2)
+  assert.match(usage.stderr, /at least 1/)
+})
