@@ -18,7 +18,7 @@
 import assert from 'node:assert/strict'
 import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type TestContext, test } from 'node:test'
+import { test } from 'node:test'
 import { encodeCallPayload, signCallPayload } from '../src/auth/signed-call.js'
 import {
   type CallEntry,

@@ -20,8 +20,9 @@ import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import { type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
-import { encodeSnapshot, entryHash, type VMSnapshot } from '../ledger/snapshot.js'
+import { encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
+import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
 import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
 import { counted } from '../wording.js'
@@ -32,7 +33,8 @@ import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 export interface SnapshotSource {
   /** The seqs of the snapshots it has, in any order. */
   seqs(): Promise<number[]>
-  read(seq: number): Promise<VMSnapshot>
+  /** The snapshot of `seq`; refuses (throws) one larger than `maxBytes`. */
+  read(seq: number, maxBytes: number): Promise<VMSnapshot>
 }
 
 export interface SegmentAuditOptions {
@@ -61,6 +63,17 @@ export interface SegmentAuditReport {
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'segment-thread')
 const BATCH = 256
+/** Most segments at once: each is a thread with an engine (and its memory) of its own. */
+export const MAX_JOBS = 32
+/**
+ * Most archive blocks a segment that starts at a checkpoint is handed (the archive up to it, held in
+ * memory while it is sent); a checkpoint further into a bigger archive is not used as a start.
+ */
+const MAX_START_ARCHIVE_BLOCKS = 65_536
+
+function archiveBlocksUpTo(files: FilesState): number {
+  return files.version + files.blobsLength
+}
 /** Batches a segment's main-thread reader keeps ahead of its replay. */
 const BATCHES_AHEAD = 4
 
@@ -83,6 +96,7 @@ async function chooseStarts(
   callLog: CallLog,
   source: SnapshotSource,
   targets: number[],
+  memoryBytes: number,
   notice: (message: string) => void,
 ): Promise<Start[]> {
   const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
@@ -92,7 +106,7 @@ async function chooseStarts(
     const candidates = available.filter((s) => !tried.has(s)).sort((a, b) => Math.abs(a - target) - Math.abs(b - target))
     for (const seq of candidates) {
       tried.add(seq)
-      const start = await usableStart(callLog, source, seq, notice)
+      const start = await usableStart(callLog, source, seq, memoryBytes, notice)
       if (start) {
         starts.push(start)
         break
@@ -102,19 +116,38 @@ async function chooseStarts(
   return starts.sort((a, b) => a.seq - b.seq)
 }
 
-async function usableStart(callLog: CallLog, source: SnapshotSource, seq: number, notice: (m: string) => void): Promise<Start | null> {
+async function usableStart(
+  callLog: CallLog,
+  source: SnapshotSource,
+  seq: number,
+  memoryBytes: number,
+  notice: (m: string) => void,
+): Promise<Start | null> {
   const entry = await blockOf(callLog.core, seq)
   const logged = decodeEntry(entry, seq) as CallEntry
   if (logged.type !== 'call' || logged.state === undefined) return null // not a checkpoint: a snapshot of it proves nothing
   let snapshot: VMSnapshot
   try {
-    snapshot = await source.read(seq)
+    snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes))
   } catch (err) {
     notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
     return null
   }
-  if (snapshot.seq !== seq || snapshot.state !== logged.state || snapshot.entryHash !== entryHash(entry)) {
+  if (
+    snapshot.seq !== seq ||
+    snapshot.state !== logged.state ||
+    snapshot.entryHash !== entryHash(entry) ||
+    JSON.stringify(snapshot.files) !== JSON.stringify(logged.files) ||
+    snapshot.engine.memoryBytes !== memoryBytes
+  ) {
     notice(`snapshot of seq ${seq} passed over: it is not of the state the log states there`)
+    return null
+  }
+  const archiveBlocks = archiveBlocksUpTo(logged.files)
+  if (archiveBlocks > MAX_START_ARCHIVE_BLOCKS) {
+    notice(
+      `snapshot of seq ${seq} passed over: a segment would start with ${archiveBlocks} archive blocks, more than ${MAX_START_ARCHIVE_BLOCKS}`,
+    )
     return null
   }
   return { seq, snapshot, entry }
@@ -138,14 +171,30 @@ class SegmentRun {
   replayedTo: number
   stopped = false
 
+  private stall: NodeJS.Timeout | null = null
+
   constructor(
     readonly from: number,
     readonly end: number,
     onProgress: () => void,
+    /** How long the thread may go without a sign of life: longer than any one turn may run. */
+    stallMs: number,
   ) {
     this.replayedTo = from
     this.done = new Promise((resolve, reject) => {
+      // A turn is bounded by the sandbox's watchdog; a thread silent for longer is stuck inside the
+      // engine (as only a snapshot of a state no honest VM reaches can make it): it is ended.
+      const watch = () => {
+        if (this.stall) clearTimeout(this.stall)
+        this.stall = setTimeout(() => {
+          reject(new HostFaultError(`the audit segment from seq ${from} made no progress for ${stallMs} ms; it was stopped`))
+          void this.worker.terminate()
+        }, stallMs)
+        this.stall.unref()
+      }
+      watch()
       this.worker.on('message', (message: FromSegment) => {
+        watch()
         switch (message.t) {
           case 'progress':
             this.replayedTo = message.seq
@@ -155,6 +204,8 @@ class SegmentRun {
             break
           case 'done':
             resolve(message)
+            break
+          case 'alive':
             break
           case 'divergence':
             reject(new DivergenceError(message.divergence as unknown as ConstructorParameters<typeof DivergenceError>[0]))
@@ -187,6 +238,7 @@ class SegmentRun {
 
   async stop(): Promise<void> {
     this.stopped = true
+    if (this.stall) clearTimeout(this.stall)
     this.wake?.()
     await this.worker.terminate()
   }
@@ -207,12 +259,18 @@ export async function verifyInSegments(
   const initBlock = await blockOf(callLog.core, 0)
   const last = total - 1
   const targets = options.light ? [last] : Array.from({ length: options.jobs - 1 }, (_, k) => Math.round(((k + 1) * last) / options.jobs))
-  const starts = init.schema >= 2 && last > 1 ? await chooseStarts(callLog, options.snapshots, targets, notice) : []
+  const memoryBytes = init.limits?.memoryBytes
+  const starts =
+    init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
+      ? await chooseStarts(callLog, options.snapshots, targets, memoryBytes, notice)
+      : []
   if (options.light && starts.length === 0) {
     throw new InvalidArgumentError(
       `no checkpoint of this log has a usable snapshot (of ${counted(last, 'call')}): a light audit needs one; run a full audit`,
     )
   }
+  // Starting a thread and loading the engine, then one turn at its watchdog, with room to spare.
+  const stallMs = 60_000 + defaultWatchdogMs({ computeTicks: Math.max(1, Number(init.limits?.computeTicks) || 1) })
   // Segment i replays the entries after froms[i] up to and including the checkpoint the next starts at.
   const froms = options.light ? [starts[0].seq] : [0, ...starts.map((s) => s.seq)]
   const ends = [...froms.slice(1).map((seq) => seq + 1), total]
@@ -224,7 +282,7 @@ export async function verifyInSegments(
   try {
     for (let i = 0; i < froms.length; i++) {
       const start = starts.find((s) => s.seq === froms[i]) ?? null
-      const run = new SegmentRun(froms[i], ends[i], progress)
+      const run = new SegmentRun(froms[i], ends[i], progress, stallMs)
       runs.push(run)
       const task: SegmentTask = {
         logKey: callLog.key,

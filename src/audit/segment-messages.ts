@@ -37,6 +37,8 @@ export type ToSegment =
 export type FromSegment =
   /** Entries up to `seq` replayed as logged (sent once per batch: the main thread then sends another). */
   | { t: 'progress'; seq: number }
+  /** Still replaying (sent at least every second while entries replay: the main thread's stall watchdog). */
+  | { t: 'alive' }
   | { t: 'done'; calls: number; failedCalls: number }
   /** The first entry of the segment that does not replay as logged (DivergenceError.toJSON()). */
   | { t: 'divergence'; divergence: Record<string, unknown> }

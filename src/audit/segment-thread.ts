@@ -84,6 +84,7 @@ async function run(task: SegmentTask): Promise<void> {
   source = new SegmentSource(task.logKey, task)
   let calls = 0
   let failedCalls = 0
+  let lastSign = Date.now()
   const from = task.from ? { snapshot: decodeSnapshot(task.from.snapshot), archive: task.from.archive } : undefined
   const replayed = await replayCallLog(
     source,
@@ -94,6 +95,11 @@ async function run(task: SegmentTask): Promise<void> {
       allowEngineMismatch: task.allowEngineMismatch,
       maxLimits: task.maxLimits,
       onEntry: (seq, logged, replayedEntry) => {
+        const now = Date.now()
+        if (now - lastSign >= 1000) {
+          lastSign = now
+          post({ t: 'alive' })
+        }
         const divergence = diffEntries(seq, logged, replayedEntry)
         if (divergence) throw divergence
         if (logged.type === 'call') {

@@ -6,7 +6,7 @@
  * at most `spread` older ones, spread over the log (an audit cuts the log into segments at them):
  * when there are more, the one whose removal leaves the shortest gap goes.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { decodeSnapshot, encodeSnapshot, SnapshotUnreadable, type VMSnapshot } from './snapshot.js'
 
@@ -43,12 +43,18 @@ export class SnapshotStore {
     return seqs.sort((a, b) => b - a)
   }
 
-  /** Reads the snapshot of `seq`; throws SnapshotUnreadable if it is missing, torn or damaged. */
-  async read(seq: number): Promise<VMSnapshot> {
+  /**
+   * Reads the snapshot of `seq`; throws SnapshotUnreadable if it is missing, torn, damaged, or larger
+   * than `maxBytes` (maxSnapshotBytes of the VM's memory: a dir handed to an auditor is hostile input).
+   */
+  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY): Promise<VMSnapshot> {
     let file: Buffer
     try {
+      const size = (await stat(this.fileOf(seq))).size
+      if (size > maxBytes) throw new SnapshotUnreadable(`it is ${size} bytes, more than a snapshot of this VM can be (${maxBytes})`)
       file = await readFile(this.fileOf(seq))
     } catch (err) {
+      if (err instanceof SnapshotUnreadable) throw err
       throw new SnapshotUnreadable(`it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
     }
     const snapshot = decodeSnapshot(file)

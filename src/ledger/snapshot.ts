@@ -102,6 +102,22 @@ export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
   return Buffer.concat([body, createHash('sha256').update(body).digest()])
 }
 
+function isExportInfo(e: unknown): boolean {
+  const x = e as Record<string, unknown> | null
+  return (
+    x !== null &&
+    typeof x === 'object' &&
+    typeof x.name === 'string' &&
+    typeof x.callable === 'boolean' &&
+    (x.value === undefined || x.value === null || typeof x.value === 'string')
+  )
+}
+
+/** The largest snapshot file of a VM with `memoryBytes` of memory (all its pages, and a header at its bound). */
+export function maxSnapshotBytes(memoryBytes: number): number {
+  return MAGIC.length + 4 + MAX_HEADER_BYTES + memoryBytes + CHECKSUM_BYTES
+}
+
 /** Why a snapshot file was not used. */
 export class SnapshotUnreadable extends Error {
   override name = 'SnapshotUnreadable'
@@ -149,6 +165,7 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
     typeof h.state !== 'string' ||
     !Array.isArray(h.pages) ||
     !Array.isArray(h.exports) ||
+    !h.exports.every(isExportInfo) ||
     !Array.isArray(host?.counters) ||
     !host.counters.every((c) => Array.isArray(c) && c.length === 2 && typeof c[0] === 'string' && Number.isSafeInteger(c[1])) ||
     typeof host?.usage?.bytes !== 'number' ||

@@ -82,6 +82,11 @@ interface PendingRequest {
 
 const DEFAULT_WATCHDOG_MS = 5000
 const WATCHDOG_MS_PER_TICK = 10
+
+/** The watchdog of a turn under `limits`, unless one is given (SandboxOptions.watchdogMs). */
+export function defaultWatchdogMs(limits: Pick<VMLimits, 'computeTicks'>): number {
+  return Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * limits.computeTicks)
+}
 /** A turn serving host requests gives the event loop a turn when it has held it this long. */
 const YIELD_AFTER_MS = 2
 /** Jobs run while purging what an aborted turn left queued, before the sandbox gives up on itself. */
@@ -141,7 +146,7 @@ export class Sandbox {
     options: SandboxOptions,
   ) {
     this.limits = options.limits
-    this.watchdogMs = options.watchdogMs ?? Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * this.limits.computeTicks)
+    this.watchdogMs = options.watchdogMs ?? defaultWatchdogMs(this.limits)
     const schedule = costSchedule(options.costSchedule)
     if (!schedule) throw new HostFaultError(`cost schedule ${options.costSchedule} is not known to this LibVMS`)
     this.schedule = schedule

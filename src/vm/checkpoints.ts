@@ -9,7 +9,7 @@
  */
 import type { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { entryHash, type VMSnapshot } from '../ledger/snapshot.js'
+import { entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
 import type { SnapshotStore } from '../ledger/snapshot-store.js'
 import { counted } from '../wording.js'
 
@@ -106,7 +106,7 @@ export class Checkpointer {
       }
       let snapshot: VMSnapshot
       try {
-        snapshot = await this.store.read(seq)
+        snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes))
       } catch (err) {
         skip((err as Error).message)
         continue
@@ -119,6 +119,10 @@ export class Checkpointer {
       const entry = (await log.get(seq)) as CallEntry
       if (entry.state !== undefined && entry.state !== snapshot.state) {
         skip(`its state digest is not the one the log states at seq ${seq}`)
+        continue
+      }
+      if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) {
+        skip(`its archive state is not the one entry ${seq} records`)
         continue
       }
       if (snapshot.engine.memoryBytes !== memoryBytes) {

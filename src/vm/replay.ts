@@ -318,7 +318,12 @@ async function startFromSnapshot(
 ): Promise<{ seq: number; timestamp: number; files: FilesState }> {
   const { snapshot } = start
   const entry = (await callLog.get(snapshot.seq)) as CallEntry
-  if (entry.type !== 'call' || entry.state === undefined || entry.state !== snapshot.state) {
+  if (
+    entry.type !== 'call' ||
+    entry.state === undefined ||
+    entry.state !== snapshot.state ||
+    JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)
+  ) {
     throw new InvalidArgumentError(`the snapshot of seq ${snapshot.seq} is not of the state the log states there; start elsewhere`)
   }
   const drive = storage.filesArchive.drive
