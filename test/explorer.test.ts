@@ -419,6 +419,10 @@ test('the page makes no request outside 127.0.0.1, whatever the log and files ho
   // Everything the page can show: the row, its detail, the files.
   await page.click('#entries-body tr[data-seq="1"]')
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #1')
+  // The line diff of the planted page: its markup is lines of text.
+  await (await page.waitForSelector('#detail-changes button.compare'))?.click()
+  await page.waitForSelector('#diff-lines')
+  assert.match((await diffRows(page))[0][3], /^<img src="http:\/\/example\.com\/x\.png"/)
   assert.match(await openFileAsOf(page, 1, '/page.html'), /^<img src="http:\/\/example\.com\/x\.png"/)
   assert.match(await openFileAsOf(page, 1, '/style.css'), /url\(http:\/\/example\.com\/bg\.png\)/)
   assert.match(await audit(page), /verified 1 call/)
