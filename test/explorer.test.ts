@@ -12,9 +12,10 @@ import { mkdir, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, type TestContext, test } from 'node:test'
+import { after, afterEach, type TestContext, test } from 'node:test'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
-import { type CallEntry, CallLog, type LogEntry, RPCServer, Verifier, VM } from '../src/index.js'
+import { diffLines } from '../src/explorer/line-diff.js'
+import { type CallEntry, CallLog, callerIdOf, generateKeyPair, type LogEntry, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
 import { BIN, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
@@ -63,6 +64,16 @@ after(async () => {
   browser = null
 })
 
+/**
+ * What each page of a test must not have done (open a dialog, throw), checked when the test ends:
+ * in afterEach, which runs before the test's own cleanups and, failing, still lets them all run (a
+ * failing t.after hook would skip the cleanups after it, leaving servers running).
+ */
+const pageChecks: (() => void)[] = []
+afterEach(() => {
+  for (const check of pageChecks.splice(0)) check()
+})
+
 async function screenshot(t: TestContext, page: Page, name: string): Promise<void> {
   const file = join(shotsDir, `${name}.png`)
   await page.screenshot({ path: file as `${string}.png`, fullPage: true })
@@ -103,8 +114,15 @@ async function explore(t: TestContext, target: string): Promise<{ child: ChildPr
   return { child, explored }
 }
 
-/** A page that may only talk to 127.0.0.1: every request is recorded, any other is aborted and noted. */
-async function openPage(t: TestContext, url: string): Promise<{ page: Page; requests: string[]; outside: string[] }> {
+/**
+ * A page that may only talk to 127.0.0.1: every request is recorded, any other is aborted and noted.
+ * `beforeLoad` runs once the page exists, before it loads (to add a script to every document).
+ */
+async function openPage(
+  t: TestContext,
+  url: string,
+  beforeLoad?: (page: Page) => Promise<unknown>,
+): Promise<{ page: Page; requests: string[]; outside: string[] }> {
   const page = await (await theBrowser()).newPage()
   t.after(() => page.close())
   page.setDefaultTimeout(20_000)
@@ -134,10 +152,11 @@ async function openPage(t: TestContext, url: string): Promise<{ page: Page; requ
   })
   const errors: string[] = []
   page.on('pageerror', (error) => errors.push(String(error)))
-  t.after(() => {
+  pageChecks.push(() => {
     assert.deepEqual(dialogs, [], 'the page opened no dialog')
     assert.deepEqual(errors, [], 'the page threw nothing')
   })
+  await beforeLoad?.(page)
   await page.goto(url)
   await page.waitForSelector('body[data-ready="true"]')
   return { page, requests, outside }
@@ -169,21 +188,44 @@ async function filter(page: Page, values: { method?: string; caller?: string; fa
   await page.click('#filter-apply')
 }
 
-/** Shows the files as of call `seq` and opens `path` (folders one click at a time), as a person would. */
-async function openFileAsOf(page: Page, seq: number, path: string): Promise<string> {
+/** Shows the files tree as of call `seq` (a new tree: the old one is marked, and waited away). */
+async function showFilesAsOf(page: Page, seq: number): Promise<void> {
+  await page.$eval('#files-tree', (tree) => {
+    ;(tree as HTMLElement).dataset.stale = 'true'
+  })
   await page.$eval('#files-seq', (input, v) => ((input as HTMLInputElement).value = v), String(seq))
   await page.click('#files-show')
   await page.waitForFunction(
-    (s: string) => document.getElementById('files-status')?.textContent?.startsWith(`as of call ${s} `),
+    (s: string) =>
+      !document.querySelector('#files-tree[data-stale]') &&
+      document.getElementById('files-status')?.textContent?.startsWith(`as of call ${s} `),
     {},
     String(seq),
   )
+}
+
+/** Opens the folder at `path` in the files tree (a click, unless it is open already) and waits for its children. */
+async function openFolder(page: Page, path: string): Promise<void> {
+  const button = await page.waitForSelector(`#files-tree li[data-path="${path}"] > button`)
+  if ((await button?.evaluate((b) => b.getAttribute('aria-expanded'))) !== 'true') await button?.click()
+  await page.waitForSelector(`#files-tree li[data-path="${path}"] > ul[data-loaded]:not([hidden])`)
+}
+
+/** The names directly in the tree's folder `path` ('/' the root), as shown. */
+function folderNames(page: Page, path: string): Promise<string[]> {
+  const list = path === '/' ? '#files-tree' : `#files-tree li[data-path="${path}"] > ul`
+  return page.$$eval(`${list} > li > button`, (buttons) => buttons.map((b) => b.textContent ?? ''))
+}
+
+/** Shows the files as of call `seq` and opens `path` in the tree (folder by folder), as a person would. */
+async function openFileAsOf(page: Page, seq: number, path: string): Promise<string> {
+  await showFilesAsOf(page, seq)
   const parts = path.split('/').filter(Boolean)
   let at = ''
   for (const [i, part] of parts.entries()) {
     at += `/${part}`
-    await (await page.waitForSelector(`#files-list button[data-path="${at}"]`))?.click()
-    if (i < parts.length - 1) await page.waitForFunction((p: string) => document.getElementById('files-path')?.textContent === p, {}, at)
+    if (i < parts.length - 1) await openFolder(page, at)
+    else await (await page.waitForSelector(`#files-tree button[data-path="${at}"]`))?.click()
   }
   await page.waitForFunction(
     (p: string, s: string) =>
@@ -194,6 +236,13 @@ async function openFileAsOf(page: Page, seq: number, path: string): Promise<stri
     String(seq),
   )
   return text(page, '#file-content')
+}
+
+/** The diff's line rows as [line before, line after, sign, text]. */
+function diffRows(page: Page): Promise<string[][]> {
+  return page.$$eval('#diff-lines tr.diff-same, #diff-lines tr.diff-del, #diff-lines tr.diff-add', (rows) =>
+    rows.map((row) => [...(row as HTMLTableRowElement).cells].map((cell) => cell.firstChild?.textContent ?? '')),
+  )
 }
 
 async function audit(page: Page): Promise<string> {
@@ -246,20 +295,24 @@ test('an honest VM: entries, filters, a file as of an earlier call, and the audi
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #4')
   await page.waitForFunction(() => document.getElementById('detail-changes')?.textContent?.includes('put /notes/alice/todo.txt'))
   assert.match(await text(page, '#detail-json'), /"method": "note"/)
-  // What the call changed, before and after.
+  // What the call changed: the line it removed and the line it added; before and after stay a click away.
   await page.click('#detail-changes button.compare')
-  await page.waitForSelector('#detail-diff:not([hidden]) pre')
-  assert.deepEqual(await page.$$eval('#detail-diff pre', (pres) => pres.map((p) => p.textContent)), ['first version', 'second version'])
+  await page.waitForSelector('#diff-lines')
+  assert.deepEqual(await diffRows(page), [
+    ['1', '', '−', 'first version'],
+    ['', '1', '+', 'second version'],
+  ])
+  assert.match(await text(page, '#diff-summary'), /^1 line removed, 1 line added; archive version 6 → 7$/)
+  assert.equal(await page.$eval('#diff-sides', (d) => (d as HTMLDetailsElement).open), false, 'before / after: folded')
+  assert.deepEqual(await page.$$eval('#diff-sides pre', (pres) => pres.map((p) => p.textContent)), ['first version', 'second version'])
 
-  // The files as of call 1 hold the first version; as of call 4, the second.
+  // The files tree as of call 1 holds the first version; as of call 4, the second (the folders stay open).
   assert.equal(await openFileAsOf(page, 1, '/notes/alice/todo.txt'), 'first version')
-  await page.click('#files-up')
-  await page.waitForFunction(() => document.getElementById('files-path')?.textContent === '/notes')
-  assert.deepEqual(
-    await page.$$eval('#files-list button', (buttons) => buttons.map((b) => b.textContent)),
-    ['alice/'],
-    'bob had written nothing yet at call 1',
-  )
+  assert.deepEqual(await folderNames(page, '/notes'), ['alice/'], 'bob had written nothing yet at call 1')
+  await showFilesAsOf(page, 4)
+  assert.deepEqual(await folderNames(page, '/notes'), ['alice/', 'bob/'])
+  assert.equal(await page.$eval('#files-tree li[data-path="/notes/alice"] > button', (b) => b.getAttribute('aria-expanded')), 'true')
+  assert.equal(await text(page, '#file-content'), 'second version', 'the file shown is shown as of the new call')
   assert.equal(await openFileAsOf(page, 4, '/notes/alice/todo.txt'), 'second version')
   await screenshot(t, page, '3-file-as-of')
 
@@ -366,6 +419,10 @@ test('the page makes no request outside 127.0.0.1, whatever the log and files ho
   // Everything the page can show: the row, its detail, the files.
   await page.click('#entries-body tr[data-seq="1"]')
   await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #1')
+  // The line diff of the planted page: its markup is lines of text.
+  await (await page.waitForSelector('#detail-changes button.compare'))?.click()
+  await page.waitForSelector('#diff-lines')
+  assert.match((await diffRows(page))[0][3], /^<img src="http:\/\/example\.com\/x\.png"/)
   assert.match(await openFileAsOf(page, 1, '/page.html'), /^<img src="http:\/\/example\.com\/x\.png"/)
   assert.match(await openFileAsOf(page, 1, '/style.css'), /url\(http:\/\/example\.com\/bg\.png\)/)
   assert.match(await audit(page), /verified 1 call/)
@@ -438,4 +495,421 @@ test('explore --open without xdg-open still serves; a target that is not one is 
   assert.equal(missing.code, 2)
   assert.match(missing.stderr, /UsageError: .* is not a ws:\/\/ URL, a hyper:\/\/ URL or a VM's data dir/)
   assert.equal((await nodevms(['explore', dir, '--port', 'x'])).code, 2)
+})
+
+test('the line diff: common head and tail kept aside, changes in hunks with context, line breaks at the end told apart', () => {
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => `line ${i}\n`)
+  const before = lines(30)
+  const after = [...before]
+  after[3] = 'THREE\n'
+  after[20] = 'TWENTY\n'
+  after.splice(25, 0, 'inserted\n')
+  const diff = diffLines(before.join(''), after.join(''))
+  assert.equal(diff.removed, 2)
+  assert.equal(diff.added, 3)
+  assert.deepEqual(
+    diff.hunks.map((h) => [h.aStart, h.aLines, h.bStart, h.bLines]),
+    [
+      [1, 7, 1, 7],
+      [18, 11, 18, 12],
+    ],
+  )
+  assert.deepEqual(
+    diff.hunks[0].lines.filter((l) => l.op !== 'same').map((l) => [l.op, l.text, l.a, l.b]),
+    [
+      ['del', 'line 3', 4, null],
+      ['add', 'THREE', null, 4],
+    ],
+  )
+  assert.deepEqual(diffLines('same\n', 'same\n'), { added: 0, removed: 0, hunks: [] })
+  assert.deepEqual(
+    diffLines('', 'a\nb').hunks[0].lines.map((l) => [l.op, l.text, l.noNewline ?? false]),
+    [
+      ['add', 'a', false],
+      ['add', 'b', true],
+    ],
+  )
+  // Only the line break differs: the line is removed and added, and the side without one says so.
+  assert.deepEqual(
+    diffLines('a\nb', 'a\nb\n').hunks[0].lines.map((l) => [l.op, l.text, l.noNewline ?? false]),
+    [
+      ['same', 'a', false],
+      ['del', 'b', true],
+      ['add', 'b', false],
+    ],
+  )
+  assert.throws(() => diffLines(lines(2001).join(''), ''), RangeError)
+})
+
+test('what a call changed: a line diff of a text file; a long, large or binary file shows before and after, saying why', async (t) => {
+  const dir = join(await tempDir(t, 'libvms-explorer-'), 'vm')
+  const vm = new VM(`
+    exports.write = async (path, text) => { await System.files.writeFile(path, text) }
+    exports.bytes = async (path) => { await System.files.writeFile(path, new Uint8Array([0, 1, 2, 255, 0])) }
+    exports.remove = async (path) => { await System.files.unlink(path) }
+  `)
+  await vm.deploy({ dir, title: 'diffs' })
+  const poem = Array.from({ length: 30 }, (_, i) => `line ${i}`)
+  const edited = [...poem]
+  edited[3] = 'THREE'
+  edited[20] = '<b>TWENTY</b>'
+  edited.splice(25, 0, 'inserted')
+  try {
+    await vm.executeCall({ methodName: 'write', args: ['/poem.txt', `${poem.join('\n')}\n`], userId: 'alice' })
+    await vm.executeCall({ methodName: 'write', args: ['/poem.txt', `${edited.join('\n')}\n`], userId: 'alice' })
+    await vm.executeCall({ methodName: 'write', args: ['/long.txt', 'x\n'.repeat(2500)], userId: 'alice' })
+    await vm.executeCall({ methodName: 'bytes', args: ['/blob.bin'], userId: 'alice' })
+    await vm.executeCall({ methodName: 'write', args: ['/big.txt', 'y'.repeat(300_000)], userId: 'alice' })
+    await vm.executeCall({ methodName: 'remove', args: ['/poem.txt'], userId: 'alice' })
+  } finally {
+    await vm.close()
+  }
+  const { explored } = await explore(t, dir)
+  const { page, outside } = await openPage(t, explored.url)
+
+  /** Opens entry `seq` and what it did to its one changed path. */
+  const showChange = async (seq: number) => {
+    await page.click(`#entries-body tr[data-seq="${seq}"]`)
+    await page.waitForFunction((s: string) => document.getElementById('detail-heading')?.textContent === `Entry #${s}`, {}, String(seq))
+    await page.waitForSelector('#detail-changes button.compare')
+    await page.click('#detail-changes button.compare')
+    await page.waitForFunction(
+      (s: string) => document.querySelector('#detail-diff h3')?.textContent?.endsWith(`what call ${s} changed`),
+      {},
+      String(seq),
+    )
+  }
+
+  // Two changes far apart: two hunks, three lines of context around each; markup in a line is text.
+  await showChange(2)
+  assert.match(await text(page, '#diff-summary'), /^2 lines removed, 3 lines added; archive version \d+ → \d+$/)
+  assert.deepEqual(await page.$$eval('#diff-lines tr.diff-hunk', (rows) => rows.map((r) => r.textContent)), [
+    '@@ -1,7 +1,7 @@',
+    '@@ -18,11 +18,12 @@',
+  ])
+  const changed = (await diffRows(page)).filter((row) => row[2] !== '')
+  assert.deepEqual(changed, [
+    ['4', '', '−', 'line 3'],
+    ['', '4', '+', 'THREE'],
+    ['21', '', '−', 'line 20'],
+    ['', '21', '+', '<b>TWENTY</b>'],
+    ['', '26', '+', 'inserted'],
+  ])
+  assert.equal(await page.$$eval('#diff-lines b', (nodes) => nodes.length), 0, 'no markup from the file')
+  // Each hunk: its changes and three lines either side (the second's changes are 4 lines apart: one hunk).
+  assert.equal((await diffRows(page)).length, 3 + 2 + 3 + (3 + 2 + 4 + 1 + 3))
+  // Before and after stay available, folded.
+  await page.click('#diff-sides summary')
+  assert.match(
+    (await page.$$eval('#diff-sides pre', (pres) => pres.map((p) => p.textContent ?? '')))[1],
+    /^line 0\nline 1\nline 2\nTHREE\n/,
+  )
+  await screenshot(t, page, '8-line-diff')
+
+  // Past 2,000 lines, binary, or past 256 KiB: no line diff, a line saying why, before and after open.
+  await showChange(3)
+  assert.equal(
+    await text(page, '#diff-why'),
+    'No line diff: /long.txt has 2500 lines after the call: line diffs are made for files up to 2000 lines. The file before and after the call is shown side by side.',
+  )
+  assert.equal(await page.$eval('#diff-sides', (d) => (d as HTMLDetailsElement).open), true)
+  assert.equal(await page.$$eval('#diff-lines', (tables) => tables.length), 0)
+  assert.deepEqual(
+    (await page.$$eval('#diff-sides pre', (pres) => pres.map((p) => p.textContent ?? ''))).map((side) => side.slice(0, 9)),
+    ['not there', 'x\nx\nx\nx\nx'],
+  )
+  await showChange(4)
+  assert.match(
+    await text(page, '#diff-why'),
+    /^No line diff: \/blob\.bin is binary after the call \(not UTF-8 text\)\. The file before and after/,
+  )
+  assert.deepEqual(await page.$$eval('#diff-sides pre', (pres) => pres.map((p) => p.textContent)), [
+    'not there',
+    '(binary, base64) AAEC/wA=',
+  ])
+  await screenshot(t, page, '9-binary-no-line-diff')
+  await showChange(5)
+  assert.match(
+    await text(page, '#diff-why'),
+    /^No line diff: \/big\.txt has 300000 bytes after the call: line diffs are made for files up to 256 KiB\./,
+  )
+
+  // A deleted file: every line removed.
+  await showChange(6)
+  assert.match(await text(page, '#diff-summary'), /^31 lines removed, 0 lines added \(deleted by this call\)/)
+  assert.deepEqual((await diffRows(page)).slice(0, 2), [
+    ['1', '', '−', 'line 0'],
+    ['2', '', '−', 'line 1'],
+  ])
+
+  // The API behind it, for scripts.
+  const api = async (path: string) => {
+    const response = await fetch(new URL(path, explored.url))
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+  }
+  const one = await api('/api/diff?seq=2&path=/poem.txt')
+  assert.equal(one.status, 200)
+  assert.deepEqual(one.body.before, {
+    exists: true,
+    type: 'file',
+    size: Buffer.byteLength(`${poem.join('\n')}\n`),
+    lines: 30,
+    binary: false,
+  })
+  assert.equal((one.body.diff as { added: number }).added, 3)
+  assert.equal(one.body.why, null)
+  assert.equal((await api('/api/diff?seq=2&path=/')).body.why, '/ is not a file before or after call 2')
+  assert.equal((await api('/api/diff?seq=99&path=/poem.txt')).status, 404)
+  assert.equal((await api('/api/diff?seq=1&path=/../x')).status, 400)
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+test('the files tree: folders open and close with a click or the keyboard, as of any call', async (t) => {
+  const dir = await notesVM(t)
+  const { explored } = await explore(t, dir)
+  const { page, outside } = await openPage(t, explored.url)
+  const expanded = (path: string) => page.$eval(`#files-tree li[data-path="${path}"] > button`, (b) => b.getAttribute('aria-expanded'))
+  const focused = () => page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.path ?? null)
+  const visible = () =>
+    page.$$eval('#files-tree button', (buttons) => buttons.filter((b) => !b.closest('ul[hidden]')).map((b) => b.dataset.path))
+
+  // As of the last call, folders closed: the root's one folder.
+  assert.match(await text(page, '#files-status'), /^as of call 5 /)
+  assert.deepEqual(await folderNames(page, '/'), ['notes/'])
+  assert.equal(await expanded('/notes'), 'false')
+  assert.equal(
+    await page.$eval(
+      '#files-tree li[data-path="/notes"] > button',
+      (b) => document.getElementById(b.getAttribute('aria-controls') ?? '')?.hidden,
+    ),
+    true,
+    'the folder button controls the list it opens',
+  )
+
+  // Keyboard: Enter opens, arrows move through what is shown, Right enters a folder, Left leaves it.
+  await page.focus('#files-tree li[data-path="/notes"] > button')
+  await page.keyboard.press('Enter')
+  await page.waitForSelector('#files-tree li[data-path="/notes"] > ul[data-loaded]:not([hidden])')
+  assert.equal(await expanded('/notes'), 'true')
+  assert.deepEqual(await folderNames(page, '/notes'), ['alice/', 'bob/'])
+  await page.keyboard.press('ArrowDown')
+  assert.equal(await focused(), '/notes/alice')
+  await page.keyboard.press('ArrowRight')
+  await page.waitForFunction(
+    () => document.querySelector('#files-tree li[data-path="/notes/alice"] > button')?.getAttribute('aria-expanded') === 'true',
+  )
+  await page.keyboard.press('ArrowRight')
+  assert.equal(await focused(), '/notes/alice/todo.txt')
+  await page.keyboard.press('Enter')
+  await page.waitForFunction(() => document.getElementById('file-name')?.textContent === '/notes/alice/todo.txt')
+  assert.equal(await text(page, '#file-content'), 'second version')
+  assert.equal(await page.$eval('#files-tree button[data-path="/notes/alice/todo.txt"]', (b) => b.getAttribute('aria-current')), 'true')
+  assert.deepEqual(await visible(), ['/notes', '/notes/alice', '/notes/alice/todo.txt', '/notes/bob'])
+  await page.keyboard.press('ArrowDown')
+  assert.equal(await focused(), '/notes/bob')
+  await page.keyboard.press(' ')
+  await page.waitForFunction(
+    () => document.querySelector('#files-tree li[data-path="/notes/bob"] > button')?.getAttribute('aria-expanded') === 'true',
+  )
+  assert.deepEqual(await folderNames(page, '/notes/bob'), ['idea.txt'])
+  await screenshot(t, page, '10-files-tree')
+  await page.keyboard.press('ArrowUp')
+  await page.keyboard.press('ArrowUp')
+  assert.equal(await focused(), '/notes/alice')
+  await page.keyboard.press('ArrowLeft')
+  assert.equal(await expanded('/notes/alice'), 'false')
+  assert.deepEqual(await visible(), ['/notes', '/notes/alice', '/notes/bob', '/notes/bob/idea.txt'])
+  await page.keyboard.press('ArrowLeft')
+  assert.equal(await focused(), '/notes')
+  await page.keyboard.press('End')
+  assert.equal(await focused(), '/notes/bob/idea.txt')
+  await page.keyboard.press('Home')
+  assert.equal(await focused(), '/notes')
+  await page.keyboard.press('ArrowLeft')
+  assert.equal(await expanded('/notes'), 'false')
+  assert.deepEqual(await visible(), ['/notes'])
+  // A click opens it again, with its folders as they were left.
+  await page.click('#files-tree li[data-path="/notes"] > button')
+  assert.deepEqual(await visible(), ['/notes', '/notes/alice', '/notes/bob', '/notes/bob/idea.txt'])
+
+  // As of call 1 the open folders stay open, holding what they held then; a file not there yet says so.
+  await showFilesAsOf(page, 1)
+  assert.deepEqual(await visible(), ['/notes', '/notes/alice'])
+  assert.deepEqual(await folderNames(page, '/notes'), ['alice/'])
+  assert.equal(await expanded('/notes/alice'), 'false')
+  await showFilesAsOf(page, 0)
+  assert.deepEqual(await page.$$eval('#files-tree > li', (items) => items.map((li) => li.textContent)), ['(empty)'])
+  assert.equal(await text(page, '#file-info'), 'not there as of call 0')
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+test('a production-mode VM: each entry shows its signer and signature, checked; a forged signature is named', async (t) => {
+  const dir = join(await tempDir(t, 'libvms-explorer-'), 'vm')
+  const vm = new VM(NOTES, { auth: 'production' })
+  await vm.deploy({ dir, title: 'signed notes' })
+  const alice = generateKeyPair()
+  const bob = generateKeyPair()
+  const server = new RPCServer()
+  server.mount('/', vm)
+  const { url } = await server.listen({ port: 0, host: '127.0.0.1' })
+  try {
+    for (const [keyPair, name] of [
+      [alice, 'alice'],
+      [bob, 'bob'],
+    ] as const) {
+      const client = new RPCClient()
+      await client.connect(`${url}/`, { keyPair })
+      try {
+        await client.call('note', name, 'todo.txt', `signed by ${name}`)
+      } finally {
+        await client.close()
+      }
+    }
+    // The host's own call: no caller, no signature.
+    await vm.executeCall({ methodName: 'echo', args: ['from the host'] })
+  } finally {
+    await server.close()
+    await vm.close()
+  }
+  const entries = (await (async () => {
+    const log = await CallLog.open(dir)
+    try {
+      return await log.list()
+    } finally {
+      await log.close()
+    }
+  })()) as LogEntry[]
+  const first = entries[1] as CallEntry
+  assert.equal(first.caller, callerIdOf(alice))
+
+  const honest = await explore(t, dir)
+  const opened = await openPage(t, honest.explored.url)
+  const page = opened.page
+  assert.match(await text(page, '#vm-mode'), /^production mode/)
+  assert.match(await text(page, '#entries-body tr[data-seq="1"] .caller'), /^[0-9a-f]{12}… \(signed\)$/)
+  await page.click('#entries-body tr[data-seq="1"]')
+  await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #1')
+  assert.equal(await text(page, '#detail-signer'), callerIdOf(alice))
+  assert.equal(await text(page, '#detail-signature'), first.signed?.signature)
+  assert.match(await text(page, '#detail-signature'), /^[0-9a-f]{128}$/)
+  const check = await page.$eval('#detail-signature-check', (dd) => ({ text: dd.textContent ?? '', ok: dd.classList.contains('check-ok') }))
+  assert.ok(check.ok)
+  assert.match(
+    check.text,
+    /^✓ the signature verifies with the signer's key, over a payload for this VM, method note and these arguments \(nonce [0-9a-f]{16}…, counter 1;/,
+  )
+  // What the call changed: two folders (nothing to diff) and a file.
+  assert.deepEqual(
+    await page.$$eval('#detail-changes li', (items) =>
+      items.map((li) => [li.firstChild?.textContent?.trim(), !!li.querySelector('button')]),
+    ),
+    [
+      ['put folder /notes (v2)', false],
+      ['put folder /notes/alice (v3)', false],
+      ['put /notes/alice/todo.txt (v4)', true],
+    ],
+  )
+  await screenshot(t, page, '11-production-entry')
+  await page.click('#entries-body tr[data-seq="3"]')
+  await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #3')
+  assert.equal(await page.$$eval('#detail-signer', (nodes) => nodes.length), 0)
+  assert.equal(await text(page, '#detail-signature-check'), "no caller and no signature: the host's own call, attributed to no one")
+  assert.match(await audit(page), /verified 3 calls/)
+  assert.deepEqual(opened.outside, [], 'no request left 127.0.0.1')
+
+  // The host, stopped, swaps bob's signature for one of its own making: the entry says so, and the audit stops there.
+  assert.equal(await stop(honest.child), 0)
+  const log = await CallLog.open(dir)
+  const second = entries[2] as CallEntry
+  const forged = `${second.signed?.signature.slice(0, -2)}${second.signed?.signature.endsWith('00') ? '11' : '00'}`
+  await log.core.truncate(2)
+  await log.append([{ ...second, signed: { payload: second.signed?.payload ?? '', signature: forged } } as LogEntry, entries[3]])
+  await log.close()
+  const again = await explore(t, dir)
+  const reopened = await openPage(t, again.explored.url)
+  await reopened.page.click('#entries-body tr[data-seq="2"]')
+  await reopened.page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #2')
+  assert.equal(await text(reopened.page, '#detail-signer'), callerIdOf(bob))
+  const bad = await reopened.page.$eval('#detail-signature-check', (dd) => ({
+    text: dd.textContent ?? '',
+    bad: dd.classList.contains('check-bad'),
+  }))
+  assert.ok(bad.bad)
+  assert.match(bad.text, /^✗ ERR_BAD_SIGNATURE: the signature does not verify with the caller's key/)
+  assert.match(
+    await audit(reopened.page),
+    /divergence at seq 2: call 2 \(note by caller [0-9a-f]{64}\) fails the production-mode caller check \(ERR_BAD_SIGNATURE\)/,
+  )
+  await screenshot(t, reopened.page, '12-production-forged')
+  assert.deepEqual(reopened.outside, [], 'no request left 127.0.0.1')
+})
+
+test('a burst of events is drawn at once: many audit reports and many live rows in one go change the table in one pass', async (t) => {
+  const dir = await notesVM(t)
+  const { explored } = await explore(t, dir)
+  // The page's event stream, reachable from the test: events are sent on it as the server would.
+  const { page, outside } = await openPage(t, explored.url, (p) =>
+    p.evaluateOnNewDocument(() => {
+      const Original = window.EventSource
+      window.EventSource = class extends Original {
+        constructor(url: string | URL, init?: EventSourceInit) {
+          super(url, init)
+          ;(window as unknown as { stream: EventSource }).stream = this
+        }
+      }
+    }),
+  )
+  // Every task that changes the table is one pass of MutationObserver records.
+  await page.evaluate(() => {
+    const w = window as unknown as { passes: number }
+    w.passes = 0
+    new MutationObserver(() => {
+      w.passes++
+    }).observe(document.getElementById('entries-body') as HTMLElement, {
+      subtree: true,
+      childList: true,
+      attributes: true,
+      characterData: true,
+    })
+  })
+  const passes = () => page.evaluate(() => (window as unknown as { passes: number }).passes)
+  const CALLS = 400
+
+  // An audit reporting each of its calls: one pass draws the last report.
+  await page.evaluate((calls: number) => {
+    const stream = (window as unknown as { stream: EventSource }).stream
+    for (let done = 1; done <= calls; done++) {
+      const audit = { state: 'running', done, total: calls, rate: 1000, startedAt: 0 }
+      stream.dispatchEvent(new MessageEvent('audit', { data: JSON.stringify(audit) }))
+    }
+  }, CALLS)
+  await page.waitForFunction(
+    (calls: number) => (document.getElementById('audit-progress') as HTMLProgressElement).value === calls,
+    {},
+    CALLS,
+  )
+  assert.equal(await passes(), 1)
+  assert.match(await text(page, '#audit-status'), new RegExp(`^${CALLS} of ${CALLS} entries`))
+  assert.equal(await page.$$eval('#entries-body tr.checked', (rows) => rows.length), 6)
+
+  // Rows arriving one event each: one insertion, the newest page of them on top.
+  await page.evaluate(() => {
+    ;(window as unknown as { passes: number }).passes = 0
+  })
+  await page.evaluate((calls: number) => {
+    const stream = (window as unknown as { stream: EventSource }).stream
+    for (let i = 0; i < calls; i++) {
+      const seq = 6 + i
+      const row = { seq, type: 'call', time: '2026-01-01T00:00:00.000Z', caller: 'burst', signed: false, method: 'echo', args: String(i) }
+      const data = { length: seq + 1, rows: [{ ...row, result: String(i), error: null, cost: 0, filesVersion: 7 }] }
+      stream.dispatchEvent(new MessageEvent('entry', { data: JSON.stringify(data) }))
+    }
+  }, CALLS)
+  await waitForSeqs(
+    page,
+    Array.from({ length: 50 }, (_, i) => 5 + CALLS - i),
+  )
+  assert.equal(await passes(), 1)
+  assert.match(await text(page, '#page-status'), new RegExp(`^the log has ${6 + CALLS} entries`))
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
 })

@@ -11,6 +11,7 @@
  *   GET  /api/files?seq&path      a folder of the archive as of call `seq`
  *   GET  /api/file?seq&path       a file's contents as of call `seq` (text or base64, bounded)
  *   GET  /api/changes?seq         the paths call `seq` put or deleted
+ *   GET  /api/diff?seq&path       the lines call `seq` removed from and added to a text file (bounded)
  *   GET  /api/events              server-sent events: `entry` (the log grew), `audit` (progress, verdict)
  *   GET  /api/audit               the audit's state
  *   POST /api/audit               starts an audit (Verifier.verify into a temp replay dir); one at a time
@@ -23,7 +24,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Verifier } from '../audit/verifier.js'
-import { DivergenceError, LogFormatError } from '../errors.js'
+import { CallAuthenticator } from '../auth/call-auth.js'
+import { parseCallPayload } from '../auth/signed-call.js'
+import { AuthError, DivergenceError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive } from '../ledger/files-archive.js'
@@ -32,6 +35,7 @@ import { FilesView } from '../ledger/files-view.js'
 import type { InitEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { type EntryFilter, EntryIndex, INIT_METHOD } from './entry-index.js'
+import { diffLines, type LineDiff, MAX_DIFF_LINES, splitLines } from './line-diff.js'
 
 export interface ExplorerOptions {
   callLog: CallLog
@@ -74,6 +78,18 @@ class HttpError extends Error {
   ) {
     super(message)
   }
+}
+
+/** One side of a diff: what was at the path (`text` stays on the server). */
+interface DiffSide {
+  exists: boolean
+  type: 'file' | 'directory' | null
+  size: number
+  /** Its number of lines; null when it is binary or too big to read. */
+  lines: number | null
+  /** Not UTF-8 text; null when too big to read. */
+  binary: boolean | null
+  text?: string | null
 }
 
 /** What a files view knows of a path (FilesView.node). */
@@ -332,6 +348,7 @@ export class ExplorerServer {
     if (path === '/api/files') return this.json(res, await this.files(params))
     if (path === '/api/file') return this.json(res, await this.file(params))
     if (path === '/api/changes') return this.json(res, await this.changes(intParam(params, 'seq', 0)))
+    if (path === '/api/diff') return this.json(res, await this.diff(params))
     if (path === '/api/audit') return this.json(res, this.audit)
     if (path === '/api/proof') return this.sendProof(res)
     if (path === '/api/events') return this.events(req, res)
@@ -462,7 +479,41 @@ export class ExplorerServer {
     const entry = await this.callLog.get(seq)
     const previous = seq > 0 ? (await this.callLog.get(seq - 1)).files.version : 0
     const signer = entry.type === 'call' && entry.signed ? entry.caller : null
-    return { seq, row: rowOf(seq, entry), entry, signer, previousFilesVersion: previous }
+    return { seq, row: rowOf(seq, entry), entry, signer, signature: this.signatureOf(entry), previousFilesVersion: previous }
+  }
+
+  /**
+   * The caller check of one call, as the VM admitted it and as replay checks it (call-auth.ts): in
+   * production mode the signature verifies with the caller's key, over a payload for this VM, this
+   * method and these arguments. The counter's freshness needs the whole log: the audit checks it.
+   * Null for a debug-mode call without a signature (nothing to check) and for the init entry.
+   */
+  private signatureOf(entry: LogEntry): { ok: boolean; problem: { code: string; message: string } | null; payload: unknown } | null {
+    if (entry.type !== 'call') return null
+    const mode = (this.init as InitEntry).auth
+    if (mode !== 'production' && entry.signed === undefined) return null
+    let problem: { code: string; message: string } | null = null
+    try {
+      new CallAuthenticator(mode, this.callLog.key).admit({
+        caller: entry.caller,
+        method: entry.method,
+        argsJson: JSON.stringify(entry.args),
+        signed: entry.signed,
+      })
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error
+      problem = { code: error.code, message: error.message }
+    }
+    let payload: unknown = null
+    if (entry.signed) {
+      try {
+        const { callLog, method, nonce, counter } = parseCallPayload(entry.signed.payload)
+        payload = { callLog, method, nonce, counter }
+      } catch {
+        // malformed: `problem` says so
+      }
+    }
+    return { ok: problem === null, problem, payload }
   }
 
   /** A read-only view of the archive at the version entry `seq` records, and that version. */
@@ -538,7 +589,80 @@ export class ExplorerServer {
     if (to > this.archive.version)
       throw new HttpError(409, `the archive has only ${this.archive.version} versions; entry ${seq} records ${to}`)
     const records = to > from ? await this.archive.view().history({ start: from, end: to }) : []
-    return { seq, from, to, changes: records.slice(0, MAX_LISTING), truncated: records.length > MAX_LISTING }
+    const shown = records.slice(0, MAX_LISTING)
+    // What each path is: a file or a folder after the call (or, deleted, before it); null if neither.
+    const kinds = new Map<string, 'file' | 'folder' | null>()
+    if (shown.length > 0) {
+      const after = await this.viewAt(seq)
+      const before = seq > 0 ? await this.viewAt(seq - 1) : null
+      try {
+        for (const { path } of shown) {
+          if (kinds.has(path)) continue
+          const node = (await after.view.node(path)) ?? (await before?.view.node(path)) ?? null
+          kinds.set(path, node ? (node.type === 'directory' ? 'folder' : 'file') : null)
+        }
+      } finally {
+        await after.close()
+        await before?.close()
+      }
+    }
+    const changes = shown.map((record) => ({ ...record, kind: kinds.get(record.path) ?? null }))
+    return { seq, from, to, changes, truncated: records.length > MAX_LISTING }
+  }
+
+  /** What is at `path` as of call `seq`, for a diff: nothing, a folder, or a file (its text, or null when binary or too big). */
+  private async sideAt(seq: number, path: string): Promise<DiffSide> {
+    const { view, close } = await this.viewAt(seq)
+    try {
+      const node = await view.node(path)
+      if (!node) return { exists: false, type: null, size: 0, lines: 0, binary: false }
+      if (node.type === 'directory') return { exists: true, type: 'directory', size: 0, lines: 0, binary: false }
+      if (node.size > MAX_FILE_BYTES) return { exists: true, type: 'file', size: node.size, lines: null, binary: null }
+      const bytes = (await view.read(path)) ?? new Uint8Array(0)
+      const text = decodeText(bytes)
+      return {
+        exists: true,
+        type: 'file',
+        size: node.size,
+        lines: text === null ? null : splitLines(text).length,
+        binary: text === null,
+        text,
+      }
+    } finally {
+      await close()
+    }
+  }
+
+  /**
+   * What call `seq` did to the file at `path`: the lines it removed and added (a path not there on one
+   * side counts as an empty file), or, for a binary or large file or a folder, why there is no line diff.
+   */
+  private async diff(params: URLSearchParams): Promise<Record<string, unknown>> {
+    const seq = this.seqParam(intParam(params, 'seq', this.callLog.length - 1))
+    const path = pathParam(params)
+    const none: DiffSide = { exists: false, type: null, size: 0, lines: 0, binary: false }
+    const [before, after] = await Promise.all([seq > 0 ? this.sideAt(seq - 1, path) : none, this.sideAt(seq, path)])
+    const from = seq > 0 ? (await this.callLog.get(seq - 1)).files.version : 0
+    const to = (await this.callLog.get(seq)).files.version
+    let diff: LineDiff | null = null
+    let why: string | null = null
+    const sides: [string, DiffSide][] = [
+      ['before', before],
+      ['after', after],
+    ]
+    if (before.type !== 'file' && after.type !== 'file') why = `${path} is not a file before or after call ${seq}`
+    for (const [when, side] of sides) {
+      if (why) break
+      if (side.type === 'directory') why = `${path} is a folder ${when} the call`
+      else if (side.type === 'file' && side.size > MAX_FILE_BYTES)
+        why = `${path} has ${side.size} bytes ${when} the call: line diffs are made for files up to ${MAX_FILE_BYTES / 1024} KiB`
+      else if (side.binary) why = `${path} is binary ${when} the call (not UTF-8 text)`
+      else if (side.lines !== null && side.lines > MAX_DIFF_LINES)
+        why = `${path} has ${side.lines} lines ${when} the call: line diffs are made for files up to ${MAX_DIFF_LINES} lines`
+    }
+    if (!why) diff = diffLines(before.text ?? '', after.text ?? '')
+    const summary = ({ text: _, ...side }: DiffSide) => side
+    return { seq, path, from, to, before: summary(before), after: summary(after), diff, why }
   }
 
   // ---- events ----

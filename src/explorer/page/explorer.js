@@ -18,7 +18,10 @@ const state = {
   /** The audit's verdict per call: every entry below this seq replayed as logged (null: no audit yet). */
   checkedBelow: null,
   filesSeq: null,
-  filesPath: '/',
+  /** Folders opened in the files tree: they stay open when the tree is shown as of another call. */
+  openFolders: new Set(),
+  /** The file shown under the tree, if any. */
+  shownFile: null,
 }
 
 const $ = (id) => document.getElementById(id)
@@ -53,7 +56,9 @@ function callerText(caller) {
 // ---- the VM header ----
 
 function fact(list, name, value) {
-  list.append(el('dt', name), el('dd', value))
+  const dd = el('dd', value)
+  list.append(el('dt', name), dd)
+  return dd
 }
 
 async function loadVM() {
@@ -179,16 +184,21 @@ async function loadEntries() {
   $('page-status').textContent = `${range}${filtered ? ' matching the filter' : ''}; the log has ${page.length} entries`
 }
 
+/** New rows (oldest first) at the top of the newest page, in one insertion; the page stays PAGE_SIZE rows. */
 function addLiveRows(rows) {
   if (state.start !== null) return // not on the newest page: "Newer" shows them
   const body = $('entries-body')
-  for (const row of rows) {
-    if (!matches(row) || body.querySelector(`tr[data-seq="${row.seq}"]`)) continue
+  const shown = new Set([...body.rows].map((tr) => tr.dataset.seq))
+  const fresh = rows.filter((row) => matches(row) && !shown.has(String(row.seq))).slice(-PAGE_SIZE)
+  if (fresh.length === 0) return
+  const rowsAbove = document.createDocumentFragment()
+  for (const row of fresh.reverse()) {
     const tr = rowElement(row)
     tr.classList.add('live')
-    body.prepend(tr)
+    rowsAbove.append(tr)
   }
-  while (body.rows.length > PAGE_SIZE) body.lastElementChild.remove()
+  body.prepend(rowsAbove)
+  for (let extra = body.rows.length - PAGE_SIZE; extra > 0; extra--) body.lastElementChild.remove()
 }
 
 function focusRow(tr) {
@@ -224,9 +234,14 @@ async function openDetail(seq) {
   fact(facts, 'Time', row.time)
   fact(facts, 'Caller', row.caller ?? '(anonymous)')
   if (one.signer) {
-    fact(facts, 'Signer', one.signer)
-    fact(facts, 'Signature', one.entry.signed.signature)
+    fact(facts, 'Signer', one.signer).id = 'detail-signer'
+    fact(facts, 'Signature', one.entry.signed.signature).id = 'detail-signature'
     fact(facts, 'Signed payload', one.entry.signed.payload)
+  }
+  if (one.signature) {
+    const check = fact(facts, 'Caller check', signatureText(one.signature))
+    check.id = 'detail-signature-check'
+    check.className = one.signature.ok ? 'check-ok' : 'check-bad'
   }
   fact(facts, 'Method', row.method)
   fact(facts, 'Arguments', row.args)
@@ -237,8 +252,10 @@ async function openDetail(seq) {
   const list = $('detail-changes')
   list.replaceChildren(
     ...changes.changes.map((c) => {
-      const item = el('li', `${c.type === 'put' ? 'put' : 'deleted'} ${c.path} (v${c.version}) `, `change-${c.type}`)
-      const compare = el('button', 'before / after', 'compare')
+      const what = `${c.type === 'put' ? 'put' : 'deleted'}${c.kind === 'folder' ? ' folder' : ''}`
+      const item = el('li', `${what} ${c.path} (v${c.version}) `, `change-${c.type}`)
+      if (c.kind === 'folder') return item
+      const compare = el('button', 'what changed', 'compare')
       compare.type = 'button'
       compare.addEventListener('click', () => showDiff(seq, c.path).catch(report))
       item.append(compare)
@@ -250,7 +267,19 @@ async function openDetail(seq) {
   $('detail-json').textContent = JSON.stringify(one.entry, null, 2)
 }
 
-/** A file as the call found it and as it left it, side by side (a file that was not there: said so). */
+/** What the server's caller check of a call says (production mode: its signature). */
+function signatureText(signature) {
+  if (!signature.ok) return `✗ ${signature.problem.code}: ${signature.problem.message}`
+  if (!signature.payload) return "no caller and no signature: the host's own call, attributed to no one"
+  const p = signature.payload
+  return `✓ the signature verifies with the signer's key, over a payload for this VM, method ${p.method} and these arguments (nonce ${short(p.nonce)}, counter ${p.counter}; the audit checks that no counter repeats)`
+}
+
+/**
+ * What call `seq` did to the file at `path`: the lines it removed and added (from the server's line
+ * diff), and the file before and after, side by side — open by itself when there is no line diff
+ * (a binary or large file), with a line saying why.
+ */
 async function showDiff(seq, path) {
   const contents = async (at) => {
     if (at < 0) return 'not there'
@@ -260,63 +289,251 @@ async function showDiff(seq, path) {
     if (!response.ok) throw new Error(file?.error?.message ?? `${response.status}`)
     return file.encoding === 'utf8' ? file.content : `(binary, base64) ${file.content}`
   }
-  const [before, after] = await Promise.all([contents(seq - 1), contents(seq)])
+  const [diff, before, after] = await Promise.all([
+    api(`/api/diff?${new URLSearchParams({ seq: String(seq), path })}`),
+    contents(seq - 1),
+    contents(seq),
+  ])
+  if (state.selected !== seq) return // another entry was opened meanwhile
   const box = $('detail-diff')
   box.hidden = false
-  box.replaceChildren(el('h3', `${path}: before and after call ${seq}`))
-  const sides = el('div', null, 'side-by-side')
+  box.replaceChildren(el('h3', `${path}: what call ${seq} changed`))
+  if (diff.diff) {
+    const d = diff.diff
+    const what = !diff.before.exists ? ' (created by this call)' : !diff.after.exists ? ' (deleted by this call)' : ''
+    const summary =
+      d.added + d.removed === 0
+        ? 'No line changed: the call wrote the same contents'
+        : `${plural(d.removed, 'line')} removed, ${plural(d.added, 'line')} added${what}`
+    box.append(el('p', `${summary}; archive version ${diff.from} → ${diff.to}`, 'note'))
+    box.lastChild.id = 'diff-summary'
+    if (d.hunks.length > 0) box.append(diffTable(seq, d))
+  } else {
+    const why = el('p', `No line diff: ${diff.why}. The file before and after the call is shown side by side.`, 'note')
+    why.id = 'diff-why'
+    box.append(why)
+  }
+  const sides = el('details')
+  sides.id = 'diff-sides'
+  sides.open = !diff.diff
+  sides.append(el('summary', 'Before and after, side by side'))
+  const grid = el('div', null, 'side-by-side')
   for (const [label, text] of [
     [`Before (as of call ${seq - 1})`, before],
     [`After (as of call ${seq})`, after],
   ]) {
     const side = el('div')
     side.append(el('h4', label), el('pre', text))
-    sides.append(side)
+    grid.append(side)
   }
+  sides.append(grid)
   box.append(sides)
 }
 
-// ---- files ----
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}
 
-async function loadFiles(seq, path) {
+/** The hunks as a table: line number before, after, − or +, and the line (as text). */
+function diffTable(seq, d) {
+  const table = el('table', null, 'diff')
+  table.id = 'diff-lines'
+  table.append(el('caption', `Lines call ${seq} removed (−) and added (+), with unchanged lines around them`, 'visually-hidden'))
+  const head = el('thead', null, 'visually-hidden')
+  const headRow = el('tr')
+  for (const name of ['Line before', 'Line after', 'Change', 'Text']) headRow.append(el('th', name))
+  head.append(headRow)
+  const body = el('tbody')
+  const signs = { same: ['', ''], del: ['−', ' removed'], add: ['+', ' added'] }
+  for (const hunk of d.hunks) {
+    const header = el('tr', null, 'diff-hunk')
+    const cell = el('td', `@@ -${hunk.aStart},${hunk.aLines} +${hunk.bStart},${hunk.bLines} @@`)
+    cell.colSpan = 4
+    header.append(cell)
+    body.append(header)
+    for (const line of hunk.lines) {
+      const tr = el('tr', null, `diff-${line.op}`)
+      const [mark, spoken] = signs[line.op]
+      const sign = el('td', mark, 'sign')
+      if (spoken) sign.append(el('span', spoken, 'visually-hidden'))
+      const text = el('td', line.text, 'text')
+      if (line.noNewline) text.append(el('span', ' (no line break at the end)', 'size'))
+      tr.append(el('td', line.a ?? '', 'ln'), el('td', line.b ?? '', 'ln'), sign, text)
+      body.append(tr)
+    }
+  }
+  table.append(head, body)
+  return table
+}
+
+// ---- files ----
+// The archive as of call `state.filesSeq`, as a tree: each folder a button (aria-expanded) over the
+// list of its children, loaded when it is first opened. Folders left open stay open when the tree is
+// shown as of another call (those that exist then); the file shown below is shown as of that call too.
+
+/** At most this many open folders are opened again when the call changes. */
+const MAX_REOPEN = 200
+let treeGeneration = 0
+let groupIds = 0
+
+function folderListing(seq, path) {
+  return api(`/api/files?${new URLSearchParams({ seq: String(seq), path })}`)
+}
+
+function treeItem(child, items) {
+  const li = document.createElement('li')
+  li.dataset.path = child.path
+  li.dataset.type = child.type
+  const folder = child.type === 'directory'
+  const button = el('button', folder ? `${child.name}/` : child.name, folder ? 'folder' : 'file')
+  button.type = 'button'
+  button.dataset.path = child.path
+  button.dataset.type = child.type
+  li.append(button)
+  if (folder) {
+    const group = document.createElement('ul')
+    group.id = `files-group-${++groupIds}`
+    group.hidden = true
+    button.setAttribute('aria-expanded', 'false')
+    button.setAttribute('aria-controls', group.id)
+    li.append(group)
+  } else {
+    li.append(el('span', `${child.size} bytes`, 'size'))
+    if (child.path === state.shownFile) button.setAttribute('aria-current', 'true')
+  }
+  items.set(child.path, li)
+  return li
+}
+
+/** Fills `list` with a folder's children (an empty folder and a cut listing are said so). */
+function fillFolder(list, folder, items) {
+  list.replaceChildren(...folder.children.map((child) => treeItem(child, items)))
+  if (folder.children.length === 0) list.append(el('li', '(empty)', 'empty'))
+  if (folder.truncated) list.append(el('li', `(the listing is cut at ${folder.children.length} names)`, 'empty'))
+  list.dataset.loaded = 'true'
+}
+
+/** Opens the folder `li`, loading its children as of `seq` the first time. */
+async function openFolder(li, seq, items) {
+  const list = li.querySelector(':scope > ul')
+  if (!list.dataset.loaded) fillFolder(list, await folderListing(seq, li.dataset.path), items)
+  list.hidden = false
+  li.querySelector(':scope > button').setAttribute('aria-expanded', 'true')
+}
+
+function closeFolder(li) {
+  li.querySelector(':scope > ul').hidden = true
+  li.querySelector(':scope > button').setAttribute('aria-expanded', 'false')
+}
+
+/** The tree as of call `seq`, put in the page at once when its open folders are loaded. */
+async function loadFiles(seq) {
+  const generation = ++treeGeneration
   $('files-status').textContent = 'loading…'
-  const folder = await api(`/api/files?${new URLSearchParams({ seq: String(seq), path })}`)
-  // Shown all at once, when the listing is in.
+  const items = new Map()
+  const root = document.createElement('ul')
+  root.className = 'files-tree'
+  root.id = 'files-tree'
+  const folder = await folderListing(seq, '/')
+  fillFolder(root, folder, items)
+  // Parents before children: a folder opens only if its parent did.
+  const open = [...state.openFolders].sort((a, b) => a.split('/').length - b.split('/').length).slice(0, MAX_REOPEN)
+  for (const path of open) {
+    const li = items.get(path)
+    if (li?.dataset.type === 'directory') await openFolder(li, seq, items)
+    if (generation !== treeGeneration) return
+  }
+  // The file shown below the tree, as of this call too.
+  const file = state.shownFile ? await fileAsOf(seq, state.shownFile) : null
+  if (generation !== treeGeneration) return
   state.filesSeq = seq
-  state.filesPath = path
   $('files-seq').value = String(seq)
-  $('files-path').textContent = path
-  $('files-up').disabled = path === '/'
-  const list = $('files-list')
-  list.replaceChildren(
-    ...folder.children.map((child) => {
-      const li = document.createElement('li')
-      const button = el('button', child.type === 'directory' ? `${child.name}/` : child.name)
-      button.type = 'button'
-      button.dataset.path = child.path
-      button.dataset.type = child.type
-      li.append(button)
-      if (child.type === 'file') li.append(el('span', `${child.size} bytes`, 'size'))
-      return li
-    }),
-  )
-  if (folder.children.length === 0) list.append(el('li', '(empty)'))
+  $('files-tree').replaceWith(root)
   $('files-status').textContent = `as of call ${seq} (archive version ${folder.version})${folder.truncated ? '; the listing is cut' : ''}`
+  if (state.shownFile) renderFile(seq, state.shownFile, file)
+}
+
+async function toggleFolder(li) {
+  const path = li.dataset.path
+  if (li.querySelector(':scope > button').getAttribute('aria-expanded') === 'true') {
+    closeFolder(li)
+    state.openFolders.delete(path)
+    return
+  }
+  const generation = treeGeneration
+  await openFolder(li, state.filesSeq, new Map())
+  if (generation === treeGeneration) state.openFolders.add(path)
+}
+
+/** The file at `path` as of call `seq` (/api/file), or null when nothing is there then. */
+async function fileAsOf(seq, path) {
+  const response = await fetch(`/api/file?${new URLSearchParams({ seq: String(seq), path })}`)
+  if (response.status === 404) return null
+  const file = await response.json()
+  if (!response.ok) throw new Error(file?.error?.message ?? `${response.status} ${response.statusText}`)
+  return file
 }
 
 async function showFile(path) {
-  const file = await api(`/api/file?${new URLSearchParams({ seq: String(state.filesSeq), path })}`)
+  const seq = state.filesSeq
+  const file = await fileAsOf(seq, path)
+  if (seq !== state.filesSeq) return // the tree moved to another call meanwhile
+  state.shownFile = path
+  for (const button of $('files-tree').querySelectorAll('button[aria-current]')) button.removeAttribute('aria-current')
+  $('files-tree')
+    .querySelector(`button[data-type="file"][data-path="${CSS.escape(path)}"]`)
+    ?.setAttribute('aria-current', 'true')
+  renderFile(seq, path, file)
+}
+
+function renderFile(seq, path, file) {
   $('file-view').hidden = false
-  $('file-name').textContent = file.path
+  $('file-name').textContent = path
+  if (!file) {
+    $('file-info').textContent = `not there as of call ${seq}`
+    $('file-content').textContent = ''
+    return
+  }
   const what = file.encoding === 'utf8' ? 'text' : 'binary, shown as base64'
   $('file-info').textContent =
     `${file.size} bytes, ${what}, as of call ${file.seq}, ${file.mtime ? `written ${file.mtime}` : 'time unknown'}${file.truncated ? ' (cut)' : ''}`
   $('file-content').textContent = file.content
 }
 
-function parentOf(path) {
-  const i = path.lastIndexOf('/')
-  return i <= 0 ? '/' : path.slice(0, i)
+/** The tree's buttons a person can see now (those in open folders), top to bottom. */
+function visibleTreeButtons() {
+  return [...$('files-tree').querySelectorAll('button')].filter((button) => !button.closest('ul[hidden]'))
+}
+
+/** Arrow keys move through the tree; Right opens a folder (or enters it), Left closes it (or goes to its parent). */
+function onTreeKey(event) {
+  const button = event.target.closest('button[data-path]')
+  if (!button) return
+  const li = button.parentElement
+  const folder = button.dataset.type === 'directory'
+  const expanded = button.getAttribute('aria-expanded') === 'true'
+  const move = (to) => {
+    event.preventDefault()
+    to?.focus()
+  }
+  const shown = () => visibleTreeButtons()
+  if (event.key === 'ArrowDown') move(shown()[shown().indexOf(button) + 1])
+  else if (event.key === 'ArrowUp') move(shown()[shown().indexOf(button) - 1])
+  else if (event.key === 'Home') move(shown()[0])
+  else if (event.key === 'End') move(shown().at(-1))
+  else if (event.key === 'ArrowRight' && folder) {
+    event.preventDefault()
+    if (!expanded) toggleFolder(li).catch(reportFiles)
+    else li.querySelector(':scope > ul > li > button')?.focus()
+  } else if (event.key === 'ArrowLeft') {
+    event.preventDefault()
+    if (folder && expanded) toggleFolder(li).catch(reportFiles)
+    else li.parentElement.closest('li[data-type="directory"]')?.querySelector(':scope > button')?.focus()
+  }
+}
+
+function reportFiles(error) {
+  $('files-status').textContent = `Error: ${error.message}`
 }
 
 // ---- the audit ----
@@ -342,7 +559,7 @@ function showAudit(audit) {
     markRows()
     const eta = audit.rate > 0 ? formatSeconds((audit.total - audit.done) / audit.rate) : '?'
     status.textContent = `${audit.done} of ${audit.total} entries, ${Math.round(audit.rate)} calls/s, ETA ${eta}`
-    if (!polling) pollAudit()
+    if (!polling) pollAudit().catch(report)
     return
   }
   button.disabled = false
@@ -458,6 +675,34 @@ async function startAudit() {
 
 // ---- live updates ----
 
+/**
+ * What the event stream brought since the page was last drawn: a big audit reports progress many
+ * times a second and a busy host sends rows in bursts, so the page draws them at most once a frame
+ * (the newest audit state, every new row), not once per event.
+ */
+const arrived = { rows: [], audit: null, length: null }
+let drawScheduled = false
+
+function drawArrived() {
+  drawScheduled = false
+  const rows = arrived.rows.splice(0)
+  const audit = arrived.audit
+  arrived.audit = null
+  if (rows.length > 0) {
+    addLiveRows(rows)
+    $('page-status').textContent = `the log has ${arrived.length} entries (new ones appear above)`
+  }
+  if (audit) showAudit(audit)
+}
+
+function scheduleDraw() {
+  if (drawScheduled) return
+  drawScheduled = true
+  // A hidden page gets no animation frames: draw it on a timer instead (the state is kept either way).
+  if (document.hidden) setTimeout(drawArrived, 250)
+  else requestAnimationFrame(drawArrived)
+}
+
 function listen() {
   const events = new EventSource('/api/events')
   events.addEventListener('hello', (event) => {
@@ -467,10 +712,16 @@ function listen() {
   events.addEventListener('entry', (event) => {
     const grown = JSON.parse(event.data)
     state.length = grown.length
-    addLiveRows(grown.rows)
-    $('page-status').textContent = `the log has ${grown.length} entries (new ones appear above)`
+    arrived.length = grown.length
+    // Only the newest page's worth can be shown: keep no more than that waiting.
+    arrived.rows.push(...grown.rows.filter(matches))
+    if (arrived.rows.length > PAGE_SIZE) arrived.rows.splice(0, arrived.rows.length - PAGE_SIZE)
+    scheduleDraw()
   })
-  events.addEventListener('audit', (event) => showAudit(JSON.parse(event.data)))
+  events.addEventListener('audit', (event) => {
+    arrived.audit = JSON.parse(event.data)
+    scheduleDraw()
+  })
 }
 
 // ---- wiring ----
@@ -521,23 +772,22 @@ function wire() {
     event.preventDefault()
     const seq = Number($('files-seq').value)
     if (!Number.isSafeInteger(seq) || seq < 0) return
-    $('file-view').hidden = true
-    loadFiles(seq, '/').catch((error) => {
-      $('files-status').textContent = `Error: ${error.message}`
-    })
+    loadFiles(seq).catch(reportFiles)
   })
-  $('files-up').addEventListener('click', () => loadFiles(state.filesSeq, parentOf(state.filesPath)).catch(report))
-  $('files-list').addEventListener('click', (event) => {
-    const button = event.target.closest('button[data-path]')
+  // On the section, not the tree: the tree is replaced whole when shown as of another call.
+  const files = $('files')
+  files.addEventListener('click', (event) => {
+    const button = event.target.closest('#files-tree button[data-path]')
     if (!button) return
-    const path = button.dataset.path
-    if (button.dataset.type === 'directory') loadFiles(state.filesSeq, path).catch(report)
-    else showFile(path).catch(report)
+    if (button.dataset.type === 'directory') toggleFolder(button.parentElement).catch(reportFiles)
+    else showFile(button.dataset.path).catch(reportFiles)
+  })
+  files.addEventListener('keydown', (event) => {
+    if (event.target.closest('#files-tree')) onTreeKey(event)
   })
   $('detail-files').addEventListener('click', () => {
     if (state.selected === null) return
-    $('file-view').hidden = true
-    loadFiles(state.selected, '/').catch(report)
+    loadFiles(state.selected).catch(reportFiles)
     $('files').scrollIntoView()
   })
   $('audit-start').addEventListener('click', () => startAudit().catch(report))
@@ -547,7 +797,7 @@ async function main() {
   wire()
   await loadVM()
   listen()
-  await Promise.all([loadEntries(), loadFiles(state.filesSeq, '/'), api('/api/audit').then(showAudit)])
+  await Promise.all([loadEntries(), loadFiles(state.filesSeq), api('/api/audit').then(showAudit)])
   document.body.dataset.ready = 'true'
 }
 
