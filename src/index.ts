@@ -3,6 +3,7 @@
  */
 
 export type { ExecutionProof, ProofCheckOptions } from './audit/execution-proof.js'
+export type { SnapshotSource } from './audit/parallel-audit.js'
 export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'
@@ -41,6 +42,8 @@ export type { AuthMode, CallEntry, InitEntry, LogEntry } from './ledger/log-entr
 export { LOG_SCHEMA } from './ledger/log-entry.js'
 export type { ForkProof, ProofVerdict, Receipt } from './ledger/receipts.js'
 export type { RemoteOptions, SwarmOptions, SwarmSetting } from './ledger/remote-source.js'
+export type { VMSnapshot } from './ledger/snapshot.js'
+export { PublishedSnapshots, SnapshotStore } from './ledger/snapshot-store.js'
 export type { SeededVM, SeederOptions } from './net/seeder.js'
 export { Seeder } from './net/seeder.js'
 export type { BackendInfo, ReplicaInfo } from './rpc/protocol.js'
@@ -52,7 +55,8 @@ export type { ListenOptions, RPCServerOptions } from './rpc/rpc-server.js'
 export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
-export type { ReplayAssertions, ReplayOptions, ReplaySource } from './vm/replay.js'
+export type { CheckpointOptions } from './vm/checkpoints.js'
+export type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
 export type { DeployOptions, ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
 // The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).

@@ -6,12 +6,13 @@
  * named at its own seq, the earliest one when there are several.
  */
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import { type CallEntry, CallLog, type LogEntry, Verifier, type VM } from '../src/index.js'
+import { type CallEntry, CallLog, type LogEntry, RPCClient, Verifier, type VM } from '../src/index.js'
 import { entryHash, stateDigest, type VMSnapshot } from '../src/ledger/snapshot.js'
 import { SnapshotStore } from '../src/ledger/snapshot-store.js'
-import { nodevms } from './cli-helpers.js'
+import { exec, nodevms } from './cli-helpers.js'
 import { deployVM, expectDivergence, tempDir } from './helpers.js'
 
 const NOTES = `
@@ -164,4 +165,29 @@ test('nodevms verify <dir> --jobs 2 verifies in segments; --light says what it d
   const usage = await nodevms(['verify', dir, '--jobs', '0'])
   assert.equal(usage.code, 2)
   assert.match(usage.stderr, /at least 1/)
+})
+
+test('a host publishes its snapshots beside its log: verify ws://… --jobs 2 fetches them and verifies in segments', async (t) => {
+  const work = await tempDir(t)
+  const script = join(work, 'notes.js')
+  await writeFile(script, NOTES)
+  const { served } = await exec(t, script, ['--dir', join(work, 'vm'), '--checkpoints', String(EVERY)])
+  const client = new RPCClient()
+  await client.connect(served.rpcUrl, { user: 'u1' })
+  for (let i = 1; i <= CALLS; i++) await client.call('add', i)
+  await client.close()
+  // The snapshot of the last checkpoint is published once its entry is stored: wait for it.
+  let report: { verified: boolean; calls: number; segments?: number[] } | null = null
+  for (let tries = 0; tries < 50; tries++) {
+    const run = await nodevms(['verify', served.rpcUrl, '--jobs', '2', '--json'])
+    assert.equal(run.code, 0, run.stderr)
+    report = JSON.parse(run.stdout)
+    if (report?.segments?.length === 2) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(report?.calls, CALLS)
+  assert.deepEqual(report?.segments, [0, 60], 'the second segment started from a snapshot fetched from the host')
+  const light = await nodevms(['verify', served.rpcUrl, '--light', '--json'])
+  assert.equal(light.code, 0, light.stderr)
+  assert.equal(JSON.parse(light.stdout).lightFrom, CALLS)
 })

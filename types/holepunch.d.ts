@@ -107,6 +107,8 @@ declare module 'hyperdrive' {
     put(path: string, data: Buffer | Uint8Array, opts?: { metadata?: unknown; executable?: boolean }): Promise<void>
     putEntry(path: string, entry: { metadata?: unknown; blob?: unknown; executable?: boolean }): Promise<void>
     del(path: string): Promise<void>
+    /** Frees the blocks of a file's contents on this machine (its entry stays until del). */
+    clear(path: string, opts?: { diff?: boolean }): Promise<{ blocks: number } | null>
     readdir(path: string): AsyncIterable<string>
     list(path: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry>
     batch(): Hyperdrive

@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
-import { SnapshotStore } from '../ledger/snapshot-store.js'
+import { PublishedSnapshots, SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
@@ -23,14 +23,16 @@ export interface OpenedTarget {
   filesArchive: DatArchive | null
   /** The host's handshake, for an RPC URL. */
   info: BackendInfo | null
-  /** The VM's snapshots, for a data dir (a host does not serve them yet). */
-  snapshots: SnapshotStore | null
+  /** The VM's snapshots: its dir's, or the drive its log names, fetched from its hosts (when asked for). */
+  snapshots: SnapshotStore | PublishedSnapshots | null
   close(): Promise<void>
 }
 
 export interface TargetOptions {
   /** Also open (and, from a host, download) the files archive. */
   archive: boolean
+  /** Also open the VM's published snapshots (fetched as they are read). */
+  snapshots?: boolean
   /** Where to keep fetched copies (default: temp dirs removed on close). */
   dir?: string
   /** How long a host may take to answer, in ms. */
@@ -75,7 +77,13 @@ export async function openTarget(target: string, options: TargetOptions): Promis
   const remote = { peers, timeout: options.timeout, swarm: options.swarm }
   const callLog = await CallLog.fetch(callLogUrl, { ...remote, dir: copyDir('call-log') })
   let filesArchive: DatArchive | null = null
+  let snapshots: DatArchive | null = null
   try {
+    if (options.snapshots) {
+      const init = await callLog.get(0)
+      if (init.type === 'init' && init.snapshotsKey)
+        snapshots = new DatArchive(`hyper://${init.snapshotsKey}`, { ...remote, dir: copyDir('snapshots') })
+    }
     if (options.archive) {
       const init = await callLog.get(0)
       const archiveUrl = info?.filesArchiveUrl ?? (init.type === 'init' ? `hyper://${init.filesArchiveKey}` : '')
@@ -85,6 +93,7 @@ export async function openTarget(target: string, options: TargetOptions): Promis
     }
   } catch (error) {
     await filesArchive?.close().catch(() => {})
+    await snapshots?.close().catch(() => {})
     await callLog.close()
     throw error
   }
@@ -93,8 +102,9 @@ export async function openTarget(target: string, options: TargetOptions): Promis
     callLog,
     filesArchive,
     info,
-    snapshots: null,
+    snapshots: snapshots && new PublishedSnapshots(snapshots),
     async close() {
+      await snapshots?.close()
       await filesArchive?.close()
       await callLog.close()
     },

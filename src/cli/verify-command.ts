@@ -40,7 +40,7 @@ export function registerVerify(program: Command): void {
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
     .option(
       '-j, --jobs <n>',
-      'replay the log in n segments at once, cut at checkpoints with snapshots (a data dir has them)',
+      'replay the log in n segments at once, cut at checkpoints whose snapshots hold (from the data dir, or published by the host)',
       parsePositive,
     )
     .option('--light', 'a weaker audit: replay only the calls after the newest checkpoint with a snapshot, from that snapshot')
@@ -68,6 +68,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   if (options.light && options.follow) throw new UsageError('--light and --follow do not go together')
   const opened = await openTarget(target, {
     archive: true,
+    snapshots: (options.jobs ?? 1) > 1 || !!options.light,
     dir: options.dir,
     timeout: options.timeout,
     onStatus: (text) => progress.status(text),

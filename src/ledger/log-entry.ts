@@ -43,6 +43,11 @@ export interface InitEntry {
   title: string
   /** Hex key of the files archive the VM writes to. */
   filesArchiveKey: string
+  /**
+   * Schema 2: hex key of the Hyperdrive where the host publishes the VM's snapshots (`/<seq>.snapshot`),
+   * for auditors to start audit segments from. Absent in schema 1 logs.
+   */
+  snapshotsKey?: string
   limits: VMLimits
   /**
    * The version of the cost schedule that charges the VM's host work (src/sandbox/host-work.ts).
@@ -169,6 +174,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     if (typeof raw.title !== 'string') throw new LogFormatError('title must be a string', seq)
     if (typeof raw.filesArchiveKey !== 'string' || !HEX64.test(raw.filesArchiveKey)) {
       throw new LogFormatError('filesArchiveKey must be 64 hex digits', seq)
+    }
+    if (raw.snapshotsKey !== undefined && (typeof raw.snapshotsKey !== 'string' || !HEX64.test(raw.snapshotsKey))) {
+      throw new LogFormatError('snapshotsKey must be 64 hex digits when present', seq)
     }
     if (!isObject(raw.engine)) throw new LogFormatError('engine must be an object', seq)
     if (!isObject(raw.limits)) throw new LogFormatError('limits must be an object', seq)

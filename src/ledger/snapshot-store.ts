@@ -8,7 +8,8 @@
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { decodeSnapshot, encodeSnapshot, SnapshotUnreadable, type VMSnapshot } from './snapshot.js'
+import type { DatArchive } from './files-archive.js'
+import { decodeSnapshot, SnapshotUnreadable, type VMSnapshot } from './snapshot.js'
 
 const SNAPSHOT_DIR = 'snapshots'
 const NAME = /^(\d{1,16})\.snapshot$/
@@ -62,22 +63,27 @@ export class SnapshotStore {
     return snapshot
   }
 
-  /** Stores a snapshot durably, then removes all but the newest `keep`. */
-  async write(snapshot: VMSnapshot): Promise<void> {
+  /**
+   * Stores a snapshot (encodeSnapshot's bytes) durably, then removes those retention lets go of
+   * (the newest `keep` and `spread` older ones stay); resolves with the seqs removed.
+   */
+  async write(seq: number, file: Uint8Array): Promise<number[]> {
     await this.sweepTemps()
     await mkdir(this.path, { recursive: true })
-    const target = this.fileOf(snapshot.seq)
+    const target = this.fileOf(seq)
     const tmp = `${target}.tmp`
     const handle = await open(tmp, 'w')
     try {
-      await handle.writeFile(encodeSnapshot(snapshot))
+      await handle.writeFile(file)
       await handle.sync()
     } finally {
       await handle.close()
     }
     await rename(tmp, target)
     await syncDir(this.path)
-    for (const seq of prunable(await this.seqs(), this.keep, this.spread)) await rm(this.fileOf(seq), { force: true })
+    const removed = prunable(await this.seqs(), this.keep, this.spread)
+    for (const old of removed) await rm(this.fileOf(old), { force: true })
+    return removed
   }
 
   /** Removes the snapshots after `seq` (a log cut back to `seq` no longer holds what they follow). */
@@ -128,5 +134,46 @@ async function syncDir(path: string): Promise<void> {
     // some file systems cannot sync a directory; the rename is then as durable as they make it
   } finally {
     await handle.close()
+  }
+}
+
+/** The path of snapshot `seq` in a published snapshots drive. */
+export function publishedPath(seq: number): string {
+  return `/${String(seq).padStart(12, '0')}.snapshot`
+}
+
+/**
+ * The snapshots a host publishes (VMStorage.snapshots, a Hyperdrive), read by an auditor from a
+ * fetched copy: each file is fetched when read, and is hostile input like the rest (bounded in size,
+ * then decodeSnapshot checks it).
+ */
+export class PublishedSnapshots {
+  constructor(readonly drive: DatArchive) {}
+
+  async seqs(): Promise<number[]> {
+    await this.drive.ready()
+    const names = await this.drive.readdir('/').catch(() => [] as string[])
+    const seqs: number[] = []
+    for (const name of names) {
+      const m = NAME.exec(name)
+      if (m) seqs.push(Number(m[1]))
+    }
+    return seqs.sort((a, b) => b - a)
+  }
+
+  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY): Promise<VMSnapshot> {
+    const path = publishedPath(seq)
+    let file: Uint8Array
+    try {
+      const { size } = await this.drive.stat(path)
+      if (size > maxBytes) throw new SnapshotUnreadable(`it is ${size} bytes, more than a snapshot of this VM can be (${maxBytes})`)
+      file = (await this.drive.readFile(path, 'binary')) as Uint8Array
+    } catch (err) {
+      if (err instanceof SnapshotUnreadable) throw err
+      throw new SnapshotUnreadable(`it cannot be fetched (${(err as Error).message})`)
+    }
+    const snapshot = decodeSnapshot(file)
+    if (snapshot.seq !== seq) throw new SnapshotUnreadable(`it is named after seq ${seq} but holds seq ${snapshot.seq}`)
+    return snapshot
   }
 }

@@ -1,7 +1,8 @@
 /**
  * A VM's data dir: a marker file saying what lives there, and one Corestore holding the call log
- * (core 'call-log') and the files archive (namespace 'files'). Both are written through the same
- * store, so their writes reach disk in the order they were made.
+ * (core 'call-log'), the files archive (namespace 'files') and the published snapshots (namespace
+ * 'snapshots'). All are written through the same store, so their writes reach disk in the order they
+ * were made. Snapshots are also kept as files in `<dir>/snapshots/` (snapshot-store.ts).
  *
  *   <dir>/libvms.json   {"format": "libvms", "schema": 1, "role": "vm" | "replay" | "log"}
  *   <dir>/corestore/    the Corestore
@@ -112,6 +113,7 @@ export class VMStorage {
   createdDir = false
   /** True if `store` is a namespace of a store someone else owns (a factory's): it holds no files of ours. */
   private readonly shared: boolean
+  private snapshotsDrive: DatArchive | null = null
 
   private constructor(dir: string, store: Corestore, fresh: boolean, shared = false) {
     this.dir = dir
@@ -186,7 +188,18 @@ export class VMStorage {
     await Promise.all([this.callLog.ready(), this.filesArchive.ready()])
   }
 
+  /**
+   * The Hyperdrive the VM publishes its snapshots in (namespace 'snapshots' of its store, opened on
+   * first use): replicated with the log and archive, for auditors to start audit segments from.
+   */
+  async snapshots(): Promise<DatArchive> {
+    this.snapshotsDrive ??= new DatArchive(new Hyperdrive(this.store.namespace('snapshots')))
+    await this.snapshotsDrive.ready()
+    return this.snapshotsDrive
+  }
+
   async close(): Promise<void> {
+    await this.snapshotsDrive?.close()
     await this.filesArchive.close()
     await this.callLog.close()
     await this.store.close()

@@ -8,9 +8,10 @@
  * that holds (`newestUsable`) and replays only the calls after it.
  */
 import type { CallLog } from '../ledger/call-log.js'
+import type { DatArchive } from '../ledger/files-archive.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
-import type { SnapshotStore } from '../ledger/snapshot-store.js'
+import { encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { publishedPath, type SnapshotStore } from '../ledger/snapshot-store.js'
 import { counted } from '../wording.js'
 
 export interface CheckpointOptions {
@@ -63,6 +64,8 @@ export class Checkpointer {
     private readonly notice: (message: string) => void,
     /** The seq of the last entry of the log as it is opened. */
     fromSeq = 0,
+    /** Where snapshots are published for auditors (VMStorage.snapshots), if the log names one. */
+    private readonly published: DatArchive | null = null,
   ) {
     this.every = options.every ?? DEFAULT_CHECKPOINTS.every
     this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
@@ -78,11 +81,26 @@ export class Checkpointer {
     return true
   }
 
-  /** Writes a snapshot after the ones before it; a failure is a notice, never a call's failure. */
+  /**
+   * Writes a snapshot after the ones before it — to the dir, then to the published drive, each
+   * removing what retention lets go of; a failure is a notice, never a call's failure.
+   */
   save(snapshot: VMSnapshot): void {
     this.newestSeq = Math.max(this.newestSeq, snapshot.seq)
     this.writing = this.writing
-      .then(() => this.store.write(snapshot))
+      .then(async () => {
+        const file = encodeSnapshot(snapshot)
+        const removed = await this.store.write(snapshot.seq, file)
+        const drive = this.published?.drive
+        if (!drive) return
+        await drive.put(publishedPath(snapshot.seq), Buffer.from(file.buffer, file.byteOffset, file.byteLength))
+        for (const seq of removed) {
+          const path = publishedPath(seq)
+          // Its blocks are freed here; a copy an auditor already fetched keeps them.
+          await drive.clear(path).catch(() => {})
+          await drive.del(path)
+        }
+      })
       .catch((err) => this.notice(`the snapshot of seq ${snapshot.seq} was not written: ${(err as Error).message}`))
   }
 

@@ -207,6 +207,7 @@ export function buildInitEntry(
     outcome: CallOutcome & { ok: true }
     loadCost: number
     factory?: boolean
+    snapshotsKey?: string
   },
 ): InitEntry {
   const entry: InitEntry = {
@@ -216,6 +217,7 @@ export function buildInitEntry(
     code: fields.code,
     title: fields.title,
     filesArchiveKey: fields.filesArchiveKey,
+    ...(fields.snapshotsKey !== undefined ? { snapshotsKey: fields.snapshotsKey } : {}),
     limits: recordedLimits(fields.limits, fields.costSchedule > 0),
     ...(fields.costSchedule > 0 ? { costSchedule: fields.costSchedule } : {}),
     ...(fields.filesFormat > 0 ? { filesFormat: fields.filesFormat } : {}),

@@ -277,6 +277,7 @@ async function replayInit(
     code: init.code,
     title: init.title,
     filesArchiveKey: init.filesArchiveKey,
+    snapshotsKey: init.snapshotsKey,
     auth: init.auth,
     timestamp: init.timestamp,
     seed: init.seed,

@@ -245,12 +245,15 @@ export class VM extends EventEmitter {
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
+    // Where its snapshots are published: named in the init entry, so whoever has the log finds them.
+    const snapshotsKey = this.options.checkpoints === false ? undefined : (await storage.snapshots()).key
     const init = buildInitEntry({
       costSchedule: CURRENT_COST_SCHEDULE,
       filesFormat: this.options.filesFormat ?? CURRENT_FILES_FORMAT,
       code: this.code,
       title,
       filesArchiveKey: storage.filesArchive.key,
+      snapshotsKey,
       limits,
       auth: this.options.auth ?? 'debug',
       timestamp,
@@ -263,7 +266,7 @@ export class VM extends EventEmitter {
     })
     executor.stage(init)
     await executor.flush()
-    executor.checkpointer = this.checkpointerOf(storage, init, 0)
+    executor.checkpointer = await this.checkpointerOf(storage, init, 0)
     this.attach(init, storage.callLog.length)
   }
 
@@ -312,7 +315,7 @@ export class VM extends EventEmitter {
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
-    const checkpointer = this.checkpointerOf(storage, init, log.length - 1)
+    const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
     const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
@@ -414,12 +417,26 @@ export class VM extends EventEmitter {
     else noticeLog('%s', message)
   }
 
-  /** Where this VM's checkpoints go: null for a log that predates them (schema 1) or with checkpoints off. */
-  private checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Checkpointer | null {
+  /**
+   * Where this VM's checkpoints go: its dir, and the drive its init entry names for publishing them
+   * (opened, so that it is served with the log); null for a log that predates checkpoints (schema 1)
+   * or with checkpoints off.
+   */
+  private async checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Promise<Checkpointer | null> {
     const options = this.options.checkpoints
     if (options === false || init.schema < 2) return null
     const store = new SnapshotStore(storage.dir, options?.keep ?? DEFAULT_CHECKPOINTS.keep, options?.spread ?? DEFAULT_CHECKPOINTS.spread)
-    return new Checkpointer(store, options ?? {}, (message) => this.notice(message), lastSeq)
+    let published: DatArchive | null = null
+    if (init.snapshotsKey !== undefined) {
+      published = await storage.snapshots()
+      if (published.key !== init.snapshotsKey) {
+        this.notice(
+          `the snapshots drive of this store is not the one the log names (${init.snapshotsKey}): snapshots are kept in the dir only`,
+        )
+        published = null
+      }
+    }
+    return new Checkpointer(store, options ?? {}, (message) => this.notice(message), lastSeq, published)
   }
 
   /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */
