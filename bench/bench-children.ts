@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the benchmarks that run child processes (rpc.bench.ts, production.bench.ts):
+ * Helpers shared by the benchmarks that run child processes (rpc.bench.ts, production.bench.ts, reopen.bench.ts, ...):
  * timeouts, starting a child that announces itself with one JSON line, running one to completion,
  * ending children by pid, and reading a process's CPU time.
  *
@@ -40,11 +40,17 @@ export interface Started<T> {
 }
 
 /**
- * Starts `node script ...args` (stdin a pipe the child may watch to notice this process is gone);
- * resolves with its first stdout line, parsed as JSON.
+ * Starts `node ...nodeArgs script ...args` (stdin a pipe the child may watch to notice this process is
+ * gone); resolves with its first stdout line, parsed as JSON, which must come within `readyTimeoutMs`
+ * (default 30 s).
  */
-export async function startChild<T>(script: string, args: string[], label: string): Promise<Started<T>> {
-  const child = spawn(process.execPath, [script, ...args], { cwd: PROJECT_DIR, stdio: ['pipe', 'pipe', 'inherit'] })
+export async function startChild<T>(
+  script: string,
+  args: string[],
+  label: string,
+  { readyTimeoutMs = 30_000, nodeArgs = [] }: { readyTimeoutMs?: number; nodeArgs?: string[] } = {},
+): Promise<Started<T>> {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { cwd: PROJECT_DIR, stdio: ['pipe', 'pipe', 'inherit'] })
   children.add(child)
   child.once('exit', () => children.delete(child))
   const pid = child.pid
@@ -63,7 +69,7 @@ export async function startChild<T>(script: string, args: string[], label: strin
         })
         child.once('exit', (code, signal) => reject(new Error(`${label} exited (${code ?? signal}) before it was ready`)))
       }),
-      30_000,
+      readyTimeoutMs,
       `starting ${label}`,
     )
     return { child, pid, info }
