@@ -10,16 +10,23 @@ import { DivergenceError, RPCClient, RPCServer, VM, VMFactory, type VMOptions } 
 /** A fresh temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
-  t.after(() => rm(dir, { recursive: true, force: true }))
+  // Retried: a VM closed by a later hook may still be writing a snapshot into it.
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
   return dir
 }
 
-/** Deploys `code` into a fresh temp dir; the VM is closed when the test ends. */
+/**
+ * Deploys `code` into a fresh temp dir; when the test ends the VM is closed, then the dir removed
+ * (in that order: a closing VM still writes its last snapshot into its dir).
+ */
 export async function deployVM(t: TestContext, code: string, options: VMOptions & { title?: string } = {}): Promise<VM> {
-  const dir = await tempDir(t)
+  const dir = await mkdtemp(join(tmpdir(), 'libvms-test-'))
   const vm = new VM(code, options)
+  t.after(async () => {
+    await vm.close()
+    await rm(dir, { recursive: true, force: true })
+  })
   await vm.deploy({ dir: join(dir, 'vm'), title: options.title ?? 'test vm' })
-  t.after(() => vm.close())
   return vm
 }
 

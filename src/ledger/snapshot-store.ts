@@ -69,7 +69,10 @@ export class SnapshotStore {
    */
   async write(seq: number, file: Uint8Array): Promise<number[]> {
     await this.sweepTemps()
-    await mkdir(this.path, { recursive: true })
+    // Only the snapshots folder is made: a VM dir removed under a running VM is not made again.
+    await mkdir(this.path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err
+    })
     const target = this.fileOf(seq)
     const tmp = `${target}.tmp`
     const handle = await open(tmp, 'w')

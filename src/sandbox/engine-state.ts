@@ -51,7 +51,14 @@ export function writeMemory(memory: WebAssembly.Memory, state: Pick<EngineState,
     throw new RangeError(`the state is of a ${state.memoryBytes}-byte memory, this engine has ${all.length} bytes`)
   }
   checkEngineStateShape(state)
-  all.fill(0)
+  // Pages the state has are overwritten; of the others, only those that hold something are zeroed
+  // (a fresh engine has written a few): filling all of it would commit the whole memory for nothing.
+  const given = new Set(state.pages)
+  for (let page = 0; page * PAGE_BYTES < all.length; page++) {
+    if (given.has(page)) continue
+    const view = all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES)
+    if (Buffer.compare(view, ZERO_PAGE) !== 0) view.fill(0)
+  }
   state.pages.forEach((page, i) => {
     all.set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES), page * PAGE_BYTES)
   })
