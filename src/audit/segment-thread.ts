@@ -92,6 +92,7 @@ async function run(task: SegmentTask): Promise<void> {
     {
       end: task.end,
       from,
+      dropEntries: true,
       allowEngineMismatch: task.allowEngineMismatch,
       maxLimits: task.maxLimits,
       onEntry: (seq, logged, replayedEntry) => {

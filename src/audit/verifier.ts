@@ -152,6 +152,8 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
     allowEngineMismatch: options.allowEngineMismatch,
     maxLimits: options.maxLimits,
     console: options.console,
+    // Each replayed entry is compared here and needed no more: storing it would only cost time.
+    dropEntries: true,
     onEntry: async (seq, logged, replayed) => {
       const divergence = diffEntries(seq, logged, replayed)
       if (divergence) throw divergence

@@ -200,13 +200,23 @@ export class CallExecutor {
 
   // ---- storing ----
 
+  /**
+   * An audit's replay: its entries are compared and dropped, never stored (only its archive is written,
+   * since later calls read it); what it stores is thrown away with it.
+   */
+  dropEntries = false
+
   /** Holds `entry` until the next flush, which stores it with the files changes of its call. */
   stage(entry: LogEntry): void {
-    this.staged.push(entry)
+    this.stagedSinceFlush++
+    if (!this.dropEntries) this.staged.push(entry)
   }
 
+  private stagedSinceFlush = 0
+
+  /** Entries staged since the last flush (dropped ones too: their calls' file changes wait in the group). */
   get stagedCount(): number {
-    return this.staged.length
+    return this.stagedSinceFlush
   }
 
   /**
@@ -217,11 +227,12 @@ export class CallExecutor {
   flush(onStored?: () => void): Promise<void> {
     const entries = this.staged
     this.staged = []
+    this.stagedSinceFlush = 0
     const group = this.group
     const previous = this.inFlight
     const write = (async () => {
       if (previous) await previous // writes are stored in the order they were made
-      if (entries.length === 0) return
+      if (entries.length === 0 && !group?.hasChanges) return
       if (group?.hasChanges) {
         const noted = this.storage.callLog.noteAppend(entries)
         await group.commit(entries)

@@ -73,6 +73,11 @@ export interface ReplayOptions {
   /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
   thread?: boolean
   /**
+   * Compare and drop each replayed entry rather than store it (an audit: `onEntry` sees every one,
+   * the replay's own log stays empty, its archive is still written). The result cannot take calls.
+   */
+  dropEntries?: boolean
+  /**
    * Start from a snapshot rather than from the script (an audit segment, audit/parallel-audit.ts): only
    * the entries after it are replayed, and the replay's own log holds only those.
    */
@@ -181,6 +186,7 @@ export async function replayCallLog(
     filesFormat: format,
   })
   const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
+  executor.dropEntries = !!options.dropEntries
   try {
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
     const loop: ReplayLoop = {
