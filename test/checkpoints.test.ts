@@ -31,8 +31,8 @@ import {
   VM,
   type VMOptions,
 } from '../src/index.js'
-import { stateDigest } from '../src/ledger/snapshot.js'
-import { prunable } from '../src/ledger/snapshot-store.js'
+import { encodeSnapshot, stateDigest } from '../src/ledger/snapshot.js'
+import { prunable, SnapshotStore } from '../src/ledger/snapshot-store.js'
 import { resolveLimits } from '../src/sandbox/limits.js'
 import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
 import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
@@ -101,7 +101,7 @@ test('a sandbox that adopts a captured state runs on to the same memory, byte fo
     return outcomes
   }
   const digestOf = async (box: Sandbox | RemoteSandbox) =>
-    stateDigest(await box.captureState(), { usage: { bytes: 0, entries: 0 }, counters: [] })
+    stateDigest(await box.captureState(), { usage: { bytes: 0, entries: 0 }, counters: [] }, 'test')
 
   const original = await Sandbox.create(options)
   await original.loadScript(code, { timestamp: 1_700_000_000_000, seed: '0'.repeat(32), callerId: null })
@@ -248,16 +248,58 @@ test('a forged state digest fails the audit at its seq; a schema 1 log that stat
   const { verdict } = await Verifier.proveDivergence(forged, 10)
   assert.ok(verdict.holds && verdict.seq === 10, verdict.holds ? verdict.what : verdict.why)
   // A digest stated where the host stated none is computed and compared all the same.
-  const added = await lying((e) => Object.assign(e[7], { state: 'a'.repeat(64) }))
+  const added = await lying((e) => Object.assign(e[7], { stateFormat: (e[5] as CallEntry).stateFormat, state: 'a'.repeat(64) }))
   await assert.rejects(Verifier.verify(added, null), expectDivergence(7, 'state'))
   // Schema 1 predates checkpoints: no honest schema 1 host states a digest.
   const older = await lying((e) => Object.assign(e[0], { schema: 1 }))
   await assert.rejects(Verifier.verify(older, null), expectDivergence(5, 'state'))
   const plain = await lying((e) => {
     Object.assign(e[0], { schema: 1 })
-    for (const entry of e) delete (entry as CallEntry).state
+    for (const entry of e) {
+      delete (entry as CallEntry).state
+      delete (entry as CallEntry).stateFormat
+    }
   })
   assert.equal((await Verifier.verify(plain, null)).calls, 12, 'a schema 1 log without digests verifies as before')
+  // Digests of another build's state format (its prelude, say, differs) cannot be compared: that is
+  // not a verdict on the host, but an engine mismatch — unless told to try anyway.
+  const otherBuild = await lying((e) => {
+    for (const entry of e) if ((entry as CallEntry).stateFormat) (entry as CallEntry).stateFormat = '0123456789abcdef'
+  })
+  await assert.rejects(
+    Verifier.verify(otherBuild, null),
+    (err: Error) => err.name === 'EngineMismatchError' && /state format 0123456789abcdef/.test(err.message),
+  )
+  assert.equal((await Verifier.verify(otherBuild, null, { allowEngineMismatch: true })).calls, 12)
+})
+
+test("another build's snapshots and digests: a reopen skips its snapshot and keeps its digests", async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  const first = await open(dir)
+  await addCalls(first.vm, 12)
+  await first.vm.close()
+  // As an older LibVMS would have left them: every snapshot, and the digests in the log, of another format.
+  for (const seq of await snapshotSeqs(dir)) {
+    const store = new SnapshotStore(dir)
+    const s = await store.read(seq)
+    s.stateFormat = 'fedcba9876543210'
+    s.state = stateDigest(s.engine, s.host, s.stateFormat)
+    await store.write(seq, encodeSnapshot(s))
+  }
+  const log = await CallLog.open(dir)
+  const entries = ((await log.list()) as CallEntry[]).map((e) => (e.state ? { ...e, stateFormat: 'fedcba9876543210' } : e))
+  await log.core.truncate(1)
+  await log.append(entries.slice(1))
+  await log.close()
+  const again = await open(dir)
+  t.after(() => again.vm.close())
+  assert.equal(again.notices.length, 4, again.notices.join('\n'))
+  assert.match(
+    again.notices[0],
+    /skipped: it was taken by another LibVMS build \(state format fedcba9876543210, this one's is [0-9a-f]{16}\)/,
+  )
+  assert.equal(again.replayed, 12, 'the whole log, its old digests kept as they are')
+  assert.deepEqual(await again.vm.executeCall({ methodName: 'get' }), { n: sum(12), recent: 12, file: String(sum(12)) })
 })
 
 test('production mode: a snapshot keeps the signed-call counters, so a replayed signed call is still refused after reopening', async (t) => {

@@ -103,7 +103,7 @@ test('a snapshot that does not hash to the digest the log states is passed over,
   const map = await allSnapshots(snapshots)
   const bad = structuredClone(map.get(40) as VMSnapshot)
   bad.engine.bytes[100] ^= 1 // another state, with its own digest: not the log's
-  bad.state = stateDigest(bad.engine, bad.host)
+  bad.state = stateDigest(bad.engine, bad.host, bad.stateFormat)
   map.set(40, bad)
   const notices: string[] = []
   const report = await Verifier.verify(vm.callLog, vm.filesArchive, {
@@ -123,7 +123,7 @@ test('a forged checkpoint digest, with a snapshot made to match it, fails the pa
   // The host states another state at seq 40 — one where a note says what it likes — and hands over its snapshot.
   const forged = structuredClone(map.get(40) as VMSnapshot)
   forged.engine.bytes[200] ^= 1
-  forged.state = stateDigest(forged.engine, forged.host)
+  forged.state = stateDigest(forged.engine, forged.host, forged.stateFormat)
   const log = await lyingCopy(t, vm, (e) => Object.assign(e[40], { state: forged.state }))
   forged.entryHash = entryHash(await log.block(40))
   map.set(40, forged)

@@ -21,7 +21,22 @@ export function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): 
   const a = actual as unknown as Record<string, unknown>
   const fields = [...new Set([...Object.keys(e), ...Object.keys(a)])]
   // Outcome fields first: "the result differs" says more than "the cost differs".
-  const order = ['type', 'code', 'method', 'caller', 'args', 'timestamp', 'seed', 'oracle', 'result', 'error', 'files', 'cost']
+  const order = [
+    'type',
+    'code',
+    'method',
+    'caller',
+    'args',
+    'timestamp',
+    'seed',
+    'oracle',
+    'result',
+    'error',
+    'files',
+    'cost',
+    'state',
+    'stateFormat',
+  ]
   fields.sort((x, y) => (order.indexOf(x) + 1 || 99) - (order.indexOf(y) + 1 || 99))
   const field = fields.find((f) => JSON.stringify(e[f]) !== JSON.stringify(a[f])) ?? 'entry'
   const method = expected.type === 'call' ? expected.method : 'init'

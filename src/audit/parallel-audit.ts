@@ -27,6 +27,7 @@ import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
 import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
 import { replayCallLog } from '../vm/replay.js'
+import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
 import { diffEntries } from './entry-diff.js'
@@ -100,6 +101,7 @@ async function chooseStarts(
   source: SnapshotSource,
   targets: number[],
   memoryBytes: number,
+  stateFormat: string,
   notice: (message: string) => void,
 ): Promise<Start[]> {
   const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
@@ -109,7 +111,7 @@ async function chooseStarts(
     const candidates = available.filter((s) => !tried.has(s)).sort((a, b) => Math.abs(a - target) - Math.abs(b - target))
     for (const seq of candidates) {
       tried.add(seq)
-      const start = await usableStart(callLog, source, seq, memoryBytes, notice)
+      const start = await usableStart(callLog, source, seq, memoryBytes, stateFormat, notice)
       if (start) {
         starts.push(start)
         break
@@ -124,11 +126,13 @@ async function usableStart(
   source: SnapshotSource,
   seq: number,
   memoryBytes: number,
+  stateFormat: string,
   notice: (m: string) => void,
 ): Promise<Start | null> {
   const entry = await blockOf(callLog.core, seq)
   const logged = decodeEntry(entry, seq) as CallEntry
-  if (logged.type !== 'call' || logged.state === undefined) return null // not a checkpoint: a snapshot of it proves nothing
+  // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
+  if (logged.type !== 'call' || logged.state === undefined || logged.stateFormat !== stateFormat) return null
   let snapshot: VMSnapshot
   try {
     snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes))
@@ -139,6 +143,7 @@ async function usableStart(
   if (
     snapshot.seq !== seq ||
     snapshot.state !== logged.state ||
+    snapshot.stateFormat !== logged.stateFormat ||
     snapshot.entryHash !== entryHash(entry) ||
     JSON.stringify(snapshot.files) !== JSON.stringify(logged.files) ||
     snapshot.engine.memoryBytes !== memoryBytes
@@ -363,7 +368,7 @@ export async function verifyInSegments(
   const memoryBytes = init.limits?.memoryBytes
   const starts =
     init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
-      ? await chooseStarts(callLog, options.snapshots, targets, memoryBytes, notice)
+      ? await chooseStarts(callLog, options.snapshots, targets, memoryBytes, stateFormatFor(!!init.factory), notice)
       : []
   if (options.light && starts.length === 0) {
     throw new InvalidArgumentError(

@@ -87,6 +87,8 @@ export interface CallEntry {
   error?: CallErrorInfo
   files: FilesState
   cost: number
+  /** Schema 2, at a checkpoint: the state format the digest is of (engine-state.ts, stateFormatOf). */
+  stateFormat?: string
   /** Schema 2, at a checkpoint: the VM's state digest after this call (snapshot.ts, stateDigest). */
   state?: string
 }
@@ -95,6 +97,7 @@ export type LogEntry = InitEntry | CallEntry
 
 const HEX32 = /^[0-9a-f]{32}$/
 const HEX64 = /^[0-9a-f]{64}$/
+const HEX16 = /^[0-9a-f]{16}$/
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
@@ -210,6 +213,12 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
   if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
   if (raw.state !== undefined && (typeof raw.state !== 'string' || !HEX64.test(raw.state))) {
     throw new LogFormatError('state must be 64 hex digits (a state digest) when present', seq)
+  }
+  if (
+    (raw.stateFormat === undefined) !== (raw.state === undefined) ||
+    (raw.stateFormat !== undefined && (typeof raw.stateFormat !== 'string' || !HEX16.test(raw.stateFormat)))
+  ) {
+    throw new LogFormatError('a checkpoint has both stateFormat (16 hex digits) and state', seq)
   }
   checkTurn(raw, seq)
   return raw as unknown as CallEntry

@@ -44,6 +44,8 @@ export interface VMSnapshot {
   entryHash: string
   /** The state digest (stateDigest). */
   state: string
+  /** The state format of the sandbox it was taken from (engine-state.ts, stateFormatOf). */
+  stateFormat: string
   /** The archive state entry `seq` records. */
   files: FilesState
   engine: EngineState
@@ -56,8 +58,9 @@ function u32(n: number): Buffer {
   return b
 }
 
-function digestHeader(engine: EngineState, host: HostState): string {
+function digestHeader(engine: EngineState, host: HostState, format: string): string {
   return JSON.stringify({
+    format,
     memoryBytes: engine.memoryBytes,
     pageBytes: PAGE_BYTES,
     exports: engine.exports,
@@ -67,10 +70,10 @@ function digestHeader(engine: EngineState, host: HostState): string {
   })
 }
 
-/** The state digest (hex SHA-256) of an engine state and its host state. */
-export function stateDigest(engine: EngineState, host: HostState): string {
+/** The state digest (hex SHA-256) of an engine state of state format `format` and its host state. */
+export function stateDigest(engine: EngineState, host: HostState, format: string): string {
   const hash = createHash('sha256')
-  const header = Buffer.from(digestHeader(engine, host))
+  const header = Buffer.from(digestHeader(engine, host, format))
   hash.update(DIGEST_DOMAIN).update(u32(header.length)).update(header)
   engine.pages.forEach((page, i) => {
     hash.update(u32(page)).update(engine.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
@@ -90,6 +93,7 @@ export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
       seq: snapshot.seq,
       entryHash: snapshot.entryHash,
       state: snapshot.state,
+      stateFormat: snapshot.stateFormat,
       files: snapshot.files,
       memoryBytes: engine.memoryBytes,
       pages: engine.pages,
@@ -163,6 +167,7 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
     !Number.isSafeInteger(h.seq) ||
     typeof h.entryHash !== 'string' ||
     typeof h.state !== 'string' ||
+    typeof h.stateFormat !== 'string' ||
     !Array.isArray(h.pages) ||
     !Array.isArray(h.exports) ||
     !h.exports.every(isExportInfo) ||
@@ -178,11 +183,13 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
   } catch (err) {
     throw new SnapshotUnreadable((err as Error).message)
   }
-  if (stateDigest(engine, host) !== h.state) throw new SnapshotUnreadable('its content does not hash to the state it names')
+  if (stateDigest(engine, host, h.stateFormat as string) !== h.state)
+    throw new SnapshotUnreadable('its content does not hash to the state it names')
   return {
     seq: h.seq as number,
     entryHash: h.entryHash,
     state: h.state,
+    stateFormat: h.stateFormat as string,
     files: h.files as FilesState,
     engine,
     host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries }, counters: host.counters },

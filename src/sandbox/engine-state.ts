@@ -10,7 +10,22 @@
  * objects at the same addresses) and given these bytes is the sandbox that wrote them. Measured, not
  * assumed: test/checkpoints.test.ts runs turns on both and compares their memory byte for byte.
  */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join, sep } from 'node:path'
+import { engineHash } from './engine.js'
+import { PRELUDE_SOURCE } from './prelude.js'
 import type { ExportInfo } from './sandbox.js'
+
+const require = createRequire(import.meta.url)
+
+/**
+ * The version of what builds a sandbox around the engine and runs its turns (sandbox.ts, host-imports.ts,
+ * the engine-state capture): raise it with any change there that changes what lands in the engine's
+ * memory, so that digests of other builds are told apart rather than taken for lies.
+ */
+const SANDBOX_SETUP_VERSION = 1
 
 export const PAGE_BYTES = 64 * 1024
 
@@ -28,6 +43,31 @@ export interface EngineState {
 }
 
 const ZERO_PAGE = new Uint8Array(PAGE_BYTES)
+
+/** quickjs-emscripten-core's version (its package exports no package.json: read beside its entry). */
+function coreVersion(): string {
+  const entry = require.resolve('quickjs-emscripten-core')
+  const root = entry.slice(0, entry.lastIndexOf(`${sep}dist${sep}`))
+  return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
+}
+
+/**
+ * The *state format* of sandboxes built with these System API sources: 16 hex digits of a hash of
+ * everything that decides the bytes a turn leaves in the engine's memory besides the log — the
+ * engine's WebAssembly, the prelude, the System API sources, quickjs-emscripten-core's version and
+ * the sandbox's own setup. Two builds of the same format compute the same state digest for the same
+ * log; a digest of another format cannot be compared (it is not a lie, nor proof of none).
+ */
+export function stateFormatOf(systemSources: readonly string[]): string {
+  const hash = createHash('sha256')
+  const part = (text: string) => hash.update(`${Buffer.byteLength(text)}:`).update(text)
+  part(`libvms-sandbox/${SANDBOX_SETUP_VERSION}`)
+  part(engineHash())
+  part(coreVersion())
+  part(PRELUDE_SOURCE)
+  for (const source of systemSources) part(source)
+  return hash.digest('hex').slice(0, 16)
+}
 
 /** Copies the memory's non-zero pages. */
 export function captureMemory(memory: WebAssembly.Memory): { pages: number[]; bytes: Uint8Array } {

@@ -9,6 +9,7 @@
  * with fixed answers before the instance starts, so every instance starts with the same bytes in
  * its memory and reads UTC, wherever, on whichever thread and by whichever program it runs.
  */
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import releaseSyncModule from '@jitl/quickjs-wasmfile-release-sync'
@@ -38,6 +39,16 @@ export const ENGINE_VERSION: string = require('@jitl/quickjs-wasmfile-release-sy
 const ENGINE_PROGRAM = '/libvms'
 
 let compiledModule: WebAssembly.Module | undefined
+let engineBytesHash: string | undefined
+
+/** SHA-256 (hex) of the engine's WebAssembly module, as this process loads it. */
+export function engineHash(): string {
+  if (!engineBytesHash) {
+    const path = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
+    engineBytesHash = createHash('sha256').update(readFileSync(path)).digest('hex')
+  }
+  return engineBytesHash
+}
 
 /** Compiles the engine once per process (a cache: the module is immutable); every sandbox instantiates it. */
 function compiledEngine(): WebAssembly.Module {

@@ -51,11 +51,25 @@ interface WaitingCall {
   reject: (err: unknown) => void
 }
 
-/** The VM's state captured between turns: its engine's, the host's, and their digest. */
+/** The VM's state captured between turns: its engine's, the host's, their digest and its format. */
 export interface CapturedState {
   engine: EngineState
   host: HostState
   state: string
+  stateFormat: string
+}
+
+/** A failure that stops the VM (its in-memory state may be ahead of its log). */
+class StorageFailure extends Error {
+  constructor(cause: unknown) {
+    super((cause as Error)?.message ?? String(cause), { cause })
+  }
+}
+
+/** Puts a captured state's digest and format in a call's entry: its last two fields. */
+export function stateEntry(entry: CallEntry, captured: Pick<CapturedState, 'state' | 'stateFormat'>): void {
+  entry.stateFormat = captured.stateFormat
+  entry.state = captured.state
 }
 
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
@@ -165,7 +179,8 @@ export class CallExecutor {
   async captureState(): Promise<CapturedState> {
     const engine = await this.runner.captureState()
     const host: HostState = { usage: { ...this.usage }, counters: this.counters.list() }
-    return { engine, host, state: stateDigest(engine, host) }
+    const stateFormat = this.runner.stateFormat
+    return { engine, host, state: stateDigest(engine, host, stateFormat), stateFormat }
   }
 
   /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */
@@ -186,6 +201,7 @@ export class CallExecutor {
       seq,
       entryHash: entryHash(Buffer.from(JSON.stringify(entry))),
       state: captured.state,
+      stateFormat: captured.stateFormat,
       files: entry.files,
       engine: captured.engine,
       host: captured.host,
@@ -335,10 +351,23 @@ export class CallExecutor {
       entry = buildCallEntry(input, outcome, await this.currentFiles())
       this.noteCall(entry)
       if (this.checkpointer?.due(seq)) {
-        checkpoint = await this.captureState()
-        entry.state = checkpoint.state
+        try {
+          checkpoint = await this.captureState()
+        } catch (err) {
+          // The turn's changes are in the commit group already: the VM must stop rather than store
+          // them with a later call's entry (a reopen restores it from the log).
+          throw new StorageFailure(err)
+        }
+        stateEntry(entry, checkpoint)
       }
     } catch (err) {
+      if (err instanceof StorageFailure) {
+        this.fail(err.cause as Error)
+        call.reject(
+          new StateError(`the VM stopped: its state could not be captured at a checkpoint (${(err.cause as Error).message}); reopen it`),
+        )
+        return
+      }
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)
       call.reject(err)

@@ -114,7 +114,7 @@ export class Checkpointer {
    * whole, its content hashing to its state, its entry the log's entry at its seq, and that entry's
    * stated digest (if it states one) its own. Each one passed over is a notice saying why.
    */
-  async newestUsable(log: CallLog, memoryBytes: number): Promise<VMSnapshot | null> {
+  async newestUsable(log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | null> {
     const seqs = await this.store.seqs()
     for (const seq of seqs) {
       const skip = (why: string) => this.notice(`snapshot of seq ${seq} skipped: ${why}; ${fallbackOf(seqs, seq)}`)
@@ -141,6 +141,10 @@ export class Checkpointer {
       }
       if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) {
         skip(`its archive state is not the one entry ${seq} records`)
+        continue
+      }
+      if (snapshot.stateFormat !== stateFormat) {
+        skip(`it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${stateFormat})`)
         continue
       }
       if (snapshot.engine.memoryBytes !== memoryBytes) {

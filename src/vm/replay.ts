@@ -26,7 +26,7 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { CallExecutor } from './call-executor.js'
+import { CallExecutor, stateEntry } from './call-executor.js'
 import {
   buildCallEntry,
   buildInitEntry,
@@ -193,6 +193,7 @@ export async function replayCallLog(
       mode: 'rebuild',
       admission: new CallAdmission([], limits, authenticator, !!init.factory),
       checkpoints: init.schema >= 2,
+      otherStateFormats: !!options.allowEngineMismatch,
       seq: 0,
       lastTimestamp: init.timestamp,
       files: init.files,
@@ -329,6 +330,8 @@ async function startFromSnapshot(
     entry.type !== 'call' ||
     entry.state === undefined ||
     entry.state !== snapshot.state ||
+    entry.stateFormat !== executor.runner.stateFormat ||
+    snapshot.stateFormat !== executor.runner.stateFormat ||
     JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)
   ) {
     throw new InvalidArgumentError(`the snapshot of seq ${snapshot.seq} is not of the state the log states there; start elsewhere`)
@@ -421,6 +424,8 @@ interface ReplayLoop {
   admission: CallAdmission
   /** A schema 2 log: an entry that states a state digest gets one computed here, compared with it. */
   checkpoints: boolean
+  /** Keep (not compare) digests of another state format rather than stop (allowEngineMismatch). */
+  otherStateFormats?: boolean
   /** The seq of the last entry replayed. */
   seq: number
   lastTimestamp: number
@@ -429,6 +434,26 @@ interface ReplayLoop {
   onEntry?: ReplayOptions['onEntry']
   /** Check mode: called after each call with its seq. */
   onProgress?: (seq: number) => void
+}
+
+/**
+ * Where a logged entry states a state digest, the replayed one gets the replay's own — when the log's
+ * digest is of this build's state format. One of another format (another LibVMS build) cannot be
+ * compared: the VM's own log (check) and an audit told to try anyway keep the logged one; any other
+ * audit stops with EngineMismatchError, which is not a verdict on the host.
+ */
+async function stateAsLogged(executor: CallExecutor, loop: ReplayLoop, seq: number, logged: CallEntry, entry: CallEntry): Promise<void> {
+  if (!loop.checkpoints || logged.state === undefined) return
+  const ours = executor.runner.stateFormat
+  if (logged.stateFormat === ours) {
+    stateEntry(entry, await executor.captureState())
+    return
+  }
+  if (loop.mode === 'check' || loop.otherStateFormats) {
+    stateEntry(entry, { stateFormat: logged.stateFormat as string, state: logged.state })
+    return
+  }
+  throw new EngineMismatchError([`the state digest at seq ${seq} is of state format ${logged.stateFormat}, this LibVMS computes ${ours}`])
 }
 
 /** Logged calls, each with the outcome of its signature check when one was made ahead. */
@@ -462,7 +487,7 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
       checkOracleUsed(seq, logged, outcome)
       const restored = buildCallEntry(input, outcome, logged.files)
       executor.noteCall(restored)
-      if (loop.checkpoints && logged.state !== undefined) restored.state = (await executor.captureState()).state
+      await stateAsLogged(executor, loop, seq, logged, restored)
       if (JSON.stringify(restored) !== JSON.stringify(logged)) {
         throw new DivergenceError({
           message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
@@ -479,7 +504,7 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
       checkOracleUsed(seq, logged, outcome)
       const replayed = buildCallEntry(input, outcome, await executor.currentFiles())
       executor.noteCall(replayed)
-      if (loop.checkpoints && logged.state !== undefined) replayed.state = (await executor.captureState()).state
+      await stateAsLogged(executor, loop, seq, logged, replayed)
       executor.stage(replayed)
       if (executor.stagedCount >= REPLAY_GROUP_CALLS) await executor.flush()
       await loop.onEntry?.(seq, logged, replayed)

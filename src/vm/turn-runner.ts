@@ -9,7 +9,7 @@ import { HostFaultError } from '../errors.js'
 import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
-import type { EngineState } from '../sandbox/engine-state.js'
+import { type EngineState, stateFormatOf } from '../sandbox/engine-state.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
@@ -62,16 +62,29 @@ export interface TurnResult {
   changes: FilesTransaction | null
 }
 
+/** The System API sources a VM's sandbox loads: a factory's has System.vms too. */
+function systemSourcesOf(factory: boolean): string[] {
+  return factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
+}
+
+/** The state format of a VM's (or, `factory`, a VM factory's) sandboxes in this build. */
+export function stateFormatFor(factory: boolean): string {
+  return stateFormatOf(systemSourcesOf(factory))
+}
+
 export class TurnRunner {
   readonly code: string
   readonly limits: VMLimits
   readonly identity: FilesIdentity
+  /** The state format of this runner's sandboxes (engine-state.ts): what its state digests can be compared with. */
+  readonly stateFormat: string
   private sandbox: EngineSandbox | null = null
 
   constructor(private readonly options: RunnerOptions) {
     this.code = options.code
     this.limits = options.limits
     this.identity = options.identity
+    this.stateFormat = stateFormatFor(!!options.factory)
   }
 
   get exports(): ExportInfo[] {
@@ -95,7 +108,7 @@ export class TurnRunner {
     limits: VMLimits,
     options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number },
   ): Promise<EngineSandbox> {
-    const systemSources = options.factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
+    const systemSources = systemSourcesOf(!!options.factory)
     const sandboxOptions = {
       limits,
       systemSources,

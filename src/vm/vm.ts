@@ -316,7 +316,7 @@ export class VM extends EventEmitter {
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key)
     const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
-    const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes)
+    const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
     }
@@ -533,7 +533,7 @@ export class VM extends EventEmitter {
     this.executor = new CallExecutor(runner, storage, async (executor) => {
       const checkpointer = executor.checkpointer
       await checkpointer?.written()
-      const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes)
+      const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes, executor.runner.stateFormat)
       await restoreFromLog(executor, storage.callLog, { snapshot })
     })
     return this.executor
