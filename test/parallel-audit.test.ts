@@ -6,7 +6,8 @@
  * named at its own seq, the earliest one when there are several.
  */
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { type CallEntry, CallLog, type LogEntry, RPCClient, Verifier, type VM } from '../src/index.js'
@@ -191,4 +192,69 @@ test('a host publishes its snapshots beside its log: verify ws://… --jobs 2 fe
   const light = await nodevms(['verify', served.rpcUrl, '--light', '--json'])
   assert.equal(light.code, 0, light.stderr)
   assert.equal(JSON.parse(light.stdout).lightFrom, CALLS)
+})
+
+test('what a whole audit checks once, a parallel one checks too: the archive the log names, the init entry, the ceilings', async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const other = await deployVM(t, NOTES)
+  // The log names another files archive than the one given.
+  const relabelled = await lyingCopy(t, vm, (e) => Object.assign(e[0], { filesArchiveKey: other.filesArchive.key }))
+  for (const options of [
+    { parallel: 2, snapshots },
+    { parallel: 3, snapshots },
+    { light: true, snapshots },
+  ]) {
+    await assert.rejects(Verifier.verify(relabelled, vm.filesArchive, options), expectDivergence(0, 'filesArchiveKey'))
+  }
+  // A log above the auditor's ceilings is refused before any snapshot is read.
+  const reads: number[] = []
+  const watched = {
+    seqs: () => snapshots.seqs(),
+    read: (seq: number, max: number) => {
+      reads.push(seq)
+      return snapshots.read(seq, max)
+    },
+  }
+  await assert.rejects(
+    Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots: watched, maxLimits: { memoryBytes: 16 * 1024 * 1024 } }),
+    {
+      code: 'ERR_LIMIT_CEILING',
+    },
+  )
+  assert.deepEqual(reads, [])
+})
+
+test("the init entry's files are checked in a parallel audit, and a snapshot that is a pipe or a link is passed over, never waited on", async (t) => {
+  const { vm, snapshots } = await honestVM(t)
+  const dir = vm.dir as string
+  // Not regular files: a named pipe (reading it would wait for ever) and a link to /dev/zero (endless).
+  const file = (seq: number) => join(dir, 'snapshots', `${String(seq).padStart(12, '0')}.snapshot`)
+  await rm(file(40))
+  execFileSync('mkfifo', [file(40)])
+  await rm(file(20))
+  await symlink('/dev/zero', file(20))
+  const notices: string[] = []
+  const report = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots, onNotice: (m) => notices.push(m) })
+  assert.equal(report.calls, CALLS)
+  assert.ok(
+    notices.some((n) => /seq 40 passed over: it is not a regular file/.test(n)),
+    notices.join('\n'),
+  )
+  assert.ok(
+    notices.some((n) => /seq 20 passed over: it is not a regular file/.test(n)),
+    notices.join('\n'),
+  )
+  // The init's own archive state: a VM whose init wrote a file, its archive cut back behind it.
+  const initWrites = await deployVM(
+    t,
+    `exports.init = async () => { await System.files.writeFile('/terms.txt', 'x') }\nexports.noop = () => 1`,
+    {
+      checkpoints: { every: 1 },
+    },
+  )
+  await initWrites.filesArchive.drive.core.truncate(1)
+  await assert.rejects(
+    Verifier.verify(initWrites.callLog, initWrites.filesArchive, { parallel: 2, snapshots: new SnapshotStore(initWrites.dir as string) }),
+    expectDivergence(0, 'files'),
+  )
 })

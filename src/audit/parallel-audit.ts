@@ -16,17 +16,19 @@
  * come from the host (a SnapshotSource): hostile input like the rest; one that fails its checks is
  * skipped, never trusted.
  */
-import { rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import { type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
-import { encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { encodeSnapshot, entryHash, maxSnapshotBytes, type SnapshotExpectation, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
 import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
-import { replayCallLog } from '../vm/replay.js'
+import { checkReplayable, replayCallLog } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
@@ -37,8 +39,8 @@ import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 export interface SnapshotSource {
   /** The seqs of the snapshots it has, in any order. */
   seqs(): Promise<number[]>
-  /** The snapshot of `seq`; refuses (throws) one larger than `maxBytes`. */
-  read(seq: number, maxBytes: number): Promise<VMSnapshot>
+  /** The snapshot of `seq`; refuses (throws) one larger than `maxBytes`, or whose header is not what `expect` says. */
+  read(seq: number, maxBytes: number, expect?: SnapshotExpectation): Promise<VMSnapshot>
 }
 
 export interface SegmentAuditOptions {
@@ -67,13 +69,15 @@ export interface SegmentAuditReport {
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'segment-thread')
 const BATCH = 256
+/** Snapshots tried for one cut of the log, nearest first. */
+const TRIES_PER_CUT = 3
 /** Most segments at once: each is a thread with an engine (and its memory) of its own. */
 export const MAX_JOBS = 32
 /**
  * Most archive blocks a segment that starts at a checkpoint is handed (the archive up to it, held in
  * memory while it is sent); a checkpoint further into a bigger archive is not used as a start.
  */
-const MAX_START_ARCHIVE_BLOCKS = 65_536
+const MAX_START_ARCHIVE_BLOCKS = 16_384
 
 function archiveBlocksUpTo(files: FilesState): number {
   return files.version + files.blobsLength
@@ -107,9 +111,13 @@ async function chooseStarts(
   const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
   const starts: Start[] = []
   const tried = new Set<number>()
+  // Each snapshot tried costs a read and a hash of up to the VM's memory: a host that offers many bad
+  // ones gets a few tries per cut, and a few in all, then the audit goes on with fewer segments.
+  const maxTries = 2 * targets.length + 4
   for (const target of targets) {
     const candidates = available.filter((s) => !tried.has(s)).sort((a, b) => Math.abs(a - target) - Math.abs(b - target))
-    for (const seq of candidates) {
+    for (const seq of candidates.slice(0, TRIES_PER_CUT)) {
+      if (tried.size >= maxTries) break
       tried.add(seq)
       const start = await usableStart(callLog, source, seq, memoryBytes, stateFormat, notice)
       if (start) {
@@ -135,7 +143,8 @@ async function usableStart(
   if (logged.type !== 'call' || logged.state === undefined || logged.stateFormat !== stateFormat) return null
   let snapshot: VMSnapshot
   try {
-    snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes))
+    const expect = { seq, state: logged.state, stateFormat, entryHash: entryHash(entry) }
+    snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes), expect)
   } catch (err) {
     notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
     return null
@@ -362,6 +371,8 @@ export async function verifyInSegments(
   const total = callLog.length
   const notice = options.onNotice ?? (() => {})
   const init = (await callLog.get(0)) as InitEntry
+  // Refused before any snapshot is read: a log above the ceilings costs the auditor nothing.
+  checkReplayable(init, options)
   const initBlock = await blockOf(callLog.core, 0)
   const last = total - 1
   const targets = options.light ? [last] : cutTargets(last, options.jobs)
@@ -381,6 +392,7 @@ export async function verifyInSegments(
   const froms = options.light ? [starts[0].seq] : [0, ...starts.map((s) => s.seq)]
   const ends = [...froms.slice(1).map((seq) => seq + 1), total]
   const runs: Segment[] = []
+  const workDirs: string[] = []
   const progress = () => {
     const done = runs.reduce((sum, run) => sum + (run.replayedTo - run.from), 0)
     options.onProgress?.(done, last - froms[0])
@@ -394,10 +406,13 @@ export async function verifyInSegments(
       const start = starts.find((s) => s.seq === froms[i]) ?? null
       const run = new SegmentRun(froms[i], ends[i], progress, stallMs)
       runs.push(run)
+      const workDir = await mkdtemp(join(tmpdir(), 'libvms-segment-'))
+      workDirs.push(workDir)
       const task: SegmentTask = {
         logKey: callLog.key,
         init: initBlock,
         end: ends[i],
+        dir: join(workDir, 'replay'),
         from: start && {
           seq: start.seq,
           entry: start.entry,
@@ -446,6 +461,7 @@ export async function verifyInSegments(
     return report
   } finally {
     await Promise.all(runs.map((run) => run.stop()))
+    await Promise.all(workDirs.map((dir) => rm(dir, { recursive: true, force: true })))
   }
 }
 

@@ -13,6 +13,8 @@ export interface SegmentTask {
   init: Uint8Array
   /** Replay the entries below this seq. */
   end: number
+  /** Where the replay keeps its archive (made and removed by the main thread, even if the thread is stopped). */
+  dir: string
   /** Start from a checkpoint rather than from the script. */
   from: {
     seq: number

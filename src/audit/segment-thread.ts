@@ -5,7 +5,6 @@
  * sends them; a batch is asked for once the one before is replayed, so a segment holds a few at a
  * time). This module's state is the thread's own.
  */
-import { rm } from 'node:fs/promises'
 import { parentPort } from 'node:worker_threads'
 import { DivergenceError, StateError } from '../errors.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
@@ -91,6 +90,7 @@ async function run(task: SegmentTask): Promise<void> {
     {},
     {
       end: task.end,
+      dir: task.dir,
       from,
       dropEntries: true,
       allowEngineMismatch: task.allowEngineMismatch,
@@ -113,7 +113,6 @@ async function run(task: SegmentTask): Promise<void> {
   replayed.executor.runner.dispose()
   await replayed.executor.close()
   await replayed.storage.close()
-  if (replayed.ownedDir) await rm(replayed.ownedDir, { recursive: true, force: true })
   post({ t: 'done', calls, failedCalls })
 }
 

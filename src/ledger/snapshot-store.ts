@@ -6,10 +6,19 @@
  * at most `spread` older ones, spread over the log (an audit cuts the log into segments at them):
  * when there are more, the one whose removal leaves the shortest gap goes.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { type FileHandle, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DatArchive } from './files-archive.js'
-import { decodeSnapshot, SnapshotUnreadable, type VMSnapshot } from './snapshot.js'
+import {
+  checkSnapshotHeader,
+  decodeSnapshot,
+  SNAPSHOT_HEADER_OFFSET,
+  type SnapshotExpectation,
+  SnapshotUnreadable,
+  snapshotHeaderLength,
+  type VMSnapshot,
+} from './snapshot.js'
 
 const SNAPSHOT_DIR = 'snapshots'
 const NAME = /^(\d{1,16})\.snapshot$/
@@ -45,18 +54,36 @@ export class SnapshotStore {
   }
 
   /**
-   * Reads the snapshot of `seq`; throws SnapshotUnreadable if it is missing, torn, damaged, or larger
-   * than `maxBytes` (maxSnapshotBytes of the VM's memory: a dir handed to an auditor is hostile input).
+   * Reads the snapshot of `seq`; throws SnapshotUnreadable if it is missing, not a regular file (a
+   * link, a pipe, a device), torn, damaged, larger than `maxBytes` (maxSnapshotBytes of the VM's
+   * memory), or if its header is not what `expect` says — found before its pages are read. A dir
+   * handed to an auditor is hostile input.
    */
-  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY): Promise<VMSnapshot> {
+  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY, expect: SnapshotExpectation = {}): Promise<VMSnapshot> {
+    const path = this.fileOf(seq)
     let file: Buffer
+    let handle: FileHandle | null = null
     try {
-      const size = (await stat(this.fileOf(seq))).size
-      if (size > maxBytes) throw new SnapshotUnreadable(`it is ${size} bytes, more than a snapshot of this VM can be (${maxBytes})`)
-      file = await readFile(this.fileOf(seq))
+      if (!(await lstat(path)).isFile()) throw new SnapshotUnreadable('it is not a regular file')
+      // No following a link put there since, and no waiting on a pipe.
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+      const info = await handle.stat()
+      if (!info.isFile()) throw new SnapshotUnreadable('it is not a regular file')
+      if (info.size > maxBytes)
+        throw new SnapshotUnreadable(`it is ${info.size} bytes, more than a snapshot of this VM can be (${maxBytes})`)
+      const prefix = await readAt(handle, 0, Math.min(info.size, SNAPSHOT_HEADER_OFFSET))
+      const headerLength = snapshotHeaderLength(prefix)
+      if (headerLength === null || SNAPSHOT_HEADER_OFFSET + headerLength > info.size) {
+        throw new SnapshotUnreadable('not a LibVMS snapshot (or one of a newer format)')
+      }
+      const header = await readAt(handle, SNAPSHOT_HEADER_OFFSET, headerLength)
+      checkSnapshotHeader(header.toString('utf8'), expect)
+      file = await readAt(handle, 0, info.size)
     } catch (err) {
       if (err instanceof SnapshotUnreadable) throw err
       throw new SnapshotUnreadable(`it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    } finally {
+      await handle?.close()
     }
     const snapshot = decodeSnapshot(file)
     if (snapshot.seq !== seq) throw new SnapshotUnreadable(`it is named after seq ${seq} but holds seq ${snapshot.seq}`)
@@ -129,6 +156,18 @@ export function prunable(seqs: number[], keep: number, spread: number): number[]
   return removed
 }
 
+/** `length` bytes of a file from `offset`, or fewer if it ends first. */
+async function readAt(handle: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const out = Buffer.alloc(length)
+  let done = 0
+  for (let tries = 0; done < length && tries < 1_000_000; tries++) {
+    const { bytesRead } = await handle.read(out, done, length - done, offset + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return out.subarray(0, done)
+}
+
 async function syncDir(path: string): Promise<void> {
   const handle = await open(path, 'r')
   try {
@@ -164,13 +203,22 @@ export class PublishedSnapshots {
     return seqs.sort((a, b) => b - a)
   }
 
-  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY): Promise<VMSnapshot> {
+  async read(seq: number, maxBytes = Number.POSITIVE_INFINITY, expect: SnapshotExpectation = {}): Promise<VMSnapshot> {
     const path = publishedPath(seq)
     let file: Uint8Array
     try {
       const { size } = await this.drive.stat(path)
       if (size > maxBytes) throw new SnapshotUnreadable(`it is ${size} bytes, more than a snapshot of this VM can be (${maxBytes})`)
       file = (await this.drive.readFile(path, 'binary')) as Uint8Array
+      const headerLength = snapshotHeaderLength(file)
+      if (headerLength !== null) {
+        const header = Buffer.from(
+          file.buffer,
+          file.byteOffset + SNAPSHOT_HEADER_OFFSET,
+          Math.min(headerLength, file.byteLength - SNAPSHOT_HEADER_OFFSET),
+        )
+        checkSnapshotHeader(header.toString('utf8'), expect)
+      }
     } catch (err) {
       if (err instanceof SnapshotUnreadable) throw err
       throw new SnapshotUnreadable(`it cannot be fetched (${(err as Error).message})`)

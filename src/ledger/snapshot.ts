@@ -122,6 +122,38 @@ export function maxSnapshotBytes(memoryBytes: number): number {
   return MAGIC.length + 4 + MAX_HEADER_BYTES + memoryBytes + CHECKSUM_BYTES
 }
 
+/** What a reader expects of a snapshot's header: a file whose header says otherwise is refused before its pages are read. */
+export interface SnapshotExpectation {
+  seq?: number
+  state?: string
+  stateFormat?: string
+  entryHash?: string
+}
+
+/** The bytes before a snapshot's header, and its header's length (null if `prefix` is not a snapshot's start). */
+export function snapshotHeaderLength(prefix: Uint8Array): number | null {
+  const data = Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength)
+  if (data.length < MAGIC.length + 4 || !data.subarray(0, MAGIC.length).equals(MAGIC)) return null
+  const length = data.readUInt32BE(MAGIC.length)
+  return length > MAX_HEADER_BYTES ? null : length
+}
+
+/** Where a snapshot's header starts. */
+export const SNAPSHOT_HEADER_OFFSET = MAGIC.length + 4
+
+/** Throws SnapshotUnreadable if a snapshot's header (JSON text) does not say what is expected. */
+export function checkSnapshotHeader(headerText: string, expect: SnapshotExpectation): void {
+  let h: Record<string, unknown>
+  try {
+    h = JSON.parse(headerText) as Record<string, unknown>
+  } catch {
+    throw new SnapshotUnreadable('its header is not JSON')
+  }
+  for (const key of ['seq', 'state', 'stateFormat', 'entryHash'] as const) {
+    if (expect[key] !== undefined && h[key] !== expect[key]) throw new SnapshotUnreadable(`its header's ${key} is not the one expected`)
+  }
+}
+
 /** Why a snapshot file was not used. */
 export class SnapshotUnreadable extends Error {
   override name = 'SnapshotUnreadable'

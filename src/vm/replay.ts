@@ -23,7 +23,7 @@ import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
 import type { VMSnapshot } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
-import { costSchedule } from '../sandbox/host-work.js'
+import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { CallExecutor, stateEntry } from './call-executor.js'
@@ -129,6 +129,35 @@ function checkAssertions(callLog: ReplaySource, init: InitEntry, assertions: Rep
   }
 }
 
+/**
+ * What a replay needs of a log's init entry before anything runs: engine versions it can replay (or
+ * `allowEngineMismatch`), a cost schedule and files format it knows, valid limits, none above the
+ * auditor's ceilings (`maxLimits`). Throws the error a replay of it would.
+ */
+export function checkReplayable(
+  init: InitEntry,
+  options: Pick<ReplayOptions, 'allowEngineMismatch' | 'maxLimits'>,
+): { schedule: CostSchedule; format: FilesFormat; limits: VMLimits } {
+  checkEngine(init, !!options.allowEngineMismatch)
+  const schedule = costSchedule(init.costSchedule)
+  if (!schedule) {
+    throw new LogFormatError(`the log's cost schedule ${init.costSchedule} is not known to this LibVMS; replay it with a newer one`, 0)
+  }
+  const format = filesFormat(init.filesFormat)
+  if (format === null) {
+    throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; replay it with a newer one`, 0)
+  }
+  let limits: VMLimits
+  try {
+    limits = resolveLimits(init.limits)
+  } catch (err) {
+    throw new LogFormatError(`the init entry's limits are invalid: ${(err as Error).message}`, 0)
+  }
+  const above = limitAboveCeiling(limits, options.maxLimits)
+  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`)
+  return { schedule, format, limits }
+}
+
 /** What a replay built: its storage (the replayed log and archive) and the executor that holds them. */
 export interface ReplayedVM {
   storage: VMStorage
@@ -148,23 +177,7 @@ export async function replayCallLog(
   if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')
   const init = (await callLog.get(0)) as InitEntry
   checkAssertions(callLog, init, assertions)
-  checkEngine(init, !!options.allowEngineMismatch)
-  const schedule = costSchedule(init.costSchedule)
-  if (!schedule) {
-    throw new LogFormatError(`the log's cost schedule ${init.costSchedule} is not known to this LibVMS; replay it with a newer one`, 0)
-  }
-  const format = filesFormat(init.filesFormat)
-  if (format === null) {
-    throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; replay it with a newer one`, 0)
-  }
-  let limits: InitEntry['limits']
-  try {
-    limits = resolveLimits(init.limits)
-  } catch (err) {
-    throw new LogFormatError(`the init entry's limits are invalid: ${(err as Error).message}`, 0)
-  }
-  const above = limitAboveCeiling(limits, options.maxLimits)
-  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`)
+  const { schedule, format, limits } = checkReplayable(init, options)
 
   const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-replay-'))
   const dir = options.dir ?? (ownedDir as string)
