@@ -37,7 +37,7 @@ import { resolveLimits } from '../src/sandbox/limits.js'
 import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
 import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
 import { SYSTEM_SOURCE } from '../src/vm/system-api.js'
-import { expectDivergence, tempDir } from './helpers.js'
+import { expectDivergence, lyingCopy, tempDir } from './helpers.js'
 
 const COUNTER = `
 let n = 0
@@ -232,14 +232,7 @@ test('a forged state digest fails the audit at its seq; a schema 1 log that stat
   const { vm } = await open(join(base, 'vm'))
   t.after(() => vm.close())
   await addCalls(vm, 12)
-  const lying = async (change: (entries: LogEntry[]) => void) => {
-    const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
-    change(entries)
-    const log = await CallLog.create(join(await tempDir(t), 'lie'))
-    t.after(() => log.close())
-    await log.append(entries)
-    return log
-  }
+  const lying = (change: (entries: LogEntry[]) => void) => lyingCopy(t, vm, change)
   const forged = await lying((e) => {
     const entry = e[10] as CallEntry
     entry.state = (entry.state?.[0] === '0' ? '1' : '0') + entry.state?.slice(1)

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { DivergenceError, RPCClient, RPCServer, VM, VMFactory, type VMOptions } from '../src/index.js'
+import { CallLog, DivergenceError, type LogEntry, RPCClient, RPCServer, VM, VMFactory, type VMOptions } from '../src/index.js'
 
 /** A fresh temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
@@ -28,6 +28,16 @@ export async function deployVM(t: TestContext, code: string, options: VMOptions 
   })
   await vm.deploy({ dir: join(dir, 'vm'), title: options.title ?? 'test vm' })
   return vm
+}
+
+/** A copy of `vm`'s log (a new log, so a new key) with `change` applied to its entries: a host's lie. */
+export async function lyingCopy(t: TestContext, vm: VM, change: (entries: LogEntry[]) => void): Promise<CallLog> {
+  const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
+  change(entries)
+  const log = await CallLog.create(join(await tempDir(t), 'lie'))
+  t.after(() => log.close())
+  await log.append(entries)
+  return log
 }
 
 /** Calls `method` on `vm` and returns the rejection (fails the test if the call succeeds). */

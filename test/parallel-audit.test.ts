@@ -10,11 +10,11 @@ import { execFileSync } from 'node:child_process'
 import { rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import { type CallEntry, CallLog, type LogEntry, RPCClient, Verifier, type VM } from '../src/index.js'
+import { type CallEntry, RPCClient, Verifier, type VM } from '../src/index.js'
 import { entryHash, stateDigest, type VMSnapshot } from '../src/ledger/snapshot.js'
 import { SnapshotStore } from '../src/ledger/snapshot-store.js'
 import { exec, nodevms } from './cli-helpers.js'
-import { deployVM, expectDivergence, tempDir } from './helpers.js'
+import { deployVM, expectDivergence, lyingCopy, tempDir } from './helpers.js'
 
 const NOTES = `
 exports.init = async () => { await System.files.mkdir('/notes') }
@@ -54,15 +54,6 @@ async function allSnapshots(store: SnapshotStore): Promise<Map<number, VMSnapsho
   const map = new Map<number, VMSnapshot>()
   for (const seq of await store.seqs()) map.set(seq, await store.read(seq))
   return map
-}
-
-async function lyingCopy(t: TestContext, vm: VM, change: (entries: LogEntry[]) => void): Promise<CallLog> {
-  const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
-  change(entries)
-  const log = await CallLog.create(join(await tempDir(t), 'lie'))
-  t.after(() => log.close())
-  await log.append(entries)
-  return log
 }
 
 test('a parallel audit verifies the log in segments cut at checkpoints, and reports what a whole audit does', async (t) => {

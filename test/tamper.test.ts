@@ -10,10 +10,9 @@
  * replay cannot tell; it is no lie about what the VM did.)
  */
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import { type CallEntry, CallLog, DivergenceError, type LogEntry, Verifier, type VM } from '../src/index.js'
-import { deployVM, expectDivergence, tempDir } from './helpers.js'
+import { type CallEntry, DivergenceError, type LogEntry, Verifier, type VM } from '../src/index.js'
+import { deployVM, expectDivergence, lyingCopy } from './helpers.js'
 
 const NOTES = `
 exports.init = async () => { await System.files.mkdir('/notes') }
@@ -36,16 +35,6 @@ async function honestVM(t: TestContext): Promise<VM> {
     await new Promise((resolve) => setTimeout(resolve, 2))
   }
   return vm
-}
-
-/** A copy of `vm`'s log (a new log, so a new key) with `change` applied to its entries. */
-async function lyingCopy(t: TestContext, vm: VM, change: (entries: LogEntry[]) => void): Promise<CallLog> {
-  const entries = ((await vm.callLog.list()) as LogEntry[]).map((e) => structuredClone(e))
-  change(entries)
-  const log = await CallLog.create(join(await tempDir(t), 'lie'))
-  t.after(() => log.close())
-  await log.append(entries)
-  return log
 }
 
 const call = (entries: LogEntry[], seq: number) => entries[seq] as CallEntry

@@ -23,6 +23,16 @@ import {
 const SNAPSHOT_DIR = 'snapshots'
 const NAME = /^(\d{1,16})\.snapshot$/
 
+/** The seqs of the snapshot files among `names`, newest first. */
+function seqsOf(names: string[]): number[] {
+  const seqs: number[] = []
+  for (const name of names) {
+    const m = NAME.exec(name)
+    if (m) seqs.push(Number(m[1]))
+  }
+  return seqs.sort((a, b) => b - a)
+}
+
 export class SnapshotStore {
   readonly path: string
 
@@ -45,12 +55,7 @@ export class SnapshotStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
       throw err
     }
-    const seqs: number[] = []
-    for (const name of names) {
-      const m = NAME.exec(name)
-      if (m) seqs.push(Number(m[1]))
-    }
-    return seqs.sort((a, b) => b - a)
+    return seqsOf(names)
   }
 
   /**
@@ -194,13 +199,7 @@ export class PublishedSnapshots {
 
   async seqs(): Promise<number[]> {
     await this.drive.ready()
-    const names = await this.drive.readdir('/').catch(() => [] as string[])
-    const seqs: number[] = []
-    for (const name of names) {
-      const m = NAME.exec(name)
-      if (m) seqs.push(Number(m[1]))
-    }
-    return seqs.sort((a, b) => b - a)
+    return seqsOf(await this.drive.readdir('/').catch(() => [] as string[]))
   }
 
   async read(seq: number, maxBytes = Number.POSITIVE_INFINITY, expect: SnapshotExpectation = {}): Promise<VMSnapshot> {
