@@ -82,8 +82,11 @@ const MAX_START_ARCHIVE_BLOCKS = 16_384
 function archiveBlocksUpTo(files: FilesState): number {
   return files.version + files.blobsLength
 }
-/** Batches a segment's main-thread reader keeps ahead of its replay. */
-const BATCHES_AHEAD = 4
+/**
+ * Batches a segment's main-thread reader keeps ahead of its replay (of 256 entries: a few MB at most).
+ * Enough for the thread to keep replaying while the main thread replays a call of its own segment.
+ */
+const BATCHES_AHEAD = 32
 
 interface Start {
   seq: number
@@ -193,11 +196,11 @@ interface Segment {
 /**
  * What feeding another segment an entry costs the main thread (reading it, decoding it, checking the
  * archive state it records, posting it), against replaying one. Measured on a 100,000-call log of
- * trivial calls (bench/parallel-audit.bench.ts, this 2-core machine): the main thread replayed 38,000
- * calls in 2,247 ms while feeding 62,000, about 18 µs per entry fed against 30 µs per call replayed.
- * The segment this thread replays is made that much shorter for every other segment it feeds.
+ * trivial calls (bench/parallel-audit.bench.ts, this 2-core machine, event-loop active time): about
+ * 12 µs an entry fed against 29–30 µs a call replayed. The segment this thread replays is made that
+ * much shorter for every other segment it feeds.
  */
-const FEED_SHARE = 0.6
+const FEED_SHARE = 0.4
 
 /**
  * Where to cut a log of `last` calls into `jobs` segments: the first (replayed on the main thread,
