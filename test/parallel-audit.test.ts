@@ -66,11 +66,11 @@ test('a parallel audit verifies the log in segments cut at checkpoints, and repo
     onProgress: (done, total) => progress.push([done, total]),
   })
   // The first segment, replayed on the main thread beside the reading of the others, is the shorter.
-  assert.deepEqual(two.segments, [0, 40])
+  assert.deepEqual(two.segments, [0, 60])
   assert.deepEqual({ ...two, segments: undefined }, { ...whole, segments: undefined })
   assert.deepEqual(progress.at(-1), [CALLS, CALLS])
   const three = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 3, snapshots })
-  assert.deepEqual(three.segments, [0, 20, 60])
+  assert.deepEqual(three.segments, [0, 40, 80])
   assert.equal(three.calls, CALLS)
 
   const light = await Verifier.verify(vm.callLog, vm.filesArchive, {
@@ -93,10 +93,10 @@ test('a parallel audit verifies the log in segments cut at checkpoints, and repo
 test('a snapshot that does not hash to the digest the log states is passed over, never used', async (t) => {
   const { vm, snapshots } = await honestVM(t)
   const map = await allSnapshots(snapshots)
-  const bad = structuredClone(map.get(40) as VMSnapshot)
+  const bad = structuredClone(map.get(60) as VMSnapshot)
   bad.engine.bytes[100] ^= 1 // another state, with its own digest: not the log's
   bad.state = stateDigest(bad.engine, bad.host, bad.stateFormat)
-  map.set(40, bad)
+  map.set(60, bad)
   const notices: string[] = []
   const report = await Verifier.verify(vm.callLog, vm.filesArchive, {
     parallel: 2,
@@ -104,27 +104,27 @@ test('a snapshot that does not hash to the digest the log states is passed over,
     onNotice: (m) => notices.push(m),
   })
   assert.equal(report.calls, CALLS)
-  assert.notDeepEqual(report.segments, [0, 40], 'another checkpoint was used')
+  assert.notDeepEqual(report.segments, [0, 60], 'another checkpoint was used')
   assert.equal(report.segments?.length, 2)
-  assert.deepEqual(notices, ['snapshot of seq 40 passed over: it is not of the state the log states there'])
+  assert.deepEqual(notices, ['snapshot of seq 60 passed over: it is not of the state the log states there'])
 })
 
 test('a forged checkpoint digest, with a snapshot made to match it, fails the parallel audit at that seq', async (t) => {
   const { vm, snapshots } = await honestVM(t)
   const map = await allSnapshots(snapshots)
-  // The host states another state at seq 40 — one where a note says what it likes — and hands over its snapshot.
-  const forged = structuredClone(map.get(40) as VMSnapshot)
+  // The host states another state at seq 60 — one where a note says what it likes — and hands over its snapshot.
+  const forged = structuredClone(map.get(60) as VMSnapshot)
   forged.engine.bytes[200] ^= 1
   forged.state = stateDigest(forged.engine, forged.host, forged.stateFormat)
-  const log = await lyingCopy(t, vm, (e) => Object.assign(e[40], { state: forged.state }))
-  forged.entryHash = entryHash(await log.block(40))
-  map.set(40, forged)
-  await assert.rejects(Verifier.verify(log, vm.filesArchive, { parallel: 2, snapshots: given(map) }), expectDivergence(40, 'state'))
-  // A light audit from there starts from the forged state: it cannot say the lie is at seq 40, but the
+  const log = await lyingCopy(t, vm, (e) => Object.assign(e[60], { state: forged.state }))
+  forged.entryHash = entryHash(await log.block(60))
+  map.set(60, forged)
+  await assert.rejects(Verifier.verify(log, vm.filesArchive, { parallel: 2, snapshots: given(map) }), expectDivergence(60, 'state'))
+  // A light audit from there starts from the forged state: it cannot say the lie is at seq 60, but the
   // forged state shows at the next checkpoint, where it no longer hashes to what the log states.
   await assert.rejects(
-    Verifier.verify(log, vm.filesArchive, { light: true, snapshots: given(new Map([[40, forged]])) }),
-    expectDivergence(60, 'state'),
+    Verifier.verify(log, vm.filesArchive, { light: true, snapshots: given(new Map([[60, forged]])) }),
+    expectDivergence(80, 'state'),
   )
 })
 
@@ -150,7 +150,7 @@ test('nodevms verify <dir> --jobs 2 verifies in segments; --light says what it d
   assert.equal(parallel.code, 0, parallel.stderr)
   const report = JSON.parse(parallel.stdout)
   assert.equal(report.calls, CALLS)
-  assert.deepEqual(report.segments, [0, 40])
+  assert.deepEqual(report.segments, [0, 60])
   const light = await nodevms(['verify', dir, '--light'])
   assert.equal(light.code, 0, light.stderr)
   assert.match(light.stdout, /✓ light audit: verified the 0 calls after checkpoint 120/)
@@ -179,7 +179,7 @@ test('a host publishes its snapshots beside its log: verify ws://… --jobs 2 fe
     await new Promise((r) => setTimeout(r, 100))
   }
   assert.equal(report?.calls, CALLS)
-  assert.deepEqual(report?.segments, [0, 40], 'the second segment started from a snapshot fetched from the host')
+  assert.deepEqual(report?.segments, [0, 60], 'the second segment started from a snapshot fetched from the host')
   const light = await nodevms(['verify', served.rpcUrl, '--light', '--json'])
   assert.equal(light.code, 0, light.stderr)
   assert.equal(JSON.parse(light.stdout).lightFrom, CALLS)
@@ -220,19 +220,21 @@ test("the init entry's files are checked in a parallel audit, and a snapshot tha
   const dir = vm.dir as string
   // Not regular files: a named pipe (reading it would wait for ever) and a link to /dev/zero (endless).
   const file = (seq: number) => join(dir, 'snapshots', `${String(seq).padStart(12, '0')}.snapshot`)
-  await rm(file(40))
-  execFileSync('mkfifo', [file(40)])
   await rm(file(60))
-  await symlink('/dev/zero', file(60))
+  execFileSync('mkfifo', [file(60)])
+  for (const seq of [40, 80]) {
+    await rm(file(seq))
+    await symlink('/dev/zero', file(seq))
+  }
   const notices: string[] = []
   const report = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots, onNotice: (m) => notices.push(m) })
   assert.equal(report.calls, CALLS)
   assert.ok(
-    notices.some((n) => /seq 40 passed over: it is not a regular file/.test(n)),
+    notices.some((n) => /seq 60 passed over: it is not a regular file/.test(n)),
     notices.join('\n'),
   )
   assert.ok(
-    notices.some((n) => /seq 60 passed over: it is not a regular file/.test(n)),
+    notices.some((n) => /seq (40|80) passed over: it is not a regular file/.test(n)),
     notices.join('\n'),
   )
   // The init's own archive state: a VM whose init wrote a file, its archive cut back behind it.

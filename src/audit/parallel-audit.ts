@@ -195,19 +195,34 @@ interface Segment {
 
 /**
  * What feeding another segment an entry costs the main thread (reading it, decoding it, checking the
- * archive state it records, posting it), against replaying one. Measured on a 100,000-call log of
- * trivial calls (bench/parallel-audit.bench.ts, this 2-core machine, event-loop active time): about
- * 12 µs an entry fed against 29–30 µs a call replayed. The segment this thread replays is made that
- * much shorter for every other segment it feeds.
+ * archive state it records, posting it), and what replaying one costs: a base, and the compute its
+ * entry records (`cost`, in ticks). Measured on this 2-core machine (bench/parallel-audit.bench.ts and
+ * a log of calls of 4 ticks; event-loop active time): about 12 µs an entry fed; about 30 µs a trivial
+ * call replayed, and about 200 µs more a tick.
  */
-const FEED_SHARE = 0.4
+const FEED_US = 12
+const REPLAY_BASE_US = 30
+const REPLAY_US_PER_TICK = 200
+/** Entries sampled (spread over the log) to estimate what a call of it costs to replay. */
+const COST_SAMPLES = 64
+
+/** The main thread's cost of feeding an entry against replaying one of this log (from a sample of its entries' costs). */
+async function feedShareOf(callLog: CallLog): Promise<number> {
+  const last = callLog.length - 1
+  const count = Math.min(COST_SAMPLES, last)
+  if (count <= 0) return FEED_US / REPLAY_BASE_US
+  const seqs = Array.from({ length: count }, (_, i) => 1 + Math.floor((i * last) / count))
+  const blocks = await Promise.all(seqs.map((seq) => blockOf(callLog.core, seq)))
+  const ticks = blocks.reduce((sum, block, i) => sum + (decodeEntry(block, seqs[i]).cost || 0), 0) / count
+  return FEED_US / (REPLAY_BASE_US + REPLAY_US_PER_TICK * ticks)
+}
 
 /**
  * Where to cut a log of `last` calls into `jobs` segments: the first (replayed on the main thread,
- * which also feeds the others) shorter by FEED_SHARE per other segment, the others alike.
+ * which also feeds the others) shorter by `feedShare` (feedShareOf) per other segment, the others alike.
  */
-export function cutTargets(last: number, jobs: number): number[] {
-  const first = Math.max(0.1, 1 - FEED_SHARE * (jobs - 1))
+export function cutTargets(last: number, jobs: number, feedShare: number): number[] {
+  const first = Math.max(0.1, 1 - feedShare * (jobs - 1))
   const whole = first + (jobs - 1)
   return Array.from({ length: jobs - 1 }, (_, k) => Math.round(((first + k) * last) / whole))
 }
@@ -378,7 +393,7 @@ export async function verifyInSegments(
   checkReplayable(init, options)
   const initBlock = await blockOf(callLog.core, 0)
   const last = total - 1
-  const targets = options.light ? [last] : cutTargets(last, options.jobs)
+  const targets = options.light ? [last] : cutTargets(last, options.jobs, await feedShareOf(callLog))
   const memoryBytes = init.limits?.memoryBytes
   const starts =
     init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
