@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { cp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
@@ -318,6 +318,48 @@ test('a kept receipt checked against the log later: it holds on an honest log; a
   assert.equal((await Verifier.checkProof(altered)).holds, false)
   assert.equal((await Verifier.checkProof({ ...proof, version: 9 })).holds, false)
   assert.equal((await Verifier.checkProof('not a proof')).holds, false)
+})
+
+test('a host that forks gives two clients conflicting receipts for one seq: the two receipts are a fork proof', async (t) => {
+  // The host copies its stopped VM's dir and serves both copies: one key, two histories.
+  const work = await tempDir(t)
+  const original = join(work, 'a')
+  const first = new VM(COUNTER)
+  await first.deploy({ dir: original })
+  await first.executeCall({ methodName: 'inc', args: [1] })
+  await first.close()
+  const copy = join(work, 'b')
+  await cp(original, copy, { recursive: true })
+  // Corestore refuses a copied store (its device file names the inode); the host deletes that file.
+  await rm(join(copy, 'corestore', 'CORESTORE'))
+  const forks = [new VM(COUNTER), new VM(COUNTER)]
+  await forks[0].deploy({ dir: original })
+  await forks[1].deploy({ dir: copy })
+  t.after(() => Promise.all(forks.map((vm) => vm.close())))
+  assert.equal(forks[0].callLog.key, forks[1].callLog.key)
+  const alice = await connect(t, String((await serve(t, { '/': forks[0] })).url), { user: 'alice' })
+  const bob = await connect(t, String((await serve(t, { '/': forks[1] })).url), { user: 'bob' })
+  // Each client's own check passes: each copy's log is signed by the key and holds its call.
+  assert.equal(await alice.call('inc', 10), 11)
+  assert.equal(await bob.call('inc', 100), 101)
+  const [told, toldOther] = [alice.receipts[0], bob.receipts[0]]
+  assert.equal(told.seq, 2)
+  assert.equal(toldOther.seq, 2)
+
+  // Side by side, the two receipts are what no append-only log signs.
+  const compared = Verifier.compareReceipts(told, toldOther)
+  assert.ok(compared.holds, 'the receipts conflict')
+  assert.match(compared.what, /two different entries at seq 2/)
+  const proof = JSON.parse(JSON.stringify(compared.proof))
+  assert.equal((await Verifier.checkProof(proof)).holds, true)
+  // Either copy of the log, asked about the other client's receipt, gives a proof as well.
+  const against = await Verifier.checkReceipt(forks[0].callLog, toldOther)
+  assert.ok(against.holds === false && against.proof, 'a fork proof from the log')
+  assert.equal((await Verifier.checkProof(against.proof)).holds, true)
+  // Receipts that agree prove nothing: one client's receipt beside itself, or a later one of its log.
+  assert.equal(await alice.call('inc', 1), 12)
+  assert.equal(Verifier.compareReceipts(told, alice.receipts[1]).holds, false)
+  assert.equal(Verifier.compareReceipts(told, told).holds, false)
 })
 
 test('command line, across processes: call --receipt, check-receipt against the live host, the host rewrites its log while stopped, check-receipt writes a fork proof, check-proof confirms it from the file alone', async (t) => {

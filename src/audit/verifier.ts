@@ -10,10 +10,9 @@ import { toHex } from '../ledger/keys.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import {
   checkForkProof,
+  compareReceipts,
   createReceipt,
   type ForkProof,
-  FRAUD_PROOF_TYPE,
-  FRAUD_PROOF_VERSION,
   type ProofVerdict,
   type Receipt,
   verifyReceipt,
@@ -238,8 +237,8 @@ async function checkReceipt(callLog: CallLog, receipt: Receipt): Promise<Receipt
   const forkProof = async (why: string): Promise<ReceiptCheck> => {
     if (length === 0) return { holds: false, why, proof: null }
     const now = await createReceipt(callLog, Math.min(told.seq, length - 1))
-    const proof: ForkProof = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'fork', receipts: [receipt, now] }
-    return { holds: false, why, proof: checkForkProof(proof).holds ? proof : null }
+    const compared = compareReceipts(receipt, now)
+    return { holds: false, why, proof: compared.holds ? compared.proof : null }
   }
   if (length <= told.seq) {
     // Shorter on the same fork: a copy that is behind. On another fork: the log was cut back.
@@ -271,4 +270,13 @@ async function checkProof(proof: unknown, options: ProofCheckOptions = {}): Prom
   return kind === 'execution' ? checkExecutionProof(proof, options) : checkForkProof(proof)
 }
 
-export const Verifier = { compareLogs, compareArchives, verify, compareProvisioned, checkReceipt, checkProof, proveDivergence }
+export const Verifier = {
+  compareLogs,
+  compareArchives,
+  verify,
+  compareProvisioned,
+  checkReceipt,
+  compareReceipts,
+  checkProof,
+  proveDivergence,
+}

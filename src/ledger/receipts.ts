@@ -279,6 +279,19 @@ export type ProofVerdict =
   /** `seq`: the entry an execution proof shows does not replay as logged. */
   { holds: true; log: string; what: string; seq?: number } | { holds: false; why: string }
 
+/**
+ * Compares two receipts of one log, e.g. kept by two clients: if no append-only log can have signed
+ * both, the fork proof they make (portable, checkable with checkForkProof); else why they agree.
+ */
+export function compareReceipts(
+  first: Receipt,
+  second: Receipt,
+): (ProofVerdict & { holds: true; proof: ForkProof }) | { holds: false; why: string } {
+  const proof: ForkProof = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'fork', receipts: [first, second] }
+  const verdict = checkForkProof(proof)
+  return verdict.holds ? { ...verdict, proof } : verdict
+}
+
 /** Checks a fork proof offline: does it show the log's key signed two statements no honest log signs? */
 export function checkForkProof(proof: unknown): ProofVerdict {
   const p = proof as Partial<ForkProof> | null
