@@ -2,8 +2,8 @@
  * libvms: cryptographically auditable VM services. The public API, and nothing else.
  */
 
+export type { SnapshotSource } from './audit/checkpoint-starts.js'
 export type { ExecutionProof, ProofCheckOptions } from './audit/execution-proof.js'
-export type { SnapshotSource } from './audit/parallel-audit.js'
 export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'

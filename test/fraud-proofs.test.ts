@@ -8,9 +8,12 @@ import { spawnSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import type { ProofStart } from '../src/audit/execution-proof.js'
 import { type CallEntry, CallLog, type ExecutionProof, generateKeyPair, type LogEntry, Verifier, VM } from '../src/index.js'
+import { encodeSnapshot } from '../src/ledger/snapshot.js'
+import { SnapshotStore } from '../src/ledger/snapshot-store.js'
 import { exec, nodevms, SCRIPTS, stop } from './cli-helpers.js'
-import { deployVM, tempDir } from './helpers.js'
+import { deployVM, lyingCopy, tempDir } from './helpers.js'
 import { connect, serve } from './rpc-helpers.js'
 
 const NOTES = `
@@ -116,6 +119,75 @@ test('an execution proof altered anywhere does not hold, nor does one of an hone
     ['not a proof', 'not a proof'],
   ]
   for (const [what, altered] of alterations) assert.equal(await holds(altered), false, what)
+})
+
+const PADDED = `
+exports.init = async () => { await System.files.mkdir('/notes') }
+let n = 0
+exports.add = async (k, pad) => {
+  n += k
+  if (k % 3 === 0) await System.files.writeFile('/notes/' + (k % 4), 'note ' + n + ' by ' + System.caller.id)
+  return { n, luck: Math.random(), padded: pad.length }
+}`
+
+test('an execution proof starts at the checkpoint before the lie when that is smaller: the snapshot the log states, the archive up to it, the entries after, nodes for the rest', async (t) => {
+  const vm = await deployVM(t, PADDED, { checkpoints: { every: 20, keep: 100 } })
+  const pad = 'x'.repeat(10_000)
+  for (let i = 1; i <= 120; i++) await vm.executeCall({ methodName: 'add', args: [i, pad], userId: `u${i % 3}` })
+  const snapshots = new SnapshotStore(vm.dir as string, 100)
+  for (let tries = 0; tries < 100 && !(await snapshots.seqs()).includes(120); tries++) await new Promise((r) => setTimeout(r, 20))
+  const honest = await Verifier.proveDivergence(vm.callLog, 110, { snapshots, filesArchive: vm.filesArchive })
+  assert.equal(honest.verdict.holds, false, 'an honest log proves nothing, from a checkpoint or not')
+
+  // The host logs another result at seq 110, with its own key.
+  const log = await lyingCopy(t, vm, (entries) => Object.assign(entries[110] as CallEntry, { result: { n: 1, luck: 0, padded: 1 } }))
+  const whole = await Verifier.proveDivergence(log, 110)
+  const { proof, verdict } = await Verifier.proveDivergence(log, 110, { snapshots, filesArchive: vm.filesArchive })
+  assert.ok(verdict.holds, verdict.holds ? '' : verdict.why)
+  assert.equal(verdict.seq, 110)
+  assert.equal(proof.start?.seq, 100)
+  assert.equal(proof.entries.length, 10, 'entries 100 to 109; the receipt carries 110')
+  assert.ok(proof.start.nodes.length > 0 && proof.start.nodes.length < 16, `${proof.start.nodes.length} nodes stand for entries 1 to 99`)
+  const size = JSON.stringify(proof).length
+  const wholeSize = JSON.stringify(whole.proof).length
+  assert.ok(size < wholeSize, `${size} bytes from the checkpoint against ${wholeSize} for every entry`)
+  t.diagnostic(`execution proof of seq 110: ${size} bytes from checkpoint 100, ${wholeSize} bytes with every entry`)
+  const offline = checkInAnotherProcess(proof)
+  assert.equal(offline.holds, true, offline.why)
+  assert.equal(offline.seq, 110)
+
+  // Altered anywhere, it does not hold.
+  const flip = (text: string, at: number): string => {
+    const bytes = Buffer.from(text, 'base64')
+    bytes[at % bytes.length] ^= 0x01
+    return bytes.toString('base64')
+  }
+  const start = proof.start
+  const snapshot80 = encodeSnapshot(await snapshots.read(80)).toString('base64')
+  const alterations: [string, (p: ExecutionProof & { start: ProofStart }) => void][] = [
+    ['a byte of the snapshot', (p) => (p.start.snapshot = flip(p.start.snapshot, 5000))],
+    ['the snapshot of another checkpoint', (p) => (p.start.snapshot = snapshot80)],
+    ['a byte of an archive block', (p) => (p.start.archive.db[1] = flip(p.start.archive.db[1], 3))],
+    ['an archive block dropped', (p) => p.start.archive.db.pop()],
+    ['a byte of the init entry', (p) => (p.start.init = flip(p.start.init, 30))],
+    [
+      'a node hash',
+      (p) => (p.start.nodes[0].hash = `${p.start.nodes[0].hash[1]}${p.start.nodes[0].hash[0]}${p.start.nodes[0].hash.slice(2)}`),
+    ],
+    ['a node dropped', (p) => p.start.nodes.pop()],
+    ['a node standing for entry 0', (p) => p.start.nodes.push({ index: 0, size: 1, hash: '00'.repeat(32) })],
+    ['another start seq', (p) => (p.start.seq = 101)],
+    ['an entry dropped', (p) => p.entries.shift()],
+    ['a byte of an entry', (p) => (p.entries[4] = flip(p.entries[4], 40))],
+    ['no start, the same entries', (p) => delete (p as Partial<typeof p>).start],
+  ]
+  for (const [what, change] of alterations) {
+    const altered = structuredClone({ ...proof, start })
+    change(altered)
+    const checked = await Verifier.checkProof(altered)
+    assert.equal(checked.holds, false, what)
+    if (!checked.holds) t.diagnostic(`${what}: ${checked.why}`)
+  }
 })
 
 test('a log of another engine version proves nothing here: inconclusive, not a divergence', async (t) => {

@@ -307,6 +307,8 @@ declare module 'flat-tree' {
     index(depth: number, offset: number): number
     /** The leftmost and rightmost leaf (flat indices) under `index`. */
     spans(index: number): [number, number]
+    /** The two children of `index`; null for a leaf. */
+    children(index: number): [number, number] | null
   }
   export default flat
 }

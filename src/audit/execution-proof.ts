@@ -7,6 +7,12 @@
  *
  * Replay rebuilds a VM's files from its log alone (every call re-runs from the init entry into a
  * fresh archive), so the proof carries no file contents: the signed entries are all that replay reads.
+ * Or, when it is smaller, a proof starts at a checkpoint before the divergent entry: it then holds the
+ * init entry, the snapshot whose digest that checkpoint states, the files archive's blocks up to the
+ * state it records, the entries from it on, and Merkle nodes standing for the entries in between
+ * (so the receipt's one signature still covers every entry given). Replay starts from the snapshot,
+ * as a parallel audit's segment does: the log's own stated state, so a divergence after it is a lie
+ * either way.
  *
  * A proof is hostile input to whoever checks it: its size is bounded, its replay runs under the
  * limits its init entry records (and the checker's ceilings), and every way it can fail to show a
@@ -14,19 +20,26 @@
  */
 import { DivergenceError, StateError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
-import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
+import type { DatArchive } from '../ledger/files-archive.js'
+import { decodeEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import {
   createReceipt,
+  entryBytesBefore,
   FRAUD_PROOF_TYPE,
   FRAUD_PROOF_VERSION,
   type ProofVerdict,
   type Receipt,
-  verifyLogPrefix,
+  standInNodes,
+  type TreeNode,
+  verifyLogPart,
 } from '../ledger/receipts.js'
-import type { VMLimits } from '../sandbox/limits.js'
-import type { ReplaySource } from '../vm/replay.js'
+import { decodeSnapshot, encodeSnapshot, entryHash, maxSnapshotBytes, SnapshotUnreadable, type VMSnapshot } from '../ledger/snapshot.js'
+import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
+import type { ReplaySource, ReplayStart } from '../vm/replay.js'
+import { stateFormatFor } from '../vm/turn-runner.js'
 import { VM } from '../vm/vm.js'
 import { counted } from '../wording.js'
+import { archiveBlocks, newestStartBefore, type SnapshotSource } from './checkpoint-starts.js'
 import { diffEntries } from './entry-diff.js'
 
 /** The most entry bytes an execution proof may hold (before base64). */
@@ -44,10 +57,34 @@ export interface ExecutionProof {
   log: string
   /** The seq of the entry that does not replay as logged. */
   seq: number
-  /** Entries 0 to seq - 1, each block's bytes as stored, base64. */
+  /** Entries 0 to seq - 1 (with `start`: start.seq to seq - 1), each block's bytes as stored, base64. */
   entries: string[]
+  /** Where replay starts, when not from the init entry: a checkpoint before `seq`. */
+  start?: ProofStart
   /** The receipt of entry `seq`: its block, and the log's signature over a tree holding all of them. */
   receipt: Receipt
+}
+
+/** An execution proof's start at a checkpoint: what a replay from there reads, and what stands for the rest. */
+export interface ProofStart {
+  /** The checkpoint's seq: its entry is the proof's first in `entries`. */
+  seq: number
+  /** Entry 0, the init entry, base64. */
+  init: string
+  /** Merkle nodes standing for entries 1 to seq - 1 (hash in hex). */
+  nodes: { index: number; size: number; hash: string }[]
+  /** The snapshot of the state after entry `seq` (a snapshot file, docs/log-format.md), base64. */
+  snapshot: string
+  /** The files archive's blocks up to the state entry `seq` records (metadata core, blobs core), base64. */
+  archive: { db: string[]; blobs: string[] }
+}
+
+export interface ProveOptions extends ProofCheckOptions {
+  /** The host's snapshots and its files archive: the proof may then start at a checkpoint, when that is smaller. */
+  snapshots?: SnapshotSource
+  filesArchive?: DatArchive
+  /** Lines about snapshots passed over. */
+  onNotice?: (message: string) => void
 }
 
 export interface ProofCheckOptions {
@@ -63,36 +100,79 @@ export interface ProofCheckOptions {
 export async function proveDivergence(
   callLog: CallLog,
   seq: number,
-  options: ProofCheckOptions = {},
+  options: ProveOptions = {},
 ): Promise<{ proof: ExecutionProof; verdict: ProofVerdict }> {
   await callLog.ready()
   if (!Number.isSafeInteger(seq) || seq < 0 || seq >= callLog.length) {
     throw new StateError(`the log has ${counted(callLog.length, 'entry', 'entries')}: there is no entry ${seq} to prove`)
   }
-  const entries: string[] = []
+  const receipt = await createReceipt(callLog, seq)
+  const base = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'execution', log: callLog.key, seq, receipt } as const
+  const fromCheckpoint = await proofFromCheckpoint(callLog, seq, receipt, options)
+  if (fromCheckpoint) {
+    const verdict = await checkExecutionProof(fromCheckpoint, options)
+    if (verdict.holds) return { proof: fromCheckpoint, verdict }
+  }
+  const entries = (await blocksOf(callLog, 0, seq)).map((block) => block.toString('base64'))
+  const proof: ExecutionProof = { ...base, entries }
+  return { proof, verdict: await checkExecutionProof(proof, options) }
+}
+
+/** Blocks [from, to) of the log as stored, at most MAX_EXECUTION_PROOF_BYTES in all. */
+async function blocksOf(callLog: CallLog, from: number, to: number): Promise<Buffer[]> {
+  const blocks: Buffer[] = []
   let bytes = 0
-  for (let from = 0; from < seq; from += 256) {
-    const count = Math.min(256, seq - from)
-    const blocks = await Promise.all(Array.from({ length: count }, (_, i) => callLog.core.get(from + i, { valueEncoding: 'binary' })))
-    for (const block of blocks as unknown as Buffer[]) {
+  for (let at = from; at < to; at += 256) {
+    const count = Math.min(256, to - at)
+    const batch = (await Promise.all(
+      Array.from({ length: count }, (_, i) => callLog.core.get(at + i, { valueEncoding: 'binary' })),
+    )) as unknown as Buffer[]
+    for (const block of batch) {
       bytes += block.byteLength
-      entries.push(block.toString('base64'))
+      blocks.push(block)
     }
     if (bytes > MAX_EXECUTION_PROOF_BYTES) {
-      throw new StateError(`entries 0 to ${seq} hold over ${MAX_EXECUTION_PROOF_BYTES} bytes: too many for an execution proof`)
+      throw new StateError(`entries ${from} to ${to} hold over ${MAX_EXECUTION_PROOF_BYTES} bytes: too many for an execution proof`)
     }
   }
-  const receipt = await createReceipt(callLog, seq)
-  const proof: ExecutionProof = {
+  return blocks
+}
+
+/**
+ * The proof of entry `seq` from the newest checkpoint before it whose snapshot holds, when the host's
+ * snapshots and archive are at hand and that proof is smaller than one of every entry; else null.
+ */
+async function proofFromCheckpoint(callLog: CallLog, seq: number, receipt: Receipt, options: ProveOptions): Promise<ExecutionProof | null> {
+  if (!options.snapshots || !options.filesArchive) return null
+  const init = (await callLog.get(0)) as InitEntry
+  const memoryBytes = init.limits?.memoryBytes
+  if (init.schema < 2 || !Number.isSafeInteger(memoryBytes)) return null
+  const notice = options.onNotice ?? (() => {})
+  const start = await newestStartBefore(callLog, options.snapshots, seq, memoryBytes, stateFormatFor(!!init.factory), notice)
+  if (!start) return null
+  await options.filesArchive.ready()
+  const archive = await archiveBlocks(options.filesArchive, start.snapshot.files)
+  const snapshot = encodeSnapshot(start.snapshot)
+  const entries = await blocksOf(callLog, start.seq, seq)
+  const startBytes = snapshot.byteLength + [...archive.db, ...archive.blobs, ...entries].reduce((sum, block) => sum + block.byteLength, 0)
+  if (startBytes >= entryBytesBefore(receipt)) return null
+  const nodes = await standInNodes(callLog, seq, receipt.length, 1, start.seq)
+  return {
     type: FRAUD_PROOF_TYPE,
     version: FRAUD_PROOF_VERSION,
     kind: 'execution',
     log: callLog.key,
     seq,
-    entries,
+    entries: entries.map((block) => block.toString('base64')),
+    start: {
+      seq: start.seq,
+      init: (await blocksOf(callLog, 0, 1))[0].toString('base64'),
+      nodes: nodes.map((node) => ({ index: node.index, size: node.size, hash: node.hash.toString('hex') })),
+      snapshot: snapshot.toString('base64'),
+      archive: { db: archive.db.map((b) => b.toString('base64')), blobs: archive.blobs.map((b) => b.toString('base64')) },
+    },
     receipt,
   }
-  return { proof, verdict: await checkExecutionProof(proof, options) }
 }
 
 /**
@@ -106,37 +186,40 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
     return { holds: false, why: 'it is not a LibVMS execution proof' }
   }
   if (p.version !== FRAUD_PROOF_VERSION) return { holds: false, why: `proof version ${String(p.version)} is not one this LibVMS reads` }
-  if (!Array.isArray(p.entries) || !Number.isSafeInteger(p.seq) || p.entries.length !== p.seq) {
-    return { holds: false, why: 'an execution proof holds the entries before its seq, and only those' }
+  const seq = p.seq as number
+  if (!Number.isSafeInteger(seq) || seq < 0) return { holds: false, why: 'its seq is not that of an entry' }
+  const start = p.start === undefined ? null : startShape(p.start, seq)
+  if (start === false)
+    return { holds: false, why: 'its start is not a checkpoint before its seq with an init entry, nodes, a snapshot and an archive' }
+  const first = start ? start.seq : 0
+  if (!Array.isArray(p.entries) || p.entries.length !== seq - first) {
+    return { holds: false, why: `an execution proof holds the entries from ${first} to ${seq - 1}, and only those` }
   }
-  const blocks: Buffer[] = []
-  let bytes = 0
-  for (const text of p.entries) {
-    const block = typeof text === 'string' ? Buffer.from(text, 'base64') : null
-    if (block === null || block.toString('base64') !== text) return { holds: false, why: `entry ${blocks.length} is not canonical base64` }
-    bytes += block.byteLength
-    if (bytes > MAX_EXECUTION_PROOF_BYTES) return { holds: false, why: `its entries hold over ${MAX_EXECUTION_PROOF_BYTES} bytes` }
-    blocks.push(block)
-  }
+  let decoded: { blocks: Map<number, Buffer>; nodes: TreeNode[]; from?: ReplayStart }
   let last: Buffer
   try {
-    const proven = verifyLogPrefix(p.receipt, blocks)
-    if (proven.log !== p.log || proven.seq !== p.seq)
+    decoded = decodeProofParts(p.entries, first, start)
+    const proven = verifyLogPart(p.receipt, decoded.blocks, decoded.nodes)
+    if (proven.log !== p.log || proven.seq !== seq)
       return { holds: false, why: 'its receipt is of another log or entry than the proof names' }
     last = proven.bytes
+    if (start) decoded.from = startOf(start, decoded.blocks)
   } catch (err) {
     return { holds: false, why: (err as Error).message }
   }
   const log = p.log as string
+  decoded.blocks.set(seq, last)
   let vm: VM | null = null
   try {
     vm = await VM.fromCallLog(
-      new ProvenLog(log, [...blocks, last]),
+      new ProvenLog(log, decoded.blocks, seq + 1),
       {},
       {
         maxLimits: options.maxLimits,
-        onEntry: (seq, logged, replayed) => {
-          const divergence = diffEntries(seq, logged, replayed)
+        from: decoded.from,
+        dropEntries: true,
+        onEntry: (at, logged, replayed) => {
+          const divergence = diffEntries(at, logged, replayed)
           if (divergence) throw divergence
         },
       },
@@ -144,40 +227,117 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
   } catch (err) {
     // Only a divergence shows a lie. A log this LibVMS cannot read or run (another engine, a newer
     // format, limits above the ceilings, a host fault here) shows nothing either way.
-    if (err instanceof DivergenceError && err.seq !== undefined)
+    // From a checkpoint, only a call after it: one at it means the start itself does not hold.
+    if (err instanceof DivergenceError && err.seq !== undefined && (start === null || err.seq > start.seq))
       return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
     return { holds: false, why: `inconclusive here: ${(err as Error).message}` }
   } finally {
     await vm?.close()
   }
-  return { holds: false, why: `its ${blocks.length + 1} entries replay as logged: it shows no divergence` }
+  return { holds: false, why: `its ${counted(decoded.blocks.size, 'entry', 'entries')} replay as logged: it shows no divergence` }
 }
 
-/** The signed entries of a proof, read as a log. */
+/** A proof's start, if it has the shape of one (a checkpoint after the init entry and before `seq`). */
+function startShape(v: unknown, seq: number): ProofStart | false {
+  const s = v as Partial<ProofStart> | null
+  const strings = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'string')
+  const ok =
+    s !== null &&
+    typeof s === 'object' &&
+    Number.isSafeInteger(s.seq) &&
+    (s.seq as number) >= 1 &&
+    (s.seq as number) < seq &&
+    typeof s.init === 'string' &&
+    typeof s.snapshot === 'string' &&
+    Array.isArray(s.nodes) &&
+    s.archive !== null &&
+    typeof s.archive === 'object' &&
+    strings(s.archive.db) &&
+    strings(s.archive.blobs)
+  return ok ? (s as ProofStart) : false
+}
+
+/** A proof's entries (from seq `first`), its start's init entry and stand-in nodes, decoded within the size bound. */
+function decodeProofParts(entries: unknown[], first: number, start: ProofStart | null): { blocks: Map<number, Buffer>; nodes: TreeNode[] } {
+  const budget = { bytes: 0 }
+  const blocks = new Map<number, Buffer>()
+  if (start) blocks.set(0, base64Block(start.init, 'its init entry', budget))
+  for (const [i, text] of entries.entries()) blocks.set(first + i, base64Block(text, `entry ${first + i}`, budget))
+  const nodes = (start?.nodes ?? []).map((node) => {
+    const n = node as { index?: unknown; size?: unknown; hash?: unknown } | null
+    if (n === null || typeof n !== 'object' || typeof n.hash !== 'string' || !/^[0-9a-f]{64}$/.test(n.hash)) {
+      throw new Error('a Merkle node of its start is not {index, size, hash: 64 hex digits}')
+    }
+    return { index: n.index, size: n.size, hash: Buffer.from(n.hash, 'hex') } as TreeNode
+  })
+  if (start) {
+    base64Block(start.snapshot, 'its snapshot', budget)
+    for (const text of [...start.archive.db, ...start.archive.blobs]) base64Block(text, 'an archive block', budget)
+  }
+  return { blocks, nodes }
+}
+
+function base64Block(text: unknown, what: string, budget: { bytes: number }): Buffer {
+  const block = typeof text === 'string' ? Buffer.from(text, 'base64') : null
+  if (block === null || block.toString('base64') !== text) throw new Error(`${what} is not canonical base64`)
+  budget.bytes += block.byteLength
+  if (budget.bytes > MAX_EXECUTION_PROOF_BYTES) throw new Error(`it holds over ${MAX_EXECUTION_PROOF_BYTES} bytes`)
+  return block
+}
+
+/**
+ * Where a proof's replay starts: its snapshot, which must be of its checkpoint and of the memory the
+ * init entry gives the VM (the replay then checks it is the state the checkpoint states), and its
+ * archive blocks (the replay checks they are the files state the checkpoint records).
+ */
+function startOf(start: ProofStart, blocks: Map<number, Buffer>): ReplayStart {
+  const init = decodeEntry(blocks.get(0) as Buffer, 0) as InitEntry
+  if (init.type !== 'init') throw new Error('its entry 0 is not an init entry')
+  const memoryBytes = resolveLimits(init.limits).memoryBytes
+  const file = Buffer.from(start.snapshot, 'base64')
+  if (file.byteLength > maxSnapshotBytes(memoryBytes))
+    throw new Error(`its snapshot is larger than a VM of ${memoryBytes} bytes of memory makes`)
+  let snapshot: VMSnapshot
+  try {
+    snapshot = decodeSnapshot(file)
+  } catch (err) {
+    if (err instanceof SnapshotUnreadable) throw new Error(`its snapshot does not hold: ${err.message}`)
+    throw err
+  }
+  if (snapshot.seq !== start.seq || snapshot.engine.memoryBytes !== memoryBytes) {
+    throw new Error(`its snapshot is not of entry ${start.seq} of this VM`)
+  }
+  if (snapshot.entryHash !== entryHash(blocks.get(start.seq) as Buffer)) throw new Error(`its snapshot is of another entry ${start.seq}`)
+  const archive = {
+    db: start.archive.db.map((b) => Buffer.from(b, 'base64')),
+    blobs: start.archive.blobs.map((b) => Buffer.from(b, 'base64')),
+  }
+  return { snapshot, archive }
+}
+
+/** The signed entries of a proof, read as a log (of `length` entries, some of which a proof may leave out). */
 class ProvenLog implements ReplaySource {
   readonly url: string
 
   constructor(
     readonly key: string,
-    private readonly blocks: Buffer[],
+    private readonly blocks: Map<number, Buffer>,
+    readonly length: number,
   ) {
     this.url = `hyper://${key}`
-  }
-
-  get length(): number {
-    return this.blocks.length
   }
 
   async ready(): Promise<void> {}
 
   async get(seq: number): Promise<LogEntry> {
-    if (!(seq >= 0 && seq < this.blocks.length)) throw new StateError(`the proof holds no entry ${seq}`)
-    return decodeEntry(this.blocks[seq], seq)
+    const block = this.blocks.get(seq)
+    if (!block) throw new StateError(`the proof holds no entry ${seq}`)
+    return decodeEntry(block, seq)
   }
 
   async *entries(opts: { start?: number; end?: number } = {}): AsyncGenerator<LogEntry> {
-    const end = Math.min(this.blocks.length, opts.end ?? this.blocks.length)
-    for (let seq = Math.max(0, opts.start ?? 0); seq < end; seq++) yield decodeEntry(this.blocks[seq], seq)
+    const end = Math.min(this.length, opts.end ?? this.length)
+    for (let seq = Math.max(0, opts.start ?? 0); seq < end; seq++) yield this.get(seq)
   }
 
   async waitForLength(): Promise<void> {

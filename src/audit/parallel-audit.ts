@@ -21,9 +21,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
-import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
-import { encodeSnapshot, entryHash, maxSnapshotBytes, type SnapshotExpectation, type VMSnapshot } from '../ledger/snapshot.js'
+import type { DatArchive } from '../ledger/files-archive.js'
+import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
+import { encodeSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
@@ -32,16 +32,9 @@ import { checkReplayable, replayCallLog } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
+import { archiveBlocks, blockOf, chooseStarts, type SnapshotSource, type Start } from './checkpoint-starts.js'
 import { diffEntries } from './entry-diff.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
-
-/** Where an audit finds a host's snapshots: its data dir (SnapshotStore), or a copy fetched from it. */
-export interface SnapshotSource {
-  /** The seqs of the snapshots it has, in any order. */
-  seqs(): Promise<number[]>
-  /** The snapshot of `seq`; refuses (throws) one larger than `maxBytes`, or whose header is not what `expect` says. */
-  read(seq: number, maxBytes: number, expect?: SnapshotExpectation): Promise<VMSnapshot>
-}
 
 export interface SegmentAuditOptions {
   /** Segments replayed at once (threads); the log is cut into this many, where snapshots allow. */
@@ -69,119 +62,13 @@ export interface SegmentAuditReport {
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'segment-thread')
 const BATCH = 256
-/** Snapshots tried for one cut of the log, nearest first. */
-const TRIES_PER_CUT = 3
 /** Most segments at once: each is a thread with an engine (and its memory) of its own. */
 export const MAX_JOBS = 32
-/**
- * Most archive blocks a segment that starts at a checkpoint is handed (the archive up to it, held in
- * memory while it is sent); a checkpoint further into a bigger archive is not used as a start.
- */
-const MAX_START_ARCHIVE_BLOCKS = 16_384
-
-function archiveBlocksUpTo(files: FilesState): number {
-  return files.version + files.blobsLength
-}
 /**
  * Batches a segment's main-thread reader keeps ahead of its replay (of 256 entries: a few MB at most).
  * Enough for the thread to keep replaying while the main thread replays a call of its own segment.
  */
 const BATCHES_AHEAD = 32
-
-interface Start {
-  seq: number
-  snapshot: VMSnapshot
-  entry: Buffer
-}
-
-/** Block `seq` of a core, as stored. */
-async function blockOf(core: CallLog['core'], seq: number): Promise<Buffer> {
-  return (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
-}
-
-/**
- * The checkpoints to start segments from: for each of `cuts` targets spread over the log, the
- * nearest checkpoint with a snapshot that holds (its entry states the digest it hashes to).
- */
-async function chooseStarts(
-  callLog: CallLog,
-  source: SnapshotSource,
-  targets: number[],
-  memoryBytes: number,
-  stateFormat: string,
-  notice: (message: string) => void,
-): Promise<Start[]> {
-  const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
-  const starts: Start[] = []
-  const tried = new Set<number>()
-  // Each snapshot tried costs a read and a hash of up to the VM's memory: a host that offers many bad
-  // ones gets a few tries per cut, and a few in all, then the audit goes on with fewer segments.
-  const maxTries = 2 * targets.length + 4
-  for (const target of targets) {
-    const candidates = available.filter((s) => !tried.has(s)).sort((a, b) => Math.abs(a - target) - Math.abs(b - target))
-    for (const seq of candidates.slice(0, TRIES_PER_CUT)) {
-      if (tried.size >= maxTries) break
-      tried.add(seq)
-      const start = await usableStart(callLog, source, seq, memoryBytes, stateFormat, notice)
-      if (start) {
-        starts.push(start)
-        break
-      }
-    }
-  }
-  return starts.sort((a, b) => a.seq - b.seq)
-}
-
-async function usableStart(
-  callLog: CallLog,
-  source: SnapshotSource,
-  seq: number,
-  memoryBytes: number,
-  stateFormat: string,
-  notice: (m: string) => void,
-): Promise<Start | null> {
-  const entry = await blockOf(callLog.core, seq)
-  const logged = decodeEntry(entry, seq) as CallEntry
-  // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
-  if (logged.type !== 'call' || logged.state === undefined || logged.stateFormat !== stateFormat) return null
-  let snapshot: VMSnapshot
-  try {
-    const expect = { seq, state: logged.state, stateFormat, entryHash: entryHash(entry) }
-    snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes), expect)
-  } catch (err) {
-    notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
-    return null
-  }
-  if (
-    snapshot.seq !== seq ||
-    snapshot.state !== logged.state ||
-    snapshot.stateFormat !== logged.stateFormat ||
-    snapshot.entryHash !== entryHash(entry) ||
-    JSON.stringify(snapshot.files) !== JSON.stringify(logged.files) ||
-    snapshot.engine.memoryBytes !== memoryBytes
-  ) {
-    notice(`snapshot of seq ${seq} passed over: it is not of the state the log states there`)
-    return null
-  }
-  const archiveBlocks = archiveBlocksUpTo(logged.files)
-  if (archiveBlocks > MAX_START_ARCHIVE_BLOCKS) {
-    notice(
-      `snapshot of seq ${seq} passed over: a segment would start with ${archiveBlocks} archive blocks, more than ${MAX_START_ARCHIVE_BLOCKS}`,
-    )
-    return null
-  }
-  return { seq, snapshot, entry }
-}
-
-/** The archive's blocks up to the state `files` records (a segment's replay writes on from them). */
-async function archiveBlocks(archive: DatArchive, files: FilesState): Promise<{ db: Buffer[]; blobs: Buffer[] }> {
-  const drive = archive.drive
-  const db = await Promise.all(Array.from({ length: files.version }, (_, i) => blockOf(drive.core as never, i)))
-  if (files.blobsLength === 0) return { db, blobs: [] }
-  const blobsCore = (await drive.getBlobs()).core
-  const blobs = await Promise.all(Array.from({ length: files.blobsLength }, (_, i) => blockOf(blobsCore as never, i)))
-  return { db, blobs }
-}
 
 /** A segment being replayed: where it starts and ends, how far it got, and its outcome. */
 interface Segment {

@@ -22,9 +22,10 @@ import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { VM } from '../vm/vm.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter, compareFiles, sameState } from './archive-compare.js'
+import type { SnapshotSource } from './checkpoint-starts.js'
 import { diffEntries } from './entry-diff.js'
 import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
-import { type SnapshotSource, verifyInSegments } from './parallel-audit.js'
+import { verifyInSegments } from './parallel-audit.js'
 
 export interface VerifyOptions {
   /** Where the replay keeps its data; a temp dir removed afterwards if absent. */

@@ -8,7 +8,6 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError, UsageError } from '../errors.js'
-import type { CallLog } from '../ledger/call-log.js'
 import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
 import { counted } from '../wording.js'
 import { err, errorJSON, out, Progress } from './output.js'
@@ -68,7 +67,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   if (options.light && options.follow) throw new UsageError('--light and --follow do not go together')
   const opened = await openTarget(target, {
     archive: true,
-    snapshots: (options.jobs ?? 1) > 1 || !!options.light,
+    snapshots: (options.jobs ?? 1) > 1 || !!options.light || !!options.proof,
     dir: options.dir,
     timeout: options.timeout,
     onStatus: (text) => progress.status(text),
@@ -104,8 +103,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
   } catch (error) {
     progress.clear()
     if (error instanceof DivergenceError || error instanceof LogFormatError) {
-      const proof =
-        options.proof && error instanceof DivergenceError ? await writeExecutionProof(opened.callLog, error, options) : undefined
+      const proof = options.proof && error instanceof DivergenceError ? await writeExecutionProof(opened, error, options) : undefined
       printFailure(opened.label, error, !!options.json, proof)
       process.exitCode = 1
       return
@@ -181,17 +179,27 @@ function describeCopy(copy: CopyReport | null): string {
 }
 
 /** What `--proof` did: the proof written (its size), or why the divergence makes none. */
-type ProofOutcome = { file: string; bytes: number; entries: number } | { file: null; why: string }
+type ProofOutcome = { file: string; bytes: number; entries: number; fromCheckpoint: number | null } | { file: null; why: string }
 
-async function writeExecutionProof(callLog: CallLog, divergence: DivergenceError, options: VerifyCommandOptions): Promise<ProofOutcome> {
+async function writeExecutionProof(
+  opened: OpenedTarget,
+  divergence: DivergenceError,
+  options: VerifyCommandOptions,
+): Promise<ProofOutcome> {
   if (divergence.seq === undefined) return { file: null, why: 'the divergence is not at an entry of the log' }
   const maxLimits = { computeTicks: options.maxTicks, memoryBytes: options.maxMemory }
-  const { proof, verdict } = await Verifier.proveDivergence(callLog, divergence.seq, { maxLimits })
+  const { proof, verdict } = await Verifier.proveDivergence(opened.callLog, divergence.seq, {
+    maxLimits,
+    snapshots: opened.snapshots ?? undefined,
+    filesArchive: opened.filesArchive ?? undefined,
+  })
   // The log's entries alone must show it: a divergence of the archive from the log does not.
   if (!verdict.holds) return { file: null, why: `the log's entries alone do not show it (${verdict.why})` }
   const file = options.proof as string
   await writeProof(file, proof)
-  return { file, bytes: (await stat(file)).size, entries: proof.seq + 1 }
+  // Entries given: those from the start, the receipt's own, and (from a checkpoint) the init entry.
+  const entries = proof.entries.length + 1 + (proof.start ? 1 : 0)
+  return { file, bytes: (await stat(file)).size, entries, fromCheckpoint: proof.start?.seq ?? null }
 }
 
 function printFailure(label: string, error: DivergenceError | LogFormatError, json: boolean, proof?: ProofOutcome): void {
@@ -216,7 +224,9 @@ function printFailure(label: string, error: DivergenceError | LogFormatError, js
     }
   }
   if (proof?.file)
-    out.line(`  execution proof written to ${proof.file} (${counted(proof.bytes, 'byte')}, ${counted(proof.entries, 'entry', 'entries')})`)
+    out.line(
+      `  execution proof written to ${proof.file} (${counted(proof.bytes, 'byte')}, ${counted(proof.entries, 'entry', 'entries')}${proof.fromCheckpoint === null ? '' : `, from the snapshot of checkpoint ${proof.fromCheckpoint}`})`,
+    )
   else if (proof && proof.file === null) out.line(`  no execution proof: ${proof.why}`)
 }
 

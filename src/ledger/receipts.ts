@@ -22,7 +22,10 @@ const { proof: fullyRemoteProof } = require('hypercore/lib/fully-remote-proof.js
   proof(core: unknown, options: { index: number; block: Buffer; upgrade: { start: number; length: number } }): Promise<Buffer>
 }
 const { MerkleTree } = require('hypercore/lib/merkle-tree.js') as {
-  MerkleTree: { verifyFullyRemote(session: unknown, proof: unknown): ProvenTree }
+  MerkleTree: {
+    verifyFullyRemote(session: unknown, proof: unknown): ProvenTree
+    get(session: unknown, index: number): Promise<TreeNode | null>
+  }
 }
 const messages = require('hypercore/lib/messages.js') as { wire: { data: { decode(state: DecodeState): WireProof } } }
 const { manifestHash } = require('hypercore/lib/verifier.js') as { manifestHash(manifest: Manifest): Buffer }
@@ -40,7 +43,7 @@ interface Manifest {
   signers: { publicKey: Buffer; namespace: Buffer }[]
 }
 
-interface TreeNode {
+export interface TreeNode {
   index: number
   size: number
   hash: Buffer
@@ -185,39 +188,112 @@ function openReceipt(receipt: unknown): OpenedReceipt {
 }
 
 /**
- * Checks that `blocks` are entries 0 to seq - 1 of the log a receipt of entry `seq` was signed in:
- * every Merkle node left of the receipt's path (the left siblings on the way up, and the roots before
- * the path's root) must be the hash of exactly those blocks. With the receipt's own entry, that
- * proves the log's first seq + 1 entries, under one signature. Returns the receipt's proven entry;
- * throws ReceiptError saying what does not hold.
+ * Checks that `blocks` (entry seq → its bytes) are entries of the log a receipt of entry `seq` was
+ * signed in, and with `elided` (Merkle nodes standing for the entries not given) make up all of
+ * entries 0 to seq - 1: every Merkle node left of the receipt's path (the left siblings on the way
+ * up, and the roots before the path's root) must be rebuilt from them exactly. With the receipt's
+ * own entry, that proves the given entries under one signature. An elided node may not stand for
+ * entry 0 or for a given entry, so each given entry is hashed into the signed tree. Returns the
+ * receipt's proven entry; throws ReceiptError saying what does not hold.
  */
-export function verifyLogPrefix(receipt: unknown, blocks: Buffer[]): ProvenEntry {
+export function verifyLogPart(receipt: unknown, blocks: Map<number, Buffer>, elided: TreeNode[] = []): ProvenEntry {
   const { proven, path, roots } = openReceipt(receipt)
-  if (blocks.length !== proven.seq) throw new ReceiptError(`${blocks.length} entries come before entry ${proven.seq}, not ${proven.seq}`)
-  let covered = 0
-  const check = (node: TreeNode): void => {
+  for (const seq of blocks.keys()) {
+    if (!isIndex(seq) || seq >= proven.seq) throw new ReceiptError(`entry ${seq} is not one before the receipt's entry ${proven.seq}`)
+  }
+  if (elided.length > MAX_ELIDED_NODES) throw new ReceiptError(`more than ${MAX_ELIDED_NODES} Merkle nodes stand for entries not given`)
+  const standIns = new Map<number, TreeNode>()
+  for (const node of elided) {
+    if (!isTreeNode(node)) throw new ReceiptError('a Merkle node standing for entries is not {index, size, hash}')
     const [start, end] = spanOf(node.index)
-    if (end > proven.seq) return // right of the path: the receipt's own nodes
-    const built = subtreeOf(blocks, start, flat.depth(node.index))
+    if (start === 0 || end > proven.seq || [...blocks.keys()].some((seq) => seq >= start && seq < end)) {
+      throw new ReceiptError(`Merkle node ${node.index} stands for entries that must be given`)
+    }
+    standIns.set(node.index, node)
+  }
+  const rebuild = (index: number): TreeNode => {
+    const standIn = standIns.get(index)
+    if (standIn) return standIn
+    const [start] = spanOf(index)
+    const depth = flat.depth(index)
+    if (depth === 0) {
+      const block = blocks.get(start)
+      if (!block) throw new ReceiptError(`entry ${start} is neither given nor stood for`)
+      return { index, size: block.byteLength, hash: crypto.data(block) }
+    }
+    const [leftChild, rightChild] = flat.children(index) as [number, number] // depth > 0: never null
+    const left = rebuild(leftChild)
+    const right = rebuild(rightChild)
+    return { index, size: left.size + right.size, hash: crypto.parent(left, right) }
+  }
+  let covered = 0
+  for (const node of [...path, ...roots]) {
+    const [start, end] = spanOf(node.index)
+    if (end > proven.seq) continue // right of the path: the receipt's own nodes
+    const built = rebuild(node.index)
     if (built.size !== node.size || !built.hash.equals(node.hash)) {
       throw new ReceiptError(`entries ${start} to ${end - 1} are not the ones the log signed`)
     }
     covered += end - start
   }
-  for (const node of path) check(node)
-  for (const root of roots) check(root)
-  // Left siblings and left roots tile the blocks before the path: all of them, each once.
+  // Left siblings and left roots tile the entries before the path: all of them, each once.
   if (covered !== proven.seq) throw new ReceiptError(`the receipt's tree covers ${covered} entries before entry ${proven.seq}`)
   return proven
 }
 
-/** The Merkle node over blocks [start, start + 2^depth), built from the blocks themselves. */
-function subtreeOf(blocks: Buffer[], start: number, depth: number): TreeNode {
-  if (depth === 0) return { index: 2 * start, size: blocks[start].byteLength, hash: crypto.data(blocks[start]) }
-  const half = 2 ** (depth - 1)
-  const left = subtreeOf(blocks, start, depth - 1)
-  const right = subtreeOf(blocks, start + half, depth - 1)
-  return { index: flat.index(depth, start / (2 * half)), size: left.size + right.size, hash: crypto.parent(left, right) }
+/** The bytes of the entries before a receipt's entry (the sizes of the Merkle nodes left of its path). */
+export function entryBytesBefore(receipt: Receipt): number {
+  const { proven, path, roots } = openReceipt(receipt)
+  return [...path, ...roots].filter((node) => spanOf(node.index)[1] <= proven.seq).reduce((sum, node) => sum + node.size, 0)
+}
+
+/** Most Merkle nodes an execution proof may give in place of entries (a tiling takes about 2 per level). */
+const MAX_ELIDED_NODES = 256
+
+/**
+ * The Merkle nodes (read from the log's storage) that stand for its entries [from, to) in a receipt
+ * of entry `seq` signed at `length`, as verifyLogPart rebuilds it: the largest subtrees inside that
+ * range met on the way down from each node left of the receipt's path. `from` must be at least 1.
+ */
+export async function standInNodes(callLog: CallLog, seq: number, length: number, from: number, to: number): Promise<TreeNode[]> {
+  const wanted: number[] = []
+  const descend = (index: number): void => {
+    const [start, end] = spanOf(index)
+    if (end <= from || start >= to) return
+    if (start >= from && end <= to) {
+      wanted.push(index)
+      return
+    }
+    for (const child of flat.children(index) ?? []) descend(child)
+  }
+  for (const index of leftNodesOf(seq, length)) descend(index)
+  const state = (callLog.core as unknown as { state: unknown }).state
+  return Promise.all(
+    wanted.map(async (index) => {
+      const node = await MerkleTree.get(state, index)
+      if (!node) throw new ReceiptError(`the log holds no Merkle node ${index}`)
+      return { index: node.index, size: node.size, hash: node.hash }
+    }),
+  )
+}
+
+/** The nodes left of block `seq`'s path in the tree of `length` blocks: left siblings, and the roots before. */
+function leftNodesOf(seq: number, length: number): number[] {
+  const roots = flat.fullRoots(2 * length)
+  const left: number[] = []
+  let index = 2 * seq
+  while (!roots.includes(index)) {
+    const sibling = flat.sibling(index)
+    if (sibling < index) left.push(sibling)
+    index = flat.parent(index)
+  }
+  for (const root of roots) if (root < index) left.push(root)
+  return left
+}
+
+function isTreeNode(v: unknown): v is TreeNode {
+  const n = v as TreeNode | null
+  return n !== null && typeof n === 'object' && isIndex(n.index) && isIndex(n.size) && Buffer.isBuffer(n.hash) && n.hash.byteLength === 32
 }
 
 /** The blocks a flat-tree node spans: [start, end). */
