@@ -3,7 +3,7 @@
  */
 
 export type { SnapshotSource } from './audit/checkpoint-starts.js'
-export type { ExecutionProof, ProofCheckOptions } from './audit/execution-proof.js'
+export type { ExecutionProof, ProofCheckOptions, ProofStart, ProveOptions } from './audit/execution-proof.js'
 export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier.js'
 export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'
