@@ -209,7 +209,7 @@ export class MethodNotFoundError extends LibVMSError {
     super(
       'MethodNotFound',
       'ERR_METHOD_NOT_FOUND',
-      `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.exports for the ones it has`,
+      `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.methods for the ones it has`,
     )
   }
 }

@@ -65,6 +65,12 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
   const refused = await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'bob'])
   assert.equal(refused.code, 1, 'a call that fails inside the VM exits 1')
   assert.match(refused.stderr, /^✗ Error: Only an admin can do that \[ERR_CALL_FAILED\]\n$/)
+  const unknown = await nodevms(['call', url, 'nope'])
+  assert.equal(unknown.code, 2, unknown.stderr)
+  assert.match(
+    unknown.stderr,
+    /^✗ MethodNotFound: the VM has no callable method "nope"; nodevms info lists them \[ERR_METHOD_NOT_FOUND\]\n$/,
+  )
   assert.equal((await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'addAdmin', 'bob', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'put', 'size', '42', '--user', 'bob'])).code, 0)
@@ -300,7 +306,16 @@ test('help, version, usage errors and connection errors: exit codes and one-line
   assert.match(missing.stderr, /^✗ UsageError: missing required argument 'script' \[ERR_USAGE\]$/m)
   const badPort = await nodevms(['exec', 'x.js', '--port', 'http'])
   assert.equal(badPort.code, 2)
-  assert.match(badPort.stderr, /--port must be a number/)
+  assert.match(badPort.stderr, /^✗ UsageError: --port must be a number from 0 to 65535, got "http" \[ERR_USAGE\]$/m)
+  const badOption = await nodevms(['call', 'ws://127.0.0.1:9/', 'x', '--nope'])
+  assert.equal(badOption.code, 2)
+  assert.match(badOption.stderr, /^✗ UsageError: unknown option '--nope' \[ERR_USAGE\]$/m)
+  const badNumber = await nodevms(['verify', '.', '--jobs', 'many'])
+  assert.equal(badNumber.code, 2)
+  assert.match(
+    badNumber.stderr,
+    /^✗ UsageError: option '-j, --jobs <n>' argument 'many' is invalid: expected a whole number \[ERR_USAGE\]$/m,
+  )
   const unknown = await nodevms(['frobnicate'])
   assert.equal(unknown.code, 2)
   assert.match(unknown.stderr, /^✗ UsageError: unknown command 'frobnicate' \[ERR_USAGE\]$/m)
