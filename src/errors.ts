@@ -136,6 +136,9 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<string>([
   ...OTHER_CODES,
 ])
 
+/** Every stable code this version has, for matching at run time (`ERROR_CODES.includes(err.code)`). */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([...KNOWN_CODES] as ErrorCode[])
+
 /** `code` if it is one this version knows (it came from a thread or a server), else ERR_UNKNOWN. */
 export function knownCode(code: unknown): ErrorCode {
   return typeof code === 'string' && KNOWN_CODES.has(code) ? (code as ErrorCode) : 'ERR_UNKNOWN'

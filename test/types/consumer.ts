@@ -3,7 +3,7 @@
  * test/package.test.ts (after the build): the documented examples must type-check as a user writes
  * them, and misuses must not. Not part of the project's own tsconfig (it imports 'libvms' by name).
  */
-import { CallLog, DatArchive, type ErrorCode, type LibVMSError, RPCClient, RPCServer, Verifier, VM } from 'libvms'
+import { CallLog, DatArchive, ERROR_CODES, type ErrorCode, type LibVMSError, RPCClient, RPCServer, Verifier, VM } from 'libvms'
 
 interface CounterAPI {
   increment(by?: number): number
@@ -41,6 +41,9 @@ export async function documentedExamples(dir: string): Promise<void> {
     if (code === 'ERR_DIVERGENCE') console.log('diverged')
     // @ts-expect-error: no such code
     if (code === 'ERR_DIVERGNCE') console.log('never')
+    // The same codes at run time.
+    const known: boolean = ERROR_CODES.includes(code)
+    console.log(known)
   }
   console.log(portNumber, anything, n, m, s)
   await client.close()
