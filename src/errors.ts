@@ -136,6 +136,9 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<string>([
   ...OTHER_CODES,
 ])
 
+/** Every stable code this version has, for matching at run time (`ERROR_CODES.includes(err.code)`). */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([...KNOWN_CODES] as ErrorCode[])
+
 /** `code` if it is one this version knows (it came from a thread or a server), else ERR_UNKNOWN. */
 export function knownCode(code: unknown): ErrorCode {
   return typeof code === 'string' && KNOWN_CODES.has(code) ? (code as ErrorCode) : 'ERR_UNKNOWN'
@@ -209,7 +212,7 @@ export class MethodNotFoundError extends LibVMSError {
     super(
       'MethodNotFound',
       'ERR_METHOD_NOT_FOUND',
-      `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.exports for the ones it has`,
+      `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.methods for the ones it has`,
     )
   }
 }
@@ -242,8 +245,8 @@ export class DirectoryError extends LibVMSError {
 
 /** An operation on a VM, log or archive that is closed or not yet deployed. */
 export class StateError extends LibVMSError {
-  constructor(message: string) {
-    super('StateError', 'ERR_INVALID_STATE', message)
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('StateError', 'ERR_INVALID_STATE', message, options)
   }
 }
 
@@ -413,5 +416,29 @@ export class ListenError extends LibVMSError {
 export class ReceiptError extends LibVMSError {
   constructor(why: string) {
     super('ReceiptError', 'ERR_BAD_RECEIPT', `the receipt does not hold: ${why}`)
+  }
+}
+
+/**
+ * An error of the storage underneath (Hypercore, Hyperbee, Hyperdrive, the file system) as a LibVMS
+ * error with a code, `what` naming what was being done ("reading entry 3 of hyper://…"): a timeout
+ * is ERR_FETCH_TIMEOUT, a closed or read-only core ERR_INVALID_STATE, anything else with a code
+ * ERR_INVALID_STATE with the original as `cause`. LibVMS errors, and errors without a code (a bug
+ * here, not a state of the storage), pass as they are.
+ */
+export function storageError(err: unknown, what: string): unknown {
+  if (err instanceof LibVMSError || !(err instanceof Error)) return err
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string') return err
+  switch (code) {
+    case 'REQUEST_TIMEOUT':
+      return new FetchError('ERR_FETCH_TIMEOUT', `${what}: no host sent it in time; is a host of it online?`)
+    case 'SESSION_CLOSED':
+    case 'REQUEST_CANCELLED':
+      return new StateError(`${what}: it was closed`, { cause: err })
+    case 'SESSION_NOT_WRITABLE':
+      return new StateError(`${what}: this is a read-only copy (only the host that holds its key writes to it)`, { cause: err })
+    default:
+      return new StateError(`${what}: ${err.message}`, { cause: err })
   }
 }

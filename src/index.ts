@@ -17,6 +17,7 @@ export {
   DivergenceError,
   EncodingError,
   EngineMismatchError,
+  ERROR_CODES,
   FactoryError,
   FetchError,
   FilesError,

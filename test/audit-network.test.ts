@@ -138,6 +138,66 @@ test('a fetched log follows its host: update() and the append event', async (t) 
   assert.equal(((await callLog.get(before)) as CallEntry).method, 'foo')
 })
 
+test('update() asks and does not wait: false on a current copy; waitForLength waits for the next entry; closing ends both with a StateError', async (t) => {
+  const { vm, url } = await served(t)
+  const callLog = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  t.after(() => callLog.close())
+  await callLog.get(vm.callLog.length - 1)
+  while (callLog.length < vm.callLog.length) await callLog.update() // bounded: the host appends nothing meanwhile
+  // Nothing newer at the host, and nobody appends: update() resolves (false) all the same.
+  assert.equal(await callLog.update(), false)
+  assert.equal(callLog.length, vm.callLog.length)
+  // waitForLength is what waits: it resolves once the host appended the next entry.
+  const next = callLog.length + 1
+  const waiting = callLog.waitForLength(next)
+  await vm.executeCall({ methodName: 'foo' })
+  await waiting
+  assert.ok(callLog.length >= next)
+  // Closing the copy under a waiter rejects it (it no longer asks forever), and reading after is refused.
+  const forever = assert.rejects(callLog.waitForLength(callLog.length + 1_000), {
+    name: 'StateError',
+    code: 'ERR_INVALID_STATE',
+    message: /closed/,
+  })
+  await callLog.close()
+  await forever
+  await assert.rejects(callLog.update(), { name: 'StateError', code: 'ERR_INVALID_STATE' })
+})
+
+test("a read-only copy and a closed one answer with LibVMS errors, not Hypercore's", async (t) => {
+  const { vm, url } = await served(t)
+  const callLog = await CallLog.fetch(vm.callLog.url, { peers: [url] })
+  const files = new DatArchive(vm.filesArchive.url, { peers: [url] })
+  await files.download('/')
+  const version = files.version
+  await assert.rejects(callLog.append({ type: 'call' } as never), {
+    name: 'StateError',
+    code: 'ERR_INVALID_STATE',
+    message: /read-only copy \(only the host that holds its key/,
+  })
+  await assert.rejects(files.writeFile('/notes/n0', 'changed'), {
+    name: 'StateError',
+    code: 'ERR_INVALID_STATE',
+    message: /read-only copy/,
+  })
+  assert.equal(files.version, version, 'nothing was written')
+  assert.equal(await files.readFile('/notes/n0', 'utf8'), 'text 28')
+
+  // Closed during a read, or before one.
+  const reading = callLog.list().then(
+    (entries) => assert.equal(entries.length, vm.callLog.length, 'the read finished before the close'),
+    (err: Error & { code?: string }) => assert.equal(err.code, 'ERR_INVALID_STATE', String(err)),
+  )
+  await callLog.close()
+  await reading
+  await assert.rejects(callLog.list(), { name: 'StateError', code: 'ERR_INVALID_STATE' })
+  await files.close()
+  for (const read of [() => files.readFile('/notes/n0'), () => files.stat('/notes'), () => files.readdir('/'), () => files.history()]) {
+    await assert.rejects(read(), { name: 'StateError', code: 'ERR_INVALID_STATE', message: /files archive .* is closed/ })
+  }
+  await assert.rejects(files.download('/'), { code: 'ERR_INVALID_STATE' })
+})
+
 test('an auditor copy refuses a host that truncates and rewrites its log', async (t) => {
   const { vm, url } = await served(t)
   const dir = join(await tempDir(t), 'copy')

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { chmod, mkdir, readdir } from 'node:fs/promises'
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -65,6 +65,12 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
   const refused = await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'bob'])
   assert.equal(refused.code, 1, 'a call that fails inside the VM exits 1')
   assert.match(refused.stderr, /^✗ Error: Only an admin can do that \[ERR_CALL_FAILED\]\n$/)
+  const unknown = await nodevms(['call', url, 'nope'])
+  assert.equal(unknown.code, 2, unknown.stderr)
+  assert.match(
+    unknown.stderr,
+    /^✗ MethodNotFound: the VM has no callable method "nope"; nodevms info lists them \[ERR_METHOD_NOT_FOUND\]\n$/,
+  )
   assert.equal((await nodevms(['call', url, 'put', 'colour', '{"hex":"#00f"}', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'addAdmin', 'bob', '--user', 'alice'])).code, 0)
   assert.equal((await nodevms(['call', url, 'put', 'size', '42', '--user', 'bob'])).code, 0)
@@ -96,6 +102,12 @@ test('a factory over the command line: provision, call the new VM, verify both',
   assert.equal((await nodevms(['call', vm.rpcUrl, 'hi', '--user', 'bob'])).stdout.trim(), '"hi from bob"')
   assert.equal((await nodevms(['verify', factory.served.rpcUrl])).code, 0)
   assert.equal((await nodevms(['verify', vm.rpcUrl])).code, 0)
+  // At --max-vms, provisioning fails with the documented name and code.
+  const code = JSON.stringify({ code: 'exports.n = () => 1' })
+  assert.equal((await nodevms(['call', factory.served.rpcUrl, 'provisionVM', code])).code, 0, 'the second of two')
+  const full = await nodevms(['call', factory.served.rpcUrl, 'provisionVM', code])
+  assert.equal(full.code, 1, full.stderr)
+  assert.match(full.stderr, /^✗ CapacityExceeded: this factory already runs 2 VMs, its limit \(maxVMs\).*\[ERR_CAPACITY\]$/m)
   const usage = await nodevms(['exec', join(SCRIPTS, 'counter.js'), '--max-vms', '2'])
   assert.equal(usage.code, 2)
   assert.match(usage.stderr, /--max-vms applies to factories/)
@@ -294,7 +306,16 @@ test('help, version, usage errors and connection errors: exit codes and one-line
   assert.match(missing.stderr, /^✗ UsageError: missing required argument 'script' \[ERR_USAGE\]$/m)
   const badPort = await nodevms(['exec', 'x.js', '--port', 'http'])
   assert.equal(badPort.code, 2)
-  assert.match(badPort.stderr, /--port must be a number/)
+  assert.match(badPort.stderr, /^✗ UsageError: --port must be a number from 0 to 65535, got "http" \[ERR_USAGE\]$/m)
+  const badOption = await nodevms(['call', 'ws://127.0.0.1:9/', 'x', '--nope'])
+  assert.equal(badOption.code, 2)
+  assert.match(badOption.stderr, /^✗ UsageError: unknown option '--nope' \[ERR_USAGE\]$/m)
+  const badNumber = await nodevms(['verify', '.', '--jobs', 'many'])
+  assert.equal(badNumber.code, 2)
+  assert.match(
+    badNumber.stderr,
+    /^✗ UsageError: option '-j, --jobs <n>' argument 'many' is invalid: expected a whole number \[ERR_USAGE\]$/m,
+  )
   const unknown = await nodevms(['frobnicate'])
   assert.equal(unknown.code, 2)
   assert.match(unknown.stderr, /^✗ UsageError: unknown command 'frobnicate' \[ERR_USAGE\]$/m)
@@ -439,4 +460,64 @@ test('exec says when it resumes a VM (the calls it replays, from which snapshot,
   const factory = await serve('factory.js', join(work, 'factory'))
   assert.equal(await stop(factory.child), 0)
   assert.match(factory.stderr(), /note: .*factory\.js uses System\.vms, which only a VM factory has: serve it with --factory/)
+})
+
+test("exec of a script with a syntax error: the script's own line, no token it does not have, nothing left behind", async (t) => {
+  const work = await tempDir(t)
+  const cases: [string, string, RegExp][] = [
+    // An unclosed body: QuickJS would name the wrapper's closing brace past the end of the file.
+    [
+      'unclosed.js',
+      'let count = 0\nexports.increment = () => {\n  return ++count\nexports.get = () => count\n',
+      /^✗ ScriptError: SyntaxError: unexpected end of the script: something opened is not closed \(script line 4\) \[ERR_SCRIPT\]$/m,
+    ],
+    [
+      'stray.js',
+      'let count = 0\nexports.increment = () => ++count\n}\nexports.get = () => count\nexports.x = 1\n',
+      /^✗ ScriptError: SyntaxError: Unexpected token '\}' \(script line 3\) \[ERR_SCRIPT\]$/m,
+    ],
+  ]
+  for (const [name, code, expected] of cases) {
+    const file = join(work, name)
+    await writeFile(file, code)
+    const lines = code.split('\n').length - 1
+    const dir = join(work, `${name}.vms`)
+    const run = await nodevms(['exec', file, '--port', '0', '--dir', dir])
+    assert.equal(run.code, 2, run.stderr)
+    assert.match(run.stderr, expected)
+    const line = Number(/\(script line (\d+)\)/.exec(run.stderr)?.[1])
+    assert.ok(line >= 1 && line <= lines, `line ${line} is within the ${lines}-line file`)
+    assert.doesNotMatch(run.stderr, /expression: '\}'/, 'no token from the wrapper')
+    await assert.rejects(readdir(dir), { code: 'ENOENT' }, 'no data dir was made')
+  }
+})
+
+test('exec resuming on a terminal: the line, a progress bar and the time it took, before it serves', async (t) => {
+  const dir = join(await tempDir(t), 'counter')
+  const first = await exec(t, join(SCRIPTS, 'counter.js'), ['--dir', dir])
+  for (let i = 0; i < 3; i++) assert.equal((await nodevms(['call', first.served.rpcUrl, 'increment'])).code, 0)
+  assert.equal(await stop(first.child), 0)
+  // script(1) gives the command a terminal; `exec` makes nodevms the process it signals.
+  const command = `exec "${process.execPath}" "${BIN}" exec "${join(SCRIPTS, 'counter.js')}" --port 0 --checkpoints off --dir "${dir}"`
+  const { NO_COLOR: _, ...env } = process.env
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    cwd: root,
+    env: { ...env, TERM: 'xterm' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  t.after(() => stop(child))
+  let output = ''
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (/RPC\s+ws:\/\//.test(output)) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`exec exited with ${code} before serving: ${output}`)))
+  })
+  assert.equal(await stop(child), 0)
+  const plain = output.replace(/\r/g, '')
+  assert.match(plain, /^resuming: replaying 3 calls of its log$/m)
+  assert.match(plain, /resuming \[#{24}\] 3\/3 \(\d+\/s\)/, 'the bar, full once every call is replayed')
+  assert.match(plain, /resumed: 3 calls replayed in \d+ ms\n/)
+  assert.ok(plain.indexOf('resumed:') < plain.indexOf('serving'), 'it says so before it serves')
 })

@@ -264,11 +264,15 @@ test('an unreachable host and a host that never answers give named errors that n
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
   const port = (closed.address() as { port: number }).port
   await new Promise((resolve) => closed.close(resolve))
-  await assert.rejects(new RPCClient().connect(`ws://127.0.0.1:${port}/vm`), (err: RPCError) => {
+  const unconnected = new RPCClient()
+  await assert.rejects(unconnected.connect(`ws://127.0.0.1:${port}/vm`), (err: RPCError) => {
     assert.equal(err.code, 'ERR_CONNECT')
     assert.match(err.message, new RegExp(`ws://127.0.0.1:${port}/vm`))
     return true
   })
+  // backendInfo is typed as there (README's `client.backendInfo.callLogUrl` compiles under --strict):
+  // before a handshake it is a named error, not null.
+  assert.throws(() => unconnected.backendInfo, { name: 'StateError', code: 'ERR_INVALID_STATE', message: /not connected yet/ })
   // A TCP server that accepts and then says nothing.
   const sockets = new Set<import('node:net').Socket>()
   const silent = probe.createServer((socket) => sockets.add(socket))

@@ -83,6 +83,14 @@ test('System.caller.id is the userId, or null without one', async (t) => {
   assert.equal(await vm.executeCall({ methodName: 'whoami' }), null)
 })
 
+test("an unknown method's message names vm.methods (the callable names; vm.exports also has init)", async (t) => {
+  const vm = await deployVM(t, COUNTER)
+  await assert.rejects(vm.executeCall({ methodName: 'nope' }), {
+    name: 'MethodNotFound',
+    message: 'The VM has no callable export named "nope"; list vm.methods for the ones it has',
+  })
+})
+
 test('bad requests are refused before the VM and leave no trace in the log', async (t) => {
   const vm = await deployVM(t, COUNTER)
   const length = vm.callLog.length

@@ -46,7 +46,8 @@ const HINTS: Record<string, string> = {
 /** A commander error message ("error: missing required argument 'x'\n") as one of ours. */
 function usageLine(text: string): string {
   const [first, ...rest] = text.trimEnd().split('\n')
-  return `${[`✗ UsageError: ${first.replace(/^error: /, '')} [ERR_USAGE]`, ...rest].join('\n')}\n`
+  const message = first.replace(/^error: /, '').replace(/ is invalid\. /, ' is invalid: ')
+  return `${[`✗ UsageError: ${message} [ERR_USAGE]`, ...rest].join('\n')}\n`
 }
 
 /** Library phrasing that names API options, in the command line's words. */
@@ -55,7 +56,8 @@ const CLI_WORDS: [RegExp, string][] = [
   [/connect with \{keyPair\}/g, 'use --key <file>'],
   [/connect with \{user\}/g, 'use --user <id>, not --key'],
   [/create one with generateKeyPair\(\) and saveKeyPair\(\) \(or nodevms keygen\)/g, 'create one with nodevms keygen'],
-  [/list vm\.exports for the ones it has/g, 'nodevms info lists the ones it has'],
+  [/list vm\.methods for the ones it has/g, 'nodevms info lists the ones it has'],
+  [/the handshake lists them/g, 'nodevms info lists them'],
 ]
 
 /** `error`, its message in the command line's words (a copy, when any are changed). */

@@ -1,4 +1,9 @@
-/** Parsers for option values: each refuses a bad value with a UsageError that says what is expected. */
+/**
+ * Parsers for option values: each refuses a bad value saying what is expected, with a UsageError
+ * that names the option, or through commander (which names it: "option '--jobs <n>' argument 'x' is
+ * invalid: …", printed as a UsageError too).
+ */
+import { InvalidArgumentError } from 'commander'
 import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 
@@ -10,7 +15,7 @@ export function parsePort(value: string): number {
 
 export function parseCount(value: string): number {
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new UsageError(`expected a whole number, got ${JSON.stringify(value)}`)
+    throw new InvalidArgumentError('expected a whole number')
   }
   return Number(value)
 }
@@ -18,15 +23,17 @@ export function parseCount(value: string): number {
 /** A whole number of at least 1. */
 export function parsePositive(value: string): number {
   const n = parseCount(value)
-  if (n === 0) throw new UsageError(`expected a whole number of at least 1, got ${JSON.stringify(value)}`)
+  if (n === 0) throw new InvalidArgumentError('expected a whole number of at least 1')
   return n
 }
 
 /** `--checkpoints <n|off>`: a checkpoint every n calls, or none. */
 export function parseCheckpoints(value: string): { every: number } | false {
   if (value === 'off') return false
-  const every = parseCount(value)
-  if (every === 0) throw new UsageError("--checkpoints takes a number of calls (at least 1) or 'off'")
+  const every = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(every) || every === 0) {
+    throw new UsageError(`--checkpoints takes a number of calls (at least 1) or 'off', got ${JSON.stringify(value)}`)
+  }
   return { every }
 }
 

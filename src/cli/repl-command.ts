@@ -46,7 +46,7 @@ export function registerRepl(program: Command): void {
  * it has (MethodNotFound, ERR_METHOD_NOT_FOUND), not JavaScript's "is not a function".
  */
 function withNamedMisses(client: RPCClient): RPCClient {
-  const methods = client.backendInfo?.methods ?? []
+  const methods = client.backendInfo.methods ?? []
   return new Proxy(client, {
     get(target, name, receiver) {
       if (typeof name !== 'string' || name in target || name === 'then') return Reflect.get(target, name, receiver)
@@ -75,7 +75,7 @@ async function evaluate(source: string, client: RPCClient): Promise<unknown> {
 async function interactive(url: string, client: RPCClient): Promise<void> {
   const info = client.backendInfo
   out.line(
-    `${out.paint('green', '✓')} connected to ${info?.title || url} (${info?.auth} mode). Methods: ${(info?.methods ?? []).map((m) => `client.${m}()`).join(', ') || 'none'}`,
+    `${out.paint('green', '✓')} connected to ${info.title || url} (${info.auth} mode). Methods: ${(info.methods ?? []).map((m) => `client.${m}()`).join(', ') || 'none'}`,
   )
   out.line(out.paint('dim', 'Answers are awaited. .exit or Ctrl-D leaves.'))
   const server = repl.start({ prompt: `${info?.title || 'vm'}> `, useGlobal: false })

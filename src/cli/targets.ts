@@ -55,7 +55,7 @@ export function targetKind(target: string): TargetKind {
 export async function handshake(url: string, timeout?: number): Promise<BackendInfo> {
   const client = new RPCClient()
   await client.connect(url, { timeout })
-  const info = client.backendInfo as BackendInfo
+  const info = client.backendInfo
   await client.close()
   return info
 }

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
-import { FetchError, StateError } from '../errors.js'
+import { FetchError, StateError, storageError } from '../errors.js'
 import { counted } from '../wording.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
@@ -50,8 +50,13 @@ export class CallLog extends EventEmitter {
    * ERR_FORKED if a host rewrote history this copy already holds.
    */
   async update(): Promise<boolean> {
+    this.assertOpen()
     const before = this.core.length
-    await this.core.update({ wait: true })
+    try {
+      await this.core.update({ wait: true })
+    } catch (err) {
+      throw storageError(err, `asking the hosts of ${this.url} for new entries`)
+    }
     assertNoFork(this.core, this.url)
     return this.core.length > before
   }
@@ -59,11 +64,13 @@ export class CallLog extends EventEmitter {
   /**
    * Resolves once the log holds at least `length` entries, or when `signal` aborts. A fetched copy
    * asks its hosts every `pollMs` (default 500) besides listening for appends; rejects if asking
-   * fails (a host that rewrote history: ERR_FORKED).
+   * fails (a host that rewrote history: ERR_FORKED), and with a StateError if the log is closed
+   * before it is that long.
    */
   async waitForLength(length: number, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<void> {
     const { signal, pollMs = 500 } = options
     while (this.length < length && !signal?.aborted) {
+      this.assertOpen()
       let timer: NodeJS.Timeout | undefined
       let wake: () => void = () => {}
       const waited = new Promise<void>((resolve, reject) => {
@@ -73,12 +80,14 @@ export class CallLog extends EventEmitter {
         if (!this.writable) this.update().then((grew) => grew && resolve(), reject)
       })
       this.once('append', wake)
+      this.core.once('close', wake)
       signal?.addEventListener('abort', wake, { once: true })
       try {
         await waited
       } finally {
         clearTimeout(timer)
         this.off('append', wake)
+        this.core.off('close', wake)
         signal?.removeEventListener('abort', wake)
       }
     }
@@ -151,7 +160,7 @@ export class CallLog extends EventEmitter {
   }
 
   /** Hypercore's error reading entry `seq`, as a LibVMS error with a code. */
-  private readError(err: unknown, seq: number, timeout: number | undefined): Error {
+  private readError(err: unknown, seq: number, timeout: number | undefined): unknown {
     const code = (err as { code?: unknown }).code
     if (code === 'REQUEST_TIMEOUT') {
       return new FetchError('ERR_FETCH_TIMEOUT', `entry ${seq} of ${this.url} did not arrive within ${timeout} ms; is a host of it online?`)
@@ -159,7 +168,7 @@ export class CallLog extends EventEmitter {
     if (code === 'SESSION_CLOSED' || code === 'REQUEST_CANCELLED') {
       return new StateError(`the call log ${this.url} was closed while entry ${seq} was being read`)
     }
-    return new StateError(`entry ${seq} of ${this.url} could not be read: ${(err as Error).message}`)
+    return storageError(err, `reading entry ${seq} of ${this.url}`)
   }
 
   /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
@@ -182,7 +191,9 @@ export class CallLog extends EventEmitter {
     const snapshot = this.core.snapshot({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
     const readChunk = async (from: number): Promise<LogEntry[]> => {
       const to = Math.min(end, from + chunk)
-      const blocks = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i)))
+      const blocks = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i))).catch((err) => {
+        throw this.readError(err, from, undefined)
+      })
       return blocks.map((block, i) => {
         if (block === null) throw new StateError(`entry ${from + i} of ${this.url} is not available`)
         return decodeEntry(block, from + i)
@@ -224,6 +235,12 @@ export class CallLog extends EventEmitter {
       const { length } = await core.append(entries)
       noted()
       return length
+    } catch (err) {
+      // A read-only copy, or a log closed meanwhile, is the caller's mistake: a LibVMS error. A
+      // failing disk stays as it is (a VM takes it for a host fault).
+      const code = (err as { code?: unknown }).code
+      if (code === 'SESSION_NOT_WRITABLE' || code === 'SESSION_CLOSED') throw storageError(err, `appending to the call log ${this.url}`)
+      throw err
     } finally {
       core.off('append', grew)
     }

@@ -13,7 +13,7 @@ import { FilesView, type HistoryRecord } from './files-view.js'
 
 export type { HistoryRecord }
 
-import { StateError } from '../errors.js'
+import { StateError, storageError } from '../errors.js'
 import { assertNoFork, downloadAll, type StallHandler } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
@@ -40,6 +40,7 @@ export class DatArchive {
   private readonly remoteOptions: RemoteOptions
   private release: (() => Promise<void>) | null = null
   private onStall: StallHandler | undefined
+  private closed = false
 
   /**
    * A VM's own archive (given its Hyperdrive), or the archive at a `hyper://` URL on other hosts: by
@@ -96,6 +97,10 @@ export class DatArchive {
    * accepted for Beaker compatibility; the whole archive is fetched either way.
    */
   async download(_path = '/'): Promise<void> {
+    await this.guard('downloading', () => this.fetchAll())
+  }
+
+  private async fetchAll(): Promise<void> {
     await this.ready()
     const drive = this.drive
     const stallMs = this.remoteOptions.timeout ?? 15_000
@@ -111,13 +116,15 @@ export class DatArchive {
    * history this copy holds. A local archive has nothing to learn: false.
    */
   async update(): Promise<boolean> {
-    await this.ready()
-    if (!this.remoteKey) return false
-    const before = this.drive.core.length
-    await this.drive.core.update({ wait: true })
-    assertNoFork(this.drive.core, this.url)
-    await this.download()
-    return this.drive.core.length > before
+    return this.guard('updating', async () => {
+      await this.ready()
+      if (!this.remoteKey) return false
+      const before = this.drive.core.length
+      await this.drive.core.update({ wait: true })
+      assertNoFork(this.drive.core, this.url)
+      await this.fetchAll()
+      return this.drive.core.length > before
+    })
   }
 
   async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {
@@ -126,15 +133,15 @@ export class DatArchive {
   }
 
   async stat(path: string): Promise<StatResult> {
-    return this.reader().stat(path)
+    return this.guard(`stat ${path}`, () => this.reader().stat(path))
   }
 
   async readFile(path: string, opts?: string | { encoding?: string }): Promise<string | Uint8Array> {
-    return this.reader().readFile(path, opts)
+    return this.guard(`reading ${path}`, () => this.reader().readFile(path, opts))
   }
 
   async readdir(path: string, opts?: { recursive?: boolean }): Promise<string[]> {
-    return this.reader().readdir(path, opts)
+    return this.guard(`listing ${path}`, () => this.reader().readdir(path, opts))
   }
 
   async writeFile(path: string, data: string | Uint8Array, opts?: string | { encoding?: string }): Promise<void> {
@@ -155,8 +162,10 @@ export class DatArchive {
 
   /** Every change in the archive's history, oldest first (or newest first with `reverse`). */
   async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
-    await this.drive.ready()
-    return this.view().history(opts)
+    return this.guard('reading the history', async () => {
+      await this.drive.ready()
+      return this.view().history(opts)
+    })
   }
 
   /** A view of the archive as it is now. */
@@ -188,6 +197,7 @@ export class DatArchive {
   }
 
   async close(): Promise<void> {
+    this.closed = true
     await this.opening?.catch(() => {})
     await this.opened?.close()
     await this.release?.()
@@ -198,9 +208,27 @@ export class DatArchive {
   }
 
   private async write(change: (tx: FilesTransaction) => Promise<void>): Promise<void> {
-    await this.drive.ready()
-    const tx = new FilesTransaction(this.view(), Date.now())
-    await change(tx)
-    await tx.commit({ bee: this.drive.db, blobs: await this.drive.getBlobs() })
+    await this.guard('writing', async () => {
+      await this.drive.ready()
+      // Refused before anything is staged: a copy fetched from its hosts cannot be written.
+      if (!this.drive.writable)
+        throw new StateError(`the files archive ${this.url} is a read-only copy: only the host that holds its key writes to it`)
+      const tx = new FilesTransaction(this.view(), Date.now())
+      await change(tx)
+      await tx.commit({ bee: this.drive.db, blobs: await this.drive.getBlobs() })
+    })
+  }
+
+  /**
+   * Runs one operation of the archive's API: a closed archive is a StateError, and the storage's
+   * own errors (Hypercore's timeouts, closed or read-only cores) come out as LibVMS errors.
+   */
+  private async guard<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StateError(`the files archive ${this.url} is closed; open it again to use it`)
+    try {
+      return await operation()
+    } catch (err) {
+      throw storageError(err, `${what} in the files archive ${this.url}`)
+    }
   }
 }

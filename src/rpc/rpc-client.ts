@@ -105,7 +105,7 @@ export class RPCClient {
   // biome-ignore lint/suspicious/noExplicitAny: the VM's methods are known only once connected
   [method: string]: any
   url: string | null = null
-  backendInfo: BackendInfo | null = null
+  private info: BackendInfo | null = null
   private ws: MessageSocket | null = null
   private nextId = 1
   private readonly pending = new Map<number, PendingCall>()
@@ -115,6 +115,15 @@ export class RPCClient {
   readonly receipts: Receipt[] = []
   private receiptCheck: { callLogKey: string; caller: string | null; lastSeq: number; onReceipt?: ConnectOptions['onReceipt'] } | null =
     null
+
+  /**
+   * What the VM's host said in the handshake: `{methods, callLogUrl, filesArchiveUrl, title, auth}`
+   * (and `nonce` in production mode). A StateError before connect() has succeeded.
+   */
+  get backendInfo(): BackendInfo {
+    if (!this.info) throw new StateError('the client is not connected yet: await client.connect(url) first')
+    return this.info
+  }
 
   /** A new client, connected: typed by `API` (the script's exports), e.g. `RPCClient.connect<CounterAPI>(url)`. */
   static async connect<API extends object = Record<string, (...args: unknown[]) => unknown>>(
@@ -191,7 +200,7 @@ export class RPCClient {
           const hello: Record<string, unknown> = publicKey ? { publicKey } : options.user === undefined ? {} : { user: options.user }
           if (wantReceipts) hello.receipts = true
           const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
-          this.backendInfo = info
+          this.info = info
           // Reached by key, the key is the pin: the peer that answered must serve that very log.
           const pinned = options.callLog ?? (byKey ? url : undefined)
           if (pinned !== undefined && callLogKeyOf(pinned) !== callLogKeyOf(info.callLogUrl)) {
@@ -231,14 +240,14 @@ export class RPCClient {
     // Note the host of the advertised cores: CallLog.fetch(url) and new DatArchive(url) find it there.
     // (Reached by key, the host has no RPC URL to note: fetch its cores with {swarm} too.)
     const hosts = options.hosts ?? HostBook.shared
-    for (const coreUrl of byKey ? [] : [this.backendInfo?.callLogUrl, this.backendInfo?.filesArchiveUrl]) {
+    for (const coreUrl of byKey ? [] : [this.info?.callLogUrl, this.info?.filesArchiveUrl]) {
       try {
         if (typeof coreUrl === 'string') hosts.add(coreUrl, url)
       } catch {
         // a backend that advertises no core URL serves nothing to replicate
       }
     }
-    for (const method of this.backendInfo?.methods ?? []) {
+    for (const method of this.info?.methods ?? []) {
       if (RESERVED.has(method) || method in RPCClient.prototype) continue
       this[method] = (...args: unknown[]) => this.call(method, ...args)
     }

@@ -3,7 +3,7 @@
  * test/package.test.ts (after the build): the documented examples must type-check as a user writes
  * them, and misuses must not. Not part of the project's own tsconfig (it imports 'libvms' by name).
  */
-import { type ErrorCode, type LibVMSError, RPCClient, RPCServer, Verifier, VM } from 'libvms'
+import { CallLog, DatArchive, ERROR_CODES, type ErrorCode, type LibVMSError, RPCClient, RPCServer, Verifier, VM } from 'libvms'
 
 interface CounterAPI {
   increment(by?: number): number
@@ -41,10 +41,47 @@ export async function documentedExamples(dir: string): Promise<void> {
     if (code === 'ERR_DIVERGENCE') console.log('diverged')
     // @ts-expect-error: no such code
     if (code === 'ERR_DIVERGNCE') console.log('never')
+    // The same codes at run time.
+    const known: boolean = ERROR_CODES.includes(code)
+    console.log(known)
   }
   console.log(portNumber, anything, n, m, s)
   await client.close()
   await typed.close()
   await server.close()
   await vm.close()
+}
+
+/** README.md's "Use" section, as written there (only the listening port differs). */
+export async function readmeUse(): Promise<void> {
+  const vm = new VM(`
+  let count = 0
+  exports.increment = () => ++count
+  exports.save = async (text) => { await System.files.writeFile('/note.txt', text) }
+`)
+  await vm.deploy({ dir: './counter-vm', title: 'Counter' })
+  console.log(Object.keys(vm.exports))
+  await vm.executeCall({ methodName: 'increment', userId: 'alice' })
+  console.log(vm.callLog.url, vm.filesArchive.url)
+
+  const replay = await VM.fromCallLog(vm.callLog, { filesArchiveUrl: vm.filesArchive.url })
+  await Verifier.compareLogs(vm.callLog, replay.callLog)
+  await Verifier.compareArchives(vm.filesArchive, replay.filesArchive)
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+
+  const server = new RPCServer()
+  server.mount('/counter', vm)
+  await server.listen(5555)
+
+  const client = new RPCClient()
+  await client.connect('ws://127.0.0.1:5555/counter', { user: 'bob' })
+  await client.increment()
+
+  // An auditor's copies, found through the host the client connected to.
+  const callLog = await CallLog.fetch(client.backendInfo.callLogUrl)
+  const files = new DatArchive(client.backendInfo.filesArchiveUrl)
+  await files.download('/')
+  await Verifier.verify(callLog, files)
+  const methods: string[] = client.backendInfo.methods
+  console.log(methods)
 }
