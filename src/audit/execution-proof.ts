@@ -108,8 +108,9 @@ export async function proveDivergence(
   }
   const receipt = await createReceipt(callLog, seq)
   const base = { type: FRAUD_PROOF_TYPE, version: FRAUD_PROOF_VERSION, kind: 'execution', log: callLog.key, seq, receipt } as const
-  const fromCheckpoint = await proofFromCheckpoint(callLog, seq, receipt, options)
-  if (fromCheckpoint) {
+  const startPart = await partFromCheckpoint(callLog, seq, receipt, options)
+  if (startPart) {
+    const fromCheckpoint: ExecutionProof = { ...base, ...startPart }
     const verdict = await checkExecutionProof(fromCheckpoint, options)
     if (verdict.holds) return { proof: fromCheckpoint, verdict }
   }
@@ -139,10 +140,16 @@ async function blocksOf(callLog: CallLog, from: number, to: number): Promise<Buf
 }
 
 /**
- * The proof of entry `seq` from the newest checkpoint before it whose snapshot holds, when the host's
- * snapshots and archive are at hand and that proof is smaller than one of every entry; else null.
+ * The entries and start of a proof of entry `seq` from the newest checkpoint before it whose snapshot
+ * holds, when the host's snapshots and archive are at hand and that proof is smaller than one of
+ * every entry; else null.
  */
-async function proofFromCheckpoint(callLog: CallLog, seq: number, receipt: Receipt, options: ProveOptions): Promise<ExecutionProof | null> {
+async function partFromCheckpoint(
+  callLog: CallLog,
+  seq: number,
+  receipt: Receipt,
+  options: ProveOptions,
+): Promise<Pick<ExecutionProof, 'entries' | 'start'> | null> {
   if (!options.snapshots || !options.filesArchive) return null
   const init = (await callLog.get(0)) as InitEntry
   const memoryBytes = init.limits?.memoryBytes
@@ -158,11 +165,6 @@ async function proofFromCheckpoint(callLog: CallLog, seq: number, receipt: Recei
   if (startBytes >= entryBytesBefore(receipt)) return null
   const nodes = await standInNodes(callLog, seq, receipt.length, 1, start.seq)
   return {
-    type: FRAUD_PROOF_TYPE,
-    version: FRAUD_PROOF_VERSION,
-    kind: 'execution',
-    log: callLog.key,
-    seq,
     entries: entries.map((block) => block.toString('base64')),
     start: {
       seq: start.seq,
@@ -171,7 +173,6 @@ async function proofFromCheckpoint(callLog: CallLog, seq: number, receipt: Recei
       snapshot: snapshot.toString('base64'),
       archive: { db: archive.db.map((b) => b.toString('base64')), blobs: archive.blobs.map((b) => b.toString('base64')) },
     },
-    receipt,
   }
 }
 
