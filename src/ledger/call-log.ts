@@ -50,8 +50,15 @@ export class CallLog extends EventEmitter {
    * ERR_FORKED if a host rewrote history this copy already holds.
    */
   async update(): Promise<boolean> {
+    this.assertOpen()
     const before = this.core.length
-    await this.core.update({ wait: true })
+    try {
+      await this.core.update({ wait: true })
+    } catch (err) {
+      if (this.isClosed) throw new StateError(`the call log ${this.url} was closed while it was being updated`)
+      throw err
+    }
+    this.assertOpen()
     assertNoFork(this.core, this.url)
     return this.core.length > before
   }
@@ -59,11 +66,14 @@ export class CallLog extends EventEmitter {
   /**
    * Resolves once the log holds at least `length` entries, or when `signal` aborts. A fetched copy
    * asks its hosts every `pollMs` (default 500) besides listening for appends; rejects if asking
-   * fails (a host that rewrote history: ERR_FORKED).
+   * fails (a host that rewrote history: ERR_FORKED), and with StateError (ERR_INVALID_STATE) if the
+   * log is closed, or closes while waiting.
    */
   async waitForLength(length: number, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<void> {
     const { signal, pollMs = 500 } = options
-    while (this.length < length && !signal?.aborted) {
+    while (!signal?.aborted) {
+      this.assertOpen()
+      if (this.length >= length) return
       let timer: NodeJS.Timeout | undefined
       let wake: () => void = () => {}
       const waited = new Promise<void>((resolve, reject) => {
@@ -73,12 +83,14 @@ export class CallLog extends EventEmitter {
         if (!this.writable) this.update().then((grew) => grew && resolve(), reject)
       })
       this.once('append', wake)
+      this.core.once('close', wake)
       signal?.addEventListener('abort', wake, { once: true })
       try {
         await waited
       } finally {
         clearTimeout(timer)
         this.off('append', wake)
+        this.core.off('close', wake)
         signal?.removeEventListener('abort', wake)
       }
     }
@@ -126,8 +138,12 @@ export class CallLog extends EventEmitter {
   }
 
   /** Reading or writing a closed log is a StateError (ERR_INVALID_STATE), not Hypercore's bare SESSION_CLOSED. */
+  private get isClosed(): boolean {
+    return this.core.closing !== null || this.core.closed
+  }
+
   private assertOpen(): void {
-    if (this.core.closing || this.core.closed) throw new StateError(`the call log ${this.url} is closed; open it again to read it`)
+    if (this.isClosed) throw new StateError(`the call log ${this.url} is closed; open it again to read it`)
   }
 
   /** The entry at `seq`, checked for shape. */

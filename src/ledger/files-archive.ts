@@ -40,6 +40,8 @@ export class DatArchive {
   private readonly remoteOptions: RemoteOptions
   private release: (() => Promise<void>) | null = null
   private onStall: StallHandler | undefined
+  /** close() was called: every method answers StateError from then on. */
+  private closeCalled = false
 
   /**
    * A VM's own archive (given its Hyperdrive), or the archive at a `hyper://` URL on other hosts: by
@@ -77,6 +79,7 @@ export class DatArchive {
   }
 
   async ready(): Promise<void> {
+    this.assertOpen()
     if (this.opened) {
       await this.opened.ready()
       return
@@ -96,6 +99,10 @@ export class DatArchive {
    * accepted for Beaker compatibility; the whole archive is fetched either way.
    */
   async download(_path = '/'): Promise<void> {
+    await this.guard(() => this.downloadAll())
+  }
+
+  private async downloadAll(): Promise<void> {
     await this.ready()
     const drive = this.drive
     const stallMs = this.remoteOptions.timeout ?? 15_000
@@ -111,30 +118,34 @@ export class DatArchive {
    * history this copy holds. A local archive has nothing to learn: false.
    */
   async update(): Promise<boolean> {
-    await this.ready()
-    if (!this.remoteKey) return false
-    const before = this.drive.core.length
-    await this.drive.core.update({ wait: true })
-    assertNoFork(this.drive.core, this.url)
-    await this.download()
-    return this.drive.core.length > before
+    return this.guard(async () => {
+      await this.ready()
+      if (!this.remoteKey) return false
+      const before = this.drive.core.length
+      await this.drive.core.update({ wait: true })
+      assertNoFork(this.drive.core, this.url)
+      await this.downloadAll()
+      return this.drive.core.length > before
+    })
   }
 
   async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {
-    await this.drive.ready()
-    return { key: this.key, url: this.url, version: this.version, writable: this.drive.writable }
+    return this.guard(async () => {
+      await this.drive.ready()
+      return { key: this.key, url: this.url, version: this.version, writable: this.drive.writable }
+    })
   }
 
   async stat(path: string): Promise<StatResult> {
-    return this.reader().stat(path)
+    return this.guard(() => this.reader().stat(path))
   }
 
   async readFile(path: string, opts?: string | { encoding?: string }): Promise<string | Uint8Array> {
-    return this.reader().readFile(path, opts)
+    return this.guard(() => this.reader().readFile(path, opts))
   }
 
   async readdir(path: string, opts?: { recursive?: boolean }): Promise<string[]> {
-    return this.reader().readdir(path, opts)
+    return this.guard(() => this.reader().readdir(path, opts))
   }
 
   async writeFile(path: string, data: string | Uint8Array, opts?: string | { encoding?: string }): Promise<void> {
@@ -155,32 +166,44 @@ export class DatArchive {
 
   /** Every change in the archive's history, oldest first (or newest first with `reverse`). */
   async history(opts: { start?: number; end?: number; reverse?: boolean } = {}): Promise<HistoryRecord[]> {
-    await this.drive.ready()
-    return this.view().history(opts)
+    return this.guard(async () => {
+      await this.drive.ready()
+      return this.view().history(opts)
+    })
   }
 
   /** A view of the archive as it is now. */
   view(): FilesView {
+    this.assertOpen()
     return new FilesView({ bee: this.drive.db, blobs: () => this.drive.getBlobs() })
   }
 
   /** A read-only view of the archive as it was at `version`. */
   checkout(version: number): DatArchive {
+    this.assertOpen()
     return new DatArchive(this.drive.checkout(version))
   }
 
   /** The archive's state digest now (see FilesState). */
   async state(): Promise<FilesState> {
+    return this.guard(() => this.stateNow())
+  }
+
+  private async stateNow(): Promise<FilesState> {
     await this.ready()
     // A never-written archive has no header yet, so its blobs core cannot even be located (a
     // remote one would wait for it): its state is that of two empty cores.
-    if (this.drive.core.length === 0) return this.stateAt(0, 0)
+    if (this.drive.core.length === 0) return this.stateAtNow(0, 0)
     const blobs = await this.drive.getBlobs()
-    return this.stateAt(this.drive.core.length, blobs.core.length)
+    return this.stateAtNow(this.drive.core.length, blobs.core.length)
   }
 
   /** The state digest at an earlier point of the archive's history. */
   async stateAt(version: number, blobsLength: number): Promise<FilesState> {
+    return this.guard(() => this.stateAtNow(version, blobsLength))
+  }
+
+  private async stateAtNow(version: number, blobsLength: number): Promise<FilesState> {
     const dbHash = toHex(await this.drive.core.treeHash(version))
     if (blobsLength === 0) return { version, dbHash, blobsLength, blobsHash: EMPTY_TREE_HASH }
     const blobs = await this.drive.getBlobs()
@@ -188,9 +211,32 @@ export class DatArchive {
   }
 
   async close(): Promise<void> {
+    this.closeCalled = true
     await this.opening?.catch(() => {})
     await this.opened?.close()
     await this.release?.()
+  }
+
+  /** Whether the archive, or the store under it, was closed. */
+  private get isClosed(): boolean {
+    const drive = this.opened
+    return this.closeCalled || (drive !== null && (drive.core.closing !== null || drive.core.closed))
+  }
+
+  /** Reading or writing a closed archive is a StateError (ERR_INVALID_STATE), not Hypercore's bare SESSION_CLOSED. */
+  private assertOpen(): void {
+    if (this.isClosed) throw new StateError(`the files archive ${this.url} is closed; open it again to read it`)
+  }
+
+  /** Runs `op` on an open archive; an error because it was closed meanwhile is a StateError too. */
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    this.assertOpen()
+    try {
+      return await op()
+    } catch (err) {
+      if (err instanceof StateError || !this.isClosed) throw err
+      throw new StateError(`the files archive ${this.url} was closed during the operation: ${(err as Error).message}`)
+    }
   }
 
   private reader(): FilesTransaction {
@@ -198,9 +244,11 @@ export class DatArchive {
   }
 
   private async write(change: (tx: FilesTransaction) => Promise<void>): Promise<void> {
-    await this.drive.ready()
-    const tx = new FilesTransaction(this.view(), Date.now())
-    await change(tx)
-    await tx.commit({ bee: this.drive.db, blobs: await this.drive.getBlobs() })
+    await this.guard(async () => {
+      await this.drive.ready()
+      const tx = new FilesTransaction(this.view(), Date.now())
+      await change(tx)
+      await tx.commit({ bee: this.drive.db, blobs: await this.drive.getBlobs() })
+    })
   }
 }
