@@ -81,6 +81,51 @@ test("a closed log answers with a LibVMS error (ERR_INVALID_STATE), not Hypercor
   }
 })
 
+test("a closed VM's files archive, and a log closed while waiting, answer with ERR_INVALID_STATE too", async (t) => {
+  const dir = await tempDir(t)
+  const vm = new VM('exports.a = async () => { await System.files.mkdir("/d"); await System.files.writeFile("/d/x", "1") }')
+  await vm.deploy({ dir: join(dir, 'vm') })
+  await vm.executeCall({ methodName: 'a' })
+  const log = vm.callLog
+  const files = vm.filesArchive
+  const older = files.checkout(1)
+  await vm.close()
+  const attempts: [string, () => Promise<unknown>][] = [
+    ['log.update', () => log.update()],
+    ['log.waitForLength', () => log.waitForLength(10)],
+    ['stat', () => files.stat('/d/x')],
+    ['readFile', () => files.readFile('/d/x', 'utf8')],
+    ['readdir', () => files.readdir('/', { recursive: true })],
+    ['writeFile', () => files.writeFile('/y', 'y')],
+    ['mkdir', () => files.mkdir('/e')],
+    ['unlink', () => files.unlink('/d/x')],
+    ['rmdir', () => files.rmdir('/d', { recursive: true })],
+    ['history', () => files.history()],
+    ['state', () => files.state()],
+    ['stateAt', () => files.stateAt(1, 1)],
+    ['update', () => files.update()],
+    ['download', () => files.download()],
+    ['getInfo', () => files.getInfo()],
+    ['ready', () => files.ready()],
+    ['view', async () => files.view()],
+    ['checkout', async () => files.checkout(1)],
+    ['an earlier checkout', () => older.readFile('/d/x')],
+  ]
+  for (const [name, attempt] of attempts) {
+    await assert.rejects(attempt(), { name: 'StateError', code: 'ERR_INVALID_STATE', message: /closed/ }, name)
+  }
+
+  // A log closed while a reader waits for it to grow: the wait ends with the same error.
+  const standalone = await CallLog.create(join(dir, 'log'))
+  const waiting = assert.rejects(standalone.waitForLength(5, { pollMs: 60_000 }), {
+    name: 'StateError',
+    code: 'ERR_INVALID_STATE',
+    message: /closed/,
+  })
+  await standalone.close()
+  await waiting
+})
+
 test("reading an entry a copy does not have: Hypercore's timeout and closing are LibVMS errors with codes", async (t) => {
   const store = new Corestore(join(await tempDir(t), 'store'))
   t.after(() => store.close())

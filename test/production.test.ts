@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { chmod, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import stockCrypto from 'hypercore-crypto'
 import { encodeCallPayload, signCallPayload } from '../src/auth/signed-call.js'
 import {
   type CallEntry,
@@ -203,6 +204,52 @@ test('a captured signed message sent again is refused, on its connection and on 
 
   const debug = new VM(vm.code, { auth: 'debug' })
   await assert.rejects(debug.deploy({ dir }), (err: RPCError) => err.code === 'ERR_AUTH_MISMATCH')
+})
+
+test('a hand-rolled signer (stock hypercore-crypto, plain ws): any field order, whitespace and extra fields are accepted, logged as sent, and verify', async (t) => {
+  const vm = await deployVM(t, notesScript(callerIdOf(admin)), { auth: 'production' })
+  const server = await serve(t, { '/': vm })
+  const keys = stockCrypto.keyPair()
+  const publicKey = keys.publicKey.toString('hex')
+  const socket = await rawSocket(t, server.url as string)
+  const info = await handshake(socket, { publicKey })
+  const sign = (payload: string) => ({ payload, signature: stockCrypto.sign(Buffer.from(payload), keys.secretKey).toString('hex') })
+  const payloads = [
+    // Reordered and pretty-printed, with a field LibVMS does not know.
+    JSON.stringify(
+      {
+        counter: 1,
+        args: ['k', 'v'],
+        note: 'signed, not part of the call',
+        nonce: info.nonce,
+        method: 'put',
+        callLog: vm.callLog.key,
+        type: 'libvms-call',
+      },
+      null,
+      2,
+    ),
+    // Tabs, a trailing newline and the fields backwards.
+    `{\t"counter" : 2 ,\t"nonce" : "${info.nonce}", "args" : [ "k" ], "method" : "get", "callLog" : "${vm.callLog.key}", "type" : "libvms-call" }\n`,
+  ]
+  socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'put', params: sign(payloads[0]) }))
+  assert.deepEqual(await socket.next(), { jsonrpc: '2.0', id: 1, result: 1 })
+  socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'get', params: sign(payloads[1]) }))
+  assert.deepEqual(await socket.next(), { jsonrpc: '2.0', id: 2, result: { v: 'v', by: publicKey } })
+
+  const entries = (await vm.callLog.list({ start: 1 })) as CallEntry[]
+  assert.deepEqual(
+    entries.map((e) => e.signed?.payload),
+    payloads,
+    "each entry keeps the payload's bytes exactly as signed",
+  )
+  for (const entry of entries) assert.equal(entry.caller, publicKey)
+  const report = await Verifier.verify(vm.callLog, vm.filesArchive)
+  assert.equal(report.calls, 2)
+  // The bytes are what is signed: the same payload re-spaced after signing does not verify.
+  const respaced = { payload: payloads[0].replace(/\n\s*/g, ''), signature: sign(payloads[0]).signature }
+  socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'put', params: respaced }))
+  assert.equal(((await socket.next()).error as { data: { code: string } }).data.code, 'ERR_BAD_SIGNATURE')
 })
 
 test('a message signed for VM A is refused by VM B', async (t) => {

@@ -92,6 +92,11 @@ if (!IN_NAMESPACE) {
     const second = await nodevms(['verify', served.callLogUrl, '--swarm', '--json'], { env })
     assert.equal(second.code, 0, second.stdout + second.stderr)
     assert.deepEqual(pick(JSON.parse(second.stdout)), { verified: true, calls: 3, filesArchiveUrl: served.filesArchiveUrl })
+    // A copy found on the DHT is said to be one: the DHT's peers may be behind the host.
+    assert.deepEqual(JSON.parse(second.stdout).copy, { from: 'peers', entries: 4, hostLastSeen: null })
+    const said = await nodevms(['verify', served.callLogUrl, '--swarm'], { env })
+    assert.equal(said.code, 0, said.stdout + said.stderr)
+    assert.match(said.stdout, /✓ verified 3 calls; files at version \d+ \(a copy from the DHT's peers: 4 entries; the host may have more\)/)
     assert.equal(await stop(restarted), 0, 'the restarted seeder exits cleanly')
   })
 

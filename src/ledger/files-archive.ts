@@ -78,6 +78,7 @@ export class DatArchive {
   }
 
   async ready(): Promise<void> {
+    this.assertOpen()
     if (this.opened) {
       await this.opened.ready()
       return
@@ -128,8 +129,10 @@ export class DatArchive {
   }
 
   async getInfo(): Promise<{ key: string; url: string; version: number; writable: boolean }> {
-    await this.drive.ready()
-    return { key: this.key, url: this.url, version: this.version, writable: this.drive.writable }
+    return this.guard('reading its info', async () => {
+      await this.drive.ready()
+      return { key: this.key, url: this.url, version: this.version, writable: this.drive.writable }
+    })
   }
 
   async stat(path: string): Promise<StatResult> {
@@ -170,16 +173,19 @@ export class DatArchive {
 
   /** A view of the archive as it is now. */
   view(): FilesView {
+    this.assertOpen()
     return new FilesView({ bee: this.drive.db, blobs: () => this.drive.getBlobs() })
   }
 
   /** A read-only view of the archive as it was at `version`. */
   checkout(version: number): DatArchive {
+    this.assertOpen()
     return new DatArchive(this.drive.checkout(version))
   }
 
   /** The archive's state digest now (see FilesState). */
   async state(): Promise<FilesState> {
+    this.assertOpen()
     await this.ready()
     // A never-written archive has no header yet, so its blobs core cannot even be located (a
     // remote one would wait for it): its state is that of two empty cores.
@@ -190,6 +196,7 @@ export class DatArchive {
 
   /** The state digest at an earlier point of the archive's history. */
   async stateAt(version: number, blobsLength: number): Promise<FilesState> {
+    this.assertOpen()
     const dbHash = toHex(await this.drive.core.treeHash(version))
     if (blobsLength === 0) return { version, dbHash, blobsLength, blobsHash: EMPTY_TREE_HASH }
     const blobs = await this.drive.getBlobs()
@@ -201,6 +208,17 @@ export class DatArchive {
     await this.opening?.catch(() => {})
     await this.opened?.close()
     await this.release?.()
+  }
+
+  /** Whether the archive, or the store under it (a closed VM's), was closed. */
+  private get isClosed(): boolean {
+    const drive = this.opened
+    return this.closed || (drive !== null && (drive.core.closing !== null || drive.core.closed))
+  }
+
+  /** Using a closed archive is a StateError (ERR_INVALID_STATE), not Hypercore's bare SESSION_CLOSED. */
+  private assertOpen(): void {
+    if (this.isClosed) throw new StateError(`the files archive ${this.url} is closed; open it again to use it`)
   }
 
   private reader(): FilesTransaction {
@@ -224,7 +242,7 @@ export class DatArchive {
    * own errors (Hypercore's timeouts, closed or read-only cores) come out as LibVMS errors.
    */
   private async guard<T>(what: string, operation: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new StateError(`the files archive ${this.url} is closed; open it again to use it`)
+    this.assertOpen()
     try {
       return await operation()
     } catch (err) {
