@@ -294,7 +294,7 @@ test('verify with follow checks each new call as it lands and stops at the first
   })
 })
 
-test('replication with a stock Corestore: as the initiator it fetches the log; as the non-initiator, or without the subprotocol, it fails at once with the reason', async (t) => {
+test('replication with a stock Corestore: as the initiator or the non-initiator it fetches the log; a client that sends nothing is closed with the reason; without the subprotocol it is told at once', async (t) => {
   const vm = await deployVM(t, NOTES, { title: 'Notes' })
   await vm.executeCall({ methodName: 'add', args: ['a', 'text'] })
   const server = new RPCServer({ replicationHandshakeMs: 300 })
@@ -320,15 +320,23 @@ test('replication with a stock Corestore: as the initiator it fetches the log; a
     )
     return { store, ws, closed }
   }
-  const good = await replicate(true)
-  const core = good.store.get({ key: vm.callLog.core.key })
-  await core.ready()
-  assert.equal(JSON.parse(String(await core.get(1, { timeout: 10_000 }))).method, 'add', 'the initiator reads the log')
-  good.ws.close()
-  const silent = await replicate(false)
-  const { code, reason } = await silent.closed
+  for (const initiator of [true, false]) {
+    // Either side: a client that does not start is started with, after a second, by the host.
+    const client = await replicate(initiator)
+    const core = client.store.get({ key: vm.callLog.core.key })
+    await core.ready()
+    const entry = JSON.parse(String(await core.get(1, { timeout: 10_000 })))
+    assert.equal(entry.method, 'add', `the ${initiator ? 'initiator' : 'non-initiator'} reads the log`)
+    client.ws.close()
+  }
+  // A client that opens a replication connection and never says a word is closed, saying why.
+  const mute = new WebSocket(url, REPLICATION_PROTOCOL)
+  t.after(() => mute.terminate())
+  const { code, reason } = await new Promise<{ code: number; reason: string }>((resolve) =>
+    mute.once('close', (closeCode, closeReason) => resolve({ code: closeCode, reason: closeReason.toString() })),
+  )
   assert.equal(code, 1008)
-  assert.match(reason, /the client must start: store\.replicate\(true\)/)
+  assert.match(reason, /nothing received in 1300 ms; is the client a Corestore replicating\?/)
   // Binary frames on an RPC connection (no subprotocol) are refused with the way to replicate.
   const raw = new WebSocket(url)
   t.after(() => raw.terminate())

@@ -2,7 +2,7 @@
  * Hypercore replication over the host's WebSocket port. An auditor opens a WebSocket to a VM's RPC
  * URL with the replication subprotocol, and both sides run Corestore's replication protocol over it:
  * every block the auditor receives is checked against the host's signature. Only cores the auditor
- * asks for by key are sent.
+ * asks for by key are sent. The auditor may take either side: the host takes the other.
  */
 import type { Duplex } from 'node:stream'
 import type Corestore from 'corestore'
@@ -17,6 +17,36 @@ export function pipeReplication(ws: WebSocket, stream: Duplex): Duplex {
   stream.on('error', () => socket.destroy())
   socket.pipe(stream).pipe(socket)
   return stream
+}
+
+/**
+ * The host's side of a replication connection, whichever side the client takes: a client that speaks
+ * first (Corestore's `replicate(true)`) is answered as the responder; one still silent after
+ * `roleWaitMs` is taken for a responder itself (`replicate(false)`), and the host starts as the
+ * initiator. Frames that arrive while the host waits are kept for the stream it then starts.
+ */
+export function answerReplication(ws: WebSocket, replicate: (isInitiator: boolean) => Duplex, roleWaitMs: number): { stop(): void } {
+  const socket = createWebSocketStream(ws)
+  let stream: Duplex | null = null
+  const start = (isInitiator: boolean) => {
+    if (stream) return
+    clearTimeout(wait)
+    const started = replicate(isInitiator)
+    stream = started
+    socket.on('error', () => started.destroy())
+    started.on('error', () => socket.destroy())
+    socket.pipe(started).pipe(socket)
+  }
+  const wait = setTimeout(() => start(true), roleWaitMs)
+  // ws hands each frame to the socket stream's listener first, so the frame is buffered for the stream started here.
+  ws.once('message', () => start(false))
+  return {
+    stop() {
+      clearTimeout(wait)
+      stream?.destroy()
+      socket.destroy()
+    },
+  }
 }
 
 /** Dials a host's replication endpoint; resolves once the WebSocket is open. */

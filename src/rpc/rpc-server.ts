@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { InvalidArgumentError, ListenError, StateError } from '../errors.js'
 import { parseKeyUrl } from '../ledger/keys.js'
-import { pipeReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
+import { answerReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
 import { CLOSE_CODES, type MessageSocket } from './protocol.js'
@@ -31,9 +31,9 @@ export interface RPCServerOptions {
    */
   swarm?: SwarmSetting
   /**
-   * How long a replication connection may stay silent before it is closed with the reason (default
-   * 10 s): the host answers, so an auditor that does not start the handshake (a Corestore replicating
-   * as the non-initiator) would otherwise wait for ever.
+   * How long a replication connection may stay silent after the host started it as the initiator
+   * (default 10 s; the host waits a second for the client to start first); then it is closed with the
+   * reason.
    */
   replicationHandshakeMs?: number
 }
@@ -43,6 +43,13 @@ export interface ListenOptions {
   /** Defaults to 127.0.0.1: serving beyond this machine is a decision to make explicitly. */
   host?: string
 }
+
+/**
+ * How long the host waits for a replicating client to speak first before it starts as the initiator
+ * itself (the client then being a responder). A client that initiates sends its first frame as soon
+ * as the socket opens.
+ */
+const REPLICATION_ROLE_WAIT_MS = 1000
 
 /** What the server knows about one mounted VM. */
 export class Mount {
@@ -296,23 +303,23 @@ export class RPCServer extends EventEmitter {
       }
       this.connectionCount++
       if (ws.protocol === REPLICATION_PROTOCOL) {
-        // An auditor replicating the VM's cores over the same port.
-        const stream = pipeReplication(ws, mount.backend.replicate(false))
+        // An auditor replicating the VM's cores over the same port, as either side (answerReplication).
+        const replication = answerReplication(ws, (isInitiator) => mount.backend.replicate(isInitiator), REPLICATION_ROLE_WAIT_MS)
         mount.replications.add(ws)
-        // The host is the responder: the auditor must speak first (store.replicate(true)).
+        // A connection on which nothing at all arrives, even after the host started, is not replicating.
         const silent = setTimeout(() => {
           ws.close(
             CLOSE_CODES.POLICY,
             // (A close reason holds at most 123 bytes.)
-            `replication: nothing sent in ${this.replicationHandshakeMs} ms; the client must start: store.replicate(true)`,
+            `replication: nothing received in ${REPLICATION_ROLE_WAIT_MS + this.replicationHandshakeMs} ms; is the client a Corestore replicating?`,
           )
-        }, this.replicationHandshakeMs)
+        }, REPLICATION_ROLE_WAIT_MS + this.replicationHandshakeMs)
         ws.once('message', () => clearTimeout(silent))
         ws.once('close', () => {
           clearTimeout(silent)
           this.connectionCount--
           mount.replications.delete(ws)
-          stream.destroy()
+          replication.stop()
         })
         return
       }
