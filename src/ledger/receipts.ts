@@ -203,10 +203,22 @@ export function verifyLogPart(receipt: unknown, blocks: Map<number, Buffer>, eli
   }
   if (elided.length > MAX_ELIDED_NODES) throw new ReceiptError(`more than ${MAX_ELIDED_NODES} Merkle nodes stand for entries not given`)
   const standIns = new Map<number, TreeNode>()
+  const given = [...blocks.keys()].sort((x, y) => x - y)
+  /** Whether a given entry lies in [start, end). */
+  const givenIn = (start: number, end: number): boolean => {
+    let low = 0
+    let high = given.length
+    while (low < high) {
+      const mid = (low + high) >>> 1
+      if (given[mid] < start) low = mid + 1
+      else high = mid
+    }
+    return low < given.length && given[low] < end
+  }
   for (const node of elided) {
     if (!isTreeNode(node)) throw new ReceiptError('a Merkle node standing for entries is not {index, size, hash}')
     const [start, end] = spanOf(node.index)
-    if (start === 0 || end > proven.seq || [...blocks.keys()].some((seq) => seq >= start && seq < end)) {
+    if (start === 0 || end > proven.seq || givenIn(start, end)) {
       throw new ReceiptError(`Merkle node ${node.index} stands for entries that must be given`)
     }
     standIns.set(node.index, node)
