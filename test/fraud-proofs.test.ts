@@ -172,7 +172,7 @@ test('an execution proof starts at the checkpoint before the lie when that is sm
     ['a byte of the init entry', (p) => (p.start.init = flip(p.start.init, 30))],
     [
       'a node hash',
-      (p) => (p.start.nodes[0].hash = `${p.start.nodes[0].hash[1]}${p.start.nodes[0].hash[0]}${p.start.nodes[0].hash.slice(2)}`),
+      (p) => (p.start.nodes[0].hash = `${p.start.nodes[0].hash.slice(0, 63)}${p.start.nodes[0].hash.endsWith('0') ? '1' : '0'}`),
     ],
     ['a node dropped', (p) => p.start.nodes.pop()],
     ['a node standing for entry 0', (p) => p.start.nodes.push({ index: 0, size: 1, hash: '00'.repeat(32) })],
