@@ -250,6 +250,19 @@ test('a hand-rolled signer (stock hypercore-crypto, plain ws): any field order, 
   const respaced = { payload: payloads[0].replace(/\n\s*/g, ''), signature: sign(payloads[0]).signature }
   socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'put', params: respaced }))
   assert.equal(((await socket.next()).error as { data: { code: string } }).data.code, 'ERR_BAD_SIGNATURE')
+  // A key named twice (JSON.parse keeps the last; another reader may keep the first) is refused,
+  // at the top and inside the arguments, written plainly or escaped; nothing is logged.
+  const twice = [
+    `{"type":"libvms-call","callLog":"${vm.callLog.key}","method":"get","method":"put","args":["k","w"],"nonce":"${info.nonce}","counter":3}`,
+    `{"type":"libvms-call","callLog":"${vm.callLog.key}","method":"put","args":["k",{"a":1,"\\u0061":2}],"nonce":"${info.nonce}","counter":3}`,
+  ]
+  for (const [i, payload] of twice.entries()) {
+    socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 4 + i, method: 'put', params: sign(payload) }))
+    const refused = (await socket.next()).error as { data: { code: string }; message: string }
+    assert.equal(refused.data.code, 'ERR_BAD_PAYLOAD')
+    assert.match(refused.message, /names a key twice/)
+  }
+  assert.equal(vm.callLog.length, 3, 'nothing logged')
 })
 
 test('a message signed for VM A is refused by VM B', async (t) => {

@@ -12,7 +12,7 @@
  */
 import crypto from 'hypercore-crypto'
 import type { TaggedValue } from '../codec/value-codec.js'
-import { jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
+import { jsonDeeperThan, jsonHasDuplicateKeys, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { AuthError } from '../errors.js'
 
 export const CALL_PAYLOAD_TYPE = 'libvms-call'
@@ -63,6 +63,13 @@ export function parseCallPayload(text: string): CallPayload {
     p = JSON.parse(text)
   } catch {
     throw new AuthError('ERR_BAD_PAYLOAD', 'the signed payload is not JSON: sign the payload LibVMS builds (see docs/log-format.md)')
+  }
+  // A key named twice reads as one call here (the last wins) and may read as another elsewhere.
+  if (jsonHasDuplicateKeys(text)) {
+    throw new AuthError(
+      'ERR_BAD_PAYLOAD',
+      'the signed payload names a key twice in one object: sign each field once (see docs/log-format.md)',
+    )
   }
   if (
     !isObject(p) ||

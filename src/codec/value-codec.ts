@@ -66,6 +66,38 @@ export function jsonDeeperThan(json: string, max: number = MAX_VALUE_DEPTH): boo
   return false
 }
 
+/**
+ * Whether JSON text (already known to parse) names one key twice in an object, anywhere in it. JSON.parse
+ * keeps the last; another reader may keep the first, so a signed text with such a key says two things.
+ * Keys are compared as decoded ("\u006d" is "m").
+ */
+export function jsonHasDuplicateKeys(json: string): boolean {
+  if (json.indexOf('{') === -1) return false
+  const stack: (Set<string> | null)[] = []
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (c === 34) {
+      const start = i
+      for (i++; i < json.length; i++) {
+        const d = json.charCodeAt(i)
+        if (d === 92) i++
+        else if (d === 34) break
+      }
+      const keys = stack[stack.length - 1]
+      if (!keys) continue
+      let j = i + 1
+      while (j < json.length && (json[j] === ' ' || json[j] === '\t' || json[j] === '\n' || json[j] === '\r')) j++
+      if (json[j] !== ':') continue
+      const key = JSON.parse(json.slice(start, i + 1)) as string
+      if (keys.has(key)) return true
+      keys.add(key)
+    } else if (c === 123) stack.push(new Set())
+    else if (c === 91) stack.push(null)
+    else if (c === 93 || c === 125) stack.pop()
+  }
+  return false
+}
+
 function isTagLike(obj: object): boolean {
   let n = 0
   let tag = false
