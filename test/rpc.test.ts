@@ -333,3 +333,22 @@ test('over RPC, a method that returns nothing resolves undefined and one that re
   const plain = await connect(t, server.url as string, { receipts: false })
   assert.equal(await plain.call('nothing'), null, 'without receipts, the wire alone cannot tell')
 })
+
+test('a path reserved for a VM still starting answers 503 with the reason; a client says it; once mounted it serves', async (t) => {
+  const server = await serve(t, {})
+  server.reserve('/soon', 'the VM is resuming: 3 of 10 calls replayed; try again shortly')
+  const early = new RPCClient()
+  await assert.rejects(early.connect(`${server.url}/soon`), (err: RPCError) => {
+    assert.equal(err.code, 'ERR_CONNECT')
+    assert.match(err.message, /HTTP 503 Service Unavailable: the VM is resuming: 3 of 10 calls replayed; try again shortly$/)
+    return true
+  })
+  // A path nobody reserved is not found, and the client says what the server said.
+  await assert.rejects(new RPCClient().connect(`${server.url}/other`), {
+    code: 'ERR_CONNECT',
+    message: /HTTP 404 Not Found: no VM is mounted at \/other$/,
+  })
+  server.mount('/soon', await deployVM(t, HELLO))
+  const client = await connect(t, `${server.url}/soon`)
+  assert.ok(client.backendInfo.methods.length > 0)
+})

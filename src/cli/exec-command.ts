@@ -56,11 +56,13 @@ export function registerExec(program: Command): void {
 }
 
 /** Says, on stderr, that a VM is resuming (re-running its log): a line, a progress bar, the time it took. */
-function resumeReporter(json: boolean): NonNullable<DeployOptions['onResume']> {
+function resumeReporter(json: boolean, server: RPCServer): NonNullable<DeployOptions['onResume']> {
   const progress = new Progress('resuming')
   const started = performance.now()
   return (done, total, fromSeq) => {
     const after = fromSeq > 0 ? ` after its snapshot of seq ${fromSeq}` : ''
+    // Callers that connect meanwhile are told so (HTTP 503), with how far it got.
+    server.reserve('/', `the VM is resuming: ${done} of ${counted(total, 'call')} replayed; try again shortly`)
     if (done === 0) {
       if (json) err.line(JSON.stringify({ resuming: { calls: total, snapshot: fromSeq } }))
       else err.line(`resuming: replaying ${counted(total, 'call')} of its log${after}`)
@@ -96,7 +98,8 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   try {
     vm.on('notice', (text: string) => err.note(text))
     err.note(`deploying ${script} into ${dir}`)
-    await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json) })
+    server.reserve('/', 'the VM is starting; try again shortly')
+    await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json, server) })
     server.mount('/', vm)
     if (vm instanceof VMFactory) vm.setRPCServer(server)
     if (swarm) {

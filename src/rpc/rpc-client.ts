@@ -85,6 +85,9 @@ function callLogKeyOf(url: unknown): string {
 
 /** Receipts a client keeps (the latest ones; `onReceipt` sees every one). */
 const KEPT_RECEIPTS = 10_000
+/** What is read of a refusing server's reason, and how long it is waited for. */
+const MAX_REFUSAL_CHARS = 512
+const REFUSAL_WAIT_MS = 2000
 
 const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'constructor', 'then'])
 
@@ -180,14 +183,24 @@ export class RPCClient {
             ws.once('open', () => resolve())
             if (!byKey) {
               ;(ws as unknown as WebSocket).once('unexpected-response', (_req, res) => {
-                reject(
-                  new RPCError(
-                    'ConnectError',
-                    'ERR_CONNECT',
-                    `${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim(),
-                    0,
-                  ),
-                )
+                // The server's few words on why (a LibVMS host says what is mounted, or that a VM is resuming).
+                const chunks: Buffer[] = []
+                let length = 0
+                let timer: NodeJS.Timeout | undefined
+                const refuse = () => {
+                  clearTimeout(timer)
+                  const why = Buffer.concat(chunks).toString('utf8').trim().slice(0, MAX_REFUSAL_CHARS)
+                  const status = `HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()
+                  reject(new RPCError('ConnectError', 'ERR_CONNECT', `${url} refused the connection: ${status}${why ? `: ${why}` : ''}`, 0))
+                  res.destroy()
+                }
+                timer = setTimeout(refuse, REFUSAL_WAIT_MS)
+                res.on('data', (chunk: Buffer) => {
+                  if (length < MAX_REFUSAL_CHARS) chunks.push(chunk)
+                  length += chunk.length
+                })
+                res.once('end', refuse)
+                res.once('error', refuse)
               })
             }
             ws.once('close', (code: number, reason: Buffer) => reject(this.closeError(code, reason.toString())))

@@ -136,6 +136,8 @@ export class RPCServer extends EventEmitter {
   readonly closeTimeoutMs: number
   readonly replicationHandshakeMs: number
   private readonly mounts = new Map<string, Mount>()
+  /** Paths a VM will be mounted at soon, and what to answer meanwhile (reserve()). */
+  private readonly reserved = new Map<string, string>()
   private readonly wss: WebSocketServer
   private http: Server | null = null
   private connectionCount = 0
@@ -163,10 +165,19 @@ export class RPCServer extends EventEmitter {
     })
   }
 
+  /**
+   * Until a VM is mounted at `path`, answers connections to it with HTTP 503 and `reason` (e.g. that
+   * the VM there is resuming), rather than 404; call again to change the reason.
+   */
+  reserve(path: string, reason: string): void {
+    this.reserved.set(normalizeMountPath(path), reason)
+  }
+
   /** Serves `vm` at `path` (before or after listen). */
   mount(path: string, vm: RPCBackend): void {
     const normalized = normalizeMountPath(path)
     if (this.mounts.has(normalized)) throw new InvalidArgumentError(`${normalized} is already mounted; unmount it first`)
+    this.reserved.delete(normalized)
     const mount = new Mount(normalized, vm)
     this.mounts.set(normalized, mount)
     if (this.network) this.publish(mount, this.network)
@@ -288,8 +299,9 @@ export class RPCServer extends EventEmitter {
     }
     const mount = this.mounts.get(path)
     if (this.closing || !mount || mount.closing) {
-      const status = this.closing ? '503 Service Unavailable' : '404 Not Found'
-      const body = this.closing ? 'the server is closing\n' : `no VM is mounted at ${path || req.url}\n`
+      const pending = !this.closing && !mount ? this.reserved.get(path) : undefined
+      const status = this.closing || pending !== undefined ? '503 Service Unavailable' : '404 Not Found'
+      const body = this.closing ? 'the server is closing\n' : `${pending ?? `no VM is mounted at ${path || req.url}`}\n`
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       )
