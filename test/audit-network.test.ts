@@ -345,3 +345,29 @@ test('replication with a stock Corestore: as the initiator or the non-initiator 
   raw.send(Buffer.from([1, 2, 3]), { binary: true })
   assert.match(JSON.parse(await answer).error.message, new RegExp(REPLICATION_PROTOCOL))
 })
+
+test('a replication client whose first frame is too large is closed, saying why, and the server lives on (no unheard stream error while the host waits for a role)', async (t) => {
+  const vm = await deployVM(t, NOTES, { title: 'Notes' })
+  const server = new RPCServer({ maxMessageBytes: 1024 })
+  server.mount('/notes', vm)
+  await server.listen(0)
+  t.after(() => server.close())
+  const url = `${server.url}/notes`
+  const big = new WebSocket(url, REPLICATION_PROTOCOL)
+  t.after(() => big.terminate())
+  await new Promise((resolve, reject) => {
+    big.once('open', resolve)
+    big.once('error', reject)
+  })
+  const closed = new Promise<number>((resolve) => big.once('close', (code) => resolve(code)))
+  big.send(Buffer.alloc(1024 * 1024), { binary: true })
+  assert.equal(await closed, 1009)
+  // The server still takes connections (before the fix, the socket stream's 'error' ended the process).
+  const again = new WebSocket(url, REPLICATION_PROTOCOL)
+  t.after(() => again.terminate())
+  await new Promise((resolve, reject) => {
+    again.once('open', resolve)
+    again.once('error', reject)
+  })
+  again.close()
+})

@@ -28,12 +28,22 @@ export function pipeReplication(ws: WebSocket, stream: Duplex): Duplex {
 export function answerReplication(ws: WebSocket, replicate: (isInitiator: boolean) => Duplex, roleWaitMs: number): { stop(): void } {
   const socket = createWebSocketStream(ws)
   let stream: Duplex | null = null
+  let stopped = false
+  // From the start, not once a role is chosen: a frame that breaks the protocol (or is too large)
+  // while the host waits makes the socket stream emit 'error', which unheard would end the process.
+  socket.on('error', () => stream?.destroy())
   const start = (isInitiator: boolean) => {
-    if (stream) return
+    if (stream || stopped) return
     clearTimeout(wait)
-    const started = replicate(isInitiator)
+    let started: Duplex
+    try {
+      started = replicate(isInitiator)
+    } catch {
+      // The VM's store is closing (say): nothing to replicate, and no exception out of a timer.
+      socket.destroy()
+      return
+    }
     stream = started
-    socket.on('error', () => started.destroy())
     started.on('error', () => socket.destroy())
     socket.pipe(started).pipe(socket)
   }
@@ -42,6 +52,7 @@ export function answerReplication(ws: WebSocket, replicate: (isInitiator: boolea
   ws.once('message', () => start(false))
   return {
     stop() {
+      stopped = true
       clearTimeout(wait)
       stream?.destroy()
       socket.destroy()
