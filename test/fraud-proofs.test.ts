@@ -180,13 +180,18 @@ test('an execution proof starts at the checkpoint before the lie when that is sm
     ['an entry dropped', (p) => p.entries.shift()],
     ['a byte of an entry', (p) => (p.entries[4] = flip(p.entries[4], 40))],
     ['no start, the same entries', (p) => delete (p as Partial<typeof p>).start],
+    // Refused before any block is written into the replay's archive (a million empty blocks took GBs).
+    ['an archive block too many', (p) => p.start.archive.db.push(p.start.archive.db[1])],
+    ['a million empty archive blocks', (p) => (p.start.archive.db = p.start.archive.db.concat(Array<string>(1_000_000).fill('')))],
   ]
+  const refusedEarly = /its archive is not the \d+ metadata and \d+ blobs blocks entry 100 records|it holds over \d+ bytes/
   for (const [what, change] of alterations) {
     const altered = structuredClone({ ...proof, start })
     change(altered)
     const checked = await Verifier.checkProof(altered)
     assert.equal(checked.holds, false, what)
     if (!checked.holds) t.diagnostic(`${what}: ${checked.why}`)
+    if (what.includes('archive block') && !checked.holds && !what.includes('byte')) assert.match(checked.why, refusedEarly, what)
   }
 })
 

@@ -21,7 +21,7 @@
 import { DivergenceError, StateError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
-import { decodeEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
+import { type CallEntry, decodeEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import {
   createReceipt,
   entryBytesBefore,
@@ -44,6 +44,9 @@ import { diffEntries } from './entry-diff.js'
 
 /** The most entry bytes an execution proof may hold (before base64). */
 export const MAX_EXECUTION_PROOF_BYTES = 256 * 1024 * 1024
+
+/** What each archive block of a proof's start counts for against MAX_EXECUTION_PROOF_BYTES, beside its bytes. */
+export const ARCHIVE_BLOCK_CHARGE = 1024
 
 /**
  * An execution proof: the log's entries 0 to `seq`, where entry `seq` is the first whose logged
@@ -273,7 +276,12 @@ function decodeProofParts(entries: unknown[], first: number, start: ProofStart |
   })
   if (start) {
     base64Block(start.snapshot, 'its snapshot', budget)
-    for (const text of [...start.archive.db, ...start.archive.blobs]) base64Block(text, 'an archive block', budget)
+    for (const text of [...start.archive.db, ...start.archive.blobs]) {
+      // Each block costs the replay far more than its bytes (Hypercore's tree, its storage): an
+      // archive of a million empty blocks in a few MB of proof would take GBs and minutes to write.
+      budget.bytes += ARCHIVE_BLOCK_CHARGE
+      base64Block(text, 'an archive block', budget)
+    }
   }
   return { blocks, nodes }
 }
@@ -309,6 +317,11 @@ function startOf(start: ProofStart, blocks: Map<number, Buffer>): ReplayStart {
     throw new Error(`its snapshot is not of entry ${start.seq} of this VM`)
   }
   if (snapshot.entryHash !== entryHash(blocks.get(start.seq) as Buffer)) throw new Error(`its snapshot is of another entry ${start.seq}`)
+  // As many blocks as the checkpoint records, checked before any is written into the replay's archive.
+  const files = (decodeEntry(blocks.get(start.seq) as Buffer, start.seq) as Partial<CallEntry>).files
+  if (files?.version !== start.archive.db.length || files?.blobsLength !== start.archive.blobs.length) {
+    throw new Error(`its archive is not the ${files?.version} metadata and ${files?.blobsLength} blobs blocks entry ${start.seq} records`)
+  }
   const archive = {
     db: start.archive.db.map((b) => Buffer.from(b, 'base64')),
     blobs: start.archive.blobs.map((b) => Buffer.from(b, 'base64')),
