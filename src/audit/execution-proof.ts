@@ -236,7 +236,7 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
       return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
     return { holds: false, why: `inconclusive here: ${(err as Error).message}` }
   } finally {
-    await vm?.close()
+    await vm?.close().catch(() => {}) // a verdict stands whatever closing its temp replay says
   }
   return { holds: false, why: `its ${counted(decoded.blocks.size, 'entry', 'entries')} replay as logged: it shows no divergence` }
 }
