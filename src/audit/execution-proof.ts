@@ -199,7 +199,8 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
   if (!Array.isArray(p.entries) || p.entries.length !== seq - first) {
     return { holds: false, why: `an execution proof holds the entries from ${first} to ${seq - 1}, and only those` }
   }
-  let decoded: { blocks: Map<number, Buffer>; nodes: TreeNode[]; from?: ReplayStart }
+  let decoded: DecodedParts
+  let from: ReplayStart | undefined
   let last: Buffer
   try {
     decoded = decodeProofParts(p.entries, first, start)
@@ -207,7 +208,7 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
     if (proven.log !== p.log || proven.seq !== seq)
       return { holds: false, why: 'its receipt is of another log or entry than the proof names' }
     last = proven.bytes
-    if (start) decoded.from = startOf(start, decoded.blocks)
+    if (start) from = startOf(start.seq, decoded)
   } catch (err) {
     return { holds: false, why: (err as Error).message }
   }
@@ -220,7 +221,7 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
       {},
       {
         maxLimits: options.maxLimits,
-        from: decoded.from,
+        from,
         dropEntries: true,
         onEntry: (at, logged, replayed) => {
           const divergence = diffEntries(at, logged, replayed)
@@ -261,8 +262,16 @@ function startShape(v: unknown, seq: number): ProofStart | false {
   return ok ? (s as ProofStart) : false
 }
 
-/** A proof's entries (from seq `first`), its start's init entry and stand-in nodes, decoded within the size bound. */
-function decodeProofParts(entries: unknown[], first: number, start: ProofStart | null): { blocks: Map<number, Buffer>; nodes: TreeNode[] } {
+/** What a proof carries, decoded: its entries by seq, and its start's stand-in nodes, snapshot file and archive blocks. */
+interface DecodedParts {
+  blocks: Map<number, Buffer>
+  nodes: TreeNode[]
+  snapshot: Buffer | null
+  archive: { db: Buffer[]; blobs: Buffer[] }
+}
+
+/** A proof's entries (from seq `first`) and its start's parts, decoded within the size bound. */
+function decodeProofParts(entries: unknown[], first: number, start: ProofStart | null): DecodedParts {
   const budget = { bytes: 0 }
   const blocks = new Map<number, Buffer>()
   if (start) blocks.set(0, base64Block(start.init, 'its init entry', budget))
@@ -274,16 +283,18 @@ function decodeProofParts(entries: unknown[], first: number, start: ProofStart |
     }
     return { index: n.index, size: n.size, hash: Buffer.from(n.hash, 'hex') } as TreeNode
   })
-  if (start) {
-    base64Block(start.snapshot, 'its snapshot', budget)
-    for (const text of [...start.archive.db, ...start.archive.blobs]) {
-      // Each block costs the replay far more than its bytes (Hypercore's tree, its storage): an
-      // archive of a million empty blocks in a few MB of proof would take GBs and minutes to write.
-      budget.bytes += ARCHIVE_BLOCK_CHARGE
-      base64Block(text, 'an archive block', budget)
-    }
+  const archiveBlock = (text: string) => {
+    // Each block costs the replay far more than its bytes (Hypercore's tree, its storage): an
+    // archive of a million empty blocks in a few MB of proof would take GBs and minutes to write.
+    budget.bytes += ARCHIVE_BLOCK_CHARGE
+    return base64Block(text, 'an archive block', budget)
   }
-  return { blocks, nodes }
+  return {
+    blocks,
+    nodes,
+    snapshot: start ? base64Block(start.snapshot, 'its snapshot', budget) : null,
+    archive: { db: start?.archive.db.map(archiveBlock) ?? [], blobs: start?.archive.blobs.map(archiveBlock) ?? [] },
+  }
 }
 
 function base64Block(text: unknown, what: string, budget: { bytes: number }): Buffer {
@@ -299,11 +310,12 @@ function base64Block(text: unknown, what: string, budget: { bytes: number }): Bu
  * init entry gives the VM (the replay then checks it is the state the checkpoint states), and its
  * archive blocks (the replay checks they are the files state the checkpoint records).
  */
-function startOf(start: ProofStart, blocks: Map<number, Buffer>): ReplayStart {
+function startOf(seq: number, parts: DecodedParts): ReplayStart {
+  const { blocks, archive } = parts
   const init = decodeEntry(blocks.get(0) as Buffer, 0) as InitEntry
   if (init.type !== 'init') throw new Error('its entry 0 is not an init entry')
   const memoryBytes = resolveLimits(init.limits).memoryBytes
-  const file = Buffer.from(start.snapshot, 'base64')
+  const file = parts.snapshot as Buffer
   if (file.byteLength > maxSnapshotBytes(memoryBytes))
     throw new Error(`its snapshot is larger than a VM of ${memoryBytes} bytes of memory makes`)
   let snapshot: VMSnapshot
@@ -313,18 +325,14 @@ function startOf(start: ProofStart, blocks: Map<number, Buffer>): ReplayStart {
     if (err instanceof SnapshotUnreadable) throw new Error(`its snapshot does not hold: ${err.message}`)
     throw err
   }
-  if (snapshot.seq !== start.seq || snapshot.engine.memoryBytes !== memoryBytes) {
-    throw new Error(`its snapshot is not of entry ${start.seq} of this VM`)
+  if (snapshot.seq !== seq || snapshot.engine.memoryBytes !== memoryBytes) {
+    throw new Error(`its snapshot is not of entry ${seq} of this VM`)
   }
-  if (snapshot.entryHash !== entryHash(blocks.get(start.seq) as Buffer)) throw new Error(`its snapshot is of another entry ${start.seq}`)
+  if (snapshot.entryHash !== entryHash(blocks.get(seq) as Buffer)) throw new Error(`its snapshot is of another entry ${seq}`)
   // As many blocks as the checkpoint records, checked before any is written into the replay's archive.
-  const files = (decodeEntry(blocks.get(start.seq) as Buffer, start.seq) as Partial<CallEntry>).files
-  if (files?.version !== start.archive.db.length || files?.blobsLength !== start.archive.blobs.length) {
-    throw new Error(`its archive is not the ${files?.version} metadata and ${files?.blobsLength} blobs blocks entry ${start.seq} records`)
-  }
-  const archive = {
-    db: start.archive.db.map((b) => Buffer.from(b, 'base64')),
-    blobs: start.archive.blobs.map((b) => Buffer.from(b, 'base64')),
+  const files = (decodeEntry(blocks.get(seq) as Buffer, seq) as Partial<CallEntry>).files
+  if (files?.version !== archive.db.length || files?.blobsLength !== archive.blobs.length) {
+    throw new Error(`its archive is not the ${files?.version} metadata and ${files?.blobsLength} blobs blocks entry ${seq} records`)
   }
   return { snapshot, archive }
 }
