@@ -3,6 +3,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, Verifier, VM } from '../src/index.js'
+import { encodeValue } from '../src/codec/value-codec.js'
 import { callError, deployVM, tempDir } from './helpers.js'
 
 const COUNTER = `
@@ -131,6 +132,27 @@ test('byte arrays cross the boundary both ways', async (t) => {
   assert.deepEqual(await vm.executeCall({ methodName: 'store', args: [bytes] }), bytes)
   // An object that looks like the byte tag must come back as itself.
   assert.deepEqual(await vm.executeCall({ methodName: 'tagLike', args: [{ $bytes: 'AAEC' }] }), { $bytes: 'AAEC' })
+})
+
+test('the VM and the host write a value the same way: one encoding, with base64 of every length', async (t) => {
+  const vm = await deployVM(
+    t,
+    `
+    const bytes = (n) => Uint8Array.from({ length: n }, (_, i) => (i * 151 + n * 7) & 255)
+    exports.make = (max) => Array.from({ length: max }, (_, n) => ({ n, b: bytes(n), $esc: n, nested: { $bytes: n } }))
+    exports.echo = (v) => v
+  `,
+  )
+  const max = 70
+  const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 151 + n * 7) & 255)
+  const expected = Array.from({ length: max }, (_, n) => ({ n, b: bytes(n), $esc: n, nested: { $bytes: n } }))
+  const made = await vm.executeCall({ methodName: 'make', args: [max] })
+  assert.deepEqual(made, expected)
+  const entry = (await vm.callLog.get(vm.callLog.length - 1)) as CallEntry
+  // The VM's text for the result (in the log) is the host's text for the same value.
+  assert.equal(JSON.stringify(entry.result), encodeValue(expected, 'the result'))
+  // And what the host writes, the VM reads back as the same value.
+  assert.deepEqual(await vm.executeCall({ methodName: 'echo', args: [expected] }), expected)
 })
 
 test('calls run one at a time in arrival order', async (t) => {

@@ -4,7 +4,9 @@
  * {"$esc": [key, value]} so it cannot be mistaken for a tag. Anything else (functions, cycles, BigInt, NaN,
  * class instances, undefined inside arrays) is an EncodingError rather than a silent null.
  *
- * The VM side of the same encoding lives in prelude.ts; both must agree.
+ * The encoding is defined once, in tagged-json.vm.js: the prelude runs that text inside the VM, and this
+ * module compiles the same text for the host, with Buffer's base64 (the same bytes, faster) and the
+ * host's EncodingError.
  *
  * Depth is bounded: no value nested deeper than MAX_VALUE_DEPTH levels crosses the boundary, in either
  * direction, nor goes into the log. The host's JSON functions recurse, and a value deep enough to
@@ -12,6 +14,8 @@
  * the bound is checked without recursion, before anything recursive touches the value, so a value
  * too deep is the same EncodingError everywhere.
  */
+import { readFileSync } from 'node:fs'
+import { compileFunction } from 'node:vm'
 import { EncodingError } from '../errors.js'
 
 /** A JSON value in the tagged form stored in the log. */
@@ -98,81 +102,63 @@ export function jsonHasDuplicateKeys(json: string): boolean {
   return false
 }
 
-function isTagLike(obj: object): boolean {
-  let n = 0
-  let tag = false
-  for (const k in obj) {
-    if (++n > 1) return false
-    tag = k === '$bytes' || k === '$esc'
-  }
-  return tag
+/**
+ * The text of the value encoding as the prelude holds it: tagged-json.vm.js after its opening comment.
+ * It leaves free the names the prelude binds before it (ENCODING_FREE_NAMES).
+ */
+export const TAGGED_JSON_SOURCE: string = (() => {
+  const text = readFileSync(new URL('./tagged-json.vm.js', import.meta.url), 'utf8')
+  return text.slice(text.indexOf('*/\n') + 3)
+})()
+
+const ENCODING_FREE_NAMES = ['stringify', 'parse', 'isArray', 'isFiniteNumber', 'U8', 'AB', 'getProto', 'ObjectProto', 'show']
+
+interface TaggedJson {
+  encode(value: unknown, what: string): string | undefined
+  decode(json: string): unknown
 }
 
-function describe(key: string): string {
-  return key === '' ? 'the top level' : JSON.stringify(key)
-}
+/** The shared text compiled for the host; its base64 and its error are swapped for the host's own. */
+const hostEncoding = compileFunction(
+  `'use strict'
+${TAGGED_JSON_SOURCE}
+toBase64 = hostToBase64
+fromBase64 = hostFromBase64
+encodingError = hostEncodingError
+return { encode, decode }`,
+  [...ENCODING_FREE_NAMES, 'hostToBase64', 'hostFromBase64', 'hostEncodingError'],
+)(
+  JSON.stringify,
+  JSON.parse,
+  Array.isArray,
+  Number.isFinite,
+  Uint8Array,
+  ArrayBuffer,
+  Object.getPrototypeOf,
+  Object.prototype,
+  (key: string) => (key === '' ? 'the top level' : JSON.stringify(key)),
+  (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
+  (base64: string) => new Uint8Array(Buffer.from(base64, 'base64')),
+  (message: string) => new EncodingError(message),
+) as TaggedJson
 
 /** Encodes a host value as tagged JSON text; `undefined` stays undefined (a call that returns nothing). */
 export function encodeValue(value: unknown, what: string): string | undefined {
   if (value === undefined) return undefined
   if (valueDeeperThan(value)) throw tooDeep(what)
-  function replacer(this: Record<string, unknown>, key: string): unknown {
-    const raw = this[key]
-    switch (typeof raw) {
-      case 'string':
-      case 'boolean':
-        return raw
-      case 'number':
-        if (!Number.isFinite(raw)) throw new EncodingError(`${what} contains ${raw} at ${describe(key)}, which JSON cannot carry`)
-        return raw
-      case 'undefined':
-        if (Array.isArray(this)) throw new EncodingError(`${what} contains undefined in an array; use null`)
-        return undefined
-      case 'function':
-        throw new EncodingError(`${what} contains a function at ${describe(key)}; only JSON values and byte arrays can be sent`)
-      case 'bigint':
-        throw new EncodingError(`${what} contains a BigInt at ${describe(key)}; convert it to a string first`)
-      case 'symbol':
-        throw new EncodingError(`${what} contains a Symbol at ${describe(key)}`)
-    }
-    if (raw === null) return null
-    if (raw instanceof Uint8Array) return { $bytes: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') }
-    if (raw instanceof ArrayBuffer) return { $bytes: Buffer.from(raw).toString('base64') }
-    if (Array.isArray(raw)) return raw
-    const proto = Object.getPrototypeOf(raw)
-    if (proto !== Object.prototype && proto !== null) {
-      const name = (raw as { constructor?: { name?: string } }).constructor?.name ?? 'non-plain object'
-      throw new EncodingError(`${what} contains a ${name} at ${describe(key)}; only plain objects, arrays and Uint8Array can be sent`)
-    }
-    if (isTagLike(raw as object)) {
-      const [key] = Object.keys(raw as object)
-      return { $esc: [key, (raw as Record<string, unknown>)[key]] }
-    }
-    return raw
-  }
   try {
-    return JSON.stringify(value, replacer)
+    return hostEncoding.encode(value, what)
   } catch (err) {
     if (err instanceof EncodingError) throw err
     throw new EncodingError(`${what} cannot be encoded: ${(err as Error).message}`)
   }
 }
 
-function reviver(_key: string, v: unknown): unknown {
-  if (v !== null && typeof v === 'object' && !Array.isArray(v) && isTagLike(v)) {
-    const tagged = v as { $bytes?: unknown; $esc?: unknown }
-    if (typeof tagged.$bytes === 'string') return new Uint8Array(Buffer.from(tagged.$bytes, 'base64'))
-    const esc = tagged.$esc
-    if (Array.isArray(esc) && esc.length === 2 && typeof esc[0] === 'string') return { [esc[0]]: esc[1] }
-  }
-  return v
-}
-
 /** Decodes tagged JSON text into host values (byte arrays become Uint8Array). */
 export function decodeValue(json: string | undefined, what = 'the value'): unknown {
   if (json === undefined) return undefined
   if (jsonDeeperThan(json)) throw tooDeep(what)
-  return json.includes('"$') ? JSON.parse(json, reviver) : JSON.parse(json)
+  return hostEncoding.decode(json)
 }
 
 function finiteOnly(_key: string, v: unknown): unknown {
