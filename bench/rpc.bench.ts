@@ -579,6 +579,9 @@ async function main(): Promise<void> {
             'calls/s',
           ),
           raw_awaited_append_p50_ms: round3(rawAppendP50),
+          // Issue 14's bar: the 2017 original's one-client RPC rate against its raw awaited appends, 1,927/s against 4,931/s.
+          calls_per_sec_to_raw_appends: round3(median(pick((r) => r.libvmsSeq.perSec)) / median(pick((r) => r.rawAppend.perSec))),
+          original_2017_calls_per_sec_to_raw_appends: 0.39,
           echo_p50_ms: round3(echoSeqP50),
           raw_ws_client_on_libvms: seq((r) => r.rawOnLibvmsSeq),
         },
