@@ -74,7 +74,7 @@ export interface EngineInstance {
 const spareMemories = new Map<number, WeakRef<WebAssembly.Memory>>()
 /** A spare memory with more pages written than this is not reused (its pages would stay resident). */
 const MAX_SPARE_WRITTEN_PAGES = 64
-const ZERO_PAGE = new Uint8Array(WASM_PAGE_BYTES)
+export const ZERO_PAGE = new Uint8Array(WASM_PAGE_BYTES)
 
 /** Gives back the memory of a disposed instance: nothing will run on it again. */
 export function recycleMemory(memory: WebAssembly.Memory): void {
@@ -85,18 +85,22 @@ export function recycleMemory(memory: WebAssembly.Memory): void {
 function zeroedMemory(bytes: number): WebAssembly.Memory {
   const spare = spareMemories.get(bytes)?.deref()
   spareMemories.delete(bytes)
-  if (spare && cleared(spare)) return spare
+  if (spare && zeroPages(spare, new Set(), MAX_SPARE_WRITTEN_PAGES)) return spare
   return new WebAssembly.Memory({ initial: bytes / WASM_PAGE_BYTES, maximum: bytes / WASM_PAGE_BYTES })
 }
 
-/** Zeroes every page of `memory` that holds a non-zero byte (each page is checked); false if too many do. */
-function cleared(memory: WebAssembly.Memory): boolean {
+/**
+ * Zeroes each 64 KiB page of `memory` that holds a non-zero byte (every page is checked), but those in
+ * `keep`; false if more than `most` pages had to be (it then stops). Zeroing only those that hold
+ * something keeps the rest of the memory uncommitted.
+ */
+export function zeroPages(memory: WebAssembly.Memory, keep: ReadonlySet<number>, most = Number.POSITIVE_INFINITY): boolean {
   const all = new Uint8Array(memory.buffer)
   let written = 0
   for (let page = 0; page * WASM_PAGE_BYTES < all.length; page++) {
     const view = all.subarray(page * WASM_PAGE_BYTES, (page + 1) * WASM_PAGE_BYTES)
-    if (Buffer.compare(view, ZERO_PAGE) === 0) continue
-    if (++written > MAX_SPARE_WRITTEN_PAGES) return false
+    if (keep.has(page) || Buffer.compare(view, ZERO_PAGE) === 0) continue
+    if (++written > most) return false
     view.fill(0)
   }
   return true
