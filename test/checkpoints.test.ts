@@ -136,6 +136,62 @@ test('a sandbox that adopts a captured state runs on to the same memory, byte fo
   }
 })
 
+test('the memory of a disposed sandbox is cleared for the next one: it starts and runs byte for byte as on a new memory', async () => {
+  const code = `
+    let n = 0, junk = []
+    exports.step = (i) => { n += i; junk.push('x'.repeat(i * 7919 % 4096)); return n }
+    exports.read = () => System.files.readFile('/x')
+  `
+  const options = { limits: resolveLimits({ memoryBytes: 16 * 1024 * 1024 }), systemSources: [SYSTEM_SOURCE], costSchedule: 1 }
+  const start = { timestamp: 1_700_000_000_000, seed: '0'.repeat(32), callerId: null }
+  const memoryOf = (box: Sandbox) => (box as unknown as { memory: WebAssembly.Memory }).memory
+  const noRequests = async () => {
+    throw new Error('no host requests here')
+  }
+  const steps = async (box: Sandbox) => {
+    const outcomes: CallOutcome[] = []
+    for (let i = 0; i < 20; i++)
+      outcomes.push(await box.runCall('step', JSON.stringify([i]), { ...start, timestamp: start.timestamp + i }, noRequests))
+    return outcomes
+  }
+  const used = await Sandbox.create(options)
+  await used.loadScript(code, start)
+  await steps(used)
+  const old = memoryOf(used)
+  used.dispose()
+  const reused = await Sandbox.create(options)
+  const fresh = await Sandbox.create(options)
+  try {
+    assert.equal(memoryOf(reused), old, "the next sandbox takes the disposed one's memory")
+    assert.notEqual(memoryOf(fresh), old)
+    assert.deepEqual(reused.captureState(), fresh.captureState(), 'the same bytes before any turn')
+    await reused.loadScript(code, start)
+    await fresh.loadScript(code, start)
+    assert.deepEqual(await steps(reused), await steps(fresh))
+    assert.deepEqual(reused.captureState(), fresh.captureState(), 'the same bytes after the same turns')
+
+    // A sandbox disposed while a turn waits on the host keeps its memory: nothing else may run on it.
+    let arrived = () => {}
+    const asked = new Promise<void>((resolve) => {
+      arrived = resolve
+    })
+    const running = reused.runCall('read', '[]', start, async () => {
+      arrived()
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      return 'late'
+    })
+    await asked
+    reused.dispose()
+    const next = await Sandbox.create(options)
+    assert.notEqual(memoryOf(next), memoryOf(reused))
+    next.dispose()
+    await running.catch(() => {})
+  } finally {
+    reused.dispose()
+    fresh.dispose()
+  }
+})
+
 test('entries state their digest every N calls; reopening starts from the newest snapshot and replays only the calls after it', async (t) => {
   const dir = join(await tempDir(t), 'vm')
   const first = await open(dir)

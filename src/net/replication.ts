@@ -6,13 +6,28 @@
  */
 import type { Duplex } from 'node:stream'
 import type Corestore from 'corestore'
-import WebSocket, { createWebSocketStream } from 'ws'
+import type WebSocket from 'ws'
 
 export const REPLICATION_PROTOCOL = 'libvms-replication-1'
 
+type WsModule = typeof import('ws')
+let wsModule: WsModule | null = null
+
+/** The ws package, loaded on first use: a process that only runs VMs never needs it (nor its memory). */
+export async function loadWs(): Promise<WsModule> {
+  wsModule ??= await import('ws')
+  return wsModule
+}
+
+/** The ws package, once loadWs() has loaded it (every WebSocket here comes from it). */
+function loadedWs(): WsModule {
+  if (!wsModule) throw new Error('ws is not loaded yet: await loadWs() first')
+  return wsModule
+}
+
 /** Joins a replication stream to `ws` (either side); ends when either ends. */
 export function pipeReplication(ws: WebSocket, stream: Duplex): Duplex {
-  const socket = createWebSocketStream(ws)
+  const socket = loadedWs().createWebSocketStream(ws)
   socket.on('error', () => stream.destroy())
   stream.on('error', () => socket.destroy())
   socket.pipe(stream).pipe(socket)
@@ -26,7 +41,7 @@ export function pipeReplication(ws: WebSocket, stream: Duplex): Duplex {
  * initiator. Frames that arrive while the host waits are kept for the stream it then starts.
  */
 export function answerReplication(ws: WebSocket, replicate: (isInitiator: boolean) => Duplex, roleWaitMs: number): { stop(): void } {
-  const socket = createWebSocketStream(ws)
+  const socket = loadedWs().createWebSocketStream(ws)
   let stream: Duplex | null = null
   let stopped = false
   // From the start, not once a role is chosen: a frame that breaks the protocol (or is too large)
@@ -61,7 +76,8 @@ export function answerReplication(ws: WebSocket, replicate: (isInitiator: boolea
 }
 
 /** Dials a host's replication endpoint; resolves once the WebSocket is open. */
-export function dialReplication(rpcUrl: string, store: Corestore): Promise<{ ws: WebSocket; stream: Duplex }> {
+export async function dialReplication(rpcUrl: string, store: Corestore): Promise<{ ws: WebSocket; stream: Duplex }> {
+  const { WebSocket } = await loadWs()
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(rpcUrl, REPLICATION_PROTOCOL, { perMessageDeflate: false })
     ws.once('open', () => resolve({ ws, stream: pipeReplication(ws, store.replicate(true) as unknown as Duplex) }))

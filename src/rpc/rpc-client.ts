@@ -4,7 +4,7 @@
  * reaches any of them, including names the client itself uses (connect, close, call, url,
  * backendInfo).
  */
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
 import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
@@ -14,6 +14,7 @@ import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { CallEntry } from '../ledger/log-entry.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmSetting } from '../ledger/remote-source.js'
+import { loadWs } from '../net/replication.js'
 import { swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
 import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, RPC_ERRORS, type RPCResponse } from './protocol.js'
@@ -88,6 +89,8 @@ const KEPT_RECEIPTS = 10_000
 /** What is read of a refusing server's reason, and how long it is waited for. */
 const MAX_REFUSAL_CHARS = 512
 const REFUSAL_WAIT_MS = 2000
+/** A socket's readyState once closed (WebSocket.CLOSED; a ChannelSocket's too). */
+const CLOSED = 3
 
 const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'constructor', 'then'])
 
@@ -139,6 +142,7 @@ export class RPCClient {
   }
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
+    const { WebSocket } = await loadWs()
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
     const byKey = typeof url === 'string' && /^hyper:\/\//i.test(url)
     if (typeof url !== 'string' || !(byKey || /^wss?:\/\//.test(url))) {
@@ -303,7 +307,7 @@ export class RPCClient {
   async close(): Promise<void> {
     const ws = this.ws
     if (!ws) return
-    if (ws.readyState === WebSocket.CLOSED) return
+    if (ws.readyState === CLOSED) return
     await new Promise<void>((resolve) => {
       ws.once('close', () => resolve())
       ws.close(1000, 'client closed')

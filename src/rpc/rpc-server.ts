@@ -7,10 +7,10 @@ import { EventEmitter } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { type WebSocket, WebSocketServer } from 'ws'
+import type { WebSocket, WebSocketServer } from 'ws'
 import { InvalidArgumentError, ListenError, StateError } from '../errors.js'
 import { parseKeyUrl } from '../ledger/keys.js'
-import { answerReplication, REPLICATION_PROTOCOL } from '../net/replication.js'
+import { answerReplication, loadWs, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
 import { CLOSE_CODES, type MessageSocket } from './protocol.js'
@@ -138,7 +138,8 @@ export class RPCServer extends EventEmitter {
   private readonly mounts = new Map<string, Mount>()
   /** Paths a VM will be mounted at soon, and what to answer meanwhile (reserve()). */
   private readonly reserved = new Map<string, string>()
-  private readonly wss: WebSocketServer
+  /** Made by listen() (the ws package is loaded only by a process that serves). */
+  private wss: WebSocketServer | null = null
   private http: Server | null = null
   private connectionCount = 0
   private closing = false
@@ -154,15 +155,6 @@ export class RPCServer extends EventEmitter {
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
     this.replicationHandshakeMs = options.replicationHandshakeMs ?? 10_000
     this.swarmOptions = swarmOptionsOf(options.swarm)
-    // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
-    // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
-    // UTF-8 is checked per frame by the connection, which answers a bad one instead of dropping the socket.
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: this.maxMessageBytes * 2 + 65536,
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-    })
   }
 
   /**
@@ -242,6 +234,16 @@ export class RPCServer extends EventEmitter {
   async listen(portOrOptions: number | ListenOptions = {}): Promise<{ url: string; port: number }> {
     if (this.http) throw new StateError('the server is already listening')
     const options = typeof portOrOptions === 'number' ? { port: portOrOptions } : portOrOptions
+    const { WebSocketServer } = await loadWs()
+    // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
+    // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
+    // UTF-8 is checked per frame by the connection, which answers a bad one instead of dropping the socket.
+    this.wss ??= new WebSocketServer({
+      noServer: true,
+      maxPayload: this.maxMessageBytes * 2 + 65536,
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+    })
     const http = createServer((_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' })
       res.end('LibVMS serves VMs over WebSocket: connect with RPCClient (ws://…)\n')
@@ -277,7 +279,7 @@ export class RPCServer extends EventEmitter {
     const http = this.http
     this.http = null
     if (http) await new Promise<void>((resolve) => http.close(() => resolve()))
-    this.wss.close()
+    this.wss?.close()
     await this.network?.destroy()
     this.network = null
   }
@@ -307,8 +309,9 @@ export class RPCServer extends EventEmitter {
       )
       return
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      explainCloses(ws, this.wss.options.maxPayload ?? 0)
+    const wss = this.wss as WebSocketServer // made by listen(), which is what hears upgrades
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      explainCloses(ws, wss.options.maxPayload ?? 0)
       if (this.connectionCount >= this.maxConnections) {
         ws.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
         return

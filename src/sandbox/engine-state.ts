@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, sep } from 'node:path'
-import { engineHash } from './engine.js'
+import { engineHash, ZERO_PAGE, zeroPages } from './engine.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import type { ExportInfo } from './sandbox.js'
 
@@ -41,8 +41,6 @@ export interface EngineState {
   /** The last turn was aborted with host requests queued: the next turn resets the driver's queue. */
   requestsLeft: boolean
 }
-
-const ZERO_PAGE = new Uint8Array(PAGE_BYTES)
 
 /** quickjs-emscripten-core's version (its package exports no package.json: read beside its entry). */
 function coreVersion(): string {
@@ -93,12 +91,7 @@ export function writeMemory(memory: WebAssembly.Memory, state: Pick<EngineState,
   checkEngineStateShape(state)
   // Pages the state has are overwritten; of the others, only those that hold something are zeroed
   // (a fresh engine has written a few): filling all of it would commit the whole memory for nothing.
-  const given = new Set(state.pages)
-  for (let page = 0; page * PAGE_BYTES < all.length; page++) {
-    if (given.has(page)) continue
-    const view = all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES)
-    if (Buffer.compare(view, ZERO_PAGE) !== 0) view.fill(0)
-  }
+  zeroPages(memory, new Set(state.pages))
   state.pages.forEach((page, i) => {
     all.set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES), page * PAGE_BYTES)
   })

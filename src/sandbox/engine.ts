@@ -1,8 +1,8 @@
 /**
  * The QuickJS engine: one compiled WebAssembly module per process, one instance per sandbox, each with
- * its own fixed-size memory (initial = maximum). A fixed memory is what bounds a script's allocations:
- * QuickJS's own memory limit does not hold in these builds, and growing memory while jobs run trips an
- * assertion in quickjs-emscripten 0.32.
+ * its own fixed-size memory (initial = maximum): a new one, or that of a disposed instance, cleared.
+ * A fixed memory is what bounds a script's allocations: QuickJS's own memory limit does not hold in
+ * these builds, and growing memory while jobs run trips an assertion in quickjs-emscripten 0.32.
  *
  * Nothing of the host reaches an instance (host-imports.ts): the engine's only windows on the host
  * machine — its time zone, its clock, its environment and program path, its timers — are replaced
@@ -65,10 +65,50 @@ export interface EngineInstance {
   memory: WebAssembly.Memory
 }
 
+/**
+ * The memory of the instance last disposed, by size, held weakly (a collection frees it, as before):
+ * the next instance of that size takes it, cleared, rather than allocating another one — each new
+ * memory counts its whole size against V8's external memory limit, which made nearly every deploy
+ * wait on a garbage collection.
+ */
+const spareMemories = new Map<number, WeakRef<WebAssembly.Memory>>()
+/** A spare memory with more pages written than this is not reused (its pages would stay resident). */
+const MAX_SPARE_WRITTEN_PAGES = 64
+export const ZERO_PAGE = new Uint8Array(WASM_PAGE_BYTES)
+
+/** Gives back the memory of a disposed instance: nothing will run on it again. */
+export function recycleMemory(memory: WebAssembly.Memory): void {
+  spareMemories.set(memory.buffer.byteLength, new WeakRef(memory))
+}
+
+/** A memory of `bytes` holding only zeros, as a new one does: the spare one, cleared, or a new one. */
+function zeroedMemory(bytes: number): WebAssembly.Memory {
+  const spare = spareMemories.get(bytes)?.deref()
+  spareMemories.delete(bytes)
+  if (spare && zeroPages(spare, new Set(), MAX_SPARE_WRITTEN_PAGES)) return spare
+  return new WebAssembly.Memory({ initial: bytes / WASM_PAGE_BYTES, maximum: bytes / WASM_PAGE_BYTES })
+}
+
+/**
+ * Zeroes each 64 KiB page of `memory` that holds a non-zero byte (every page is checked), but those in
+ * `keep`; false if more than `most` pages had to be (it then stops). Zeroing only those that hold
+ * something keeps the rest of the memory uncommitted.
+ */
+export function zeroPages(memory: WebAssembly.Memory, keep: ReadonlySet<number>, most = Number.POSITIVE_INFINITY): boolean {
+  const all = new Uint8Array(memory.buffer)
+  let written = 0
+  for (let page = 0; page * WASM_PAGE_BYTES < all.length; page++) {
+    const view = all.subarray(page * WASM_PAGE_BYTES, (page + 1) * WASM_PAGE_BYTES)
+    if (keep.has(page) || Buffer.compare(view, ZERO_PAGE) === 0) continue
+    if (++written > most) return false
+    view.fill(0)
+  }
+  return true
+}
+
 /** A fresh engine instance with a memory of exactly `memoryBytes` (a multiple of 64 KiB, ≥ 16 MiB). */
 export async function createEngineInstance(memoryBytes: number): Promise<EngineInstance> {
-  const pages = memoryBytes / WASM_PAGE_BYTES
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages })
+  const memory = zeroedMemory(memoryBytes)
   const compiled = compiledEngine()
   const variant = newVariant<QuickJSSyncVariant>(releaseSyncVariant, {
     wasmMemory: memory,

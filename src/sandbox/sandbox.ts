@@ -28,7 +28,7 @@ import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRunt
 import type { TaggedValue } from '../codec/value-codec.js'
 import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { HostFaultError, ScriptError } from '../errors.js'
-import { createEngineInstance } from './engine.js'
+import { createEngineInstance, recycleMemory } from './engine.js'
 import { captureMemory, type EngineState, writeMemory } from './engine-state.js'
 import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
@@ -138,6 +138,8 @@ export class Sandbox {
   private brokenBy: Error | null = null
   /** Turns started (a sandbox that adopted a state counts as having run). */
   private turnsRun = 0
+  /** A turn is under way (it may be waiting on the host). */
+  private inTurn = false
   private disposed = false
 
   private constructor(
@@ -317,10 +319,12 @@ export class Sandbox {
   }
 
   /**
-   * Releases the sandbox. Its engine instance, memory included, is dropped whole rather than freed
-   * object by object: nothing outlives it, and a runtime freed with live objects aborts in QuickJS.
+   * Releases the sandbox. Its engine instance is dropped whole rather than freed object by object:
+   * nothing outlives it, and a runtime freed with live objects aborts in QuickJS. Its memory goes to
+   * the next instance (cleared first), unless a turn is still under way on it.
    */
   dispose(): void {
+    if (!this.disposed && !this.inTurn) recycleMemory(this.memory)
     this.disposed = true
     this.requests = []
   }
@@ -332,6 +336,7 @@ export class Sandbox {
     onRequest: HostRequestHandler,
   ): Promise<CallOutcome> {
     this.turnsRun++
+    this.inTurn = true
     this.ticks = 0
     this.hostWork = 0
     this.budget = this.limits.computeTicks
@@ -400,6 +405,7 @@ export class Sandbox {
       throw this.breakWith(err)
     } finally {
       this.deadline = Number.POSITIVE_INFINITY
+      this.inTurn = false
     }
   }
 
