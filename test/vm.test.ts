@@ -3,7 +3,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, Verifier, VM } from '../src/index.js'
-import { encodeValue } from '../src/codec/value-codec.js'
+import { decodeValue, encodeValue } from '../src/codec/value-codec.js'
 import { callError, deployVM, tempDir } from './helpers.js'
 
 const COUNTER = `
@@ -153,6 +153,11 @@ test('the VM and the host write a value the same way: one encoding, with base64 
   assert.equal(JSON.stringify(entry.result), encodeValue(expected, 'the result'))
   // And what the host writes, the VM reads back as the same value.
   assert.deepEqual(await vm.executeCall({ methodName: 'echo', args: [expected] }), expected)
+  // An escaped "__proto__" is an own key on the host: no decoded value has a prototype its sender chose.
+  const [escaped] = decodeValue('[{"$esc":["__proto__",{"polluted":true}]}]') as [Record<string, unknown>]
+  assert.equal(Object.getPrototypeOf(escaped), Object.prototype)
+  assert.deepEqual(Object.keys(escaped), ['__proto__'])
+  assert.equal(encodeValue([escaped], 'the arguments'), '[{"__proto__":{"polluted":true}}]')
 })
 
 test('calls run one at a time in arrival order', async (t) => {

@@ -118,15 +118,29 @@ interface TaggedJson {
   decode(json: string): unknown
 }
 
-/** The shared text compiled for the host; its base64 and its error are swapped for the host's own. */
+/**
+ * An escaped "__proto__" key. The VM's reviver assigns an escaped key to a new object, so there it sets
+ * the value's prototype (as it did when existing logs were written); on the host it is an own key, and
+ * no decoded value has a prototype its sender chose.
+ */
+function escapedProto(v: unknown): TaggedValue | undefined {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined
+  const esc = (v as { $esc?: unknown }).$esc
+  if (!Array.isArray(esc) || esc.length !== 2 || esc[0] !== '__proto__' || Object.keys(v).length !== 1) return undefined
+  return { ['__proto__']: esc[1] }
+}
+
+/** The shared text compiled for the host, with the host's base64, error and handling of an escaped "__proto__". */
 const hostEncoding = compileFunction(
   `'use strict'
 ${TAGGED_JSON_SOURCE}
 toBase64 = hostToBase64
 fromBase64 = hostFromBase64
 encodingError = hostEncodingError
+const vmReviver = reviver
+reviver = function (key, v) { return hostEscapedProto(v) ?? vmReviver(key, v) }
 return { encode, decode }`,
-  [...ENCODING_FREE_NAMES, 'hostToBase64', 'hostFromBase64', 'hostEncodingError'],
+  [...ENCODING_FREE_NAMES, 'hostToBase64', 'hostFromBase64', 'hostEncodingError', 'hostEscapedProto'],
 )(
   JSON.stringify,
   JSON.parse,
@@ -140,6 +154,7 @@ return { encode, decode }`,
   (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
   (base64: string) => new Uint8Array(Buffer.from(base64, 'base64')),
   (message: string) => new EncodingError(message),
+  escapedProto,
 ) as TaggedJson
 
 /** Encodes a host value as tagged JSON text; `undefined` stays undefined (a call that returns nothing). */
