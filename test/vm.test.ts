@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, Verifier, VM } from '../src/index.js'
 import { decodeValue, encodeValue } from '../src/codec/value-codec.js'
+import { type CallEntry, CallLog, type InitEntry, LOG_SCHEMA, Verifier, VM } from '../src/index.js'
 import { callError, deployVM, tempDir } from './helpers.js'
 
 const COUNTER = `
