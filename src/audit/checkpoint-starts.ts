@@ -88,9 +88,10 @@ async function usableStart(
   const logged = decodeEntry(entry, seq) as CallEntry
   // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
   if (logged.type !== 'call' || logged.state === undefined || logged.stateFormat !== stateFormat) return null
+  const hash = entryHash(entry)
   let snapshot: VMSnapshot
   try {
-    const expect = { seq, state: logged.state, stateFormat, entryHash: entryHash(entry) }
+    const expect = { seq, state: logged.state, stateFormat, entryHash: hash }
     snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes), expect)
   } catch (err) {
     notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
@@ -100,7 +101,7 @@ async function usableStart(
     snapshot.seq !== seq ||
     snapshot.state !== logged.state ||
     snapshot.stateFormat !== logged.stateFormat ||
-    snapshot.entryHash !== entryHash(entry) ||
+    snapshot.entryHash !== hash ||
     JSON.stringify(snapshot.files) !== JSON.stringify(logged.files) ||
     snapshot.engine.memoryBytes !== memoryBytes
   ) {

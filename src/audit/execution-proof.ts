@@ -154,7 +154,8 @@ async function partFromCheckpoint(
   options: ProveOptions,
 ): Promise<Pick<ExecutionProof, 'entries' | 'start'> | null> {
   if (!options.snapshots || !options.filesArchive) return null
-  const init = (await callLog.get(0)) as InitEntry
+  const [initBlock] = await blocksOf(callLog, 0, 1)
+  const init = decodeEntry(initBlock, 0) as InitEntry
   const memoryBytes = init.limits?.memoryBytes
   if (init.schema < 2 || !Number.isSafeInteger(memoryBytes)) return null
   const notice = options.onNotice ?? (() => {})
@@ -171,7 +172,7 @@ async function partFromCheckpoint(
     entries: entries.map((block) => block.toString('base64')),
     start: {
       seq: start.seq,
-      init: (await blocksOf(callLog, 0, 1))[0].toString('base64'),
+      init: initBlock.toString('base64'),
       nodes: nodes.map((node) => ({ index: node.index, size: node.size, hash: node.hash.toString('hex') })),
       snapshot: snapshot.toString('base64'),
       archive: { db: archive.db.map((b) => b.toString('base64')), blobs: archive.blobs.map((b) => b.toString('base64')) },

@@ -13,11 +13,15 @@ export function parsePort(value: string): number {
   return port
 }
 
+/** `value` as a whole number written in digits only, or null. */
+function wholeNumber(value: string): number | null {
+  return /^\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : null
+}
+
 export function parseCount(value: string): number {
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError('expected a whole number')
-  }
-  return Number(value)
+  const n = wholeNumber(value)
+  if (n === null) throw new InvalidArgumentError('expected a whole number')
+  return n
 }
 
 /** A whole number of at least 1. */
@@ -30,8 +34,8 @@ export function parsePositive(value: string): number {
 /** `--checkpoints <n|off>`: a checkpoint every n calls, or none. */
 export function parseCheckpoints(value: string): { every: number } | false {
   if (value === 'off') return false
-  const every = Number(value)
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(every) || every === 0) {
+  const every = wholeNumber(value)
+  if (every === null || every === 0) {
     throw new UsageError(`--checkpoints takes a number of calls (at least 1) or 'off', got ${JSON.stringify(value)}`)
   }
   return { every }

@@ -165,9 +165,6 @@ export class CallLog extends EventEmitter {
     if (code === 'REQUEST_TIMEOUT') {
       return new FetchError('ERR_FETCH_TIMEOUT', `entry ${seq} of ${this.url} did not arrive within ${timeout} ms; is a host of it online?`)
     }
-    if (code === 'SESSION_CLOSED' || code === 'REQUEST_CANCELLED') {
-      return new StateError(`the call log ${this.url} was closed while entry ${seq} was being read`)
-    }
     return storageError(err, `reading entry ${seq} of ${this.url}`)
   }
 
