@@ -236,6 +236,21 @@ test('server.close() with calls in flight: each call is answered and logged, or 
   for (const o of outcomes) if (o.status === 'rejected') assert.equal(o.reason.code, 'ERR_UNAVAILABLE', 'no call was cut off unanswered')
 })
 
+test('a call that reaches the server as it starts closing is refused, not cut off', async (t) => {
+  const vm = await deployVM(t, HELLO)
+  const server = new RPCServer()
+  server.mount('/', vm)
+  await server.listen(0)
+  const client = await connect(t, `${server.url}/`, 'u')
+  const length = vm.callLog.length
+  // Nothing is in flight, so close() has no call to wait for; the frame is already on its way.
+  const call = client.call('hello')
+  const closing = server.close()
+  await assert.rejects(call, { code: 'ERR_UNAVAILABLE', message: /was not run/ })
+  await closing
+  assert.equal(vm.callLog.length, length, 'the refused call left no trace in the log')
+})
+
 test('a client killed mid-call does not disturb the server or other clients', async (t) => {
   const vm = await deployVM(t, HELLO, { limits: { computeTicks: 100_000 } })
   const server = await serve(t, { '/': vm })

@@ -91,6 +91,14 @@ export class Mount {
 }
 
 /**
+ * Resolves after the event loop has polled its sockets once more: two check phases, with a poll phase
+ * between them, so data already received on them has been read and handled.
+ */
+async function framesRead(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
+/**
  * ws closes a connection whose frame it cannot read — one over its read limit (1009), or one that
  * breaks the WebSocket protocol (1002) — with a code and no reason. Every close this server makes
  * says why, so those get a reason too.
@@ -288,6 +296,9 @@ export class RPCServer extends EventEmitter {
     mount.closing = true
     await mount.unpublish?.().catch(() => {})
     await mount.drain(this.closeTimeoutMs)
+    // Frames that arrived meanwhile are read before the close frame goes out: each call among them is
+    // refused (ERR_UNAVAILABLE, never run) rather than left to the client as ERR_CONNECTION_CLOSED.
+    await framesRead()
     await Promise.all([...mount.connections].map((c) => c.close(CLOSE_CODES.GOING_AWAY, reason)))
     for (const ws of mount.replications) ws.terminate()
   }
