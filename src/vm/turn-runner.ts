@@ -121,17 +121,8 @@ export class TurnRunner {
 
   /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
   async load(timestamp: number, seed: string, prepared?: Promise<EngineSandbox>): Promise<number> {
-    this.sandbox?.dispose()
-    const sandbox = await (prepared ?? TurnRunner.prepareSandbox(this.limits, this.options))
-    this.sandbox = sandbox
-    try {
-      const { cost } = await sandbox.loadScript(this.code, { timestamp, seed, callerId: null })
-      return cost
-    } catch (err) {
-      sandbox.dispose()
-      this.sandbox = null
-      throw err
-    }
+    const turn = { timestamp, seed, callerId: null }
+    return (await this.replaceSandbox(prepared, (sandbox) => sandbox.loadScript(this.code, turn))).cost
   }
 
   /**
@@ -139,11 +130,19 @@ export class TurnRunner {
    * and the turns that led to it.
    */
   async restore(state: EngineState, prepared?: Promise<EngineSandbox>): Promise<void> {
+    await this.replaceSandbox(prepared, (sandbox) => sandbox.adoptState(state))
+  }
+
+  /** Disposes of the sandbox and takes a fresh one (or the `prepared` one), set up by `setUp`; none if that fails. */
+  private async replaceSandbox<T>(
+    prepared: Promise<EngineSandbox> | undefined,
+    setUp: (sandbox: EngineSandbox) => Promise<T> | T,
+  ): Promise<T> {
     this.sandbox?.dispose()
     const sandbox = await (prepared ?? TurnRunner.prepareSandbox(this.limits, this.options))
     this.sandbox = sandbox
     try {
-      await sandbox.adoptState(state)
+      return await setUp(sandbox)
     } catch (err) {
       sandbox.dispose()
       this.sandbox = null
