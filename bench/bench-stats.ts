@@ -1,4 +1,5 @@
 /** Helpers shared by the benchmarks: the BENCH_SCALE setting, progress output and statistics. */
+import { availableParallelism } from 'node:os'
 
 /** BENCH_SCALE from the environment: 1 by default, 0.1 for a quick smoke run. */
 export function readScale(): number {
@@ -58,4 +59,14 @@ export interface Figure {
 
 export function figure(runs: number[], unit: string, digits: (x: number) => number = round2): Figure {
   return { value: digits(median(runs)), unit, median_of: runs.length, runs: runs.map(digits) }
+}
+
+/** The figure of one value of each row (`pick`), such as each round's. */
+export function figureOf<T>(rows: T[], pick: (row: T) => number, unit: string): Figure {
+  return figure(rows.map(pick), unit)
+}
+
+/** The machine a benchmark ran on, as each one's JSON starts: the Node version and the cores it may use. */
+export function machine(): { node: string; cpus: number } {
+  return { node: process.version, cpus: availableParallelism() }
 }

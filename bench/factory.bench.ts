@@ -7,10 +7,9 @@
  * Run: npm run build && npx tsx bench/factory.bench.ts
  */
 import { execFile } from 'node:child_process'
-import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { log, median, readScale } from './bench-stats.js'
+import { log, machine, median, readScale } from './bench-stats.js'
 
 const SCALE = readScale()
 const VMS = Math.max(5, Math.round(200 * SCALE))
@@ -37,8 +36,7 @@ async function main(): Promise<void> {
   const provisionMs = median(pick('provisionMedianMs'))
   const perVm = median(pick('rssPerIdleVmMB'))
   const result = {
-    node: process.version,
-    cpus: cpus().length,
+    ...machine(),
     bench_scale: SCALE,
     vms: VMS,
     baseline: {

@@ -1,11 +1,11 @@
-import { availableParallelism, cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { VM } from '../src/index.js'
 import { machineBusySeconds } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { type Figure, figure, log, median, percentile, readSizing, round2 } from './bench-stats.js'
+import { type Figure, figureOf, log, machine, median, percentile, readSizing, round2 } from './bench-stats.js'
 
 const ROUNDS = 3
 const TARGET_P99_MS = 50
@@ -190,58 +190,31 @@ const FLOOD_CONFIGS = ['flood_main_thread', 'flood_sandbox_thread'] as const
 
 /** What one phase kind (a config's flood kind, or the baseline) reports: each figure over the rounds. */
 function summarize(phases: Phase[], withFlood: boolean): Record<string, unknown> {
-  const p99 = figure(
-    phases.map((p) => percentile(p.latencies, 99)),
-    'ms',
-  )
+  const p99 = figureOf(phases, (p) => percentile(p.latencies, 99), 'ms')
   return {
     sibling_latency_ms: {
-      p50: figure(
-        phases.map((p) => percentile(p.latencies, 50)),
-        'ms',
-      ),
+      p50: figureOf(phases, (p) => percentile(p.latencies, 50), 'ms'),
       p99,
-      max: figure(
-        phases.map((p) => Math.max(...p.latencies)),
-        'ms',
-      ),
+      max: figureOf(phases, (p) => Math.max(...p.latencies), 'ms'),
       calls: phases.map((p) => p.latencies.length),
       [`calls_over_${TARGET_P99_MS}ms`]: phases.map((p) => overTarget(p.latencies)),
       sampling_s: phases.map((p) => round2(p.samplingMs / 1000)),
     },
     ...(withFlood
       ? {
-          flood_calls: figure(
-            phases.map((p) => p.floodCalls),
-            'calls',
-          ),
-          flood_call_ms: figure(
-            phases.map((p) => median(p.floodCallMs)),
-            'ms',
-          ),
+          flood_calls: figureOf(phases, (p) => p.floodCalls, 'calls'),
+          flood_call_ms: figureOf(phases, (p) => median(p.floodCallMs), 'ms'),
           flood_outcomes: mergeCounts(phases.map((p) => p.floodOutcomes)),
         }
       : {}),
     event_loop_delay_ms: {
-      p99: figure(
-        phases.map((p) => p.loopDelayP99Ms),
-        'ms',
-      ),
-      max: figure(
-        phases.map((p) => p.loopDelayMaxMs),
-        'ms',
-      ),
+      p99: figureOf(phases, (p) => p.loopDelayP99Ms, 'ms'),
+      max: figureOf(phases, (p) => p.loopDelayMaxMs, 'ms'),
     },
     cpu_pct: {
-      process: figure(
-        phases.map((p) => p.processCpuPct),
-        '% of one core',
-      ),
+      process: figureOf(phases, (p) => p.processCpuPct, '% of one core'),
       other_processes: phases.every((p) => p.otherCpuPct !== null)
-        ? figure(
-            phases.map((p) => p.otherCpuPct as number),
-            '% of one core',
-          )
+        ? figureOf(phases, (p) => p.otherCpuPct as number, '% of one core')
         : null,
     },
     ...(withFlood ? { meets_target: p99.value < TARGET_P99_MS } : {}),
@@ -259,24 +232,15 @@ function mergeCounts(counts: Record<string, number>[]): Record<string, number> {
 /** A flood config over every kind: the round's samples of all kinds pooled (the mix), per round. */
 function summarizeMix(rounds: Phase[][]): Record<string, unknown> {
   const pooled = rounds.map((phases) => phases.flatMap((p) => p.latencies))
-  const p99: Figure = figure(
-    pooled.map((l) => percentile(l, 99)),
-    'ms',
-  )
+  const p99: Figure = figureOf(pooled, (l) => percentile(l, 99), 'ms')
   return {
     sibling_latency_ms: {
-      p50: figure(
-        pooled.map((l) => percentile(l, 50)),
-        'ms',
-      ),
+      p50: figureOf(pooled, (l) => percentile(l, 50), 'ms'),
       p99,
       calls: pooled.map((l) => l.length),
       [`calls_over_${TARGET_P99_MS}ms`]: pooled.map(overTarget),
     },
-    flood_calls: figure(
-      rounds.map((phases) => phases.reduce((n, p) => n + p.floodCalls, 0)),
-      'calls',
-    ),
+    flood_calls: figureOf(rounds, (phases) => phases.reduce((n, p) => n + p.floodCalls, 0), 'calls'),
     meets_target: p99.value < TARGET_P99_MS,
   }
 }
@@ -284,7 +248,6 @@ function summarizeMix(rounds: Phase[][]): Record<string, unknown> {
 // ---- main ----
 
 async function main(): Promise<void> {
-  const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
   const loadBefore = loadavg()
   log(`scale ${SCALE}, sizes ${JSON.stringify(SIZES)}, temp dir ${run.rootDir}, load average ${loadBefore.map(round2).join(' ')}`)
   const t0 = performance.now()
@@ -344,8 +307,7 @@ async function main(): Promise<void> {
       results[config] = { sibling_p99_ms_per_kind: p99PerKind, mix: summarizeMix(rounds), per_kind: perKind }
     }
     const out = {
-      node: process.version,
-      cpus: cpuCount,
+      ...machine(),
       bench_scale: SCALE,
       sizes: SIZES,
       target: { sibling_p99_ms_while_flooding: { op: '<', value: TARGET_P99_MS } },

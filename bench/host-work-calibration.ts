@@ -28,11 +28,11 @@
  * Every loop is bounded in count; temp dirs are removed; every VM is closed, so the process exits
  * by itself (a watchdog ends the run after 6 minutes).
  */
-import { availableParallelism, cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { VM } from '../src/index.js'
 import { startBenchRun } from './bench-run.js'
-import { type Figure, figure, log, median, readSizing } from './bench-stats.js'
+import { type Figure, figure, log, machine, median, readSizing } from './bench-stats.js'
 
 const ROUNDS = 3
 const KiB = 1024
@@ -538,10 +538,8 @@ async function main(): Promise<void> {
       }),
     }
 
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
     const out = {
-      node: process.version,
-      cpus: cpuCount,
+      ...machine(),
       bench_scale: SCALE,
       sizes: SIZES,
       computeMsPerTick: {

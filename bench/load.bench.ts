@@ -32,13 +32,12 @@
  * removed, every child is ended by its pid, and a watchdog ends the whole run after 8 minutes.
  */
 import { readFile } from 'node:fs/promises'
-import { availableParallelism, cpus } from 'node:os'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { RPCClient } from '../src/index.js'
 import { machineBusySeconds, processCpuSeconds, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { log, percentile, readSizing, round2, round3 } from './bench-stats.js'
+import { log, machine, percentile, readSizing, round2, round3 } from './bench-stats.js'
 
 const CLIENTS = 100
 const MANY_VMS = 10
@@ -501,11 +500,9 @@ async function main(): Promise<boolean> {
     const echoB = await echoBaseline(`${MANY_VMS} VMs`, echo)
     const manyVMs = await libvmsScenario(`${MANY_VMS} VMs`, MANY_VMS)
 
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
     const ok = clean(oneVM) && clean(manyVMs)
     const out = {
-      node: process.version,
-      cpus: cpuCount,
+      ...machine(),
       bench_scale: SCALE,
       sizes: { ...SIZES, callsPerScenario: CALLS },
       generator: `${CLIENTS} RPCClients in the bench process (one connection each, user c<k>), each awaiting one hit(i) at a time; ${SIZES.warmupCallsPerClient} inc calls each first (not timed)`,

@@ -24,14 +24,13 @@
  * after 5 minutes.
  */
 import { randomBytes } from 'node:crypto'
-import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { encodeCallPayload, type SignedCall, signCallPayload } from '../src/auth/signed-call.js'
 import { callerIdOf, generateKeyPair, RPCClient, Verifier, VM } from '../src/index.js'
 import { processCpuSeconds, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { type Figure, figure, log, median, readSizing, round2, round3 } from './bench-stats.js'
+import { type Figure, figure, log, machine, median, readSizing, round2, round3 } from './bench-stats.js'
 
 type Mode = 'debug' | 'production'
 
@@ -381,8 +380,7 @@ async function main(): Promise<void> {
       }),
     }
 
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
-    const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, results }
+    const out = { ...machine(), bench_scale: SCALE, sizes: SIZES, results }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
     await run.end()

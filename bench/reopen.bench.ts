@@ -26,13 +26,12 @@
  */
 import { existsSync } from 'node:fs'
 import { lstat, readdir, rename } from 'node:fs/promises'
-import { availableParallelism, cpus } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VM } from '../src/index.js'
 import { type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { figure, log, median, readScale, round2, round3 } from './bench-stats.js'
+import { figureOf, log, machine, median, readScale, round2, round3 } from './bench-stats.js'
 
 const CODE = 'let n = 0; exports.increment = () => ++n'
 const CHECKPOINTS = { every: 1000 }
@@ -259,26 +258,11 @@ function variantFigures(reopens: Reopen[], n: number): Record<string, unknown> {
   const replayed = first.resume?.total ?? 0
   const deployMs = median(reopens.map((r) => r.deployMs))
   return {
-    spawn_to_ready_ms: figure(
-      reopens.map((r) => r.spawnToReadyMs),
-      'ms',
-    ),
-    deploy_ms: figure(
-      reopens.map((r) => r.deployMs),
-      'ms',
-    ),
-    import_ms: figure(
-      reopens.map((r) => r.importMs),
-      'ms',
-    ),
-    process_start_to_ready_ms: figure(
-      reopens.map((r) => r.readyMs),
-      'ms',
-    ),
-    spawn_to_exit_ms: figure(
-      reopens.map((r) => r.spawnToExitMs),
-      'ms',
-    ),
+    spawn_to_ready_ms: figureOf(reopens, (r) => r.spawnToReadyMs, 'ms'),
+    deploy_ms: figureOf(reopens, (r) => r.deployMs, 'ms'),
+    import_ms: figureOf(reopens, (r) => r.importMs, 'ms'),
+    process_start_to_ready_ms: figureOf(reopens, (r) => r.readyMs, 'ms'),
+    spawn_to_exit_ms: figureOf(reopens, (r) => r.spawnToExitMs, 'ms'),
     from_snapshot_seq: first.resume?.fromSeq ?? null,
     replayed_calls: replayed,
     replayed_calls_per_deploy_sec: replayed > 0 ? Math.round(replayed / (deployMs / 1000)) : null,
@@ -412,10 +396,8 @@ async function main(): Promise<void> {
   try {
     const results: SizeResult[] = []
     for (const n of SIZES) results.push(await measureSize(n))
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
     const out = {
-      node: process.version,
-      cpus: cpuCount,
+      ...machine(),
       sizes: SIZES,
       rounds: ROUNDS,
       code: CODE,

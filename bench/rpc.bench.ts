@@ -17,14 +17,13 @@
  * Prints one JSON object to stdout; progress goes to stderr. Every figure is the median of 3 runs,
  * taken in rounds (round r measures everything once, baselines included).
  */
-import { availableParallelism, cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import Corestore from 'corestore'
 import WebSocket from 'ws'
 import { type BackendInfo, RPCClient } from '../src/index.js'
 import { processCpuSeconds, runChild, type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { type Figure, figure, log, median, percentile, readSizing, round2, round3, type Target } from './bench-stats.js'
+import { type Figure, figure, log, machine, median, percentile, readSizing, round2, round3, type Target } from './bench-stats.js'
 
 const ROUNDS = 3
 const CLIENTS = 16
@@ -649,8 +648,7 @@ async function main(): Promise<void> {
       ),
     }
 
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
-    const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, baseline, results }
+    const out = { ...machine(), bench_scale: SCALE, sizes: SIZES, baseline, results }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
     if (echo) await stopChild(echo.child)

@@ -10,14 +10,13 @@
  * affects baselines and LibVMS figures alike.
  */
 import { execFile } from 'node:child_process'
-import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
 import { type CallEntry, Verifier, VM } from '../src/index.js'
 import { startBenchRun } from './bench-run.js'
-import { type Figure, figure, log, median, percentile, readSizing, round2, type Target } from './bench-stats.js'
+import { type Figure, figure, log, machine, median, percentile, readSizing, round2, type Target } from './bench-stats.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -381,8 +380,7 @@ async function main(): Promise<void> {
       ),
     }
 
-    const cpuCount = typeof availableParallelism === 'function' ? availableParallelism() : cpus().length
-    const out = { node: process.version, cpus: cpuCount, bench_scale: SCALE, sizes: SIZES, baseline, results }
+    const out = { ...machine(), bench_scale: SCALE, sizes: SIZES, baseline, results }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
   } finally {
     await run.end()

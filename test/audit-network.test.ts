@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
-import type { Duplex } from 'node:stream'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
-import WebSocket, { createWebSocketStream } from 'ws'
+import WebSocket from 'ws'
 import { type CallEntry, CallLog, DatArchive, HostBook, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
 import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
-import { deployVM, tempDir } from './helpers.js'
+import { deployVM, replicateOverWebSocket, tempDir } from './helpers.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -305,16 +304,7 @@ test('replication with a stock Corestore: as the initiator or the non-initiator 
   const replicate = async (initiator: boolean) => {
     const store = new Corestore(join(await tempDir(t), initiator ? 'initiator' : 'responder'))
     t.after(() => store.close())
-    const ws = new WebSocket(url, REPLICATION_PROTOCOL)
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve)
-      ws.once('error', reject)
-    })
-    const socket = createWebSocketStream(ws)
-    const stream = store.replicate(initiator) as unknown as Duplex
-    socket.on('error', () => stream.destroy())
-    stream.on('error', () => socket.destroy())
-    socket.pipe(stream).pipe(socket)
+    const ws = await replicateOverWebSocket(url, store, initiator)
     const closed = new Promise<{ code: number; reason: string }>((resolve) =>
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
     )

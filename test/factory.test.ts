@@ -29,7 +29,7 @@ interface Info {
   filesArchiveUrl: string
 }
 
-function factoryServer(t: TestContext, options: { maxVMs?: number } = {}) {
+function factoryServer(t: TestContext, options: { maxVMs?: number; dir?: string } = {}) {
   return serveFactory(t, FACTORY, options)
 }
 
@@ -145,23 +145,12 @@ test('restart: deploying the factory again brings back its VMs at the same paths
   await server.close()
   await first.close()
 
-  const second = new VMFactory(FACTORY)
-  await second.deploy({ dir })
-  const server2 = new RPCServer()
-  server2.mount('/', second)
-  second.setRPCServer(server2)
-  await server2.listen(0)
-  t.after(async () => {
-    await server2.close()
-    await second.close()
-  })
+  const { factory: second, server: server2, connect } = await factoryServer(t, { dir })
   assert.equal(second.getVM(gone.id), undefined, 'a VM shut down stays down')
   const back = second.getVM(kept.id)
   assert.ok(back)
   assert.equal(back.callLog.url, kept.callLogUrl)
-  const again = new RPCClient()
-  await again.connect(`${server2.url}/${kept.id}`)
-  t.after(() => again.close())
+  const again = await connect(undefined, `${server2.url}/${kept.id}`)
   assert.equal(await again.call('inc'), 3, 'state continues')
 })
 

@@ -1,11 +1,15 @@
-/** Shared test helpers: temp dirs that clean themselves up, and VMs deployed into them. */
+/** Shared test helpers: temp dirs that clean themselves up, VMs deployed into them, stock replication. */
 
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import type { TestContext } from 'node:test'
+import type Corestore from 'corestore'
+import WebSocket, { createWebSocketStream } from 'ws'
 import { CallLog, DivergenceError, type LogEntry, RPCClient, RPCServer, VM, VMFactory, type VMOptions } from '../src/index.js'
+import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
 
 /** A fresh temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
@@ -65,10 +69,13 @@ export function expectDivergence(seq: number, field: string) {
   }
 }
 
-/** A VMFactory running `code`, deployed in a temp dir and mounted at `/` of an RPC server on 127.0.0.1. */
-export async function serveFactory(t: TestContext, code: string, options: { maxVMs?: number } = {}) {
-  const dir = join(await tempDir(t), 'factory')
-  const factory = new VMFactory(code, options)
+/**
+ * A VMFactory running `code`, deployed in `dir` (default: a temp dir; a factory's dir deploys it again)
+ * and mounted at `/` of an RPC server on 127.0.0.1.
+ */
+export async function serveFactory(t: TestContext, code: string, options: { maxVMs?: number; dir?: string } = {}) {
+  const dir = options.dir ?? join(await tempDir(t), 'factory')
+  const factory = new VMFactory(code, { maxVMs: options.maxVMs })
   await factory.deploy({ dir, title: 'Bobs VM Host' })
   const server = new RPCServer()
   server.mount('/', factory)
@@ -85,4 +92,22 @@ export async function serveFactory(t: TestContext, code: string, options: { maxV
     return client
   }
   return { dir, factory, server, connect }
+}
+
+/**
+ * A stock Corestore replicating over a host's WebSocket, as any Holepunch tool can: a socket with the
+ * replication subprotocol, once open, piped both ways with `store.replicate(initiator)`.
+ */
+export async function replicateOverWebSocket(url: string, store: Corestore, initiator: boolean): Promise<WebSocket> {
+  const ws = new WebSocket(url, REPLICATION_PROTOCOL)
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+  })
+  const socket = createWebSocketStream(ws)
+  const stream = store.replicate(initiator) as unknown as Duplex
+  socket.on('error', () => stream.destroy())
+  stream.on('error', () => socket.destroy())
+  socket.pipe(stream).pipe(socket)
+  return ws
 }

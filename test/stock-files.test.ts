@@ -7,17 +7,14 @@
 import assert from 'node:assert/strict'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Duplex } from 'node:stream'
 import { type TestContext, test } from 'node:test'
 import Corestore from 'corestore'
 import Hyperdrive from 'hyperdrive'
 import Localdrive from 'localdrive'
-import WebSocket, { createWebSocketStream } from 'ws'
 import { LogFormatError } from '../src/errors.js'
 import { CallLog, type InitEntry, type LogEntry, RPCServer, Verifier, VM } from '../src/index.js'
 import { FOLDERS_KEY_PREFIX } from '../src/ledger/drive-format.js'
-import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
-import { deployVM, tempDir } from './helpers.js'
+import { deployVM, replicateOverWebSocket, tempDir } from './helpers.js'
 
 /** Nested and empty folders, binary and text files; a file made a folder and a folder made a file in one call. */
 const TREE = `
@@ -77,17 +74,8 @@ async function stockDrive(t: TestContext, vm: VM): Promise<Hyperdrive> {
   const store = new Corestore(join(await tempDir(t), 'stock'))
   t.after(() => store.close())
   const done = store.findingPeers()
-  const ws = new WebSocket(`${server.url}/vm`, REPLICATION_PROTOCOL)
+  const ws = await replicateOverWebSocket(`${server.url}/vm`, store, true)
   t.after(() => ws.terminate())
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve)
-    ws.once('error', reject)
-  })
-  const socket = createWebSocketStream(ws)
-  const stream = store.replicate(true) as unknown as Duplex
-  socket.on('error', () => stream.destroy())
-  stream.on('error', () => socket.destroy())
-  socket.pipe(stream).pipe(socket)
   done()
   const drive = new Hyperdrive(store, vm.filesArchive.drive.key)
   t.after(() => drive.close())

@@ -43,19 +43,27 @@ export async function blockOf(core: CallLog['core'], seq: number): Promise<Buffe
   return (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
 }
 
+/** Where to look for starts, and for which VM: its log, its host's snapshots, its memory size and state format. */
+export interface StartSearch {
+  callLog: CallLog
+  source: SnapshotSource
+  memoryBytes: number
+  stateFormat: string
+  /** Told why each snapshot passed over was. */
+  notice: (message: string) => void
+}
+
+/** The seqs of the source's snapshots that can be starts of a log below `end`. */
+async function snapshotSeqsBelow(source: SnapshotSource, end: number): Promise<number[]> {
+  return [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < end)
+}
+
 /**
  * The checkpoints to start segments from: for each of `cuts` targets spread over the log, the
  * nearest checkpoint with a snapshot that holds (its entry states the digest it hashes to).
  */
-export async function chooseStarts(
-  callLog: CallLog,
-  source: SnapshotSource,
-  targets: number[],
-  memoryBytes: number,
-  stateFormat: string,
-  notice: (message: string) => void,
-): Promise<Start[]> {
-  const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < callLog.length)
+export async function chooseStarts(search: StartSearch, targets: number[]): Promise<Start[]> {
+  const available = await snapshotSeqsBelow(search.source, search.callLog.length)
   const starts: Start[] = []
   const tried = new Set<number>()
   // Each snapshot tried costs a read and a hash of up to the VM's memory: a host that offers many bad
@@ -66,7 +74,7 @@ export async function chooseStarts(
     for (const seq of candidates.slice(0, TRIES_PER_CUT)) {
       if (tried.size >= maxTries) break
       tried.add(seq)
-      const start = await usableStart(callLog, source, seq, memoryBytes, stateFormat, notice)
+      const start = await usableStart(search, seq)
       if (start) {
         starts.push(start)
         break
@@ -76,14 +84,7 @@ export async function chooseStarts(
   return starts.sort((a, b) => a.seq - b.seq)
 }
 
-async function usableStart(
-  callLog: CallLog,
-  source: SnapshotSource,
-  seq: number,
-  memoryBytes: number,
-  stateFormat: string,
-  notice: (m: string) => void,
-): Promise<Start | null> {
+async function usableStart({ callLog, source, memoryBytes, stateFormat, notice }: StartSearch, seq: number): Promise<Start | null> {
   const entry = await blockOf(callLog.core, seq)
   const logged = decodeEntry(entry, seq) as CallEntry
   // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
@@ -128,20 +129,11 @@ export async function archiveBlocks(archive: DatArchive, files: FilesState): Pro
   return { db, blobs }
 }
 
-/**
- * The newest checkpoint before `before` whose snapshot holds (a few tried, newest first), or null.
- */
-export async function newestStartBefore(
-  callLog: CallLog,
-  source: SnapshotSource,
-  before: number,
-  memoryBytes: number,
-  stateFormat: string,
-  notice: (message: string) => void,
-): Promise<Start | null> {
-  const available = [...new Set(await source.seqs())].filter((s) => Number.isSafeInteger(s) && s > 0 && s < before)
+/** The newest checkpoint before `before` whose snapshot holds (a few tried, newest first), or null. */
+export async function newestStartBefore(search: StartSearch, before: number): Promise<Start | null> {
+  const available = await snapshotSeqsBelow(search.source, before)
   for (const seq of available.sort((a, b) => b - a).slice(0, TRIES_PER_CUT)) {
-    const start = await usableStart(callLog, source, seq, memoryBytes, stateFormat, notice)
+    const start = await usableStart(search, seq)
     if (start) return start
   }
   return null

@@ -159,7 +159,10 @@ async function partFromCheckpoint(
   const memoryBytes = init.limits?.memoryBytes
   if (init.schema < 2 || !Number.isSafeInteger(memoryBytes)) return null
   const notice = options.onNotice ?? (() => {})
-  const start = await newestStartBefore(callLog, options.snapshots, seq, memoryBytes, stateFormatFor(!!init.factory), notice)
+  const start = await newestStartBefore(
+    { callLog, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+    seq,
+  )
   if (!start) return null
   await options.filesArchive.ready()
   const archive = await archiveBlocks(options.filesArchive, start.snapshot.files)

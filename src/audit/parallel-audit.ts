@@ -284,7 +284,10 @@ export async function verifyInSegments(
   const memoryBytes = init.limits?.memoryBytes
   const starts =
     init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
-      ? await chooseStarts(callLog, options.snapshots, targets, memoryBytes, stateFormatFor(!!init.factory), notice)
+      ? await chooseStarts(
+          { callLog, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+          targets,
+        )
       : []
   if (options.light && starts.length === 0) {
     throw new InvalidArgumentError(

@@ -12,8 +12,9 @@ import { RPCServer } from '../rpc/rpc-server.js'
 import { type DeployOptions, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
+import { addListenOptions } from './listen-options.js'
 import { err, out, Progress } from './output.js'
-import { parseAuth, parseCheckpoints, parseCount, parsePort } from './parse-options.js'
+import { parseAuth, parseCheckpoints, parseCount } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
 
@@ -37,8 +38,6 @@ export function registerExec(program: Command): void {
     .command('exec')
     .description('serve a VM script over RPC, logging every call (Ctrl-C stops it; run it again on the same dir to resume)')
     .argument('<script>', 'the VM script (a JavaScript file)')
-    .option('-p, --port <port>', 'port to listen on (0 picks a free one)', parsePort, 5555)
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('-d, --dir <dir>', "the VM's data dir (default: ./<script name>.vms)")
     .option('-t, --title <title>', 'the VM title (first deploy only)')
     .option('--auth <mode>', "'debug' (user ids taken on trust) or 'production' (callers sign every call); first deploy only", parseAuth)
@@ -50,6 +49,7 @@ export function registerExec(program: Command): void {
       parseCheckpoints,
     )
     .option('--json', 'print where it serves as one JSON line')
+  addListenOptions(command, 'the VM', 5555)
   addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
     runExec(script, options),
   )

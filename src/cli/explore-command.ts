@@ -10,22 +10,15 @@ import type { Command } from 'commander'
 import { ListenError } from '../errors.js'
 import { ExplorerServer } from '../explorer/explorer-server.js'
 import type { DatArchive } from '../ledger/files-archive.js'
-import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
+import { addListenOptions, type ListenFlags } from './listen-options.js'
 import { err, out } from './output.js'
-import { parseCount, parsePort, parseTimeout } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
-import { openTarget } from './targets.js'
+import { type AuditFlags, addAuditOptions, openTarget } from './targets.js'
 import { untilStopped } from './until-stopped.js'
 
-interface ExploreOptions extends SwarmFlags {
-  port?: number
-  host?: string
-  dir?: string
+interface ExploreOptions extends SwarmFlags, AuditFlags, ListenFlags {
   json?: boolean
   open?: boolean
-  timeout?: number
-  maxTicks?: number
-  maxMemory?: number
 }
 
 export function registerExplore(program: Command): void {
@@ -33,22 +26,10 @@ export function registerExplore(program: Command): void {
     .command('explore')
     .description("browse a VM's call log and files in a local web page, and audit it there")
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
-    .option('-p, --port <port>', 'port of the page (default 0: a free one)', parsePort, 0)
-    .option('--host <host>', 'address of the page (default 127.0.0.1; serving beyond this machine is your decision)', '127.0.0.1')
-    .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
     .option('--json', 'print where the page is as one JSON line: {"url", "target", "callLogUrl"}')
     .option('--open', 'also try to open the page in a browser (xdg-open; nothing happens without one)')
-    .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
-    .option(
-      '--max-ticks <n>',
-      `the page's audit refuses a log whose calls may each use more compute ticks (default ${DEFAULT_AUDIT_CEILING.computeTicks})`,
-      parseCount,
-    )
-    .option(
-      '--max-memory <bytes>',
-      `the page's audit refuses a log whose VM has more memory (default ${DEFAULT_AUDIT_CEILING.memoryBytes})`,
-      parseCount,
-    )
+  addListenOptions(command, 'the page', 0)
+  addAuditOptions(command, "the page's audit refuses")
   addSwarmOptions(command, 'also look the log and archive up').action(async (target: string, options: ExploreOptions) =>
     runExplore(target, options),
   )

@@ -8,22 +8,17 @@ import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError, UsageError } from '../errors.js'
-import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
 import { counted } from '../wording.js'
 import { err, errorJSON, out, Progress } from './output.js'
-import { parseCount, parsePositive, parseTimeout } from './parse-options.js'
+import { parsePositive } from './parse-options.js'
 import { writeProof } from './receipt-commands.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
-import { type OpenedTarget, openTarget, targetKind } from './targets.js'
+import { type AuditFlags, addAuditOptions, type OpenedTarget, openTarget, targetKind } from './targets.js'
 
-interface VerifyCommandOptions extends SwarmFlags {
-  dir?: string
+interface VerifyCommandOptions extends SwarmFlags, AuditFlags {
   proof?: string
   json?: boolean
   follow?: boolean
-  timeout?: number
-  maxTicks?: number
-  maxMemory?: number
   jobs?: number
   light?: boolean
 }
@@ -33,7 +28,6 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description("replay every call of a VM's log and check the host's results and files")
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
-    .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
     .option('--json', 'print the verdict as one JSON object')
     .option('--proof <file>', 'on a divergence in the log, write an execution proof here (nodevms check-proof checks it)')
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
@@ -43,17 +37,10 @@ export function registerVerify(program: Command): void {
       parsePositive,
     )
     .option('--light', 'a weaker audit: replay only the calls after the newest checkpoint with a snapshot, from that snapshot')
-    .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
-    .option(
-      '--max-ticks <n>',
-      `refuse a log whose calls may each use more compute ticks (default ${DEFAULT_AUDIT_CEILING.computeTicks})`,
-      parseCount,
-    )
-    .option('--max-memory <bytes>', `refuse a log whose VM has more memory (default ${DEFAULT_AUDIT_CEILING.memoryBytes})`, parseCount)
-    .addHelpText(
-      'after',
-      '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error, or a log above the --max-* ceilings.',
-    )
+  addAuditOptions(command, 'refuse').addHelpText(
+    'after',
+    '\nExit codes: 0 verified, 1 divergence found (or a malformed log), 2 usage, connection or fetch error, or a log above the --max-* ceilings.',
+  )
   addSwarmOptions(command, 'also look the log and archive up').action(async (target: string, options: VerifyCommandOptions) =>
     runVerify(target, options),
   )

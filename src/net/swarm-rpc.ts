@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream'
 import c from 'compact-encoding'
 import Protomux, { type Channel, type Message } from 'protomux'
 import type { SwarmOptions } from '../ledger/remote-source.js'
+import { counted } from '../wording.js'
 import { SwarmNetwork } from './swarm.js'
 
 export const RPC_SWARM_PROTOCOL = 'libvms-rpc/1'
@@ -21,6 +22,14 @@ export const RPC_SWARM_PROTOCOL = 'libvms-rpc/1'
 const CONNECTING = 0
 const OPEN = 1
 const CLOSED = 3
+
+/**
+ * How long a dial waits for the channel on a new connection before it drops the connections and dials
+ * again (a DHT connection can open and carry nothing: left alone, it times out after about 13 s and
+ * the swarm dials again only after that). Doubles with each silent round, up to SILENT_MAX_MS.
+ */
+const SILENT_FIRST_MS = 2000
+const SILENT_MAX_MS = 16_000
 
 /** A Protomux channel with the face of a WebSocket (the parts RPC uses). */
 export class ChannelSocket extends EventEmitter {
@@ -71,12 +80,27 @@ export class ChannelSocket extends EventEmitter {
       face.release = () => network.destroy()
       if (face.readyState === CLOSED) return face.release()
       const tried = new WeakSet<Duplex>()
+      let silentMs = SILENT_FIRST_MS
+      let silent: NodeJS.Timeout | null = null
+      const stopWaiting = () => {
+        if (silent) clearTimeout(silent)
+        silent = null
+      }
+      face.once('close', stopWaiting)
       const stop = network.serve((socket) => {
         if (face.readyState !== CONNECTING || tried.has(socket)) return
         tried.add(socket)
+        silent ??= setTimeout(() => {
+          silent = null
+          if (face.readyState !== CONNECTING) return
+          network.status(`no answer on ${counted(network.connections, 'connection')} in ${silentMs} ms; dialling again`)
+          silentMs = Math.min(2 * silentMs, SILENT_MAX_MS)
+          network.redial().catch(() => {})
+        }, silentMs)
         ChannelSocket.answer(socket, key, (opened) => {
           if (face.readyState !== CONNECTING) return opened.close(1000, 'another connection answered first')
           stop()
+          stopWaiting()
           face.adopt(opened)
         })
       })
