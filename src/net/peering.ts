@@ -20,6 +20,8 @@ import type { SwarmNetwork } from './swarm.js'
 
 /** How long one attempt to hear from a DHT peer lasts before the connections are dropped and redialled. */
 const SWARM_ATTEMPT_MS = 5000
+/** How long a DHT connection may carry nothing before a following peering drops it. */
+const SILENT_CONNECTION_MS = 2000
 
 /** How often a following peering tries again: first after `minMs`, doubling up to `maxMs`. */
 export interface Backoff {
@@ -121,6 +123,9 @@ export class Peering {
     const check = (wait: number) => {
       this.later(wait, async () => {
         if (sourceConnected(core)) return check(backoff.minMs)
+        // A DHT connection can open and carry nothing until it times out (about 13 s): one that has
+        // been silent for a while is dropped, so the swarm dials the peer again.
+        network.dropSilent(SILENT_CONNECTION_MS)
         // A lookup that hangs must not stop the loop: it is waited on for at most maxMs.
         await within(
           network.refresh(this.key).catch(() => {}),

@@ -55,6 +55,8 @@ export class SwarmNetwork {
    */
   private readonly topics = new Map<string, { discovery: PeerDiscovery; client: boolean; server: boolean }>()
   private readonly onStatus: (message: string) => void
+  /** When each open connection opened, until it first carries data (then it is no longer silent). */
+  private readonly silentSince = new Map<Duplex, number>()
   private destroyed = false
 
   /**
@@ -75,6 +77,10 @@ export class SwarmNetwork {
         // a dropped peer: the swarm dials again if it still wants it
       })
       for (const replicate of this.replicators) replicate(socket)
+      // (Every connection is read by Hypercore's replication, which both ends start at once.)
+      this.silentSince.set(socket, Date.now())
+      socket.once('data', () => this.silentSince.delete(socket))
+      socket.once('close', () => this.silentSince.delete(socket))
     })
   }
 
@@ -126,6 +132,22 @@ export class SwarmNetwork {
     const known = this.topics.get(topicOf(key).toString('hex'))
     if (!known || this.destroyed) return
     await known.discovery.refresh({ client: known.client, server: known.server })
+  }
+
+  /**
+   * Drops the connections that opened at least `ms` ago and have carried nothing since (the swarm
+   * dials their peers again); the others, busy with other cores, stay. Returns how many it dropped.
+   */
+  dropSilent(ms: number): number {
+    const before = Date.now() - ms
+    let dropped = 0
+    for (const [socket, since] of this.silentSince) {
+      if (since > before) continue
+      this.silentSince.delete(socket)
+      socket.destroy()
+      dropped++
+    }
+    return dropped
   }
 
   /** Drops the open connections (the swarm dials again) and asks the DHT again for the topics looked up. */
