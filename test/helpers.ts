@@ -96,7 +96,9 @@ export async function serveFactory(t: TestContext, code: string, options: { maxV
 
 /**
  * A stock Corestore replicating over a host's WebSocket, as any Holepunch tool can: a socket with the
- * replication subprotocol, once open, piped both ways with `store.replicate(initiator)`.
+ * replication subprotocol, once open, piped both ways with `store.replicate(initiator)`. Written with
+ * ws alone, not with LibVMS's own dialReplication/pipeReplication: the tests that use it show that a
+ * client with none of LibVMS's code replicates from a host.
  */
 export async function replicateOverWebSocket(url: string, store: Corestore, initiator: boolean): Promise<WebSocket> {
   const ws = new WebSocket(url, REPLICATION_PROTOCOL)

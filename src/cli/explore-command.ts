@@ -10,10 +10,11 @@ import type { Command } from 'commander'
 import { ListenError } from '../errors.js'
 import { ExplorerServer } from '../explorer/explorer-server.js'
 import type { DatArchive } from '../ledger/files-archive.js'
+import { type AuditFlags, addAuditOptions } from './audit-options.js'
 import { addListenOptions, type ListenFlags } from './listen-options.js'
 import { err, out } from './output.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
-import { type AuditFlags, addAuditOptions, openTarget } from './targets.js'
+import { openTarget } from './targets.js'
 import { untilStopped } from './until-stopped.js'
 
 interface ExploreOptions extends SwarmFlags, AuditFlags, ListenFlags {

@@ -1,12 +1,11 @@
 /**
  * What `log`, `verify` and `info` look at, named on the command line as an RPC URL (ws://…, the
  * host serving the VM), a hyper:// URL (a call log, fetched from hosts known in this process), or the
- * data dir of a stopped VM on this machine; and the options of the commands that audit one.
+ * data dir of a stopped VM on this machine.
  */
 
 import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
@@ -15,8 +14,6 @@ import { PublishedSnapshots, SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
-import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
-import { parseCount, parseTimeout } from './parse-options.js'
 
 export interface OpenedTarget {
   /** What was opened, for messages: the URL or the dir. */
@@ -44,31 +41,6 @@ export interface TargetOptions {
   onStatus?: (text: string) => void
   /** Also look the cores up on the DHT. */
   swarm?: SwarmOptions
-}
-
-/** The options `addAuditOptions` adds, as commander parses them. */
-export interface AuditFlags {
-  dir?: string
-  timeout?: number
-  maxTicks?: number
-  maxMemory?: number
-}
-
-/**
- * The options of a command that fetches a target and audits it (`verify`, `explore`): where fetched
- * copies are kept, how long a host may take, and the ceilings above which the audit (`refuses`, the
- * words that say who refuses) refuses a log.
- */
-export function addAuditOptions(command: Command, refuses: string): Command {
-  return command
-    .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
-    .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
-    .option(
-      '--max-ticks <n>',
-      `${refuses} a log whose calls may each use more compute ticks (default ${DEFAULT_AUDIT_CEILING.computeTicks})`,
-      parseCount,
-    )
-    .option('--max-memory <bytes>', `${refuses} a log whose VM has more memory (default ${DEFAULT_AUDIT_CEILING.memoryBytes})`, parseCount)
 }
 
 export type TargetKind = 'rpc' | 'hyper' | 'dir'

@@ -9,11 +9,12 @@ import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
 import { DivergenceError, LogFormatError, UsageError } from '../errors.js'
 import { counted } from '../wording.js'
+import { type AuditFlags, addAuditOptions } from './audit-options.js'
 import { err, errorJSON, out, Progress } from './output.js'
 import { parsePositive } from './parse-options.js'
 import { writeProof } from './receipt-commands.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
-import { type AuditFlags, addAuditOptions, type OpenedTarget, openTarget, targetKind } from './targets.js'
+import { type OpenedTarget, openTarget, targetKind } from './targets.js'
 
 interface VerifyCommandOptions extends SwarmFlags, AuditFlags {
   proof?: string

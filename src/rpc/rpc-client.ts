@@ -142,9 +142,10 @@ export class RPCClient {
   }
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
-    const { WebSocket } = await loadWs()
-    if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
     const byKey = typeof url === 'string' && /^hyper:\/\//i.test(url)
+    // Loaded before the check below, so that no await comes between it and `this.ws = ws`; a dial by key needs no ws.
+    const wsPackage = byKey ? null : await loadWs()
+    if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
     if (typeof url !== 'string' || !(byKey || /^wss?:\/\//.test(url))) {
       throw new InvalidArgumentError(
         `connect(url): expected a ws:// or wss:// URL, or a VM's call log URL (hyper://<key>, found on the DHT), got ${JSON.stringify(url)}`,
@@ -166,9 +167,10 @@ export class RPCClient {
     }
     // By key: the host is looked up on the DHT and RPC runs over a Hyperswarm connection (swarm-rpc.ts).
     const timeoutMs = options.timeout ?? (byKey ? 60_000 : 10_000)
-    const ws: MessageSocket = byKey
-      ? ChannelSocket.dial(parseKeyUrl(url), swarmOptionsOf(options.swarm ?? true) ?? {})
-      : (new WebSocket(url, { perMessageDeflate: false }) as unknown as MessageSocket)
+    const ws: MessageSocket =
+      wsPackage === null
+        ? ChannelSocket.dial(parseKeyUrl(url), swarmOptionsOf(options.swarm ?? true) ?? {})
+        : (new wsPackage.WebSocket(url, { perMessageDeflate: false }) as unknown as MessageSocket)
     this.ws = ws
     this.url = url
     this.closedBy = null
