@@ -59,13 +59,6 @@ export interface CapturedState {
   stateFormat: string
 }
 
-/** A failure that stops the VM (its in-memory state may be ahead of its log). */
-class StorageFailure extends Error {
-  constructor(cause: unknown) {
-    super((cause as Error)?.message ?? String(cause), { cause })
-  }
-}
-
 /** Puts a captured state's digest and format in a call's entry: its last two fields. */
 export function stateEntry(entry: CallEntry, captured: Pick<CapturedState, 'state' | 'stateFormat'>): void {
   entry.stateFormat = captured.stateFormat
@@ -345,33 +338,29 @@ export class CallExecutor {
     const input: CallInput = { ...call.input, timestamp: this.takeTimestamp(), seed: this.newSeed() }
     const seq = this.nextSeq
     let entry: CallEntry
-    let checkpoint: CapturedState | null = null
     try {
-      const outcome = await this.apply(input, true)
-      entry = buildCallEntry(input, outcome, await this.currentFiles())
+      entry = buildCallEntry(input, await this.apply(input, true), await this.currentFiles())
       this.noteCall(entry)
-      if (this.checkpointer?.due(seq)) {
-        try {
-          checkpoint = await this.captureState()
-        } catch (err) {
-          // The turn's changes are in the commit group already: the VM must stop rather than store
-          // them with a later call's entry (a reopen restores it from the log).
-          throw new StorageFailure(err)
-        }
-        stateEntry(entry, checkpoint)
-      }
     } catch (err) {
-      if (err instanceof StorageFailure) {
-        this.fail(err.cause as Error)
-        call.reject(
-          new StateError(`the VM stopped: its state could not be captured at a checkpoint (${(err.cause as Error).message}); reopen it`),
-        )
-        return
-      }
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)
       call.reject(err)
       return
+    }
+    let checkpoint: CapturedState | null = null
+    if (this.checkpointer?.due(seq)) {
+      try {
+        checkpoint = await this.captureState()
+      } catch (err) {
+        // The turn's changes are in the commit group already: the VM must stop rather than store
+        // them with a later call's entry (a reopen restores it from the log).
+        this.fail(err as Error)
+        call.reject(
+          new StateError(`the VM stopped: its state could not be captured at a checkpoint (${(err as Error).message}); reopen it`),
+        )
+        return
+      }
+      stateEntry(entry, checkpoint)
     }
     this.stage(entry)
     this.nextSeq++

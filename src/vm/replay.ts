@@ -202,32 +202,25 @@ export async function replayCallLog(
   executor.dropEntries = !!options.dropEntries
   try {
     const authenticator = new CallAuthenticator(init.auth, callLog.key)
-    const loop: ReplayLoop = {
-      mode: 'rebuild',
-      admission: new CallAdmission([], limits, authenticator, !!init.factory),
-      checkpoints: init.schema >= 2,
-      otherStateFormats: !!options.allowEngineMismatch,
-      seq: 0,
-      lastTimestamp: init.timestamp,
-      files: init.files,
-      onEntry: options.onEntry,
-    }
-    let replayedInit: InitEntry
+    let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
+    let replayedInit = init
     if (options.from) {
       // A segment of an audit: the state after entry `from.snapshot.seq`, instead of every call before it.
-      const start = await startFromSnapshot(callLog, storage, executor, options.from)
-      authenticator.loadCounters(options.from.snapshot.host.counters)
-      loop.seq = start.seq
-      loop.lastTimestamp = start.timestamp
-      loop.files = start.files
-      replayedInit = init
+      start = await startFromSnapshot(callLog, storage, executor, authenticator, options.from)
     } else {
       replayedInit = await replayInit(init, runner, executor, { costSchedule: schedule.version, filesFormat: format, limits })
       executor.stage(replayedInit)
       await executor.flush()
       await options.onEntry?.(0, init, replayedInit)
     }
-    loop.admission = new CallAdmission(runner.exports, limits, authenticator, !!init.factory)
+    const loop: ReplayLoop = {
+      mode: 'rebuild',
+      admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
+      checkpoints: init.schema >= 2,
+      otherStateFormats: !!options.allowEngineMismatch,
+      ...start,
+      onEntry: options.onEntry,
+    }
     const replayTo = async (until: number): Promise<void> => {
       const entries = callLog.entries({ start: loop.seq + 1, end: until }) as AsyncIterable<CallEntry>
       // A production log's signatures are checked on another thread, a batch ahead of the replay.
@@ -335,8 +328,9 @@ async function startFromSnapshot(
   callLog: ReplaySource,
   storage: VMStorage,
   executor: CallExecutor,
+  authenticator: CallAuthenticator,
   start: ReplayStart,
-): Promise<{ seq: number; timestamp: number; files: FilesState }> {
+): Promise<LoopStart> {
   const { snapshot } = start
   const entry = (await callLog.get(snapshot.seq)) as CallEntry
   if (
@@ -368,9 +362,21 @@ async function startFromSnapshot(
       actual: files,
     })
   }
-  await executor.runner.restore(snapshot.engine)
+  return adoptSnapshot(executor, authenticator, snapshot, entry.timestamp)
+}
+
+/** Puts an executor (its sandbox, host state and signed counters) in a snapshot's state: where a replay loop starts. */
+async function adoptSnapshot(
+  executor: CallExecutor,
+  authenticator: CallAuthenticator,
+  snapshot: VMSnapshot,
+  timestamp: number,
+  prepared?: Promise<EngineSandbox>,
+): Promise<LoopStart> {
+  await executor.runner.restore(snapshot.engine, prepared)
   executor.adoptState(snapshot)
-  return { seq: snapshot.seq, timestamp: entry.timestamp, files: entry.files }
+  authenticator.loadCounters(snapshot.host.counters)
+  return { seq: snapshot.seq, lastTimestamp: timestamp, files: snapshot.files }
 }
 
 /**
@@ -397,22 +403,9 @@ export async function restoreFromLog(
   const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key)
   const snapshot = options.snapshot ?? null
   const from = snapshot?.seq ?? 0
-  const loop: ReplayLoop = {
-    mode: 'check',
-    admission: new CallAdmission([], runner.limits, authenticator, !!init.factory),
-    checkpoints: init.schema >= 2,
-    seq: 0,
-    lastTimestamp: init.timestamp,
-    files: init.files,
-    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
-  }
+  let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
   if (snapshot) {
-    await runner.restore(snapshot.engine, options.prepared)
-    executor.adoptState(snapshot)
-    authenticator.loadCounters(snapshot.host.counters)
-    loop.seq = snapshot.seq
-    loop.files = snapshot.files
-    loop.lastTimestamp = (await log.get(snapshot.seq)).timestamp
+    start = await adoptSnapshot(executor, authenticator, snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
   } else {
     await runner.load(init.timestamp, init.seed, options.prepared)
     const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
@@ -424,7 +417,13 @@ export async function restoreFromLog(
       })
     }
   }
-  loop.admission = new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory)
+  const loop: ReplayLoop = {
+    mode: 'check',
+    admission: new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory),
+    checkpoints: init.schema >= 2,
+    ...start,
+    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
+  }
   options.onProgress?.(0, length - 1 - from, from)
   await replayEntries(executor, unchecked(log.entries({ start: loop.seq + 1, end: length }) as AsyncIterable<CallEntry>), loop)
   executor.files = loop.files
@@ -448,6 +447,9 @@ interface ReplayLoop {
   /** Check mode: called after each call with its seq. */
   onProgress?: (seq: number) => void
 }
+
+/** Where a replay loop starts: after entry `seq`, dated `lastTimestamp`, with the archive at `files`. */
+type LoopStart = Pick<ReplayLoop, 'seq' | 'lastTimestamp' | 'files'>
 
 /**
  * Where a logged entry states a state digest, the replayed one gets the replay's own — when the log's
@@ -480,8 +482,9 @@ async function* unchecked(entries: AsyncIterable<CallEntry>): LoggedCalls {
 async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
   for await (const [logged, signatureValid] of calls) {
     const seq = ++loop.seq
+    const check = loop.mode === 'check'
     // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
-    loop.admission.admitLogged(seq, logged, loop.mode === 'check' ? { checkAuth: false } : { signatureValid })
+    loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
     if (!(logged.timestamp >= loop.lastTimestamp)) {
       throw new DivergenceError({
         message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
@@ -495,32 +498,26 @@ async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: R
     }
     loop.lastTimestamp = logged.timestamp
     const input = callInputOf(logged)
-    if (loop.mode === 'check') {
-      const outcome = await executor.check(input, loop.files.version)
-      checkOracleUsed(seq, logged, outcome)
-      const restored = buildCallEntry(input, outcome, logged.files)
-      executor.noteCall(restored)
-      await stateAsLogged(executor, loop, seq, logged, restored)
-      if (JSON.stringify(restored) !== JSON.stringify(logged)) {
-        throw new DivergenceError({
-          message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
-          seq,
-          method: logged.method,
-          caller: logged.caller,
-          field: 'result',
-          expected: logged.result ?? logged.error,
-          actual: restored.result ?? restored.error,
-        })
-      }
-    } else {
-      const outcome = await executor.apply(input, false)
-      checkOracleUsed(seq, logged, outcome)
-      const replayed = buildCallEntry(input, outcome, await executor.currentFiles())
-      executor.noteCall(replayed)
-      await stateAsLogged(executor, loop, seq, logged, replayed)
-      executor.stage(replayed)
+    const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
+    checkOracleUsed(seq, logged, outcome)
+    const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
+    executor.noteCall(entry)
+    await stateAsLogged(executor, loop, seq, logged, entry)
+    // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
+    if (!check) {
+      executor.stage(entry)
       if (executor.stagedCount >= REPLAY_GROUP_CALLS) await executor.flush()
-      await loop.onEntry?.(seq, logged, replayed)
+      await loop.onEntry?.(seq, logged, entry)
+    } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
+      throw new DivergenceError({
+        message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
+        seq,
+        method: logged.method,
+        caller: logged.caller,
+        field: 'result',
+        expected: logged.result ?? logged.error,
+        actual: entry.result ?? entry.error,
+      })
     }
     loop.files = logged.files
     loop.onProgress?.(seq)

@@ -38,7 +38,7 @@ import { debugConsole } from './debug-console.js'
 import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
 import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
-import { type EngineSandbox, TurnRunner } from './turn-runner.js'
+import { type EngineSandbox, type RunnerOptions, TurnRunner } from './turn-runner.js'
 
 export interface DeployOptions {
   /** The VM's data dir: a new or empty dir deploys the script; a VM's own dir resumes it. */
@@ -506,16 +506,7 @@ export class VM extends EventEmitter {
   private runnerOptions(
     costSchedule = CURRENT_COST_SCHEDULE,
     filesFormat: FilesFormat = this.options.filesFormat ?? CURRENT_FILES_FORMAT,
-  ): {
-    code: string
-    console: ConsoleSink
-    watchdogMs?: number
-    factory: boolean
-    provisioner: VMProvisioner | null
-    thread: boolean
-    costSchedule: number
-    filesFormat: FilesFormat
-  } {
+  ): Omit<RunnerOptions, 'limits' | 'identity'> {
     return {
       costSchedule,
       filesFormat,
