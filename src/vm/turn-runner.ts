@@ -73,17 +73,13 @@ export function stateFormatFor(factory: boolean): string {
 }
 
 export class TurnRunner {
-  readonly code: string
   readonly limits: VMLimits
-  readonly identity: FilesIdentity
   /** The state format of this runner's sandboxes (engine-state.ts): what its state digests can be compared with. */
   readonly stateFormat: string
   private sandbox: EngineSandbox | null = null
 
   constructor(private readonly options: RunnerOptions) {
-    this.code = options.code
     this.limits = options.limits
-    this.identity = options.identity
     this.stateFormat = stateFormatFor(!!options.factory)
   }
 
@@ -93,11 +89,6 @@ export class TurnRunner {
 
   get hasInit(): boolean {
     return this.exports.some((e) => e.name === 'init' && e.callable)
-  }
-
-  /** Whether System.vms asks a host (a factory's own, live) rather than the log. */
-  get provisions(): boolean {
-    return !!this.options.provisioner
   }
 
   /**
@@ -122,7 +113,7 @@ export class TurnRunner {
   /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */
   async load(timestamp: number, seed: string, prepared?: Promise<EngineSandbox>): Promise<number> {
     const turn = { timestamp, seed, callerId: null }
-    return (await this.replaceSandbox(prepared, (sandbox) => sandbox.loadScript(this.code, turn))).cost
+    return (await this.replaceSandbox(prepared, (sandbox) => sandbox.loadScript(this.options.code, turn))).cost
   }
 
   /**
@@ -178,7 +169,7 @@ export class TurnRunner {
       : null
     const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
     const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)
-    const system = new SystemHost(this.identity, files.version, input.timestamp, openView, oracle, quotas)
+    const system = new SystemHost(this.options.identity, files.version, input.timestamp, openView, oracle, quotas)
     const turn = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     const outcome: RunOutcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
     const changes = system.transaction

@@ -36,7 +36,7 @@ import { type AdmittedInput, CallExecutor, type StoredCall } from './call-execut
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
-import { type ReplayAssertions, type ReplayedVM, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
+import { type ReplayAssertions, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, type RunnerOptions, TurnRunner } from './turn-runner.js'
 
@@ -350,12 +350,7 @@ export class VM extends EventEmitter {
    */
   static async fromCallLog(callLog: ReplaySource, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
     const replayed = await replayCallLog(callLog, assertions, options)
-    return VM.attached(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs }, replayed)
-  }
-
-  /** @internal Builds a VM around what a replay built (its storage, executor and replayed init entry). */
-  static attached(code: string, options: VMOptions, replayed: ReplayedVM): VM {
-    const vm = new VM(code, options)
+    const vm = new VM(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs })
     vm.storage = replayed.storage
     vm.executor = replayed.executor
     vm.ownedDir = replayed.ownedDir
