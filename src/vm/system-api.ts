@@ -36,6 +36,9 @@ export interface OracleRecord {
   error?: { name: string; message: string }
 }
 
+/** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
+export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
+
 /**
  * The oracle values of one call. Live, it asks the provisioner and records each answer; on replay or
  * restore it hands back the recorded answers in order and never asks a host for anything.
@@ -53,14 +56,13 @@ export class OracleSession {
 
   /** How many recorded answers the turn did not ask for (a replayed call must ask for every one). */
   get unused(): number {
-    return this.recorded ? this.recorded.length - Math.min(this.next, this.recorded.length) : 0
+    return this.recorded ? Math.max(0, this.recorded.length - this.next) : 0
   }
 
   async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
     const asked = (args ?? null) as TaggedValue
     // Refused before anything is asked or recorded, by what the call recorded before: the same on replay.
-    const askedSize = JSON.stringify(asked).length
-    if (this.size + askedSize > MAX_ORACLE_CHARS) {
+    if (this.size + JSON.stringify(asked).length > MAX_ORACLE_CHARS) {
       throw new OracleLimitError(
         `System.${op}: one call may record at most ${MAX_ORACLE_CHARS} characters of System.vms requests and answers, so that its log entry stays storable; make fewer or smaller requests per call`,
       )
@@ -98,9 +100,6 @@ export class OracleSession {
   }
 }
 
-/** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
-export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
-
 /** Who the archive is, as the log records it: a replay answers with the original's key, not its own. */
 export interface FilesIdentity {
   key: string
@@ -135,9 +134,7 @@ export class SystemHost {
     if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
       meter.charge('vm')
-      return op === 'vms.provisionVM'
-        ? this.oracle.run(op, args[0], (p) => p.provisionVM(args[0]))
-        : this.oracle.run(op, args[0], (p) => p.shutdownVM(args[0]))
+      return this.oracle.run(op, args[0], (p) => (op === 'vms.provisionVM' ? p.provisionVM(args[0]) : p.shutdownVM(args[0])))
     }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp, this.storage)
     const tx = this.tx
