@@ -241,23 +241,22 @@ export function checkOracleUsed(seq: number, logged: CallEntry, outcome: RunOutc
 }
 
 export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
-  // Fields are added in a fixed order: entries are compared as JSON text.
-  const entry = { type: 'call', caller: input.caller } as CallEntry
-  if (input.signed) entry.signed = input.signed
-  entry.method = input.method
-  entry.args = input.args
-  entry.timestamp = input.timestamp
-  entry.seed = input.seed
   const oracle = input.oracle ?? outcome.oracle
-  if (oracle) entry.oracle = oracle
-  if (outcome.ok) {
-    if (outcome.value !== undefined) entry.result = outcome.value
-  } else {
-    entry.error = outcome.error
+  // Fields in a fixed order: entries are compared as JSON text.
+  return {
+    type: 'call',
+    caller: input.caller,
+    ...(input.signed ? { signed: input.signed } : {}),
+    method: input.method,
+    args: input.args,
+    timestamp: input.timestamp,
+    seed: input.seed,
+    ...(oracle ? { oracle } : {}),
+    ...(outcome.ok && outcome.value !== undefined ? { result: outcome.value } : {}),
+    ...(outcome.ok ? {} : { error: outcome.error }),
+    files,
+    cost: outcome.cost,
   }
-  entry.files = files
-  entry.cost = outcome.cost
-  return entry
 }
 
 /** The inputs of a logged call entry, for replay. */
