@@ -75,11 +75,7 @@ export class OracleSession {
           `the log holds no recorded answer for this System.${op} request (#${this.next}): the replay asked something else`,
         )
       }
-      if (record.error) {
-        const err = new Error(record.error.message)
-        err.name = record.error.name
-        throw err
-      }
+      if (record.error) throw Object.assign(new Error(record.error.message), { name: record.error.name })
       return record.result
     }
     if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
