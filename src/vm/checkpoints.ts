@@ -51,7 +51,6 @@ export function checkpointOptionsProblem(options: CheckpointOptions | false | un
 export class Checkpointer {
   readonly every: number
   readonly intervalMs: number
-  private lastSeq: number
   private lastAt = Date.now()
   private writing: Promise<void> = Promise.resolve()
   /** The seq of the newest snapshot written (or being written). */
@@ -62,14 +61,13 @@ export class Checkpointer {
     options: CheckpointOptions,
     /** Where lines about snapshots go (skipped, failed to write). */
     private readonly notice: (message: string) => void,
-    /** The seq of the last entry of the log as it is opened. */
-    fromSeq = 0,
+    /** The seq of the last checkpoint; at first, that of the last entry of the log as it is opened. */
+    private lastSeq = 0,
     /** Where snapshots are published for auditors (VMStorage.snapshots), if the log names one. */
     private readonly published: DatArchive | null = null,
   ) {
     this.every = options.every ?? DEFAULT_CHECKPOINTS.every
     this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
-    this.lastSeq = fromSeq
   }
 
   /** Whether call `seq` is a checkpoint; if it is, the next one is counted from it. */
@@ -117,44 +115,30 @@ export class Checkpointer {
   async newestUsable(log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | null> {
     const seqs = await this.store.seqs()
     for (const seq of seqs) {
-      const skip = (why: string) => this.notice(`snapshot of seq ${seq} skipped: ${why}; ${fallbackOf(seqs, seq)}`)
-      if (seq <= 0 || seq >= log.length) {
-        skip(`the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`)
-        continue
+      const snapshot = await this.usable(seq, log, memoryBytes, stateFormat)
+      if (typeof snapshot !== 'string') {
+        this.newestSeq = seq
+        return snapshot
       }
-      let snapshot: VMSnapshot
-      try {
-        snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes))
-      } catch (err) {
-        skip((err as Error).message)
-        continue
-      }
-      const block = await log.block(seq)
-      if (entryHash(block) !== snapshot.entryHash) {
-        skip('the log holds another entry at its seq')
-        continue
-      }
-      const entry = (await log.get(seq)) as CallEntry
-      if (entry.state !== undefined && entry.state !== snapshot.state) {
-        skip(`its state digest is not the one the log states at seq ${seq}`)
-        continue
-      }
-      if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) {
-        skip(`its archive state is not the one entry ${seq} records`)
-        continue
-      }
-      if (snapshot.stateFormat !== stateFormat) {
-        skip(`it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${stateFormat})`)
-        continue
-      }
-      if (snapshot.engine.memoryBytes !== memoryBytes) {
-        skip(`it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${memoryBytes}`)
-        continue
-      }
-      this.newestSeq = seq
-      return snapshot
+      this.notice(`snapshot of seq ${seq} skipped: ${snapshot}; ${fallbackOf(seqs, seq)}`)
     }
     return null
+  }
+
+  /** The snapshot of `seq` if it passes newestUsable's checks, or why it does not. */
+  private async usable(seq: number, log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | string> {
+    if (seq <= 0 || seq >= log.length) return `the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`
+    const snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes)).catch((err) => (err as Error).message)
+    if (typeof snapshot === 'string') return snapshot
+    if (entryHash(await log.block(seq)) !== snapshot.entryHash) return 'the log holds another entry at its seq'
+    const entry = (await log.get(seq)) as CallEntry
+    if (entry.state !== undefined && entry.state !== snapshot.state) return `its state digest is not the one the log states at seq ${seq}`
+    if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) return `its archive state is not the one entry ${seq} records`
+    if (snapshot.stateFormat !== stateFormat)
+      return `it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${stateFormat})`
+    if (snapshot.engine.memoryBytes !== memoryBytes)
+      return `it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${memoryBytes}`
+    return snapshot
   }
 }
 

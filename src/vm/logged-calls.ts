@@ -4,11 +4,10 @@
  * Admission — one list of rules, applied twice: to a live call before it is queued (a refusal is
  * thrown to the caller and nothing is logged), and to every logged call before replay or reopen
  * re-runs it (a logged call that breaks a rule is a divergence at its seq). So replay admits
- * exactly what a live VM admits: a host cannot log a call to `init`, to an inherited name such as
- * `constructor` or `toString`, to a name the script never exported, with arguments over the VM's
- * limits or in a form no live call produces, or by a caller who did not sign it. The rules, in the
- * order they are checked:
- * 1. the method is a function the script exported at load (an own property), and not `init`;
+ * exactly what a live VM admits: a host cannot log a call no live VM would have run. The rules, in
+ * the order they are checked:
+ * 1. the method is a function the script exported at load (an own property: not an inherited name
+ *    such as `constructor` or `toString`), and not `init`;
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see codec/value-codec.ts);
  * 3. the caller is a string or null;
@@ -58,13 +57,19 @@ function isOracleRecord(record: unknown): boolean {
   )
 }
 
-/** A call as it will be logged, once admitted. */
-export interface AdmittedCall {
-  caller: string | null
-  method: string
-  args: TaggedValue[]
-  signed?: SignedCall
+/** Why a logged call's oracle values are not ones a live VM records (rule 5), or null. */
+function oracleProblemOf(oracle: CallEntry['oracle'], factory: boolean): string | null {
+  if (oracle === undefined) return null
+  if (!factory) return 'the entry records oracle values, but only a VM factory asks its host for any'
+  if (Object.keys(oracle).some((k) => k !== 'vms') || !Array.isArray(oracle.vms))
+    return 'a factory records only {vms: [...]} as oracle values'
+  if (!oracle.vms.every(isOracleRecord))
+    return 'each System.vms record is {op, args} with a result or an {name, message} error, as a factory records it'
+  return null
 }
+
+/** A call as it will be logged, once admitted. */
+export type AdmittedCall = Pick<CallEntry, 'caller' | 'method' | 'args' | 'signed'>
 
 export class CallAdmission {
   private readonly methods: Set<string>
@@ -91,8 +96,8 @@ export class CallAdmission {
     if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
     const json = encodeValue(args, 'the argument list') ?? '[]'
     this.checkArgsSize(json)
-    this.authenticator.admit({ caller: userId, method: methodName as string, argsJson: json, signed })
-    const call: AdmittedCall = { caller: userId, method: methodName as string, args: JSON.parse(json) as TaggedValue[] }
+    this.authenticator.admit({ caller: userId, method: methodName, argsJson: json, signed })
+    const call: AdmittedCall = { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
     if (signed !== undefined) call.signed = { payload: signed.payload, signature: signed.signature }
     return call
   }
@@ -120,9 +125,8 @@ export class CallAdmission {
     } catch (err) {
       throw refuse('method', err)
     }
-    let json: string
     try {
-      json = JSON.stringify(entry.args)
+      const json = JSON.stringify(entry.args)
       this.checkArgsSize(json)
       // (Live args were bounded in depth while they were encoded; logged ones are checked here.)
       if (jsonDeeperThan(json)) throw new EncodingError('the arguments are nested deeper than the most a value may have')
@@ -133,26 +137,13 @@ export class CallAdmission {
     } catch (err) {
       throw refuse('args', err)
     }
-    if (entry.oracle !== undefined && !this.factory) {
-      throw refuse('oracle', new EncodingError('the entry records oracle values, but only a VM factory asks its host for any'))
-    }
-    if (entry.oracle !== undefined && (Object.keys(entry.oracle).some((k) => k !== 'vms') || !Array.isArray(entry.oracle.vms))) {
-      throw refuse('oracle', new EncodingError('a factory records only {vms: [...]} as oracle values'))
-    }
-    if (entry.oracle !== undefined && !(entry.oracle.vms as unknown[]).every(isOracleRecord)) {
-      throw refuse(
-        'oracle',
-        new EncodingError('each System.vms record is {op, args} with a result or an {name, message} error, as a factory records it'),
-      )
-    }
-    if (options.checkAuth === false) {
-      this.authenticator.remember(entry)
-      return
-    }
-    this.authenticator.checkLogged(seq, entry, options.signatureValid)
+    const oracleProblem = oracleProblemOf(entry.oracle, this.factory)
+    if (oracleProblem) throw refuse('oracle', new EncodingError(oracleProblem))
+    if (options.checkAuth === false) this.authenticator.remember(entry)
+    else this.authenticator.checkLogged(seq, entry, options.signatureValid)
   }
 
-  private checkMethod(methodName: unknown): void {
+  private checkMethod(methodName: unknown): asserts methodName is string {
     if (typeof methodName !== 'string' || !this.methods.has(methodName)) throw new MethodNotFoundError(String(methodName))
   }
 
@@ -250,35 +241,25 @@ export function checkOracleUsed(seq: number, logged: CallEntry, outcome: RunOutc
 }
 
 export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
-  // Fields are added in a fixed order: entries are compared as JSON text.
-  const entry = { type: 'call', caller: input.caller } as CallEntry
-  if (input.signed) entry.signed = input.signed
-  entry.method = input.method
-  entry.args = input.args
-  entry.timestamp = input.timestamp
-  entry.seed = input.seed
   const oracle = input.oracle ?? outcome.oracle
-  if (oracle) entry.oracle = oracle
-  if (outcome.ok) {
-    if (outcome.value !== undefined) entry.result = outcome.value
-  } else {
-    entry.error = outcome.error
+  // Fields in a fixed order: entries are compared as JSON text.
+  return {
+    type: 'call',
+    caller: input.caller,
+    ...(input.signed ? { signed: input.signed } : {}),
+    method: input.method,
+    args: input.args,
+    timestamp: input.timestamp,
+    seed: input.seed,
+    ...(oracle ? { oracle } : {}),
+    ...(outcome.ok && outcome.value !== undefined ? { result: outcome.value } : {}),
+    ...(outcome.ok ? {} : { error: outcome.error }),
+    files,
+    cost: outcome.cost,
   }
-  entry.files = files
-  entry.cost = outcome.cost
-  return entry
 }
 
 /** The inputs of a logged call entry, for replay. */
-export function callInputOf(entry: CallEntry): CallInput {
-  const input: CallInput = {
-    caller: entry.caller,
-    method: entry.method,
-    args: entry.args,
-    timestamp: entry.timestamp,
-    seed: entry.seed,
-  }
-  if (entry.signed) input.signed = entry.signed
-  if (entry.oracle) input.oracle = entry.oracle
-  return input
+export function callInputOf({ caller, signed, method, args, timestamp, seed, oracle }: CallEntry): CallInput {
+  return { caller, method, args, timestamp, seed, ...(signed && { signed }), ...(oracle && { oracle }) }
 }

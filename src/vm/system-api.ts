@@ -36,6 +36,9 @@ export interface OracleRecord {
   error?: { name: string; message: string }
 }
 
+/** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
+export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
+
 /**
  * The oracle values of one call. Live, it asks the provisioner and records each answer; on replay or
  * restore it hands back the recorded answers in order and never asks a host for anything.
@@ -53,14 +56,13 @@ export class OracleSession {
 
   /** How many recorded answers the turn did not ask for (a replayed call must ask for every one). */
   get unused(): number {
-    return this.recorded ? this.recorded.length - Math.min(this.next, this.recorded.length) : 0
+    return this.recorded ? Math.max(0, this.recorded.length - this.next) : 0
   }
 
   async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
     const asked = (args ?? null) as TaggedValue
     // Refused before anything is asked or recorded, by what the call recorded before: the same on replay.
-    const askedSize = JSON.stringify(asked).length
-    if (this.size + askedSize > MAX_ORACLE_CHARS) {
+    if (this.size + JSON.stringify(asked).length > MAX_ORACLE_CHARS) {
       throw new OracleLimitError(
         `System.${op}: one call may record at most ${MAX_ORACLE_CHARS} characters of System.vms requests and answers, so that its log entry stays storable; make fewer or smaller requests per call`,
       )
@@ -73,11 +75,7 @@ export class OracleSession {
           `the log holds no recorded answer for this System.${op} request (#${this.next}): the replay asked something else`,
         )
       }
-      if (record.error) {
-        const err = new Error(record.error.message)
-        err.name = record.error.name
-        throw err
-      }
+      if (record.error) throw Object.assign(new Error(record.error.message), { name: record.error.name })
       return record.result
     }
     if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
@@ -97,9 +95,6 @@ export class OracleSession {
     this.size += JSON.stringify(record).length
   }
 }
-
-/** Oracle values one call may record: its entry must stay well within what Hypercore stores (15 MiB). */
-export const MAX_ORACLE_CHARS = 4 * 1024 * 1024
 
 /** Who the archive is, as the log records it: a replay answers with the original's key, not its own. */
 export interface FilesIdentity {
@@ -135,9 +130,7 @@ export class SystemHost {
     if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
       meter.charge('vm')
-      return op === 'vms.provisionVM'
-        ? this.oracle.run(op, args[0], (p) => p.provisionVM(args[0]))
-        : this.oracle.run(op, args[0], (p) => p.shutdownVM(args[0]))
+      return this.oracle.run(op, args[0], (p) => (op === 'vms.provisionVM' ? p.provisionVM(args[0]) : p.shutdownVM(args[0])))
     }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp, this.storage)
     const tx = this.tx

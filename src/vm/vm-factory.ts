@@ -52,16 +52,11 @@ export class VMFactory extends VM {
   constructor(code: string, options: VMFactoryOptions = {}) {
     const { maxVMs = 100, ...vmOptions } = options
     if (!Number.isSafeInteger(maxVMs) || maxVMs < 0) throw new InvalidArgumentError(`maxVMs must be a non-negative integer, got ${maxVMs}`)
-    // The provisioner reaches the factory once it exists: System.vms only runs inside calls.
-    let self: VMFactory | null = null
+    // `this` is only bound once super returns; System.vms only runs inside calls, after that.
     super(code, vmOptions, {
       requiredExports: [...FACTORY_EXPORTS],
-      provisioner: {
-        provisionVM: (opts) => (self as VMFactory).provision(opts),
-        shutdownVM: (id) => (self as VMFactory).shutdown(id),
-      },
+      provisioner: { provisionVM: (opts) => this.provision(opts), shutdownVM: (id) => this.shutdown(id) },
     })
-    self = this
     this.maxVMs = maxVMs
   }
 
@@ -139,14 +134,13 @@ export class VMFactory extends VM {
     // tenant's long calls must not hold up the others.
     const vm = new VM(code, { auth: this.auth, thread: true })
     // A script error fails the provisioning call with the script's error; deploy leaves nothing.
-    // Provisioned VMs keep their cores in the factory's store, each in its own namespace.
     await vm.deployShared(this.vmDir(id), title, this.corestore, vmNamespace(id))
     this.provisioned.set(id, vm)
     this.server?.mount(`/${id}`, vm)
-    const serverUrl = this.server?.url ?? null
+    const url = this.server?.url
     const info: ProvisionedVMInfo = {
       id,
-      rpcUrl: serverUrl ? `${serverUrl}/${id}` : null,
+      rpcUrl: url ? `${url}/${id}` : null,
       callLogUrl: vm.callLog.url,
       filesArchiveUrl: vm.filesArchive.url,
     }
