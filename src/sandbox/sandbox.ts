@@ -44,9 +44,11 @@ export interface TurnContext {
   callerId: string | null
 }
 
-export type CallOutcome =
-  | { ok: true; value?: TaggedValue; cost: number }
-  | { ok: false; error: { name: string; message: string }; cost: number }
+export type CallOutcome = { ok: true; value?: TaggedValue; cost: number } | { ok: false; error: TurnFailure; cost: number }
+
+type TurnFailure = { name: string; message: string }
+/** A load's failure also names the script's line, when known. */
+type ScriptFailure = TurnFailure & { line?: number }
 
 /**
  * Handles one System.* operation requested by the script. Throw a LibVMSError to reject it in the VM.
@@ -74,18 +76,11 @@ export interface SandboxOptions {
   costSchedule?: number
 }
 
-interface PendingRequest {
-  op: string
-  argsJson: string
-  deferred: QuickJSDeferredPromise
-}
-
-const DEFAULT_WATCHDOG_MS = 5000
-const WATCHDOG_MS_PER_TICK = 10
+type PendingRequest = { op: string; argsJson: string; deferred: QuickJSDeferredPromise }
 
 /** The watchdog of a turn under `limits`, unless one is given (SandboxOptions.watchdogMs). */
 export function defaultWatchdogMs(limits: Pick<VMLimits, 'computeTicks'>): number {
-  return Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * limits.computeTicks)
+  return Math.max(5000, 10 * limits.computeTicks)
 }
 /** A turn serving host requests gives the event loop a turn when it has held it this long. */
 const YIELD_AFTER_MS = 2
@@ -97,27 +92,26 @@ const MAX_PURGE_JOBS = 1_000_000
  * nothing runs), with the line clamped to the script's last line that has any text; null if it parses
  * there (then the engine's own message stands).
  */
-function syntaxErrorOf(code: string): { message: string; line: number } | null {
+function syntaxErrorOf(code: string): ScriptFailure | null {
   try {
     compileFunction(code, ['exports', 'module', 'require', 'System'], { filename: 'vm-script' })
     return null
   } catch (err) {
-    const at = /^vm-script:(\d+)$/m.exec(String((err as Error).stack))
+    const { message, stack } = err as Error
+    const at = /^vm-script:(\d+)$/m.exec(String(stack))
     const lines = code.split('\n')
     let last = lines.length
     while (last > 1 && lines[last - 1].trim() === '') last--
-    const line = at ? Math.min(Number(at[1]), last) : last
-    const message =
-      (err as Error).message === 'Unexpected end of input'
-        ? 'unexpected end of the script: something opened is not closed'
-        : (err as Error).message
-    return { message, line }
+    return {
+      name: 'SyntaxError',
+      message: message === 'Unexpected end of input' ? 'unexpected end of the script: something opened is not closed' : message,
+      line: at ? Math.min(Number(at[1]), last) : last,
+    }
   }
 }
 
 export class Sandbox {
   readonly limits: VMLimits
-  private readonly runtime: QuickJSRuntime
   private readonly ctx: QuickJSContext
   private readonly driver: QuickJSHandle
   private readonly fns: Record<string, QuickJSHandle> = {}
@@ -143,7 +137,7 @@ export class Sandbox {
   private disposed = false
 
   private constructor(
-    runtime: QuickJSRuntime,
+    private readonly runtime: QuickJSRuntime,
     private readonly memory: WebAssembly.Memory,
     options: SandboxOptions,
   ) {
@@ -152,7 +146,6 @@ export class Sandbox {
     const schedule = costSchedule(options.costSchedule)
     if (!schedule) throw new HostFaultError(`cost schedule ${options.costSchedule} is not known to this LibVMS`)
     this.schedule = schedule
-    this.runtime = runtime
     runtime.setMaxStackSize(this.limits.stackBytes)
     runtime.setInterruptHandler(() => this.onInterrupt())
     this.ctx = runtime.newContext()
@@ -163,8 +156,7 @@ export class Sandbox {
       const deferred = ctx.newPromise()
       const request = { op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred }
       // Charged when made, before the host holds it: over budget, it is never served.
-      if (this.schedule.request > 0 && !this.chargeWork('request', request.argsJson.length)) return deferred.handle
-      this.requests.push(request)
+      if (this.chargeWork('request', request.argsJson.length)) this.requests.push(request)
       return deferred.handle
     })
     const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
@@ -206,7 +198,7 @@ export class Sandbox {
   }
 
   /**
-   * The sandbox's state between turns (engine-state.ts): what `Sandbox.restore` needs to build this
+   * The sandbox's state between turns (engine-state.ts): what `adoptState` needs to build this
    * sandbox again. Throws HostFaultError on a broken or disposed sandbox (its state is not the log's).
    */
   captureState(): EngineState {
@@ -250,18 +242,15 @@ export class Sandbox {
   async loadScript(code: string, turn: TurnContext): Promise<{ cost: number }> {
     this.assertUsable()
     const ctx = this.ctx
-    // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
-    const wrapped = `(function (exports, module, require, System) {${code}\n})`
     this.turnsRun++
-    const compiled = ctx.evalCode(wrapped, 'vm-script.js')
+    // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
+    const compiled = ctx.evalCode(`(function (exports, module, require, System) {${code}\n})`, 'vm-script.js')
     if (compiled.error) {
-      const info = this.errorDetails(compiled.error)
-      compiled.error.dispose()
+      const info = compiled.error.consume((handle) => this.errorDetails(handle))
       // QuickJS parses the wrapped script: an error it finds at the wrapper's own closing `})` names a
       // token and a line the user never wrote. The same text parsed alone says where it really is.
       const own = info.name === 'SyntaxError' ? syntaxErrorOf(code) : null
-      if (own) throw new ScriptError('SyntaxError', `SyntaxError: ${own.message}`, own.line)
-      throw new ScriptError(info.name, `${info.name}: ${info.message}`, info.line)
+      throw scriptError(own ?? info)
     }
     const scriptFn = compiled.value
     const outcome = await this.runTurn(
@@ -280,12 +269,9 @@ export class Sandbox {
       },
     )
     scriptFn.dispose()
-    if (!outcome.ok) {
-      const { name, message, line } = outcome.error as { name: string; message: string; line?: number }
-      throw new ScriptError(name, `${name}: ${message}`, line)
-    }
+    if (!outcome.ok) throw scriptError(outcome.error)
     const listed = this.driverCall('exportNames')
-    if ('failure' in listed) throw new ScriptError(listed.failure.name, `${listed.failure.name}: ${listed.failure.message}`)
+    if ('failure' in listed) throw scriptError(listed.failure)
     const names = JSON.parse(String(listed.value)) as [string, boolean, (string | null)?][]
     // A value export nested too deep to decode safely is listed like one that cannot be encoded.
     const exportValue = (value: string | null | undefined) => (value == null || jsonDeeperThan(value) ? null : value)
@@ -354,10 +340,10 @@ export class Sandbox {
       const started = await start()
       if (started.error) return this.abortTurn(this.failureOf(started.error))
       // The driver says whether the call settled at once; after anything else runs, ask again.
-      let settled: boolean | null = this.ctx.dump(started.value) === true
-      started.value.dispose()
-      if (this.interrupted) return this.abortTurn(this.budgetFailure())
+      let settled: boolean | null = started.value.consume((handle) => this.ctx.dump(handle)) === true
       for (;;) {
+        // What ran last (the call, a request, a timer's charge, shareLoop) may have interrupted the turn.
+        if (this.interrupted) return this.abortTurn(this.budgetFailure())
         if (this.runtime.hasPendingJob()) {
           const jobFailure = this.drainJobs()
           if (jobFailure) return this.abortTurn(jobFailure)
@@ -369,10 +355,8 @@ export class Sandbox {
           // (as it did when those logs were written); from schedule 1 on it times the whole turn.
           if (this.schedule.version === 0) this.deadline = performance.now() + this.watchdogMs
           await this.serveRequest(request, onRequest)
-          if (this.interrupted) return this.abortTurn(this.budgetFailure())
           // A flood of requests answered from caches never lets the event loop turn by itself.
           heldSince = await this.shareLoop(heldSince)
-          if (this.interrupted) return this.abortTurn(this.budgetFailure())
           settled = null
           continue
         }
@@ -386,9 +370,8 @@ export class Sandbox {
         if ('failure' in fired) return this.abortTurn(fired.failure)
         if (fired.value !== true) break
         // Driving a timer is host work too: charged, and the event loop gets its turns.
-        if (this.schedule.timer > 0 && !this.chargeWork('timer')) return this.abortTurn(this.budgetFailure())
+        this.chargeWork('timer')
         heldSince = await this.shareLoop(heldSince)
-        if (this.interrupted) return this.abortTurn(this.budgetFailure())
         settled = null
       }
       const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
@@ -418,8 +401,7 @@ export class Sandbox {
         const failure = this.failureOf(result.error)
         if (this.interrupted || failure.name === 'MemoryLimitExceeded') return failure
       }
-      // An async function interrupted mid-job may report the abort as its own rejection: the turn
-      // is over all the same.
+      // An async function interrupted mid-job may report the abort as its own rejection: the turn is over all the same.
       if (this.interrupted) return this.budgetFailure()
     }
     return null
@@ -446,10 +428,7 @@ export class Sandbox {
       this.serving = false
       this.hostWork += meter.charged
     }
-    if (this.disposed) return
-    const handle = this.ctx.newString(reply)
-    request.deferred.resolve(handle)
-    handle.dispose()
+    if (!this.disposed) this.ctx.newString(reply).consume((handle) => request.deferred.resolve(handle))
   }
 
   /**
@@ -491,9 +470,9 @@ export class Sandbox {
       errorHandle.dispose()
     }
     if (this.interrupted) return this.budgetFailure()
-    const info = (dumped ?? {}) as { name?: unknown; message?: unknown }
     if (dumped === null || typeof dumped !== 'object') return MEMORY_EXHAUSTED
-    return normalizeError({ name: 'InternalError', message: `the VM runtime failed: ${String(info.name)}: ${String(info.message)}` }, info)
+    const raw = dumped as { name?: unknown; message?: unknown }
+    return normalizeError({ name: 'InternalError', message: `the VM runtime failed: ${String(raw.name)}: ${String(raw.message)}` }, raw)
   }
 
   private budgetFailure(): TurnFailure {
@@ -508,12 +487,11 @@ export class Sandbox {
 
   /** Calls a driver function (which may run script code); its dumped value, or the turn's failure. */
   private driverCall(name: string, arg?: number): { value: unknown } | { failure: TurnFailure } {
-    const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
-    const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
-    argHandle?.dispose()
+    const args = arg === undefined ? [] : [this.ctx.newNumber(arg)]
+    const r = this.ctx.callFunction(this.fns[name], this.driver, args)
+    for (const handle of args) handle.dispose()
     if (r.error) return { failure: this.failureOf(r.error) }
-    const value = this.ctx.dump(r.value)
-    r.value.dispose()
+    const value = r.value.consume((handle) => this.ctx.dump(handle))
     if (this.interrupted) return { failure: this.budgetFailure() }
     return { value }
   }
@@ -532,11 +510,11 @@ export class Sandbox {
 
   /**
    * Gives the event loop a turn if the turn has held it for YIELD_AFTER_MS since `heldSince`, and
-   * checks the watchdog. Returns when the turn took the loop back.
+   * checks the watchdog (not on an interrupted turn: it is over). Returns when the turn took the loop back.
    */
   private async shareLoop(heldSince: number): Promise<number> {
     const now = performance.now()
-    if (now - heldSince <= YIELD_AFTER_MS) return heldSince
+    if (this.interrupted || now - heldSince <= YIELD_AFTER_MS) return heldSince
     if (now > this.deadline) {
       this.interrupted = 'watchdog'
       return now
@@ -563,7 +541,7 @@ export class Sandbox {
   private onInterrupt(): boolean {
     this.ticks++
     if (this.interrupted) return true
-    if (this.ticks * MILLITICKS + this.hostWork > this.budget * MILLITICKS) {
+    if (this.allowance < 0) {
       this.interrupted = 'budget'
       return true
     }
@@ -588,14 +566,13 @@ export class Sandbox {
 
   private unwrap(result: ReturnType<QuickJSContext['evalCode']>, what: string): QuickJSHandle {
     if (result.error) {
-      const info = this.ctx.dump(result.error)
-      result.error.dispose()
+      const info = result.error.consume((handle) => this.ctx.dump(handle))
       throw new HostFaultError(`the sandbox failed to set up its ${what}: ${JSON.stringify(info)}`)
     }
     return result.value
   }
 
-  private errorDetails(handle: QuickJSHandle): { name: string; message: string; line?: number } {
+  private errorDetails(handle: QuickJSHandle): ScriptFailure {
     const d = this.ctx.dump(handle) as { name?: string; message?: string; lineNumber?: number; stack?: string } | string
     if (typeof d !== 'object' || d === null) return { name: 'Error', message: String(d) }
     let line = d.lineNumber
@@ -607,8 +584,6 @@ export class Sandbox {
   }
 }
 
-type TurnFailure = { name: string; message: string }
-
 const MEMORY_EXHAUSTED: TurnFailure = { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
 const RESULT_TOO_DEEP: TurnFailure = {
   name: 'EncodingError',
@@ -617,6 +592,11 @@ const RESULT_TOO_DEEP: TurnFailure = {
 const STACK_EXHAUSTED: TurnFailure = {
   name: 'StackOverflow',
   message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?',
+}
+
+/** What a load that failed throws. */
+function scriptError({ name, message, line }: ScriptFailure): ScriptError {
+  return new ScriptError(name, `${name}: ${message}`, line)
 }
 
 /** The longest error name and message a call's outcome keeps (the rest is cut, the same way on every host). */
