@@ -1,26 +1,25 @@
 /**
  * Sandbox: one QuickJS instance running one VM script, deterministically.
  *
- * Each load, init or call is a *turn*. A turn starts with values the host takes from the log
- * (timestamp, random seed, caller id) and runs to completion before the next one: the script's
- * function runs, then the event loop inside the turn runs pending jobs first, then the host requests
- * the script made (System.*), one at a time in request order, then virtual timers in virtual-time
- * order — until the call's result has settled and no host request is left. Timers still pending then
- * are cancelled. Nothing runs between turns.
+ * Each load, init or call is a *turn*: it starts with values the host takes from the log (timestamp,
+ * random seed, caller id) and runs to completion before the next. The script's function runs, then
+ * the turn's event loop: pending jobs first, then the script's host requests (System.*) one at a time
+ * in request order, then virtual timers in virtual-time order, until the call's result has settled
+ * and no host request is left. Timers still pending then are cancelled. Nothing runs between turns.
  *
- * Metering: the engine's interrupt handler is called every ~10,000 engine checkpoints; each call is a
- * tick. Host requests are charged in the same ticks by the log's cost schedule (host-work.ts), before
- * the host does their work. A turn whose ticks and host work pass `limits.computeTicks` is aborted
- * with ComputeLimitExceeded. The counts are reproducible when the same history is replayed from a
- * fresh instance, which is what every replay does. A wall-clock watchdog measures the whole turn
- * (checked by the same handler and between host requests): its firing is a host fault
- * (HostFaultError), the sandbox is marked broken and must be rebuilt by its owner from the log.
+ * Metering: each call of the engine's interrupt handler (every ~10,000 engine checkpoints) is a tick.
+ * Host requests are charged in ticks too, by the log's cost schedule (host-work.ts), before the host
+ * does their work. A turn whose ticks and host work pass `limits.computeTicks` is aborted with
+ * ComputeLimitExceeded; replaying the same history from a fresh instance, as every replay does,
+ * counts the same. A wall-clock watchdog measures the whole turn (checked by the same handler and
+ * between host requests): its firing is a host fault (HostFaultError) that breaks the sandbox, which
+ * its owner must rebuild from the log.
  *
- * Fairness: a turn serving a flood of host requests gives the event loop a turn every few
- * milliseconds, so other VMs, sockets and timers on this thread keep running.
+ * Fairness: a turn serving a flood of host requests lets the event loop run every few milliseconds,
+ * so other VMs, sockets and timers on this thread keep running.
  *
  * The sandbox knows nothing of logs, files or sockets: System.* operations reach the host through
- * the `onRequest` handler given for the turn.
+ * the turn's `onRequest` handler.
  */
 import { performance } from 'node:perf_hooks'
 import { compileFunction } from 'node:vm'
@@ -208,9 +207,8 @@ export class Sandbox {
   }
 
   /**
-   * Puts a fresh sandbox (no turn run yet) in a captured state. A fresh sandbox is built exactly as the
-   * captured one was (the same limits, prelude and System API allocate the same objects at the same
-   * addresses, and the host's handles point at them), so with its memory it *is* that sandbox.
+   * Puts a fresh sandbox (no turn run yet) in a captured state. Built as the captured one was, its
+   * handles point at the same objects (engine-state.ts), so with its memory it *is* that sandbox.
    */
   adoptState(state: EngineState): void {
     this.assertUsable()
@@ -274,9 +272,8 @@ export class Sandbox {
     if ('failure' in listed) throw scriptError(listed.failure)
     const names = JSON.parse(String(listed.value)) as [string, boolean, (string | null)?][]
     // A value export nested too deep to decode safely is listed like one that cannot be encoded.
-    const exportValue = (value: string | null | undefined) => (value == null || jsonDeeperThan(value) ? null : value)
     this.exportList = names.map(([name, callable, value]) =>
-      callable ? { name, callable } : { name, callable, value: exportValue(value) },
+      callable ? { name, callable } : { name, callable, value: value == null || jsonDeeperThan(value) ? null : value },
     )
     return { cost: outcome.cost }
   }
@@ -528,7 +525,7 @@ export class Sandbox {
     const meter = new HostMeter(this.schedule, this.allowance)
     try {
       meter.charge(kind)
-      if (argsChars > 0) meter.charge('argsKiB', argsChars)
+      meter.charge('argsKiB', argsChars)
       return true
     } catch {
       this.interrupted = 'budget'
@@ -575,11 +572,8 @@ export class Sandbox {
   private errorDetails(handle: QuickJSHandle): ScriptFailure {
     const d = this.ctx.dump(handle) as { name?: string; message?: string; lineNumber?: number; stack?: string } | string
     if (typeof d !== 'object' || d === null) return { name: 'Error', message: String(d) }
-    let line = d.lineNumber
-    if (line === undefined && typeof d.stack === 'string') {
-      const m = /vm-script\.js:(\d+)/.exec(d.stack)
-      if (m) line = Number(m[1])
-    }
+    const fromStack = typeof d.stack === 'string' ? /vm-script\.js:(\d+)/.exec(d.stack) : null
+    const line = d.lineNumber === undefined && fromStack ? Number(fromStack[1]) : d.lineNumber
     return { name: String(d.name ?? 'Error'), message: String(d.message ?? ''), line }
   }
 }
