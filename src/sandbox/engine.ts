@@ -4,10 +4,9 @@
  * A fixed memory is what bounds a script's allocations: QuickJS's own memory limit does not hold in
  * these builds, and growing memory while jobs run trips an assertion in quickjs-emscripten 0.32.
  *
- * Nothing of the host reaches an instance (host-imports.ts): the engine's only windows on the host
- * machine — its time zone, its clock, its environment and program path, its timers — are replaced
- * with fixed answers before the instance starts, so every instance starts with the same bytes in
- * its memory and reads UTC, wherever, on whichever thread and by whichever program it runs.
+ * Nothing of the host reaches an instance: host-imports.ts replaces the engine's windows on the host
+ * (time zone, clock, environment, program path, timers) with fixed answers before it starts, so every
+ * instance starts with the same bytes in its memory and reads UTC, on whichever host, thread or program.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
