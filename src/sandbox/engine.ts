@@ -83,7 +83,7 @@ function zeroedMemory(bytes: number): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: bytes / PAGE_BYTES, maximum: bytes / PAGE_BYTES })
 }
 
-/** The bytes of page `page` of `memory`. */
+/** A view of page `page` of `memory`. */
 export function pageOf(memory: WebAssembly.Memory, page: number): Uint8Array {
   return new Uint8Array(memory.buffer, page * PAGE_BYTES, PAGE_BYTES)
 }

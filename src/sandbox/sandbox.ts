@@ -163,26 +163,21 @@ export class Sandbox {
     })
     const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
     this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
-    preludeFn.dispose()
-    hostRequest.dispose()
-    hostConsole.dispose()
+    for (const handle of [preludeFn, hostRequest, hostConsole]) handle.dispose()
     for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'resetRequests']) {
       this.fns[name] = ctx.getProp(this.driver, name)
     }
     const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
     const maxInFlight = ctx.newNumber(this.schedule.maxInFlight)
     this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits, maxInFlight), 'configure').dispose()
-    parsedLimits.dispose()
-    maxInFlight.dispose()
+    for (const handle of [parsedLimits, maxInFlight]) handle.dispose()
 
     for (const source of options.systemSources ?? []) {
       const systemFn = this.unwrap(ctx.evalCode(source, 'libvms-system.js'), 'system API')
       const system = ctx.getProp(this.driver, 'System')
       const request = ctx.getProp(this.driver, 'request')
       this.unwrap(ctx.callFunction(systemFn, ctx.undefined, system, request), 'system API').dispose()
-      systemFn.dispose()
-      system.dispose()
-      request.dispose()
+      for (const handle of [systemFn, system, request]) handle.dispose()
     }
   }
 
@@ -538,15 +533,9 @@ export class Sandbox {
   private onInterrupt(): boolean {
     this.ticks++
     if (this.interrupted) return true
-    if (this.allowance < 0) {
-      this.interrupted = 'budget'
-      return true
-    }
-    if (performance.now() > this.deadline) {
-      this.interrupted = 'watchdog'
-      return true
-    }
-    return false
+    if (this.allowance < 0) this.interrupted = 'budget'
+    else if (performance.now() > this.deadline) this.interrupted = 'watchdog'
+    return this.interrupted !== null
   }
 
   private assertUsable(): void {
