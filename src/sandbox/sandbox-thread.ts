@@ -16,9 +16,7 @@ const sandboxes = new Map<number, Sandbox>()
 const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void; meter: HostMeter }>()
 let nextRequest = 1
 
-function post(message: FromThread): void {
-  port?.postMessage(message)
-}
+const post = (message: FromThread) => port.postMessage(message)
 
 async function reply(id: number, work: () => Promise<unknown>): Promise<void> {
   try {
