@@ -15,7 +15,8 @@
  *   "LIBVMS-SNAPSHOT/1\n"  u32 header length  header (JSON)  pages (64 KiB each)  sha256 (32 bytes)
  */
 import { createHash } from 'node:crypto'
-import { checkEngineStateShape, type EngineState, PAGE_BYTES } from '../sandbox/engine-state.js'
+import { PAGE_BYTES } from '../sandbox/engine.js'
+import { checkEngineStateShape, type EngineState } from '../sandbox/engine-state.js'
 import type { FilesState } from './files-archive.js'
 import type { StorageUsage } from './files-transaction.js'
 

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, sep } from 'node:path'
-import { engineHash, ZERO_PAGE, zeroPages } from './engine.js'
+import { engineHash, PAGE_BYTES, pageOf, writtenPages, zeroPages } from './engine.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import type { ExportInfo } from './sandbox.js'
 
@@ -26,8 +26,6 @@ const require = createRequire(import.meta.url)
  * memory, so that digests of other builds are told apart rather than taken for lies.
  */
 const SANDBOX_SETUP_VERSION = 1
-
-export const PAGE_BYTES = 64 * 1024
 
 /** A sandbox's state between turns. */
 export interface EngineState {
@@ -69,31 +67,24 @@ export function stateFormatOf(systemSources: readonly string[]): string {
 
 /** Copies the memory's non-zero pages. */
 export function captureMemory(memory: WebAssembly.Memory): { pages: number[]; bytes: Uint8Array } {
-  const all = new Uint8Array(memory.buffer)
-  const pages: number[] = []
-  for (let page = 0; page * PAGE_BYTES < all.length; page++) {
-    const view = all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES)
-    if (Buffer.compare(view, ZERO_PAGE) !== 0) pages.push(page)
-  }
+  const pages = [...writtenPages(memory)]
   const bytes = new Uint8Array(pages.length * PAGE_BYTES)
   pages.forEach((page, i) => {
-    bytes.set(all.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES), i * PAGE_BYTES)
+    bytes.set(pageOf(memory, page), i * PAGE_BYTES)
   })
   return { pages, bytes }
 }
 
 /** Makes `memory` hold exactly the captured pages (every other byte zero). */
 export function writeMemory(memory: WebAssembly.Memory, state: Pick<EngineState, 'pages' | 'bytes' | 'memoryBytes'>): void {
-  const all = new Uint8Array(memory.buffer)
-  if (all.length !== state.memoryBytes) {
-    throw new RangeError(`the state is of a ${state.memoryBytes}-byte memory, this engine has ${all.length} bytes`)
-  }
+  const size = memory.buffer.byteLength
+  if (size !== state.memoryBytes) throw new RangeError(`the state is of a ${state.memoryBytes}-byte memory, this engine has ${size} bytes`)
   checkEngineStateShape(state)
   // Pages the state has are overwritten; of the others, only those that hold something are zeroed
   // (a fresh engine has written a few): filling all of it would commit the whole memory for nothing.
   zeroPages(memory, new Set(state.pages))
   state.pages.forEach((page, i) => {
-    all.set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES), page * PAGE_BYTES)
+    pageOf(memory, page).set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
   })
 }
 

@@ -4,10 +4,9 @@
  * A fixed memory is what bounds a script's allocations: QuickJS's own memory limit does not hold in
  * these builds, and growing memory while jobs run trips an assertion in quickjs-emscripten 0.32.
  *
- * Nothing of the host reaches an instance (host-imports.ts): the engine's only windows on the host
- * machine — its time zone, its clock, its environment and program path, its timers — are replaced
- * with fixed answers before the instance starts, so every instance starts with the same bytes in
- * its memory and reads UTC, wherever, on whichever thread and by whichever program it runs.
+ * Nothing of the host reaches an instance: host-imports.ts replaces the engine's windows on the host
+ * (time zone, clock, environment, program path, timers) with fixed answers before it starts, so every
+ * instance starts with the same bytes in its memory and reads UTC, on whichever host, thread or program.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -27,9 +26,9 @@ const require = createRequire(import.meta.url)
 // The variant package is CommonJS under NodeNext resolution; its variant is the default export.
 const releaseSyncVariant = ((releaseSyncModule as { default?: unknown }).default ?? releaseSyncModule) as QuickJSSyncVariant
 
-const WASM_PAGE_BYTES = 64 * 1024
+export const PAGE_BYTES = 64 * 1024
 /** The engine module declares a minimum memory of 256 pages. */
-export const MIN_MEMORY_BYTES = 256 * WASM_PAGE_BYTES
+export const MIN_MEMORY_BYTES = 256 * PAGE_BYTES
 
 export const ENGINE_NAME = 'quickjs-emscripten'
 export const ENGINE_VARIANT = 'release-sync'
@@ -38,24 +37,19 @@ export const ENGINE_VERSION: string = require('@jitl/quickjs-wasmfile-release-sy
 /** What the engine is told its program is called, on every host. */
 const ENGINE_PROGRAM = '/libvms'
 
+const ENGINE_WASM_PATH = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
 let compiledModule: WebAssembly.Module | undefined
 let engineBytesHash: string | undefined
 
 /** SHA-256 (hex) of the engine's WebAssembly module, as this process loads it. */
 export function engineHash(): string {
-  if (!engineBytesHash) {
-    const path = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
-    engineBytesHash = createHash('sha256').update(readFileSync(path)).digest('hex')
-  }
+  engineBytesHash ??= createHash('sha256').update(readFileSync(ENGINE_WASM_PATH)).digest('hex')
   return engineBytesHash
 }
 
 /** Compiles the engine once per process (a cache: the module is immutable); every sandbox instantiates it. */
 function compiledEngine(): WebAssembly.Module {
-  if (!compiledModule) {
-    const path = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
-    compiledModule = new WebAssembly.Module(readFileSync(path))
-  }
+  compiledModule ??= new WebAssembly.Module(readFileSync(ENGINE_WASM_PATH))
   return compiledModule
 }
 
@@ -74,7 +68,7 @@ export interface EngineInstance {
 const spareMemories = new Map<number, WeakRef<WebAssembly.Memory>>()
 /** A spare memory with more pages written than this is not reused (its pages would stay resident). */
 const MAX_SPARE_WRITTEN_PAGES = 64
-export const ZERO_PAGE = new Uint8Array(WASM_PAGE_BYTES)
+const ZERO_PAGE = new Uint8Array(PAGE_BYTES)
 
 /** Gives back the memory of a disposed instance: nothing will run on it again. */
 export function recycleMemory(memory: WebAssembly.Memory): void {
@@ -86,22 +80,32 @@ function zeroedMemory(bytes: number): WebAssembly.Memory {
   const spare = spareMemories.get(bytes)?.deref()
   spareMemories.delete(bytes)
   if (spare && zeroPages(spare, new Set(), MAX_SPARE_WRITTEN_PAGES)) return spare
-  return new WebAssembly.Memory({ initial: bytes / WASM_PAGE_BYTES, maximum: bytes / WASM_PAGE_BYTES })
+  return new WebAssembly.Memory({ initial: bytes / PAGE_BYTES, maximum: bytes / PAGE_BYTES })
+}
+
+/** A view of page `page` of `memory`. */
+export function pageOf(memory: WebAssembly.Memory, page: number): Uint8Array {
+  return new Uint8Array(memory.buffer, page * PAGE_BYTES, PAGE_BYTES)
+}
+
+/** The index of each page of `memory` that holds a non-zero byte, ascending (every page is checked). */
+export function* writtenPages(memory: WebAssembly.Memory): Generator<number> {
+  for (let page = 0; page * PAGE_BYTES < memory.buffer.byteLength; page++) {
+    if (Buffer.compare(pageOf(memory, page), ZERO_PAGE) !== 0) yield page
+  }
 }
 
 /**
- * Zeroes each 64 KiB page of `memory` that holds a non-zero byte (every page is checked), but those in
- * `keep`; false if more than `most` pages had to be (it then stops). Zeroing only those that hold
- * something keeps the rest of the memory uncommitted.
+ * Zeroes each page of `memory` that holds a non-zero byte, but those in `keep`; false if more than
+ * `most` pages had to be (it then stops). Zeroing only those that hold something keeps the rest of
+ * the memory uncommitted.
  */
 export function zeroPages(memory: WebAssembly.Memory, keep: ReadonlySet<number>, most = Number.POSITIVE_INFINITY): boolean {
-  const all = new Uint8Array(memory.buffer)
   let written = 0
-  for (let page = 0; page * WASM_PAGE_BYTES < all.length; page++) {
-    const view = all.subarray(page * WASM_PAGE_BYTES, (page + 1) * WASM_PAGE_BYTES)
-    if (keep.has(page) || Buffer.compare(view, ZERO_PAGE) === 0) continue
+  for (const page of writtenPages(memory)) {
+    if (keep.has(page)) continue
     if (++written > most) return false
-    view.fill(0)
+    pageOf(memory, page).fill(0)
   }
   return true
 }
@@ -126,5 +130,5 @@ export async function createEngineInstance(memoryBytes: number): Promise<EngineI
 }
 
 export function isValidMemorySize(bytes: number): boolean {
-  return Number.isInteger(bytes) && bytes >= MIN_MEMORY_BYTES && bytes % WASM_PAGE_BYTES === 0 && bytes <= 2 ** 31
+  return Number.isInteger(bytes) && bytes >= MIN_MEMORY_BYTES && bytes % PAGE_BYTES === 0 && bytes <= 2 ** 31
 }

@@ -76,7 +76,7 @@ export function deterministicImports(imports: WebAssembly.Imports, memory: WebAs
   }
   const replaced: Record<ImportName, ImportFn> = {
     // (time: i64 seconds, tm: struct tm *): a UTC breakdown, as gmtime gives.
-    localtime: ((time: bigint | number, tm: number) => {
+    localtime: (time: bigint | number, tm: number) => {
       const t = Number(time)
       const date = new Date(t >= -9007199254740992 && t <= 9007199254740992 ? t * 1000 : Number.NaN)
       const year = date.getUTCFullYear()
@@ -92,26 +92,26 @@ export function deterministicImports(imports: WebAssembly.Imports, memory: WebAs
       h[at + 7] = ((isLeap(year) ? DAYS_BEFORE_MONTH_LEAP : DAYS_BEFORE_MONTH)[date.getUTCMonth()] + date.getUTCDate() - 1) | 0
       h[at + 8] = 0 // tm_isdst
       h[at + 9] = 0 // tm_gmtoff
-    }) as ImportFn,
+    },
     // (timezone: long *, daylight: int *, stdName: char[17], dstName: char[17])
-    tzset: ((timezone: number, daylight: number, stdName: number, dstName: number) => {
+    tzset: (timezone: number, daylight: number, stdName: number, dstName: number) => {
       const h = heap32()
       h[timezone >> 2] = 0
       h[daylight >> 2] = 0
       writeString(UTC_ZONE_NAME, stdName, 17)
       writeString(UTC_ZONE_NAME, dstName, 17)
-    }) as ImportFn,
-    dateNow: (() => 0) as ImportFn,
+    },
+    dateNow: () => 0,
     // (environ: char **, buf: char *): nothing to copy.
-    environGet: (() => 0) as ImportFn,
+    environGet: () => 0,
     // (count: size_t *, size: size_t *): no variables, no bytes.
-    environSizesGet: ((count: number, size: number) => {
+    environSizesGet: (count: number, size: number) => {
       const h = heap32()
       h[count >> 2] = 0
       h[size >> 2] = 0
       return 0
-    }) as ImportFn,
-    setitimer: (() => 0) as ImportFn,
+    },
+    setitimer: () => 0,
   }
   const patched: Record<string, unknown> = { ...table }
   for (const name of Object.keys(names) as ImportName[]) patched[names[name]] = replaced[name]

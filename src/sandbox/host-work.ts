@@ -42,7 +42,7 @@ export interface CostSchedule {
   readonly quotas: boolean
 }
 
-export type HostWorkKind = 'request' | 'argsKiB' | 'readKiB' | 'writeKiB' | 'lookup' | 'listed' | 'change' | 'record' | 'vm' | 'timer'
+export type HostWorkKind = Exclude<keyof CostSchedule, 'version' | 'maxInFlight' | 'quotas'>
 
 /** Logs written before cost schedules: host work is free, nothing bounds requests in flight. */
 const SCHEDULE_0: CostSchedule = Object.freeze({
@@ -121,7 +121,7 @@ export class HostMeter {
     readonly allowance: number,
   ) {}
 
-  /** Adds charges made by a meter elsewhere (a sandbox thread's host); throws if they pass the allowance. */
+  /** Adds charges (also those made by a meter elsewhere: a sandbox thread's host); throws if they pass the allowance. */
   absorb(milliticks: number): void {
     this.charged += milliticks
     if (this.charged > this.allowance) throw new HostWorkExceeded()
@@ -131,8 +131,7 @@ export class HostMeter {
   charge(kind: HostWorkKind, amount = 1): void {
     const rate = this.schedule[kind]
     if (rate === 0 || amount <= 0) return
-    this.charged += kind.endsWith('KiB') ? Math.ceil(amount / 1024) * rate : amount * rate
-    if (this.charged > this.allowance) throw new HostWorkExceeded()
+    this.absorb(kind.endsWith('KiB') ? Math.ceil(amount / 1024) * rate : amount * rate)
   }
 
   get exceeded(): boolean {

@@ -15,14 +15,12 @@ import { HostFaultError } from '../errors.js'
 import type { EngineState } from './engine-state.js'
 import { costSchedule, HostMeter } from './host-work.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
-import { type CallReply, type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
+import { type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
 import { moduleBeside, startModuleWorker } from './worker-start.js'
-
-const DEFAULT_MAX_THREADS = 8
 
 function maxThreads(): number {
   const configured = Number(process.env.LIBVMS_SANDBOX_THREADS)
-  return Number.isSafeInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_THREADS
+  return Number.isSafeInteger(configured) && configured > 0 ? configured : 8
 }
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'sandbox-thread')
@@ -37,8 +35,8 @@ type Request = ToThread extends infer M ? (M extends { id: number } ? Omit<M, 'i
 
 class SandboxThread {
   readonly worker: Worker
-  readonly sandboxes = new Set<number>()
-  readonly consoles = new Map<number, ConsoleSink>()
+  /** The thread's sandboxes, with their consoles. */
+  readonly sandboxes = new Map<number, ConsoleSink | undefined>()
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
   nextSandbox = 1
@@ -67,17 +65,12 @@ class SandboxThread {
     if (!this.dead) this.worker.postMessage(message)
   }
 
-  private settle(id: number): Pending | undefined {
-    const waiting = this.pending.get(id)
-    this.pending.delete(id)
-    if (this.pending.size === 0) this.worker.unref()
-    return waiting
-  }
-
   private onMessage(message: FromThread): void {
     switch (message.t) {
       case 'reply': {
-        const waiting = this.settle(message.id)
+        const waiting = this.pending.get(message.id)
+        this.pending.delete(message.id)
+        if (this.pending.size === 0) this.worker.unref()
         if (message.error) waiting?.reject(fromCrossing(message.error))
         else waiting?.resolve(message.value)
         break
@@ -98,7 +91,7 @@ class SandboxThread {
         break
       }
       case 'console':
-        this.consoles.get(message.sid)?.(message.level, message.message)
+        this.sandboxes.get(message.sid)?.(message.level, message.message)
         break
     }
   }
@@ -138,14 +131,12 @@ export class RemoteSandbox {
   static async create(options: SandboxOptions): Promise<RemoteSandbox> {
     const thread = assignThread()
     const sid = thread.nextSandbox++
-    thread.sandboxes.add(sid)
-    if (options.console) thread.consoles.set(sid, options.console)
     const { console, ...rest } = options
+    thread.sandboxes.set(sid, console)
     try {
       await thread.send({ t: 'create', sid, options: rest, console: !!console })
     } catch (err) {
       thread.sandboxes.delete(sid)
-      thread.consoles.delete(sid)
       throw err
     }
     return new RemoteSandbox(thread, sid)
@@ -174,7 +165,7 @@ export class RemoteSandbox {
 
   runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
     if (this.disposed) return Promise.reject(new HostFaultError('the sandbox is disposed'))
-    return this.thread.send<CallReply>({ t: 'call', sid: this.sid, method, argsJson, turn }, onRequest)
+    return this.thread.send<CallOutcome>({ t: 'call', sid: this.sid, method, argsJson, turn }, onRequest)
   }
 
   dispose(): void {
@@ -182,6 +173,5 @@ export class RemoteSandbox {
     this.disposed = true
     this.thread.post({ t: 'dispose', sid: this.sid })
     this.thread.sandboxes.delete(this.sid)
-    this.thread.consoles.delete(this.sid)
   }
 }

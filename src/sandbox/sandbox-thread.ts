@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads'
 import type { HostMeter } from './host-work.js'
 import { Sandbox } from './sandbox.js'
-import { type CrossingError, type FromThread, fromCrossing, type ToThread, toCrossing } from './thread-messages.js'
+import { type FromThread, fromCrossing, type ToThread, toCrossing } from './thread-messages.js'
 
 const port = parentPort
 if (!port) throw new Error('sandbox-thread runs as a worker thread')
@@ -16,9 +16,7 @@ const sandboxes = new Map<number, Sandbox>()
 const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void; meter: HostMeter }>()
 let nextRequest = 1
 
-function post(message: FromThread): void {
-  port?.postMessage(message)
-}
+const post = (message: FromThread) => port.postMessage(message)
 
 async function reply(id: number, work: () => Promise<unknown>): Promise<void> {
   try {
@@ -73,12 +71,11 @@ port.on('message', (message: ToThread) => {
       if (!waiting) break
       try {
         waiting.meter.absorb(message.charged)
+        if (message.error) throw fromCrossing(message.error)
+        waiting.resolve(message.value)
       } catch (err) {
         waiting.reject(err as Error)
-        break
       }
-      if (message.error) waiting.reject(fromCrossing(message.error as CrossingError))
-      else waiting.resolve(message.value)
       break
     }
     case 'dispose':

@@ -1,26 +1,25 @@
 /**
  * Sandbox: one QuickJS instance running one VM script, deterministically.
  *
- * Each load, init or call is a *turn*. A turn starts with values the host takes from the log
- * (timestamp, random seed, caller id) and runs to completion before the next one: the script's
- * function runs, then the event loop inside the turn runs pending jobs first, then the host requests
- * the script made (System.*), one at a time in request order, then virtual timers in virtual-time
- * order — until the call's result has settled and no host request is left. Timers still pending then
- * are cancelled. Nothing runs between turns.
+ * Each load, init or call is a *turn*: it starts with values the host takes from the log (timestamp,
+ * random seed, caller id) and runs to completion before the next. The script's function runs, then
+ * the turn's event loop: pending jobs first, then the script's host requests (System.*) one at a time
+ * in request order, then virtual timers in virtual-time order, until the call's result has settled
+ * and no host request is left. Timers still pending then are cancelled. Nothing runs between turns.
  *
- * Metering: the engine's interrupt handler is called every ~10,000 engine checkpoints; each call is a
- * tick. Host requests are charged in the same ticks by the log's cost schedule (host-work.ts), before
- * the host does their work. A turn whose ticks and host work pass `limits.computeTicks` is aborted
- * with ComputeLimitExceeded. The counts are reproducible when the same history is replayed from a
- * fresh instance, which is what every replay does. A wall-clock watchdog measures the whole turn
- * (checked by the same handler and between host requests): its firing is a host fault
- * (HostFaultError), the sandbox is marked broken and must be rebuilt by its owner from the log.
+ * Metering: each call of the engine's interrupt handler (every ~10,000 engine checkpoints) is a tick.
+ * Host requests are charged in ticks too, by the log's cost schedule (host-work.ts), before the host
+ * does their work. A turn whose ticks and host work pass `limits.computeTicks` is aborted with
+ * ComputeLimitExceeded; replaying the same history from a fresh instance, as every replay does,
+ * counts the same. A wall-clock watchdog measures the whole turn (checked by the same handler and
+ * between host requests): its firing is a host fault (HostFaultError) that breaks the sandbox, which
+ * its owner must rebuild from the log.
  *
- * Fairness: a turn serving a flood of host requests gives the event loop a turn every few
- * milliseconds, so other VMs, sockets and timers on this thread keep running.
+ * Fairness: a turn serving a flood of host requests lets the event loop run every few milliseconds,
+ * so other VMs, sockets and timers on this thread keep running.
  *
  * The sandbox knows nothing of logs, files or sockets: System.* operations reach the host through
- * the `onRequest` handler given for the turn.
+ * the turn's `onRequest` handler.
  */
 import { performance } from 'node:perf_hooks'
 import { compileFunction } from 'node:vm'
@@ -44,9 +43,11 @@ export interface TurnContext {
   callerId: string | null
 }
 
-export type CallOutcome =
-  | { ok: true; value?: TaggedValue; cost: number }
-  | { ok: false; error: { name: string; message: string }; cost: number }
+export type CallOutcome = { ok: true; value?: TaggedValue; cost: number } | { ok: false; error: TurnFailure; cost: number }
+
+type TurnFailure = { name: string; message: string }
+/** A load's failure also names the script's line, when known. */
+type ScriptFailure = TurnFailure & { line?: number }
 
 /**
  * Handles one System.* operation requested by the script. Throw a LibVMSError to reject it in the VM.
@@ -74,18 +75,11 @@ export interface SandboxOptions {
   costSchedule?: number
 }
 
-interface PendingRequest {
-  op: string
-  argsJson: string
-  deferred: QuickJSDeferredPromise
-}
-
-const DEFAULT_WATCHDOG_MS = 5000
-const WATCHDOG_MS_PER_TICK = 10
+type PendingRequest = { op: string; argsJson: string; deferred: QuickJSDeferredPromise }
 
 /** The watchdog of a turn under `limits`, unless one is given (SandboxOptions.watchdogMs). */
 export function defaultWatchdogMs(limits: Pick<VMLimits, 'computeTicks'>): number {
-  return Math.max(DEFAULT_WATCHDOG_MS, WATCHDOG_MS_PER_TICK * limits.computeTicks)
+  return Math.max(5000, 10 * limits.computeTicks)
 }
 /** A turn serving host requests gives the event loop a turn when it has held it this long. */
 const YIELD_AFTER_MS = 2
@@ -97,27 +91,26 @@ const MAX_PURGE_JOBS = 1_000_000
  * nothing runs), with the line clamped to the script's last line that has any text; null if it parses
  * there (then the engine's own message stands).
  */
-function syntaxErrorOf(code: string): { message: string; line: number } | null {
+function syntaxErrorOf(code: string): ScriptFailure | null {
   try {
     compileFunction(code, ['exports', 'module', 'require', 'System'], { filename: 'vm-script' })
     return null
   } catch (err) {
-    const at = /^vm-script:(\d+)$/m.exec(String((err as Error).stack))
+    const { message, stack } = err as Error
+    const at = /^vm-script:(\d+)$/m.exec(String(stack))
     const lines = code.split('\n')
     let last = lines.length
     while (last > 1 && lines[last - 1].trim() === '') last--
-    const line = at ? Math.min(Number(at[1]), last) : last
-    const message =
-      (err as Error).message === 'Unexpected end of input'
-        ? 'unexpected end of the script: something opened is not closed'
-        : (err as Error).message
-    return { message, line }
+    return {
+      name: 'SyntaxError',
+      message: message === 'Unexpected end of input' ? 'unexpected end of the script: something opened is not closed' : message,
+      line: at ? Math.min(Number(at[1]), last) : last,
+    }
   }
 }
 
 export class Sandbox {
   readonly limits: VMLimits
-  private readonly runtime: QuickJSRuntime
   private readonly ctx: QuickJSContext
   private readonly driver: QuickJSHandle
   private readonly fns: Record<string, QuickJSHandle> = {}
@@ -143,7 +136,7 @@ export class Sandbox {
   private disposed = false
 
   private constructor(
-    runtime: QuickJSRuntime,
+    private readonly runtime: QuickJSRuntime,
     private readonly memory: WebAssembly.Memory,
     options: SandboxOptions,
   ) {
@@ -152,7 +145,6 @@ export class Sandbox {
     const schedule = costSchedule(options.costSchedule)
     if (!schedule) throw new HostFaultError(`cost schedule ${options.costSchedule} is not known to this LibVMS`)
     this.schedule = schedule
-    this.runtime = runtime
     runtime.setMaxStackSize(this.limits.stackBytes)
     runtime.setInterruptHandler(() => this.onInterrupt())
     this.ctx = runtime.newContext()
@@ -163,8 +155,7 @@ export class Sandbox {
       const deferred = ctx.newPromise()
       const request = { op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred }
       // Charged when made, before the host holds it: over budget, it is never served.
-      if (this.schedule.request > 0 && !this.chargeWork('request', request.argsJson.length)) return deferred.handle
-      this.requests.push(request)
+      if (this.chargeWork('request', request.argsJson.length)) this.requests.push(request)
       return deferred.handle
     })
     const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
@@ -172,26 +163,21 @@ export class Sandbox {
     })
     const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
     this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
-    preludeFn.dispose()
-    hostRequest.dispose()
-    hostConsole.dispose()
+    for (const handle of [preludeFn, hostRequest, hostConsole]) handle.dispose()
     for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'resetRequests']) {
       this.fns[name] = ctx.getProp(this.driver, name)
     }
     const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
     const maxInFlight = ctx.newNumber(this.schedule.maxInFlight)
     this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits, maxInFlight), 'configure').dispose()
-    parsedLimits.dispose()
-    maxInFlight.dispose()
+    for (const handle of [parsedLimits, maxInFlight]) handle.dispose()
 
     for (const source of options.systemSources ?? []) {
       const systemFn = this.unwrap(ctx.evalCode(source, 'libvms-system.js'), 'system API')
       const system = ctx.getProp(this.driver, 'System')
       const request = ctx.getProp(this.driver, 'request')
       this.unwrap(ctx.callFunction(systemFn, ctx.undefined, system, request), 'system API').dispose()
-      systemFn.dispose()
-      system.dispose()
-      request.dispose()
+      for (const handle of [systemFn, system, request]) handle.dispose()
     }
   }
 
@@ -206,7 +192,7 @@ export class Sandbox {
   }
 
   /**
-   * The sandbox's state between turns (engine-state.ts): what `Sandbox.restore` needs to build this
+   * The sandbox's state between turns (engine-state.ts): what `adoptState` needs to build this
    * sandbox again. Throws HostFaultError on a broken or disposed sandbox (its state is not the log's).
    */
   captureState(): EngineState {
@@ -216,9 +202,8 @@ export class Sandbox {
   }
 
   /**
-   * Puts a fresh sandbox (no turn run yet) in a captured state. A fresh sandbox is built exactly as the
-   * captured one was (the same limits, prelude and System API allocate the same objects at the same
-   * addresses, and the host's handles point at them), so with its memory it *is* that sandbox.
+   * Puts a fresh sandbox (no turn run yet) in a captured state. Built as the captured one was, its
+   * handles point at the same objects (engine-state.ts), so with its memory it *is* that sandbox.
    */
   adoptState(state: EngineState): void {
     this.assertUsable()
@@ -250,18 +235,15 @@ export class Sandbox {
   async loadScript(code: string, turn: TurnContext): Promise<{ cost: number }> {
     this.assertUsable()
     const ctx = this.ctx
-    // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
-    const wrapped = `(function (exports, module, require, System) {${code}\n})`
     this.turnsRun++
-    const compiled = ctx.evalCode(wrapped, 'vm-script.js')
+    // The wrapper keeps the script's own line numbers: its first line is the wrapper's first line.
+    const compiled = ctx.evalCode(`(function (exports, module, require, System) {${code}\n})`, 'vm-script.js')
     if (compiled.error) {
-      const info = this.errorDetails(compiled.error)
-      compiled.error.dispose()
+      const info = compiled.error.consume((handle) => this.errorDetails(handle))
       // QuickJS parses the wrapped script: an error it finds at the wrapper's own closing `})` names a
       // token and a line the user never wrote. The same text parsed alone says where it really is.
       const own = info.name === 'SyntaxError' ? syntaxErrorOf(code) : null
-      if (own) throw new ScriptError('SyntaxError', `SyntaxError: ${own.message}`, own.line)
-      throw new ScriptError(info.name, `${info.name}: ${info.message}`, info.line)
+      throw scriptError(own ?? info)
     }
     const scriptFn = compiled.value
     const outcome = await this.runTurn(
@@ -280,17 +262,13 @@ export class Sandbox {
       },
     )
     scriptFn.dispose()
-    if (!outcome.ok) {
-      const { name, message, line } = outcome.error as { name: string; message: string; line?: number }
-      throw new ScriptError(name, `${name}: ${message}`, line)
-    }
+    if (!outcome.ok) throw scriptError(outcome.error)
     const listed = this.driverCall('exportNames')
-    if ('failure' in listed) throw new ScriptError(listed.failure.name, `${listed.failure.name}: ${listed.failure.message}`)
+    if ('failure' in listed) throw scriptError(listed.failure)
     const names = JSON.parse(String(listed.value)) as [string, boolean, (string | null)?][]
     // A value export nested too deep to decode safely is listed like one that cannot be encoded.
-    const exportValue = (value: string | null | undefined) => (value == null || jsonDeeperThan(value) ? null : value)
     this.exportList = names.map(([name, callable, value]) =>
-      callable ? { name, callable } : { name, callable, value: exportValue(value) },
+      callable ? { name, callable } : { name, callable, value: value == null || jsonDeeperThan(value) ? null : value },
     )
     return { cost: outcome.cost }
   }
@@ -354,10 +332,10 @@ export class Sandbox {
       const started = await start()
       if (started.error) return this.abortTurn(this.failureOf(started.error))
       // The driver says whether the call settled at once; after anything else runs, ask again.
-      let settled: boolean | null = this.ctx.dump(started.value) === true
-      started.value.dispose()
-      if (this.interrupted) return this.abortTurn(this.budgetFailure())
+      let settled: boolean | null = started.value.consume((handle) => this.ctx.dump(handle)) === true
       for (;;) {
+        // What ran last (the call, a request, a timer's charge, shareLoop) may have interrupted the turn.
+        if (this.interrupted) return this.abortTurn(this.budgetFailure())
         if (this.runtime.hasPendingJob()) {
           const jobFailure = this.drainJobs()
           if (jobFailure) return this.abortTurn(jobFailure)
@@ -369,10 +347,8 @@ export class Sandbox {
           // (as it did when those logs were written); from schedule 1 on it times the whole turn.
           if (this.schedule.version === 0) this.deadline = performance.now() + this.watchdogMs
           await this.serveRequest(request, onRequest)
-          if (this.interrupted) return this.abortTurn(this.budgetFailure())
           // A flood of requests answered from caches never lets the event loop turn by itself.
           heldSince = await this.shareLoop(heldSince)
-          if (this.interrupted) return this.abortTurn(this.budgetFailure())
           settled = null
           continue
         }
@@ -386,9 +362,8 @@ export class Sandbox {
         if ('failure' in fired) return this.abortTurn(fired.failure)
         if (fired.value !== true) break
         // Driving a timer is host work too: charged, and the event loop gets its turns.
-        if (this.schedule.timer > 0 && !this.chargeWork('timer')) return this.abortTurn(this.budgetFailure())
+        this.chargeWork('timer')
         heldSince = await this.shareLoop(heldSince)
-        if (this.interrupted) return this.abortTurn(this.budgetFailure())
         settled = null
       }
       const ended = this.driverCall('endTurn', this.limits.maxResultBytes)
@@ -418,8 +393,7 @@ export class Sandbox {
         const failure = this.failureOf(result.error)
         if (this.interrupted || failure.name === 'MemoryLimitExceeded') return failure
       }
-      // An async function interrupted mid-job may report the abort as its own rejection: the turn
-      // is over all the same.
+      // An async function interrupted mid-job may report the abort as its own rejection: the turn is over all the same.
       if (this.interrupted) return this.budgetFailure()
     }
     return null
@@ -446,10 +420,7 @@ export class Sandbox {
       this.serving = false
       this.hostWork += meter.charged
     }
-    if (this.disposed) return
-    const handle = this.ctx.newString(reply)
-    request.deferred.resolve(handle)
-    handle.dispose()
+    if (!this.disposed) this.ctx.newString(reply).consume((handle) => request.deferred.resolve(handle))
   }
 
   /**
@@ -491,9 +462,9 @@ export class Sandbox {
       errorHandle.dispose()
     }
     if (this.interrupted) return this.budgetFailure()
-    const info = (dumped ?? {}) as { name?: unknown; message?: unknown }
     if (dumped === null || typeof dumped !== 'object') return MEMORY_EXHAUSTED
-    return normalizeError({ name: 'InternalError', message: `the VM runtime failed: ${String(info.name)}: ${String(info.message)}` }, info)
+    const raw = dumped as { name?: unknown; message?: unknown }
+    return normalizeError({ name: 'InternalError', message: `the VM runtime failed: ${String(raw.name)}: ${String(raw.message)}` }, raw)
   }
 
   private budgetFailure(): TurnFailure {
@@ -508,12 +479,11 @@ export class Sandbox {
 
   /** Calls a driver function (which may run script code); its dumped value, or the turn's failure. */
   private driverCall(name: string, arg?: number): { value: unknown } | { failure: TurnFailure } {
-    const argHandle = arg === undefined ? undefined : this.ctx.newNumber(arg)
-    const r = argHandle ? this.ctx.callFunction(this.fns[name], this.driver, argHandle) : this.ctx.callFunction(this.fns[name], this.driver)
-    argHandle?.dispose()
+    const args = arg === undefined ? [] : [this.ctx.newNumber(arg)]
+    const r = this.ctx.callFunction(this.fns[name], this.driver, args)
+    for (const handle of args) handle.dispose()
     if (r.error) return { failure: this.failureOf(r.error) }
-    const value = this.ctx.dump(r.value)
-    r.value.dispose()
+    const value = r.value.consume((handle) => this.ctx.dump(handle))
     if (this.interrupted) return { failure: this.budgetFailure() }
     return { value }
   }
@@ -532,11 +502,11 @@ export class Sandbox {
 
   /**
    * Gives the event loop a turn if the turn has held it for YIELD_AFTER_MS since `heldSince`, and
-   * checks the watchdog. Returns when the turn took the loop back.
+   * checks the watchdog (not on an interrupted turn: it is over). Returns when the turn took the loop back.
    */
   private async shareLoop(heldSince: number): Promise<number> {
     const now = performance.now()
-    if (now - heldSince <= YIELD_AFTER_MS) return heldSince
+    if (this.interrupted || now - heldSince <= YIELD_AFTER_MS) return heldSince
     if (now > this.deadline) {
       this.interrupted = 'watchdog'
       return now
@@ -550,7 +520,7 @@ export class Sandbox {
     const meter = new HostMeter(this.schedule, this.allowance)
     try {
       meter.charge(kind)
-      if (argsChars > 0) meter.charge('argsKiB', argsChars)
+      meter.charge('argsKiB', argsChars)
       return true
     } catch {
       this.interrupted = 'budget'
@@ -563,15 +533,9 @@ export class Sandbox {
   private onInterrupt(): boolean {
     this.ticks++
     if (this.interrupted) return true
-    if (this.ticks * MILLITICKS + this.hostWork > this.budget * MILLITICKS) {
-      this.interrupted = 'budget'
-      return true
-    }
-    if (performance.now() > this.deadline) {
-      this.interrupted = 'watchdog'
-      return true
-    }
-    return false
+    if (this.allowance < 0) this.interrupted = 'budget'
+    else if (performance.now() > this.deadline) this.interrupted = 'watchdog'
+    return this.interrupted !== null
   }
 
   private assertUsable(): void {
@@ -588,26 +552,20 @@ export class Sandbox {
 
   private unwrap(result: ReturnType<QuickJSContext['evalCode']>, what: string): QuickJSHandle {
     if (result.error) {
-      const info = this.ctx.dump(result.error)
-      result.error.dispose()
+      const info = result.error.consume((handle) => this.ctx.dump(handle))
       throw new HostFaultError(`the sandbox failed to set up its ${what}: ${JSON.stringify(info)}`)
     }
     return result.value
   }
 
-  private errorDetails(handle: QuickJSHandle): { name: string; message: string; line?: number } {
+  private errorDetails(handle: QuickJSHandle): ScriptFailure {
     const d = this.ctx.dump(handle) as { name?: string; message?: string; lineNumber?: number; stack?: string } | string
     if (typeof d !== 'object' || d === null) return { name: 'Error', message: String(d) }
-    let line = d.lineNumber
-    if (line === undefined && typeof d.stack === 'string') {
-      const m = /vm-script\.js:(\d+)/.exec(d.stack)
-      if (m) line = Number(m[1])
-    }
+    const fromStack = typeof d.stack === 'string' ? /vm-script\.js:(\d+)/.exec(d.stack) : null
+    const line = d.lineNumber === undefined && fromStack ? Number(fromStack[1]) : d.lineNumber
     return { name: String(d.name ?? 'Error'), message: String(d.message ?? ''), line }
   }
 }
-
-type TurnFailure = { name: string; message: string }
 
 const MEMORY_EXHAUSTED: TurnFailure = { name: 'MemoryLimitExceeded', message: 'the VM ran out of memory (limits.memoryBytes)' }
 const RESULT_TOO_DEEP: TurnFailure = {
@@ -617,6 +575,11 @@ const RESULT_TOO_DEEP: TurnFailure = {
 const STACK_EXHAUSTED: TurnFailure = {
   name: 'StackOverflow',
   message: 'the VM ran out of stack (limits.stackBytes); is there unbounded recursion?',
+}
+
+/** What a load that failed throws. */
+function scriptError({ name, message, line }: ScriptFailure): ScriptError {
+  return new ScriptError(name, `${name}: ${message}`, line)
 }
 
 /** The longest error name and message a call's outcome keeps (the rest is cut, the same way on every host). */

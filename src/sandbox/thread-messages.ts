@@ -4,7 +4,7 @@
  */
 import { HostFaultError, knownCode, LibVMSError, ScriptError } from '../errors.js'
 import type { EngineState } from './engine-state.js'
-import type { CallOutcome, ExportInfo, SandboxOptions, TurnContext } from './sandbox.js'
+import type { ExportInfo, SandboxOptions, TurnContext } from './sandbox.js'
 
 /** Host → thread. `id` numbers a request the thread answers with a Reply of the same id. */
 export type ToThread =
@@ -27,7 +27,6 @@ export type FromThread =
   | { t: 'console'; sid: number; level: string; message: string }
 
 export type LoadReply = { cost: number; exports: ExportInfo[] }
-export type CallReply = CallOutcome
 
 /** An error as it crosses threads: its class, and what it needs to be rebuilt. */
 export interface CrossingError {
