@@ -2,7 +2,8 @@
  * Core VM benchmark: call throughput and latency, replay + verification speed, deploy time and idle
  * memory, each next to a raw-Hypercore baseline measured in the same run.
  *
- *   npx tsx bench/vm-core.bench.ts                  (full size)
+ *   npm run bench                                   (builds, then runs this on the built package)
+ *   npx tsx bench/vm-core.bench.ts                  (full size; build first: it imports libvms, dist/)
  *   BENCH_SCALE=0.1 npx tsx bench/vm-core.bench.ts  (quick smoke run)
  *
  * Prints one JSON object to stdout; progress goes to stderr. Every figure is the median of 3 runs.
@@ -14,7 +15,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Corestore from 'corestore'
-import { type CallEntry, Verifier, VM } from '../src/index.js'
+import { type CallEntry, Verifier, VM } from 'libvms'
 import { startBenchRun } from './bench-run.js'
 import { type Figure, figure, log, machine, median, percentile, readSizing, round2, type Target } from './bench-stats.js'
 
