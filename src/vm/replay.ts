@@ -321,8 +321,8 @@ export interface ReplayStart {
 
 /**
  * Puts a fresh replay in the state after entry `start.snapshot.seq`: its archive gets the given
- * blocks (which must hash to the state the entry records) and its sandbox and executor the snapshot's
- * state (which must be the digest the entry states).
+ * blocks (which must hash to the state the entry records), its sandbox and executor the snapshot's
+ * state (which must be the digest the entry states) and `authenticator` the snapshot's signed counters.
  */
 async function startFromSnapshot(
   callLog: ReplaySource,
