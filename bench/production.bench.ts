@@ -99,7 +99,14 @@ function prepareRequests(vm: VM, mode: Mode, n: number, callers: number): { requ
   const t0 = performance.now()
   for (let i = 0; i < n; i++) {
     const key = keys[i % callers]
-    const payload = encodeCallPayload({ callLog, method: 'inc', argsJson: '[]', nonce: key.nonce, counter: Math.floor(i / callers) + 1 })
+    const payload = encodeCallPayload({
+      callLog,
+      method: 'inc',
+      argsJson: '[]',
+      nonce: key.nonce,
+      counter: Math.floor(i / callers) + 1,
+      clientNonce: randomBytes(16).toString('hex'),
+    })
     signed[i] = signCallPayload(payload, key.keyPair.secretKey)
   }
   const signSecs = (performance.now() - t0) / 1000

@@ -48,15 +48,19 @@ async function connectAll(url: string, count: number, receipts: boolean): Promis
   )
 }
 
-/** CPU µs per call a process spent while `work` made `calls` calls (null: not measurable). */
-async function cpuPerCall(pid: number | null, calls: number, work: () => Promise<number>): Promise<[number, number | null]> {
-  const own = process.cpuUsage()
+/**
+ * CPU µs per call a process spent while `work` made `calls` calls (null: not measurable), and this
+ * process's own (the clients': with the host in a child, what checking receipts costs a client).
+ */
+async function cpuPerCall(pid: number | null, calls: number, work: () => Promise<number>): Promise<[number, number | null, number]> {
   const before = pid === null ? null : await processCpuSeconds(pid)
+  const own = process.cpuUsage()
   const perSec = await work()
+  const { user, system } = process.cpuUsage(own)
   const after = pid === null ? null : await processCpuSeconds(pid)
   const used = before === null || after === null ? null : ((after - before) * 1e6) / calls
-  const { user, system } = process.cpuUsage(own)
-  return [perSec, pid === null ? (user + system) / calls : used]
+  const ownPerCall = (user + system) / calls
+  return [perSec, pid === null ? ownPerCall : used, ownPerCall]
 }
 
 /**
@@ -66,6 +70,7 @@ async function cpuPerCall(pid: number | null, calls: number, work: () => Promise
 async function measure(url: string, label: string, hostPid: number | null) {
   const runs = { seqOn: [] as number[], seqOff: [] as number[], concOn: [] as number[], concOff: [] as number[] }
   const cpu = { on: [] as number[], off: [] as number[] }
+  const clientCpu = { on: [] as number[], off: [] as number[] }
   for (let round = 0; round < ROUNDS; round++) {
     for (const receipts of round % 2 === 0 ? [true, false] : [false, true]) {
       const [one] = await connectAll(url, 1, receipts)
@@ -73,9 +78,10 @@ async function measure(url: string, label: string, hostPid: number | null) {
       await one.close()
       const many = await connectAll(url, CLIENTS, receipts)
       const calls = CLIENTS * SIZES.concurrentCallsPerClient
-      const [conc, cpuUs] = await cpuPerCall(hostPid, calls, () => rate(many, SIZES.concurrentCallsPerClient))
+      const [conc, cpuUs, clientUs] = await cpuPerCall(hostPid, calls, () => rate(many, SIZES.concurrentCallsPerClient))
       await Promise.all(many.map((c) => c.close()))
       if (cpuUs !== null) (receipts ? cpu.on : cpu.off).push(cpuUs)
+      ;(receipts ? clientCpu.on : clientCpu.off).push(clientUs)
       ;(receipts ? runs.seqOn : runs.seqOff).push(seq)
       ;(receipts ? runs.concOn : runs.concOff).push(conc)
       log(
@@ -101,6 +107,16 @@ async function measure(url: string, label: string, hostPid: number | null) {
       without: figure(cpu.off, 'µs'),
       ratio: round3(figure(cpu.off, '').value / figure(cpu.on, '').value),
     },
+    // The clients' own CPU per call (the bench process): receipt checks are the difference.
+    ...(hostPid === null
+      ? {}
+      : {
+          clientCpuPerCallConcurrent: {
+            withReceipts: figure(clientCpu.on, 'µs'),
+            without: figure(clientCpu.off, 'µs'),
+            receiptCheck: round3(figure(clientCpu.on, '').value - figure(clientCpu.off, '').value),
+          },
+        }),
   }
 }
 

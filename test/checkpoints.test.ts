@@ -37,7 +37,7 @@ import { resolveLimits } from '../src/sandbox/limits.js'
 import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
 import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
 import { SYSTEM_SOURCE } from '../src/vm/system-api.js'
-import { expectDivergence, lyingCopy, tempDir } from './helpers.js'
+import { clientNonce, expectDivergence, lyingCopy, tempDir } from './helpers.js'
 
 const COUNTER = `
 let n = 0
@@ -360,7 +360,14 @@ test('production mode: a snapshot keeps the signed-call counters, so a replayed 
   const signed = []
   for (let counter = 1; counter <= 4; counter++) {
     const argsJson = JSON.stringify([counter])
-    const payload = encodeCallPayload({ callLog: first.vm.callLog.key, method: 'add', argsJson, nonce, counter })
+    const payload = encodeCallPayload({
+      callLog: first.vm.callLog.key,
+      method: 'add',
+      argsJson,
+      nonce,
+      counter,
+      clientNonce: clientNonce(),
+    })
     const call = { methodName: 'add', args: [counter], userId: callerIdOf(alice), signed: signCallPayload(payload, alice.secretKey) }
     signed.push(call)
     await first.vm.executeCall(call)

@@ -1,6 +1,7 @@
 /** Shared test helpers: temp dirs that clean themselves up, VMs deployed into them, stock replication. */
 
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,6 +13,11 @@ import { CallLog, DivergenceError, type LogEntry, RPCClient, RPCServer, VM, VMFa
 import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
 
 /** A fresh temp dir, removed when the test ends. */
+/** A client nonce, as a client chooses one for each call (16 random bytes, hex). */
+export function clientNonce(): string {
+  return randomBytes(16).toString('hex')
+}
+
 export async function tempDir(t: TestContext, prefix = 'libvms-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   // Retried: a VM closed by a later hook may still be writing a snapshot into it.

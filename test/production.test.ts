@@ -18,7 +18,7 @@ import {
   VM,
   VMFactory,
 } from '../src/index.js'
-import { callError, deployVM, tempDir } from './helpers.js'
+import { callError, clientNonce, deployVM, tempDir } from './helpers.js'
 import { connect, rawSocket, serve } from './rpc-helpers.js'
 
 /** A key-value store where only the admin (a public key fixed at init) may delete. */
@@ -61,7 +61,7 @@ function signedFrame(
   keyPair: KeyPair,
   fields: { callLog: string; method: string; args: unknown[]; nonce: string; counter: number },
 ) {
-  const payload = encodeCallPayload({ ...fields, argsJson: JSON.stringify(fields.args) })
+  const payload = encodeCallPayload({ ...fields, argsJson: JSON.stringify(fields.args), clientNonce: clientNonce() })
   return JSON.stringify({ jsonrpc: '2.0', id, method: fields.method, params: signCallPayload(payload, keyPair.secretKey) })
 }
 
@@ -149,7 +149,14 @@ test('a client cannot act as another key; unsigned calls and debug-style handsha
   )
   // The VM API refuses a caller id without a signature, and a signature not made by the caller.
   assert.equal((await callError(vm, 'put', ['k', 'v'], callerIdOf(alice))).code, 'ERR_AUTH_REQUIRED')
-  const payload = encodeCallPayload({ callLog: vm.callLog.key, method: 'put', argsJson: '["k","v"]', nonce: 'ab'.repeat(16), counter: 1 })
+  const payload = encodeCallPayload({
+    callLog: vm.callLog.key,
+    method: 'put',
+    argsJson: '["k","v"]',
+    nonce: 'ab'.repeat(16),
+    counter: 1,
+    clientNonce: clientNonce(),
+  })
   const signedByBob = signCallPayload(payload, bob.secretKey)
   await assert.rejects(
     vm.executeCall({ methodName: 'put', args: ['k', 'v'], userId: callerIdOf(alice), signed: signedByBob }),
@@ -222,6 +229,7 @@ test('a hand-rolled signer (stock hypercore-crypto, plain ws): any field order, 
         args: ['k', 'v'],
         note: 'signed, not part of the call',
         nonce: info.nonce,
+        clientNonce: clientNonce(),
         method: 'put',
         callLog: vm.callLog.key,
         type: 'libvms-call',
@@ -230,7 +238,7 @@ test('a hand-rolled signer (stock hypercore-crypto, plain ws): any field order, 
       2,
     ),
     // Tabs, a trailing newline and the fields backwards.
-    `{\t"counter" : 2 ,\t"nonce" : "${info.nonce}", "args" : [ "k" ], "method" : "get", "callLog" : "${vm.callLog.key}", "type" : "libvms-call" }\n`,
+    `{\t"counter" : 2 ,\t"clientNonce":"${clientNonce()}", "nonce" : "${info.nonce}", "args" : [ "k" ], "method" : "get", "callLog" : "${vm.callLog.key}", "type" : "libvms-call" }\n`,
   ]
   socket.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'put', params: sign(payloads[0]) }))
   assert.deepEqual(await socket.next(), { jsonrpc: '2.0', id: 1, result: 1 })
@@ -319,7 +327,18 @@ test('a log with an altered signature, signed payload, caller or a re-logged cal
     ],
     ['caller', (e) => Object.assign(e[3], { caller: callerIdOf(bob) }), 'ERR_BAD_SIGNATURE'],
     ['a call invented for a key', (e) => delete e[3].signed, 'ERR_AUTH_REQUIRED'],
-    ['a call logged twice', (e) => Object.assign(e[3], { signed: e[2].signed, args: e[2].args }), 'ERR_REPLAYED'],
+    [
+      'a call logged twice',
+      (e) => Object.assign(e[3], { signed: e[2].signed, clientNonce: e[2].clientNonce, args: e[2].args }),
+      'ERR_REPLAYED',
+    ],
+    // Schema 3: the entry logs the client nonce its caller signed, and no other.
+    [
+      'a client nonce other than the signed one',
+      (e) => Object.assign(e[3], { clientNonce: flip(e[3].clientNonce ?? '') }),
+      'ERR_BAD_PAYLOAD',
+    ],
+    ['no client nonce logged', (e) => delete e[3].clientNonce, 'ERR_BAD_PAYLOAD'],
   ]
   for (const [name, change, code] of cases) {
     const log = await rewritten(change)
@@ -348,7 +367,14 @@ test('debug mode refuses signatures and key-pair clients; a factory provisions V
     connect(t, `${server.url}/debug`, { keyPair: alice }),
     rpcFailure((err) => assert.equal(err.code, 'ERR_AUTH_MODE')),
   )
-  const payload = encodeCallPayload({ callLog: debugVM.callLog.key, method: 'whoami', argsJson: '[]', nonce: 'ab'.repeat(16), counter: 1 })
+  const payload = encodeCallPayload({
+    callLog: debugVM.callLog.key,
+    method: 'whoami',
+    argsJson: '[]',
+    nonce: 'ab'.repeat(16),
+    counter: 1,
+    clientNonce: clientNonce(),
+  })
   await assert.rejects(
     debugVM.executeCall({ methodName: 'whoami', userId: 'x', signed: signCallPayload(payload, alice.secretKey) }),
     (err: RPCError) => err.code === 'ERR_AUTH_MODE',
@@ -414,7 +440,7 @@ test('a bad signature deep in a long log (third batch of signature checks) is na
   for (let counter = 1; counter <= 600; counter++) {
     const args = [`k${counter % 7}`, counter]
     const argsJson = JSON.stringify(args)
-    const payload = encodeCallPayload({ callLog: vm.callLog.key, method: 'put', argsJson, nonce, counter })
+    const payload = encodeCallPayload({ callLog: vm.callLog.key, method: 'put', argsJson, nonce, counter, clientNonce: clientNonce() })
     await vm.executeCall({ methodName: 'put', args, userId: callerIdOf(alice), signed: signCallPayload(payload, alice.secretKey) })
   }
   const report = await Verifier.verify(vm.callLog, vm.filesArchive)

@@ -28,6 +28,7 @@ test('the source document example: run a VM, connect, call', async (t) => {
     filesArchiveUrl: vm.filesArchive.url,
     title: 'Bobs VM',
     auth: 'debug',
+    schema: 3,
   })
   assert.equal(await (client.foo as () => Promise<string>)(), 'bar')
   assert.deepEqual(await client.call('echo', 1, 'two', { three: [3] }, null, new Uint8Array([4])), [

@@ -1,19 +1,23 @@
 /**
  * Signed calls (production mode). A caller signs, with its Ed25519 key, a payload that binds the call
- * to one VM (its call log key), one method with its arguments, and one place in one connection (the
- * server's per-connection nonce and the caller's counter on that connection). The payload text and the
+ * to one VM (its call log key), one method with its arguments, one place in one connection (the
+ * server's per-connection nonce and the caller's counter on that connection) and, from schema 3 on,
+ * one value the caller chose at random for this call alone (`clientNonce`). The payload text and the
  * signature go into the call entry, so anyone holding the log can check that the caller asked for
- * exactly this call, on this VM, once. docs/log-format.md describes the payload.
+ * exactly this call, on this VM, once; and the caller, given a receipt of the entry, that it answers
+ * the call it just made and no earlier one. docs/log-format.md describes the payload.
  *
  * Invariants enforced here and checked again by replay:
  * - an entry's caller is the public key (hex) that signed its payload;
  * - the payload names the log it is in, and the entry's method and arguments;
- * - per nonce, counters strictly increase in log order (no call is logged twice or out of order).
+ * - per nonce, counters strictly increase in log order (no call is logged twice or out of order);
+ * - schema 3: the payload holds a client nonce, and the entry logs that same nonce.
  */
 import crypto from 'hypercore-crypto'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { jsonDeeperThan, jsonHasDuplicateKeys, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { AuthError } from '../errors.js'
+import { CLIENT_NONCE } from '../ledger/log-entry.js'
 
 export const CALL_PAYLOAD_TYPE = 'libvms-call'
 
@@ -33,6 +37,8 @@ export interface CallPayload {
   nonce: string
   /** The caller's count of calls on that connection, from 1. */
   counter: number
+  /** Schema 3: the value the caller chose at random for this call (hex); older clients sign none. */
+  clientNonce?: string
 }
 
 const HEX64 = /^[0-9a-f]{64}$/
@@ -40,8 +46,16 @@ const HEX128 = /^[0-9a-f]{128}$/
 const NONCE = /^[0-9a-f]{32,64}$/
 
 /** The payload text for a call; `argsJson` is the arguments already encoded as tagged JSON. */
-export function encodeCallPayload(fields: { callLog: string; method: string; argsJson: string; nonce: string; counter: number }): string {
-  return `{"type":"${CALL_PAYLOAD_TYPE}","callLog":${JSON.stringify(fields.callLog)},"method":${JSON.stringify(fields.method)},"args":${fields.argsJson},"nonce":${JSON.stringify(fields.nonce)},"counter":${fields.counter}}`
+export function encodeCallPayload(fields: {
+  callLog: string
+  method: string
+  argsJson: string
+  nonce: string
+  counter: number
+  clientNonce?: string
+}): string {
+  const clientNonce = fields.clientNonce === undefined ? '' : `,"clientNonce":${JSON.stringify(fields.clientNonce)}`
+  return `{"type":"${CALL_PAYLOAD_TYPE}","callLog":${JSON.stringify(fields.callLog)},"method":${JSON.stringify(fields.method)},"args":${fields.argsJson},"nonce":${JSON.stringify(fields.nonce)},"counter":${fields.counter}${clientNonce}}`
 }
 
 export function signCallPayload(payload: string, secretKey: Uint8Array): SignedCall {
@@ -82,11 +96,12 @@ export function parseCallPayload(text: string): CallPayload {
     !NONCE.test(p.nonce) ||
     typeof p.counter !== 'number' ||
     !Number.isSafeInteger(p.counter) ||
-    p.counter < 1
+    p.counter < 1 ||
+    (p.clientNonce !== undefined && (typeof p.clientNonce !== 'string' || !CLIENT_NONCE.test(p.clientNonce)))
   ) {
     throw new AuthError(
       'ERR_BAD_PAYLOAD',
-      `the signed payload must be {type: "${CALL_PAYLOAD_TYPE}", callLog, method, args, nonce, counter} (see docs/log-format.md)`,
+      `the signed payload must be {type: "${CALL_PAYLOAD_TYPE}", callLog, method, args, nonce, counter, clientNonce} with clientNonce 32 to 64 hex digits (see docs/log-format.md)`,
     )
   }
   return p as unknown as CallPayload
@@ -99,6 +114,11 @@ export interface AuthenticatedCall {
   /** The arguments as tagged JSON text, as JSON.stringify writes them. */
   argsJson: string
   signed?: SignedCall
+  /**
+   * The client nonce the call carries beside its payload (a live call's, if it gave one; a logged
+   * entry's, null when the entry holds none): it must be the one the payload holds.
+   */
+  clientNonce?: string | null
 }
 
 /** Whether `signed.signature` is `caller`'s Ed25519 signature over `signed.payload` (false for malformed input). */
@@ -111,11 +131,12 @@ export function signatureVerifies(signed: SignedCall, caller: string): boolean {
 
 /**
  * Checks that `call` was signed by its caller for this VM (`callLogKey`, hex), this method and these
- * arguments. Returns the payload (for the counter check); throws AuthError naming what is wrong.
- * `signatureValid`: the signature was already checked elsewhere (signatureVerifies, on another
- * thread), with this outcome.
+ * arguments, and (`clientNonces`: a log of schema 3 or later) with a client nonce, the one the call
+ * carries if it carries one. Returns the payload (for the counter check); throws AuthError naming
+ * what is wrong. `signatureValid`: the signature was already checked elsewhere (signatureVerifies,
+ * on another thread), with this outcome.
  */
-export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, signatureValid?: boolean): CallPayload {
+export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, clientNonces: boolean, signatureValid?: boolean): CallPayload {
   const { caller, signed } = call
   if (signed === undefined || signed === null) {
     throw new AuthError('ERR_AUTH_REQUIRED', 'this VM runs in production mode: every call must be signed (connect with {keyPair})')
@@ -141,6 +162,15 @@ export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, sig
   }
   if (JSON.stringify(payload.args) !== call.argsJson) {
     throw new AuthError('ERR_BAD_PAYLOAD', 'the call was signed with other arguments than it carries')
+  }
+  if (clientNonces && payload.clientNonce === undefined) {
+    throw new AuthError(
+      'ERR_BAD_PAYLOAD',
+      'the signed payload holds no clientNonce, which this VM (log schema 3) requires of every signed call: sign with a LibVMS client of 3.0 or later',
+    )
+  }
+  if (call.clientNonce !== undefined && call.clientNonce !== payload.clientNonce) {
+    throw new AuthError('ERR_BAD_PAYLOAD', 'the call carries another clientNonce than the one it was signed with')
   }
   if (!(signatureValid ?? signatureVerifies(signed, caller))) {
     throw new AuthError('ERR_BAD_SIGNATURE', `the signature does not verify with the caller's key ${caller}: the call was not signed by it`)

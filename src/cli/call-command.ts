@@ -2,8 +2,16 @@
 import { writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
-import { addClientOptions, type ClientOptions, connectClient } from './client-options.js'
+import type { ForkProof } from '../ledger/receipts.js'
+import { addClientOptions, type ClientOptions, connectClient, openReceiptBook, saveReceiptBook } from './client-options.js'
 import { formatValue } from './output.js'
+import { writeProof } from './receipt-commands.js'
+
+interface CallOptions extends ClientOptions {
+  receipt?: string
+  proof?: string
+  strings?: boolean
+}
 
 export function registerCall(program: Command): void {
   addClientOptions(
@@ -14,13 +22,15 @@ export function registerCall(program: Command): void {
       .argument('<method>', 'the method to call')
       .argument('[args...]', 'arguments, each as JSON (a bare word that is not JSON is taken as a string)')
       .option('--strings', 'send every argument as a string, as typed')
-      .option('--receipt <file>', "also write the call's receipt (checked) to this file"),
+      .option('--receipt <file>', "also write the call's receipt (checked) to this file")
+      .option('--proof <file>', 'when the answer shows the host rewrote its log (ERR_FORKED), write the fork proof here'),
   )
     .addHelpText('after', '\nExit codes: 0 the call returned, 1 the call failed inside the VM (logged), 2 anything else.')
-    .action(async (url: string, method: string, args: string[], options: ClientOptions & { receipt?: string; strings?: boolean }) => {
+    .action(async (url: string, method: string, args: string[], options: CallOptions) => {
       // Arguments are parsed before anything is sent: a malformed one is refused, and nothing is logged.
       const values = options.strings ? args : args.map((text, i) => parseArg(text, i + 1))
-      const client = await connectClient(url, options)
+      const book = await openReceiptBook(options)
+      const client = await connectClient(url, options, book)
       try {
         // Every answer's receipt is checked (ERR_BAD_RECEIPT if it does not hold); a logged failure has one too.
         const result = await client.call(method, ...values).finally(async () => {
@@ -28,8 +38,16 @@ export function registerCall(program: Command): void {
           if (options.receipt && receipt) await writeFile(options.receipt, `${JSON.stringify(receipt)}\n`)
         })
         process.stdout.write(`${formatValue(result === undefined ? null : result, true)}\n`)
+      } catch (e) {
+        const proof = (e as { proof?: ForkProof }).proof
+        if (options.proof && proof) {
+          await writeProof(options.proof, proof)
+          ;(e as Error).message += `; fork proof written to ${options.proof}`
+        }
+        throw e
       } finally {
         await client.close()
+        await saveReceiptBook(options, book)
       }
     })
 }

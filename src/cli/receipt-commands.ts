@@ -16,7 +16,7 @@ import { openTarget } from './targets.js'
 const MAX_FILE_BYTES = Math.ceil((MAX_EXECUTION_PROOF_BYTES * 4) / 3) + 64 * 1024 * 1024
 
 /** The JSON in `file`, or a UsageError saying why it cannot be read. */
-async function readJSON(file: string, what: string): Promise<unknown> {
+export async function readJSON(file: string, what: string): Promise<unknown> {
   let text: string
   try {
     const { size } = await stat(file)

@@ -10,7 +10,7 @@ import vm from 'node:vm'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { RPCClient } from '../rpc/rpc-client.js'
-import { addClientOptions, type ClientOptions, connectClient } from './client-options.js'
+import { addClientOptions, type ClientOptions, connectClient, openReceiptBook, saveReceiptBook } from './client-options.js'
 import { err, formatValue, out } from './output.js'
 
 interface ReplOptions extends ClientOptions {
@@ -27,7 +27,8 @@ export function registerRepl(program: Command): void {
   )
     .addHelpText('after', '\nHistory is kept in ~/.nodevms_repl_history (NODEVMS_REPL_HISTORY sets another file; empty turns it off).')
     .action(async (url: string, options: ReplOptions) => {
-      const client = withNamedMisses(await connectClient(url, options))
+      const book = await openReceiptBook(options)
+      const client = withNamedMisses(await connectClient(url, options, book))
       try {
         if (options.exec !== undefined) {
           const result = await evaluate(options.exec, client)
@@ -37,6 +38,7 @@ export function registerRepl(program: Command): void {
         }
       } finally {
         await client.close()
+        await saveReceiptBook(options, book)
       }
     })
 }

@@ -490,16 +490,12 @@ export class ExplorerServer {
    */
   private signatureOf(entry: LogEntry): { ok: boolean; problem: { code: string; message: string } | null; payload: unknown } | null {
     if (entry.type !== 'call') return null
-    const mode = (this.init as InitEntry).auth
+    const { auth: mode, schema } = this.init as InitEntry
     if (mode !== 'production' && entry.signed === undefined) return null
     let problem: { code: string; message: string } | null = null
     try {
-      new CallAuthenticator(mode, this.callLog.key).admit({
-        caller: entry.caller,
-        method: entry.method,
-        argsJson: JSON.stringify(entry.args),
-        signed: entry.signed,
-      })
+      const authenticator = new CallAuthenticator(mode, this.callLog.key, schema)
+      authenticator.admit(authenticator.loggedCall(entry))
     } catch (error) {
       if (!(error instanceof AuthError)) throw error
       problem = { code: error.code, message: error.message }
@@ -507,8 +503,8 @@ export class ExplorerServer {
     let payload: unknown = null
     if (entry.signed) {
       try {
-        const { callLog, method, nonce, counter } = parseCallPayload(entry.signed.payload)
-        payload = { callLog, method, nonce, counter }
+        const { callLog, method, nonce, counter, clientNonce } = parseCallPayload(entry.signed.payload)
+        payload = { callLog, method, nonce, counter, ...(clientNonce === undefined ? {} : { clientNonce }) }
       } catch {
         // malformed: `problem` says so
       }

@@ -1,7 +1,10 @@
 /**
- * The call log's entries (schema 2; schema 1 logs are read as before). Entry 0 is the init entry;
- * every later entry is one call. Schema 2 adds checkpoints: a call entry may state the VM's state
- * digest after it (`state`, snapshot.ts), which every replay then computes and compares.
+ * The call log's entries (schema 3; schema 1 and 2 logs are read as before). Entry 0 is the init
+ * entry; every later entry is one call. Schema 2 adds checkpoints: a call entry may state the VM's
+ * state digest after it (`state`, snapshot.ts), which every replay then computes and compares.
+ * Schema 3 adds the client's nonce: a call entry holds the random value its client chose for that
+ * call (`clientNonce`; in production mode also inside the signed payload), so a receipt of the entry
+ * answers that call and no other.
  * docs/log-format.md describes each field; keep the two in step.
  *
  * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
@@ -15,9 +18,13 @@ import type { VMLimits } from '../sandbox/limits.js'
 import type { FilesState } from './files-archive.js'
 
 /** The schema new logs are written in. */
-export const LOG_SCHEMA = 2
-/** The schemas this LibVMS reads: 1 (before checkpoints) and 2. */
-export const READABLE_SCHEMAS: readonly number[] = [1, 2]
+export const LOG_SCHEMA = 3
+/** The schemas this LibVMS reads: 1 (before checkpoints), 2 (before client nonces) and 3. */
+export const READABLE_SCHEMAS: readonly number[] = [1, 2, 3]
+/** The first schema whose call entries hold their client's nonce. */
+export const CLIENT_NONCE_SCHEMA = 3
+/** A client nonce: 16 to 32 random bytes, as lowercase hex. */
+export const CLIENT_NONCE = /^[0-9a-f]{32,64}$/
 
 export type AuthMode = 'debug' | 'production'
 
@@ -77,6 +84,11 @@ export interface CallEntry {
   caller: string | null
   /** Production mode: the payload the caller signed and its signature (see signed-call.ts). */
   signed?: SignedCall
+  /**
+   * Schema 3: the nonce the client chose for this call (hex), when it sent one; in a signed call, the
+   * one its payload holds. A client takes this entry as the answer to its call only if it holds its nonce.
+   */
+  clientNonce?: string
   method: string
   args: TaggedValue[]
   timestamp: number
@@ -209,6 +221,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
     (!isObject(raw.signed) || typeof raw.signed.payload !== 'string' || typeof raw.signed.signature !== 'string')
   ) {
     throw new LogFormatError('signed must be {payload, signature}', seq)
+  }
+  if (raw.clientNonce !== undefined && (typeof raw.clientNonce !== 'string' || !CLIENT_NONCE.test(raw.clientNonce))) {
+    throw new LogFormatError('clientNonce must be 32 to 64 lowercase hex digits when present', seq)
   }
   if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
   if (raw.state !== undefined && (typeof raw.state !== 'string' || !HEX64.test(raw.state))) {

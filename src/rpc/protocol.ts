@@ -3,9 +3,12 @@
  *
  * A connection starts with `rpc.handshake` (params: {user?} in debug mode, {publicKey?} in
  * production mode), answered with the backend's info ({methods, callLogUrl, filesArchiveUrl, title,
- * auth}, plus in production mode the connection's `nonce`); every later request calls one of
- * `methods`. In debug mode its params are the array of arguments; in production mode they are the
- * signed call {payload, signature}, the payload holding the arguments (auth/signed-call.ts). Arguments and results use LibVMS's tagged JSON (byte
+ * auth, schema}, plus in production mode the connection's `nonce`); every later request calls one of
+ * `methods`. In debug mode its params are the array of arguments, and the request may carry the
+ * call's client nonce beside them (`clientNonce`, a member of the request object: 32 to 64 hex
+ * digits the client chose at random for this call); in production mode params are the signed call
+ * {payload, signature}, the payload holding the arguments and the client nonce (auth/signed-call.ts).
+ * A log of schema 3 or later logs the nonce in the call's entry. Arguments and results use LibVMS's tagged JSON (byte
  * arrays as {"$bytes": base64}). Errors carry a numeric JSON-RPC code and, in `data`, the LibVMS
  * error name, its stable string code and (for logged call failures) the call's seq.
  *
@@ -13,7 +16,8 @@
  * logged call, the log's receipt of its entry (`receipt` beside `result`, or `error.data.receipt`):
  * a Hypercore proof, signed by the log's key, that the log holds the entry. The answers of one
  * connection's logged calls leave in log order (increasing seq), so a client refuses a receipt whose
- * seq is not past the last it took. Clients that do not ask get plain JSON-RPC.
+ * seq is not past the last it took, and one whose entry does not hold the nonce it chose for the call.
+ * Clients that do not ask get plain JSON-RPC.
  */
 
 import type { Receipt } from '../ledger/receipts.js'
@@ -60,6 +64,11 @@ export interface BackendInfo {
   filesArchiveUrl: string
   title: string
   auth: 'debug' | 'production'
+  /**
+   * The schema of the VM's call log (absent from hosts before schema 3): from 3 on, every call entry
+   * holds the nonce its client chose for it, and a client requires its receipts to show it.
+   */
+  schema?: number
   /**
    * Production mode: this connection's nonce (hex), which every call signed on it includes. Fresh per
    * connection, so a signed call captured from one connection is refused on any other.

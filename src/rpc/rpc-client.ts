@@ -4,6 +4,7 @@
  * reaches any of them, including names the client itself uses (connect, close, call, url,
  * backendInfo).
  */
+import { randomBytes } from 'node:crypto'
 import type WebSocket from 'ws'
 import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
@@ -11,13 +12,14 @@ import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.
 import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import type { CallEntry } from '../ledger/log-entry.js'
+import { type CallEntry, CLIENT_NONCE_SCHEMA } from '../ledger/log-entry.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmSetting } from '../ledger/remote-source.js'
 import { loadWs } from '../net/replication.js'
 import { swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
 import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, RPC_ERRORS, type RPCResponse } from './protocol.js'
+import { ReceiptBook } from './receipt-book.js'
 
 export interface ConnectOptions {
   /**
@@ -40,11 +42,18 @@ export interface ConnectOptions {
   swarm?: SwarmSetting
   /**
    * Ask for a receipt with every answer and check it (default true): the log's signed proof that it
-   * holds the call's entry — the call this client sent, with the answer it got. An answer whose
-   * receipt does not hold rejects with ERR_BAD_RECEIPT. Checked receipts are kept in
+   * holds the call's entry — the call this client sent (its method, arguments, caller and the random
+   * nonce it chose for this call alone), with the answer it got. An answer whose receipt does not
+   * hold rejects with ERR_BAD_RECEIPT; one that contradicts a receipt already held from the same log
+   * rejects with ERR_FORKED and carries the fork proof (`err.proof`). Checked receipts are kept in
    * `client.receipts` (the latest 10,000) and given to `onReceipt`.
+   *
+   * A ReceiptBook (`receipts: book`) keeps, per log, the latest receipt across connections (share one
+   * book between clients, save it with `book.toJSON()`): a call sent after the book holds a receipt
+   * signed at length L must be answered with an entry at seq L or later. Without one (true), the
+   * client keeps its own book, for this connection.
    */
-  receipts?: boolean
+  receipts?: boolean | ReceiptBook
   /** Called with each checked receipt and the call it proves, e.g. to save them all. */
   onReceipt?: (receipt: Receipt, call: { method: string; seq: number }) => void
   /**
@@ -73,7 +82,30 @@ interface PendingCall {
   resolve: (value: unknown) => void
   reject: (err: Error) => void
   /** A VM call: what its receipt must show it was. */
-  sent?: { method: string; argsJson: string; payload?: string }
+  sent?: SentCall
+}
+
+/** What a VM call's receipt must show it was. */
+interface SentCall {
+  method: string
+  argsJson: string
+  /** The signed payload (production mode). */
+  payload?: string
+  /** The random value this client chose for this call alone (hex). */
+  clientNonce: string
+  /** The signed length of the latest receipt of the log the book held when the call was sent: its entry comes after. */
+  loggedFrom: number
+}
+
+/** What a connection that asked for receipts checks them against. */
+interface ReceiptCheck {
+  callLogKey: string
+  caller: string | null
+  /** The log's entries hold their clients' nonces (schema 3 and later, as the host says). */
+  clientNonces: boolean
+  lastSeq: number
+  book: ReceiptBook
+  onReceipt?: ConnectOptions['onReceipt']
 }
 
 function callLogKeyOf(url: unknown): string {
@@ -119,8 +151,7 @@ export class RPCClient {
   private signer: CallSigner | null = null
   /** Checked receipts, the latest first kept last (at most 10,000; see ConnectOptions.onReceipt). */
   readonly receipts: Receipt[] = []
-  private receiptCheck: { callLogKey: string; caller: string | null; lastSeq: number; onReceipt?: ConnectOptions['onReceipt'] } | null =
-    null
+  private receiptCheck: ReceiptCheck | null = null
 
   /**
    * What the VM's host said in the handshake: `{methods, callLogUrl, filesArchiveUrl, title, auth}`
@@ -164,6 +195,9 @@ export class RPCClient {
     }
     if (options.hosts !== undefined && !(options.hosts instanceof HostBook)) {
       throw new InvalidArgumentError('connect(url, {hosts}): hosts must be a HostBook (new HostBook())')
+    }
+    if (options.receipts !== undefined && typeof options.receipts !== 'boolean' && !(options.receipts instanceof ReceiptBook)) {
+      throw new InvalidArgumentError('connect(url, {receipts}): receipts must be true, false or a ReceiptBook (new ReceiptBook())')
     }
     // By key: the host is looked up on the DHT and RPC runs over a Hyperswarm connection (swarm-rpc.ts).
     const timeoutMs = options.timeout ?? (byKey ? 60_000 : 10_000)
@@ -231,9 +265,16 @@ export class RPCClient {
             )
           }
           if (wantReceipts) {
-            const caller = publicKey ?? options.user ?? null
-            // A host that advertises no call log gives no receipt that can hold.
-            this.receiptCheck = { callLogKey: callLogKeyOf(info.callLogUrl), caller, lastSeq: 0, onReceipt: options.onReceipt }
+            this.receiptCheck = {
+              // A host that advertises no call log gives no receipt that can hold.
+              callLogKey: callLogKeyOf(info.callLogUrl),
+              caller: publicKey ?? options.user ?? null,
+              // A host that does not say (before schema 3) logs no nonces: entries that hold one must still hold this call's.
+              clientNonces: typeof info.schema === 'number' && info.schema >= CLIENT_NONCE_SCHEMA,
+              lastSeq: 0,
+              book: options.receipts instanceof ReceiptBook ? options.receipts : new ReceiptBook(),
+              onReceipt: options.onReceipt,
+            }
           }
           if (options.keyPair && info.auth === 'production' && typeof info.nonce === 'string') {
             const callLogKey = toHex(parseKeyUrl(info.callLogUrl))
@@ -277,10 +318,21 @@ export class RPCClient {
     const ws = this.ws
     if (!ws || this.closedBy) return Promise.reject(this.closedBy ?? new StateError('the client is not connected'))
     let params: string | undefined
-    let sent: PendingCall['sent']
+    let sent: SentCall | undefined
+    // Debug mode: the call's nonce travels beside it (in production mode, inside what it signs).
+    let beside = ''
     try {
       params = method === HANDSHAKE_METHOD ? JSON.stringify(args[0]) : encodeValue(args, 'the argument list')
-      if (method !== HANDSHAKE_METHOD) sent = { method, argsJson: params ?? '[]' }
+      if (method !== HANDSHAKE_METHOD) {
+        const check = this.receiptCheck
+        sent = {
+          method,
+          argsJson: params ?? '[]',
+          clientNonce: randomBytes(16).toString('hex'),
+          loggedFrom: check ? check.book.lengthOf(check.callLogKey) : 0,
+        }
+        beside = `,"clientNonce":"${sent.clientNonce}"`
+      }
       const signer = this.signer
       if (signer && sent) {
         signer.counter++
@@ -290,9 +342,11 @@ export class RPCClient {
           argsJson: sent.argsJson,
           nonce: signer.nonce,
           counter: signer.counter,
+          clientNonce: sent.clientNonce,
         })
         params = JSON.stringify(signCallPayload(payload, signer.keyPair.secretKey))
         sent.payload = payload
+        beside = ''
       }
     } catch (err) {
       return Promise.reject(err)
@@ -301,7 +355,7 @@ export class RPCClient {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, sent })
       // A send can only fail on a closing socket: its 'close' event rejects the call with the reason.
-      ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}}`, () => {})
+      ws.send(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${params ?? '[]'}${beside}}`, () => {})
     })
   }
 
@@ -379,10 +433,11 @@ export class RPCClient {
 
   /**
    * The receipt of a logged call must prove the call this client sent, answered as it was answered;
-   * an answer the log does not hold is refused (ERR_BAD_RECEIPT). Refusals of the edge (no seq: the
-   * call was never logged) carry none.
+   * an answer the log does not hold is refused (ERR_BAD_RECEIPT), and one that contradicts a receipt
+   * the book holds of the same log is a fork (ERR_FORKED, with the proof). Refusals of the edge (no
+   * seq: the call was never logged) carry none.
    */
-  private checkReceipt(sent: NonNullable<PendingCall['sent']>, response: RPCResponse): RPCError | { entry: CallEntry; seq: number } | null {
+  private checkReceipt(sent: SentCall, response: RPCResponse): RPCError | { entry: CallEntry; seq: number } | null {
     const check = this.receiptCheck
     if (!check) return null
     const receipt = response.error ? response.error.data?.receipt : response.receipt
@@ -403,11 +458,38 @@ export class RPCClient {
     }
     const entry = proven.entry as CallEntry
     if (proven.log !== check.callLogKey) return bad(`the receipt is of log ${proven.log}, not this VM's ${check.callLogKey}`)
+    // Kept as the fields a receipt has, whatever else the host sent along.
+    const kept: Receipt = {
+      type: RECEIPT_TYPE,
+      version: RECEIPT_VERSION,
+      log: proven.log,
+      seq: proven.seq,
+      length: proven.length,
+      proof: (receipt as Receipt).proof,
+    }
+    const forkProof = check.book.note(kept, proven)
+    if (forkProof) {
+      const err = new RPCError(
+        'ReceiptError',
+        'ERR_FORKED',
+        `the answer to ${sent.method} is signed by log ${proven.log} in a history that contradicts a receipt this client already holds from it: the host rewrote its log (err.proof is the fork proof; nodevms check-proof checks it)`,
+        0,
+      )
+      return Object.assign(err, { proof: forkProof })
+    }
     if (entry.type !== 'call' || entry.method !== sent.method) return bad(`entry ${proven.seq} is not a call to ${sent.method}`)
     if (JSON.stringify(entry.args) !== sent.argsJson) return bad(`entry ${proven.seq} holds other arguments`)
     if (entry.caller !== check.caller) return bad(`entry ${proven.seq} is a call by ${JSON.stringify(entry.caller)}`)
     if (sent.payload !== undefined && entry.signed?.payload !== sent.payload)
       return bad(`entry ${proven.seq} is not the call this client signed`)
+    // The nonce this client chose for this call: an older entry of the same call cannot hold it.
+    if (entry.clientNonce !== sent.clientNonce && (check.clientNonces || entry.clientNonce !== undefined))
+      return bad(`entry ${proven.seq} does not hold this call's client nonce: it is the entry of another call, not the answer to this one`)
+    if (proven.seq < sent.loggedFrom) {
+      return bad(
+        `entry ${proven.seq} is older than this call: a receipt of ${sent.loggedFrom} entries of this log was held when it was sent`,
+      )
+    }
     if (response.error) {
       const { message, data } = response.error
       if (!entry.error || entry.error.name !== data?.name || entry.error.message !== message || data?.seq !== proven.seq) {
@@ -419,15 +501,6 @@ export class RPCClient {
     // One connection's calls are logged, and answered, in the order it sent them: a seq never repeats.
     if (proven.seq <= check.lastSeq) return bad(`entry ${proven.seq} was already the answer to an earlier call`)
     check.lastSeq = proven.seq
-    // Kept as the fields a receipt has, whatever else the host sent along.
-    const kept: Receipt = {
-      type: RECEIPT_TYPE,
-      version: RECEIPT_VERSION,
-      log: proven.log,
-      seq: proven.seq,
-      length: proven.length,
-      proof: (receipt as Receipt).proof,
-    }
     if (this.receipts.length >= KEPT_RECEIPTS) this.receipts.shift()
     this.receipts.push(kept)
     check.onReceipt?.(kept, { method: sent.method, seq: proven.seq })

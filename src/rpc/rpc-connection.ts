@@ -17,18 +17,21 @@ import {
   MethodNotFoundError,
   StateError,
 } from '../errors.js'
+import { CLIENT_NONCE } from '../ledger/log-entry.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
 import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, type ReplicaInfo, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
-type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall }
+type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall; clientNonce?: string }
 
 /** What the server needs of a mounted VM. */
 export interface RPCBackend {
   readonly methods: string[]
   readonly title: string
   readonly auth: 'debug' | 'production'
+  /** The schema of the VM's call log, said in the handshake (clients check client nonces from schema 3 on). */
+  readonly logSchema?: number
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
@@ -192,11 +195,11 @@ export class RPCConnection {
       this.sendError(null, refusal('invalidRequest', why))
       return
     }
-    const { jsonrpc, id, method, params } = request as Record<string, unknown>
+    const { jsonrpc, id, method, params, clientNonce } = request as Record<string, unknown>
     if (!Object.hasOwn(request, 'id') && jsonrpc === '2.0' && typeof method === 'string') {
       // A notification: run like a call, never answered. A handshake has an answer to give, and a
       // connection that has not shaken hands has no caller yet: those are dropped.
-      if (method !== HANDSHAKE_METHOD && this.handshaken) this.onCall(NOTIFICATION, method, params)
+      if (method !== HANDSHAKE_METHOD && this.handshaken) this.onCall(NOTIFICATION, method, params, clientNonce)
       return
     }
     if (!isRequestId(id)) {
@@ -215,7 +218,7 @@ export class RPCConnection {
       this.sendError(id, refusal('handshakeRequired', `call ${HANDSHAKE_METHOD} first`))
       return
     }
-    this.onCall(id, method, params)
+    this.onCall(id, method, params, clientNonce)
   }
 
   private onHandshake(id: number | string, params: unknown): void {
@@ -263,12 +266,14 @@ export class RPCConnection {
       title: backend.title,
       auth: backend.auth,
     }
+    if (backend.logSchema !== undefined) info.schema = backend.logSchema
     if (this.nonce) info.nonce = this.nonce
     if (backend.replica) info.replica = backend.replica()
     this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
   }
 
-  private onCall(id: CallId, method: string, params: unknown): void {
+  /** `clientNonce`: the request's own, beside its params (debug mode; checked by the VM's admission). */
+  private onCall(id: CallId, method: string, params: unknown, clientNonce: unknown): void {
     const backend = this.mount.backend
     if (backend.replica) {
       this.sendError(
@@ -297,6 +302,13 @@ export class RPCConnection {
       this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
       return
     }
+    if (clientNonce !== undefined && (typeof clientNonce !== 'string' || !CLIENT_NONCE.test(clientNonce))) {
+      this.sendError(
+        id,
+        refusal('invalidParams', 'clientNonce must be 32 to 64 lowercase hex digits: a random value chosen for this call (or left out)'),
+      )
+      return
+    }
     if (this.mount.closing) {
       this.sendError(
         id,
@@ -322,9 +334,9 @@ export class RPCConnection {
       return
     }
     this.mount.callStarted()
-    const call: BackendCall = signed
-      ? { methodName: method, args, userId: this.user, signed }
-      : { methodName: method, args, userId: this.user }
+    const call: BackendCall = { methodName: method, args, userId: this.user }
+    if (signed) call.signed = signed
+    if (clientNonce !== undefined) call.clientNonce = clientNonce
     const answered =
       this.receipts && backend.executeCallWithReceipt
         ? backend.executeCallWithReceipt(call)

@@ -11,9 +11,13 @@
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see codec/value-codec.ts);
  * 3. the caller is a string or null;
- * 4. the auth mode's caller check passes (auth/call-auth.ts: signatures, once each, in production mode);
+ * 4. the auth mode's caller check passes (auth/call-auth.ts: signatures, once each, in production mode;
+ *    from schema 3 on, a signed call holds a client nonce and its entry logs that one);
  * 5. (logged calls) oracle values appear only in a factory's log: no other VM asks the host for any;
- *    and only as `{vms: [records]}`, each record in the shape a factory writes.
+ *    and only as `{vms: [records]}`, each record in the shape a factory writes;
+ * 6. (logged calls) a client nonce appears only in a log of schema 3 or later: no earlier VM logged one.
+ *    (A live call's nonce is a string of 32 to 64 hex digits; a log of an earlier schema cannot hold
+ *    it, and it is dropped there.)
  *
  * Entries — the init entry of a deploy and one call entry per call, field by field in a fixed order
  * (entries are compared as JSON text); the inputs of a call as they are logged; the seeds of new calls.
@@ -26,7 +30,7 @@ import type { SignedCall } from '../auth/signed-call.js'
 import { decodeValue, encodeValue, jsonDeeperThan, type TaggedValue } from '../codec/value-codec.js'
 import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
 import type { FilesState } from '../ledger/files-archive.js'
-import { type CallEntry, type EngineInfo, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
+import { type CallEntry, CLIENT_NONCE, type EngineInfo, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
 import { ENGINE_NAME, ENGINE_VARIANT, ENGINE_VERSION } from '../sandbox/engine.js'
 import { recordedLimits, type VMLimits } from '../sandbox/limits.js'
 import type { CallOutcome, ExportInfo } from '../sandbox/sandbox.js'
@@ -69,7 +73,7 @@ function oracleProblemOf(oracle: CallEntry['oracle'], factory: boolean): string 
 }
 
 /** A call as it will be logged, once admitted. */
-export type AdmittedCall = Pick<CallEntry, 'caller' | 'method' | 'args' | 'signed'>
+export type AdmittedCall = Pick<CallEntry, 'caller' | 'method' | 'args' | 'signed' | 'clientNonce'>
 
 export class CallAdmission {
   private readonly methods: Set<string>
@@ -89,16 +93,23 @@ export class CallAdmission {
   }
 
   /** Checks a live call; throws the refusal (nothing is logged). Returns the call as it will be logged. */
-  admitLive(request: { methodName: unknown; args?: unknown; userId?: unknown; signed?: SignedCall }): AdmittedCall {
-    const { methodName, args = [], userId = null, signed } = request
+  admitLive(request: { methodName: unknown; args?: unknown; userId?: unknown; signed?: SignedCall; clientNonce?: unknown }): AdmittedCall {
+    const { methodName, args = [], userId = null, signed, clientNonce } = request
     this.checkMethod(methodName)
     if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
     if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
+    if (clientNonce !== undefined && (typeof clientNonce !== 'string' || !CLIENT_NONCE.test(clientNonce))) {
+      throw new InvalidArgumentError('executeCall: clientNonce must be 32 to 64 lowercase hex digits (a random value chosen for this call)')
+    }
     const json = encodeValue(args, 'the argument list') ?? '[]'
     this.checkArgsSize(json)
-    this.authenticator.admit({ caller: userId, method: methodName, argsJson: json, signed })
+    const auth = this.authenticator
+    const payload = auth.admit({ caller: userId, method: methodName, argsJson: json, signed, clientNonce })
     const call: AdmittedCall = { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
     if (signed !== undefined) call.signed = { payload: signed.payload, signature: signed.signature }
+    // A signed call's nonce is the one it signed; a log before schema 3 has no place for one.
+    const logged = payload?.clientNonce ?? clientNonce
+    if (auth.clientNonces && logged !== undefined) call.clientNonce = logged
     return call
   }
 
@@ -139,6 +150,9 @@ export class CallAdmission {
     }
     const oracleProblem = oracleProblemOf(entry.oracle, this.factory)
     if (oracleProblem) throw refuse('oracle', new EncodingError(oracleProblem))
+    if (entry.clientNonce !== undefined && !this.authenticator.clientNonces) {
+      throw refuse('clientNonce', new EncodingError('the entry holds a client nonce, which no VM logged before log schema 3'))
+    }
     if (options.checkAuth === false) this.authenticator.remember(entry)
     else this.authenticator.checkLogged(seq, entry, options.signatureValid)
   }
@@ -167,7 +181,7 @@ export const ENGINE_INFO: EngineInfo = {
 }
 
 /** A call's inputs, as they are (or will be) logged. */
-export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
+export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'clientNonce' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'>
 
 /**
  * A call's outcome, and the oracle values it recorded if it ran live. On replay, `oracleUnused`
@@ -247,6 +261,7 @@ export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: Fil
     type: 'call',
     caller: input.caller,
     ...(input.signed ? { signed: input.signed } : {}),
+    ...(input.clientNonce !== undefined ? { clientNonce: input.clientNonce } : {}),
     method: input.method,
     args: input.args,
     timestamp: input.timestamp,
@@ -260,6 +275,15 @@ export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: Fil
 }
 
 /** The inputs of a logged call entry, for replay. */
-export function callInputOf({ caller, signed, method, args, timestamp, seed, oracle }: CallEntry): CallInput {
-  return { caller, method, args, timestamp, seed, ...(signed && { signed }), ...(oracle && { oracle }) }
+export function callInputOf({ caller, signed, clientNonce, method, args, timestamp, seed, oracle }: CallEntry): CallInput {
+  return {
+    caller,
+    method,
+    args,
+    timestamp,
+    seed,
+    ...(signed && { signed }),
+    ...(clientNonce !== undefined && { clientNonce }),
+    ...(oracle && { oracle }),
+  }
 }

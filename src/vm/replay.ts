@@ -201,7 +201,7 @@ export async function replayCallLog(
   const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
   executor.dropEntries = !!options.dropEntries
   try {
-    const authenticator = new CallAuthenticator(init.auth, callLog.key)
+    const authenticator = new CallAuthenticator(init.auth, callLog.key, init.schema)
     let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
     let replayedInit = init
     if (options.from) {
@@ -400,7 +400,7 @@ export async function restoreFromLog(
   const runner = executor.runner
   const length = log.length
   const init = (await log.get(0)) as InitEntry
-  const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key)
+  const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key, init.schema)
   const snapshot = options.snapshot ?? null
   const from = snapshot?.seq ?? 0
   let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }

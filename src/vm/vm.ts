@@ -24,7 +24,7 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import type { AuthMode, CallEntry, InitEntry } from '../ledger/log-entry.js'
+import { type AuthMode, type CallEntry, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
@@ -101,6 +101,12 @@ export interface ExecuteCallRequest {
   userId?: string | null
   /** Production mode: the payload the caller signed for this call and its signature. */
   signed?: SignedCall
+  /**
+   * The value the caller chose at random for this call (32 to 64 lowercase hex digits), logged in
+   * the call's entry (log schema 3): a receipt of the entry then answers this call and no other.
+   * RPCClient sends one with every call; in a signed call it is the one the payload holds.
+   */
+  clientNonce?: string
 }
 
 const noticeLog = debuglog('libvms')
@@ -164,6 +170,11 @@ export class VM extends EventEmitter {
 
   get auth(): AuthMode {
     return this.initEntry?.auth ?? 'debug'
+  }
+
+  /** The schema of the VM's log (its init entry's; LOG_SCHEMA for a new VM): what its entries can hold. */
+  get logSchema(): number {
+    return this.initEntry?.schema ?? LOG_SCHEMA
   }
 
   get dir(): string | null {
@@ -314,7 +325,7 @@ export class VM extends EventEmitter {
     this.storage = storage
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
-    const authenticator = new CallAuthenticator(init.auth, log.key)
+    const authenticator = new CallAuthenticator(init.auth, log.key, init.schema)
     const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
     const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
     if (checkpointer && snapshot === null && log.length > 1) {
@@ -330,7 +341,7 @@ export class VM extends EventEmitter {
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
   attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
     this.initEntry = init
-    const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key)
+    const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key, init.schema)
     const executor = this.requireExecutor()
     this.admission = new CallAdmission(executor.runner.exports, init.limits, auth, !!init.factory)
     executor.nextSeq = length

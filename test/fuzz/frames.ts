@@ -47,12 +47,13 @@ export interface Gen {
   staleSigned: string | null
 }
 
-function req(g: Gen, method: string, params?: string, id: string = String(g.nextId())): string {
+function req(g: Gen, method: string, params?: string, id: string = String(g.nextId()), clientNonce?: string): string {
   return rawObject(g.rng, [
     ['jsonrpc', '"2.0"'],
     ['id', id],
     ['method', JSON.stringify(method)],
     ['params', params],
+    ['clientNonce', clientNonce],
   ])
 }
 
@@ -69,7 +70,9 @@ function validCall(g: Gen, category = 'valid-call', sent = true): Frame {
   const method = rng.chance(0.6) ? 'echo' : 'count'
   if (session.mode === 'debug') {
     const params = method === 'count' && rng.chance(0.5) ? undefined : JSON.stringify(randomArgs(rng))
-    return text(category, req(g, method, params), session.handshaken ? 'run' : undefined)
+    // A client nonce beside the call, as RPCClient sends one (or none, as a hand-written client).
+    const clientNonce = rng.chance(0.5) ? JSON.stringify(rng.hex(32)) : undefined
+    return text(category, req(g, method, params, undefined, clientNonce), session.handshaken ? 'run' : undefined)
   }
   const params = signedParams(g, method, JSON.stringify(randomArgs(rng, true)))
   const honest = session.handshaken && session.publicKey === g.publicKeyHex
@@ -88,6 +91,7 @@ function signedParams(g: Gen, method: string, argsJson: string, counter = ++g.se
     argsJson,
     nonce: g.session.nonce ?? g.rng.hex(32),
     counter,
+    clientNonce: g.rng.hex(32),
   })
   return JSON.stringify(signCallPayload(payload, g.keyPair.secretKey))
 }
@@ -685,7 +689,15 @@ function forgedSigned(g: Gen): Frame {
   const args = JSON.stringify(randomArgs(rng, true))
   const nonce = session.nonce ?? rng.hex(32)
   const payloadOf = (fields: Partial<{ callLog: string; method: string; argsJson: string; nonce: string; counter: number }>) =>
-    encodeCallPayload({ callLog: g.prodCallLogKey, method, argsJson: args, nonce, counter: ++session.counter, ...fields })
+    encodeCallPayload({
+      callLog: g.prodCallLogKey,
+      method,
+      argsJson: args,
+      nonce,
+      counter: ++session.counter,
+      clientNonce: rng.hex(32),
+      ...fields,
+    })
   const sign = (payload: string) => signCallPayload(payload, g.keyPair.secretKey).signature
   /** Params carrying `payload`, signed with the test's key. */
   const signed = (payload: string) => JSON.stringify({ payload, signature: sign(payload) })
@@ -707,8 +719,11 @@ function forgedSigned(g: Gen): Frame {
         { counter: 1.5 },
         { counter: 2 ** 53 },
         { args: { a: 1 } },
+        { clientNonce: 'zz' },
+        { clientNonce: undefined },
       ])
-      params = signed(JSON.stringify({ type: 'libvms-call', callLog: g.prodCallLogKey, method, args: [], nonce, counter: 1, ...shape }))
+      const fields = { type: 'libvms-call', callLog: g.prodCallLogKey, method, args: [], nonce, counter: 1, clientNonce: rng.hex(32) }
+      params = signed(JSON.stringify({ ...fields, ...shape }))
       break
     }
     case 3:
@@ -786,6 +801,30 @@ function mutation(g: Gen): Frame {
   return text('mutation', rawObject(rng, fields))
 }
 
+/** Debug mode: a call whose client nonce (beside it) is not 32 to 64 lowercase hex digits: refused, not run. */
+function badClientNonce(g: Gen): Frame {
+  const { rng } = g
+  const clientNonce = rng.pick([
+    '1',
+    'null',
+    'true',
+    '[]',
+    '{}',
+    '""',
+    JSON.stringify(rng.hex(30)),
+    JSON.stringify(rng.hex(66)),
+    JSON.stringify(
+      rng
+        .hex(32)
+        .toUpperCase()
+        .replace(/^[0-9]/, 'A'),
+    ),
+    JSON.stringify(`${rng.hex(31)}g`),
+    JSON.stringify(randomString(rng)),
+  ])
+  return text('bad-client-nonce', req(g, 'echo', JSON.stringify(randomArgs(rng)), undefined, clientNonce))
+}
+
 type Maker = (g: Gen) => Frame
 
 const CATEGORIES: [Maker, number, Mode | 'both'][] = [
@@ -811,6 +850,7 @@ const CATEGORIES: [Maker, number, Mode | 'both'][] = [
   [handshakeFrame, 4, 'both'],
   [handshakeWrongTypes, 5, 'both'],
   [forgedSigned, 10, 'production'],
+  [badClientNonce, 3, 'debug'],
   [mutation, 8, 'both'],
 ]
 

@@ -129,6 +129,11 @@ export function expectOutcome(frame: Frame, session: Session): Outcome {
   if (!METHODS.includes(method)) return refused(id, E.methodNotFound)
   if (session.mode === 'debug') {
     if (params !== undefined && !Array.isArray(params)) return refused(id, E.invalidParams)
+    // A client nonce beside the call: 32 to 64 lowercase hex digits, or none.
+    const { clientNonce } = request as Record<string, unknown>
+    if (clientNonce !== undefined && !(typeof clientNonce === 'string' && /^[0-9a-f]{32,64}$/.test(clientNonce))) {
+      return refused(id, E.invalidParams)
+    }
     const args = (params ?? []) as unknown[]
     if (depthOf(args) > SHALLOW) {
       return { kind: 'call', id, method, mustRun: false, mayRun: true, refusals: [E.invalidParams, E.encoding] }
