@@ -31,8 +31,9 @@ import {
   VM,
   type VMOptions,
 } from '../src/index.js'
-import { encodeSnapshot, stateDigest } from '../src/ledger/snapshot.js'
+import { decodeSnapshot, encodeSnapshot, stateDigest, type VMSnapshot } from '../src/ledger/snapshot.js'
 import { prunable, SnapshotStore } from '../src/ledger/snapshot-store.js'
+import { PAGE_BYTES } from '../src/sandbox/engine.js'
 import { resolveLimits } from '../src/sandbox/limits.js'
 import { RemoteSandbox } from '../src/sandbox/remote-sandbox.js'
 import { type CallOutcome, Sandbox } from '../src/sandbox/sandbox.js'
@@ -281,6 +282,69 @@ test('a damaged, torn, foreign or stale snapshot is skipped with a line saying w
   t.after(() => foreign.vm.close())
   assert.match(foreign.notices[0], /^snapshot of seq 20 skipped: the log holds another entry at its seq; replaying the whole log$/)
   assert.deepEqual(await foreign.vm.executeCall({ methodName: 'get' }), { n: sum(20), recent: 20, file: String(sum(20)) })
+})
+
+test('a snapshot edited with its checksum redone, or one of another state than the log states at its seq, is skipped on reopen: an older one or the whole log gives the right state', async (t) => {
+  const base = await tempDir(t)
+  /** A VM of 15 calls, closed: snapshots of seqs 5, 10 and 15, whose digests its log states. */
+  const fifteenCalls = async (name: string) => {
+    const dir = join(base, name)
+    const { vm } = await open(dir)
+    await addCalls(vm, 15)
+    await vm.close()
+    assert.deepEqual(await snapshotSeqs(dir), [5, 10, 15])
+    const store = new SnapshotStore(dir)
+    const snapshots = new Map<number, VMSnapshot>()
+    for (const seq of [5, 10, 15]) snapshots.set(seq, await store.read(seq))
+    return { dir, snapshots }
+  }
+  const right = { n: sum(15), recent: 15, file: String(sum(15)) }
+
+  // (a) The newest snapshot's engine bytes edited (each page it shares with the snapshot of seq 10
+  // made that page), its header left as it was and its checksum redone: a whole file, which no longer
+  // hashes to the state it names (the log's state at seq 15).
+  const edited = await fifteenCalls('edited')
+  const [older, newest] = [edited.snapshots.get(10) as VMSnapshot, edited.snapshots.get(15) as VMSnapshot]
+  const bytes = new Uint8Array(newest.engine.bytes)
+  newest.engine.pages.forEach((page, i) => {
+    const j = older.engine.pages.indexOf(page)
+    if (j >= 0) bytes.set(older.engine.bytes.subarray(j * PAGE_BYTES, (j + 1) * PAGE_BYTES), i * PAGE_BYTES)
+  })
+  assert.ok(Buffer.compare(bytes, newest.engine.bytes) !== 0, 'the engine bytes are edited')
+  await writeFile(snapshotFile(edited.dir, 15), encodeSnapshot({ ...newest, engine: { ...newest.engine, bytes } }))
+  const fromOlder = await open(edited.dir)
+  t.after(() => fromOlder.vm.close())
+  assert.deepEqual(fromOlder.notices, [
+    'snapshot of seq 15 skipped: its content does not hash to the state it names; trying the one of seq 10',
+  ])
+  assert.equal(fromOlder.replayed, 5, 'calls 11 to 15 replayed from the snapshot of seq 10')
+  assert.deepEqual(await fromOlder.vm.executeCall({ methodName: 'get' }), right)
+
+  // (b) Each snapshot made of another seq's state: it names its own seq, entry and archive state, and
+  // hashes to the state it names, but that is not the state the log states at its seq.
+  const swapped = await fifteenCalls('swapped')
+  for (const [seq, other] of [
+    [15, 10],
+    [10, 5],
+    [5, 10],
+  ]) {
+    const own = swapped.snapshots.get(seq) as VMSnapshot
+    const theirs = swapped.snapshots.get(other) as VMSnapshot
+    const file = encodeSnapshot({ ...own, engine: theirs.engine, host: theirs.host, state: theirs.state })
+    assert.equal(decodeSnapshot(file).state, theirs.state, 'it hashes to the state it names')
+    assert.notEqual(theirs.state, own.state)
+    await writeFile(snapshotFile(swapped.dir, seq), file)
+  }
+  const fromStart = await open(swapped.dir)
+  t.after(() => fromStart.vm.close())
+  assert.deepEqual(fromStart.notices, [
+    'snapshot of seq 15 skipped: its state digest is not the one the log states at seq 15; trying the one of seq 10',
+    'snapshot of seq 10 skipped: its state digest is not the one the log states at seq 10; trying the one of seq 5',
+    'snapshot of seq 5 skipped: its state digest is not the one the log states at seq 5; replaying the whole log',
+    'no usable snapshot: replaying the whole log (15 calls)',
+  ])
+  assert.equal(fromStart.replayed, 15)
+  assert.deepEqual(await fromStart.vm.executeCall({ methodName: 'get' }), right)
 })
 
 test('a forged state digest fails the audit at its seq; a schema 1 log that states one is refused there too', async (t) => {

@@ -434,6 +434,56 @@ test('the page makes no request outside 127.0.0.1, whatever the log and files ho
   for (const request of requests) assert.equal(new URL(request).hostname, '127.0.0.1', request)
 })
 
+test('a file or folder whose name is markup is shown as text everywhere the page names it: no element is made of it', async (t) => {
+  const dir = join(await tempDir(t, 'libvms-explorer-'), 'vm')
+  const image = '/<img src=x onerror=window.__pwned=1>.txt'
+  const vm = new VM(`
+    exports.plant = async () => {
+      await System.files.writeFile(${JSON.stringify(image)}, 'an image?')
+      await System.files.mkdir('/<b>bold')
+      await System.files.writeFile('/<b>bold/<i>italic.txt', 'inside')
+    }
+  `)
+  await vm.deploy({ dir, title: 'names' })
+  try {
+    await vm.executeCall({ methodName: 'plant', userId: 'mallory' })
+  } finally {
+    await vm.close()
+  }
+  const { explored } = await explore(t, dir)
+  const { page, outside } = await openPage(t, explored.url)
+  /** The elements a name could have made, anywhere in the document (the page itself has none). */
+  const made = () => page.$$eval('img, b, i', (nodes) => nodes.map((node) => node.outerHTML))
+
+  // The tree: each name is a button's text, as written.
+  assert.deepEqual(await folderNames(page, '/'), ['<b>bold/', image.slice(1)])
+  await openFolder(page, '/<b>bold')
+  assert.deepEqual(await folderNames(page, '/<b>bold'), ['<i>italic.txt'])
+  // The file shown: its name above its contents.
+  const showFile = async (path: string, contents: string) => {
+    await page.click(`#files-tree button[data-path="${path}"]`)
+    await page.waitForFunction((c: string) => document.getElementById('file-content')?.textContent === c, {}, contents)
+    return text(page, '#file-name')
+  }
+  assert.equal(await showFile(image, 'an image?'), image)
+  assert.equal(await showFile('/<b>bold/<i>italic.txt', 'inside'), '/<b>bold/<i>italic.txt')
+  // The entry's changes, and the heading of what the call changed in the file.
+  await page.click('#entries-body tr[data-seq="1"]')
+  await page.waitForFunction(() => document.getElementById('detail-heading')?.textContent === 'Entry #1')
+  const changes = await page.$$eval('#detail-changes li', (items) => items.map((li) => li.firstChild?.textContent?.trim()))
+  assert.ok(changes.includes('put folder /<b>bold (v2)'), changes.join('\n'))
+  assert.ok(changes.includes(`put ${image} (v4)`), changes.join('\n'))
+  const item = await page.$$eval('#detail-changes li', (items, path) => items.findIndex((li) => li.textContent?.includes(path)), image)
+  await page.click(`#detail-changes li:nth-child(${item + 1}) button.compare`)
+  await page.waitForSelector('#diff-lines')
+  assert.equal(await text(page, '#detail-diff h3'), `${image}: what call 1 changed`)
+  await screenshot(t, page, '6-markup-names')
+
+  assert.deepEqual(await made(), [], 'no element made of a name')
+  assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined)
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
 test('explore ws://…: calls made while the page is open appear as live rows', async (t) => {
   const dir = join(await tempDir(t, 'libvms-explorer-'), 'vm')
   const vm = new VM(NOTES)

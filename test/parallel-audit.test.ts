@@ -29,8 +29,8 @@ const CALLS = 120
 const EVERY = 20
 
 /** A VM with CALLS calls, a checkpoint every EVERY, every snapshot kept. */
-async function honestVM(t: TestContext): Promise<{ vm: VM; snapshots: SnapshotStore }> {
-  const vm = await deployVM(t, NOTES, { checkpoints: { every: EVERY, keep: 100 } })
+async function honestVM(t: TestContext, code = NOTES): Promise<{ vm: VM; snapshots: SnapshotStore }> {
+  const vm = await deployVM(t, code, { checkpoints: { every: EVERY, keep: 100 } })
   for (let i = 1; i <= CALLS; i++) await vm.executeCall({ methodName: 'add', args: [i], userId: `u${i % 3}` })
   // Snapshots are written once their entries are stored, in the background: wait for the last one.
   const snapshots = new SnapshotStore(vm.dir as string, 100)
@@ -140,6 +140,26 @@ test('a lie in a later segment is named at its seq; with lies in two segments, t
   // The archive changed behind the VM's back after the last call: named as a whole audit names it.
   await vm.filesArchive.writeFile('/notes/planted', 'x')
   await assert.rejects(Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots }), expectDivergence(CALLS, 'files'))
+})
+
+test('with lies in two later segments and none in the first, a parallel audit names the earlier lie', async (t) => {
+  // Calls 41 to 79 compute for a while: the third segment reaches its lie (at 81, one call in) well
+  // before the second reaches its own (at 79), and the verdict must still be the second's.
+  const slowMiddle = NOTES.replace(
+    'n += k',
+    'n += k\n  if (k > 40 && k < 80) { let x = 0; for (let i = 0; i < 100000; i++) x = (x * 31 + i) % 1000003 }',
+  )
+  const { vm, snapshots } = await honestVM(t, slowMiddle)
+  // Three segments: calls 1 to 40 (on this thread), 41 to 80 and 81 to 120 (each on a thread of its own).
+  const honest = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 3, snapshots })
+  assert.deepEqual(honest.segments, [0, 40, 80])
+  const both = await lyingCopy(t, vm, (e) => {
+    Object.assign(e[79] as CallEntry, { result: { n: 79 } })
+    Object.assign(e[81] as CallEntry, { result: { n: 81 } })
+  })
+  await assert.rejects(Verifier.verify(both, vm.filesArchive, { parallel: 3, snapshots }), expectDivergence(79, 'result'))
+  // The whole audit, replayed in one go, names the same one.
+  await assert.rejects(Verifier.verify(both, vm.filesArchive), expectDivergence(79, 'result'))
 })
 
 test('nodevms verify <dir> --jobs 2 verifies in segments; --light says what it did not check', async (t) => {
