@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
+import { networkInterfaces } from 'node:os'
 import type { TestContext } from 'node:test'
+import createTestnet from '@hyperswarm/testnet'
 import { root } from './cli-helpers.js'
 
 export const IN_NAMESPACE = process.env.LIBVMS_TEST_NETNS === '1'
@@ -42,4 +44,16 @@ export async function runInLoopbackNamespace(t: TestContext, file: string, passe
   })
   assert.equal(result.code, 0, `${file} failed inside the namespace:\n${result.output}`)
   for (const name of passed) assert.ok(result.output.includes(`✔ ${name}`), `${name} did not pass:\n${result.output}`)
+}
+
+/**
+ * Inside the namespace: checks that loopback is the only interface, starts a local DHT testnet (ended
+ * with the test) and returns the environment that points every DHT node at it (LIBVMS_BOOTSTRAP).
+ */
+export async function loopbackTestnet(t: TestContext): Promise<NodeJS.ProcessEnv & { LIBVMS_BOOTSTRAP: string }> {
+  const interfaces = Object.keys(networkInterfaces())
+  assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
+  const testnet = await createTestnet(3)
+  t.after(() => testnet.destroy())
+  return { ...process.env, LIBVMS_BOOTSTRAP: testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',') }
 }

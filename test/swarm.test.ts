@@ -9,16 +9,14 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import createTestnet from '@hyperswarm/testnet'
 import { CallLog, RPCClient } from '../src/index.js'
 import { verifyReceipt } from '../src/ledger/receipts.js'
 import { parseBootstrap, swarmOptionsOf } from '../src/net/swarm.js'
 import { BIN, exec, firstLine, nodevms, root, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
-import { IN_NAMESPACE, runInLoopbackNamespace } from './netns.js'
+import { IN_NAMESPACE, loopbackTestnet, runInLoopbackNamespace } from './netns.js'
 
 const SCENARIOS = [
   'host announces; an auditor verifies by URL alone; the host exits; a second auditor verifies from the (restarted) seeder',
@@ -57,11 +55,7 @@ if (!IN_NAMESPACE) {
   })
 } else {
   test(SCENARIOS[0], async (t) => {
-    const interfaces = Object.keys(networkInterfaces())
-    assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
-    const testnet = await createTestnet(3)
-    t.after(() => testnet.destroy())
-    const env = { ...process.env, LIBVMS_BOOTSTRAP: testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',') }
+    const env = await loopbackTestnet(t)
     const dir = await tempDir(t)
 
     const { child: host, served } = await exec(
@@ -101,12 +95,8 @@ if (!IN_NAMESPACE) {
   })
 
   test(SCENARIOS[1], async (t) => {
-    const interfaces = Object.keys(networkInterfaces())
-    assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
-    const testnet = await createTestnet(3)
-    t.after(() => testnet.destroy())
-    const bootstrap = testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')
-    const env = { ...process.env, LIBVMS_BOOTSTRAP: bootstrap }
+    const env = await loopbackTestnet(t)
+    const bootstrap = env.LIBVMS_BOOTSTRAP
     const dir = await tempDir(t)
 
     const { served } = await exec(t, join(root, 'examples/scripts/counter.js'), ['--swarm', '--dir', join(dir, 'debug')], env)
