@@ -1,7 +1,7 @@
 /**
- * Red team of receipts since log schema 3 (client nonces, ReceiptBook; commit c53786c). Each test is
- * one attack. A test that FAILS is an attack that works today: its comment names the flaw and a fix.
- * A test that passes guards a defence no other test guards.
+ * Red team of receipts since log schema 3 (client nonces, ReceiptBook). Each test is one attack and
+ * the defence that holds against it. The first four worked when they were written (each comment says
+ * how, and what closed it); the others guard defences no other test guards.
  *
  * Attackers: a peer holding only a copy of a VM's public log (answering RPC clients as if it were the
  * host), the host itself, a caller, an auditor's input. Loopback only: every server listens on
@@ -102,11 +102,11 @@ async function clientProcess(t: TestContext, url: string): Promise<{ code: numbe
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attacks that work (failing tests)
+// Attacks that worked once (each comment says how), refused now
 // ---------------------------------------------------------------------------------------------
 
 /**
- * ATTACK 1 (works): production-mode downgrade by a copy of a schema 1/2 log.
+ * ATTACK 1 (worked before it was closed): production-mode downgrade by a copy of a schema 1/2 log.
  *
  * A peer holding a copy of a production log written before schema 3 answers the handshake of a
  * client that connects with {keyPair} with `auth: "debug"` (or `auth: "production"` and no `nonce`),
@@ -121,12 +121,11 @@ async function clientProcess(t: TestContext, url: string): Promise<{ code: numbe
  * the client still signs its nonce into the payload, and the payload is logged, so the check holds
  * there too"). That only holds if the client signs at all.
  *
- * Fix: a client given a keyPair must refuse a handshake that is not `auth: "production"` with a
- * 32-hex `nonce` (connect rejects, e.g. ERR_AUTH_MODE), and checkReceipt must require `sent.payload`
- * (an entry with `signed`, whose payload is the one sent) whenever the connection has a keyPair;
- * conversely a debug-mode client should refuse an entry that has `signed`.
+ * Closed: a client given a keyPair refuses a handshake that is not `auth: "production"` with a
+ * connection nonce (connect rejects with ERR_AUTH_MODE), so every call it sends is signed and its
+ * receipt must hold the payload it signed; a client that signed nothing refuses an entry with `signed`.
  */
-test('ATTACK 1: a copy of a schema 2 production log downgrades a keyPair client to unsigned calls and answers with an old signed entry', async (t) => {
+test('ATTACK 1: a copy of a schema 2 production log cannot downgrade a key-pair client to unsigned calls and answer with an old signed entry', async (t) => {
   const fixture = JSON.parse(await readFile(join(root, 'test/fixtures/schema2-production-log.json'), 'utf8')) as {
     keyPair: { publicKey: string; secretKey: string }
     entries: LogEntry[]
@@ -181,7 +180,8 @@ test('ATTACK 1: a copy of a schema 2 production log downgrades a keyPair client 
         return client.call('who')
       }),
     )
-    if (!('refused' in outcome)) {
+    if ('refused' in outcome) assert.equal(outcome.refused, 'ERR_AUTH_MODE', `handshake ${JSON.stringify(lie)}`)
+    else {
       taken.push(
         `handshake ${JSON.stringify(lie)}: the client took entry ${seq} (an old call, not signed now) as the answer: ${JSON.stringify(outcome)}`,
       )
@@ -191,7 +191,7 @@ test('ATTACK 1: a copy of a schema 2 production log downgrades a keyPair client 
 })
 
 /**
- * ATTACK 2 (works): a failure that was never logged, dressed as one that was.
+ * ATTACK 2 (worked before it was closed): a failure that was never logged, dressed as one that was.
  *
  * checkReceipt lets an error answer through without a receipt when it has no `data.seq` and its
  * numeric code is not CALL_FAILED (-32000) (src/rpc/rpc-client.ts:447-451): an edge refusal. But
@@ -203,11 +203,10 @@ test('ATTACK 1: a copy of a schema 2 production log downgrades a keyPair client 
  * so not ERR_CALL_FAILED) carry no receipt", and "a failure said to be logged that comes without its
  * receipt" is refused: the string code is how a caller says "logged", and it is not checked.
  *
- * Fix: in checkReceipt, treat `data.code === 'ERR_CALL_FAILED'` (and any code of CALL_ERROR_CODES
- * that no edge refusal uses) as "said to be logged", so it needs its receipt; and/or build a
- * receipt-less error only from the fixed set of edge refusal codes (else ERR_RPC).
+ * Closed: checkReceipt takes an error whose code only a failure inside the VM has (ERR_CALL_FAILED, the
+ * sandbox and files codes the edge never uses) as said to be logged: without its receipt, ERR_BAD_RECEIPT.
  */
-test('ATTACK 2: a peer with no log at all rejects a call with code ERR_CALL_FAILED and a script error name, no receipt, and the client passes it on', async (t) => {
+test('ATTACK 2: a peer with no log at all cannot pass off a failure (code ERR_CALL_FAILED, a script error name, no receipt) as a logged one', async (t) => {
   const logKey = randomBytes(32).toString('hex')
   const url = await fakeHost(t, (message, reply) => {
     if (message.method === 'rpc.handshake') {
@@ -234,12 +233,14 @@ test('ATTACK 2: a peer with no log at all rejects a call with code ERR_CALL_FAIL
       'ERR_CALL_FAILED',
       `a failure no log holds reached the caller as a logged one: ${err.name} ${err.code} "${err.message}" seq ${err.seq}`,
     )
+    assert.equal(err.code, 'ERR_BAD_RECEIPT')
+    assert.match(err.message, /no receipt of a failure it says was logged/)
     return true
   })
 })
 
 /**
- * ATTACK 3 (works): any server the client reaches (a copy of the log answering by key on the DHT, a
+ * ATTACK 3 (worked before it was closed): any server the client reaches (a copy of the log answering by key on the DHT, a
  * seeder, a man in the middle without TLS) kills the client's process with one frame.
  *
  * RPCClient.onMessage parses the frame and reads `response.id` (src/rpc/rpc-client.ts:384) without
@@ -248,10 +249,10 @@ test('ATTACK 2: a peer with no log at all rejects a call with code ERR_CALL_FAIL
  * RPCClient). Found while trying error/result shapes; predates c53786c, but it is the same
  * attacker.
  *
- * Fix: `if (response === null || typeof response !== 'object' || Array.isArray(response)) return`
- * before reading `id` (and treat anything thrown while handling one frame as a refusal of that call).
+ * Closed: a frame that is not a JSON object is ignored, and anything thrown while settling one call
+ * rejects that call (ERR_RPC) and nothing else.
  */
-test('ATTACK 3: one frame "null" from the server ends the client process (uncaught TypeError in onMessage)', async (t) => {
+test('ATTACK 3: a frame "null" from the server does not end the client process', async (t) => {
   const url = await fakeHost(t, (message, reply) => {
     if (message.method === 'rpc.handshake') {
       reply({
@@ -274,7 +275,7 @@ test('ATTACK 3: one frame "null" from the server ends the client process (uncaug
 })
 
 /**
- * ATTACK 4 (works): the handshake's method list overwrites the client's own state.
+ * ATTACK 4 (worked before it was closed): the handshake's method list overwrites the client's own state.
  *
  * connect() adds one function per advertised method (`this[method] = …`, src/rpc/rpc-client.ts:
  * 310-313), skipping only RESERVED and names on RPCClient.prototype. The client's instance fields
@@ -284,10 +285,10 @@ test('ATTACK 3: one frame "null" from the server ends the client process (uncaug
  * onClose calls `this.pending.values()` (rpc-client.ts:530) in the 'close' listener: uncaught, the process ends. (A
  * method "receipts" does the same at the first checked receipt: `this.receipts.push`.)
  *
- * Fix: add methods only when `!(method in this)` (own fields included), or keep methods on a
- * separate object / a Proxy; and never let a handshake value name an instance field.
+ * Closed: a method is added only when `!(method in this)` (own fields included); such a method is
+ * reached through call() alone.
  */
-test('ATTACK 4: a handshake listing a method named "pending" (an RPCClient field) ends the client process', async (t) => {
+test('ATTACK 4: a handshake listing a method named "pending" (an RPCClient field) does not end the client process', async (t) => {
   const url = await fakeHost(t, (message, reply) => {
     if (message.method === 'rpc.handshake') {
       reply({

@@ -121,6 +121,15 @@ const KEPT_RECEIPTS = 10_000
 /** What is read of a refusing server's reason, and how long it is waited for. */
 const MAX_REFUSAL_CHARS = 512
 const REFUSAL_WAIT_MS = 2000
+/** A production-mode connection's nonce, as the handshake gives it. */
+const CONNECTION_NONCE = /^[0-9a-f]{32,64}$/
+/**
+ * The codes only a failure inside the VM has (every one logged, so every one answered with its
+ * receipt): a call's own error, and the sandbox and files errors the edge never answers with.
+ */
+const LOGGED_ONLY_CODES: ReadonlySet<string> = new Set(
+  ['ERR_CALL_FAILED', ...Object.values(CALL_ERROR_CODES)].filter((code) => code !== 'ERR_METHOD_NOT_FOUND' && code !== 'ERR_ENCODING'),
+)
 /** A socket's readyState once closed (WebSocket.CLOSED; a ChannelSocket's too). */
 const CLOSED = 3
 
@@ -276,7 +285,17 @@ export class RPCClient {
               onReceipt: options.onReceipt,
             }
           }
-          if (options.keyPair && info.auth === 'production' && typeof info.nonce === 'string') {
+          if (options.keyPair) {
+            // A key pair means every call is signed: a host that gives no connection nonce to sign with
+            // would have the client send unsigned calls, and take unsigned (or old signed) entries as answers.
+            if (info.auth !== 'production' || typeof info.nonce !== 'string' || !CONNECTION_NONCE.test(info.nonce)) {
+              throw new RPCError(
+                'AuthError',
+                'ERR_AUTH_MODE',
+                `${url} did not answer as a production-mode VM (auth ${JSON.stringify(info.auth)}, ${typeof info.nonce === 'string' ? 'a malformed' : 'no'} connection nonce): a client with a key pair signs every call, and calls only such a VM`,
+                0,
+              )
+            }
             const callLogKey = toHex(parseKeyUrl(info.callLogUrl))
             this.signer = { keyPair: options.keyPair, callLogKey, nonce: info.nonce, counter: 0 }
           }
@@ -307,8 +326,9 @@ export class RPCClient {
         // a backend that advertises no core URL serves nothing to replicate
       }
     }
+    // A method named like anything the client has (its own fields included) is reached through call() only.
     for (const method of this.info?.methods ?? []) {
-      if (RESERVED.has(method) || method in RPCClient.prototype) continue
+      if (typeof method !== 'string' || RESERVED.has(method) || method in this) continue
       this[method] = (...args: unknown[]) => this.call(method, ...args)
     }
   }
@@ -381,13 +401,23 @@ export class RPCClient {
     } catch {
       return // not ours to answer: a server speaking something else
     }
-    if (typeof response.id !== 'number') {
-      // An error the server could not tie to a request (e.g. a frame it could not parse).
+    if (response === null || typeof response !== 'object' || typeof response.id !== 'number') {
+      // Not an answer, or an error the server could not tie to a request (e.g. a frame it could not parse).
       return
     }
     const call = this.pending.get(response.id)
     if (!call) return
     this.pending.delete(response.id)
+    try {
+      this.settle(call, response)
+    } catch (err) {
+      // Whatever the answer holds, it settles its own call and nothing else.
+      call.reject(new RPCError('RPCError', 'ERR_RPC', `the answer to a call could not be read: ${(err as Error).message}`, 0))
+    }
+  }
+
+  /** Settles a call with its answer: checked against its receipt when the connection asked for receipts. */
+  private settle(call: PendingCall, response: RPCResponse): void {
     if (call.sent && this.receiptCheck) {
       const checked = this.checkReceipt(call.sent, response)
       if (checked instanceof RPCError) {
@@ -443,11 +473,12 @@ export class RPCClient {
     const receipt = response.error ? response.error.data?.receipt : response.receipt
     const bad = (why: string) =>
       new RPCError('ReceiptError', 'ERR_BAD_RECEIPT', `the answer to ${sent.method} is not what the log holds: ${why}`, 0)
-    // A refusal at the edge was never logged, so it has no receipt; a failure inside the VM always does.
+    // A refusal at the edge was never logged, so it has no receipt; a failure inside the VM always does,
+    // and so does an error whose code only a failure inside the VM has.
     if (response.error && receipt === undefined) {
-      return response.error.data?.seq === undefined && response.error.code !== RPC_ERRORS.CALL_FAILED
-        ? null
-        : bad('the host sent no receipt of a failure it says was logged')
+      const { code, data } = response.error
+      const saysLogged = data?.seq !== undefined || code === RPC_ERRORS.CALL_FAILED || LOGGED_ONLY_CODES.has(data?.code as string)
+      return saysLogged ? bad('the host sent no receipt of a failure it says was logged') : null
     }
     if (receipt === undefined) return bad('the host sent no receipt')
     let proven: ProvenEntry
@@ -482,6 +513,8 @@ export class RPCClient {
     if (entry.caller !== check.caller) return bad(`entry ${proven.seq} is a call by ${JSON.stringify(entry.caller)}`)
     if (sent.payload !== undefined && entry.signed?.payload !== sent.payload)
       return bad(`entry ${proven.seq} is not the call this client signed`)
+    if (sent.payload === undefined && entry.signed !== undefined)
+      return bad(`entry ${proven.seq} is a signed call; this client signed none`)
     // The nonce this client chose for this call: an older entry of the same call cannot hold it.
     if (entry.clientNonce !== sent.clientNonce && (check.clientNonces || entry.clientNonce !== undefined))
       return bad(`entry ${proven.seq} does not hold this call's client nonce: it is the entry of another call, not the answer to this one`)
