@@ -4,7 +4,6 @@
  * reaches any of them, including names the client itself uses (connect, close, call, url,
  * backendInfo).
  */
-import { randomBytes } from 'node:crypto'
 import type WebSocket from 'ws'
 import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
@@ -13,6 +12,7 @@ import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError
 import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type CallEntry, CLIENT_NONCE_SCHEMA } from '../ledger/log-entry.js'
+import { randomHexSource } from '../ledger/random-values.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmSetting } from '../ledger/remote-source.js'
 import { loadWs } from '../net/replication.js'
@@ -161,6 +161,8 @@ export class RPCClient {
   /** Checked receipts, the latest first kept last (at most 10,000; see ConnectOptions.onReceipt). */
   readonly receipts: Receipt[] = []
   private receiptCheck: ReceiptCheck | null = null
+  /** The nonces this client chooses for its calls. */
+  private readonly newClientNonce = randomHexSource()
 
   /**
    * What the VM's host said in the handshake: `{methods, callLogUrl, filesArchiveUrl, title, auth}`
@@ -348,7 +350,7 @@ export class RPCClient {
         sent = {
           method,
           argsJson: params ?? '[]',
-          clientNonce: randomBytes(16).toString('hex'),
+          clientNonce: this.newClientNonce(),
           loggedFrom: check ? check.book.lengthOf(check.callLogKey) : 0,
         }
         beside = `,"clientNonce":"${sent.clientNonce}"`

@@ -19,11 +19,12 @@ import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import { randomHexSource } from '../ledger/random-values.js'
 import { entryHash, type HostState, stateDigest, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import type { EngineState } from '../sandbox/engine-state.js'
 import type { Checkpointer } from './checkpoints.js'
-import { buildCallEntry, type CallInput, type RunOutcome, seedSource } from './logged-calls.js'
+import { buildCallEntry, type CallInput, type RunOutcome } from './logged-calls.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
 
 /** A live call, admitted and waiting for its turn. */
@@ -81,7 +82,7 @@ export class CallExecutor {
   /** The seq the next live call gets, and the latest timestamp given (time never goes back in a log). */
   nextSeq = 0
   lastTimestamp = 0
-  readonly newSeed = seedSource() // seeds of live calls, and of a first deploy's init
+  readonly newSeed = randomHexSource() // seeds of live calls, and of a first deploy's init
   private queue: QueuedCall[] = []
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */

@@ -23,7 +23,7 @@
  * (entries are compared as JSON text); the inputs of a call as they are logged; the seeds of new calls.
  */
 
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { CallAuthenticator } from '../auth/call-auth.js'
 import type { SignedCall } from '../auth/signed-call.js'
@@ -188,16 +188,6 @@ export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'clientNonce' | 'm
  * counts the recorded answers the call never asked for (see {@link checkOracleUsed}).
  */
 export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
-
-/** Seeds for new calls, from a pool of one's own (an executor's) refilled 256 at a time: ~0.2 µs a seed, randomBytes ~3. */
-export function seedSource(): () => string {
-  let [pool, offset] = [Buffer.alloc(0), 0]
-  return () => {
-    if (offset + 16 > pool.length) [pool, offset] = [randomBytes(16 * 256), 0]
-    offset += 16
-    return pool.toString('hex', offset - 16, offset)
-  }
-}
 
 /** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
 export function initSeed(seed: string): string {
