@@ -13,6 +13,10 @@ declare module 'hypercore' {
   /** One peer replicating a core: what it said it holds, and on which connection. */
   interface HypercorePeer {
     readonly remoteLength: number
+    /** The fork the peer says its core is on (0 until it has said). */
+    readonly remoteFork: number
+    /** Whether the peer has sent its state (length, fork) yet. */
+    readonly remoteSynced: boolean
     /** The encrypted connection; `isInitiator` is true when this side opened it. */
     readonly stream: { readonly isInitiator: boolean }
   }

@@ -9,7 +9,10 @@ export function registerInfo(program: Command): void {
     .command('info')
     .description('show what a VM is: title, auth mode, methods, call log and files URLs')
     .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
-    .option('--json', 'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}, plus replica from a seeder')
+    .option(
+      '--json',
+      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}, plus replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
+    )
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
       const info = await handshake(url, options.timeout)
@@ -33,6 +36,15 @@ export function registerInfo(program: Command): void {
       if (info.replica) {
         const seen = info.replica.hostLastSeen ? `host last seen ${info.replica.hostLastSeen}` : 'host not seen since the seeder started'
         out.line(`  copy      a seeder's copy, not the host: ${info.replica.length} entries, ${seen}`)
+        const forked = info.replica.forked
+        if (forked) {
+          const proof = forked.proof
+            ? `its fork proof (${forked.proofBytes} bytes) is in the handshake: nodevms verify ${url} --proof <file> checks and writes it`
+            : `its fork proof (${forked.proofBytes} bytes) is too large for the handshake: it is in the seeder's dir`
+          out.line(
+            `  ${out.paint('red', 'forked')}    the seeder says the host rewrote history this copy holds: ${forked.what} (host on fork ${forked.hostFork}, the copy on fork ${forked.copyFork}, seen ${forked.seenAt}); ${proof}`,
+          )
+        }
       }
     })
 }

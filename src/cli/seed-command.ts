@@ -7,7 +7,7 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
-import { Seeder } from '../net/seeder.js'
+import { type SeededFork, Seeder, type UnprovenFork } from '../net/seeder.js'
 import { counted } from '../wording.js'
 import { err, out } from './output.js'
 import { parsePort, parseTimeout } from './parse-options.js'
@@ -46,6 +46,21 @@ export function registerSeed(program: Command): void {
       if (options.host !== undefined && options.port === undefined) throw new UsageError('--host applies to --port: add --port')
       const swarm = swarmOf(options, (text) => err.note(text), true)
       const seeder = await Seeder.open({ dir: resolve(options.dir), swarm, timeout: options.timeout })
+      // Always on stderr (not only on a terminal): a host caught rewriting history is the news a seeder exists for.
+      seeder.on('fork', (fork: SeededFork) => {
+        const when = fork.earlier ? `proven ${fork.seenAt}, before this run` : 'proven now'
+        err.line(
+          `${err.paint('red', '✗')} fork: the host of ${fork.callLogUrl} rewrote history this copy holds: ${fork.what} (${when}). ` +
+            `The copy keeps the ${counted(fork.length, 'entry', 'entries')} it received (fork ${fork.copyFork}; the host is on fork ${fork.hostFork}) and no longer follows it. ` +
+            `Fork proof: ${fork.proofFile} (nodevms check-proof checks it) [ERR_FORKED]`,
+        )
+      })
+      seeder.on('fork-unproven', (claim: UnprovenFork) => {
+        err.line(
+          `note: a peer of ${claim.callLogUrl} ${claim.claim}; ` +
+            `no fork proof could be made (${claim.why}): not reported as a fork, and that peer does not count as the host`,
+        )
+      })
       try {
         if (options.port !== undefined) {
           const url = await seeder.listen({ port: options.port, host: options.host })

@@ -41,6 +41,8 @@ export interface TargetOptions {
   onStatus?: (text: string) => void
   /** Also look the cores up on the DHT. */
   swarm?: SwarmOptions
+  /** For an RPC URL: called with its handshake before anything is fetched (it may refuse the target by throwing). */
+  onHandshake?: (info: BackendInfo) => Promise<void>
 }
 
 export type TargetKind = 'rpc' | 'hyper' | 'dir'
@@ -70,6 +72,7 @@ export async function openTarget(target: string, options: TargetOptions): Promis
   if (kind === 'rpc') {
     options.onStatus?.(`connecting to ${target}`)
     info = await handshake(target, options.timeout)
+    await options.onHandshake?.(info)
     peers = [target]
     callLogUrl = info.callLogUrl
   }

@@ -7,7 +7,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Verifier, type VerifyReport } from '../audit/verifier.js'
-import { DivergenceError, LogFormatError, UsageError } from '../errors.js'
+import { DivergenceError, FetchError, LogFormatError, UsageError } from '../errors.js'
+import { parseKeyUrl, toHex } from '../ledger/keys.js'
+import { checkForkProof } from '../ledger/receipts.js'
+import type { BackendInfo } from '../rpc/protocol.js'
 import { counted } from '../wording.js'
 import { type AuditFlags, addAuditOptions } from './audit-options.js'
 import { err, errorJSON, out, Progress } from './output.js'
@@ -30,7 +33,10 @@ export function registerVerify(program: Command): void {
     .description("replay every call of a VM's log and check the host's results and files")
     .argument('<target>', "the VM's RPC URL (ws://…), its call log URL (hyper://…), or a stopped VM's data dir")
     .option('--json', 'print the verdict as one JSON object')
-    .option('--proof <file>', 'on a divergence in the log, write an execution proof here (nodevms check-proof checks it)')
+    .option(
+      '--proof <file>',
+      "on a divergence in the log, write an execution proof here; from a seeder that proved its host rewrote history, the seeder's fork proof (nodevms check-proof checks either)",
+    )
     .option('-f, --follow', 'keep verifying each new call as it lands, until Ctrl-C or a divergence')
     .option(
       '-j, --jobs <n>',
@@ -60,6 +66,7 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     timeout: options.timeout,
     onStatus: (text) => progress.status(text),
     swarm: swarmOf(options, (text) => progress.status(text)),
+    onHandshake: (info) => refuseForkedCopy(target, info, options, progress),
   })
   const replayDir = await mkdtemp(join(options.dir ? resolve(options.dir) : tmpdir(), 'nodevms-replay-'))
   const stop = new AbortController()
@@ -136,6 +143,45 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     )
   }
   out.line(out.paint('dim', `  ${callLogUrl}`))
+}
+
+/**
+ * A seeder whose handshake says it proved that the host rewrote history its copy holds: the verdict
+ * is the fork (ERR_FORKED, as from the host itself), not a replay of the copy. The proof comes from
+ * the seeder, so it is checked here first (it must prove a fork of this very log); a claim with no
+ * proof that holds here (one too large for a handshake, or one that does not hold) is noted and the
+ * copy verified as it is: a fork is only ever reported with its proof. `--proof <file>` writes it.
+ */
+async function refuseForkedCopy(target: string, info: BackendInfo, options: VerifyCommandOptions, progress: Progress): Promise<void> {
+  const forked = info.replica?.forked
+  if (!forked) return
+  const claim = `the seeder says the host rewrote the history of ${info.callLogUrl} (host on fork ${forked.hostFork}, the copy on fork ${forked.copyFork})`
+  const logKey = toHex(parseKeyUrl(info.callLogUrl))
+  if (!forked.proof) {
+    return noteUnchecked(
+      claim,
+      `its fork proof (${counted(forked.proofBytes, 'byte')}) is too large for a handshake: it is in the seeder's dir, forks/${logKey}.json`,
+      progress,
+    )
+  }
+  const verdict = checkForkProof(forked.proof)
+  if (!verdict.holds) return noteUnchecked(claim, `its fork proof does not hold: ${verdict.why}`, progress)
+  if (verdict.log !== logKey) return noteUnchecked(claim, `its fork proof is about log ${verdict.log}`, progress)
+  let written = ' (--proof <file> writes the fork proof)'
+  if (options.proof) {
+    await writeProof(options.proof, forked.proof)
+    written = `; fork proof written to ${options.proof} (nodevms check-proof checks it)`
+  }
+  const copy = `the seeder's copy (${counted(info.replica?.length ?? 0, 'entry', 'entries')}, fork ${forked.copyFork})`
+  throw new FetchError(
+    'ERR_FORKED',
+    `the host rewrote the history of ${info.callLogUrl}: ${verdict.what}; ${copy} keeps the history it received, as the seeder at ${target} proved on ${forked.seenAt}${written}`,
+  )
+}
+
+function noteUnchecked(claim: string, why: string, progress: Progress): void {
+  progress.clear()
+  err.line(`note: ${claim}, but ${why}; verifying its copy as it is`)
 }
 
 /**

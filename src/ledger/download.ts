@@ -49,13 +49,21 @@ export async function downloadAll(core: Hypercore, url: string, stallMs: number,
 }
 
 /**
+ * Whether `peer` says it is on another fork of `core` than this copy (once it has said anything:
+ * before its first message a peer reads as fork 0). Only a claim: a peer without the log's key can
+ * say any fork number. A fork is shown only by a fork proof (receipts.ts), two statements the key signed.
+ */
+export function onOtherFork(peer: Hypercore['peers'][number], core: Hypercore): boolean {
+  return peer.remoteSynced !== false && typeof peer.remoteFork === 'number' && peer.remoteFork !== core.fork
+}
+
+/**
  * A host that truncates and rewrites a core it already served starts a new fork. A copy opened with
  * allowFork: false does not follow it; this reports it, so a rewritten history is never silently
  * accepted (the copy keeps the old history as evidence).
  */
 export function assertNoFork(core: Hypercore, url: string): void {
-  const peers = core.peers as { remoteFork?: number }[]
-  const forked = peers.find((peer) => typeof peer.remoteFork === 'number' && peer.remoteFork !== core.fork)
+  const forked = core.peers.find((peer) => onOtherFork(peer, core))
   if (forked) {
     throw new FetchError(
       'ERR_FORKED',

@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module'
 import flat from 'flat-tree'
+import type Hypercore from 'hypercore'
 import crypto from 'hypercore-crypto'
 import { ReceiptError } from '../errors.js'
 import type { CallLog } from './call-log.js'
@@ -111,6 +112,20 @@ export async function createReceipt(callLog: CallLog, seq: number, length = call
   const recent = length === core.length ? callLog.recentProof(seq, block) : null
   const proof = recent ?? (await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } }))
   return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: callLog.key, seq, length, proof: proof.toString('base64') }
+}
+
+/**
+ * The receipt of block `seq` of any copy of a log (`core`: a replica, or a copy fetched to read a
+ * host's new fork), signed at the length the copy holds a signature for: its current one. The copy
+ * must hold the block, or get it from its peers.
+ */
+export async function createCoreReceipt(core: Hypercore, seq: number): Promise<Receipt> {
+  const length = core.length
+  const block = (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
+  const proof = await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } })
+  // The signature is the one of the copy's current tree: a copy that grew meanwhile is asked again.
+  if (core.length !== length) throw new ReceiptError(`the copy of log ${toHex(core.key)} changed while its receipt was made`)
+  return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: toHex(core.key), seq, length, proof: proof.toString('base64') }
 }
 
 /**

@@ -13,7 +13,7 @@ import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import type WebSocket from 'ws'
 import { FetchError } from '../errors.js'
-import { assertNoFork } from '../ledger/download.js'
+import { assertNoFork, onOtherFork } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
 import { dialReplication } from './replication.js'
 import type { SwarmNetwork } from './swarm.js'
@@ -29,12 +29,42 @@ export interface Backoff {
   maxMs: number
 }
 
+/** How often a following peering looks for a peer on another fork of its core. */
+const FORK_WATCH_MS = 500
+
 /**
- * Whether a peer holding all of `core` this side holds is connected on a connection this side opened
- * (a host it dialled, or found on the DHT: not an auditor or seeder that dialled in to fetch from it).
+ * Whether a peer holding all of `core` this side holds (servesHistory) is connected on a connection
+ * this side opened (a host it dialled, or found on the DHT: not an auditor or seeder that dialled in
+ * to fetch from it). A peer on another fork (a host that rewrote the history this side holds), or one
+ * whose data did not verify, never counts: it does not serve this history.
  */
 export function sourceConnected(core: Hypercore): boolean {
-  return core.length > 0 && core.peers.some((peer) => peer.stream.isInitiator && peer.remoteLength >= core.length)
+  return core.length > 0 && core.peers.some((peer) => peer.stream.isInitiator && servesHistory(peer, core))
+}
+
+/** Peers whose data did not verify against the copy they sent it to (distrust). */
+const distrusted = new WeakSet<object>()
+
+/**
+ * Marks `peer` as one that sent data that does not verify against this side's copy (e.g. entries
+ * past it from a rewritten history that kept its fork number): it no longer counts as a source.
+ */
+export function distrust(peer: Hypercore['peers'][number]): void {
+  distrusted.add(peer)
+}
+
+/**
+ * Whether `peer` holds all of `core` this side holds, as far as this side can tell: on the same fork,
+ * at least as long, and none of what it sent failed to verify.
+ */
+export function servesHistory(peer: Hypercore['peers'][number], core: Hypercore): boolean {
+  return !onOtherFork(peer, core) && !distrusted.has(peer) && peer.remoteLength >= core.length
+}
+
+/** The fork a connected peer of `core` says it is on, when it is another than this copy's; else null. A claim, not a proof. */
+export function otherForkOf(core: Hypercore): number | null {
+  const peer = core.peers.find((p) => onOtherFork(p, core))
+  return peer ? peer.remoteFork : null
 }
 
 export interface PeeringOptions {
@@ -110,13 +140,24 @@ export class Peering {
    * WebSocket closed (or never opened) is dialled again, and while no peer holding the core is
    * connected (sourceConnected) the DHT is asked again for its topic. Waits back off from
    * `backoff.minMs`, doubling up to `backoff.maxMs`, and start again from `minMs` once connected.
+   * `onOtherFork`: called (every FORK_WATCH_MS while it lasts) with the fork a connected peer says
+   * it is on, when that is not the core's: only a claim, for the caller to check (a fork proof).
    */
-  follow(core: Hypercore, backoff: Backoff): void {
+  follow(core: Hypercore, backoff: Backoff, onOtherFork?: (fork: number) => void): void {
     if (this.following || this.closed) return
     this.following = backoff
     for (const [host, ws] of this.sockets) {
       if (ws && ws.readyState === ws.OPEN) this.watchSocket(host, ws, backoff.minMs)
       else this.redial(host, backoff.minMs)
+    }
+    if (onOtherFork) {
+      const watch = () =>
+        this.later(FORK_WATCH_MS, () => {
+          const fork = core.closing ? null : otherForkOf(core)
+          if (fork !== null) onOtherFork(fork)
+          watch()
+        })
+      watch()
     }
     const { network } = this.options
     if (!network) return

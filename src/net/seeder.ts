@@ -11,8 +11,17 @@
  * WebSocket, like a host: each VM at `/<call log key hex>` answers the RPC handshake (with no
  * callable methods, and how current the copy is: `replica`) and the replication subprotocol, through
  * the same RPCServer code a host uses.
+ *
+ * A host that rewrites history a copy holds (truncates its log and appends other entries: a new
+ * fork) is not followed: the copy keeps what it received. When a peer says it is on another fork,
+ * the seeder asks the hosts for their current history and, if it conflicts with the copy, keeps the
+ * fork proof (fork-witness.ts) in `dir/forks/<call log key hex>.json`, emits 'fork', and reports it
+ * in `replica.forked`; that host no longer counts as seen. A peer's word alone proves nothing: without
+ * a proof nothing is reported as a fork ('fork-unproven' says why none could be made). The files
+ * archive follows only as far as the log records, so it stops with the log.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { EventEmitter } from 'node:events'
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import Corestore from 'corestore'
@@ -23,11 +32,13 @@ import { downloadAll } from '../ledger/download.js'
 import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
+import { checkForkProof, type ForkProof, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
 import type { ReplicaInfo } from '../rpc/protocol.js'
 import type { RPCBackend } from '../rpc/rpc-connection.js'
 import { type ListenOptions, RPCServer } from '../rpc/rpc-server.js'
-import { type Backoff, Peering, sourceConnected } from './peering.js'
+import { type WitnessedFork, witnessFork } from './fork-witness.js'
+import { type Backoff, distrust, Peering, servesHistory, sourceConnected } from './peering.js'
 import { SwarmNetwork } from './swarm.js'
 
 export interface SeederOptions {
@@ -55,9 +66,57 @@ export interface SeededVM {
   rpcUrl?: string
 }
 
+/** A fork of a seeded log, proven: what 'fork' events carry. */
+export interface SeededFork {
+  callLogUrl: string
+  hostFork: number
+  copyFork: number
+  /** Entries the copy keeps. */
+  length: number
+  /** When the seeder proved it (ISO 8601). */
+  seenAt: string
+  /** What the proof shows. */
+  what: string
+  /** The fork proof: `nodevms check-proof <file>` checks it. */
+  proofFile: string
+  /** True when it was proven before this seeder opened its dir (read back from the proof file). */
+  earlier: boolean
+}
+
+/**
+ * A peer of a seeded log did what a host that rewrote history does (said it is on another fork, or
+ * sent newer entries that do not verify against the copy), and no fork proof could be made: what
+ * 'fork-unproven' events carry.
+ */
+export interface UnprovenFork {
+  callLogUrl: string
+  /** What the peer did, e.g. "says it is on fork 7, not this copy's 0". */
+  claim: string
+  copyFork: number
+  /** Why no proof could be made. */
+  why: string
+}
+
 const SEEDED_FILE = 'seeded.json'
+const FORKS_DIR = 'forks'
 const DEFAULT_TIMEOUT_MS = 60_000
 const DEFAULT_RECONNECT: Backoff = { minMs: 1000, maxMs: 10_000 }
+/** The largest fork proof sent in a handshake (its JSON): receipts hold whole entries, up to 15 MiB each. */
+const MAX_HANDSHAKE_PROOF_BYTES = 1024 * 1024
+/** After a fork claim no proof came of, how long before another claim is looked into: doubling from the first, up to the second. */
+const WITNESS_RETRY_MS = [30_000, 600_000] as const
+/** How long the archive waits for a newer length it asked for, and for blocks, before trying again later. */
+const ARCHIVE_WAIT_MS = 15_000
+
+interface ProvenFork {
+  hostFork: number
+  copyFork: number
+  seenAt: number
+  what: string
+  proof: ForkProof
+  proofBytes: number
+  file: string
+}
 
 interface Seeded {
   info: SeededVM
@@ -67,8 +126,21 @@ interface Seeded {
   log: Hypercore<LogEntry> | null
   title: string
   auth: 'debug' | 'production'
-  /** When the host was last seen (ms): a source connected, or a new entry received. */
+  /** When the host was last seen (ms): a source on the copy's fork connected, or a new entry received. */
   lastSeen: number | null
+  /** The ws:// hosts the log is fetched from. */
+  hosts: string[]
+  /** The host's fork of this log, once proven. */
+  fork: ProvenFork | null
+  /** Making a fork proof: one attempt at a time, and after one that failed, not again before `nextAt`. */
+  witness: { running: boolean; nextAt: number; waitMs: number }
+  /** Resolves once a log session Hypercore closed (a conflict) is replaced. */
+  reopened: Promise<void>
+}
+
+/** Whether the host may be counted as seen: not once a fork is proven, nor while a claim of one is looked into. */
+function seeing(entry: Seeded): boolean {
+  return !entry.fork && !entry.witness.running
 }
 
 async function readSeededList(dir: string): Promise<string[]> {
@@ -80,7 +152,13 @@ async function readSeededList(dir: string): Promise<string[]> {
   }
 }
 
-export class Seeder {
+/**
+ * Events: 'fork' (SeededFork: the host of a seeded log rewrote history the copy holds, and the fork
+ * proof is kept; once per log, also for one proven before the dir was opened), 'fork-unproven'
+ * (UnprovenFork: a peer said it is on another fork, and no proof could be made: nothing is reported
+ * as a fork).
+ */
+export class Seeder extends EventEmitter {
   private readonly seeded = new Map<string, Seeded>()
   private server: RPCServer | null = null
   private closed = false
@@ -94,7 +172,10 @@ export class Seeder {
     /** The dir's list of seeded call logs (SEEDED_FILE), read once when the seeder opens. */
     private readonly listed: Set<string>,
     private readonly backoff: Backoff,
-  ) {}
+    private readonly swarmOptions: SwarmOptions,
+  ) {
+    super()
+  }
 
   static async open(options: SeederOptions): Promise<Seeder> {
     await mkdir(options.dir, { recursive: true })
@@ -105,7 +186,7 @@ export class Seeder {
     const timeoutMs = options.timeout ?? DEFAULT_TIMEOUT_MS
     const backoff = { ...DEFAULT_RECONNECT, ...options.reconnect }
     const listed = new Set(await readSeededList(options.dir))
-    return new Seeder(options.dir, store, network, timeoutMs, options.hosts ?? HostBook.shared, listed, backoff)
+    return new Seeder(options.dir, store, network, timeoutMs, options.hosts ?? HostBook.shared, listed, backoff, options.swarm ?? {})
   }
 
   /** The VMs seeded so far. */
@@ -141,12 +222,31 @@ export class Seeder {
     return server.url as string
   }
 
-  /** How current the copy of `callLogUrl` is: its length, and when its host was last seen (null: not since the seeder started). */
+  /**
+   * How current the copy of `callLogUrl` is: its length, when its host was last seen (null: not since
+   * the seeder started), and `forked` once the host was proven to have rewritten history the copy
+   * holds (with the proof, when it is small enough for a handshake).
+   */
   replicaOf(callLogUrl: string): ReplicaInfo {
     const entry = this.seeded.get(toHex(parseKeyUrl(callLogUrl)))
     if (!entry?.log) throw new StateError(`${callLogUrl} is not seeded here`)
-    if (sourceConnected(entry.log)) entry.lastSeen = Date.now()
-    return { length: entry.log.length, hostLastSeen: entry.lastSeen === null ? null : new Date(entry.lastSeen).toISOString() }
+    if (sourceConnected(entry.log) && seeing(entry)) entry.lastSeen = Date.now()
+    const info: ReplicaInfo = {
+      length: entry.log.length,
+      hostLastSeen: entry.lastSeen === null ? null : new Date(entry.lastSeen).toISOString(),
+    }
+    const fork = entry.fork
+    if (fork) {
+      info.forked = {
+        hostFork: fork.hostFork,
+        copyFork: fork.copyFork,
+        seenAt: new Date(fork.seenAt).toISOString(),
+        what: fork.what,
+        proofBytes: fork.proofBytes,
+        proof: fork.proofBytes <= MAX_HANDSHAKE_PROOF_BYTES ? fork.proof : null,
+      }
+    }
+    return info
   }
 
   private described(hex: string, entry: Seeded): SeededVM {
@@ -186,6 +286,7 @@ export class Seeder {
     const hex = toHex(logKey)
     const existing = this.seeded.get(hex)
     if (existing) return this.described(hex, existing)
+    const hosts = options.peers ?? this.hosts.hostsOf(logKey)
     const entry: Seeded = {
       info: { callLogUrl: keyToUrl(logKey), filesArchiveUrl: '', length: 0 },
       peerings: [],
@@ -194,26 +295,43 @@ export class Seeder {
       title: '',
       auth: 'debug',
       lastSeen: null,
+      hosts,
+      fork: null,
+      witness: { running: false, nextAt: 0, waitMs: WITNESS_RETRY_MS[0] },
+      reopened: Promise.resolve(),
     }
     try {
       const log = this.store.get<LogEntry>({ key: logKey, valueEncoding: 'json', allowFork: false })
-      await this.replicate(entry, log, logKey, options.peers)
+      await log.ready()
+      // A fork proven before: the copy stays where it was, and says so from the start.
+      entry.fork = await this.readFork(hex, log)
+      await this.replicate(entry, log, {
+        key: logKey,
+        peers: hosts,
+        onOtherFork: (fork) => this.suspectFork(entry, `says it is on fork ${fork}, not this copy's ${entry.log?.fork ?? log.fork}`),
+      })
       const init = parseEntry(await log.get(0), 0)
       if (init.type !== 'init') throw new StateError(`${callLogUrl} has no init entry`)
       entry.title = init.title
       entry.auth = init.auth
       const archiveKey = Buffer.from(init.filesArchiveKey, 'hex')
-      // The archive must hold at least what the log's last entry records.
+      // The archive must hold at least what the log's last entry records, and is not let run further.
       const { files } = parseEntry(await log.get(log.length - 1), log.length - 1)
       const db = this.store.get({ key: archiveKey, allowFork: false })
-      await this.replicate(entry, db, archiveKey, options.peers, files.version)
+      await db.ready()
+      holdLength(db)
+      await this.replicate(entry, db, { key: archiveKey, peers: options.peers ?? this.hosts.hostsOf(archiveKey), needed: files.version })
       // The blobs core (file contents) is named in the archive's header; it rides on the same connections.
       const blobsKey = db.manifest ? Hyperdrive.getContentKey(db, archiveKey) : null
-      if (blobsKey) {
-        await this.replicate(entry, this.store.get({ key: blobsKey, allowFork: false }), null, options.peers, files.blobsLength)
+      const blobs = blobsKey ? this.store.get({ key: blobsKey, allowFork: false }) : null
+      if (blobs) {
+        await blobs.ready()
+        holdLength(blobs)
+        await this.replicate(entry, blobs, { key: null, needed: files.blobsLength })
       }
       entry.info = { callLogUrl: keyToUrl(logKey), filesArchiveUrl: keyToUrl(archiveKey), length: log.length }
       this.watchHost(entry, log)
+      this.followArchive(entry, log, db, blobs)
       await Promise.all([this.network.announce(logKey), this.network.announce(archiveKey)])
       if (this.closed) throw new StateError('the seeder closed while seeding')
     } catch (err) {
@@ -224,39 +342,196 @@ export class Seeder {
     this.seeded.set(hex, entry)
     this.server?.mount(`/${hex}`, this.backendOf(entry))
     await this.remember(entry.info.callLogUrl)
+    if (entry.fork) this.emit('fork', this.forkEvent(entry, entry.fork, true))
     return this.described(hex, entry)
   }
 
-  /** Notes when the host is seen: a new entry arrives, or a source of the log disconnects (it was there until now). */
+  private forkPath(hex: string): string {
+    return join(this.dir, FORKS_DIR, `${hex}.json`)
+  }
+
+  private forkEvent(entry: Seeded, fork: ProvenFork, earlier: boolean): SeededFork {
+    const { hostFork, copyFork, what, file } = fork
+    const length = entry.log?.length ?? 0
+    return {
+      callLogUrl: entry.info.callLogUrl,
+      hostFork,
+      copyFork,
+      length,
+      seenAt: new Date(fork.seenAt).toISOString(),
+      what,
+      proofFile: file,
+      earlier,
+    }
+  }
+
+  /**
+   * The fork proof this dir kept for the log `hex`, if it holds for this copy: it must prove a fork
+   * of this log, its first receipt being of the copy's fork. A file that does not hold is ignored.
+   */
+  private async readFork(hex: string, log: Hypercore<LogEntry>): Promise<ProvenFork | null> {
+    const file = this.forkPath(hex)
+    let text: string
+    try {
+      if ((await stat(file)).size > 64 * 1024 * 1024) return null
+      text = await readFile(file, 'utf8')
+    } catch {
+      return null
+    }
+    try {
+      const proof = JSON.parse(text) as ForkProof
+      const verdict = checkForkProof(proof)
+      if (!verdict.holds || verdict.log !== hex) return null
+      const [copyFork, hostFork] = proof.receipts.map((receipt) => verifyReceipt(receipt).fork)
+      if (copyFork !== log.fork) return null
+      const seenAt = (await stat(file)).mtimeMs
+      return { hostFork, copyFork, seenAt, what: verdict.what, proof, proofBytes: Buffer.byteLength(JSON.stringify(proof)), file }
+    } catch {
+      return null
+    }
+  }
+
+  /**
+   * A peer of the log did what a host that rewrote the copy's history does (`claim`: it says it is on
+   * another fork, or its newer entries do not verify). Unless a fork is already proven, or an attempt
+   * is running or failed not long ago, asks the hosts (then the DHT) for their current history and,
+   * if it conflicts with the copy, keeps the proof. Works on the copy's current session (entry.log):
+   * one that Hypercore closed under the attempt (a conflict, see watchHost) is replaced, and the
+   * attempt made again on the new one.
+   */
+  private suspectFork(entry: Seeded, claim: string): void {
+    const witness = entry.witness
+    if (entry.fork || witness.running || Date.now() < witness.nextAt || this.closed || !entry.log) return
+    witness.running = true
+    void (async () => {
+      let copyFork = entry.log?.fork ?? 0
+      let why = ''
+      try {
+        for (let tries = 0; tries < 3 && !this.closed; tries++) {
+          const log = entry.log as Hypercore<LogEntry>
+          copyFork = log.fork
+          // The DHT with the seeder's bootstrap nodes, without its progress messages (a temp node's lookups are no news).
+          const swarm = { bootstrap: this.swarmOptions.bootstrap }
+          const found = await witnessFork(log, { hosts: entry.hosts, swarm, timeoutMs: this.timeoutMs }).catch((err: Error) => ({
+            why: err.message,
+          }))
+          if (this.closed) return
+          if (!('why' in found)) {
+            await this.keepFork(entry, found)
+            return
+          }
+          why = found.why
+          // Only a session closed under the attempt is worth another one at once.
+          if (entry.log === log && !log.closing) break
+          await entry.reopened
+        }
+        witness.nextAt = Date.now() + witness.waitMs
+        witness.waitMs = Math.min(witness.waitMs * 2, WITNESS_RETRY_MS[1])
+        if (!this.closed) this.emit('fork-unproven', { callLogUrl: entry.info.callLogUrl, claim, copyFork, why } satisfies UnprovenFork)
+      } finally {
+        witness.running = false
+      }
+    })()
+  }
+
+  /** Keeps a proven fork: its proof in dir/forks/<hex>.json (written whole, then renamed into place), and says so ('fork'). */
+  private async keepFork(entry: Seeded, found: WitnessedFork): Promise<void> {
+    const file = this.forkPath(toHex(parseKeyUrl(entry.info.callLogUrl)))
+    await mkdir(join(this.dir, FORKS_DIR), { recursive: true })
+    await writeFile(`${file}.tmp`, `${JSON.stringify(found.proof, null, 1)}\n`)
+    await rename(`${file}.tmp`, file)
+    const fork: ProvenFork = {
+      hostFork: found.hostFork,
+      copyFork: found.copyFork,
+      seenAt: Date.now(),
+      what: found.what,
+      proof: found.proof,
+      proofBytes: Buffer.byteLength(JSON.stringify(found.proof)),
+      file,
+    }
+    entry.fork = fork
+    this.emit('fork', this.forkEvent(entry, fork, false))
+  }
+
+  /**
+   * Notes when the host is seen: a new entry arrives, or a source of the log disconnects (it was there
+   * until now); not once a fork is proven, nor while a claim of one is looked into. Looks into what
+   * a rewritten history shows: newer entries that do not verify against the copy, and Hypercore's own
+   * conflict check (two trees the key signed that do not extend one another, under one fork number),
+   * which freezes the copy and closes its sessions: the copy is then read through a new session.
+   */
   private watchHost(entry: Seeded, log: Hypercore<LogEntry>): void {
     entry.log = log
-    if (sourceConnected(log)) entry.lastSeen = Date.now()
+    if (sourceConnected(log) && seeing(entry)) entry.lastSeen = Date.now()
     const onAppend = () => {
       entry.lastSeen = Date.now()
     }
     const onPeerRemove = (peer: Hypercore['peers'][number]) => {
-      if (peer.stream.isInitiator && peer.remoteLength >= log.length && log.length > 0) entry.lastSeen = Date.now()
+      // A peer on another fork (or whose entries did not verify) did not serve this history: it was not the host this copy follows.
+      if (peer.stream.isInitiator && servesHistory(peer, log) && log.length > 0 && seeing(entry)) entry.lastSeen = Date.now()
+    }
+    // Entries past the copy that do not verify against it: a history rewritten under the same fork
+    // number (the key holder picks the number), or a peer sending junk. Either way, not a source.
+    const onInvalid = (_err: unknown, _req: unknown, _res: unknown, from: Hypercore['peers'][number] | undefined) => {
+      if (!from) return
+      distrust(from)
+      this.suspectFork(entry, `sent entries past this copy's ${log.length} that do not verify against it`)
+    }
+    const onConflict = () => {
+      let reopened: () => void = () => {}
+      entry.reopened = new Promise((resolve) => (reopened = resolve))
+      log.once('close', () => {
+        if (this.closed) return reopened()
+        const again = this.store.get<LogEntry>({ key: log.key, valueEncoding: 'json', allowFork: false })
+        again.ready().then(
+          () => {
+            if (this.closed) return reopened()
+            for (const stop of detach) stop()
+            this.watchHost(entry, again)
+            reopened()
+            this.suspectFork(
+              entry,
+              'holds a history that conflicts with this copy under the same fork number (Hypercore found two trees the key signed that do not extend one another)',
+            )
+          },
+          () => reopened(),
+        )
+      })
     }
     log.on('append', onAppend)
     log.on('peer-remove', onPeerRemove)
+    log.on('verification-error', onInvalid)
+    log.on('conflict', onConflict)
+    const detach = [
+      () => log.off('append', onAppend),
+      () => log.off('peer-remove', onPeerRemove),
+      () => log.off('verification-error', onInvalid),
+      () => log.off('conflict', onConflict),
+    ]
     entry.stops.push(() => {
-      log.off('append', onAppend)
-      log.off('peer-remove', onPeerRemove)
+      for (const stop of detach) stop()
     })
   }
 
   /**
    * Brings `core` up to date from its peers (unless a complete copy is already here: every block up to
-   * `needed`, or up to its length if that is not known), then keeps it live: new blocks are fetched
-   * as the host appends them. `key` null: the core rides on the connections of the previous ones (an
-   * archive's blobs core).
+   * `needed`, or up to its length if that is not known). The log (no `needed`) is then kept live: new
+   * entries are fetched as the host appends them; an archive core (`needed`: what the log records of
+   * it) goes no further here (followArchive). `key` null: the core rides on the connections of the
+   * previous ones (an archive's blobs core). `onOtherFork`: called while a peer says it is on another
+   * fork of the core.
    */
-  private async replicate(entry: Seeded, core: Hypercore, key: Buffer | null, peers?: string[], needed?: number): Promise<void> {
+  private async replicate(
+    entry: Seeded,
+    core: Hypercore,
+    options: { key: Buffer | null; peers?: string[]; needed?: number; onOtherFork?: (fork: number) => void },
+  ): Promise<void> {
+    const { key, needed } = options
     await core.ready()
     const complete = needed === undefined ? core.length > 0 && core.contiguousLength === core.length : core.contiguousLength >= needed
     if (key) {
       const peering = await Peering.connect(this.store, key, {
-        hosts: peers ?? this.hosts.hostsOf(key),
+        hosts: options.peers ?? this.hosts.hostsOf(key),
         network: this.network,
         timeoutMs: this.timeoutMs,
       })
@@ -265,7 +540,8 @@ export class Seeder {
     }
     const url = keyToUrl(core.key)
     if (!complete) {
-      // A blobs core may not know its length yet: the log's record of it (`needed`) says how far to go.
+      // A blobs core may not know its length yet (and takes none unasked: holdLength): ask for it.
+      if (needed !== undefined && core.length < needed) await askLength(core, this.timeoutMs)
       await downloadAll(
         core,
         url,
@@ -274,10 +550,72 @@ export class Seeder {
         needed,
       )
     }
-    const live = core.download({ start: 0, end: -1 })
-    entry.stops.push(() => live.destroy())
+    if (needed === undefined) {
+      const live = core.download({ start: 0, end: -1 })
+      entry.stops.push(() => live.destroy())
+    }
     // From here on, a host that goes away is dialled and looked up again (the blobs core rides on the archive's peering).
-    if (key) (entry.peerings.at(-1) as Peering).follow(core, this.backoff)
+    if (key) (entry.peerings.at(-1) as Peering).follow(core, this.backoff, options.onOtherFork)
+  }
+
+  /**
+   * Keeps the archive's cores (`db`, `blobs`) as far as the log copy records, no further: each time the
+   * log grows, the files state its newest entry records (version, blobsLength) is fetched, asking the
+   * peers for a newer length only when the copy holds less than that (holdLength: the cores take none
+   * unasked). A newer length is the host's current one, which may hold a call whose entry is still on
+   * its way; but once the log stops (a forked host), the archive stops with it. When fetching fails (the
+   * host went away), it is tried again with the seeder's reconnect backoff until the archive has it.
+   */
+  private followArchive(entry: Seeded, log: Hypercore<LogEntry>, db: Hypercore, blobs: Hypercore | null): void {
+    let running = false
+    let again = false
+    let timer: NodeJS.Timeout | undefined
+    let wait = this.backoff.minMs
+    let stopped = false
+    const lagging = async (): Promise<[Hypercore, number][]> => {
+      const seq = log.length - 1
+      const { files } = parseEntry(await log.get(seq), seq)
+      const wanted: [Hypercore, number][] = [[db, files.version]]
+      if (blobs) wanted.push([blobs, files.blobsLength])
+      return wanted.filter(([core, needed]) => core.contiguousLength < needed)
+    }
+    const step = async (): Promise<void> => {
+      if (running) {
+        again = true
+        return
+      }
+      running = true
+      clearTimeout(timer)
+      let behind = false
+      try {
+        do {
+          again = false
+          for (const [core, needed] of await lagging()) {
+            if (stopped) return
+            if (core.length < needed) await askLength(core, ARCHIVE_WAIT_MS)
+            // Everything up to the length taken: an auditor of this copy is told that length.
+            await downloadAll(core, keyToUrl(core.key), ARCHIVE_WAIT_MS, undefined, needed)
+          }
+        } while (again && !stopped)
+        behind = !stopped && (await lagging()).length > 0
+      } catch {
+        behind = !stopped
+      } finally {
+        running = false
+      }
+      if (behind) {
+        timer = setTimeout(() => void step(), wait)
+        wait = Math.min(wait * 2, this.backoff.maxMs)
+      } else wait = this.backoff.minMs
+    }
+    const onAppend = () => void step()
+    log.on('append', onAppend)
+    entry.stops.push(() => {
+      stopped = true
+      clearTimeout(timer)
+      log.off('append', onAppend)
+    })
+    void step()
   }
 
   /** Adds `callLogUrl` to the dir's list of seeded logs (written only when it is new). */
@@ -300,5 +638,30 @@ export class Seeder {
     }
     await this.network.destroy()
     await this.store.close()
+  }
+}
+
+/**
+ * Stops `core` (an archive core of a seeder's copy) from taking a newer length whenever a peer offers
+ * one: it learns one only when asked (askLength). Corestore opens every core with Hypercore's
+ * eagerUpgrade on and has no option for it, so this sets the replicator's switch. Hypercore keeps a
+ * signature of a core's newest length only: an archive copy that took a length past what its log
+ * records could never again be served as the log records it.
+ */
+function holdLength(core: Hypercore): void {
+  const replicator = (core as unknown as { core?: { replicator?: { eagerUpgrade?: unknown } } }).core?.replicator
+  if (!replicator || typeof replicator.eagerUpgrade !== 'boolean') {
+    throw new StateError('this Hypercore has no eagerUpgrade switch: a seeder cannot keep its archive copy from running ahead of its log')
+  }
+  replicator.eagerUpgrade = false
+}
+
+/** Asks `core`'s peers for its newest length, waiting at most `ms`. */
+async function askLength(core: Hypercore, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([core.update({ wait: true }).catch(() => false), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -85,6 +85,24 @@ export interface BackendInfo {
 export interface ReplicaInfo {
   length: number
   hostLastSeen: string | null
+  /**
+   * Present once the seeder has proven that the host rewrote history this copy holds: the copy keeps
+   * the history it received and stops following the host (`hostLastSeen` stays at the last time the
+   * host served that history). `hostFork`/`copyFork`: the fork numbers of the two histories;
+   * `seenAt` (ISO 8601): when the seeder proved it; `what`: what the proof shows, as the seeder words
+   * it; `proofBytes`: the size of the proof's JSON. `proof`: the fork proof itself (two receipts
+   * signed by the log's key: anyone checks it with checkForkProof, offline, and must, since it comes
+   * from the seeder), or null when it is over 1 MiB (receipts hold whole entries): it is then only in
+   * the seeder's dir.
+   */
+  forked?: {
+    hostFork: number
+    copyFork: number
+    seenAt: string
+    what: string
+    proofBytes: number
+    proof: import('../ledger/receipts.js').ForkProof | null
+  }
 }
 
 export interface RPCErrorObject {
