@@ -33,7 +33,12 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
     methods: ['increment', 'get'],
     callLogUrl: counter.served.callLogUrl,
     filesArchiveUrl: counter.served.filesArchiveUrl,
+    schema: 3,
   })
+  assert.match(
+    (await nodevms(['info', counter.served.rpcUrl])).stdout,
+    /schema\s+log schema 3 \(every call's entry holds its client's nonce\)/,
+  )
   const human = await nodevms(['log', counter.served.rpcUrl])
   assert.match(human.stdout, /#0 .* init "A counter" \(debug mode; exports increment, get\)/)
   assert.match(human.stdout, /#2 .*\(anonymous\)\s+increment\(\) → 2\s+files v0/)

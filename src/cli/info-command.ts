@@ -1,5 +1,6 @@
 /** `nodevms info <url>`: what a host says about the VM it serves (its handshake). */
 import type { Command } from 'commander'
+import { CLIENT_NONCE_SCHEMA } from '../ledger/log-entry.js'
 import { out } from './output.js'
 import { parseTimeout } from './parse-options.js'
 import { handshake } from './targets.js'
@@ -11,7 +12,7 @@ export function registerInfo(program: Command): void {
     .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
     .option(
       '--json',
-      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl}, plus replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
+      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl, schema}, plus replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
     )
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
@@ -24,6 +25,7 @@ export function registerInfo(program: Command): void {
           methods: info.methods,
           callLogUrl: info.callLogUrl,
           filesArchiveUrl: info.filesArchiveUrl,
+          ...(info.schema !== undefined ? { schema: info.schema } : {}),
           ...(info.replica ? { replica: info.replica } : {}),
         })
         return
@@ -33,6 +35,10 @@ export function registerInfo(program: Command): void {
       out.line(`  methods   ${info.methods.join(', ') || '(none)'}`)
       out.line(`  call log  ${info.callLogUrl}`)
       out.line(`  files     ${info.filesArchiveUrl}`)
+      if (info.schema !== undefined) {
+        const nonces = info.schema >= CLIENT_NONCE_SCHEMA ? "every call's entry holds its client's nonce" : 'entries hold no client nonces'
+        out.line(`  schema    log schema ${info.schema} (${nonces})`)
+      }
       if (info.replica) {
         const seen = info.replica.hostLastSeen ? `host last seen ${info.replica.hostLastSeen}` : 'host not seen since the seeder started'
         out.line(`  copy      a seeder's copy, not the host: ${info.replica.length} entries, ${seen}`)
