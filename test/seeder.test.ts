@@ -12,11 +12,9 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { type TestContext, test } from 'node:test'
-import createTestnet from '@hyperswarm/testnet'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import {
@@ -38,7 +36,7 @@ import { distrust, otherForkOf, sourceConnected } from '../src/net/peering.js'
 import type { RPCBackend } from '../src/rpc/rpc-connection.js'
 import { BIN, exec, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
 import { replicateOverWebSocket, tempDir } from './helpers.js'
-import { IN_NAMESPACE, runInLoopbackNamespace } from './netns.js'
+import { IN_NAMESPACE, loopbackTestnet, runInLoopbackNamespace } from './netns.js'
 
 const COUNTER = join(SCRIPTS, 'persisted-counter.js')
 const NAMES = [
@@ -195,15 +193,7 @@ if (!IN_NAMESPACE) {
 } else {
   test(NAMES[0], async (t) => {
     const env = await loopbackTestnet(t)
-    const dir = await tempDir(t)
-    const hostDir = join(dir, 'host')
-
-    const first = await exec(t, COUNTER, ['--dir', hostDir], env)
-    const port = new URL(first.served.rpcUrl).port
-    for (let i = 1; i <= 3; i++) await call(first.served.rpcUrl, env, String(i))
-
-    const seeder = await startSeeder(t, [first.served.rpcUrl, '--port', '0'], join(dir, 'seeds'), env)
-    const seeded = await firstLine<SeededLine>(seeder, 'the seeder', 60_000)
+    const { hostDir, first, port, seeder, seeded } = await seededHost(t, env)
     assert.equal(seeded.callLogUrl, first.served.callLogUrl)
     assert.equal(seeded.length, 4)
     assert.equal(seeded.rpcUrl, `${new URL(seeded.rpcUrl).origin}/${new URL(first.served.callLogUrl).host}`)
@@ -279,15 +269,7 @@ if (!IN_NAMESPACE) {
 
   test(NAMES[2], async (t) => {
     const env = await loopbackTestnet(t)
-    const dir = await tempDir(t)
-    const hostDir = join(dir, 'host')
-
-    const first = await exec(t, COUNTER, ['--dir', hostDir], env)
-    const port = new URL(first.served.rpcUrl).port
-    for (let i = 1; i <= 3; i++) await call(first.served.rpcUrl, env, String(i))
-    const seeder = await startSeeder(t, [first.served.rpcUrl, '--port', '0'], join(dir, 'seeds'), env)
-    const seederErr = collect(seeder.stderr)
-    const seeded = await firstLine<SeededLine>(seeder, 'the seeder', 60_000)
+    const { dir, hostDir, first, port, seeder, seederErr, seeded } = await seededHost(t, env)
     assert.equal(seeded.length, 4)
 
     // The host stops and rewrites its last entry with its own key (truncate + append: fork 1). The
@@ -536,13 +518,20 @@ async function archiveVersion(url: string, peer: string): Promise<number> {
   }
 }
 
-/** A local testnet (after checking that loopback is the only interface) and the env pointing at it. */
-async function loopbackTestnet(t: TestContext): Promise<NodeJS.ProcessEnv> {
-  const interfaces = Object.keys(networkInterfaces())
-  assert.deepEqual(interfaces, ['lo'], `refusing to start DHT nodes: interfaces other than loopback exist (${interfaces.join(', ')})`)
-  const testnet = await createTestnet(3)
-  t.after(() => testnet.destroy())
-  return { ...process.env, LIBVMS_BOOTSTRAP: testnet.bootstrap.map((b) => `${b.host}:${b.port}`).join(',') }
+/**
+ * A host (`nodevms exec` of the counter on `<dir>/host`) that took three calls, and a seeder of it
+ * listening on a port (`<dir>/seeds`), its stderr collected from the start and its first line read.
+ */
+async function seededHost(t: TestContext, env: NodeJS.ProcessEnv) {
+  const dir = await tempDir(t)
+  const hostDir = join(dir, 'host')
+  const first = await exec(t, COUNTER, ['--dir', hostDir], env)
+  const port = new URL(first.served.rpcUrl).port
+  for (let i = 1; i <= 3; i++) await call(first.served.rpcUrl, env, String(i))
+  const seeder = await startSeeder(t, [first.served.rpcUrl, '--port', '0'], join(dir, 'seeds'), env)
+  const seederErr = collect(seeder.stderr)
+  const seeded = await firstLine<SeededLine>(seeder, 'the seeder', 60_000)
+  return { dir, hostDir, first, port, seeder, seederErr, seeded }
 }
 
 function startSeeder(t: TestContext, args: string[], dir: string, env: NodeJS.ProcessEnv): ChildProcess {
