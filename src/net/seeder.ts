@@ -17,11 +17,15 @@
  * the seeder asks the hosts for their current history and, if it conflicts with the copy, keeps the
  * fork proof (fork-witness.ts) in `dir/forks/<call log key hex>.json`, emits 'fork', and reports it
  * in `replica.forked`; that host no longer counts as seen. A peer's word alone proves nothing: without
- * a proof nothing is reported as a fork ('fork-unproven' says why none could be made). The files
- * archive follows only as far as the log records, so it stops with the log.
+ * a proof nothing is reported as a fork ('fork-unproven' says why none could be made). Each seeded
+ * log's fork record (its proof, the attempts to make one) is in replica-forks.ts. The files archive
+ * follows only as far as the log records, so it stops with the log (archive-follower.ts).
+ *
+ * The Seeder orchestrates: it opens the copies, connects and follows their hosts (peering.ts), notes
+ * when a host is seen, serves the copies, and hands fork claims and archive updates to those files.
  */
 import { EventEmitter } from 'node:events'
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import Corestore from 'corestore'
@@ -32,13 +36,13 @@ import { downloadAll } from '../ledger/download.js'
 import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
-import { checkForkProof, type ForkProof, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
 import type { ReplicaInfo } from '../rpc/protocol.js'
 import type { RPCBackend } from '../rpc/rpc-connection.js'
 import { type ListenOptions, RPCServer } from '../rpc/rpc-server.js'
-import { type WitnessedFork, witnessFork } from './fork-witness.js'
+import { askLength, followArchive, holdLength } from './archive-follower.js'
 import { type Backoff, distrust, Peering, servesHistory, sourceConnected } from './peering.js'
+import { ForkRecord } from './replica-forks.js'
 import { SwarmNetwork } from './swarm.js'
 
 export interface SeederOptions {
@@ -66,57 +70,11 @@ export interface SeededVM {
   rpcUrl?: string
 }
 
-/** A fork of a seeded log, proven: what 'fork' events carry. */
-export interface SeededFork {
-  callLogUrl: string
-  hostFork: number
-  copyFork: number
-  /** Entries the copy keeps. */
-  length: number
-  /** When the seeder proved it (ISO 8601). */
-  seenAt: string
-  /** What the proof shows. */
-  what: string
-  /** The fork proof: `nodevms check-proof <file>` checks it. */
-  proofFile: string
-  /** True when it was proven before this seeder opened its dir (read back from the proof file). */
-  earlier: boolean
-}
-
-/**
- * A peer of a seeded log did what a host that rewrote history does (said it is on another fork, or
- * sent newer entries that do not verify against the copy), and no fork proof could be made: what
- * 'fork-unproven' events carry.
- */
-export interface UnprovenFork {
-  callLogUrl: string
-  /** What the peer did, e.g. "says it is on fork 7, not this copy's 0". */
-  claim: string
-  copyFork: number
-  /** Why no proof could be made. */
-  why: string
-}
+export type { SeededFork, UnprovenFork } from './replica-forks.js'
 
 const SEEDED_FILE = 'seeded.json'
-const FORKS_DIR = 'forks'
 const DEFAULT_TIMEOUT_MS = 60_000
 const DEFAULT_RECONNECT: Backoff = { minMs: 1000, maxMs: 10_000 }
-/** The largest fork proof sent in a handshake (its JSON): receipts hold whole entries, up to 15 MiB each. */
-const MAX_HANDSHAKE_PROOF_BYTES = 1024 * 1024
-/** After a fork claim no proof came of, how long before another claim is looked into: doubling from the first, up to the second. */
-const WITNESS_RETRY_MS = [30_000, 600_000] as const
-/** How long the archive waits for a newer length it asked for, and for blocks, before trying again later. */
-const ARCHIVE_WAIT_MS = 15_000
-
-interface ProvenFork {
-  hostFork: number
-  copyFork: number
-  seenAt: number
-  what: string
-  proof: ForkProof
-  proofBytes: number
-  file: string
-}
 
 interface Seeded {
   info: SeededVM
@@ -128,19 +86,10 @@ interface Seeded {
   auth: 'debug' | 'production'
   /** When the host was last seen (ms): a source on the copy's fork connected, or a new entry received. */
   lastSeen: number | null
-  /** The ws:// hosts the log is fetched from. */
-  hosts: string[]
-  /** The host's fork of this log, once proven. */
-  fork: ProvenFork | null
-  /** Making a fork proof: one attempt at a time, and after one that failed, not again before `nextAt`. */
-  witness: { running: boolean; nextAt: number; waitMs: number }
+  /** Whether the host rewrote history the copy holds: the proof, once made, and the attempts to make one. */
+  forks: ForkRecord
   /** Resolves once a log session Hypercore closed (a conflict) is replaced. */
   reopened: Promise<void>
-}
-
-/** Whether the host may be counted as seen: not once a fork is proven, nor while a claim of one is looked into. */
-function seeing(entry: Seeded): boolean {
-  return !entry.fork && !entry.witness.running
 }
 
 async function readSeededList(dir: string): Promise<string[]> {
@@ -230,22 +179,13 @@ export class Seeder extends EventEmitter {
   replicaOf(callLogUrl: string): ReplicaInfo {
     const entry = this.seeded.get(toHex(parseKeyUrl(callLogUrl)))
     if (!entry?.log) throw new StateError(`${callLogUrl} is not seeded here`)
-    if (sourceConnected(entry.log) && seeing(entry)) entry.lastSeen = Date.now()
+    if (sourceConnected(entry.log) && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
     const info: ReplicaInfo = {
       length: entry.log.length,
       hostLastSeen: entry.lastSeen === null ? null : new Date(entry.lastSeen).toISOString(),
     }
-    const fork = entry.fork
-    if (fork) {
-      info.forked = {
-        hostFork: fork.hostFork,
-        copyFork: fork.copyFork,
-        seenAt: new Date(fork.seenAt).toISOString(),
-        what: fork.what,
-        proofBytes: fork.proofBytes,
-        proof: fork.proofBytes <= MAX_HANDSHAKE_PROOF_BYTES ? fork.proof : null,
-      }
-    }
+    const forked = entry.forks.forked
+    if (forked) info.forked = forked
     return info
   }
 
@@ -295,20 +235,25 @@ export class Seeder extends EventEmitter {
       title: '',
       auth: 'debug',
       lastSeen: null,
-      hosts,
-      fork: null,
-      witness: { running: false, nextAt: 0, waitMs: WITNESS_RETRY_MS[0] },
+      forks: new ForkRecord({
+        dir: this.dir,
+        callLogUrl: keyToUrl(logKey),
+        // The DHT with the seeder's bootstrap nodes, without its progress messages (a temp node's lookups are no news).
+        witness: { hosts, swarm: { bootstrap: this.swarmOptions.bootstrap }, timeoutMs: this.timeoutMs },
+        closed: () => this.closed,
+        events: this,
+      }),
       reopened: Promise.resolve(),
     }
     try {
       const log = this.store.get<LogEntry>({ key: logKey, valueEncoding: 'json', allowFork: false })
       await log.ready()
       // A fork proven before: the copy stays where it was, and says so from the start.
-      entry.fork = await this.readFork(hex, log)
+      await entry.forks.readBack(log)
       await this.replicate(entry, log, {
         key: logKey,
         peers: hosts,
-        onOtherFork: (fork) => this.suspectFork(entry, `says it is on fork ${fork}, not this copy's ${entry.log?.fork ?? log.fork}`),
+        onOtherFork: (fork) => entry.forks.suspect(entry, `says it is on fork ${fork}, not this copy's ${entry.log?.fork ?? log.fork}`),
       })
       const init = parseEntry(await log.get(0), 0)
       if (init.type !== 'init') throw new StateError(`${callLogUrl} has no init entry`)
@@ -331,7 +276,7 @@ export class Seeder extends EventEmitter {
       }
       entry.info = { callLogUrl: keyToUrl(logKey), filesArchiveUrl: keyToUrl(archiveKey), length: log.length }
       this.watchHost(entry, log)
-      this.followArchive(entry, log, db, blobs)
+      entry.stops.push(followArchive(log, db, blobs, this.backoff))
       await Promise.all([this.network.announce(logKey), this.network.announce(archiveKey)])
       if (this.closed) throw new StateError('the seeder closed while seeding')
     } catch (err) {
@@ -342,115 +287,8 @@ export class Seeder extends EventEmitter {
     this.seeded.set(hex, entry)
     this.server?.mount(`/${hex}`, this.backendOf(entry))
     await this.remember(entry.info.callLogUrl)
-    if (entry.fork) this.emit('fork', this.forkEvent(entry, entry.fork, true))
+    entry.forks.reportEarlier(entry)
     return this.described(hex, entry)
-  }
-
-  private forkPath(hex: string): string {
-    return join(this.dir, FORKS_DIR, `${hex}.json`)
-  }
-
-  private forkEvent(entry: Seeded, fork: ProvenFork, earlier: boolean): SeededFork {
-    const { hostFork, copyFork, what, file } = fork
-    const length = entry.log?.length ?? 0
-    return {
-      callLogUrl: entry.info.callLogUrl,
-      hostFork,
-      copyFork,
-      length,
-      seenAt: new Date(fork.seenAt).toISOString(),
-      what,
-      proofFile: file,
-      earlier,
-    }
-  }
-
-  /**
-   * The fork proof this dir kept for the log `hex`, if it holds for this copy: it must prove a fork
-   * of this log, its first receipt being of the copy's fork. A file that does not hold is ignored.
-   */
-  private async readFork(hex: string, log: Hypercore<LogEntry>): Promise<ProvenFork | null> {
-    const file = this.forkPath(hex)
-    let text: string
-    try {
-      if ((await stat(file)).size > 64 * 1024 * 1024) return null
-      text = await readFile(file, 'utf8')
-    } catch {
-      return null
-    }
-    try {
-      const proof = JSON.parse(text) as ForkProof
-      const verdict = checkForkProof(proof)
-      if (!verdict.holds || verdict.log !== hex) return null
-      const [copyFork, hostFork] = proof.receipts.map((receipt) => verifyReceipt(receipt).fork)
-      if (copyFork !== log.fork) return null
-      const seenAt = (await stat(file)).mtimeMs
-      return { hostFork, copyFork, seenAt, what: verdict.what, proof, proofBytes: Buffer.byteLength(JSON.stringify(proof)), file }
-    } catch {
-      return null
-    }
-  }
-
-  /**
-   * A peer of the log did what a host that rewrote the copy's history does (`claim`: it says it is on
-   * another fork, or its newer entries do not verify). Unless a fork is already proven, or an attempt
-   * is running or failed not long ago, asks the hosts (then the DHT) for their current history and,
-   * if it conflicts with the copy, keeps the proof. Works on the copy's current session (entry.log):
-   * one that Hypercore closed under the attempt (a conflict, see watchHost) is replaced, and the
-   * attempt made again on the new one.
-   */
-  private suspectFork(entry: Seeded, claim: string): void {
-    const witness = entry.witness
-    if (entry.fork || witness.running || Date.now() < witness.nextAt || this.closed || !entry.log) return
-    witness.running = true
-    void (async () => {
-      let copyFork = entry.log?.fork ?? 0
-      let why = ''
-      try {
-        for (let tries = 0; tries < 3 && !this.closed; tries++) {
-          const log = entry.log as Hypercore<LogEntry>
-          copyFork = log.fork
-          // The DHT with the seeder's bootstrap nodes, without its progress messages (a temp node's lookups are no news).
-          const swarm = { bootstrap: this.swarmOptions.bootstrap }
-          const found = await witnessFork(log, { hosts: entry.hosts, swarm, timeoutMs: this.timeoutMs }).catch((err: Error) => ({
-            why: err.message,
-          }))
-          if (this.closed) return
-          if (!('why' in found)) {
-            await this.keepFork(entry, found)
-            return
-          }
-          why = found.why
-          // Only a session closed under the attempt is worth another one at once.
-          if (entry.log === log && !log.closing) break
-          await entry.reopened
-        }
-        witness.nextAt = Date.now() + witness.waitMs
-        witness.waitMs = Math.min(witness.waitMs * 2, WITNESS_RETRY_MS[1])
-        if (!this.closed) this.emit('fork-unproven', { callLogUrl: entry.info.callLogUrl, claim, copyFork, why } satisfies UnprovenFork)
-      } finally {
-        witness.running = false
-      }
-    })()
-  }
-
-  /** Keeps a proven fork: its proof in dir/forks/<hex>.json (written whole, then renamed into place), and says so ('fork'). */
-  private async keepFork(entry: Seeded, found: WitnessedFork): Promise<void> {
-    const file = this.forkPath(toHex(parseKeyUrl(entry.info.callLogUrl)))
-    await mkdir(join(this.dir, FORKS_DIR), { recursive: true })
-    await writeFile(`${file}.tmp`, `${JSON.stringify(found.proof, null, 1)}\n`)
-    await rename(`${file}.tmp`, file)
-    const fork: ProvenFork = {
-      hostFork: found.hostFork,
-      copyFork: found.copyFork,
-      seenAt: Date.now(),
-      what: found.what,
-      proof: found.proof,
-      proofBytes: Buffer.byteLength(JSON.stringify(found.proof)),
-      file,
-    }
-    entry.fork = fork
-    this.emit('fork', this.forkEvent(entry, fork, false))
   }
 
   /**
@@ -462,20 +300,20 @@ export class Seeder extends EventEmitter {
    */
   private watchHost(entry: Seeded, log: Hypercore<LogEntry>): void {
     entry.log = log
-    if (sourceConnected(log) && seeing(entry)) entry.lastSeen = Date.now()
+    if (sourceConnected(log) && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
     const onAppend = () => {
       entry.lastSeen = Date.now()
     }
     const onPeerRemove = (peer: Hypercore['peers'][number]) => {
       // A peer on another fork (or whose entries did not verify) did not serve this history: it was not the host this copy follows.
-      if (peer.stream.isInitiator && servesHistory(peer, log) && log.length > 0 && seeing(entry)) entry.lastSeen = Date.now()
+      if (peer.stream.isInitiator && servesHistory(peer, log) && log.length > 0 && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
     }
     // Entries past the copy that do not verify against it: a history rewritten under the same fork
     // number (the key holder picks the number), or a peer sending junk. Either way, not a source.
     const onInvalid = (_err: unknown, _req: unknown, _res: unknown, from: Hypercore['peers'][number] | undefined) => {
       if (!from) return
       distrust(from)
-      this.suspectFork(entry, `sent entries past this copy's ${log.length} that do not verify against it`)
+      entry.forks.suspect(entry, `sent entries past this copy's ${log.length} that do not verify against it`)
     }
     const onConflict = () => {
       let reopened: () => void = () => {}
@@ -489,7 +327,7 @@ export class Seeder extends EventEmitter {
             for (const stop of detach) stop()
             this.watchHost(entry, again)
             reopened()
-            this.suspectFork(
+            entry.forks.suspect(
               entry,
               'holds a history that conflicts with this copy under the same fork number (Hypercore found two trees the key signed that do not extend one another)',
             )
@@ -558,66 +396,6 @@ export class Seeder extends EventEmitter {
     if (key) (entry.peerings.at(-1) as Peering).follow(core, this.backoff, options.onOtherFork)
   }
 
-  /**
-   * Keeps the archive's cores (`db`, `blobs`) as far as the log copy records, no further: each time the
-   * log grows, the files state its newest entry records (version, blobsLength) is fetched, asking the
-   * peers for a newer length only when the copy holds less than that (holdLength: the cores take none
-   * unasked). A newer length is the host's current one, which may hold a call whose entry is still on
-   * its way; but once the log stops (a forked host), the archive stops with it. When fetching fails (the
-   * host went away), it is tried again with the seeder's reconnect backoff until the archive has it.
-   */
-  private followArchive(entry: Seeded, log: Hypercore<LogEntry>, db: Hypercore, blobs: Hypercore | null): void {
-    let running = false
-    let again = false
-    let timer: NodeJS.Timeout | undefined
-    let wait = this.backoff.minMs
-    let stopped = false
-    const lagging = async (): Promise<[Hypercore, number][]> => {
-      const seq = log.length - 1
-      const { files } = parseEntry(await log.get(seq), seq)
-      const wanted: [Hypercore, number][] = [[db, files.version]]
-      if (blobs) wanted.push([blobs, files.blobsLength])
-      return wanted.filter(([core, needed]) => core.contiguousLength < needed)
-    }
-    const step = async (): Promise<void> => {
-      if (running) {
-        again = true
-        return
-      }
-      running = true
-      clearTimeout(timer)
-      let behind = false
-      try {
-        do {
-          again = false
-          for (const [core, needed] of await lagging()) {
-            if (stopped) return
-            if (core.length < needed) await askLength(core, ARCHIVE_WAIT_MS)
-            // Everything up to the length taken: an auditor of this copy is told that length.
-            await downloadAll(core, keyToUrl(core.key), ARCHIVE_WAIT_MS, undefined, needed)
-          }
-        } while (again && !stopped)
-        behind = !stopped && (await lagging()).length > 0
-      } catch {
-        behind = !stopped
-      } finally {
-        running = false
-      }
-      if (behind) {
-        timer = setTimeout(() => void step(), wait)
-        wait = Math.min(wait * 2, this.backoff.maxMs)
-      } else wait = this.backoff.minMs
-    }
-    const onAppend = () => void step()
-    log.on('append', onAppend)
-    entry.stops.push(() => {
-      stopped = true
-      clearTimeout(timer)
-      log.off('append', onAppend)
-    })
-    void step()
-  }
-
   /** Adds `callLogUrl` to the dir's list of seeded logs (written only when it is new). */
   private async remember(callLogUrl: string): Promise<void> {
     if (this.listed.has(callLogUrl)) return
@@ -638,30 +416,5 @@ export class Seeder extends EventEmitter {
     }
     await this.network.destroy()
     await this.store.close()
-  }
-}
-
-/**
- * Stops `core` (an archive core of a seeder's copy) from taking a newer length whenever a peer offers
- * one: it learns one only when asked (askLength). Corestore opens every core with Hypercore's
- * eagerUpgrade on and has no option for it, so this sets the replicator's switch. Hypercore keeps a
- * signature of a core's newest length only: an archive copy that took a length past what its log
- * records could never again be served as the log records it.
- */
-function holdLength(core: Hypercore): void {
-  const replicator = (core as unknown as { core?: { replicator?: { eagerUpgrade?: unknown } } }).core?.replicator
-  if (!replicator || typeof replicator.eagerUpgrade !== 'boolean') {
-    throw new StateError('this Hypercore has no eagerUpgrade switch: a seeder cannot keep its archive copy from running ahead of its log')
-  }
-  replicator.eagerUpgrade = false
-}
-
-/** Asks `core`'s peers for its newest length, waiting at most `ms`. */
-async function askLength(core: Hypercore, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    await Promise.race([core.update({ wait: true }).catch(() => false), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
-  } finally {
-    clearTimeout(timer)
   }
 }
