@@ -93,6 +93,8 @@ interface ProvenFork {
 export class ForkRecord {
   /** The host's fork of this log, once proven. */
   private fork: ProvenFork | null = null
+  /** The fork read back from the dir (proven before this seeder opened it), if any. */
+  private readBackFork: ProvenFork | null = null
   /** Making a fork proof: one attempt at a time, and after one that failed, not again before `nextAt`. */
   private readonly witness = { running: false, nextAt: 0, waitMs: WITNESS_RETRY_MS[0] as number }
   private readonly hex: string
@@ -129,6 +131,7 @@ export class ForkRecord {
    */
   async readBack(log: Hypercore<LogEntry>): Promise<void> {
     this.fork = await this.readProof(log)
+    this.readBackFork = this.fork
   }
 
   private async readProof(log: Hypercore<LogEntry>): Promise<ProvenFork | null> {
@@ -153,9 +156,12 @@ export class ForkRecord {
     }
   }
 
-  /** Emits 'fork' for the fork proven so far, as one proven before (`earlier`), if there is one. */
+  /**
+   * Emits 'fork' for the fork read back from the dir (`earlier`), if there is one. A fork proven since
+   * was reported when it was kept: 'fork' comes once per log.
+   */
   reportEarlier(copy: LogCopy): void {
-    if (this.fork) this.options.events.emit('fork', this.event(copy, this.fork, true))
+    if (this.fork && this.fork === this.readBackFork) this.options.events.emit('fork', this.event(copy, this.fork, true))
   }
 
   /**
