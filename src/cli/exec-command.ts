@@ -14,7 +14,7 @@ import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { addListenOptions } from './listen-options.js'
 import { err, out, Progress } from './output.js'
-import { parseAuth, parseCheckpoints, parseCount } from './parse-options.js'
+import { collectOrigins, parseAuth, parseCheckpoints, parseCount, parseIdleTimeout, parsePositive } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
 
@@ -31,6 +31,11 @@ interface ExecOptions extends SwarmFlags {
   maxVms?: number
   checkpoints?: { every: number } | false
   json?: boolean
+  maxConnections?: number
+  maxConnectionsPerAddress?: number
+  handshakeTimeout?: number
+  idleTimeout?: number
+  allowOrigin?: string[]
 }
 
 export function registerExec(program: Command): void {
@@ -49,6 +54,19 @@ export function registerExec(program: Command): void {
       parseCheckpoints,
     )
     .option('--json', 'print where it serves as one JSON line')
+    .option('--max-connections <n>', 'most open connections at once (default 1000)', parsePositive)
+    .option('--max-connections-per-address <n>', 'most open connections from one remote address (default 128)', parsePositive)
+    .option('--handshake-timeout <ms>', 'time a connection has, from connecting, to send rpc.handshake (default 10000)', parsePositive)
+    .option(
+      '--idle-timeout <ms|off>',
+      "close an RPC connection with no call in flight for this long (default 300000; 'off': never)",
+      parseIdleTimeout,
+    )
+    .option(
+      '--allow-origin <origins|*>',
+      "web page origins that may connect (repeatable or a comma list; '*': any). Default: any page to a production-mode VM, none to a debug-mode one",
+      collectOrigins,
+    )
   addListenOptions(command, 'the VM', 5555)
   addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
     runExec(script, options),
@@ -92,7 +110,14 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   if (options.auth) vmOptions.auth = options.auth
   const vm = options.factory ? new VMFactory(code, { ...vmOptions, maxVMs: options.maxVms }) : new VM(code, vmOptions)
   const swarm = swarmOf(options, (text) => err.note(text))
-  const server = new RPCServer({ swarm })
+  const server = new RPCServer({
+    swarm,
+    maxConnections: options.maxConnections,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+    handshakeTimeoutMs: options.handshakeTimeout,
+    idleTimeoutMs: options.idleTimeout,
+    allowOrigins: options.allowOrigin,
+  })
   // Listening comes first: a port in use or an address this machine lacks leaves no data dir behind.
   await server.listen({ port: options.port, host: options.host })
   try {

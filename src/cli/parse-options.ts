@@ -52,3 +52,33 @@ export function parseTimeout(value: string): number {
   if (ms === 0) throw new UsageError('--timeout must be at least 1 ms')
   return ms
 }
+
+/** `--idle-timeout <ms|off>`: a number of milliseconds (at least 1), or off (0: never). */
+export function parseIdleTimeout(value: string): number {
+  if (value === 'off') return 0
+  const n = wholeNumber(value)
+  if (n === null || n === 0) throw new InvalidArgumentError("expected a number of milliseconds (at least 1) or 'off'")
+  return n
+}
+
+/** `--allow-origin <origins|*>`, repeatable: each a comma list; collected in order. */
+export function collectOrigins(value: string, previous: string[] = []): string[] {
+  const origins = value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+  if (origins.length === 0) throw new InvalidArgumentError("expected an origin (https://app.example), a comma list of them, or '*'")
+  for (const origin of origins) {
+    if (origin === '*' || origin === 'null') continue
+    let parsed: URL | null = null
+    try {
+      parsed = new URL(origin)
+    } catch {}
+    if (!parsed || parsed.origin === 'null') {
+      throw new InvalidArgumentError(
+        `${JSON.stringify(origin)} is not an origin: give scheme://host[:port], e.g. https://app.example, or '*'`,
+      )
+    }
+  }
+  return [...previous, ...origins]
+}

@@ -58,6 +58,18 @@ export const CLOSE_CODES = {
   TRY_AGAIN_LATER: 1013,
 } as const
 
+/** The most bytes a WebSocket close reason holds (RFC 6455: a control frame's 125, less the code). */
+export const MAX_CLOSE_REASON_BYTES = 123
+
+/** `text` cut to what a close frame holds (ws throws on a longer reason), at a character boundary. */
+export function closeReason(text: string): string {
+  if (Buffer.byteLength(text) <= MAX_CLOSE_REASON_BYTES) return text
+  let cut = text.slice(0, MAX_CLOSE_REASON_BYTES)
+  // '…' takes 3 bytes.
+  while (Buffer.byteLength(cut) > MAX_CLOSE_REASON_BYTES - 3) cut = cut.slice(0, -1)
+  return `${cut}…`
+}
+
 export interface BackendInfo {
   methods: string[]
   callLogUrl: string

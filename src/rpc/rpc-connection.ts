@@ -20,7 +20,16 @@ import {
 import { CLIENT_NONCE } from '../ledger/log-entry.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
-import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, type ReplicaInfo, RPC_ERRORS, type RPCErrorObject } from './protocol.js'
+import {
+  type BackendInfo,
+  CLOSE_CODES,
+  closeReason,
+  HANDSHAKE_METHOD,
+  type MessageSocket,
+  type ReplicaInfo,
+  RPC_ERRORS,
+  type RPCErrorObject,
+} from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
 type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall; clientNonce?: string }
@@ -52,6 +61,10 @@ export interface RPCBackend {
 interface ServerLimits {
   readonly maxMessageBytes: number
   readonly maxQueuedCalls: number
+  /** From connecting to the handshake (the time left is given to the connection: it may have started before the upgrade). */
+  readonly handshakeTimeoutMs: number
+  /** 0: never closed for being idle. */
+  readonly idleTimeoutMs: number
 }
 
 const MAX_USER_ID_LENGTH = 1024
@@ -118,19 +131,68 @@ export class RPCConnection {
   /** The client asked for receipts (and the backend gives them). */
   private receipts = false
   private closed = false
+  /** This connection's calls queued or running: while there are any, it is not idle. */
+  private inFlight = 0
+  /** When (performance.now()) it last shook hands, sent a call or was answered one. */
+  private lastActive = 0
+  /** The handshake deadline until the handshake, then the idle check. */
+  private timer: NodeJS.Timeout | null = null
 
+  /** `handshakeLeftMs`: how long it has left to shake hands (the server's clock started when the client connected). */
   constructor(
     private readonly ws: MessageSocket,
     private readonly mount: Mount,
     private readonly limits: ServerLimits,
+    handshakeLeftMs: number = limits.handshakeTimeoutMs,
   ) {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary))
     ws.on('close', () => {
       this.closed = true
+      if (this.timer) clearTimeout(this.timer)
+      this.timer = null
     })
+    this.timer = setTimeout(() => this.handshakeOverdue(), Math.max(0, handshakeLeftMs))
+    this.timer.unref()
     ws.on('error', () => {
       // 'close' follows; a broken socket only means the answers of its calls go nowhere.
     })
+  }
+
+  /**
+   * How long it has been idle (ms): shaken hands, no call of it queued or running, none sent or
+   * answered since. Null while it is not idle (or not shaken hands yet, or closed).
+   */
+  idleMs(): number | null {
+    if (this.closed || !this.handshaken || this.inFlight > 0) return null
+    return performance.now() - this.lastActive
+  }
+
+  private handshakeOverdue(): void {
+    this.timer = null
+    if (this.handshaken || this.closed) return
+    void this.close(
+      CLOSE_CODES.POLICY,
+      closeReason(
+        `no ${HANDSHAKE_METHOD} within ${this.limits.handshakeTimeoutMs} ms of connecting (handshakeTimeoutMs, --handshake-timeout)`,
+      ),
+    )
+  }
+
+  /** Checks idleness when the idle time could have run out; closes the connection if it has. */
+  private checkIdle(): void {
+    this.timer = null
+    if (this.closed) return
+    const limit = this.limits.idleTimeoutMs
+    const idle = this.idleMs()
+    if (idle !== null && idle >= limit) {
+      void this.close(
+        CLOSE_CODES.GOING_AWAY,
+        closeReason(`idle for ${limit} ms: no call in flight, sent or answered (idleTimeoutMs, --idle-timeout)`),
+      )
+      return
+    }
+    this.timer = setTimeout(() => this.checkIdle(), idle === null ? limit : limit - idle)
+    this.timer.unref()
   }
 
   async close(code: number, reason: string): Promise<void> {
@@ -258,6 +320,13 @@ export class RPCConnection {
       this.user = typeof user === 'string' ? user : null
     }
     this.handshaken = true
+    this.lastActive = performance.now()
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    if (this.limits.idleTimeoutMs > 0) {
+      this.timer = setTimeout(() => this.checkIdle(), this.limits.idleTimeoutMs)
+      this.timer.unref()
+    }
     this.receipts = given.receipts === true && typeof backend.executeCallWithReceipt === 'function'
     const info: BackendInfo = {
       methods: backend.methods,
@@ -334,6 +403,8 @@ export class RPCConnection {
       return
     }
     this.mount.callStarted()
+    this.inFlight++
+    this.lastActive = performance.now()
     const call: BackendCall = { methodName: method, args, userId: this.user }
     if (signed) call.signed = signed
     if (clientNonce !== undefined) call.clientNonce = clientNonce
@@ -357,7 +428,11 @@ export class RPCConnection {
         },
         (err) => this.sendError(id, toRPCError(err)),
       )
-      .finally(() => this.mount.callEnded())
+      .finally(() => {
+        this.inFlight--
+        this.lastActive = performance.now()
+        this.mount.callEnded()
+      })
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, isIPv6 } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, WebSocketServer } from 'ws'
 import { InvalidArgumentError, ListenError, StateError } from '../errors.js'
@@ -13,12 +13,40 @@ import { parseKeyUrl } from '../ledger/keys.js'
 import { answerReplication, loadWs, REPLICATION_PROTOCOL } from '../net/replication.js'
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
-import { CLOSE_CODES, type MessageSocket } from './protocol.js'
+import { CLOSE_CODES, closeReason, type MessageSocket } from './protocol.js'
 import { type RPCBackend, RPCConnection } from './rpc-connection.js'
 
 export interface RPCServerOptions {
-  /** Open connections across all mounts (default 1000). */
+  /**
+   * Open connections across all mounts (default 1000). When full, a new connection takes the place of
+   * the RPC connection idle the longest, if one has been idle for handshakeTimeoutMs or more.
+   */
   maxConnections?: number
+  /**
+   * Open WebSocket connections from one remote address (default 128; an IPv6 address counts by its
+   * /64). Loopback addresses count like any other. Swarm channels are not counted here.
+   */
+  maxConnectionsPerAddress?: number
+  /**
+   * How long a connection has, from the TCP connection on, to upgrade to WebSocket and send
+   * `rpc.handshake` (default 10 s); then it is closed (1008, with the reason). Swarm channels: from
+   * the channel's opening. Replication connections have replicationHandshakeMs after the upgrade.
+   */
+  handshakeTimeoutMs?: number
+  /**
+   * How long an RPC connection may sit idle — shaken hands, no call of it queued or running, none
+   * sent or answered since — before it is closed (1001, with the reason). Default 5 min; 0: never.
+   * Frames refused at the edge do not count as calls. Replication connections are never idle-closed.
+   */
+  idleTimeoutMs?: number
+  /**
+   * Which web pages may connect, by the WebSocket's Origin header: `'*'` (any), or a list of origins
+   * (`https://app.example`), which then applies to every mounted VM. By default (undefined) a page of
+   * any origin may connect to a production-mode VM (it signs each call with its own key) and none to
+   * a debug-mode VM (caller ids there are taken on trust). A connection without an Origin header
+   * (Node clients, the CLI, swarm channels) is always allowed. Refused: HTTP 403 with the reason.
+   */
+  allowOrigins?: readonly string[] | '*'
   /** Largest request frame in bytes (default 4 MiB). */
   maxMessageBytes?: number
   /** Calls accepted but not yet answered, per mounted VM (default 1000). */
@@ -50,6 +78,41 @@ export interface ListenOptions {
  * as the socket opens.
  */
 const REPLICATION_ROLE_WAIT_MS = 1000
+
+/** One connection's place in the server's counts; released once, on close or when evicted. */
+interface Slot {
+  /** The remote address it counts against (null: a swarm channel, counted only in the total). */
+  readonly address: string | null
+  released: boolean
+}
+
+/** What the per-address cap counts a remote address as: IPv4 as is, IPv6 by its /64 (one host usually holds a whole /64). */
+export function addressKey(address: string | undefined): string {
+  if (!address) return 'unknown'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]
+  if (!isIPv6(address)) return address
+  // Expand '::' to get the first four groups.
+  const [head, tail] = address.split('%')[0].toLowerCase().split('::')
+  const left = head ? head.split(':') : []
+  const right = tail === undefined ? [] : tail ? tail.split(':') : []
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`
+}
+
+/** An origin as browsers send it (`scheme://host[:port]`, lowercase, default port left out), or 'null'. */
+function normalizeOrigin(origin: string): string | null {
+  if (origin === 'null') return 'null'
+  try {
+    const parsed = new URL(origin)
+    return parsed.origin === 'null' ? null : parsed.origin
+  } catch {
+    return null
+  }
+}
 
 /** What the server knows about one mounted VM. */
 export class Mount {
@@ -143,6 +206,16 @@ export class RPCServer extends EventEmitter {
   readonly maxQueuedCalls: number
   readonly closeTimeoutMs: number
   readonly replicationHandshakeMs: number
+  readonly maxConnectionsPerAddress: number
+  readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
+  /** '*', the allowed origins (normalized), or null: the default (production-mode VMs only). */
+  readonly allowOrigins: '*' | ReadonlySet<string> | null
+  private readonly perAddress = new Map<string, number>()
+  /** RPC connections and their slots (those are what a full server may evict). */
+  private readonly slots = new Map<RPCConnection, Slot>()
+  /** TCP connections not upgraded yet: destroyed at the handshake deadline; when each was accepted. */
+  private readonly pending = new WeakMap<Duplex, { acceptedAt: number; timer: NodeJS.Timeout }>()
   private readonly mounts = new Map<string, Mount>()
   /** Paths a VM will be mounted at soon, and what to answer meanwhile (reserve()). */
   private readonly reserved = new Map<string, string>()
@@ -162,6 +235,34 @@ export class RPCServer extends EventEmitter {
     this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
     this.replicationHandshakeMs = options.replicationHandshakeMs ?? 10_000
+    const positive = (name: string, value: number | undefined, fallback: number, zero = false): number => {
+      if (value === undefined) return fallback
+      if (typeof value !== 'number' || Number.isNaN(value) || value < (zero ? 0 : 1)) {
+        throw new InvalidArgumentError(`RPCServer({${name}}) must be a number of at least ${zero ? 0 : 1}, got ${String(value)}`)
+      }
+      return value
+    }
+    this.maxConnectionsPerAddress = positive('maxConnectionsPerAddress', options.maxConnectionsPerAddress, 128)
+    this.handshakeTimeoutMs = positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000)
+    this.idleTimeoutMs = positive('idleTimeoutMs', options.idleTimeoutMs, 300_000, true)
+    const origins = options.allowOrigins
+    if (origins === undefined) this.allowOrigins = null
+    else if (origins === '*' || (Array.isArray(origins) && origins.includes('*'))) this.allowOrigins = '*'
+    else if (Array.isArray(origins)) {
+      this.allowOrigins = new Set(
+        origins.map((origin) => {
+          const normalized = typeof origin === 'string' ? normalizeOrigin(origin) : null
+          if (normalized === null) {
+            throw new InvalidArgumentError(
+              `RPCServer({allowOrigins}): ${JSON.stringify(origin)} is not an origin: give scheme://host[:port] (e.g. https://app.example), 'null', or '*' alone`,
+            )
+          }
+          return normalized
+        }),
+      )
+    } else {
+      throw new InvalidArgumentError("RPCServer({allowOrigins}) must be '*' or an array of origins")
+    }
     this.swarmOptions = swarmOptionsOf(options.swarm)
   }
 
@@ -256,6 +357,17 @@ export class RPCServer extends EventEmitter {
       res.writeHead(426, { 'content-type': 'text/plain' })
       res.end('LibVMS serves VMs over WebSocket: connect with RPCClient (ws://…)\n')
     })
+    // The handshake deadline starts with the TCP connection: one that never upgrades (never sends a
+    // byte, or trickles its headers) is destroyed at it; an upgraded one has what is left of it.
+    http.on('connection', (socket: Duplex) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(socket)
+        socket.destroy()
+      }, this.handshakeTimeoutMs)
+      timer.unref()
+      this.pending.set(socket, { acceptedAt: performance.now(), timer })
+      socket.once('close', () => clearTimeout(timer))
+    })
     http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head))
     const host = options.host ?? '127.0.0.1'
     const port = options.port ?? 0
@@ -310,6 +422,12 @@ export class RPCServer extends EventEmitter {
     } catch {
       path = ''
     }
+    const pending = this.pending.get(socket)
+    if (pending) {
+      clearTimeout(pending.timer)
+      this.pending.delete(socket)
+    }
+    const handshakeLeftMs = pending ? pending.acceptedAt + this.handshakeTimeoutMs - performance.now() : this.handshakeTimeoutMs
     const mount = this.mounts.get(path)
     if (this.closing || !mount || mount.closing) {
       const pending = !this.closing && !mount ? this.reserved.get(path) : undefined
@@ -320,14 +438,24 @@ export class RPCServer extends EventEmitter {
       )
       return
     }
+    const origin = req.headers.origin
+    const refused = origin === undefined ? null : this.originRefusal(origin, mount)
+    if (refused !== null) {
+      const body = `${refused}\n`
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
+      return
+    }
     const wss = this.wss as WebSocketServer // made by listen(), which is what hears upgrades
+    const address = addressKey(req.socket.remoteAddress)
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       explainCloses(ws, wss.options.maxPayload ?? 0)
-      if (this.connectionCount >= this.maxConnections) {
-        ws.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
+      const admitted = this.admit(address)
+      if (typeof admitted === 'string') {
+        ws.close(CLOSE_CODES.TRY_AGAIN_LATER, admitted)
         return
       }
-      this.connectionCount++
       if (ws.protocol === REPLICATION_PROTOCOL) {
         // An auditor replicating the VM's cores over the same port, as either side (answerReplication).
         const replication = answerReplication(ws, (isInitiator) => mount.backend.replicate(isInitiator), REPLICATION_ROLE_WAIT_MS)
@@ -343,29 +471,102 @@ export class RPCServer extends EventEmitter {
         ws.once('message', () => clearTimeout(silent))
         ws.once('close', () => {
           clearTimeout(silent)
-          this.connectionCount--
+          this.release(admitted)
           mount.replications.delete(ws)
           replication.stop()
         })
         return
       }
-      this.accept(ws as unknown as MessageSocket, mount, true)
+      this.accept(ws as unknown as MessageSocket, mount, admitted, handshakeLeftMs)
     })
   }
 
-  /** An RPC connection to `mount`, over a WebSocket or a swarm channel (counted already: `counted`). */
-  private accept(socket: MessageSocket, mount: Mount, counted = false): void {
-    if (!counted) {
-      if (this.connectionCount >= this.maxConnections) {
-        socket.close(CLOSE_CODES.TRY_AGAIN_LATER, `too many connections: this server takes at most ${this.maxConnections}`)
+  /** Why a page of `origin` may not connect to `mount`, or null if it may. */
+  private originRefusal(origin: string, mount: Mount): string | null {
+    if (this.allowOrigins === '*') return null
+    const normalized = normalizeOrigin(origin) ?? origin
+    const shown = JSON.stringify(origin.slice(0, 200))
+    if (this.allowOrigins === null) {
+      if (mount.backend.auth === 'production') return null
+      return `a web page (origin ${shown}) may not connect to this debug-mode VM: its caller ids are taken on trust, so any page could call it as anyone. To allow the page: RPCServer({allowOrigins: [${shown}]}), nodevms exec --allow-origin ${normalized}`
+    }
+    if (this.allowOrigins.has(normalized)) return null
+    return `a web page (origin ${shown}) may not connect: this server takes pages of the origins it lists only (allowOrigins, nodevms exec --allow-origin); add ${normalized} to allow it`
+  }
+
+  /**
+   * Takes a connection slot for `address` (null: a swarm channel), or says why not (a close reason
+   * naming the limit and its option). When the server is full, the RPC connection idle the longest
+   * makes room if it has been idle for at least handshakeTimeoutMs.
+   */
+  private admit(address: string | null): Slot | string {
+    if (address !== null && (this.perAddress.get(address) ?? 0) >= this.maxConnectionsPerAddress) {
+      return closeReason(
+        `too many connections from one address: at most ${this.maxConnectionsPerAddress} (maxConnectionsPerAddress, --max-connections-per-address)`,
+      )
+    }
+    if (this.connectionCount >= this.maxConnections && !this.evictIdle()) {
+      return closeReason(`too many connections: this server takes at most ${this.maxConnections} (maxConnections, --max-connections)`)
+    }
+    this.connectionCount++
+    if (address !== null) this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1)
+    return { address, released: false }
+  }
+
+  private release(slot: Slot): void {
+    if (slot.released) return
+    slot.released = true
+    this.connectionCount--
+    if (slot.address === null) return
+    const left = (this.perAddress.get(slot.address) ?? 1) - 1
+    if (left > 0) this.perAddress.set(slot.address, left)
+    else this.perAddress.delete(slot.address)
+  }
+
+  /** Closes the RPC connection idle the longest, if it has been idle for handshakeTimeoutMs or more; says whether it did. */
+  private evictIdle(): boolean {
+    let oldest: RPCConnection | null = null
+    let oldestIdle = this.handshakeTimeoutMs
+    for (const connection of this.slots.keys()) {
+      const idle = connection.idleMs()
+      if (idle !== null && idle >= oldestIdle) {
+        oldest = connection
+        oldestIdle = idle
+      }
+    }
+    const slot = oldest && this.slots.get(oldest)
+    if (!oldest || !slot) return false
+    this.slots.delete(oldest)
+    this.release(slot)
+    void oldest.close(
+      CLOSE_CODES.GOING_AWAY,
+      closeReason(
+        `idle for ${Math.round(oldestIdle)} ms while the server was full: closed to make room (maxConnections, --max-connections)`,
+      ),
+    )
+    return true
+  }
+
+  /**
+   * An RPC connection to `mount`, over a WebSocket (admitted already: its `slot`) or a swarm channel
+   * (admitted here, with the whole handshake deadline from now).
+   */
+  private accept(socket: MessageSocket, mount: Mount, slot?: Slot, handshakeLeftMs = this.handshakeTimeoutMs): void {
+    if (!slot) {
+      const admitted = this.admit(null)
+      if (typeof admitted === 'string') {
+        socket.close(CLOSE_CODES.TRY_AGAIN_LATER, admitted)
         return
       }
-      this.connectionCount++
+      slot = admitted
     }
-    const connection = new RPCConnection(socket, mount, this)
+    const taken = slot
+    const connection = new RPCConnection(socket, mount, this, handshakeLeftMs)
     mount.connections.add(connection)
+    this.slots.set(connection, taken)
     socket.once('close', () => {
-      this.connectionCount--
+      this.release(taken)
+      this.slots.delete(connection)
       mount.connections.delete(connection)
     })
   }
