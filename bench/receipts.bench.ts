@@ -15,7 +15,8 @@
  */
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { RPCClient, RPCServer, VM } from '../src/index.js'
+import { type Receipt, ReceiptBook, RPCClient, RPCServer, VM } from '../src/index.js'
+import { verifyReceipt } from '../src/ledger/receipts.js'
 import { processCpuSeconds, startChild, stopChild } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
 import { figure, log, readSizing, round3 } from './bench-stats.js'
@@ -120,6 +121,25 @@ async function measure(url: string, label: string, hostPid: number | null) {
   }
 }
 
+/**
+ * A client's check of one receipt, in isolation (µs, median of 5 passes over `receipts`): the
+ * signature and Merkle check alone (verifyReceipt), and with the receipt book's note of it, as
+ * RPCClient makes both for every answer.
+ */
+function checkInIsolation(receipts: Receipt[]) {
+  const passes = { verify: [] as number[], verifyAndBook: [] as number[] }
+  for (let pass = 0; pass < 5; pass++) {
+    let started = performance.now()
+    for (const receipt of receipts) verifyReceipt(receipt)
+    passes.verify.push(((performance.now() - started) * 1000) / receipts.length)
+    const book = new ReceiptBook()
+    started = performance.now()
+    for (const receipt of receipts) book.note(receipt, verifyReceipt(receipt))
+    passes.verifyAndBook.push(((performance.now() - started) * 1000) / receipts.length)
+  }
+  return { verify: figure(passes.verify, 'µs'), verifyAndBook: figure(passes.verifyAndBook, 'µs') }
+}
+
 const SERVER = fileURLToPath(new URL('./rpc-server.mjs', import.meta.url))
 const vm = new VM('let n = 0; exports.inc = () => ++n')
 const server = new RPCServer()
@@ -127,10 +147,13 @@ try {
   const host = await startChild<{ url: string }>(SERVER, [await run.freshDir('host')], 'the host (rpc-server.mjs)')
   let hostInChild: Awaited<ReturnType<typeof measure>>
   let answerBytes: Record<string, number>
+  let receiptCheck: ReturnType<typeof checkInIsolation>
   try {
     hostInChild = await measure(host.info.url, 'host in a child process:', host.pid)
     // What one answer carries: the result frame alone, or with its receipt.
     const [sample] = await connectAll(host.info.url, 1, true)
+    for (let i = 0; i < SIZES.sequentialCalls; i++) await sample.call('inc')
+    receiptCheck = checkInIsolation(sample.receipts)
     const result = await sample.call('inc')
     const receiptBytes = Buffer.byteLength(JSON.stringify(sample.receipts.at(-1)))
     await sample.close()
@@ -152,6 +175,7 @@ try {
         target: 'with receipts, under 10% fewer calls per second',
         hostInChild,
         hostInThisProcess,
+        receiptCheck,
         answerBytes,
       },
       null,
