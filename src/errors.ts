@@ -66,6 +66,8 @@ const DIRECTORY_CODES = [
   'ERR_AUTH_MISMATCH',
   'ERR_NO_CALL_LOG',
   'ERR_REPLAY_DIR_USED',
+  // The process ran out of file descriptors opening a dir's store (RocksDB's EIO or EMFILE).
+  'ERR_TOO_MANY_OPEN_FILES',
 ] as const
 const FETCH_CODES = ['ERR_NO_HOST', 'ERR_HOST_UNREACHABLE', 'ERR_FETCH_TIMEOUT', 'ERR_FETCH_INCOMPLETE', 'ERR_FORKED'] as const
 /** What an RPC server answers with at its edge, before a call reaches a VM (rpc-connection.ts). */

@@ -73,15 +73,25 @@ function foreignDirError(dir: string): DirectoryError {
   )
 }
 
-/** The dir's store; ERR_DIR_IN_USE if another process has it open (RocksDB's lock). */
+/**
+ * The dir's store; ERR_DIR_IN_USE if another process has it open (RocksDB's lock),
+ * ERR_TOO_MANY_OPEN_FILES if this process has no file descriptor left to open it with.
+ */
 async function openStore(dir: string): Promise<Corestore> {
   const store = new Corestore(join(dir, STORE_DIR))
   try {
     await store.ready()
   } catch (err) {
     await store.close().catch(() => {})
-    if (/lock/i.test((err as Error).message)) {
+    const { message, code } = err as NodeJS.ErrnoException
+    if (/lock/i.test(message)) {
       throw new DirectoryError('ERR_DIR_IN_USE', `${dir} is in use by a running VM: stop it first, or read the VM through its URL`)
+    }
+    if (code === 'EMFILE' || /too many open files/i.test(message)) {
+      throw new DirectoryError(
+        'ERR_TOO_MANY_OPEN_FILES',
+        `cannot open ${dir}: this process has no file descriptor left (${message}). Each open VM holds about 8; raise the limit (ulimit -n, LimitNOFILE for a service) or close VMs this process no longer serves`,
+      )
     }
     throw err
   }
