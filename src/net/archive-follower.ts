@@ -13,6 +13,7 @@ import { downloadAll } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
 import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
 import type { Backoff } from './peering.js'
+import { within } from './waits.js'
 
 /** How long the archive waits for a newer length it asked for, and for blocks, before trying again later. */
 const ARCHIVE_WAIT_MS = 15_000
@@ -95,10 +96,8 @@ export function holdLength(core: Hypercore): void {
 
 /** Asks `core`'s peers for its newest length, waiting at most `ms`. */
 export async function askLength(core: Hypercore, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    await Promise.race([core.update({ wait: true }).catch(() => false), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
+  await within(
+    core.update({ wait: true }).catch(() => false),
+    ms,
+  )
 }

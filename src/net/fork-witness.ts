@@ -13,9 +13,10 @@ import { join } from 'node:path'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { keyToUrl } from '../ledger/keys.js'
-import { compareReceipts, createCoreReceipt, type ForkProof, verifyReceipt } from '../ledger/receipts.js'
+import { compareReceipts, createCoreReceipt, type ForkProof, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import { Peering } from './peering.js'
 import { SwarmNetwork, type SwarmOptions } from './swarm.js'
+import { sleep, within } from './waits.js'
 
 /** How long the hosts' ws:// endpoints get to show another fork; the DHT gets the whole timeout. */
 const HOSTS_TIMEOUT_MS = 20_000
@@ -127,7 +128,8 @@ async function conflict(copy: Hypercore, fresh: Hypercore, timeoutMs: number): P
     seq = -1
     for (let i = end - 1; i >= Math.max(0, end - MAX_SCAN); i--) {
       const mine = (await copy.get(i, { valueEncoding: 'binary' })) as unknown as Buffer
-      const theirs = (await withTimeout(fresh.get(i, { valueEncoding: 'binary' }), timeoutMs)) as unknown as Buffer
+      const theirs = (await within(fresh.get(i, { valueEncoding: 'binary' }), timeoutMs)) as unknown as Buffer | 'timeout'
+      if (theirs === 'timeout') return { why: `the host's entry ${i} (fork ${fresh.fork}) did not arrive within ${timeoutMs} ms` }
       if (!mine.equals(theirs)) {
         seq = i
         break
@@ -138,9 +140,13 @@ async function conflict(copy: Hypercore, fresh: Hypercore, timeoutMs: number): P
       return { why: `the peers serve this copy's fork ${copy.fork} (${fresh.length} entries), and ${scanned} are this copy's` }
     }
   }
-  let hostReceipt = null
+  let hostReceipt: Receipt | null = null
   for (let tries = 0; !hostReceipt && tries < 3; tries++) {
-    hostReceipt = await withTimeout(createCoreReceipt(fresh, seq), timeoutMs).catch(() => null)
+    const made = await within(
+      createCoreReceipt(fresh, seq).catch(() => null),
+      timeoutMs,
+    )
+    hostReceipt = made === 'timeout' ? null : made
   }
   if (!hostReceipt) return { why: `the host's entry ${seq} (fork ${fresh.fork}) did not arrive, or its log kept changing` }
   const copyReceipt = await createCoreReceipt(copy, seq)
@@ -153,23 +159,5 @@ async function conflict(copy: Hypercore, fresh: Hypercore, timeoutMs: number): P
     copyLength: copyReceipt.length,
     hostFork: verifyReceipt(hostReceipt).fork,
     hostLength: hostReceipt.length,
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
   }
 }

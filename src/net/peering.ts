@@ -17,6 +17,7 @@ import { assertNoFork, onOtherFork } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
 import { dialReplication } from './replication.js'
 import type { SwarmNetwork } from './swarm.js'
+import { sleep, within } from './waits.js'
 
 /** How long one attempt to hear from a DHT peer lasts before the connections are dropped and redialled. */
 const SWARM_ATTEMPT_MS = 5000
@@ -74,19 +75,6 @@ export interface PeeringOptions {
   network: SwarmNetwork | null
   /** How long to wait for peers, in ms. */
   timeoutMs: number
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([promise, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 export class Peering {

@@ -86,7 +86,6 @@ interface ProvenFork {
   what: string
   proof: ForkProof
   proofBytes: number
-  file: string
 }
 
 /** The fork record of one seeded log; its seeder holds the copy (`LogCopy`) and hands it each claim (`suspect`). */
@@ -135,11 +134,13 @@ export class ForkRecord {
   }
 
   private async readProof(log: Hypercore<LogEntry>): Promise<ProvenFork | null> {
-    const file = this.file
     let text: string
+    let seenAt: number
     try {
-      if ((await stat(file)).size > 64 * 1024 * 1024) return null
-      text = await readFile(file, 'utf8')
+      const { size, mtimeMs } = await stat(this.file)
+      if (size > 64 * 1024 * 1024) return null
+      text = await readFile(this.file, 'utf8')
+      seenAt = mtimeMs
     } catch {
       return null
     }
@@ -149,8 +150,7 @@ export class ForkRecord {
       if (!verdict.holds || verdict.log !== this.hex) return null
       const [copyFork, hostFork] = proof.receipts.map((receipt) => verifyReceipt(receipt).fork)
       if (copyFork !== log.fork) return null
-      const seenAt = (await stat(file)).mtimeMs
-      return { hostFork, copyFork, seenAt, what: verdict.what, proof, proofBytes: Buffer.byteLength(JSON.stringify(proof)), file }
+      return { hostFork, copyFork, seenAt, what: verdict.what, proof, proofBytes: Buffer.byteLength(JSON.stringify(proof)) }
     } catch {
       return null
     }
@@ -217,14 +217,13 @@ export class ForkRecord {
       what: found.what,
       proof: found.proof,
       proofBytes: Buffer.byteLength(JSON.stringify(found.proof)),
-      file,
     }
     this.fork = fork
     this.options.events.emit('fork', this.event(copy, fork, false))
   }
 
   private event(copy: LogCopy, fork: ProvenFork, earlier: boolean): SeededFork {
-    const { hostFork, copyFork, what, file } = fork
+    const { hostFork, copyFork, what } = fork
     const length = copy.log?.length ?? 0
     return {
       callLogUrl: this.options.callLogUrl,
@@ -233,7 +232,7 @@ export class ForkRecord {
       length,
       seenAt: new Date(fork.seenAt).toISOString(),
       what,
-      proofFile: file,
+      proofFile: this.file,
       earlier,
     }
   }

@@ -92,6 +92,11 @@ interface Seeded {
   reopened: Promise<void>
 }
 
+/** The host is seen now if a source of the copy's history is connected, unless a fork is proven or looked into. */
+function noteIfSeen(entry: Seeded, log: Hypercore<LogEntry>): void {
+  if (sourceConnected(log) && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
+}
+
 async function readSeededList(dir: string): Promise<string[]> {
   try {
     const list = JSON.parse(await readFile(join(dir, SEEDED_FILE), 'utf8')) as unknown
@@ -179,7 +184,7 @@ export class Seeder extends EventEmitter {
   replicaOf(callLogUrl: string): ReplicaInfo {
     const entry = this.seeded.get(toHex(parseKeyUrl(callLogUrl)))
     if (!entry?.log) throw new StateError(`${callLogUrl} is not seeded here`)
-    if (sourceConnected(entry.log) && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
+    noteIfSeen(entry, entry.log)
     const info: ReplicaInfo = {
       length: entry.log.length,
       hostLastSeen: entry.lastSeen === null ? null : new Date(entry.lastSeen).toISOString(),
@@ -300,7 +305,7 @@ export class Seeder extends EventEmitter {
    */
   private watchHost(entry: Seeded, log: Hypercore<LogEntry>): void {
     entry.log = log
-    if (sourceConnected(log) && entry.forks.hostMayBeSeen) entry.lastSeen = Date.now()
+    noteIfSeen(entry, log)
     const onAppend = () => {
       entry.lastSeen = Date.now()
     }
