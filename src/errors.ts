@@ -360,6 +360,29 @@ export class FetchError extends LibVMSError {
   }
 }
 
+/** What a host's memory budget holds: the sum of the `memoryBytes` limits of the VMs it runs. */
+export interface CapacityFigures {
+  /** The host's budget (bytes). */
+  budgetBytes: number
+  /** The sum of the memory limits of the VMs it runs (or is deploying). */
+  reservedBytes: number
+  /** The memory limit of the VM that did not fit. */
+  askedBytes: number
+}
+
+/**
+ * A deploy or provisioning past a host's memory budget (VMHost, VMFactory): the VMs it runs could
+ * together take more memory than it has room for. `figures` says how much.
+ */
+export class CapacityError extends LibVMSError {
+  readonly figures: CapacityFigures
+
+  constructor(message: string, figures: CapacityFigures) {
+    super('CapacityExceeded', 'ERR_CAPACITY', message)
+    this.figures = figures
+  }
+}
+
 /** A System.vms request a factory's host refused: over its capacity, an unknown VM, bad arguments. */
 export class FactoryError extends LibVMSError {
   constructor(name: 'CapacityExceeded' | 'VMNotFound' | 'TypeError', message: string) {

@@ -9,10 +9,11 @@ export { Verifier } from './audit/verifier.js'
 export type { KeyPair } from './auth/key-pair.js'
 export { callerIdOf, generateKeyPair, loadKeyPair, saveKeyPair } from './auth/key-pair.js'
 export type { CallPayload, SignedCall } from './auth/signed-call.js'
-export type { ErrorCode } from './errors.js'
+export type { CapacityFigures, ErrorCode } from './errors.js'
 export {
   AuthError,
   CallError,
+  CapacityError,
   DirectoryError,
   DivergenceError,
   EncodingError,
@@ -67,3 +68,5 @@ import './net/remote-cores.js'
 export { VM } from './vm/vm.js'
 export type { FactoryServer, ProvisionedVMInfo, VMFactoryOptions } from './vm/vm-factory.js'
 export { VMFactory } from './vm/vm-factory.js'
+export type { HostedDeployOptions, VMHostOptions } from './vm/vm-host.js'
+export { VMHost } from './vm/vm-host.js'

@@ -100,16 +100,16 @@ export class CallLog extends EventEmitter {
 
   /** A new, empty, writable log in `dir` (which must be empty or absent). */
   static async create(dir: string): Promise<CallLog> {
-    const store = await openLogStorage(dir, 'create')
-    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), store)
+    const { store, root } = await openLogStorage(dir, 'create')
+    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), root)
     await log.ready()
     return log
   }
 
   /** The log kept in `dir`: a VM's data dir (while no VM has it open) or a dir made by CallLog.create. */
   static async open(dir: string): Promise<CallLog> {
-    const store = await openLogStorage(dir, 'open')
-    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), store)
+    const { store, root } = await openLogStorage(dir, 'open')
+    const log = new CallLog(store.get<LogEntry>({ name: CALL_LOG_CORE_NAME, valueEncoding: 'json' }), root)
     await log.ready()
     return log
   }

@@ -23,7 +23,8 @@ export const FACTORY_SYSTEM_SOURCE = readVMSource(import.meta.url, './factory-sy
 
 /** What a factory's host does for System.vms (nondeterministic: fresh keys and ids). */
 export interface VMProvisioner {
-  provisionVM(options: unknown): Promise<TaggedValue>
+  /** `caller`: the id of the caller of the factory call that asks (null: anonymous). */
+  provisionVM(options: unknown, caller: string | null): Promise<TaggedValue>
   /** Resolves with the id shut down (recorded, so a restart knows which VMs are gone). */
   shutdownVM(id: unknown): Promise<string>
 }
@@ -52,6 +53,8 @@ export class OracleSession {
   constructor(
     private readonly provisioner: VMProvisioner | null,
     private readonly recorded: OracleRecord[] | null,
+    /** The caller of the call that asks (what a live provisioner is told). */
+    private readonly caller: string | null = null,
   ) {}
 
   /** How many recorded answers the turn did not ask for (a replayed call must ask for every one). */
@@ -59,7 +62,11 @@ export class OracleSession {
     return this.recorded ? Math.max(0, this.recorded.length - this.next) : 0
   }
 
-  async run(op: string, args: unknown, live: (p: VMProvisioner) => Promise<TaggedValue | undefined>): Promise<TaggedValue | undefined> {
+  async run(
+    op: string,
+    args: unknown,
+    live: (p: VMProvisioner, caller: string | null) => Promise<TaggedValue | undefined>,
+  ): Promise<TaggedValue | undefined> {
     const asked = (args ?? null) as TaggedValue
     // Refused before anything is asked or recorded, by what the call recorded before: the same on replay.
     if (this.size + JSON.stringify(asked).length > MAX_ORACLE_CHARS) {
@@ -80,7 +87,7 @@ export class OracleSession {
     }
     if (!this.provisioner) throw new OracleMissingError(`System.${op} has no host to ask here`)
     try {
-      const result = await live(this.provisioner)
+      const result = await live(this.provisioner, this.caller)
       this.keep(result === undefined ? { op, args: asked } : { op, args: asked, result })
       return result
     } catch (err) {
@@ -130,7 +137,9 @@ export class SystemHost {
     if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
       meter.charge('vm')
-      return this.oracle.run(op, args[0], (p) => (op === 'vms.provisionVM' ? p.provisionVM(args[0]) : p.shutdownVM(args[0])))
+      return this.oracle.run(op, args[0], (p, caller) =>
+        op === 'vms.provisionVM' ? p.provisionVM(args[0], caller) : p.shutdownVM(args[0]),
+      )
     }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp, this.storage)
     const tx = this.tx

@@ -165,7 +165,7 @@ export class TurnRunner {
     const asksHost = live && !!this.options.provisioner && input.oracle === undefined
     const recorded = (input.oracle?.vms ?? []) as unknown as OracleRecord[]
     const oracle = this.options.factory
-      ? new OracleSession(asksHost ? (this.options.provisioner ?? null) : null, asksHost ? null : recorded)
+      ? new OracleSession(asksHost ? (this.options.provisioner ?? null) : null, asksHost ? null : recorded, input.caller)
       : null
     const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
     const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)

@@ -4,12 +4,12 @@
  * URL): its answers are oracle values recorded in the factory's call entry, and replaying the
  * factory's log reads them from there, so the factory verifies like any VM.
  *
- * Provisioned VMs share the factory's Corestore (each in its own namespace) and the compiled engine
- * module; `<factory dir>/vms/<id>/` marks each one. A shut-down VM is unmounted and closed; its data
- * stays in the store for audit.
+ * The factory is a VMHost (vm-host.ts) for its VMs: they share the factory's Corestore (each in its
+ * own namespace) and the compiled engine module; `<factory dir>/vms/<id>/` is each one's dir. A
+ * shut-down VM is unmounted and closed; its data stays in the store for audit. What the factory's VMs
+ * may reserve together is bounded by its memory budget, and what one caller may run by maxVMsPerCaller.
  */
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
@@ -18,6 +18,7 @@ import { counted } from '../wording.js'
 import { FACTORY_EXPORTS } from './logged-calls.js'
 import type { OracleRecord } from './system-api.js'
 import { VM, type VMOptions } from './vm.js'
+import { hostedNamespace, memoryBudgetOf, VMHost } from './vm-host.js'
 
 /** What the factory needs of an RPC server (RPCServer fits). */
 export interface FactoryServer {
@@ -29,6 +30,13 @@ export interface FactoryServer {
 export interface VMFactoryOptions extends VMOptions {
   /** Provisioned VMs alive at once (default 100). */
   maxVMs?: number
+  /** Provisioned VMs alive at once per caller of provisionVM (default: maxVMs); anonymous callers count as one. */
+  maxVMsPerCaller?: number
+  /**
+   * The most engine memory the provisioned VMs may reserve together (the sum of their
+   * `limits.memoryBytes`), in bytes. Default: half the machine's memory.
+   */
+  memoryBudget?: number
 }
 
 export interface ProvisionedVMInfo {
@@ -40,24 +48,43 @@ export interface ProvisionedVMInfo {
 
 const MAX_TITLE_LENGTH = 1000
 
-function vmNamespace(id: string): string {
-  return `vm-${id}`
+/** A provisioned VM and the caller of the call that provisioned it. */
+interface ProvisionedVM {
+  vm: VM
+  owner: string | null
+}
+
+function countOption(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${value}`)
+  return value
 }
 
 export class VMFactory extends VM {
   readonly maxVMs: number
-  private readonly provisioned = new Map<string, VM>()
+  readonly maxVMsPerCaller: number
+  private readonly memoryBudget: number | undefined
+  private readonly provisioned = new Map<string, ProvisionedVM>()
   private server: FactoryServer | null = null
+  private host: VMHost | null = null
 
   constructor(code: string, options: VMFactoryOptions = {}) {
-    const { maxVMs = 100, ...vmOptions } = options
-    if (!Number.isSafeInteger(maxVMs) || maxVMs < 0) throw new InvalidArgumentError(`maxVMs must be a non-negative integer, got ${maxVMs}`)
+    const { maxVMs = 100, maxVMsPerCaller, memoryBudget, ...vmOptions } = options
     // `this` is only bound once super returns; System.vms only runs inside calls, after that.
     super(code, vmOptions, {
       requiredExports: [...FACTORY_EXPORTS],
-      provisioner: { provisionVM: (opts) => this.provision(opts), shutdownVM: (id) => this.shutdown(id) },
+      provisioner: { provisionVM: (opts, caller) => this.provision(opts, caller), shutdownVM: (id) => this.shutdown(id) },
     })
-    this.maxVMs = maxVMs
+    this.maxVMs = countOption('maxVMs', maxVMs)
+    this.maxVMsPerCaller = countOption('maxVMsPerCaller', maxVMsPerCaller ?? this.maxVMs)
+    // Checked here, before the factory's dir is touched.
+    if (memoryBudget !== undefined) memoryBudgetOf({ memoryBudget })
+    this.memoryBudget = memoryBudget
+  }
+
+  /** The factory as the host of its VMs: their memory budget and what they reserve of it. */
+  get vmHost(): VMHost {
+    if (!this.host) throw new StateError('the factory is not deployed')
+    return this.host
   }
 
   /**
@@ -67,14 +94,17 @@ export class VMFactory extends VM {
   override async deploy(options: { dir: string; title?: string }): Promise<void> {
     await super.deploy(options)
     try {
-      for (const id of await this.liveVMIds()) {
+      const host = VMHost.over(options.dir, this.corestore, { memoryBudget: this.memoryBudget })
+      this.host = host
+      for (const [id, owner] of await this.liveVMs()) {
         // The code to deploy again is in the VM's own init entry, in the shared store.
-        const log = CallLog.fromStore(this.corestore.namespace(vmNamespace(id)))
+        const log = CallLog.fromStore(this.corestore.namespace(hostedNamespace(id)))
         const init = await log.get(0)
         await log.core.close()
         const vm = new VM(init.type === 'init' ? init.code : '', { thread: true })
-        await vm.deployShared(this.vmDir(id), '', this.corestore, vmNamespace(id))
-        this.provisioned.set(id, vm)
+        // Over the budget now (a smaller one than before), a VM is not brought back: ERR_CAPACITY.
+        await host.deploy(vm, { name: id })
+        this.provisioned.set(id, { vm, owner })
       }
     } catch (err) {
       await this.close()
@@ -85,7 +115,7 @@ export class VMFactory extends VM {
   /** Serves provisioned VMs on `server` at `/<id>` (those already provisioned are mounted now). */
   setRPCServer(server: FactoryServer): void {
     this.server = server
-    for (const [id, vm] of this.provisioned) server.mount(`/${id}`, vm)
+    for (const [id, { vm }] of this.provisioned) server.mount(`/${id}`, vm)
   }
 
   /** Calls the factory script's provisionVM (a logged call, as an anonymous caller). */
@@ -99,25 +129,18 @@ export class VMFactory extends VM {
   }
 
   getVM(id: string): VM | undefined {
-    return this.provisioned.get(id)
+    return this.provisioned.get(id)?.vm
   }
 
   /** close(): the factory's calls finish, then every provisioned VM closes, then its store. */
   protected override async closeDependents(): Promise<void> {
-    for (const [id, vm] of this.provisioned) {
-      await this.server?.unmount(`/${id}`)
-      await vm.close()
-    }
+    for (const id of this.provisioned.keys()) await this.server?.unmount(`/${id}`)
+    await this.host?.close()
     this.provisioned.clear()
   }
 
-  private vmDir(id: string): string {
-    if (!this.dir) throw new StateError('the factory is not deployed')
-    return join(this.dir, 'vms', id)
-  }
-
   /** System.vms.provisionVM on the host: deploy, mount, answer. */
-  private async provision(options: unknown): Promise<TaggedValue> {
+  private async provision(options: unknown, caller: string | null): Promise<TaggedValue> {
     const { code, title = '' } = (options ?? {}) as { code?: unknown; title?: unknown }
     if (typeof code !== 'string') throw new FactoryError('TypeError', 'provisionVM({code, title}): code must be a string of JavaScript')
     if (typeof title !== 'string' || title.length > MAX_TITLE_LENGTH) {
@@ -129,13 +152,21 @@ export class VMFactory extends VM {
         `this factory already runs ${counted(this.provisioned.size, 'VM')}, its limit (maxVMs); shut one down first`,
       )
     }
+    const owned = [...this.provisioned.values()].filter((p) => p.owner === caller).length
+    if (owned >= this.maxVMsPerCaller) {
+      throw new FactoryError(
+        'CapacityExceeded',
+        `${caller === null ? 'anonymous callers' : `caller ${caller}`} already run ${counted(owned, 'VM')} of this factory, the most one caller may (maxVMsPerCaller); shut one down first`,
+      )
+    }
     const id = randomBytes(8).toString('hex')
     // A provisioned VM authenticates callers as its factory does, and runs on a sandbox thread: one
     // tenant's long calls must not hold up the others.
     const vm = new VM(code, { auth: this.auth, thread: true })
-    // A script error fails the provisioning call with the script's error; deploy leaves nothing.
-    await vm.deployShared(this.vmDir(id), title, this.corestore, vmNamespace(id))
-    this.provisioned.set(id, vm)
+    // A script error fails the provisioning call with the script's error, the budget with
+    // CapacityExceeded; deploy leaves nothing.
+    await this.vmHost.deploy(vm, { name: id, title })
+    this.provisioned.set(id, { vm, owner: caller })
     this.server?.mount(`/${id}`, vm)
     const url = this.server?.url
     const info: ProvisionedVMInfo = {
@@ -149,7 +180,7 @@ export class VMFactory extends VM {
 
   /** System.vms.shutdownVM on the host: unmount and close (the data stays on disk); answers the id. */
   private async shutdown(id: unknown): Promise<string> {
-    const vm = typeof id === 'string' ? this.provisioned.get(id) : undefined
+    const vm = typeof id === 'string' ? this.provisioned.get(id)?.vm : undefined
     if (!vm) throw new FactoryError('VMNotFound', `this factory runs no VM with id ${JSON.stringify(id)}`)
     this.provisioned.delete(id as string)
     await this.server?.unmount(`/${id}`)
@@ -158,18 +189,20 @@ export class VMFactory extends VM {
   }
 
   /**
-   * The ids the log says are provisioned and not shut down, from the recorded System.vms answers in
-   * log order. A call that failed after provisioning still provisioned: its VM stays.
+   * The VMs the log says are provisioned and not shut down, with the caller who provisioned each,
+   * from the recorded System.vms answers in log order. A call that failed after provisioning still
+   * provisioned: its VM stays.
    */
-  private async liveVMIds(): Promise<string[]> {
-    const live = new Set<string>()
+  private async liveVMs(): Promise<Map<string, string | null>> {
+    const live = new Map<string, string | null>()
     for await (const entry of this.callLog.entries({ start: 1 })) {
-      for (const record of ((entry as CallEntry).oracle?.vms ?? []) as unknown as OracleRecord[]) {
+      const call = entry as CallEntry
+      for (const record of (call.oracle?.vms ?? []) as unknown as OracleRecord[]) {
         if (record.error) continue
-        if (record.op === 'vms.provisionVM') live.add((record.result as { id: string }).id)
+        if (record.op === 'vms.provisionVM') live.set((record.result as { id: string }).id, call.caller ?? null)
         if (record.op === 'vms.shutdownVM') live.delete(record.result as string)
       }
     }
-    return [...live]
+    return live
   }
 }

@@ -196,9 +196,19 @@ export class VM extends EventEmitter {
     await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume)
   }
 
-  /** @internal Deploys into a namespace of a shared store (a factory's provisioned VMs). */
-  async deployShared(dir: string, title: string, store: Corestore, namespace: string): Promise<void> {
-    await this.deployWith(dir, title, () => VMStorage.openShared(dir, store, namespace))
+  /**
+   * @internal Deploys into a namespace of a host's store (VMHost.deploy; a factory's provisioned
+   * VMs): the host's dir is `hostDir`, and it keeps the store open.
+   */
+  async deployHosted(
+    dir: string,
+    title: string,
+    store: Corestore,
+    hostDir: string,
+    namespace: string,
+    onResume?: DeployOptions['onResume'],
+  ): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.openHosted(dir, store, hostDir, namespace), onResume)
   }
 
   /** @internal The store the VM's cores live in (a factory shares it with the VMs it provisions). */
