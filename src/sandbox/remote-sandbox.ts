@@ -146,6 +146,14 @@ export class RemoteSandbox {
     return this.exportList
   }
 
+  /**
+   * Where the script's console lines go from now on (a sandbox made ahead gets its VM's here); the
+   * thread forwards them only if the sandbox was created with a console.
+   */
+  setConsole(sink: ConsoleSink | undefined): void {
+    if (!this.disposed) this.thread.sandboxes.set(this.sid, sink)
+  }
+
   async loadScript(code: string, turn: TurnContext): Promise<{ cost: number }> {
     const reply = await this.thread.send<LoadReply>({ t: 'load', sid: this.sid, code, turn })
     this.exportList = reply.exports

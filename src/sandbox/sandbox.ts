@@ -110,6 +110,7 @@ function syntaxErrorOf(code: string): ScriptFailure | null {
 }
 
 export class Sandbox {
+  private consoleSink: ConsoleSink
   readonly limits: VMLimits
   private readonly ctx: QuickJSContext
   private readonly driver: QuickJSHandle
@@ -149,7 +150,7 @@ export class Sandbox {
     runtime.setInterruptHandler(() => this.onInterrupt())
     this.ctx = runtime.newContext()
     const ctx = this.ctx
-    const sink = options.console ?? (() => {})
+    this.consoleSink = options.console ?? (() => {})
 
     const hostRequest = ctx.newFunction('hostRequest', (opHandle, argsHandle) => {
       const deferred = ctx.newPromise()
@@ -159,7 +160,7 @@ export class Sandbox {
       return deferred.handle
     })
     const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
-      sink(ctx.getString(levelHandle), ctx.getString(messageHandle))
+      this.consoleSink(ctx.getString(levelHandle), ctx.getString(messageHandle))
     })
     const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
     this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
@@ -189,6 +190,11 @@ export class Sandbox {
 
   get exports(): ExportInfo[] {
     return this.exportList
+  }
+
+  /** Where the script's console lines go from now on (a sandbox made ahead gets its VM's here). */
+  setConsole(sink: ConsoleSink | undefined): void {
+    this.consoleSink = sink ?? (() => {})
   }
 
   /**

@@ -15,6 +15,7 @@ import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type ConsoleSink, type ExportInfo, Sandbox } from '../sandbox/sandbox.js'
 import { type CallInput, initSeed, type RunOutcome } from './logged-calls.js'
+import { takeSpareSandbox } from './sandbox-spares.js'
 import {
   FACTORY_SYSTEM_SOURCE,
   type FilesIdentity,
@@ -98,16 +99,20 @@ export class TurnRunner {
   static prepareSandbox(
     limits: VMLimits,
     options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number },
+    /** Take a sandbox made ahead (sandbox-spares.ts): for processes that deploy many VMs. */
+    ahead = false,
   ): Promise<EngineSandbox> {
-    const systemSources = systemSourcesOf(!!options.factory)
-    const sandboxOptions = {
-      limits,
-      systemSources,
-      console: options.console,
-      watchdogMs: options.watchdogMs,
-      costSchedule: options.costSchedule,
-    }
-    return options.thread ? RemoteSandbox.create(sandboxOptions) : Sandbox.create(sandboxOptions)
+    const { watchdogMs, costSchedule, thread = false, factory = false } = options
+    const sandboxOptions = { limits, systemSources: systemSourcesOf(factory), watchdogMs, costSchedule }
+    const create = (console: ConsoleSink | undefined) =>
+      thread ? RemoteSandbox.create({ ...sandboxOptions, console }) : Sandbox.create({ ...sandboxOptions, console })
+    if (!ahead) return create(options.console)
+    const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory })
+    // Made with a console (so that a thread forwards its lines), then given this VM's.
+    return takeSpareSandbox(kind, () => create(() => {})).then((sandbox) => {
+      sandbox.setConsole(options.console)
+      return sandbox
+    })
   }
 
   /** A fresh sandbox (or the `prepared` one) with the script loaded by the logged load turn. Throws ScriptError. */

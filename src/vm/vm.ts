@@ -208,7 +208,8 @@ export class VM extends EventEmitter {
     namespace: string,
     onResume?: DeployOptions['onResume'],
   ): Promise<void> {
-    await this.deployWith(dir, title, () => VMStorage.openHosted(dir, store, hostDir, namespace), onResume)
+    // A host deploys many VMs: each takes a sandbox made ahead.
+    await this.deployWith(dir, title, () => VMStorage.openHosted(dir, store, hostDir, namespace), onResume, true)
   }
 
   /** @internal The store the VM's cores live in (a factory shares it with the VMs it provisions). */
@@ -221,6 +222,7 @@ export class VM extends EventEmitter {
     title: string,
     openStorage: () => Promise<VMStorage>,
     onResume?: DeployOptions['onResume'],
+    sandboxAhead = false,
   ): Promise<void> {
     if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
@@ -229,7 +231,7 @@ export class VM extends EventEmitter {
     this.state = 'deploying'
     let storage: VMStorage | null = null
     // Start the sandbox while storage opens; a reopened VM whose logged limits differ makes another.
-    const prepared = TurnRunner.prepareSandbox(limits, this.runnerOptions())
+    const prepared = TurnRunner.prepareSandbox(limits, this.runnerOptions(), sandboxAhead)
     prepared.catch(() => {})
     try {
       storage = await openStorage()
@@ -260,14 +262,17 @@ export class VM extends EventEmitter {
     const timestamp = Date.now()
     executor.lastTimestamp = timestamp
     const seed = executor.newSeed()
+    // Where its snapshots are published (named in the init entry, so whoever has the log finds
+    // them): opened while the script loads.
+    const snapshots = this.options.checkpoints === false ? null : storage.snapshots()
+    snapshots?.catch(() => {})
     const loadCost = await runner.load(timestamp, seed, prepared)
     this.checkRequiredExports(runner)
     const outcome = await executor.init(timestamp, seed, 'apply')
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
-    // Where its snapshots are published: named in the init entry, so whoever has the log finds them.
-    const snapshotsKey = this.options.checkpoints === false ? undefined : (await storage.snapshots()).key
+    const snapshotsKey = snapshots === null ? undefined : (await snapshots).key
     const init = buildInitEntry({
       costSchedule: CURRENT_COST_SCHEDULE,
       filesFormat: this.options.filesFormat ?? CURRENT_FILES_FORMAT,
