@@ -70,6 +70,11 @@ export class Checkpointer {
     this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
   }
 
+  /** How many calls past the newest snapshot make a clean close write one: 1/16 of `every` (63 by default). */
+  get closeSnapshotAfter(): number {
+    return Math.max(1, Math.ceil(this.every / 16))
+  }
+
   /** Whether call `seq` is a checkpoint; if it is, the next one is counted from it. */
   due(seq: number): boolean {
     const now = Date.now()
