@@ -9,7 +9,17 @@ import type { Duplex } from 'node:stream'
 import type { TestContext } from 'node:test'
 import type Corestore from 'corestore'
 import WebSocket, { createWebSocketStream } from 'ws'
-import { CallLog, DivergenceError, type LogEntry, RPCClient, RPCServer, VM, VMFactory, type VMOptions } from '../src/index.js'
+import {
+  CallLog,
+  DivergenceError,
+  type LogEntry,
+  RPCClient,
+  RPCServer,
+  VM,
+  VMFactory,
+  type VMFactoryOptions,
+  type VMOptions,
+} from '../src/index.js'
 import { REPLICATION_PROTOCOL } from '../src/net/replication.js'
 
 /** A fresh temp dir, removed when the test ends. */
@@ -79,9 +89,10 @@ export function expectDivergence(seq: number, field: string) {
  * A VMFactory running `code`, deployed in `dir` (default: a temp dir; a factory's dir deploys it again)
  * and mounted at `/` of an RPC server on 127.0.0.1.
  */
-export async function serveFactory(t: TestContext, code: string, options: { maxVMs?: number; dir?: string } = {}) {
-  const dir = options.dir ?? join(await tempDir(t), 'factory')
-  const factory = new VMFactory(code, { maxVMs: options.maxVMs })
+export async function serveFactory(t: TestContext, code: string, options: VMFactoryOptions & { dir?: string } = {}) {
+  const { dir: given, ...factoryOptions } = options
+  const dir = given ?? join(await tempDir(t), 'factory')
+  const factory = new VMFactory(code, factoryOptions)
   await factory.deploy({ dir, title: 'Bobs VM Host' })
   const server = new RPCServer()
   server.mount('/', factory)
