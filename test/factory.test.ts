@@ -16,6 +16,7 @@ import {
   Verifier,
   VM,
   VMFactory,
+  type VMFactoryOptions,
 } from '../src/index.js'
 import { expectDivergence, serveFactory, tempDir } from './helpers.js'
 
@@ -29,7 +30,7 @@ interface Info {
   filesArchiveUrl: string
 }
 
-function factoryServer(t: TestContext, options: { maxVMs?: number; dir?: string } = {}) {
+function factoryServer(t: TestContext, options: VMFactoryOptions & { dir?: string } = {}) {
   return serveFactory(t, FACTORY, options)
 }
 
@@ -209,4 +210,46 @@ test('oracle answers a replayed call never asks for are a divergence: a host can
   const dir = factory.dir as string
   await factory.close()
   await assert.rejects(new VMFactory(FACTORY).deploy({ dir }), expectDivergence(seq, 'oracle'))
+})
+
+test('a factory caps VMs per caller (maxVMsPerCaller) and by its memory budget, each with ERR_CAPACITY naming the limit', async (t) => {
+  const { factory, connect } = await factoryServer(t, { maxVMsPerCaller: 1, memoryBudget: 3 * 64 * 2 ** 20 })
+  const alice = await connect('alice')
+  const bob = await connect('bob')
+  const anonymous = await connect()
+  await alice.call('provisionVM', { code: COUNTER })
+  await assert.rejects(alice.call('provisionVM', { code: COUNTER }), (err: RPCError) => {
+    assert.equal(err.name, 'CapacityExceeded')
+    assert.equal(err.code, 'ERR_CAPACITY')
+    assert.match(err.message, /caller alice already runs 1 VM of this factory, the most one caller may \(maxVMsPerCaller\)/)
+    return true
+  })
+  // Another caller has a share of its own; anonymous callers share one.
+  await bob.call('provisionVM', { code: COUNTER })
+  await anonymous.call('provisionVM', { code: COUNTER })
+  assert.equal(factory.vmHost.memoryReserved, 3 * 64 * 2 ** 20)
+  const carol = await connect('carol')
+  await assert.rejects(carol.call('provisionVM', { code: COUNTER }), (err: RPCError) => {
+    assert.equal(err.name, 'CapacityExceeded')
+    assert.equal(err.code, 'ERR_CAPACITY')
+    assert.match(err.message, /reserve 192 MiB of its 192 MiB memory budget; a VM with a 64 MiB memory limit does not fit/)
+    return true
+  })
+})
+
+test('a factory deployed again knows who provisioned each VM: the per-caller cap holds across restarts', async (t) => {
+  const dir = join(await tempDir(t), 'factory')
+  {
+    const { factory, server, connect } = await factoryServer(t, { dir, maxVMsPerCaller: 1 })
+    const alice = await connect('alice')
+    await alice.call('provisionVM', { code: COUNTER })
+    await alice.close()
+    await server.close()
+    await factory.close()
+  }
+  const { connect } = await factoryServer(t, { dir, maxVMsPerCaller: 1 })
+  const alice = await connect('alice')
+  await assert.rejects(alice.call('provisionVM', { code: COUNTER }), { code: 'ERR_CAPACITY' })
+  const bob = await connect('bob')
+  await bob.call('provisionVM', { code: COUNTER })
 })

@@ -14,7 +14,7 @@ import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { addListenOptions } from './listen-options.js'
 import { err, out, Progress } from './output.js'
-import { collectOrigins, parseAuth, parseCheckpoints, parseCount, parseIdleTimeout, parsePositive } from './parse-options.js'
+import { collectOrigins, parseAuth, parseBytes, parseCheckpoints, parseCount, parseIdleTimeout, parsePositive } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
 
@@ -29,6 +29,8 @@ interface ExecOptions extends SwarmFlags {
   auth?: AuthMode
   factory?: boolean
   maxVms?: number
+  maxVmsPerCaller?: number
+  memoryBudget?: number
   checkpoints?: { every: number } | false
   json?: boolean
   maxConnections?: number
@@ -48,6 +50,12 @@ export function registerExec(program: Command): void {
     .option('--auth <mode>', "'debug' (user ids taken on trust) or 'production' (callers sign every call); first deploy only", parseAuth)
     .option('--factory', 'serve the script as a VM factory (it provisions VMs with System.vms)')
     .option('--max-vms <n>', 'a factory: most VMs it runs at once', parseCount)
+    .option('--max-vms-per-caller <n>', 'a factory: most VMs one caller may run at once (default: --max-vms)', parseCount)
+    .option(
+      '--memory-budget <bytes>',
+      "a factory: most engine memory its VMs may reserve together, the sum of their memory limits (e.g. 8GiB; default: half the machine's memory)",
+      parseBytes,
+    )
     .option(
       '--checkpoints <n|off>',
       "state the VM's digest in its log and keep a snapshot every n calls (default 1000), so a restart replays only the calls after it; off: none",
@@ -95,7 +103,13 @@ function resumeReporter(json: boolean, server: RPCServer): NonNullable<DeployOpt
 }
 
 async function runExec(script: string, options: ExecOptions): Promise<void> {
-  if (options.maxVms !== undefined && !options.factory) throw new UsageError('--max-vms applies to factories: add --factory')
+  for (const [flag, value] of [
+    ['--max-vms', options.maxVms],
+    ['--max-vms-per-caller', options.maxVmsPerCaller],
+    ['--memory-budget', options.memoryBudget],
+  ] as const) {
+    if (value !== undefined && !options.factory) throw new UsageError(`${flag} applies to factories: add --factory`)
+  }
   let code: string
   try {
     code = await readFile(script, 'utf8')
@@ -108,7 +122,14 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
   const vmOptions: VMOptions = { checkpoints: options.checkpoints ?? {} }
   if (options.auth) vmOptions.auth = options.auth
-  const vm = options.factory ? new VMFactory(code, { ...vmOptions, maxVMs: options.maxVms }) : new VM(code, vmOptions)
+  const vm = options.factory
+    ? new VMFactory(code, {
+        ...vmOptions,
+        maxVMs: options.maxVms,
+        maxVMsPerCaller: options.maxVmsPerCaller,
+        memoryBudget: options.memoryBudget,
+      })
+    : new VM(code, vmOptions)
   const swarm = swarmOf(options, (text) => err.note(text))
   const server = new RPCServer({
     swarm,

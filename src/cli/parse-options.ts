@@ -82,3 +82,13 @@ export function collectOrigins(value: string, previous: string[] = []): string[]
   }
   return [...previous, ...origins]
 }
+
+const BYTE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }
+
+/** A size in bytes: digits, optionally with a binary unit (`512MiB`, `8GiB`, `64M`, `1073741824`). */
+export function parseBytes(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?$/i.exec(value.trim())
+  const bytes = match ? Math.floor(Number(match[1]) * (BYTE_UNITS[(match[2] ?? '').toLowerCase()] ?? 1)) : Number.NaN
+  if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError('expected a size in bytes, such as 8GiB, 512MiB or 1073741824')
+  return bytes
+}

@@ -156,7 +156,7 @@ export class VMFactory extends VM {
     if (owned >= this.maxVMsPerCaller) {
       throw new FactoryError(
         'CapacityExceeded',
-        `${caller === null ? 'anonymous callers' : `caller ${caller}`} already run ${counted(owned, 'VM')} of this factory, the most one caller may (maxVMsPerCaller); shut one down first`,
+        `${caller === null ? 'anonymous callers (who count as one) already run' : `caller ${caller} already runs`} ${counted(owned, 'VM')} of this factory, the most one caller may (maxVMsPerCaller); shut one down first`,
       )
     }
     const id = randomBytes(8).toString('hex')

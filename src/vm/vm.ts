@@ -409,9 +409,10 @@ export class VM extends EventEmitter {
   }
 
   /**
-   * A clean close keeps a snapshot of the last call when the newest is at least `closeSnapshotAfter`
-   * calls older (1/16 of `every`): the next deploy then replays nothing. Fewer calls are cheaper to
-   * replay at the next deploy than a snapshot is to write now (a host closing many VMs at once).
+   * A clean close keeps a snapshot of the last call, when the newest is older: the next deploy then
+   * replays nothing. A hosted VM (VMHost) keeps one only when the newest is at least
+   * `closeSnapshotAfter` calls older (1/16 of `every`): fewer are cheaper to replay at its next
+   * deploy than a snapshot is to write now, with a host closing a thousand VMs at once.
    * Its entry states no digest; the snapshot is tied to it by the entry's hash.
    */
   private async snapshotOnClose(): Promise<void> {
@@ -421,7 +422,8 @@ export class VM extends EventEmitter {
     // The state is of the last call this VM ran; an entry appended to its log behind its back is not.
     const seq = executor.nextSeq - 1
     try {
-      if (seq - checkpointer.newestSeq >= checkpointer.closeSnapshotAfter && this.callLog.length === executor.nextSeq) {
+      const after = this.storage?.hostedIn ? checkpointer.closeSnapshotAfter : 1
+      if (seq - checkpointer.newestSeq >= after && this.callLog.length === executor.nextSeq) {
         const entry = (await this.callLog.get(seq)) as CallEntry
         executor.saveSnapshot(seq, entry, await executor.captureState())
       }
