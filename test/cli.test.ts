@@ -92,7 +92,17 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
 
 test('a factory over the command line: provision, call the new VM, verify both', async (t) => {
   const dir = await tempDir(t)
-  const factory = await exec(t, join(SCRIPTS, 'factory.js'), ['--factory', '--max-vms', '2', '--dir', join(dir, 'factory')])
+  const factory = await exec(t, join(SCRIPTS, 'factory.js'), [
+    '--factory',
+    '--max-vms',
+    '2',
+    '--max-vms-per-caller',
+    '1',
+    '--memory-budget',
+    '1GiB',
+    '--dir',
+    join(dir, 'factory'),
+  ])
   assert.equal(factory.served.factory, true)
   const provisioned = await nodevms([
     'call',
@@ -107,8 +117,15 @@ test('a factory over the command line: provision, call the new VM, verify both',
   assert.equal((await nodevms(['call', vm.rpcUrl, 'hi', '--user', 'bob'])).stdout.trim(), '"hi from bob"')
   assert.equal((await nodevms(['verify', factory.served.rpcUrl])).code, 0)
   assert.equal((await nodevms(['verify', vm.rpcUrl])).code, 0)
-  // At --max-vms, provisioning fails with the documented name and code.
   const code = JSON.stringify({ code: 'exports.n = () => 1' })
+  // At --max-vms-per-caller, alice's next provisioning fails; another caller has a share of its own.
+  const second = await nodevms(['call', factory.served.rpcUrl, 'provisionVM', code, '--user', 'alice'])
+  assert.equal(second.code, 1, second.stderr)
+  assert.match(
+    second.stderr,
+    /^✗ CapacityExceeded: caller alice already runs 1 VM of this factory.*\(maxVMsPerCaller\).*\[ERR_CAPACITY\]$/m,
+  )
+  // At --max-vms, provisioning fails with the documented name and code.
   assert.equal((await nodevms(['call', factory.served.rpcUrl, 'provisionVM', code])).code, 0, 'the second of two')
   const full = await nodevms(['call', factory.served.rpcUrl, 'provisionVM', code])
   assert.equal(full.code, 1, full.stderr)
@@ -116,6 +133,12 @@ test('a factory over the command line: provision, call the new VM, verify both',
   const usage = await nodevms(['exec', join(SCRIPTS, 'counter.js'), '--max-vms', '2'])
   assert.equal(usage.code, 2)
   assert.match(usage.stderr, /--max-vms applies to factories/)
+  const budget = await nodevms(['exec', join(SCRIPTS, 'counter.js'), '--memory-budget', '2GiB'])
+  assert.equal(budget.code, 2)
+  assert.match(budget.stderr, /--memory-budget applies to factories/)
+  const badSize = await nodevms(['exec', join(SCRIPTS, 'factory.js'), '--factory', '--memory-budget', 'lots'])
+  assert.equal(badSize.code, 2)
+  assert.match(badSize.stderr, /expected a size in bytes, such as 8GiB/)
 })
 
 test('verify finds data changed out of band (exit 1, divergence named); a dir in use is refused', async (t) => {
