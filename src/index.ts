@@ -29,6 +29,7 @@ export {
   ListenError,
   LogFormatError,
   MethodNotFoundError,
+  QueueFullError,
   ReceiptError,
   RPCError,
   ScriptError,

@@ -15,11 +15,13 @@ import {
   InvalidArgumentError,
   LibVMSError,
   MethodNotFoundError,
+  QueueFullError,
   StateError,
 } from '../errors.js'
 import { CLIENT_NONCE } from '../ledger/log-entry.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
+import type { QueueRoom } from '../vm/call-queue.js'
 import {
   type BackendInfo,
   CLOSE_CODES,
@@ -32,7 +34,17 @@ import {
 } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
-type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall; clientNonce?: string }
+type BackendCall = {
+  methodName: string
+  args: unknown[]
+  userId: string | null
+  signed?: SignedCall
+  clientNonce?: string
+  /** The queue lane the call waits in: its connection (see queueRoom). */
+  lane?: object
+  /** The backend's queue bound for the call (maxQueuedCalls), given with the lane. */
+  maxQueued?: number
+}
 
 /** What the server needs of a mounted VM. */
 export interface RPCBackend {
@@ -44,6 +56,13 @@ export interface RPCBackend {
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
+  /**
+   * Whether a call of `lane` (a connection) fits the backend's queue bounded at `maxQueued` calls in
+   * flight, shared fairly among lanes (a VM: vm/call-queue.ts); asked before each call, which is then
+   * sent with its lane and that bound. Without it, the server bounds the calls in flight through the
+   * mount at `maxQueued`, first come first served.
+   */
+  queueRoom?(lane: object, maxQueued: number): QueueRoom
   /** Runs the call like executeCall, and answers with its receipt too (a logged failure carries it as `receipt`). */
   executeCallWithReceipt?(request: BackendCall): Promise<{ result: unknown; receipt: Receipt }>
   /**
@@ -65,7 +84,12 @@ interface ServerLimits {
   readonly handshakeTimeoutMs: number
   /** 0: never closed for being idle. */
   readonly idleTimeoutMs: number
+  /** Production mode: signed calls a connection may have refused by the caller check before it is closed (0: no limit). */
+  readonly maxBadSignatures: number
 }
+
+/** The caller-check refusals that count against maxBadSignatures: a signed call that does not check out. */
+const BAD_SIGNED_CALL: ReadonlySet<string> = new Set(['ERR_BAD_SIGNATURE', 'ERR_BAD_PAYLOAD', 'ERR_WRONG_VM', 'ERR_REPLAYED'])
 
 const MAX_USER_ID_LENGTH = 1024
 const PUBLIC_KEY = /^[0-9a-f]{64}$/
@@ -117,6 +141,7 @@ function toRPCError(err: unknown): RPCErrorObject {
   }
   if (err instanceof AuthError) return rpcError(RPC_ERRORS.UNAUTHORIZED, err.name, err.code, err.message)
   if (err instanceof StateError) return refusal('unavailable', err.message)
+  if (err instanceof QueueFullError) return refusal('queueFull', err.message)
   if (err instanceof HostFaultError) return rpcError(RPC_ERRORS.HOST_FAULT, err.name, err.code, err.message)
   if (err instanceof LibVMSError) return rpcError(RPC_ERRORS.INTERNAL_ERROR, err.name, err.code, err.message)
   return rpcError(RPC_ERRORS.INTERNAL_ERROR, 'InternalError', 'ERR_INTERNAL', 'the server failed to run the call')
@@ -137,6 +162,10 @@ export class RPCConnection {
   private lastActive = 0
   /** The handshake deadline until the handshake, then the idle check. */
   private timer: NodeJS.Timeout | null = null
+  /** Production mode: its signed calls refused by the caller check so far (see maxBadSignatures). */
+  private badSignedCalls = 0
+  /** Closed for too many of them: frames still arriving are dropped unread. */
+  private struckOut = false
 
   /** `handshakeLeftMs`: how long it has left to shake hands (the server's clock started when the client connected). */
   constructor(
@@ -217,6 +246,8 @@ export class RPCConnection {
   }
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
+    this.mount.framesHandled++
+    if (this.struckOut) return
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
     if (bytes.length > this.limits.maxMessageBytes) {
       this.sendError(
@@ -363,6 +394,7 @@ export class RPCConnection {
       const checked = this.signedCall(method, params)
       if ('error' in checked) {
         this.sendError(id, checked.error)
+        this.noteRefusal(checked.error.data?.code)
         return
       }
       signed = checked.signed
@@ -385,14 +417,15 @@ export class RPCConnection {
       )
       return
     }
-    if (this.mount.inFlight >= this.limits.maxQueuedCalls) {
-      this.sendError(
-        id,
-        refusal(
-          'queueFull',
-          `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls); the call was not run, try again later`,
-        ),
-      )
+    // Before the arguments are decoded and the signature checked: a caller over its share costs little.
+    const maxQueued = this.limits.maxQueuedCalls
+    const room = backend.queueRoom?.(this, maxQueued)
+    if (room ? !room.fits : this.mount.inFlight >= maxQueued) {
+      const message =
+        room && !room.fits
+          ? room.message
+          : `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls, --max-queued-calls); the call was not run, try again later`
+      this.sendError(id, refusal('queueFull', message))
       return
     }
     let args: unknown[]
@@ -406,6 +439,10 @@ export class RPCConnection {
     this.inFlight++
     this.lastActive = performance.now()
     const call: BackendCall = { methodName: method, args, userId: this.user }
+    if (room) {
+      call.lane = this
+      call.maxQueued = maxQueued
+    }
     if (signed) call.signed = signed
     if (clientNonce !== undefined) call.clientNonce = clientNonce
     const answered =
@@ -426,13 +463,35 @@ export class RPCConnection {
           const withReceipt = receipt ? `,"receipt":${JSON.stringify(receipt)}` : ''
           this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}${withReceipt}}`)
         },
-        (err) => this.sendError(id, toRPCError(err)),
+        (err) => {
+          this.sendError(id, toRPCError(err))
+          if (err instanceof AuthError) this.noteRefusal(err.code)
+        },
       )
       .finally(() => {
         this.inFlight--
         this.lastActive = performance.now()
         this.mount.callEnded()
       })
+  }
+
+  /**
+   * Production mode: takes note of a call refused by the caller check (`code`); a connection with
+   * maxBadSignatures of its signed calls refused is closed (1008, with the reason), and what it still
+   * sends is dropped unread. Each costs the host at most one signature check: that is the bound.
+   */
+  private noteRefusal(code: string | undefined): void {
+    if (code === undefined || !BAD_SIGNED_CALL.has(code)) return
+    this.badSignedCalls++
+    const limit = this.limits.maxBadSignatures
+    if (limit === 0 || this.badSignedCalls < limit || this.struckOut) return
+    this.struckOut = true
+    void this.close(
+      CLOSE_CODES.POLICY,
+      closeReason(
+        `${limit} signed calls failed the caller check (bad signature or payload): closed (maxBadSignatures, --max-bad-signatures)`,
+      ),
+    )
   }
 
   /**
