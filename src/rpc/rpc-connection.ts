@@ -57,10 +57,10 @@ export interface RPCBackend {
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
   /**
-   * Whether a call of `lane` (a connection) fits the backend's queue bounded at `maxQueued` calls in
-   * flight, shared fairly among lanes (a VM: vm/call-queue.ts); asked before each call, which is then
-   * sent with its lane and that bound. Without it, the server bounds the calls in flight through the
-   * mount at `maxQueued`, first come first served.
+   * Whether a call of `lane` (a connection) fits the backend's queue bounded at `maxQueued` waiting
+   * calls, shared fairly among lanes (a VM: vm/call-queue.ts); asked before each call, which is then
+   * sent with its lane and that bound. Without it, the server bounds the calls in flight (accepted,
+   * not answered) through the mount at `maxQueued`, first come first served.
    */
   queueRoom?(lane: object, maxQueued: number): QueueRoom
   /** Runs the call like executeCall, and answers with its receipt too (a logged failure carries it as `receipt`). */

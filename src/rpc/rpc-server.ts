@@ -50,11 +50,11 @@ export interface RPCServerOptions {
   /** Largest request frame in bytes (default 4 MiB). */
   maxMessageBytes?: number
   /**
-   * Calls in flight (queued, running or being stored) per mounted VM (default 1000), shared among
-   * connections: each connection's calls run in the order they came and connections take turns; when
-   * the VM is full, a call takes the place of the newest queued call of the connection holding the
-   * most (if it holds two more than the caller's), which is refused with ERR_QUEUE_FULL; else the new
-   * call is refused.
+   * Calls waiting to run, per mounted VM (default 1000), shared among connections: each connection's
+   * calls run in the order they came and connections take turns; when the queue is full, a call takes
+   * the place of the newest waiting call of the connection holding the most (if it holds two more than
+   * the caller's), which is refused with ERR_QUEUE_FULL; else the new call is refused. See docs/api.md,
+   * "Fair queue".
    */
   maxQueuedCalls?: number
   /**

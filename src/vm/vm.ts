@@ -508,11 +508,11 @@ export class VM extends EventEmitter {
     const executor = this.requireExecutor()
     if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
     const admitted = this.checkCall(request)
-    return executor.submit(admitted, 'lane' in request ? request.lane : admitted.caller, request.maxQueued)
+    return executor.submit(admitted, request.lane !== undefined ? request.lane : admitted.caller, request.maxQueued)
   }
 
   /**
-   * @internal Whether a call in `lane` would fit the VM's queue bounded at `maxQueued` calls in flight,
+   * @internal Whether a call in `lane` would fit the VM's queue bounded at `maxQueued` waiting calls,
    * now: what executeCall with that lane and bound would do, checked before the call is admitted.
    */
   queueRoom(lane: Lane, maxQueued: number): QueueRoom {
