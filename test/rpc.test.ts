@@ -172,8 +172,8 @@ test('a full queue and too many connections are refused with errors that state t
     return true
   })
   const length = vm.callLog.length
-  // maxQueuedCalls bounds the calls waiting to run: the first runs, three wait, and the frames that
-  // come while they run (one a turn of the event loop, each call several turns) find the queue full.
+  // maxQueuedCalls bounds the calls waiting to run: the first runs, three wait, and the calls read
+  // with them, or while they run, find the queue full.
   const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => client.call('slow', 3e6)))
   const refused = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[]
   assert.ok(refused.length >= 1 && 20 - refused.length >= 4, `${refused.length} of 20 refused`)

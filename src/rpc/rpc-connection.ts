@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { parseCallPayload, type SignedCall } from '../auth/signed-call.js'
+import { parseCallPayload, type SignedCall, signatureVerifies } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import {
   AuthError,
@@ -44,6 +44,8 @@ type BackendCall = {
   lane?: object
   /** The backend's queue bound for the call (maxQueuedCalls), given with the lane. */
   maxQueued?: number
+  /** The server checked the signature of `signed` with `userId`'s key (it held): the backend need not again. */
+  signatureChecked?: boolean
 }
 
 /** What the server needs of a mounted VM. */
@@ -124,6 +126,7 @@ const EDGE_ERRORS = {
   authMode: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_MODE'],
   replayed: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_REPLAYED'],
   badPayload: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_PAYLOAD'],
+  badSignature: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_SIGNATURE'],
   notHost: [RPC_ERRORS.NOT_HOST, 'NotHost', 'ERR_NOT_HOST'],
 } as const
 
@@ -166,6 +169,8 @@ export class RPCConnection {
   private badSignedCalls = 0
   /** Closed for too many of them: frames still arriving are dropped unread. */
   private struckOut = false
+  /** Production mode: the highest counter of a call sent on this connection with a valid signature. */
+  private lastCounter = 0
 
   /** `handshakeLeftMs`: how long it has left to shake hands (the server's clock started when the client connected). */
   constructor(
@@ -246,7 +251,6 @@ export class RPCConnection {
   }
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
-    this.mount.framesHandled++
     if (this.struckOut) return
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
     if (bytes.length > this.limits.maxMessageBytes) {
@@ -389,6 +393,17 @@ export class RPCConnection {
       this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
       return
     }
+    // Before the call is parsed and its signature checked: a caller over its share costs little.
+    const maxQueued = this.limits.maxQueuedCalls
+    const room = backend.queueRoom?.(this, maxQueued)
+    if (room ? !room.fits : this.mount.inFlight >= maxQueued) {
+      const message =
+        room && !room.fits
+          ? room.message
+          : `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls, --max-queued-calls); the call was not run, try again later`
+      this.sendError(id, refusal('queueFull', message))
+      return
+    }
     let signed: SignedCall | undefined
     if (this.nonce) {
       const checked = this.signedCall(method, params)
@@ -417,17 +432,6 @@ export class RPCConnection {
       )
       return
     }
-    // Before the arguments are decoded and the signature checked: a caller over its share costs little.
-    const maxQueued = this.limits.maxQueuedCalls
-    const room = backend.queueRoom?.(this, maxQueued)
-    if (room ? !room.fits : this.mount.inFlight >= maxQueued) {
-      const message =
-        room && !room.fits
-          ? room.message
-          : `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls, --max-queued-calls); the call was not run, try again later`
-      this.sendError(id, refusal('queueFull', message))
-      return
-    }
     let args: unknown[]
     try {
       args = ((params ?? []) as TaggedValue[]).map((a) => fromTagged(a))
@@ -443,7 +447,10 @@ export class RPCConnection {
       call.lane = this
       call.maxQueued = maxQueued
     }
-    if (signed) call.signed = signed
+    if (signed) {
+      call.signed = signed
+      call.signatureChecked = true
+    }
     if (clientNonce !== undefined) call.clientNonce = clientNonce
     const answered =
       this.receipts && backend.executeCallWithReceipt
@@ -496,8 +503,9 @@ export class RPCConnection {
 
   /**
    * Production mode, at the edge: the call must be signed by this connection's key, with this
-   * connection's nonce, for this method. The VM checks the rest (the signature itself, the VM it was
-   * signed for, its arguments, that its counter is new) before it queues the call.
+   * connection's nonce, for this method, with a counter above any this connection sent before, and
+   * its signature must verify. The VM checks the rest (the VM it was signed for, its arguments, the
+   * client nonce, that its counter is new to the VM) before it queues the call.
    */
   private signedCall(method: string, params: unknown): { signed: SignedCall; args: unknown[] } | { error: RPCErrorObject } {
     if (this.user === null) {
@@ -532,6 +540,24 @@ export class RPCConnection {
         error: refusal('badPayload', `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`),
       }
     }
-    return { signed: { payload, signature }, args: parsed.args }
+    // The signature is checked here, where a refusal counts against the connection at once (the VM
+    // takes the outcome: each call is verified once), and so is a counter already sent on it: a
+    // signature that passes the check and is not refused is a fresh one.
+    const signed = { payload, signature }
+    if (!signatureVerifies(signed, this.user)) {
+      return {
+        error: refusal('badSignature', `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`),
+      }
+    }
+    if (parsed.counter <= this.lastCounter) {
+      return {
+        error: refusal(
+          'replayed',
+          `this signed call (counter ${parsed.counter}) is not new: counter ${this.lastCounter} was already sent on this connection; a signed call runs at most once`,
+        ),
+      }
+    }
+    this.lastCounter = parsed.counter
+    return { signed, args: parsed.args }
   }
 }

@@ -61,7 +61,7 @@ export interface RPCServerOptions {
    * Production mode: how many of a connection's signed calls may fail the caller check (a signature
    * that does not verify; a payload for another VM, method, arguments or connection; a replayed
    * counter) before it is closed (1008, with the reason). Each costs the host at most one signature
-   * check. Default 16; 0: no limit.
+   * check. Default 16; 0: no limit. See docs/api.md, "Bad signatures".
    */
   maxBadSignatures?: number
   /** How long close() waits for calls in flight to be answered (default 30 s). */
@@ -132,8 +132,6 @@ export class Mount {
   readonly connections = new Set<RPCConnection>()
   readonly replications = new Set<WebSocket>()
   inFlight = 0
-  /** Frames its RPC connections have handled (framesRead watches it). */
-  framesHandled = 0
   closing = false
   /** While published on the DHT: stops serving its cores to new swarm connections. */
   unpublish: (() => Promise<void>) | null = null
@@ -168,21 +166,12 @@ export class Mount {
   }
 }
 
-/** Most rounds framesRead waits for a mount's frames (a client that keeps sending is not waited for). */
-const MAX_FRAME_ROUNDS = 256
-
 /**
- * Resolves once the frames already received on `mount`'s connections have been handled. The server
- * hands one frame of a connection per event-loop turn (allowSynchronousEvents: false), in the check
- * phase after the poll phase that read it; so it waits, three check phases a round, until a round
- * passes in which none was handled (at most MAX_FRAME_ROUNDS rounds).
+ * Resolves after the event loop has polled its sockets once more: two check phases, with a poll phase
+ * between them, so data already received on them has been read and handled.
  */
-async function framesRead(mount: Mount): Promise<void> {
-  let seen = -1
-  for (let round = 0; round < MAX_FRAME_ROUNDS && seen !== mount.framesHandled; round++) {
-    seen = mount.framesHandled
-    for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve))
-  }
+async function framesRead(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve))
 }
 
 /**
@@ -373,15 +362,11 @@ export class RPCServer extends EventEmitter {
     // ws closes a connection whose frame exceeds maxPayload; frames up to about twice the limit are read
     // and refused with a JSON-RPC error instead, so a client learns the limit and stays connected.
     // UTF-8 is checked per frame by the connection, which answers a bad one instead of dropping the socket.
-    // Each frame is handled in a turn of its own (allowSynchronousEvents: false), not a whole read of
-    // frames at once: connections take turns frame by frame, what one frame settled (a refusal that
-    // counts against maxBadSignatures) holds for the next, and a flood is read no faster than handled.
     this.wss ??= new WebSocketServer({
       noServer: true,
       maxPayload: this.maxMessageBytes * 2 + 65536,
       perMessageDeflate: false,
       skipUTF8Validation: true,
-      allowSynchronousEvents: false,
     })
     const http = createServer((_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' })
@@ -440,7 +425,7 @@ export class RPCServer extends EventEmitter {
     await mount.drain(this.closeTimeoutMs)
     // Frames that arrived meanwhile are read before the close frame goes out: each call among them is
     // refused (ERR_UNAVAILABLE, never run) rather than left to the client as ERR_CONNECTION_CLOSED.
-    await framesRead(mount)
+    await framesRead()
     await Promise.all([...mount.connections].map((c) => c.close(CLOSE_CODES.GOING_AWAY, reason)))
     for (const ws of mount.replications) ws.terminate()
   }

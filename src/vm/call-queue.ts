@@ -10,6 +10,8 @@
  * the shares even out and never swap). The refusal goes to whoever holds the most.
  */
 
+import { counted } from '../wording.js'
+
 /** What a queue lane is keyed by: an RPC connection (an object) or a direct caller's user id (a string, or null). */
 export type Lane = unknown
 
@@ -101,7 +103,7 @@ export class CallQueue<T> {
     }
     return {
       fits: false,
-      message: `${full}, shared among ${this.lanes.size} callers; this caller holds ${mine} of them, none holds more than ${mine + 1}: the call was not run, try again later`,
+      message: `${full}, shared among ${counted(this.lanes.size, 'caller')}; this caller holds ${mine} of them, none holds more than ${mine + 1}: the call was not run, try again later`,
     }
   }
 }

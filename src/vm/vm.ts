@@ -116,6 +116,11 @@ export interface ExecuteCallRequest {
   lane?: Lane
   /** @internal The VM's queue bound for this call (an RPC server's maxQueuedCalls): see CallExecutor.submit. */
   maxQueued?: number
+  /**
+   * @internal The caller's RPC server verified `signed` with `userId`'s key, and it held: admission
+   * checks the rest and does not verify it again.
+   */
+  signatureChecked?: boolean
 }
 
 const noticeLog = debuglog('libvms')
