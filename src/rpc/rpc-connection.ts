@@ -93,6 +93,13 @@ interface ServerLimits {
 /** The caller-check refusals that count against maxBadSignatures: a signed call that does not check out. */
 const BAD_SIGNED_CALL: ReadonlySet<string> = new Set(['ERR_BAD_SIGNATURE', 'ERR_BAD_PAYLOAD', 'ERR_WRONG_VM', 'ERR_REPLAYED'])
 
+/**
+ * Frames of one connection handled in one turn of the event loop before it stops reading until the
+ * next turn (what it had already read is still handled, a socket read at most: 64 KiB): so a
+ * connection sending frames as fast as it can is read no faster than the others get their turns.
+ */
+const FRAMES_PER_TURN = 32
+
 const MAX_USER_ID_LENGTH = 1024
 const PUBLIC_KEY = /^[0-9a-f]{64}$/
 
@@ -171,6 +178,8 @@ export class RPCConnection {
   private struckOut = false
   /** Production mode: the highest counter of a call sent on this connection with a valid signature. */
   private lastCounter = 0
+  /** Frames handled in this turn of the event loop (see FRAMES_PER_TURN). */
+  private framesThisTurn = 0
 
   /** `handshakeLeftMs`: how long it has left to shake hands (the server's clock started when the client connected). */
   constructor(
@@ -229,6 +238,17 @@ export class RPCConnection {
     this.timer.unref()
   }
 
+  /** Counts a frame against this turn's FRAMES_PER_TURN; at the limit, stops reading until the next turn. */
+  private takeTurn(): void {
+    if (this.framesThisTurn++ === 0) {
+      setImmediate(() => {
+        if (this.framesThisTurn > FRAMES_PER_TURN && !this.closed) this.ws.resume?.()
+        this.framesThisTurn = 0
+      })
+    }
+    if (this.framesThisTurn === FRAMES_PER_TURN + 1) this.ws.pause?.()
+  }
+
   async close(code: number, reason: string): Promise<void> {
     if (this.closed) return
     await new Promise<void>((resolve) => {
@@ -252,6 +272,7 @@ export class RPCConnection {
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
     if (this.struckOut) return
+    this.takeTurn()
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
     if (bytes.length > this.limits.maxMessageBytes) {
       this.sendError(
