@@ -156,6 +156,17 @@ export class LibVMSError extends Error {
   }
 }
 
+/**
+ * A call refused because the VM's queue is full (an RPC server's maxQueuedCalls), before it ran:
+ * never logged. The queue is shared among callers: this goes to the caller holding the most calls
+ * (call-queue.ts). Code ERR_QUEUE_FULL.
+ */
+export class QueueFullError extends LibVMSError {
+  constructor(message: string) {
+    super('QueueFull', 'ERR_QUEUE_FULL', message)
+  }
+}
+
 /** A script that does not compile, throws at its top level, or lacks what it must export. */
 export class ScriptError extends LibVMSError {
   readonly scriptErrorName: string

@@ -30,6 +30,7 @@ export {
   ListenError,
   LogFormatError,
   MethodNotFoundError,
+  QueueFullError,
   ReceiptError,
   RPCError,
   ScriptError,

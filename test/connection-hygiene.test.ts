@@ -13,63 +13,9 @@ import WebSocket from 'ws'
 import { RPCClient, type RPCError } from '../src/index.js'
 import { exec, SCRIPTS } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
+import { BOUND_MS, handshaken, rawWs, within } from './rpc-helpers.js'
 
 const COUNTER = join(SCRIPTS, 'counter.js')
-
-/** How long a test waits for something the server does on its own (a bound, not a measurement). */
-const BOUND_MS = 20_000
-
-interface Closed {
-  code: number
-  reason: string
-}
-
-interface Raw {
-  ws: WebSocket
-  opened: Promise<void>
-  closed: Promise<Closed>
-  /** Sends a request and resolves with the answer of that id. */
-  request: (id: number, method: string, params?: unknown) => Promise<Record<string, unknown>>
-}
-
-/** A raw WebSocket (an `origin` header if given), terminated when the test ends. */
-function rawWs(t: TestContext, url: string, origin?: string): Raw {
-  const ws = new WebSocket(url, { perMessageDeflate: false, ...(origin ? { origin } : {}) })
-  t.after(() => ws.terminate())
-  ws.on('error', () => {})
-  const answers = new Map<unknown, (m: Record<string, unknown>) => void>()
-  ws.on('message', (data: WebSocket.RawData) => {
-    const message = JSON.parse(data.toString()) as Record<string, unknown>
-    answers.get(message.id)?.(message)
-  })
-  const opened = new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve())
-    ws.once('unexpected-response', (_req, res) => {
-      let body = ''
-      res.on('data', (chunk: Buffer) => {
-        body += chunk
-      })
-      res.on('end', () => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, body })))
-    })
-  })
-  opened.catch(() => {})
-  const closed = new Promise<Closed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
-  const request = (id: number, method: string, params?: unknown) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      answers.set(id, resolve)
-      ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }))
-    })
-  return { ws, opened, closed, request }
-}
-
-/** A raw WebSocket that has shaken hands (debug mode, `user`). */
-async function handshaken(t: TestContext, url: string, user: string): Promise<Raw> {
-  const raw = rawWs(t, url)
-  await raw.opened
-  const answer = await raw.request(0, 'rpc.handshake', { user })
-  assert.ok(answer.result, `handshake answered: ${JSON.stringify(answer)}`)
-  return raw
-}
 
 /** A TCP connection that never sends a byte; resolves `closed` when the server closes it. */
 function silentTcp(t: TestContext, port: number): { socket: Socket; closed: Promise<void> } {
@@ -96,18 +42,6 @@ async function connectRetrying(t: TestContext, url: string, user: string): Promi
       refusals.push(err as RPCError)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-  }
-}
-
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${BOUND_MS} ms`)), BOUND_MS)
-  })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
   }
 }
 

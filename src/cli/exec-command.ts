@@ -14,7 +14,16 @@ import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { addListenOptions } from './listen-options.js'
 import { err, out, Progress } from './output.js'
-import { collectOrigins, parseAuth, parseBytes, parseCheckpoints, parseCount, parseIdleTimeout, parsePositive } from './parse-options.js'
+import {
+  collectOrigins,
+  parseAuth,
+  parseBytes,
+  parseCheckpoints,
+  parseCount,
+  parseIdleTimeout,
+  parseLimitOrOff,
+  parsePositive,
+} from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { untilStopped } from './until-stopped.js'
 
@@ -37,6 +46,8 @@ interface ExecOptions extends SwarmFlags {
   maxConnectionsPerAddress?: number
   handshakeTimeout?: number
   idleTimeout?: number
+  maxQueuedCalls?: number
+  maxBadSignatures?: number
   allowOrigin?: string[]
 }
 
@@ -69,6 +80,16 @@ export function registerExec(program: Command): void {
       '--idle-timeout <ms|off>',
       "close an RPC connection with no call in flight for this long (default 300000; 'off': never)",
       parseIdleTimeout,
+    )
+    .option(
+      '--max-queued-calls <n>',
+      'most calls in flight per VM (default 1000), shared among connections: when full, the connection holding the most gives way',
+      parsePositive,
+    )
+    .option(
+      '--max-bad-signatures <n|off>',
+      "production mode: close a connection once this many of its signed calls fail the caller check (default 16; 'off': never)",
+      parseLimitOrOff,
     )
     .option(
       '--allow-origin <origins|*>',
@@ -137,6 +158,8 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     maxConnectionsPerAddress: options.maxConnectionsPerAddress,
     handshakeTimeoutMs: options.handshakeTimeout,
     idleTimeoutMs: options.idleTimeout,
+    maxQueuedCalls: options.maxQueuedCalls,
+    maxBadSignatures: options.maxBadSignatures,
     allowOrigins: options.allowOrigin,
   })
   // Listening comes first: a port in use or an address this machine lacks leaves no data dir behind.

@@ -61,6 +61,14 @@ export function parseIdleTimeout(value: string): number {
   return n
 }
 
+/** `<n|off>` for a limit: a whole number (at least 1), or off (0: no limit). */
+export function parseLimitOrOff(value: string): number {
+  if (value === 'off') return 0
+  const n = wholeNumber(value)
+  if (n === null || n === 0) throw new InvalidArgumentError("expected a whole number of at least 1 or 'off'")
+  return n
+}
+
 /** `--allow-origin <origins|*>`, repeatable: each a comma list; collected in order. */
 export function collectOrigins(value: string, previous: string[] = []): string[] {
   const origins = value

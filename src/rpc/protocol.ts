@@ -142,6 +142,9 @@ export interface MessageSocket {
   send(text: string, done?: (err?: Error) => void): void
   close(code?: number, reason?: string): void
   terminate(): void
+  /** Stops reading from the connection until resume() (a WebSocket has them; a swarm channel does not). */
+  pause?(): void
+  resume?(): void
   on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): this
   on(event: 'close', listener: (code: number, reason: Buffer) => void): this
   on(event: 'open', listener: () => void): this

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { parseCallPayload, type SignedCall } from '../auth/signed-call.js'
+import { parseCallPayload, type SignedCall, signatureVerifies } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import {
   AuthError,
@@ -15,11 +15,13 @@ import {
   InvalidArgumentError,
   LibVMSError,
   MethodNotFoundError,
+  QueueFullError,
   StateError,
 } from '../errors.js'
 import { CLIENT_NONCE } from '../ledger/log-entry.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
+import type { QueueRoom } from '../vm/call-queue.js'
 import {
   type BackendInfo,
   CLOSE_CODES,
@@ -32,7 +34,19 @@ import {
 } from './protocol.js'
 import type { Mount } from './rpc-server.js'
 
-type BackendCall = { methodName: string; args: unknown[]; userId: string | null; signed?: SignedCall; clientNonce?: string }
+type BackendCall = {
+  methodName: string
+  args: unknown[]
+  userId: string | null
+  signed?: SignedCall
+  clientNonce?: string
+  /** The queue lane the call waits in: its connection (see queueRoom). */
+  lane?: object
+  /** The backend's queue bound for the call (maxQueuedCalls), given with the lane. */
+  maxQueued?: number
+  /** The server checked the signature of `signed` with `userId`'s key (it held): the backend need not again. */
+  signatureChecked?: boolean
+}
 
 /** What the server needs of a mounted VM. */
 export interface RPCBackend {
@@ -44,6 +58,13 @@ export interface RPCBackend {
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
+  /**
+   * Whether a call of `lane` (a connection) fits the backend's queue bounded at `maxQueued` waiting
+   * calls, shared fairly among lanes (a VM: vm/call-queue.ts); asked before each call, which is then
+   * sent with its lane and that bound. Without it, the server bounds the calls in flight (accepted,
+   * not answered) through the mount at `maxQueued`, first come first served.
+   */
+  queueRoom?(lane: object, maxQueued: number): QueueRoom
   /** Runs the call like executeCall, and answers with its receipt too (a logged failure carries it as `receipt`). */
   executeCallWithReceipt?(request: BackendCall): Promise<{ result: unknown; receipt: Receipt }>
   /**
@@ -65,7 +86,19 @@ interface ServerLimits {
   readonly handshakeTimeoutMs: number
   /** 0: never closed for being idle. */
   readonly idleTimeoutMs: number
+  /** Production mode: signed calls a connection may have refused by the caller check before it is closed (0: no limit). */
+  readonly maxBadSignatures: number
 }
+
+/** The caller-check refusals that count against maxBadSignatures: a signed call that does not check out. */
+const BAD_SIGNED_CALL: ReadonlySet<string> = new Set(['ERR_BAD_SIGNATURE', 'ERR_BAD_PAYLOAD', 'ERR_WRONG_VM', 'ERR_REPLAYED'])
+
+/**
+ * Frames of one connection handled in one turn of the event loop before it stops reading until the
+ * next turn (what it had already read is still handled, a socket read at most: 64 KiB): so a
+ * connection sending frames as fast as it can is read no faster than the others get their turns.
+ */
+const FRAMES_PER_TURN = 32
 
 const MAX_USER_ID_LENGTH = 1024
 const PUBLIC_KEY = /^[0-9a-f]{64}$/
@@ -100,6 +133,7 @@ const EDGE_ERRORS = {
   authMode: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_MODE'],
   replayed: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_REPLAYED'],
   badPayload: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_PAYLOAD'],
+  badSignature: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_SIGNATURE'],
   notHost: [RPC_ERRORS.NOT_HOST, 'NotHost', 'ERR_NOT_HOST'],
 } as const
 
@@ -117,6 +151,7 @@ function toRPCError(err: unknown): RPCErrorObject {
   }
   if (err instanceof AuthError) return rpcError(RPC_ERRORS.UNAUTHORIZED, err.name, err.code, err.message)
   if (err instanceof StateError) return refusal('unavailable', err.message)
+  if (err instanceof QueueFullError) return refusal('queueFull', err.message)
   if (err instanceof HostFaultError) return rpcError(RPC_ERRORS.HOST_FAULT, err.name, err.code, err.message)
   if (err instanceof LibVMSError) return rpcError(RPC_ERRORS.INTERNAL_ERROR, err.name, err.code, err.message)
   return rpcError(RPC_ERRORS.INTERNAL_ERROR, 'InternalError', 'ERR_INTERNAL', 'the server failed to run the call')
@@ -137,6 +172,14 @@ export class RPCConnection {
   private lastActive = 0
   /** The handshake deadline until the handshake, then the idle check. */
   private timer: NodeJS.Timeout | null = null
+  /** Production mode: its signed calls refused by the caller check so far (see maxBadSignatures). */
+  private badSignedCalls = 0
+  /** Closed for too many of them: frames still arriving are dropped unread. */
+  private struckOut = false
+  /** Production mode: the highest counter of a call sent on this connection with a valid signature. */
+  private lastCounter = 0
+  /** Frames handled in this turn of the event loop (see FRAMES_PER_TURN). */
+  private framesThisTurn = 0
 
   /** `handshakeLeftMs`: how long it has left to shake hands (the server's clock started when the client connected). */
   constructor(
@@ -195,6 +238,17 @@ export class RPCConnection {
     this.timer.unref()
   }
 
+  /** Counts a frame against this turn's FRAMES_PER_TURN; at the limit, stops reading until the next turn. */
+  private takeTurn(): void {
+    if (this.framesThisTurn++ === 0) {
+      setImmediate(() => {
+        if (this.framesThisTurn > FRAMES_PER_TURN && !this.closed) this.ws.resume?.()
+        this.framesThisTurn = 0
+      })
+    }
+    if (this.framesThisTurn === FRAMES_PER_TURN + 1) this.ws.pause?.()
+  }
+
   async close(code: number, reason: string): Promise<void> {
     if (this.closed) return
     await new Promise<void>((resolve) => {
@@ -217,6 +271,8 @@ export class RPCConnection {
   }
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
+    if (this.struckOut) return
+    this.takeTurn()
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
     if (bytes.length > this.limits.maxMessageBytes) {
       this.sendError(
@@ -358,11 +414,23 @@ export class RPCConnection {
       this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
       return
     }
+    // Before the call is parsed and its signature checked: a caller over its share costs little.
+    const maxQueued = this.limits.maxQueuedCalls
+    const room = backend.queueRoom?.(this, maxQueued)
+    if (room ? !room.fits : this.mount.inFlight >= maxQueued) {
+      const message =
+        room && !room.fits
+          ? room.message
+          : `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls, --max-queued-calls); the call was not run, try again later`
+      this.sendError(id, refusal('queueFull', message))
+      return
+    }
     let signed: SignedCall | undefined
     if (this.nonce) {
       const checked = this.signedCall(method, params)
       if ('error' in checked) {
         this.sendError(id, checked.error)
+        this.noteRefusal(checked.error.data?.code)
         return
       }
       signed = checked.signed
@@ -385,16 +453,6 @@ export class RPCConnection {
       )
       return
     }
-    if (this.mount.inFlight >= this.limits.maxQueuedCalls) {
-      this.sendError(
-        id,
-        refusal(
-          'queueFull',
-          `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls); the call was not run, try again later`,
-        ),
-      )
-      return
-    }
     let args: unknown[]
     try {
       args = ((params ?? []) as TaggedValue[]).map((a) => fromTagged(a))
@@ -406,7 +464,14 @@ export class RPCConnection {
     this.inFlight++
     this.lastActive = performance.now()
     const call: BackendCall = { methodName: method, args, userId: this.user }
-    if (signed) call.signed = signed
+    if (room) {
+      call.lane = this
+      call.maxQueued = maxQueued
+    }
+    if (signed) {
+      call.signed = signed
+      call.signatureChecked = true
+    }
     if (clientNonce !== undefined) call.clientNonce = clientNonce
     const answered =
       this.receipts && backend.executeCallWithReceipt
@@ -426,7 +491,10 @@ export class RPCConnection {
           const withReceipt = receipt ? `,"receipt":${JSON.stringify(receipt)}` : ''
           this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}${withReceipt}}`)
         },
-        (err) => this.sendError(id, toRPCError(err)),
+        (err) => {
+          this.sendError(id, toRPCError(err))
+          if (err instanceof AuthError) this.noteRefusal(err.code)
+        },
       )
       .finally(() => {
         this.inFlight--
@@ -436,9 +504,29 @@ export class RPCConnection {
   }
 
   /**
+   * Production mode: takes note of a call refused by the caller check (`code`); a connection with
+   * maxBadSignatures of its signed calls refused is closed (1008, with the reason), and what it still
+   * sends is dropped unread. Each costs the host at most one signature check: that is the bound.
+   */
+  private noteRefusal(code: string | undefined): void {
+    if (code === undefined || !BAD_SIGNED_CALL.has(code)) return
+    this.badSignedCalls++
+    const limit = this.limits.maxBadSignatures
+    if (limit === 0 || this.badSignedCalls < limit || this.struckOut) return
+    this.struckOut = true
+    void this.close(
+      CLOSE_CODES.POLICY,
+      closeReason(
+        `${limit} signed calls failed the caller check (bad signature or payload): closed (maxBadSignatures, --max-bad-signatures)`,
+      ),
+    )
+  }
+
+  /**
    * Production mode, at the edge: the call must be signed by this connection's key, with this
-   * connection's nonce, for this method. The VM checks the rest (the signature itself, the VM it was
-   * signed for, its arguments, that its counter is new) before it queues the call.
+   * connection's nonce, for this method, with a counter above any this connection sent before, and
+   * its signature must verify. The VM checks the rest (the VM it was signed for, its arguments, the
+   * client nonce, that its counter is new to the VM) before it queues the call.
    */
   private signedCall(method: string, params: unknown): { signed: SignedCall; args: unknown[] } | { error: RPCErrorObject } {
     if (this.user === null) {
@@ -473,6 +561,24 @@ export class RPCConnection {
         error: refusal('badPayload', `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`),
       }
     }
-    return { signed: { payload, signature }, args: parsed.args }
+    // The signature is checked here, where a refusal counts against the connection at once (the VM
+    // takes the outcome: each call is verified once), and so is a counter already sent on it: a
+    // signature that passes the check and is not refused is a fresh one.
+    const signed = { payload, signature }
+    if (!signatureVerifies(signed, this.user)) {
+      return {
+        error: refusal('badSignature', `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`),
+      }
+    }
+    if (parsed.counter <= this.lastCounter) {
+      return {
+        error: refusal(
+          'replayed',
+          `this signed call (counter ${parsed.counter}) is not new: counter ${this.lastCounter} was already sent on this connection; a signed call runs at most once`,
+        ),
+      }
+    }
+    this.lastCounter = parsed.counter
+    return { signed, args: parsed.args }
   }
 }

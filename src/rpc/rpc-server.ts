@@ -49,8 +49,21 @@ export interface RPCServerOptions {
   allowOrigins?: readonly string[] | '*'
   /** Largest request frame in bytes (default 4 MiB). */
   maxMessageBytes?: number
-  /** Calls accepted but not yet answered, per mounted VM (default 1000). */
+  /**
+   * Calls waiting to run, per mounted VM (default 1000), shared among connections: each connection's
+   * calls run in the order they came and connections take turns; when the queue is full, a call takes
+   * the place of the newest waiting call of the connection holding the most (if it holds two more than
+   * the caller's), which is refused with ERR_QUEUE_FULL; else the new call is refused. See docs/api.md,
+   * "Fair queue".
+   */
   maxQueuedCalls?: number
+  /**
+   * Production mode: how many of a connection's signed calls may fail the caller check (a signature
+   * that does not verify; a payload for another VM, method, arguments or connection; a replayed
+   * counter) before it is closed (1008, with the reason). Each costs the host at most one signature
+   * check. Default 16; 0: no limit. See docs/api.md, "Bad signatures".
+   */
+  maxBadSignatures?: number
   /** How long close() waits for calls in flight to be answered (default 30 s). */
   closeTimeoutMs?: number
   /**
@@ -209,6 +222,7 @@ export class RPCServer extends EventEmitter {
   readonly maxConnectionsPerAddress: number
   readonly handshakeTimeoutMs: number
   readonly idleTimeoutMs: number
+  readonly maxBadSignatures: number
   /** '*', the allowed origins (normalized), or null: the default (production-mode VMs only). */
   readonly allowOrigins: '*' | ReadonlySet<string> | null
   private readonly perAddress = new Map<string, number>()
@@ -232,7 +246,6 @@ export class RPCServer extends EventEmitter {
     super()
     this.maxConnections = options.maxConnections ?? 1000
     this.maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024
-    this.maxQueuedCalls = options.maxQueuedCalls ?? 1000
     this.closeTimeoutMs = options.closeTimeoutMs ?? 30_000
     this.replicationHandshakeMs = options.replicationHandshakeMs ?? 10_000
     const positive = (name: string, value: number | undefined, fallback: number, zero = false): number => {
@@ -245,6 +258,8 @@ export class RPCServer extends EventEmitter {
     this.maxConnectionsPerAddress = positive('maxConnectionsPerAddress', options.maxConnectionsPerAddress, 128)
     this.handshakeTimeoutMs = positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000)
     this.idleTimeoutMs = positive('idleTimeoutMs', options.idleTimeoutMs, 300_000, true)
+    this.maxQueuedCalls = positive('maxQueuedCalls', options.maxQueuedCalls, 1000)
+    this.maxBadSignatures = positive('maxBadSignatures', options.maxBadSignatures, 16, true)
     const origins = options.allowOrigins
     if (origins === undefined) this.allowOrigins = null
     else if (origins === '*' || (Array.isArray(origins) && origins.includes('*'))) this.allowOrigins = '*'

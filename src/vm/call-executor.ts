@@ -4,8 +4,11 @@
  * calls are stored together and when a reply may leave: never before the call's entry is stored
  * (docs/log-format.md, "Crash consistency").
  *
- * Calls run one at a time in arrival order. Their file changes and entries are stored in one atomic
- * write shared with the calls that queued up behind them (group commit). A group that only appends
+ * Calls run one at a time: each caller's in the order they came, the callers taking turns (a fair
+ * queue, call-queue.ts). Their file changes and entries are stored in one atomic write shared with
+ * the calls that queued up behind them (group commit); once a caller's last queued call has run, its
+ * group is stored before any caller gets a second turn in it, so a caller waiting on one call does
+ * not wait for another caller's backlog. A group that only appends
  * to the log is stored while the next calls run; a group with file changes (a CommitGroup) is
  * waited for. Replay and reopen drive the same executor, a turn at a time (replay.ts): `apply` runs
  * a turn on the archive as it is and keeps its changes; `check` runs it from a checkout of the
@@ -13,7 +16,7 @@
  */
 import type Hyperbee from 'hyperbee'
 import { CallCounters, parseCallPayload } from '../auth/signed-call.js'
-import { HostFaultError, LibVMSError, StateError } from '../errors.js'
+import { HostFaultError, LibVMSError, QueueFullError, StateError } from '../errors.js'
 import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
@@ -23,6 +26,7 @@ import { randomHexSource } from '../ledger/random-values.js'
 import { entryHash, type HostState, stateDigest, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import type { EngineState } from '../sandbox/engine-state.js'
+import { CallQueue, type Lane, type QueueRoom } from './call-queue.js'
 import type { Checkpointer } from './checkpoints.js'
 import { buildCallEntry, type CallInput, type RunOutcome } from './logged-calls.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
@@ -83,7 +87,12 @@ export class CallExecutor {
   nextSeq = 0
   lastTimestamp = 0
   readonly newSeed = randomHexSource() // seeds of live calls, and of a first deploy's init
-  private queue: QueuedCall[] = []
+  private readonly queue = new CallQueue<QueuedCall>()
+  /**
+   * The lanes that had a turn in the group being gathered since a caller's last queued call ran in it
+   * (null: none has yet). The group is stored before a lane gets a second turn after that.
+   */
+  private turnsAfterLastCall: Set<Lane> | null = null
   private running: Promise<void> | null = null
   /** Calls that ran and wait for their group to be stored before they are answered. */
   private waiting: WaitingCall[] = []
@@ -282,20 +291,44 @@ export class CallExecutor {
 
   // ---- live calls ----
 
-  /** Queues an admitted call; resolves once its entry is stored (a logged failure resolves too). */
-  submit(input: AdmittedInput): Promise<StoredCall> {
+  /**
+   * Queues an admitted call in `lane` (its caller's; see call-queue.ts); resolves once its entry is
+   * stored (a logged failure resolves too). `maxQueued`: the queue's bound for this call (an RPC
+   * server's maxQueuedCalls): at it, the call takes the place of the newest queued call of the lane
+   * holding the most (which is refused with QueueFullError), or is refused itself (see `room`).
+   */
+  submit(input: AdmittedInput, lane: Lane, maxQueued?: number): Promise<StoredCall> {
     if (this.failure) return Promise.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`))
+    if (maxQueued !== undefined) {
+      const room = this.queue.room(lane, maxQueued)
+      if (!room.fits) return Promise.reject(new QueueFullError(room.message))
+      if (room.giveWay !== null) this.queue.withdrawNewest(room.giveWay)?.reject(new QueueFullError(room.message))
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ input, resolve, reject })
+      this.queue.push(lane, { input, resolve, reject })
       this.running ??= this.runQueue()
     })
   }
 
+  /** Whether a call of `lane` fits the queue bounded at `maxQueued` waiting calls, now (what submit would do). */
+  room(lane: Lane, maxQueued: number): QueueRoom {
+    return this.queue.room(lane, maxQueued)
+  }
+
   /** Refuses the calls queued but not started; resolves when the running ones are stored and answered. */
   async drain(reason: string): Promise<void> {
-    for (const call of this.queue.splice(0)) call.reject(new StateError(reason))
+    for (const call of this.queue.takeAll()) call.reject(new StateError(reason))
     await this.running
     await this.flushing
+  }
+
+  /**
+   * Whether the group being gathered may take the next queued call: it holds fewer than
+   * MAX_GROUP_CALLS, and the next caller has not had a turn in it since a caller's last queued call ran.
+   */
+  private groupTakesNext(): boolean {
+    if (this.waiting.length >= MAX_GROUP_CALLS) return false
+    return this.turnsAfterLastCall === null || !this.turnsAfterLastCall.has(this.queue.nextLane())
   }
 
   /**
@@ -307,16 +340,19 @@ export class CallExecutor {
   private async runQueue(): Promise<void> {
     try {
       for (;;) {
-        const call = this.queue.shift()
-        if (call) {
-          await this.runOne(call)
-          if (this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
+        const next = this.queue.take()
+        if (next) {
+          this.turnsAfterLastCall?.add(next.lane)
+          await this.runOne(next.call)
+          // The caller has nothing more queued: it waits on this call, so the group is stored soon.
+          if (this.queue.queuedIn(next.lane) === 0) this.turnsAfterLastCall ??= new Set()
+          if (this.queue.length > 0 && this.groupTakesNext()) continue
         }
         if (this.waiting.length === 0 && this.queue.length === 0) break
         if (this.waiting.length === 0) continue
         // Only a plain append (no commit group open) may be stored while the next calls run.
         if (this.flushing) {
-          if (this.group === null && this.queue.length > 0 && this.waiting.length < MAX_GROUP_CALLS) continue
+          if (this.group === null && this.queue.length > 0 && this.groupTakesNext()) continue
           await this.flushing
         }
         const overlap = this.group === null
@@ -371,6 +407,7 @@ export class CallExecutor {
   /** Stores the staged calls (files and entries in one atomic write), then answers them. */
   private async flushGroup(): Promise<void> {
     const waiting = this.waiting.splice(0)
+    this.turnsAfterLastCall = null
     if (this.failure) {
       // After a storage failure the commit group may hold part of a failed call's changes: nothing
       // more is stored, so no file change ever reaches storage without its entry.

@@ -93,8 +93,15 @@ export class CallAdmission {
   }
 
   /** Checks a live call; throws the refusal (nothing is logged). Returns the call as it will be logged. */
-  admitLive(request: { methodName: unknown; args?: unknown; userId?: unknown; signed?: SignedCall; clientNonce?: unknown }): AdmittedCall {
-    const { methodName, args = [], userId = null, signed, clientNonce } = request
+  admitLive(request: {
+    methodName: unknown
+    args?: unknown
+    userId?: unknown
+    signed?: SignedCall
+    clientNonce?: unknown
+    signatureChecked?: boolean
+  }): AdmittedCall {
+    const { methodName, args = [], userId = null, signed, clientNonce, signatureChecked } = request
     this.checkMethod(methodName)
     if (!Array.isArray(args)) throw new InvalidArgumentError('executeCall: args must be an array')
     if (userId !== null && typeof userId !== 'string') throw new InvalidArgumentError('executeCall: userId must be a string or null')
@@ -104,7 +111,11 @@ export class CallAdmission {
     const json = encodeValue(args, 'the argument list') ?? '[]'
     this.checkArgsSize(json)
     const auth = this.authenticator
-    const payload = auth.admit({ caller: userId, method: methodName, argsJson: json, signed, clientNonce })
+    // A signature the RPC server verified already (signatureChecked) is not verified again.
+    const payload = auth.admit(
+      { caller: userId, method: methodName, argsJson: json, signed, clientNonce },
+      signatureChecked === true ? true : undefined,
+    )
     const call: AdmittedCall = { caller: userId, method: methodName, args: JSON.parse(json) as TaggedValue[] }
     if (signed !== undefined) call.signed = { payload: signed.payload, signature: signed.signature }
     // A signed call's nonce is the one it signed; a log before schema 3 has no place for one.

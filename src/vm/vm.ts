@@ -33,6 +33,7 @@ import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import { counted } from '../wording.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
+import type { Lane, QueueRoom } from './call-queue.js'
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
@@ -107,6 +108,19 @@ export interface ExecuteCallRequest {
    * RPCClient sends one with every call; in a signed call it is the one the payload holds.
    */
   clientNonce?: string
+  /**
+   * @internal The queue lane the call waits in (call-queue.ts): calls of one lane run in the order
+   * they were made, lanes take turns. Default: the caller's, `userId` (null: one lane for anonymous
+   * calls); an RPC server gives each connection its own.
+   */
+  lane?: Lane
+  /** @internal The VM's queue bound for this call (an RPC server's maxQueuedCalls): see CallExecutor.submit. */
+  maxQueued?: number
+  /**
+   * @internal The caller's RPC server verified `signed` with `userId`'s key, and it held: admission
+   * checks the rest and does not verify it again.
+   */
+  signatureChecked?: boolean
 }
 
 const noticeLog = debuglog('libvms')
@@ -517,7 +531,17 @@ export class VM extends EventEmitter {
     }
     const executor = this.requireExecutor()
     if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
-    return executor.submit(this.checkCall(request))
+    const admitted = this.checkCall(request)
+    return executor.submit(admitted, request.lane !== undefined ? request.lane : admitted.caller, request.maxQueued)
+  }
+
+  /**
+   * @internal Whether a call in `lane` would fit the VM's queue bounded at `maxQueued` waiting calls,
+   * now: what executeCall with that lane and bound would do, checked before the call is admitted.
+   */
+  queueRoom(lane: Lane, maxQueued: number): QueueRoom {
+    if (this.state !== 'ready' || !this.executor) return { fits: true, giveWay: null }
+    return this.executor.room(lane, maxQueued)
   }
 
   private checkCall(request: ExecuteCallRequest): AdmittedInput {
