@@ -486,62 +486,79 @@ async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls {
   for await (const read of entries) yield [read, undefined] as const
 }
 
+/** What the replay's current commit group holds so far: bytes, and the contents blocks its files state records. */
+interface ReplayGroup {
+  bytes: number
+  blobsLength: number
+}
+
 /**
- * The one loop that re-runs logged calls: admit, check the clock, run, compare or store. Each logged
- * entry is dropped once checked (the loop keeps only its seq, time and files state); a rebuild stores
- * the replayed ones in groups bounded in calls and bytes.
+ * The one loop that re-runs logged calls. Each call runs in a function of its own (replayCall), so
+ * nothing of an entry outlives its turn: a loop body's variables could keep the last entry alive
+ * while the next one is read and run.
  */
 async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
-  let groupBytes = 0
-  let groupBlobs = loop.files.blobsLength
-  for await (const [read, signatureValid] of calls) {
-    const logged = read.entry as CallEntry
-    const seq = ++loop.seq
-    const check = loop.mode === 'check'
-    // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
-    loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
-    if (!(logged.timestamp >= loop.lastTimestamp)) {
-      throw new DivergenceError({
-        message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
-        seq,
-        method: logged.method,
-        caller: logged.caller,
-        field: 'timestamp',
-        expected: `at least ${loop.lastTimestamp}`,
-        actual: logged.timestamp,
-      })
-    }
-    loop.lastTimestamp = logged.timestamp
-    const input = callInputOf(logged)
-    const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
-    checkOracleUsed(seq, logged, outcome)
-    const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
-    executor.noteCall(entry)
-    await stateAsLogged(executor, loop, seq, logged, entry)
-    // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
-    if (!check) {
-      executor.stage(entry)
-      // What the group holds: the replayed entries (about as big as the logged ones) and the contents
-      // blocks its calls added.
-      groupBytes += read.bytes + Math.max(0, entry.files.blobsLength - groupBlobs) * HYPERBLOBS_BLOCK_BYTES
-      groupBlobs = entry.files.blobsLength
-      if (executor.stagedCount >= REPLAY_GROUP_CALLS || groupBytes >= REPLAY_GROUP_BYTES) {
-        await executor.flush()
-        groupBytes = 0
-      }
-      await loop.onEntry?.(seq, logged, entry)
-    } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
-      throw new DivergenceError({
-        message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
-        seq,
-        method: logged.method,
-        caller: logged.caller,
-        field: 'result',
-        expected: logged.result ?? logged.error,
-        actual: entry.result ?? entry.error,
-      })
-    }
-    loop.files = logged.files
-    loop.onProgress?.(seq)
+  const group: ReplayGroup = { bytes: 0, blobsLength: loop.files.blobsLength }
+  for await (const [read, signatureValid] of calls) await replayCall(executor, loop, group, read, signatureValid)
+}
+
+/**
+ * Re-runs one logged call: admit, check the clock, run, compare or store. A rebuild stores the
+ * replayed entries in groups bounded in calls and bytes.
+ */
+async function replayCall(
+  executor: CallExecutor,
+  loop: ReplayLoop,
+  group: ReplayGroup,
+  read: ReadEntry,
+  signatureValid: boolean | undefined,
+): Promise<void> {
+  const logged = read.entry as CallEntry
+  const seq = ++loop.seq
+  const check = loop.mode === 'check'
+  // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
+  loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
+  if (!(logged.timestamp >= loop.lastTimestamp)) {
+    throw new DivergenceError({
+      message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
+      seq,
+      method: logged.method,
+      caller: logged.caller,
+      field: 'timestamp',
+      expected: `at least ${loop.lastTimestamp}`,
+      actual: logged.timestamp,
+    })
   }
+  loop.lastTimestamp = logged.timestamp
+  const input = callInputOf(logged)
+  const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
+  checkOracleUsed(seq, logged, outcome)
+  const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
+  executor.noteCall(entry)
+  await stateAsLogged(executor, loop, seq, logged, entry)
+  // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
+  if (!check) {
+    executor.stage(entry)
+    // What the group holds: the replayed entries (about as big as the logged ones) and the contents
+    // blocks its calls added.
+    group.bytes += read.bytes + Math.max(0, entry.files.blobsLength - group.blobsLength) * HYPERBLOBS_BLOCK_BYTES
+    group.blobsLength = entry.files.blobsLength
+    if (executor.stagedCount >= REPLAY_GROUP_CALLS || group.bytes >= REPLAY_GROUP_BYTES) {
+      await executor.flush()
+      group.bytes = 0
+    }
+    await loop.onEntry?.(seq, logged, entry)
+  } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
+    throw new DivergenceError({
+      message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
+      seq,
+      method: logged.method,
+      caller: logged.caller,
+      field: 'result',
+      expected: logged.result ?? logged.error,
+      actual: entry.result ?? entry.error,
+    })
+  }
+  loop.files = logged.files
+  loop.onProgress?.(seq)
 }
