@@ -13,6 +13,7 @@ import { type TestContext, test } from 'node:test'
 import { MAX_START_ARCHIVE_BYTES } from '../src/audit/checkpoint-starts.js'
 import { MAX_EXECUTION_PROOF_BYTES } from '../src/audit/execution-proof.js'
 import { encodeCallPayload, signCallPayload } from '../src/auth/signed-call.js'
+import { clippedJSON, clippedList } from '../src/codec/clipped-json.js'
 import { CallLog, callerIdOf, generateKeyPair, type LogEntry, Verifier, VM } from '../src/index.js'
 import { MAX_ENTRY_BYTES } from '../src/ledger/log-entry.js'
 import { BIN, exited, firstLine } from './cli-helpers.js'
@@ -228,4 +229,30 @@ test("an execution proof of an entry after more than 256 MiB of entries is refus
     code: 'ERR_INVALID_STATE',
     message: new RegExp(`entries 0 to ${count} hold over ${MAX_EXECUTION_PROOF_BYTES} bytes: too many for an execution proof`),
   })
+})
+
+test('a value cut as it is written is the text JSON.stringify writes, up to the cut', () => {
+  const values: unknown[] = [
+    null,
+    true,
+    -1.5e-7,
+    'plain',
+    'quotes " and \\ and \n and \u0001 and 😀',
+    [],
+    {},
+    [1, [2, [3, { a: 'x' }]], null],
+    JSON.parse('{"__proto__": {"b": 1}, "": [true, false], "k\\"ey": "v"}'),
+    { $bytes: 'AAEC' },
+  ]
+  for (const value of values) {
+    const whole = JSON.stringify(value)
+    for (const max of [0, 1, 2, 5, 9, 17, 40, 1000]) {
+      const expected = whole.length > max ? `${whole.slice(0, max)}…` : whole
+      assert.equal(clippedJSON(value, max), expected, `${whole} cut at ${max}`)
+    }
+  }
+  assert.equal(clippedJSON(undefined, 10), 'undefined')
+  assert.equal(clippedList(['a', 1, { b: [2] }], 100), '"a", 1, {"b":[2]}')
+  assert.equal(clippedList(['abc', 'def'], 8), '"abc", "…')
+  assert.equal(clippedJSON('z'.repeat(15 * MiB), 300), `"${'z'.repeat(299)}…`)
 })
