@@ -3,8 +3,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import Corestore from 'corestore'
 import { CallLog, type LogEntry, VM } from '../src/index.js'
-import { blockSizes, prefixBytes } from '../src/ledger/block-sizes.js'
-import { READ_WINDOW_BLOCKS, READ_WINDOW_BYTES, windowCount } from '../src/ledger/call-log.js'
+import { blocksWithin, prefixBytes } from '../src/ledger/block-sizes.js'
+import { READ_WINDOW_BLOCKS, READ_WINDOW_BYTES } from '../src/ledger/call-log.js'
 import { parseKeyUrl } from '../src/ledger/keys.js'
 import { provideRemoteSource } from '../src/ledger/remote-source.js'
 import { currentTreeHash } from '../src/ledger/tree-hash.js'
@@ -72,30 +72,42 @@ test('CallLog reads every entry in order across windows, each window within its 
   assert.deepEqual(await log.list({ start: 5, end: 5 }), [])
 })
 
-test("block sizes come from the log's Merkle tree, before any block is read, and windows are planned from them", async (t) => {
+test("block sizes come from the log's Merkle tree, before any block is read: windows are as many blocks as fit", async (t) => {
   const log = await CallLog.create(join(await tempDir(t), 'log'))
   t.after(() => log.close())
-  const entries = [10, 2000, 30, 70_000, 5].map((n, i) => ({ type: 'call', seq: i, pad: 'x'.repeat(n) }) as unknown as LogEntry)
-  await log.append(entries)
-  const stored = await Promise.all(entries.map((_, seq) => log.block(seq)))
-  assert.deepEqual(
-    await blockSizes(log.core, 0, 5),
-    stored.map((b) => b.byteLength),
-  )
-  assert.deepEqual(await blockSizes(log.core, 2, 4), [stored[2].byteLength, stored[3].byteLength])
-  for (const length of [0, 1, 3, 5]) {
+  // 45 entries of sizes from a few bytes to 70 KB, in no order.
+  const pads = Array.from({ length: 45 }, (_, i) => [10, 2000, 30, 70_000, 5, 400, 9000][(i * 5) % 7] + i)
+  await log.append(pads.map((n, i) => ({ type: 'call', seq: i, pad: 'x'.repeat(n) }) as unknown as LogEntry))
+  const sizes = await Promise.all(pads.map(async (_, seq) => (await log.block(seq)).byteLength))
+  for (const length of [0, 1, 3, 17, 45]) {
     assert.equal(
       await prefixBytes(log.core, length),
-      stored.slice(0, length).reduce((sum, b) => sum + b.byteLength, 0),
+      sizes.slice(0, length).reduce((sum, n) => sum + n, 0),
       `first ${length}`,
     )
   }
-  // As many as fit, at least one; a block of unknown size (not on this machine) only on its own.
-  assert.equal(windowCount([3, 3, 3, 3], 10), 3)
-  assert.equal(windowCount([20, 3], 10), 1)
-  assert.equal(windowCount([3, 20], 10), 1)
-  assert.equal(windowCount([null, 3], 10), 1)
-  assert.equal(windowCount([3, null, 3], 10), 1)
+  // As many as fit in the budget (at most maxBlocks, below end), at least one: the greedy prefix.
+  const expected = (from: number, end: number, budget: number, maxBlocks: number): number => {
+    let count = 0
+    let bytes = 0
+    while (from + count < end && count < maxBlocks && (count === 0 || bytes + sizes[from + count] <= budget)) bytes += sizes[from + count++]
+    return count
+  }
+  for (let from = 0; from < 45; from++) {
+    for (const budget of [1, 100, 2100, 10_000, 80_000, 200_000, 10 ** 9]) {
+      for (const [end, maxBlocks] of [
+        [45, 256],
+        [45, 3],
+        [Math.min(45, from + 5), 256],
+      ]) {
+        assert.equal(
+          await blocksWithin(log.core, from, end, budget, maxBlocks),
+          expected(from, end, budget, maxBlocks),
+          `from ${from}, ${budget} bytes, end ${end}, at most ${maxBlocks}`,
+        )
+      }
+    }
+  }
 })
 
 test('hyper://, dat:// and bare hex keys are accepted; anything else is a named error', () => {

@@ -1,9 +1,9 @@
 /**
- * Block sizes without reading blocks: a Hypercore's Merkle tree stores, beside each block, a leaf
- * node holding the block's byte length, and each parent node the sum of its children. So a reader can
- * size what it is about to read (call-log.ts reads entries within a byte budget) and what a stretch
- * of a core holds (an audit refuses to start a segment from an archive too big to hand over) before
- * a single block is in memory. The sizes are the signed tree's: a host cannot state one and send another.
+ * Block sizes without reading blocks: a Hypercore's Merkle tree stores, beside the blocks, a leaf node
+ * per block holding its byte length, and each parent node the sum of its children's. So a reader can
+ * size what it is about to read (call-log.ts reads entries within a byte budget) and what a stretch of
+ * a core holds (an audit refuses to start a segment from an archive too big to hand over) before a
+ * single block is in memory. The sizes are the signed tree's: a host cannot state one and send another.
  */
 import flat from 'flat-tree'
 import type Hypercore from 'hypercore'
@@ -18,20 +18,65 @@ interface SessionState {
   storage: { read(): TreeNodeReader }
 }
 
-function treeReader(core: Hypercore<unknown>): TreeNodeReader {
-  return (core as unknown as { state: SessionState }).state.storage.read()
+/** The sizes of tree nodes `indexes` of `core`, read in one batch; null for one not on this machine. */
+async function nodeSizes(core: Hypercore<unknown>, indexes: number[]): Promise<(number | null)[]> {
+  const rx = (core as unknown as { state: SessionState }).state.storage.read()
+  const nodes = indexes.map((index) => rx.getTreeNode(index))
+  rx.tryFlush()
+  return (await Promise.all(nodes)).map((node) => node?.size ?? null)
+}
+
+/** The blocks a tree node stands for. */
+function blocksUnder(index: number): number {
+  const [left, right] = flat.spans(index)
+  return (right - left) / 2 + 1
+}
+
+/** The largest whole subtrees that cover blocks [from, to), in order (at most two per level). */
+function subtreesOf(from: number, to: number): number[] {
+  const nodes: number[] = []
+  for (let at = from; at < to; ) {
+    let depth = 0
+    while (at % 2 ** (depth + 1) === 0 && at + 2 ** (depth + 1) <= to) depth++
+    nodes.push(flat.index(depth, at / 2 ** depth))
+    at += 2 ** depth
+  }
+  return nodes
 }
 
 /**
- * The byte lengths of blocks [start, end) of `core`, from the leaves of its tree, read in one batch;
- * null for a block whose leaf is not on this machine (a sparse copy that never fetched it).
+ * How many blocks from `from` on (below `end`, at most `maxBlocks`) fit in `budget` bytes; at least
+ * one, whatever its size. Read from the tree, biggest subtrees first: a window of small blocks costs a
+ * few node reads, not one per block, and a subtree that does not fit is looked into. A block whose size
+ * this machine does not hold (a sparse copy) ends the window, or is the window on its own.
  */
-export async function blockSizes(core: Hypercore<unknown>, start: number, end: number): Promise<(number | null)[]> {
-  if (end <= start) return []
-  const rx = treeReader(core)
-  const leaves = Array.from({ length: end - start }, (_, i) => rx.getTreeNode(2 * (start + i)))
-  rx.tryFlush()
-  return (await Promise.all(leaves)).map((node) => node?.size ?? null)
+export async function blocksWithin(
+  core: Hypercore<unknown>,
+  from: number,
+  end: number,
+  budget: number,
+  maxBlocks: number,
+): Promise<number> {
+  let count = 0
+  let bytes = 0
+  let nodes = subtreesOf(from, Math.min(end, from + maxBlocks))
+  while (nodes.length > 0) {
+    const sizes = await nodeSizes(core, nodes)
+    let i = 0
+    for (; i < nodes.length; i++) {
+      const size = sizes[i]
+      const leaf = nodes[i] % 2 === 0
+      if (size === null || (bytes + size > budget && !(count === 0 && leaf))) break
+      bytes += size
+      count += blocksUnder(nodes[i])
+    }
+    if (i === nodes.length) break
+    // The window ends inside nodes[i] (or before it, a block).
+    const children = flat.children(nodes[i])
+    if (!children) return Math.max(count, 1)
+    nodes = children
+  }
+  return Math.max(count, 1)
 }
 
 /**
@@ -40,13 +85,10 @@ export async function blockSizes(core: Hypercore<unknown>, start: number, end: n
  */
 export async function prefixBytes(core: Hypercore<unknown>, length: number): Promise<number | null> {
   if (length <= 0) return 0
-  const rx = treeReader(core)
-  const roots = flat.fullRoots(2 * length).map((index) => rx.getTreeNode(index))
-  rx.tryFlush()
   let bytes = 0
-  for (const node of await Promise.all(roots)) {
-    if (!node) return null
-    bytes += node.size
+  for (const size of await nodeSizes(core, flat.fullRoots(2 * length))) {
+    if (size === null) return null
+    bytes += size
   }
   return bytes
 }

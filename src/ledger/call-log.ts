@@ -7,7 +7,7 @@ import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { FetchError, StateError, storageError } from '../errors.js'
 import { counted } from '../wording.js'
-import { blockSizes } from './block-sizes.js'
+import { blocksWithin } from './block-sizes.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
@@ -51,22 +51,6 @@ export interface ReadEntry {
 
 /** What a window's slot holds once its block was handed on. */
 const RELEASED = Buffer.alloc(0)
-
-/**
- * How many blocks of a window, given the sizes of the next ones (null: not known here): as many as fit
- * in `windowBytes`, at least one; a block of unknown size only on its own.
- */
-export function windowCount(sizes: (number | null)[], windowBytes: number): number {
-  let count = 0
-  let bytes = 0
-  for (const size of sizes) {
-    if (size === null) return count === 0 ? 1 : count
-    if (count > 0 && bytes + size > windowBytes) break
-    bytes += size
-    count++
-  }
-  return Math.max(1, count)
-}
 
 /**
  * Events: 'append' (the log grew: the host appended, or a fetched copy learned of new entries).
@@ -264,13 +248,12 @@ export class CallLog extends EventEmitter {
     // A snapshot reads without the live session's bookkeeping, and cannot change under us.
     const snapshot = this.core.snapshot({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
     const readWindow = async (from: number): Promise<BlockWindow> => {
-      let sizes: (number | null)[]
+      let count: number
       try {
-        sizes = await blockSizes(snapshot as Hypercore<unknown>, from, Math.min(end, from + READ_WINDOW_BLOCKS))
+        count = await blocksWithin(snapshot as Hypercore<unknown>, from, end, windowBytes, READ_WINDOW_BLOCKS)
       } catch (err) {
         throw storageError(err, `reading the sizes of entries from ${from} of ${this.url}`)
       }
-      const count = windowCount(sizes, windowBytes)
       const blocks = await Promise.all(Array.from({ length: count }, (_, i) => snapshot.get(from + i))).catch((err) => {
         throw this.readError(err, from, undefined)
       })
