@@ -105,10 +105,8 @@ async function readAndDecode(dir: string): Promise<number> {
   try {
     const log: CallLog = storage.callLog
     const started = performance.now()
-    for (let seq = 1; seq < log.length; seq += 256) {
-      const count = Math.min(256, log.length - seq)
-      const blocks = await Promise.all(Array.from({ length: count }, (_, i) => log.core.get(seq + i, { valueEncoding: 'binary' })))
-      for (let i = 0; i < blocks.length; i++) decodeEntry(blocks[i] as unknown as Buffer, seq + i)
+    for await (const { start, blocks } of log.windows({ start: 1 })) {
+      for (let i = 0; i < blocks.length; i++) decodeEntry(blocks[i], start + i)
     }
     return ((performance.now() - started) * 1000) / (log.length - 1)
   } finally {

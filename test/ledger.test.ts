@@ -3,6 +3,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import Corestore from 'corestore'
 import { CallLog, type LogEntry, VM } from '../src/index.js'
+import { blocksWithin, prefixBytes } from '../src/ledger/block-sizes.js'
+import { READ_WINDOW_BLOCKS, READ_WINDOW_BYTES } from '../src/ledger/call-log.js'
 import { parseKeyUrl } from '../src/ledger/keys.js'
 import { provideRemoteSource } from '../src/ledger/remote-source.js'
 import { currentTreeHash } from '../src/ledger/tree-hash.js'
@@ -19,7 +21,7 @@ test('currentTreeHash equals Hypercore treeHash at every length', async (t) => {
   }
 })
 
-test('CallLog.entries reads every entry in order across chunk boundaries', async (t) => {
+test('CallLog reads every entry in order across windows, each window within its byte budget', async (t) => {
   const log = await CallLog.create(join(await tempDir(t), 'log'))
   t.after(() => log.close())
   const files = { version: 0, dbHash: 'a'.repeat(64), blobsLength: 0, blobsHash: 'b'.repeat(64) }
@@ -43,13 +45,69 @@ test('CallLog.entries reads every entry in order across chunk boundaries', async
     (_, i) => ({ type: 'call', caller: null, method: 'm', args: [i], timestamp: 1, seed: 'e'.repeat(32), files, cost: 0 }) as LogEntry,
   )
   await log.append([init, ...calls])
-  for (const chunk of [1, 7, 256, 1000]) {
+  for (const windowBytes of [1, 500, 20_000, undefined]) {
     const seen: number[] = []
-    for await (const entry of log.entries({ start: 1, chunk })) seen.push((entry as { args: number[] }).args[0])
-    assert.deepEqual(seen, [...calls.keys()], `chunk ${chunk}`)
+    for await (const entry of log.entries({ start: 1, windowBytes })) seen.push((entry as { args: number[] }).args[0])
+    assert.deepEqual(seen, [...calls.keys()], `windows of ${windowBytes} bytes`)
+    let next = 1
+    for await (const window of log.windows({ start: 1, windowBytes })) {
+      assert.equal(window.start, next, 'windows follow each other')
+      next += window.blocks.length
+      assert.equal(
+        window.bytes,
+        window.blocks.reduce((sum, block) => sum + block.byteLength, 0),
+      )
+      assert.ok(window.blocks.length <= READ_WINDOW_BLOCKS)
+      if (window.blocks.length > 1) assert.ok(window.bytes <= (windowBytes ?? READ_WINDOW_BYTES), `a window of ${window.bytes} bytes`)
+      if (windowBytes === 1) assert.equal(window.blocks.length, 1, 'a budget smaller than an entry reads one at a time')
+    }
+    assert.equal(next, 301)
+  }
+  let seq = 298
+  for await (const read of log.read({ start: 298 })) {
+    assert.equal(read.seq, seq++)
+    assert.equal(read.bytes, (await log.block(read.seq)).byteLength, "each entry comes with its block's size")
   }
   assert.equal((await log.list({ start: 298, end: 1000 })).length, 3)
   assert.deepEqual(await log.list({ start: 5, end: 5 }), [])
+})
+
+test("block sizes come from the log's Merkle tree, before any block is read: windows are as many blocks as fit", async (t) => {
+  const log = await CallLog.create(join(await tempDir(t), 'log'))
+  t.after(() => log.close())
+  // 45 entries of sizes from a few bytes to 70 KB, in no order.
+  const pads = Array.from({ length: 45 }, (_, i) => [10, 2000, 30, 70_000, 5, 400, 9000][(i * 5) % 7] + i)
+  await log.append(pads.map((n, i) => ({ type: 'call', seq: i, pad: 'x'.repeat(n) }) as unknown as LogEntry))
+  const sizes = await Promise.all(pads.map(async (_, seq) => (await log.block(seq)).byteLength))
+  for (const length of [0, 1, 3, 17, 45]) {
+    assert.equal(
+      await prefixBytes(log.core, length),
+      sizes.slice(0, length).reduce((sum, n) => sum + n, 0),
+      `first ${length}`,
+    )
+  }
+  // As many as fit in the budget (at most maxBlocks, below end), at least one: the greedy prefix.
+  const expected = (from: number, end: number, budget: number, maxBlocks: number): number => {
+    let count = 0
+    let bytes = 0
+    while (from + count < end && count < maxBlocks && (count === 0 || bytes + sizes[from + count] <= budget)) bytes += sizes[from + count++]
+    return count
+  }
+  for (let from = 0; from < 45; from++) {
+    for (const budget of [1, 100, 2100, 10_000, 80_000, 200_000, 10 ** 9]) {
+      for (const [end, maxBlocks] of [
+        [45, 256],
+        [45, 3],
+        [Math.min(45, from + 5), 256],
+      ]) {
+        assert.equal(
+          await blocksWithin(log.core, from, end, budget, maxBlocks),
+          expected(from, end, budget, maxBlocks),
+          `from ${from}, ${budget} bytes, end ${end}, at most ${maxBlocks}`,
+        )
+      }
+    }
+  }
 })
 
 test('hyper://, dat:// and bare hex keys are accepted; anything else is a named error', () => {

@@ -6,6 +6,7 @@
  * (execution-proof.ts). Snapshots come from the host: hostile input, checked here, skipped (with a
  * notice) when they fail, never trusted.
  */
+import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import { type CallEntry, decodeEntry } from '../ledger/log-entry.js'
@@ -20,13 +21,25 @@ export interface SnapshotSource {
 }
 
 /**
- * Most archive blocks a segment that starts at a checkpoint is handed (the archive up to it, held in
- * memory while it is sent); a checkpoint further into a bigger archive is not used as a start.
+ * Most archive blocks, and bytes of them, a segment that starts at a checkpoint is handed (the archive
+ * up to it, held in memory while it is sent and written); a checkpoint further into a bigger archive
+ * is not used as a start. The bytes are read from the archive cores' trees before any block is.
  */
 const MAX_START_ARCHIVE_BLOCKS = 16_384
+export const MAX_START_ARCHIVE_BYTES = 128 * 1024 * 1024
 
 function archiveBlocksUpTo(files: FilesState): number {
   return files.version + files.blobsLength
+}
+
+/** The bytes of the archive's blocks up to the state `files` records; null if some are not on this machine. */
+async function archiveBytesUpTo(archive: DatArchive, files: FilesState): Promise<number | null> {
+  await archive.ready()
+  const drive = archive.drive
+  const db = await prefixBytes(drive.core, files.version)
+  if (db === null || files.blobsLength === 0) return db
+  const blobs = await prefixBytes((await drive.getBlobs()).core, files.blobsLength)
+  return blobs === null ? null : db + blobs
 }
 
 /** Snapshots tried for one cut of the log, nearest first. */
@@ -43,9 +56,10 @@ export async function blockOf(core: CallLog['core'], seq: number): Promise<Buffe
   return (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
 }
 
-/** Where to look for starts, and for which VM: its log, its host's snapshots, its memory size and state format. */
+/** Where to look for starts, and for which VM: its log and archive, its host's snapshots, its memory size and state format. */
 export interface StartSearch {
   callLog: CallLog
+  archive: DatArchive
   source: SnapshotSource
   memoryBytes: number
   stateFormat: string
@@ -84,7 +98,10 @@ export async function chooseStarts(search: StartSearch, targets: number[]): Prom
   return starts.sort((a, b) => a.seq - b.seq)
 }
 
-async function usableStart({ callLog, source, memoryBytes, stateFormat, notice }: StartSearch, seq: number): Promise<Start | null> {
+async function usableStart(
+  { callLog, archive, source, memoryBytes, stateFormat, notice }: StartSearch,
+  seq: number,
+): Promise<Start | null> {
   const entry = await blockOf(callLog.core, seq)
   const logged = decodeEntry(entry, seq) as CallEntry
   // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
@@ -114,6 +131,12 @@ async function usableStart({ callLog, source, memoryBytes, stateFormat, notice }
     notice(
       `snapshot of seq ${seq} passed over: a segment would start with ${archiveBlocks} archive blocks, more than ${MAX_START_ARCHIVE_BLOCKS}`,
     )
+    return null
+  }
+  const archiveBytes = await archiveBytesUpTo(archive, logged.files)
+  if (archiveBytes === null || archiveBytes > MAX_START_ARCHIVE_BYTES) {
+    const what = archiveBytes === null ? 'archive blocks this copy does not hold' : `${archiveBytes} bytes of archive blocks`
+    notice(`snapshot of seq ${seq} passed over: a segment would start with ${what}, more than ${MAX_START_ARCHIVE_BYTES}`)
     return null
   }
   return { seq, snapshot, entry }

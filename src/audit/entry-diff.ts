@@ -14,11 +14,26 @@ function short(value: unknown): string {
   return s.length > 200 ? `${s.slice(0, 200)}…` : s
 }
 
+/** Whether two fields have the same JSON text; one both entries share (a replayed call's arguments are the logged ones) is not written at all. */
+function sameField(e: unknown, a: unknown): boolean {
+  return e === a || JSON.stringify(e) === JSON.stringify(a)
+}
+
+/**
+ * Whether two entries have the same JSON text (fields, their order and their values), written field
+ * by field: the big ones a replay shares with the log (arguments, a signed payload) are never written.
+ */
+function sameEntry(e: Record<string, unknown>, a: Record<string, unknown>): boolean {
+  const eKeys = Object.keys(e).filter((k) => e[k] !== undefined)
+  const aKeys = Object.keys(a).filter((k) => a[k] !== undefined)
+  return eKeys.length === aKeys.length && eKeys.every((k, i) => k === aKeys[i] && sameField(e[k], a[k]))
+}
+
 /** The first field in which two entries of the same seq differ, as a DivergenceError; null if equal. */
 export function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): DivergenceError | null {
-  if (JSON.stringify(expected) === JSON.stringify(actual)) return null
   const e = expected as unknown as Record<string, unknown>
   const a = actual as unknown as Record<string, unknown>
+  if (sameEntry(e, a)) return null
   const fields = [...new Set([...Object.keys(e), ...Object.keys(a)])]
   // Outcome fields first: "the result differs" says more than "the cost differs".
   const order = [
@@ -38,7 +53,7 @@ export function diffEntries(seq: number, expected: LogEntry, actual: LogEntry): 
     'stateFormat',
   ]
   fields.sort((x, y) => (order.indexOf(x) + 1 || 99) - (order.indexOf(y) + 1 || 99))
-  const field = fields.find((f) => JSON.stringify(e[f]) !== JSON.stringify(a[f])) ?? 'entry'
+  const field = fields.find((f) => !sameField(e[f], a[f])) ?? 'entry'
   const method = expected.type === 'call' ? expected.method : 'init'
   const caller = expected.type === 'call' ? expected.caller : null
   const what = seq === 0 ? 'the init entry' : `call ${seq} (${method} by ${describeCaller(caller)})`

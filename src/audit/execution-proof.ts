@@ -19,7 +19,8 @@
  * lie is a verdict that does not hold, never an exception.
  */
 import { DivergenceError, StateError } from '../errors.js'
-import type { CallLog } from '../ledger/call-log.js'
+import { prefixBytes } from '../ledger/block-sizes.js'
+import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
 import { type CallEntry, decodeEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import {
@@ -122,22 +123,21 @@ export async function proveDivergence(
   return { proof, verdict: await checkExecutionProof(proof, options) }
 }
 
-/** Blocks [from, to) of the log as stored, at most MAX_EXECUTION_PROOF_BYTES in all. */
+/**
+ * Blocks [from, to) of the log as stored, at most MAX_EXECUTION_PROOF_BYTES in all: the range's size
+ * is read from the log's tree first, so a range over the bound is refused before any of it is read.
+ */
 async function blocksOf(callLog: CallLog, from: number, to: number): Promise<Buffer[]> {
+  const tooMany = () =>
+    new StateError(`entries ${from} to ${to} hold over ${MAX_EXECUTION_PROOF_BYTES} bytes: too many for an execution proof`)
+  const [before, upTo] = await Promise.all([prefixBytes(callLog.core, from), prefixBytes(callLog.core, to)])
+  if (before !== null && upTo !== null && upTo - before > MAX_EXECUTION_PROOF_BYTES) throw tooMany()
   const blocks: Buffer[] = []
   let bytes = 0
-  for (let at = from; at < to; at += 256) {
-    const count = Math.min(256, to - at)
-    const batch = (await Promise.all(
-      Array.from({ length: count }, (_, i) => callLog.core.get(at + i, { valueEncoding: 'binary' })),
-    )) as unknown as Buffer[]
-    for (const block of batch) {
-      bytes += block.byteLength
-      blocks.push(block)
-    }
-    if (bytes > MAX_EXECUTION_PROOF_BYTES) {
-      throw new StateError(`entries ${from} to ${to} hold over ${MAX_EXECUTION_PROOF_BYTES} bytes: too many for an execution proof`)
-    }
+  for await (const window of callLog.windows({ start: from, end: to })) {
+    bytes += window.bytes
+    if (bytes > MAX_EXECUTION_PROOF_BYTES) throw tooMany()
+    blocks.push(...window.blocks)
   }
   return blocks
 }
@@ -160,7 +160,7 @@ async function partFromCheckpoint(
   if (init.schema < 2 || !Number.isSafeInteger(memoryBytes)) return null
   const notice = options.onNotice ?? (() => {})
   const start = await newestStartBefore(
-    { callLog, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+    { callLog, archive: options.filesArchive, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
     seq,
   )
   if (!start) return null
@@ -355,15 +355,22 @@ class ProvenLog implements ReplaySource {
 
   async ready(): Promise<void> {}
 
-  async get(seq: number): Promise<LogEntry> {
+  private blockAt(seq: number): Buffer {
     const block = this.blocks.get(seq)
     if (!block) throw new StateError(`the proof holds no entry ${seq}`)
-    return decodeEntry(block, seq)
+    return block
   }
 
-  async *entries(opts: { start?: number; end?: number } = {}): AsyncGenerator<LogEntry> {
+  async get(seq: number): Promise<LogEntry> {
+    return decodeEntry(this.blockAt(seq), seq)
+  }
+
+  async *read(opts: { start?: number; end?: number } = {}): AsyncGenerator<ReadEntry> {
     const end = Math.min(this.length, opts.end ?? this.length)
-    for (let seq = Math.max(0, opts.start ?? 0); seq < end; seq++) yield this.get(seq)
+    for (let seq = Math.max(0, opts.start ?? 0); seq < end; seq++) {
+      const block = this.blockAt(seq)
+      yield { seq, entry: decodeEntry(block, seq), bytes: block.byteLength }
+    }
   }
 
   async waitForLength(): Promise<void> {

@@ -61,14 +61,18 @@ export interface SegmentAuditReport {
 }
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'segment-thread')
-const BATCH = 256
+/** The segment replayed here reports its progress every this many entries. */
+const PROGRESS_EVERY = 256
 /** Most segments at once: each is a thread with an engine (and its memory) of its own. */
 export const MAX_JOBS = 32
 /**
- * Batches a segment's main-thread reader keeps ahead of its replay (of 256 entries: a few MB at most).
- * Enough for the thread to keep replaying while the main thread replays a call of its own segment.
+ * Bytes of entries the main thread keeps sent ahead of the other segments' replays, all together:
+ * each of them gets its share (and at least one batch of one entry, however big), enough for its
+ * thread to keep replaying while the main thread replays a call of its own segment.
  */
-const BATCHES_AHEAD = 32
+const FEED_BYTES_AHEAD = 64 * 1024 * 1024
+/** Batches a segment's share is sent in, at least: a batch is at most its share over this. */
+const BATCHES_PER_SHARE = 4
 
 /** A segment being replayed: where it starts and ends, how far it got, and its outcome. */
 interface Segment {
@@ -99,8 +103,10 @@ async function feedShareOf(callLog: CallLog): Promise<number> {
   const count = Math.min(COST_SAMPLES, last)
   if (count <= 0) return FEED_US / REPLAY_BASE_US
   const seqs = Array.from({ length: count }, (_, i) => 1 + Math.floor((i * last) / count))
-  const blocks = await Promise.all(seqs.map((seq) => blockOf(callLog.core, seq)))
-  const ticks = blocks.reduce((sum, block, i) => sum + (decodeEntry(block, seqs[i]).cost || 0), 0) / count
+  let sum = 0
+  // One at a time: a sample of big entries is big.
+  for (const seq of seqs) sum += decodeEntry(await blockOf(callLog.core, seq), seq).cost || 0
+  const ticks = sum / count
   return FEED_US / (REPLAY_BASE_US + REPLAY_US_PER_TICK * ticks)
 }
 
@@ -168,7 +174,7 @@ class HereSegment implements Segment {
             await checkArchiveAt(archive, seq, logged)
           }
           this.replayedTo = seq
-          if (seq % BATCH === 0) onProgress()
+          if (seq % PROGRESS_EVERY === 0) onProgress()
         },
       },
     )
@@ -186,7 +192,9 @@ class HereSegment implements Segment {
 class SegmentRun implements Segment {
   readonly done: Promise<{ calls: number; failedCalls: number }>
   private readonly worker = startModuleWorker(THREAD_ENTRY)
-  private credit = BATCHES_AHEAD
+  /** The batches sent and not yet replayed: the last seq of each, and its bytes. */
+  private readonly sent: { last: number; bytes: number }[] = []
+  private sentBytes = 0
   private wake: (() => void) | null = null
   replayedTo: number
   stopped = false
@@ -196,6 +204,8 @@ class SegmentRun implements Segment {
   constructor(
     readonly from: number,
     readonly end: number,
+    /** The most bytes of entries sent ahead of its replay (one batch may be bigger, sent alone). */
+    readonly bytesAhead: number,
     onProgress: () => void,
     /** How long the thread may go without a sign of life: longer than any one turn may run. */
     stallMs: number,
@@ -218,7 +228,8 @@ class SegmentRun implements Segment {
         switch (message.t) {
           case 'progress':
             this.replayedTo = message.seq
-            this.credit++
+            while (this.sent.length > 0 && this.sent[0].last <= message.seq)
+              this.sentBytes -= (this.sent.shift() as { bytes: number }).bytes
             this.wake?.()
             onProgress()
             break
@@ -245,15 +256,16 @@ class SegmentRun implements Segment {
     this.worker.postMessage(message)
   }
 
-  /** Waits until the segment may be sent another batch. */
-  async turn(): Promise<void> {
-    while (this.credit <= 0 && !this.stopped) {
+  /** Waits until the segment may be sent a batch of `bytes` ending at seq `last`, and counts it as sent. */
+  async turn(last: number, bytes: number): Promise<void> {
+    while (this.sent.length > 0 && this.sentBytes + bytes > this.bytesAhead && !this.stopped) {
       await new Promise<void>((resolve) => {
         this.wake = resolve
       })
       this.wake = null
     }
-    this.credit--
+    this.sent.push({ last, bytes })
+    this.sentBytes += bytes
   }
 
   async stop(): Promise<void> {
@@ -285,7 +297,7 @@ export async function verifyInSegments(
   const starts =
     init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
       ? await chooseStarts(
-          { callLog, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+          { callLog, archive: filesArchive, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
           targets,
         )
       : []
@@ -312,7 +324,7 @@ export async function verifyInSegments(
     runs.push(new HereSegment(callLog, filesArchive, first, ends[0], options, progress))
     for (let i = 1; i < froms.length; i++) {
       const start = starts.find((s) => s.seq === froms[i]) ?? null
-      const run = new SegmentRun(froms[i], ends[i], progress, stallMs)
+      const run = new SegmentRun(froms[i], ends[i], Math.floor(FEED_BYTES_AHEAD / (froms.length - 1)), progress, stallMs)
       runs.push(run)
       const workDir = await mkdtemp(join(tmpdir(), 'libvms-segment-'))
       workDirs.push(workDir)
@@ -380,21 +392,23 @@ function firstFailure(failures: Error[]): Error {
   return divergences.reduce((a, b) => ((b.seq ?? Number.POSITIVE_INFINITY) < (a.seq ?? Number.POSITIVE_INFINITY) ? b : a))
 }
 
-/** Reads a segment's entries and sends them in batches; checks the host's archive at each version they record. */
+/**
+ * Reads a segment's entries and sends them in batches (windows of the log, call-log.ts), no more bytes
+ * ahead of its replay than its share; checks the host's archive at each version they record.
+ */
 async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRun): Promise<void> {
   let lastChecked = ''
-  for (let seq = run.from + 1; seq < run.end && !run.stopped; seq += BATCH) {
-    await run.turn()
+  const windowBytes = Math.max(1, Math.floor(run.bytesAhead / BATCHES_PER_SHARE))
+  for await (const { start, blocks, bytes } of callLog.windows({ start: run.from + 1, end: run.end, windowBytes })) {
+    await run.turn(start + blocks.length - 1, bytes)
     if (run.stopped) return
-    const count = Math.min(BATCH, run.end - seq)
-    const blocks = await Promise.all(Array.from({ length: count }, (_, i) => blockOf(callLog.core, seq + i)))
     run.send({ t: 'blocks', blocks })
     for (let i = 0; i < blocks.length; i++) {
-      const entry = decodeEntry(blocks[i], seq + i)
+      const entry = decodeEntry(blocks[i], start + i)
       const key = JSON.stringify(entry.files)
       if (key === lastChecked) continue
       lastChecked = key
-      await checkArchiveAt(archive, seq + i, entry)
+      await checkArchiveAt(archive, start + i, entry)
     }
   }
 }

@@ -7,6 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { DivergenceError, StateError } from '../errors.js'
+import type { ReadEntry } from '../ledger/call-log.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
 import { decodeSnapshot } from '../ledger/snapshot.js'
 import { toCrossing } from '../sandbox/thread-messages.js'
@@ -20,6 +21,8 @@ if (!port) throw new Error('segment-thread runs as a worker thread')
 function post(message: FromSegment): void {
   port?.postMessage(message)
 }
+
+const RELEASED = new Uint8Array(0)
 
 /** The log as the segment sees it: its init entry, the entry it starts after, and the blocks sent. */
 class SegmentSource implements ReplaySource {
@@ -51,7 +54,8 @@ class SegmentSource implements ReplaySource {
     this.wake?.()
   }
 
-  async *entries(opts: { start?: number; end?: number } = {}): AsyncGenerator<LogEntry> {
+  /** The entries sent, as they arrive; each block is let go once its entry is decoded. */
+  async *read(opts: { start?: number; end?: number } = {}): AsyncGenerator<ReadEntry> {
     let seq = (this.task.from?.seq ?? 0) + 1
     if ((opts.start ?? seq) !== seq) throw new StateError(`an audit segment reads from seq ${seq}, not ${opts.start}`)
     const end = Math.min(opts.end ?? this.task.end, this.task.end)
@@ -64,9 +68,10 @@ class SegmentSource implements ReplaySource {
         this.wake = null
         continue
       }
-      for (const block of batch) {
-        if (seq >= end) break
-        yield decodeEntry(block, seq++)
+      for (let i = 0; i < batch.length && seq < end; i++, seq++) {
+        const block = batch[i]
+        batch[i] = RELEASED
+        yield { seq, entry: decodeEntry(block, seq), bytes: block.byteLength }
       }
       post({ t: 'progress', seq: seq - 1 })
     }

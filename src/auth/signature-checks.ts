@@ -5,13 +5,19 @@
  * in log order; the same libsodium check as the VM's admission decides (signatureVerifies).
  */
 import type { Worker } from 'node:worker_threads'
-import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import type { ReadEntry } from '../ledger/call-log.js'
+import type { CallEntry } from '../ledger/log-entry.js'
 import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
 import type { SignatureBatch } from './signature-thread.js'
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'signature-thread')
-/** Entries per batch sent to the thread. */
+/** Entries per batch sent to the thread, at most. */
 const BATCH = 256
+/**
+ * Bytes of entries per batch, at most (at least one entry): a batch is held until it is replayed, and
+ * one more is checked meanwhile, so this bounds what the checks hold ahead of a replay of big entries.
+ */
+const BATCH_BYTES = 4 * 1024 * 1024
 
 class SignatureThread {
   private worker: Worker | null = null
@@ -61,38 +67,51 @@ class SignatureThread {
 
 /**
  * Yields `entries` with the outcome of each one's signature check (undefined when it has no
- * signature, or when the thread could not say), checking each batch while the previous one is used.
+ * signature, or when the thread could not say), checking each batch (BATCH entries or BATCH_BYTES,
+ * whichever comes first) while the previous one is used.
  * The thread is this iteration's own: started by the first full batch (a shorter log is checked by
  * the caller, on its own thread: starting one costs more than the checks) and ended when the
  * iteration ends, however it ends, so nothing outlives the replay that asked.
  */
-export async function* withSignatureChecks(entries: AsyncIterable<LogEntry>): AsyncGenerator<[CallEntry, boolean | undefined]> {
+export async function* withSignatureChecks(entries: AsyncIterable<ReadEntry>): AsyncGenerator<[ReadEntry, boolean | undefined]> {
   let thread: SignatureThread | null = null
-  const submit = (batch: CallEntry[]) => {
+  const submit = (batch: ReadEntry[]) => {
     thread ??= new SignatureThread()
-    const items = batch.map((e) => (e.signed && typeof e.caller === 'string' ? { signed: e.signed, caller: e.caller } : null))
+    const items = batch.map(({ entry }) => {
+      const e = entry as CallEntry
+      return e.signed && typeof e.caller === 'string' ? { signed: e.signed, caller: e.caller } : null
+    })
     return { batch, results: thread.check(items) }
   }
-  let current: CallEntry[] = []
+  let current: ReadEntry[] = []
+  let currentBytes = 0
   let ahead: ReturnType<typeof submit> | null = null
-  async function* drain(submitted: ReturnType<typeof submit>): AsyncGenerator<[CallEntry, boolean | undefined]> {
-    const results = await submitted.results
-    for (const [i, entry] of submitted.batch.entries()) yield [entry, results?.[i] ?? undefined]
+  // Each entry is let go of as it is handed on.
+  async function* drain(batch: ReadEntry[], results: (boolean | null)[] | null): AsyncGenerator<[ReadEntry, boolean | undefined]> {
+    for (let i = 0; i < batch.length; i++) {
+      const read = batch[i]
+      batch[i] = RELEASED
+      yield [read, results?.[i] ?? undefined]
+    }
   }
   try {
-    for await (const entry of entries) {
-      current.push(entry as CallEntry)
-      if (current.length < BATCH) continue
+    for await (const read of entries) {
+      current.push(read)
+      currentBytes += read.bytes
+      if (current.length < BATCH && currentBytes < BATCH_BYTES) continue
       const submitted = submit(current)
       current = []
-      if (ahead) yield* drain(ahead)
+      currentBytes = 0
+      if (ahead) yield* drain(ahead.batch, await ahead.results)
       ahead = submitted
     }
     const last = thread && current.length > 0 ? submit(current) : null
-    if (ahead) yield* drain(ahead)
-    if (last) yield* drain(last)
-    else for (const entry of current) yield [entry, undefined]
+    if (ahead) yield* drain(ahead.batch, await ahead.results)
+    if (last) yield* drain(last.batch, await last.results)
+    else yield* drain(current, null)
   } finally {
     await (thread as SignatureThread | null)?.close()
   }
 }
+
+const RELEASED: ReadEntry = { seq: -1, entry: null as unknown as CallEntry, bytes: 0 }

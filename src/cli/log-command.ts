@@ -1,9 +1,9 @@
 /** `nodevms log <url | dir>`: a VM's call log, one entry per line, human-readable or as JSON lines. */
 import type { Command } from 'commander'
-import { fromTagged } from '../codec/value-codec.js'
+import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { LogEntry } from '../ledger/log-entry.js'
-import { err, formatValue, out } from './output.js'
+import { err, out } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
 import { openTarget } from './targets.js'
@@ -71,16 +71,20 @@ export function formatEntry(seq: number, entry: LogEntry): string {
     const factory = entry.factory ? ' factory' : ''
     return `${head}  init${factory} ${JSON.stringify(entry.title)} (${entry.auth} mode; exports ${entry.exports.join(', ') || 'nothing'})  ${files}`
   }
-  const args = entry.args.map((a) => formatValue(fromTagged(a))).join(', ')
+  // Values as logged (tagged JSON), cut: only what is shown of each is ever written, however big.
+  const args = clippedList(entry.args, CLIP)
   const outcome = entry.error
-    ? out.paint('red', `✗ ${entry.error.name}: ${entry.error.message}`)
+    ? out.paint('red', `✗ ${clip(`${entry.error.name}: ${entry.error.message}`)}`)
     : entry.result === undefined
       ? out.paint('dim', 'undefined')
-      : formatValue(fromTagged(entry.result))
+      : clippedJSON(entry.result, CLIP)
   const signed = entry.signed ? out.paint('dim', ' (signed)') : ''
-  return `${head}  ${describeCaller(entry.caller)}${signed}  ${out.paint('bold', entry.method)}(${clip(args)}) → ${clip(outcome)}  ${files}`
+  return `${head}  ${describeCaller(entry.caller)}${signed}  ${out.paint('bold', clip(entry.method))}(${args}) → ${outcome}  ${files}`
 }
 
+/** Characters of a value a line shows. */
+const CLIP = 200
+
 function clip(text: string): string {
-  return text.length > 200 ? `${text.slice(0, 200)}…` : text
+  return text.length > CLIP ? `${text.slice(0, CLIP)}…` : text
 }

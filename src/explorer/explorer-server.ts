@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { Verifier } from '../audit/verifier.js'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import { parseCallPayload } from '../auth/signed-call.js'
+import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import { AuthError, DivergenceError, LogFormatError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { filesFormat } from '../ledger/drive-format.js'
@@ -120,11 +121,6 @@ export interface EntryRow {
   filesVersion: number
 }
 
-function valueText(value: unknown): string {
-  if (value === undefined) return 'undefined'
-  return JSON.stringify(value) ?? 'undefined'
-}
-
 function cut(text: string, max = ROW_TEXT): string {
   return text.length > max ? `${text.slice(0, max)}…` : text
 }
@@ -143,8 +139,8 @@ export function rowOf(seq: number, entry: LogEntry): EntryRow {
       caller: null,
       signed: false,
       method: INIT_METHOD,
-      args: cut(valueText(entry.title)),
-      result: entry.result === undefined ? null : cut(valueText(entry.result)),
+      args: clippedJSON(entry.title, ROW_TEXT),
+      result: entry.result === undefined ? null : clippedJSON(entry.result, ROW_TEXT),
       error: null,
       cost: entry.cost,
       filesVersion: entry.files.version,
@@ -157,8 +153,8 @@ export function rowOf(seq: number, entry: LogEntry): EntryRow {
     caller: entry.caller,
     signed: !!entry.signed,
     method: entry.method,
-    args: cut(entry.args.map(valueText).join(', ')),
-    result: entry.error ? null : cut(valueText(entry.result)),
+    args: clippedList(entry.args, ROW_TEXT),
+    result: entry.error ? null : clippedJSON(entry.result, ROW_TEXT),
     error: entry.error ? { name: cut(String(entry.error.name), 100), message: cut(String(entry.error.message)) } : null,
     cost: entry.cost,
     filesVersion: entry.files.version,
@@ -277,7 +273,8 @@ export class ExplorerServer {
     this.indexing = (async () => {
       const rows: EntryRow[] = []
       let seq = start
-      for await (const entry of this.callLog.entries({ start, end, chunk: 512 })) {
+      // Read within the log's byte budget, one entry decoded at a time and only its row kept.
+      for await (const entry of this.callLog.entries({ start, end })) {
         if (this.stop.signal.aborted) break
         this.index.add(entry)
         if (this.clients.size > 0 && this.initialLength !== null && seq >= this.initialLength) rows.push(rowOf(seq, entry))
@@ -462,16 +459,17 @@ export class ExplorerServer {
 
   private async rows(seqs: number[]): Promise<EntryRow[]> {
     if (seqs.length === 0) return []
-    // Contiguous (newest first): one chunked read.
+    // Each entry is cut to its row as soon as it is decoded. Contiguous (newest first): read in windows
+    // of the log's byte budget; otherwise one entry at a time.
     const high = seqs[0]
     const low = seqs[seqs.length - 1]
+    const rows: EntryRow[] = []
     if (high - low + 1 === seqs.length) {
-      const rows: EntryRow[] = []
-      let seq = low
-      for await (const entry of this.callLog.entries({ start: low, end: high + 1, chunk: 256 })) rows.push(rowOf(seq++, entry))
+      for await (const { seq, entry } of this.callLog.read({ start: low, end: high + 1 })) rows.push(rowOf(seq, entry))
       return rows.reverse()
     }
-    return Promise.all(seqs.map(async (seq) => rowOf(seq, await this.callLog.get(seq))))
+    for (const seq of seqs) rows.push(rowOf(seq, await this.callLog.get(seq)))
+    return rows
   }
 
   private async entry(seq: number): Promise<Record<string, unknown>> {

@@ -7,6 +7,7 @@ import type Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { FetchError, StateError, storageError } from '../errors.js'
 import { counted } from '../wording.js'
+import { blocksWithin } from './block-sizes.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
@@ -15,6 +16,41 @@ import { type RemoteOptions, remoteSource } from './remote-source.js'
 import { openLogStorage } from './vm-storage.js'
 
 const CALL_LOG_CORE_NAME = 'call-log'
+
+/**
+ * The bytes of blocks a reader of a log reads together, and reads ahead of its consumer: reads are
+ * sized in bytes, never in entries alone, so a log of big entries costs its readers no more memory
+ * than one of small ones (two windows at a time, or two entries when one is bigger than a window).
+ */
+export const READ_WINDOW_BYTES = 8 * 1024 * 1024
+/** The most blocks in one window (small entries: one storage round trip for this many). */
+export const READ_WINDOW_BLOCKS = 256
+
+export interface ReadOptions {
+  /** The first seq (default 0). */
+  start?: number
+  /** Up to but not including this seq (default: the log's length when reading starts). */
+  end?: number
+  /** The most bytes of blocks read together (default READ_WINDOW_BYTES); at least one block is. */
+  windowBytes?: number
+}
+
+/** Consecutive blocks of a log, as stored, read together: seqs from `start`, `bytes` in all. */
+export interface BlockWindow {
+  start: number
+  blocks: Buffer[]
+  bytes: number
+}
+
+/** An entry as read from a log: its seq, and the size of its block (what holding it costs). */
+export interface ReadEntry {
+  seq: number
+  entry: LogEntry
+  bytes: number
+}
+
+/** What a window's slot holds once its block was handed on. */
+const RELEASED = Buffer.alloc(0)
 
 /**
  * Events: 'append' (the log grew: the host appended, or a fetched copy learned of new entries).
@@ -168,42 +204,75 @@ export class CallLog extends EventEmitter {
     return storageError(err, `reading entry ${seq} of ${this.url}`)
   }
 
-  /** Entries from `start` (default 0) up to but not including `end` (default: the length). */
+  /** Entries from `start` (default 0) up to but not including `end` (default: the length), all held at once. */
   async list(opts: { start?: number; end?: number } = {}): Promise<LogEntry[]> {
     const out: LogEntry[] = []
     for await (const entry of this.entries(opts)) out.push(entry)
     return out
   }
 
+  /** Iterates entries [start, end) in order, read within a byte budget (see `read`). */
+  async *entries(opts: ReadOptions = {}): AsyncGenerator<LogEntry> {
+    for await (const { entry } of this.read(opts)) yield entry
+  }
+
   /**
-   * Iterates entries [start, end) in order. Blocks are read in chunks issued together (one storage
-   * round trip serves many), the next chunk read while the current one is consumed.
+   * Iterates entries [start, end) in order, each with its seq and its block's size, decoded one at a
+   * time as the consumer asks: a block is let go once its entry is decoded. See `windows` for what is
+   * read ahead.
    */
-  async *entries(opts: { start?: number; end?: number; chunk?: number } = {}): AsyncGenerator<LogEntry> {
+  async *read(opts: ReadOptions = {}): AsyncGenerator<ReadEntry> {
+    for await (const window of this.windows(opts)) {
+      const { start, blocks } = window
+      for (let i = 0; i < blocks.length; i++) {
+        const block = blocks[i]
+        blocks[i] = RELEASED
+        yield { seq: start + i, entry: decodeEntry(block, start + i), bytes: block.byteLength }
+      }
+    }
+  }
+
+  /**
+   * Iterates blocks [start, end) as stored, in windows: consecutive blocks whose sizes (read from the
+   * log's Merkle tree before the blocks, block-sizes.ts) sum to at most `windowBytes` (default
+   * READ_WINDOW_BYTES), and at most READ_WINDOW_BLOCKS of them; a block bigger than that is a window
+   * of its own, as is one whose size is not on this machine. A window's blocks are read together (one
+   * storage round trip), the next window while the current one is consumed: so a reader holds at most
+   * two windows — 2 × windowBytes, or two entries when entries are bigger — whatever the entries hold.
+   */
+  async *windows(opts: ReadOptions = {}): AsyncGenerator<BlockWindow> {
     this.assertOpen()
     const start = Math.max(0, opts.start ?? 0)
     const end = Math.min(this.length, opts.end ?? this.length)
-    const chunk = Math.max(1, opts.chunk ?? 256)
+    const windowBytes = Math.max(1, opts.windowBytes ?? READ_WINDOW_BYTES)
     // A snapshot reads without the live session's bookkeeping, and cannot change under us.
     const snapshot = this.core.snapshot({ valueEncoding: 'binary' }) as unknown as Hypercore<Buffer>
-    const readChunk = async (from: number): Promise<LogEntry[]> => {
-      const to = Math.min(end, from + chunk)
-      const blocks = await Promise.all(Array.from({ length: to - from }, (_, i) => snapshot.get(from + i))).catch((err) => {
+    const readWindow = async (from: number): Promise<BlockWindow> => {
+      let count: number
+      try {
+        count = await blocksWithin(snapshot as Hypercore<unknown>, from, end, windowBytes, READ_WINDOW_BLOCKS)
+      } catch (err) {
+        throw storageError(err, `reading the sizes of entries from ${from} of ${this.url}`)
+      }
+      const blocks = await Promise.all(Array.from({ length: count }, (_, i) => snapshot.get(from + i))).catch((err) => {
         throw this.readError(err, from, undefined)
       })
-      return blocks.map((block, i) => {
+      let bytes = 0
+      for (const [i, block] of blocks.entries()) {
         if (block === null) throw new StateError(`entry ${from + i} of ${this.url} is not available`)
-        return decodeEntry(block, from + i)
-      })
+        bytes += block.byteLength
+      }
+      return { start: from, blocks: blocks as Buffer[], bytes }
     }
     try {
       await snapshot.ready()
-      let pending = start < end ? readChunk(start) : null
-      for (let from = start; pending; from += chunk) {
-        const entries = await pending
-        pending = from + chunk < end ? readChunk(from + chunk) : null
+      let pending = start < end ? readWindow(start) : null
+      while (pending) {
+        const window = await pending
+        const next = window.start + window.blocks.length
+        pending = next < end ? readWindow(next) : null
         pending?.catch(() => {}) // observed when its turn comes
-        yield* entries
+        yield window
       }
     } finally {
       await snapshot.close()

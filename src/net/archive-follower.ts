@@ -11,12 +11,20 @@ import type Hypercore from 'hypercore'
 import { StateError } from '../errors.js'
 import { downloadAll } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
-import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
+import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
 import type { Backoff } from './peering.js'
 import { within } from './waits.js'
 
 /** How long the archive waits for a newer length it asked for, and for blocks, before trying again later. */
 const ARCHIVE_WAIT_MS = 15_000
+
+/**
+ * Entry `seq` of a seeded log, read as bytes and decoded as a reader of a log does (log-entry.ts):
+ * bounded in size and depth before it is parsed. One entry at a time.
+ */
+export async function entryAt(log: Hypercore<LogEntry>, seq: number): Promise<LogEntry> {
+  return decodeEntry((await log.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer, seq)
+}
 
 /**
  * Keeps the archive's cores (`db`, `blobs`) as far as the log copy records, no further: each time the
@@ -34,7 +42,7 @@ export function followArchive(log: Hypercore<LogEntry>, db: Hypercore, blobs: Hy
   let stopped = false
   const lagging = async (): Promise<[Hypercore, number][]> => {
     const seq = log.length - 1
-    const { files } = parseEntry(await log.get(seq), seq)
+    const { files } = await entryAt(log, seq)
     const wanted: [Hypercore, number][] = [[db, files.version]]
     if (blobs) wanted.push([blobs, files.blobsLength])
     return wanted.filter(([core, needed]) => core.contiguousLength < needed)

@@ -35,12 +35,12 @@ import { StateError } from '../errors.js'
 import { downloadAll } from '../ledger/download.js'
 import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
-import { type LogEntry, parseEntry } from '../ledger/log-entry.js'
+import type { LogEntry } from '../ledger/log-entry.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
 import type { ReplicaInfo } from '../rpc/protocol.js'
 import type { RPCBackend } from '../rpc/rpc-connection.js'
 import { type ListenOptions, RPCServer } from '../rpc/rpc-server.js'
-import { askLength, followArchive, holdLength } from './archive-follower.js'
+import { askLength, entryAt, followArchive, holdLength } from './archive-follower.js'
 import { type Backoff, distrust, Peering, servesHistory, sourceConnected } from './peering.js'
 import { ForkRecord } from './replica-forks.js'
 import { SwarmNetwork } from './swarm.js'
@@ -260,13 +260,13 @@ export class Seeder extends EventEmitter {
         peers: hosts,
         onOtherFork: (fork) => entry.forks.suspect(entry, `says it is on fork ${fork}, not this copy's ${entry.log?.fork ?? log.fork}`),
       })
-      const init = parseEntry(await log.get(0), 0)
+      const init = await entryAt(log, 0)
       if (init.type !== 'init') throw new StateError(`${callLogUrl} has no init entry`)
       entry.title = init.title
       entry.auth = init.auth
       const archiveKey = Buffer.from(init.filesArchiveKey, 'hex')
       // The archive must hold at least what the log's last entry records, and is not let run further.
-      const { files } = parseEntry(await log.get(log.length - 1), log.length - 1)
+      const { files } = await entryAt(log, log.length - 1)
       const db = this.store.get({ key: archiveKey, allowFork: false })
       await db.ready()
       holdLength(db)

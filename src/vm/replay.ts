@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { CallAuthenticator } from '../auth/call-auth.js'
 import { withSignatureChecks } from '../auth/signature-checks.js'
 import { DirectoryError, DivergenceError, EngineMismatchError, InvalidArgumentError, LimitCeilingError, LogFormatError } from '../errors.js'
-import type { CallLog } from '../ledger/call-log.js'
+import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
@@ -88,10 +88,18 @@ export interface ReplayOptions {
  * What a replay reads of a log: a CallLog, or any other copy of its signed entries (an execution
  * proof holds the ones it needs, audit/execution-proof.ts).
  */
-export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'entries' | 'waitForLength'>
+export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'read' | 'waitForLength'>
 
-/** Calls stored per atomic write while replaying. */
+/** Calls stored per atomic write while replaying, at most. */
 const REPLAY_GROUP_CALLS = 512
+/**
+ * Bytes per atomic write while replaying, at most (at least one call): the replayed entries and the
+ * file contents a group holds in memory until it is stored, counted as the logged entries' sizes and
+ * the contents blocks the calls added (each at most HYPERBLOBS_BLOCK_BYTES).
+ */
+const REPLAY_GROUP_BYTES = 8 * 1024 * 1024
+/** The most bytes Hyperblobs puts in one contents block (its default block size, which Hyperdrive uses). */
+const HYPERBLOBS_BLOCK_BYTES = 64 * 1024
 
 function checkEngine(init: InitEntry, allow: boolean): void {
   const differences: string[] = []
@@ -222,7 +230,7 @@ export async function replayCallLog(
       onEntry: options.onEntry,
     }
     const replayTo = async (until: number): Promise<void> => {
-      const entries = callLog.entries({ start: loop.seq + 1, end: until }) as AsyncIterable<CallEntry>
+      const entries = callLog.read({ start: loop.seq + 1, end: until })
       // A production log's signatures are checked on another thread, a batch ahead of the replay.
       await replayEntries(executor, init.auth === 'production' ? withSignatureChecks(entries) : unchecked(entries), loop)
       await executor.flush()
@@ -425,7 +433,7 @@ export async function restoreFromLog(
     onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
   }
   options.onProgress?.(0, length - 1 - from, from)
-  await replayEntries(executor, unchecked(log.entries({ start: loop.seq + 1, end: length }) as AsyncIterable<CallEntry>), loop)
+  await replayEntries(executor, unchecked(log.read({ start: loop.seq + 1, end: length })), loop)
   executor.files = loop.files
 }
 
@@ -471,55 +479,86 @@ async function stateAsLogged(executor: CallExecutor, loop: ReplayLoop, seq: numb
   throw new EngineMismatchError([`the state digest at seq ${seq} is of state format ${logged.stateFormat}, this LibVMS computes ${ours}`])
 }
 
-/** Logged calls, each with the outcome of its signature check when one was made ahead. */
-type LoggedCalls = AsyncIterable<readonly [CallEntry, boolean | undefined]>
+/** Logged calls as read (each with its block's size), each with the outcome of its signature check when one was made ahead. */
+type LoggedCalls = AsyncIterable<readonly [ReadEntry, boolean | undefined]>
 
-async function* unchecked(entries: AsyncIterable<CallEntry>): LoggedCalls {
-  for await (const entry of entries) yield [entry, undefined] as const
+async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls {
+  for await (const read of entries) yield [read, undefined] as const
 }
 
-/** The one loop that re-runs logged calls: admit, check the clock, run, compare or store. */
+/** What the replay's current commit group holds so far: bytes, and the contents blocks its files state records. */
+interface ReplayGroup {
+  bytes: number
+  blobsLength: number
+}
+
+/**
+ * The one loop that re-runs logged calls. Each call runs in a function of its own (replayCall), so
+ * nothing of an entry outlives its turn: a loop body's variables could keep the last entry alive
+ * while the next one is read and run.
+ */
 async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
-  for await (const [logged, signatureValid] of calls) {
-    const seq = ++loop.seq
-    const check = loop.mode === 'check'
-    // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
-    loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
-    if (!(logged.timestamp >= loop.lastTimestamp)) {
-      throw new DivergenceError({
-        message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
-        seq,
-        method: logged.method,
-        caller: logged.caller,
-        field: 'timestamp',
-        expected: `at least ${loop.lastTimestamp}`,
-        actual: logged.timestamp,
-      })
-    }
-    loop.lastTimestamp = logged.timestamp
-    const input = callInputOf(logged)
-    const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
-    checkOracleUsed(seq, logged, outcome)
-    const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
-    executor.noteCall(entry)
-    await stateAsLogged(executor, loop, seq, logged, entry)
-    // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
-    if (!check) {
-      executor.stage(entry)
-      if (executor.stagedCount >= REPLAY_GROUP_CALLS) await executor.flush()
-      await loop.onEntry?.(seq, logged, entry)
-    } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
-      throw new DivergenceError({
-        message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
-        seq,
-        method: logged.method,
-        caller: logged.caller,
-        field: 'result',
-        expected: logged.result ?? logged.error,
-        actual: entry.result ?? entry.error,
-      })
-    }
-    loop.files = logged.files
-    loop.onProgress?.(seq)
+  const group: ReplayGroup = { bytes: 0, blobsLength: loop.files.blobsLength }
+  for await (const [read, signatureValid] of calls) await replayCall(executor, loop, group, read, signatureValid)
+}
+
+/**
+ * Re-runs one logged call: admit, check the clock, run, compare or store. A rebuild stores the
+ * replayed entries in groups bounded in calls and bytes.
+ */
+async function replayCall(
+  executor: CallExecutor,
+  loop: ReplayLoop,
+  group: ReplayGroup,
+  read: ReadEntry,
+  signatureValid: boolean | undefined,
+): Promise<void> {
+  const logged = read.entry as CallEntry
+  const seq = ++loop.seq
+  const check = loop.mode === 'check'
+  // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
+  loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
+  if (!(logged.timestamp >= loop.lastTimestamp)) {
+    throw new DivergenceError({
+      message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
+      seq,
+      method: logged.method,
+      caller: logged.caller,
+      field: 'timestamp',
+      expected: `at least ${loop.lastTimestamp}`,
+      actual: logged.timestamp,
+    })
   }
+  loop.lastTimestamp = logged.timestamp
+  const input = callInputOf(logged)
+  const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
+  checkOracleUsed(seq, logged, outcome)
+  const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
+  executor.noteCall(entry)
+  await stateAsLogged(executor, loop, seq, logged, entry)
+  // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
+  if (!check) {
+    executor.stage(entry)
+    // What the group holds: the replayed entries (about as big as the logged ones) and the contents
+    // blocks its calls added.
+    group.bytes += read.bytes + Math.max(0, entry.files.blobsLength - group.blobsLength) * HYPERBLOBS_BLOCK_BYTES
+    group.blobsLength = entry.files.blobsLength
+    if (executor.stagedCount >= REPLAY_GROUP_CALLS || group.bytes >= REPLAY_GROUP_BYTES) {
+      await executor.flush()
+      group.bytes = 0
+    }
+    await loop.onEntry?.(seq, logged, entry)
+  } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
+    throw new DivergenceError({
+      message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
+      seq,
+      method: logged.method,
+      caller: logged.caller,
+      field: 'result',
+      expected: logged.result ?? logged.error,
+      actual: entry.result ?? entry.error,
+    })
+  }
+  loop.files = logged.files
+  loop.onProgress?.(seq)
 }
