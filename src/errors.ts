@@ -465,7 +465,10 @@ export class ReceiptError extends LibVMSError {
 export function storageError(err: unknown, what: string): unknown {
   if (err instanceof LibVMSError || !(err instanceof Error)) return err
   const code = (err as { code?: unknown }).code
-  if (typeof code !== 'string') return err
+  if (typeof code !== 'string') {
+    // RocksDB's own errors carry no code: "RocksDB session is closed" when a read races a close.
+    return /session is closed/i.test(err.message) ? new StateError(`${what}: it was closed`, { cause: err }) : err
+  }
   switch (code) {
     case 'REQUEST_TIMEOUT':
       return new FetchError('ERR_FETCH_TIMEOUT', `${what}: no host sent it in time; is a host of it online?`)

@@ -265,7 +265,9 @@ export class CallLog extends EventEmitter {
       return { start: from, blocks: blocks as Buffer[], bytes }
     }
     try {
-      await snapshot.ready()
+      await snapshot.ready().catch((err) => {
+        throw storageError(err, `reading entries from ${start} of ${this.url}`)
+      })
       let pending = start < end ? readWindow(start) : null
       while (pending) {
         const window = await pending
