@@ -426,6 +426,7 @@ export class RPCConnection {
       return
     }
     let signed: SignedCall | undefined
+    let signedFor: { counter: number; clientNonce: string | undefined } | undefined
     if (this.nonce) {
       const checked = this.signedCall(method, params)
       if ('error' in checked) {
@@ -435,6 +436,7 @@ export class RPCConnection {
       }
       signed = checked.signed
       params = checked.args
+      signedFor = checked
     } else if (params !== undefined && !Array.isArray(params)) {
       this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
       return
@@ -444,6 +446,15 @@ export class RPCConnection {
         id,
         refusal('invalidParams', 'clientNonce must be 32 to 64 lowercase hex digits: a random value chosen for this call (or left out)'),
       )
+      return
+    }
+    if (signedFor && clientNonce !== undefined && clientNonce !== signedFor.clientNonce) {
+      const refused = refusal(
+        'badPayload',
+        'the clientNonce beside the params is not the one the call was signed with; send the signed one, or none',
+      )
+      this.sendError(id, refused)
+      this.noteRefusal(refused.data?.code)
       return
     }
     if (this.mount.closing) {
@@ -460,6 +471,7 @@ export class RPCConnection {
       this.sendError(id, err instanceof EncodingError ? toRPCError(err) : refusal('invalidParams', 'the arguments could not be decoded'))
       return
     }
+    if (signedFor) this.lastCounter = signedFor.counter
     this.mount.callStarted()
     this.inFlight++
     this.lastActive = performance.now()
@@ -528,7 +540,10 @@ export class RPCConnection {
    * its signature must verify. The VM checks the rest (the VM it was signed for, its arguments, the
    * client nonce, that its counter is new to the VM) before it queues the call.
    */
-  private signedCall(method: string, params: unknown): { signed: SignedCall; args: unknown[] } | { error: RPCErrorObject } {
+  private signedCall(
+    method: string,
+    params: unknown,
+  ): { signed: SignedCall; args: unknown[]; counter: number; clientNonce: string | undefined } | { error: RPCErrorObject } {
     if (this.user === null) {
       return { error: refusal('authRequired', 'this VM runs in production mode: every call must be signed; connect with {keyPair}') }
     }
@@ -578,7 +593,7 @@ export class RPCConnection {
         ),
       }
     }
-    this.lastCounter = parsed.counter
-    return { signed, args: parsed.args }
+    // Taken as sent once the call passes every check at the edge (onCall): a refusal uses up no counter.
+    return { signed, args: parsed.args, counter: parsed.counter, clientNonce: parsed.clientNonce }
   }
 }
