@@ -20,7 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
-import type { CallLog } from '../ledger/call-log.js'
+import { type CallLog, READ_WINDOW_BYTES } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
 import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
 import { encodeSnapshot } from '../ledger/snapshot.js'
@@ -71,7 +71,7 @@ export const MAX_JOBS = 32
  * thread to keep replaying while the main thread replays a call of its own segment.
  */
 const FEED_BYTES_AHEAD = 64 * 1024 * 1024
-/** Batches a segment's share is sent in, at least: a batch is at most its share over this. */
+/** Batches a segment's share is sent in, at least: a batch is at most its share over this (and a window of the log). */
 const BATCHES_PER_SHARE = 4
 
 /** A segment being replayed: where it starts and ends, how far it got, and its outcome. */
@@ -398,7 +398,7 @@ function firstFailure(failures: Error[]): Error {
  */
 async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRun): Promise<void> {
   let lastChecked = ''
-  const windowBytes = Math.max(1, Math.floor(run.bytesAhead / BATCHES_PER_SHARE))
+  const windowBytes = Math.max(1, Math.min(READ_WINDOW_BYTES, Math.floor(run.bytesAhead / BATCHES_PER_SHARE)))
   for await (const { start, blocks, bytes } of callLog.windows({ start: run.from + 1, end: run.end, windowBytes })) {
     await run.turn(start + blocks.length - 1, bytes)
     if (run.stopped) return

@@ -252,6 +252,7 @@ export class CallLog extends EventEmitter {
       try {
         count = await blocksWithin(snapshot as Hypercore<unknown>, from, end, windowBytes, READ_WINDOW_BLOCKS)
       } catch (err) {
+        this.assertOpen() // closed meanwhile: its storage says so in its own words
         throw storageError(err, `reading the sizes of entries from ${from} of ${this.url}`)
       }
       const blocks = await Promise.all(Array.from({ length: count }, (_, i) => snapshot.get(from + i))).catch((err) => {
