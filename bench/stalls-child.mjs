@@ -3,8 +3,8 @@
  * for each phase, the longest event-loop block during it (monitorEventLoopDelay at 1 ms resolution,
  * a histogram of its own per phase: max and p99 of the delay) beside the phase's wall time.
  *
- *   node bench/stalls-child.mjs <root> host <heapMiB>     (after npm run build)
- *   node bench/stalls-child.mjs <root> reopen <heapMiB>
+ *   node bench/stalls-child.mjs <root> host <heapMiB> [main|thread]     (after npm run build)
+ *   node bench/stalls-child.mjs <root> reopen <heapMiB> [main|thread]
  *
  * `host` (a fresh process, nothing deployed before): idle, first_deploy (into <root>/a), setup (the
  * heap grown to <heapMiB> MiB, untimed as a phase of interest), plain_calls, first_checkpoint (the call
@@ -28,10 +28,17 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-const [root, mode, heapArg] = process.argv.slice(2)
+const [root, mode, heapArg, where = 'main'] = process.argv.slice(2)
 const heapMiB = Number(heapArg ?? 0)
-if (!root || (mode !== 'host' && mode !== 'reopen') || !Number.isSafeInteger(heapMiB) || heapMiB < 0 || heapMiB > 48) {
-  process.stderr.write('usage: node bench/stalls-child.mjs <root> <host|reopen> <heapMiB 0..48>\n')
+if (
+  !root ||
+  (mode !== 'host' && mode !== 'reopen') ||
+  !Number.isSafeInteger(heapMiB) ||
+  heapMiB < 0 ||
+  heapMiB > 48 ||
+  (where !== 'main' && where !== 'thread')
+) {
+  process.stderr.write('usage: node bench/stalls-child.mjs <root> <host|reopen> <heapMiB 0..48> [main|thread]\n')
   process.exit(2)
 }
 process.stdin.on('end', () => process.exit(3))
@@ -55,7 +62,8 @@ exports.grow = (mib) => {
   return kept.length
 }
 `
-const OPTIONS = { checkpoints: { every: EVERY, spread: 0 } }
+/** `thread`: the VM's script runs on a sandbox thread (its state crosses threads at a checkpoint and a reopen). */
+const OPTIONS = { checkpoints: { every: EVERY, spread: 0 }, thread: where === 'thread' }
 
 const { VM } = await import('libvms')
 

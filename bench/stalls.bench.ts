@@ -9,9 +9,10 @@
  *   npm run build && npx tsx bench/stalls.bench.ts --cpu-prof /tmp/prof   (profiles every child)
  *
  * Every sequence runs in a fresh child process (bench/stalls-child.mjs, on the built package), so the
- * first checkpoint and the first deploy really are the process's first. Two VM sizes: `small` (a
- * counter) and `large` (a VM that keeps about 32 MiB of strings in its heap, of its 64 MiB memory, so
- * a checkpoint copies and hashes that much). Per round and size: a `host` child (first deploy, plain
+ * first checkpoint and the first deploy really are the process's first. Three VMs: `small` (a counter),
+ * `large` (a VM that keeps about 32 MiB of strings in its heap, of its 64 MiB memory, so a checkpoint
+ * copies and hashes that much) and `large_thread` (the same on a sandbox thread: its state crosses
+ * threads at each checkpoint and reopen). Per round and VM: a `host` child (first deploy, plain
  * calls, first and later checkpoint, close, a later deploy, a reopen in the same process), then a
  * `reopen` child on the dir it left (the process's first deploy is a reopen from a snapshot).
  *
@@ -33,7 +34,12 @@ import { log, machine, median, round2 } from './bench-stats.js'
 const CHILD = fileURLToPath(new URL('./stalls-child.mjs', import.meta.url))
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url))
 const TARGET_MS = 50
-const SIZES = { small: 0, large: 32 } as const
+/** The VMs measured: the MiB of heap they keep, and whether their script runs on a sandbox thread. */
+const CONFIGS = {
+  small: { heapMiB: 0, thread: false },
+  large: { heapMiB: 32, thread: false },
+  large_thread: { heapMiB: 32, thread: true },
+} as const
 /** Phases that are the operations under test; the others are baselines or setup. */
 const OPERATIONS = [
   'first_deploy',
@@ -83,9 +89,11 @@ interface ChildReport {
 const longGaps: unknown[] = []
 
 /** Runs one child to its JSON line and its exit. */
-async function runChild(root: string, mode: 'host' | 'reopen', heapMiB: number): Promise<ChildReport> {
+async function runChild(root: string, mode: 'host' | 'reopen', config: (typeof CONFIGS)[keyof typeof CONFIGS]): Promise<ChildReport> {
   const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : []
-  const started = await startChild<ChildReport>(CHILD, [root, mode, String(heapMiB)], `stalls child (${mode}, ${heapMiB} MiB)`, {
+  const where = config.thread ? 'thread' : 'main'
+  const args = [root, mode, String(config.heapMiB), where]
+  const started = await startChild<ChildReport>(CHILD, args, `stalls child (${mode}, ${config.heapMiB} MiB, ${where})`, {
     readyTimeoutMs: CHILD_LIMIT_MS,
     nodeArgs,
   })
@@ -128,14 +136,14 @@ function summarize(reports: Record<string, PhaseFigures>[]): Record<string, unkn
   )
 }
 
-async function measureSize(label: keyof typeof SIZES): Promise<Record<string, unknown>> {
-  const heapMiB = SIZES[label]
+async function measureConfig(label: keyof typeof CONFIGS): Promise<Record<string, unknown>> {
+  const config = CONFIGS[label]
   const rounds: Record<string, PhaseFigures>[] = []
   const checks: Record<string, unknown>[] = []
   for (let r = 0; r < ROUNDS; r++) {
     const root = await run.freshDir(`${label}-${r}`)
-    const host = await runChild(root, 'host', heapMiB)
-    const reopen = await runChild(root, 'reopen', heapMiB)
+    const host = await runChild(root, 'host', config)
+    const reopen = await runChild(root, 'reopen', config)
     const phases: Record<string, PhaseFigures> = { ...host.phases }
     for (const [name, figures] of Object.entries(reopen.phases)) phases[name.startsWith('reopen') ? name : `reopen_${name}`] = figures
     rounds.push(phases)
@@ -164,7 +172,8 @@ async function measureSize(label: keyof typeof SIZES): Promise<Record<string, un
   const worstCpu = worstOf(OPERATIONS, 'longest_gap_cpu_ms')
   const worstWall = worstOf(OPERATIONS, 'max_ms') as number
   return {
-    heap_mib: heapMiB,
+    heap_mib: config.heapMiB,
+    sandbox_thread: config.thread,
     longest_block_ms: side('max_ms'),
     longest_block_cpu_ms: side('longest_gap_cpu_ms'),
     target: { op: '<=', value: TARGET_MS, of: 'the longest block of any operation, in every round' },
@@ -179,8 +188,8 @@ async function main(): Promise<void> {
   if (!existsSync(DIST)) throw new Error('dist/ is missing: run npm run build first (the children import the built package)')
   log(`${ROUNDS} rounds, temp dir ${run.rootDir}${CPU_PROF_DIR ? `, CPU profiles in ${CPU_PROF_DIR}` : ''}`)
   try {
-    const sizes: Record<string, unknown> = {}
-    for (const label of Object.keys(SIZES) as (keyof typeof SIZES)[]) sizes[label] = await measureSize(label)
+    const vms: Record<string, unknown> = {}
+    for (const label of Object.keys(CONFIGS) as (keyof typeof CONFIGS)[]) vms[label] = await measureConfig(label)
     const out = {
       ...machine(),
       rounds: ROUNDS,
@@ -205,7 +214,7 @@ async function main(): Promise<void> {
         reopen_first: 'a fresh process whose first deploy is a reopen of that dir (from its snapshot)',
         reopen_close: 'closing it after 19 calls (a snapshot of the last call, then storage)',
       },
-      sizes,
+      vms,
       ...(CPU_PROF_DIR ? { long_gaps: longGaps } : {}),
     }
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)

@@ -51,3 +51,16 @@ export async function runInSlices<T>(steps: Steps<T>, afterPause?: () => void): 
 export function* chunksOf(bytes: Uint8Array, size: number): Generator<Uint8Array> {
   for (let offset = 0; offset < bytes.byteLength; offset += size) yield bytes.subarray(offset, offset + size)
 }
+
+/**
+ * Steps that copy `bytes` into a new SharedArrayBuffer, a chunk a step: what a message to a worker can
+ * carry without the copy its serialization would make in one go.
+ */
+export function* sharedCopySteps(bytes: Uint8Array, chunk = 64 * 1024): Steps<Uint8Array> {
+  const copy = new Uint8Array(new SharedArrayBuffer(bytes.byteLength))
+  for (let at = 0; at < bytes.byteLength; at += chunk) {
+    copy.set(bytes.subarray(at, at + chunk), at)
+    yield
+  }
+  return copy
+}
