@@ -16,6 +16,7 @@
  * examples.test.ts and host-independence.test.ts (their VMs state a digest after every call).
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -31,7 +32,15 @@ import {
   VM,
   type VMOptions,
 } from '../src/index.js'
-import { decodeSnapshot, encodeSnapshot, stateDigest, type VMSnapshot } from '../src/ledger/snapshot.js'
+import {
+  decodeSnapshot,
+  decodeSnapshotInSlices,
+  encodeSnapshot,
+  encodeSnapshotInSlices,
+  stateDigest,
+  stateDigestInSlices,
+  type VMSnapshot,
+} from '../src/ledger/snapshot.js'
 import { prunable, SnapshotStore } from '../src/ledger/snapshot-store.js'
 import { PAGE_BYTES } from '../src/sandbox/engine.js'
 import { resolveLimits } from '../src/sandbox/limits.js'
@@ -111,10 +120,10 @@ test('a sandbox that adopts a captured state runs on to the same memory, byte fo
     before.some((o) => !o.ok && o.error.name === 'ComputeLimitExceeded'),
     'an aborted turn is among those captured',
   )
-  const captured = original.captureState()
+  const captured = await original.captureState()
 
   const here = await Sandbox.create(options)
-  here.adoptState(captured)
+  await here.adoptState(captured)
   const there = await RemoteSandbox.create(options)
   await there.adoptState(captured)
   const fromStart = await Sandbox.create(options)
@@ -131,7 +140,7 @@ test('a sandbox that adopts a captured state runs on to the same memory, byte fo
     assert.equal(await digestOf(here), digest, 'this thread: the same bytes after 30 more turns')
     assert.equal(await digestOf(there), digest, 'a sandbox thread: the same bytes after 30 more turns')
     assert.equal(await digestOf(fromStart), digest)
-    assert.throws(() => here.adoptState(captured), /only a fresh sandbox/)
+    await assert.rejects(here.adoptState(captured), /only a fresh sandbox/)
   } finally {
     for (const box of [original, here, there, fromStart]) box.dispose()
   }
@@ -165,11 +174,11 @@ test('the memory of a disposed sandbox is cleared for the next one: it starts an
   try {
     assert.equal(memoryOf(reused), old, "the next sandbox takes the disposed one's memory")
     assert.notEqual(memoryOf(fresh), old)
-    assert.deepEqual(reused.captureState(), fresh.captureState(), 'the same bytes before any turn')
+    assert.deepEqual(await reused.captureState(), await fresh.captureState(), 'the same bytes before any turn')
     await reused.loadScript(code, start)
     await fresh.loadScript(code, start)
     assert.deepEqual(await steps(reused), await steps(fresh))
-    assert.deepEqual(reused.captureState(), fresh.captureState(), 'the same bytes after the same turns')
+    assert.deepEqual(await reused.captureState(), await fresh.captureState(), 'the same bytes after the same turns')
 
     // A sandbox disposed while a turn waits on the host keeps its memory: nothing else may run on it.
     let arrived = () => {}
@@ -191,6 +200,67 @@ test('the memory of a disposed sandbox is cleared for the next one: it starts an
     reused.dispose()
     fresh.dispose()
   }
+})
+
+test('a checkpoint taken and written in slices is the documented digest and file, byte for byte; at once and in slices agree', async (t) => {
+  const dir = join(await tempDir(t), 'vm')
+  // About 10 MiB of strings: the capture, the digest and the file each take many slices.
+  const code = `const kept = []
+    exports.grow = (n) => { for (let i = 0; i < n; i++) kept.push(String(kept.length).padEnd(4096, '#')); return kept.length }`
+  const { vm } = await open(dir, {}, code)
+  for (let i = 0; i < 5; i++) await vm.executeCall({ methodName: 'grow', args: [500] })
+  const stated = ((await vm.callLog.get(5)) as CallEntry).state
+  await vm.close()
+  const file = await readFile(snapshotFile(dir, 5))
+
+  // The file, read by its format (snapshot.ts): magic, header length, header, pages, SHA-256 of all before.
+  const magic = Buffer.from('LIBVMS-SNAPSHOT/1\n')
+  assert.deepEqual(file.subarray(0, magic.length), magic)
+  const headerStart = magic.length + 4
+  const headerEnd = headerStart + file.readUInt32BE(magic.length)
+  const header = JSON.parse(file.subarray(headerStart, headerEnd).toString('utf8'))
+  const pages = file.subarray(headerEnd, file.length - 32)
+  assert.ok(header.pages.length > 150, `the state holds ${header.pages.length} pages`)
+  assert.equal(pages.length, header.pages.length * PAGE_BYTES)
+  assert.deepEqual(
+    createHash('sha256')
+      .update(file.subarray(0, file.length - 32))
+      .digest(),
+    file.subarray(file.length - 32),
+  )
+
+  // The state digest, computed by its definition from the file's pages: the one the log states.
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeUInt32BE(n)
+    return b
+  }
+  const digestHeader = Buffer.from(
+    JSON.stringify({
+      format: header.stateFormat,
+      memoryBytes: header.memoryBytes,
+      pageBytes: PAGE_BYTES,
+      exports: header.exports,
+      requestsLeft: header.requestsLeft,
+      usage: { bytes: header.host.usage.bytes, entries: header.host.usage.entries },
+      counters: header.host.counters,
+    }),
+  )
+  const digest = createHash('sha256').update('libvms-state/1\0').update(u32(digestHeader.length)).update(digestHeader)
+  header.pages.forEach((page: number, i: number) => {
+    digest.update(u32(page)).update(pages.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
+  })
+  const expected = digest.digest('hex')
+  assert.equal(stated, expected, 'the log states the digest of the pages the file holds')
+  assert.equal(header.state, expected)
+
+  // At once (audit threads, proofs) and in slices (a VM's host) read, hash and write the same bytes.
+  const decoded = decodeSnapshot(file)
+  assert.deepEqual(await decodeSnapshotInSlices(file), decoded)
+  assert.deepEqual(encodeSnapshot(decoded), file)
+  assert.deepEqual(await encodeSnapshotInSlices(decoded), file)
+  assert.equal(stateDigest(decoded.engine, decoded.host, decoded.stateFormat), expected)
+  assert.equal(await stateDigestInSlices(decoded.engine, decoded.host, decoded.stateFormat), expected)
 })
 
 test('entries state their digest every N calls; reopening starts from the newest snapshot and replays only the calls after it', async (t) => {

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import type { DatArchive } from './files-archive.js'
 import {
   checkSnapshotHeader,
-  decodeSnapshot,
+  decodeSnapshotInSlices,
   SNAPSHOT_HEADER_OFFSET,
   type SnapshotExpectation,
   SnapshotUnreadable,
@@ -90,7 +90,7 @@ export class SnapshotStore {
     } finally {
       await handle?.close()
     }
-    const snapshot = decodeSnapshot(file)
+    const snapshot = await decodeSnapshotInSlices(file)
     if (snapshot.seq !== seq) throw new SnapshotUnreadable(`it is named after seq ${seq} but holds seq ${snapshot.seq}`)
     return snapshot
   }
@@ -192,7 +192,7 @@ export function publishedPath(seq: number): string {
 /**
  * The snapshots a host publishes (VMStorage.snapshots, a Hyperdrive), read by an auditor from a
  * fetched copy: each file is fetched when read, and is hostile input like the rest (bounded in size,
- * then decodeSnapshot checks it).
+ * then decodeSnapshotInSlices checks it).
  */
 export class PublishedSnapshots {
   constructor(readonly drive: DatArchive) {}
@@ -222,7 +222,7 @@ export class PublishedSnapshots {
       if (err instanceof SnapshotUnreadable) throw err
       throw new SnapshotUnreadable(`it cannot be fetched (${(err as Error).message})`)
     }
-    const snapshot = decodeSnapshot(file)
+    const snapshot = await decodeSnapshotInSlices(file)
     if (snapshot.seq !== seq) throw new SnapshotUnreadable(`it is named after seq ${seq} but holds seq ${snapshot.seq}`)
     return snapshot
   }

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto'
 import { PAGE_BYTES } from '../sandbox/engine.js'
 import { checkEngineStateShape, type EngineState } from '../sandbox/engine-state.js'
+import { chunksOf, runAtOnce, runInSlices, type Steps } from '../sandbox/slices.js'
 import type { FilesState } from './files-archive.js'
 import type { StorageUsage } from './files-transaction.js'
 
@@ -71,15 +72,26 @@ function digestHeader(engine: EngineState, host: HostState, format: string): str
   })
 }
 
-/** The state digest (hex SHA-256) of an engine state of state format `format` and its host state. */
-export function stateDigest(engine: EngineState, host: HostState, format: string): string {
+/** Steps (sandbox/slices.ts) that compute the state digest: a page hashed a step. */
+function* digestSteps(engine: EngineState, host: HostState, format: string): Steps<string> {
   const hash = createHash('sha256')
   const header = Buffer.from(digestHeader(engine, host, format))
   hash.update(DIGEST_DOMAIN).update(u32(header.length)).update(header)
-  engine.pages.forEach((page, i) => {
-    hash.update(u32(page)).update(engine.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
-  })
+  for (let i = 0; i < engine.pages.length; i++) {
+    hash.update(u32(engine.pages[i])).update(engine.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
+    yield
+  }
   return hash.digest('hex')
+}
+
+/** The state digest (hex SHA-256) of an engine state of state format `format` and its host state. */
+export function stateDigest(engine: EngineState, host: HostState, format: string): string {
+  return runAtOnce(digestSteps(engine, host, format))
+}
+
+/** stateDigest, computed in slices: the event loop keeps turning (a VM's checkpoint, on a host). */
+export function stateDigestInSlices(engine: EngineState, host: HostState, format: string): Promise<string> {
+  return runInSlices(digestSteps(engine, host, format))
 }
 
 /** SHA-256 (hex) of an entry's stored bytes: what a snapshot names its entry by. */
@@ -87,7 +99,11 @@ export function entryHash(block: Uint8Array): string {
   return createHash('sha256').update(block).digest('hex')
 }
 
-export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
+/**
+ * Steps that write a snapshot's file: one buffer, filled and hashed a chunk a step (a new buffer's
+ * pages are committed as they are first written, which costs as much as the copy).
+ */
+function* fileSteps(snapshot: VMSnapshot): Steps<Buffer> {
   const { engine } = snapshot
   const header = Buffer.from(
     JSON.stringify({
@@ -103,8 +119,29 @@ export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
       host: snapshot.host,
     }),
   )
-  const body = Buffer.concat([MAGIC, u32(header.length), header, engine.bytes])
-  return Buffer.concat([body, createHash('sha256').update(body).digest()])
+  const file = Buffer.allocUnsafeSlow(MAGIC.length + 4 + header.length + engine.bytes.byteLength + CHECKSUM_BYTES)
+  const hash = createHash('sha256')
+  let at = 0
+  for (const part of [MAGIC, u32(header.length), header, engine.bytes]) {
+    for (const chunk of chunksOf(part, PAGE_BYTES)) {
+      file.set(chunk, at)
+      hash.update(chunk)
+      at += chunk.byteLength
+      yield
+    }
+  }
+  hash.digest().copy(file, at)
+  return file
+}
+
+/** A snapshot's file (the format above). */
+export function encodeSnapshot(snapshot: VMSnapshot): Buffer {
+  return runAtOnce(fileSteps(snapshot))
+}
+
+/** encodeSnapshot in slices: the same bytes, while the event loop keeps turning. */
+export function encodeSnapshotInSlices(snapshot: VMSnapshot): Promise<Buffer> {
+  return runInSlices(fileSteps(snapshot))
 }
 
 function isExportInfo(e: unknown): boolean {
@@ -161,21 +198,21 @@ export class SnapshotUnreadable extends Error {
 }
 
 /**
- * Reads a snapshot file; throws SnapshotUnreadable if it is torn, damaged or not one, or if its
- * content does not hash to the state it names.
+ * Steps that read a snapshot file; they throw SnapshotUnreadable if it is torn, damaged or not one, or
+ * if its content does not hash to the state it names. Its pages are a view of `file`, not a copy.
  */
-export function decodeSnapshot(file: Uint8Array): VMSnapshot {
+function* decodeSteps(file: Uint8Array): Steps<VMSnapshot> {
   const data = Buffer.from(file.buffer, file.byteOffset, file.byteLength)
   if (data.length < MAGIC.length + 4 + CHECKSUM_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC)) {
     throw new SnapshotUnreadable('not a LibVMS snapshot (or one of a newer format)')
   }
   const body = data.subarray(0, data.length - CHECKSUM_BYTES)
-  if (
-    !createHash('sha256')
-      .update(body)
-      .digest()
-      .equals(data.subarray(data.length - CHECKSUM_BYTES))
-  ) {
+  const checksum = createHash('sha256')
+  for (const chunk of chunksOf(body, PAGE_BYTES)) {
+    checksum.update(chunk)
+    yield
+  }
+  if (!checksum.digest().equals(data.subarray(data.length - CHECKSUM_BYTES))) {
     throw new SnapshotUnreadable('its checksum does not match: the file is torn or damaged')
   }
   const headerLength = body.readUInt32BE(MAGIC.length)
@@ -187,7 +224,8 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
   } catch {
     throw new SnapshotUnreadable('its header is not JSON')
   }
-  const bytes = new Uint8Array(body.subarray(headerStart + headerLength))
+  const pagesStart = headerStart + headerLength
+  const bytes = new Uint8Array(body.buffer, body.byteOffset + pagesStart, body.length - pagesStart)
   const engine: EngineState = {
     memoryBytes: h.memoryBytes as number,
     pages: h.pages as number[],
@@ -216,7 +254,7 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
   } catch (err) {
     throw new SnapshotUnreadable((err as Error).message)
   }
-  if (stateDigest(engine, host, h.stateFormat as string) !== h.state)
+  if ((yield* digestSteps(engine, host, h.stateFormat as string)) !== h.state)
     throw new SnapshotUnreadable('its content does not hash to the state it names')
   return {
     seq: h.seq as number,
@@ -227,4 +265,17 @@ export function decodeSnapshot(file: Uint8Array): VMSnapshot {
     engine,
     host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries }, counters: host.counters },
   }
+}
+
+/**
+ * Reads a snapshot file; throws SnapshotUnreadable if it is torn, damaged or not one, or if its
+ * content does not hash to the state it names.
+ */
+export function decodeSnapshot(file: Uint8Array): VMSnapshot {
+  return runAtOnce(decodeSteps(file))
+}
+
+/** decodeSnapshot in slices: the same checks, while the event loop keeps turning (a VM's reopen). */
+export function decodeSnapshotInSlices(file: Uint8Array): Promise<VMSnapshot> {
+  return runInSlices(decodeSteps(file))
 }

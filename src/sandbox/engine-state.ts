@@ -14,9 +14,10 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, sep } from 'node:path'
-import { engineHash, PAGE_BYTES, pageOf, writtenPages, zeroPages } from './engine.js'
+import { engineHash, PAGE_BYTES, pageOf, writtenPageSteps, zeroPageSteps } from './engine.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import type { ExportInfo } from './sandbox.js'
+import type { Steps } from './slices.js'
 
 const require = createRequire(import.meta.url)
 
@@ -65,27 +66,31 @@ export function stateFormatOf(systemSources: readonly string[]): string {
   return hash.digest('hex').slice(0, 16)
 }
 
-/** Copies the memory's non-zero pages. */
-export function captureMemory(memory: WebAssembly.Memory): { pages: number[]; bytes: Uint8Array } {
-  const pages = [...writtenPages(memory)]
-  const bytes = new Uint8Array(pages.length * PAGE_BYTES)
-  pages.forEach((page, i) => {
-    bytes.set(pageOf(memory, page), i * PAGE_BYTES)
-  })
+/** Steps (slices.ts) that copy the memory's non-zero pages: a page checked, or copied, a step. */
+export function* captureSteps(memory: WebAssembly.Memory): Steps<{ pages: number[]; bytes: Uint8Array }> {
+  const pages = yield* writtenPageSteps(memory)
+  // Not zero-filled first (that would write it all in one go): every byte is copied over below.
+  const buffer = Buffer.allocUnsafeSlow(pages.length * PAGE_BYTES)
+  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+  for (let i = 0; i < pages.length; i++) {
+    bytes.set(pageOf(memory, pages[i]), i * PAGE_BYTES)
+    yield
+  }
   return { pages, bytes }
 }
 
-/** Makes `memory` hold exactly the captured pages (every other byte zero). */
-export function writeMemory(memory: WebAssembly.Memory, state: Pick<EngineState, 'pages' | 'bytes' | 'memoryBytes'>): void {
+/** Steps that make `memory` hold exactly the captured pages (every other byte zero). */
+export function* writeMemorySteps(memory: WebAssembly.Memory, state: Pick<EngineState, 'pages' | 'bytes' | 'memoryBytes'>): Steps<void> {
   const size = memory.buffer.byteLength
   if (size !== state.memoryBytes) throw new RangeError(`the state is of a ${state.memoryBytes}-byte memory, this engine has ${size} bytes`)
   checkEngineStateShape(state)
   // Pages the state has are overwritten; of the others, only those that hold something are zeroed
   // (a fresh engine has written a few): filling all of it would commit the whole memory for nothing.
-  zeroPages(memory, new Set(state.pages))
-  state.pages.forEach((page, i) => {
-    pageOf(memory, page).set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
-  })
+  yield* zeroPageSteps(memory, new Set(state.pages))
+  for (let i = 0; i < state.pages.length; i++) {
+    pageOf(memory, state.pages[i]).set(state.bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES))
+    yield
+  }
 }
 
 /** Throws RangeError unless the pages are ascending, within the memory, and their bytes are all there. */

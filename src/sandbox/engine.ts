@@ -10,7 +10,9 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
+import { isMainThread } from 'node:worker_threads'
 import releaseSyncModule from '@jitl/quickjs-wasmfile-release-sync'
 import {
   type EmscriptenModuleLoaderOptions,
@@ -20,6 +22,8 @@ import {
   type QuickJSWASMModule,
 } from 'quickjs-emscripten-core'
 import { deterministicImports } from './host-imports.js'
+import { runInSlices, type Steps } from './slices.js'
+import { moduleBeside, startModuleWorker } from './worker-start.js'
 
 const require = createRequire(import.meta.url)
 
@@ -38,7 +42,7 @@ export const ENGINE_VERSION: string = require('@jitl/quickjs-wasmfile-release-sy
 const ENGINE_PROGRAM = '/libvms'
 
 const ENGINE_WASM_PATH = require.resolve('@jitl/quickjs-wasmfile-release-sync/wasm')
-let compiledModule: WebAssembly.Module | undefined
+let compiledModule: Promise<WebAssembly.Module> | undefined
 let engineBytesHash: string | undefined
 
 /** SHA-256 (hex) of the engine's WebAssembly module, as this process loads it. */
@@ -47,10 +51,44 @@ export function engineHash(): string {
   return engineBytesHash
 }
 
-/** Compiles the engine once per process (a cache: the module is immutable); every sandbox instantiates it. */
-function compiledEngine(): WebAssembly.Module {
-  compiledModule ??= new WebAssembly.Module(readFileSync(ENGINE_WASM_PATH))
+/** How long the main thread waits for the warm-up thread before it compiles the engine itself. */
+const WARM_UP_LIMIT_MS = 30_000
+const WARM_UP_THREAD = moduleBeside(import.meta.url, 'engine-warm-up-thread')
+
+/**
+ * The engine, compiled once per process (a cache: the module is immutable); every sandbox instantiates
+ * it. WebAssembly compiles each function of a module the first time it runs: a first sandbox's setup
+ * on a fresh engine held the event loop for 100–200 ms. So on the main thread the engine is compiled
+ * and run once — a first sandbox — on a thread of its own (engine-warm-up-thread.ts), which hands
+ * over the module, its compiled code with it; should that thread fail, the engine is compiled here.
+ * Elsewhere (a sandbox or audit thread, or that thread itself) it is compiled where it is asked for.
+ */
+export function compiledEngine(): Promise<WebAssembly.Module> {
+  compiledModule ??= isMainThread ? warmedOnThread().catch(() => compileHere()) : compileHere()
   return compiledModule
+}
+
+async function compileHere(): Promise<WebAssembly.Module> {
+  return WebAssembly.compile(await readFile(ENGINE_WASM_PATH))
+}
+
+async function warmedOnThread(): Promise<WebAssembly.Module> {
+  const thread = startModuleWorker(WARM_UP_THREAD)
+  let limit: NodeJS.Timeout | undefined
+  try {
+    return await new Promise<WebAssembly.Module>((resolve, reject) => {
+      limit = setTimeout(() => reject(new Error('the engine warm-up thread took too long')), WARM_UP_LIMIT_MS)
+      thread.once('message', (module: unknown) =>
+        module instanceof WebAssembly.Module ? resolve(module) : reject(new Error('the warm-up thread sent no module')),
+      )
+      thread.once('error', reject)
+      thread.once('exit', (code) => reject(new Error(`the engine warm-up thread exited (code ${code})`)))
+    })
+  } finally {
+    // Its work is done either way (a module it sent stays valid when it ends).
+    clearTimeout(limit)
+    void thread.terminate()
+  }
 }
 
 /** An engine instance and the WebAssembly memory it runs in (all of its state but its stack pointer). */
@@ -75,11 +113,14 @@ export function recycleMemory(memory: WebAssembly.Memory): void {
   spareMemories.set(memory.buffer.byteLength, new WeakRef(memory))
 }
 
-/** A memory of `bytes` holding only zeros, as a new one does: the spare one, cleared, or a new one. */
-function zeroedMemory(bytes: number): WebAssembly.Memory {
+/**
+ * A memory of `bytes` holding only zeros, as a new one does: the spare one, cleared (in slices: its
+ * pages are all checked, slices.ts), or a new one.
+ */
+async function zeroedMemory(bytes: number): Promise<WebAssembly.Memory> {
   const spare = spareMemories.get(bytes)?.deref()
   spareMemories.delete(bytes)
-  if (spare && zeroPages(spare, new Set(), MAX_SPARE_WRITTEN_PAGES)) return spare
+  if (spare && (await runInSlices(zeroPageSteps(spare, new Set(), MAX_SPARE_WRITTEN_PAGES)))) return spare
   return new WebAssembly.Memory({ initial: bytes / PAGE_BYTES, maximum: bytes / PAGE_BYTES })
 }
 
@@ -88,32 +129,50 @@ export function pageOf(memory: WebAssembly.Memory, page: number): Uint8Array {
   return new Uint8Array(memory.buffer, page * PAGE_BYTES, PAGE_BYTES)
 }
 
-/** The index of each page of `memory` that holds a non-zero byte, ascending (every page is checked). */
-export function* writtenPages(memory: WebAssembly.Memory): Generator<number> {
-  for (let page = 0; page * PAGE_BYTES < memory.buffer.byteLength; page++) {
-    if (Buffer.compare(pageOf(memory, page), ZERO_PAGE) !== 0) yield page
-  }
+/** The number of pages of `memory`. */
+function pageCount(memory: WebAssembly.Memory): number {
+  return memory.buffer.byteLength / PAGE_BYTES
+}
+
+/** Whether page `page` of `memory` holds a non-zero byte. */
+function isWritten(memory: WebAssembly.Memory, page: number): boolean {
+  return Buffer.compare(pageOf(memory, page), ZERO_PAGE) !== 0
 }
 
 /**
- * Zeroes each page of `memory` that holds a non-zero byte, but those in `keep`; false if more than
- * `most` pages had to be (it then stops). Zeroing only those that hold something keeps the rest of
- * the memory uncommitted.
+ * Steps (slices.ts) that list each page of `memory` that holds a non-zero byte, ascending. Every page
+ * is checked, one a step: the first check of a page never touched costs a page fault.
  */
-export function zeroPages(memory: WebAssembly.Memory, keep: ReadonlySet<number>, most = Number.POSITIVE_INFINITY): boolean {
+export function* writtenPageSteps(memory: WebAssembly.Memory): Steps<number[]> {
+  const pages: number[] = []
+  for (let page = 0; page < pageCount(memory); page++) {
+    if (isWritten(memory, page)) pages.push(page)
+    yield
+  }
+  return pages
+}
+
+/**
+ * Steps that zero each page of `memory` that holds a non-zero byte, but those in `keep`; their result
+ * is false if more than `most` pages had to be (they then stop). Zeroing only those that hold
+ * something keeps the rest of the memory uncommitted.
+ */
+export function* zeroPageSteps(memory: WebAssembly.Memory, keep: ReadonlySet<number>, most = Number.POSITIVE_INFINITY): Steps<boolean> {
   let written = 0
-  for (const page of writtenPages(memory)) {
-    if (keep.has(page)) continue
-    if (++written > most) return false
-    pageOf(memory, page).fill(0)
+  for (let page = 0; page < pageCount(memory); page++) {
+    if (!keep.has(page) && isWritten(memory, page)) {
+      if (++written > most) return false
+      pageOf(memory, page).fill(0)
+    }
+    yield
   }
   return true
 }
 
 /** A fresh engine instance with a memory of exactly `memoryBytes` (a multiple of 64 KiB, ≥ 16 MiB). */
 export async function createEngineInstance(memoryBytes: number): Promise<EngineInstance> {
-  const memory = zeroedMemory(memoryBytes)
-  const compiled = compiledEngine()
+  const memory = await zeroedMemory(memoryBytes)
+  const compiled = await compiledEngine()
   const variant = newVariant<QuickJSSyncVariant>(releaseSyncVariant, {
     wasmMemory: memory,
     emscriptenModule: {

@@ -15,6 +15,7 @@ import { HostFaultError } from '../errors.js'
 import type { EngineState } from './engine-state.js'
 import { costSchedule, HostMeter } from './host-work.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
+import { runInSlices, sharedCopySteps } from './slices.js'
 import { type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
 import { moduleBeside, startModuleWorker } from './worker-start.js'
 
@@ -162,7 +163,10 @@ export class RemoteSandbox {
 
   async adoptState(state: EngineState): Promise<void> {
     if (this.disposed) throw new HostFaultError('the sandbox is disposed')
-    await this.thread.send({ t: 'adopt', sid: this.sid, state })
+    // Posted as they are, the pages (up to the whole memory) would be copied in one go as the message
+    // is serialized: they cross in a shared buffer, filled in slices.
+    const bytes = await runInSlices(sharedCopySteps(state.bytes))
+    await this.thread.send({ t: 'adopt', sid: this.sid, state: { ...state, bytes } })
     this.exportList = state.exports
   }
 

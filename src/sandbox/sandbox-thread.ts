@@ -16,11 +16,13 @@ const sandboxes = new Map<number, Sandbox>()
 const answers = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void; meter: HostMeter }>()
 let nextRequest = 1
 
-const post = (message: FromThread) => port.postMessage(message)
+const post = (message: FromThread, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer)
 
-async function reply(id: number, work: () => Promise<unknown>): Promise<void> {
+/** Answers request `id` with what `work` resolves to; `transfer` names the buffers of it that move rather than being copied. */
+async function reply<T>(id: number, work: () => Promise<T>, transfer?: (value: T) => ArrayBuffer[]): Promise<void> {
   try {
-    post({ t: 'reply', id, value: await work() })
+    const value = await work()
+    post({ t: 'reply', id, value }, transfer?.(value))
   } catch (err) {
     post({ t: 'reply', id, error: toCrossing(err) })
   }
@@ -45,7 +47,12 @@ port.on('message', (message: ToThread) => {
       void reply(message.id, async () => sandbox(message.sid).adoptState(message.state))
       break
     case 'capture':
-      void reply(message.id, async () => sandbox(message.sid).captureState())
+      // The captured pages are a buffer of their own: moved, they cost the host no copy (up to the whole memory).
+      void reply(
+        message.id,
+        () => sandbox(message.sid).captureState(),
+        (state) => [state.bytes.buffer as ArrayBuffer],
+      )
       break
     case 'load':
       void reply(message.id, async () => {

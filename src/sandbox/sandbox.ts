@@ -23,15 +23,16 @@
  */
 import { performance } from 'node:perf_hooks'
 import { compileFunction } from 'node:vm'
-import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten-core'
+import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule } from 'quickjs-emscripten-core'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { HostFaultError, ScriptError } from '../errors.js'
 import { createEngineInstance, recycleMemory } from './engine.js'
-import { captureMemory, type EngineState, writeMemory } from './engine-state.js'
+import { captureSteps, type EngineState, writeMemorySteps } from './engine-state.js'
 import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
+import { runInSlices, type Steps } from './slices.js'
 
 /** Values a turn takes from the log. */
 export interface TurnContext {
@@ -110,10 +111,12 @@ function syntaxErrorOf(code: string): ScriptFailure | null {
 }
 
 export class Sandbox {
-  private consoleSink: ConsoleSink
+  private consoleSink: ConsoleSink = () => {}
   readonly limits: VMLimits
-  private readonly ctx: QuickJSContext
-  private readonly driver: QuickJSHandle
+  // Set by setUpSteps, which create() runs to its end before it hands the sandbox out.
+  private runtime!: QuickJSRuntime
+  private ctx!: QuickJSContext
+  private driver!: QuickJSHandle
   private readonly fns: Record<string, QuickJSHandle> = {}
   private readonly watchdogMs: number
   readonly schedule: CostSchedule
@@ -134,10 +137,12 @@ export class Sandbox {
   private turnsRun = 0
   /** A turn is under way (it may be waiting on the host). */
   private inTurn = false
+  /** The engine's memory is being read or written between turns, in slices (holdingMemory). */
+  private holding = false
   private disposed = false
 
   private constructor(
-    private readonly runtime: QuickJSRuntime,
+    private readonly module: QuickJSWASMModule,
     private readonly memory: WebAssembly.Memory,
     options: SandboxOptions,
   ) {
@@ -146,12 +151,30 @@ export class Sandbox {
     const schedule = costSchedule(options.costSchedule)
     if (!schedule) throw new HostFaultError(`cost schedule ${options.costSchedule} is not known to this LibVMS`)
     this.schedule = schedule
+  }
+
+  /**
+   * A fresh engine instance with the prelude (and the System API sources) loaded. Its setup runs in
+   * slices (slices.ts): a runtime, a context, the prelude, the System API, each a step; the bytes they
+   * leave in the engine's memory are the same whenever the steps run.
+   */
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const engine = await createEngineInstance(options.limits.memoryBytes)
+    const sandbox = new Sandbox(engine.module, engine.memory, options)
+    await runInSlices(sandbox.setUpSteps(options))
+    return sandbox
+  }
+
+  private *setUpSteps(options: SandboxOptions): Steps<void> {
+    const runtime = this.module.newRuntime()
+    this.runtime = runtime
     runtime.setMaxStackSize(this.limits.stackBytes)
     runtime.setInterruptHandler(() => this.onInterrupt())
-    this.ctx = runtime.newContext()
-    const ctx = this.ctx
-    this.consoleSink = options.console ?? (() => {})
-
+    yield
+    const ctx = runtime.newContext()
+    this.ctx = ctx
+    yield
+    if (options.console) this.consoleSink = options.console
     const hostRequest = ctx.newFunction('hostRequest', (opHandle, argsHandle) => {
       const deferred = ctx.newPromise()
       const request = { op: ctx.getString(opHandle), argsJson: ctx.getString(argsHandle), deferred }
@@ -163,6 +186,7 @@ export class Sandbox {
       this.consoleSink(ctx.getString(levelHandle), ctx.getString(messageHandle))
     })
     const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
+    yield
     this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
     for (const handle of [preludeFn, hostRequest, hostConsole]) handle.dispose()
     for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'resetRequests']) {
@@ -172,20 +196,14 @@ export class Sandbox {
     const maxInFlight = ctx.newNumber(this.schedule.maxInFlight)
     this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits, maxInFlight), 'configure').dispose()
     for (const handle of [parsedLimits, maxInFlight]) handle.dispose()
-
     for (const source of options.systemSources ?? []) {
+      yield
       const systemFn = this.unwrap(ctx.evalCode(source, 'libvms-system.js'), 'system API')
       const system = ctx.getProp(this.driver, 'System')
       const request = ctx.getProp(this.driver, 'request')
       this.unwrap(ctx.callFunction(systemFn, ctx.undefined, system, request), 'system API').dispose()
       for (const handle of [systemFn, system, request]) handle.dispose()
     }
-  }
-
-  /** A fresh engine instance with the prelude (and the System API source) loaded. */
-  static async create(options: SandboxOptions): Promise<Sandbox> {
-    const engine = await createEngineInstance(options.limits.memoryBytes)
-    return new Sandbox(engine.module.newRuntime(), engine.memory, options)
   }
 
   get exports(): ExportInfo[] {
@@ -200,10 +218,11 @@ export class Sandbox {
   /**
    * The sandbox's state between turns (engine-state.ts): what `adoptState` needs to build this
    * sandbox again. Throws HostFaultError on a broken or disposed sandbox (its state is not the log's).
+   * Its memory is read in slices (slices.ts): no turn may start meanwhile.
    */
-  captureState(): EngineState {
+  async captureState(): Promise<EngineState> {
     this.assertUsable()
-    const { pages, bytes } = captureMemory(this.memory)
+    const { pages, bytes } = await this.holdingMemory(captureSteps(this.memory))
     return { memoryBytes: this.memory.buffer.byteLength, pages, bytes, exports: this.exportList, requestsLeft: this.requestsLeft }
   }
 
@@ -211,7 +230,7 @@ export class Sandbox {
    * Puts a fresh sandbox (no turn run yet) in a captured state. Built as the captured one was, its
    * handles point at the same objects (engine-state.ts), so with its memory it *is* that sandbox.
    */
-  adoptState(state: EngineState): void {
+  async adoptState(state: EngineState): Promise<void> {
     this.assertUsable()
     if (this.turnsRun > 0) throw new HostFaultError('only a fresh sandbox can take a captured state')
     if (state.memoryBytes !== this.memory.buffer.byteLength) {
@@ -219,14 +238,30 @@ export class Sandbox {
         `the captured state is of a ${state.memoryBytes}-byte memory, this sandbox has ${this.memory.buffer.byteLength}`,
       )
     }
+    // Counted as run from here: a second adoptState meanwhile is refused, as after.
+    this.turnsRun = 1
     try {
-      writeMemory(this.memory, state)
+      await this.holdingMemory(writeMemorySteps(this.memory, state))
     } catch (err) {
       throw this.breakWith(new HostFaultError(`the captured state does not fit this sandbox: ${(err as Error).message}`))
     }
     this.exportList = state.exports
     this.requestsLeft = state.requestsLeft
-    this.turnsRun = 1
+  }
+
+  /**
+   * Runs steps over the engine's memory in slices. Meanwhile no turn starts, and a dispose does not
+   * hand the memory to the next instance; the steps stop at the first pause after a dispose.
+   */
+  private async holdingMemory<T>(steps: Steps<T>): Promise<T> {
+    this.holding = true
+    try {
+      return await runInSlices(steps, () => {
+        if (this.disposed) throw new HostFaultError('the sandbox was disposed while its memory was read or written')
+      })
+    } finally {
+      this.holding = false
+    }
   }
 
   /** Host requests the turn has made and the host holds, unanswered (at most schedule.maxInFlight). */
@@ -305,10 +340,10 @@ export class Sandbox {
   /**
    * Releases the sandbox. Its engine instance is dropped whole rather than freed object by object:
    * nothing outlives it, and a runtime freed with live objects aborts in QuickJS. Its memory goes to
-   * the next instance (cleared first), unless a turn is still under way on it.
+   * the next instance (cleared first), unless a turn, or a capture, is still under way on it.
    */
   dispose(): void {
-    if (!this.disposed && !this.inTurn) recycleMemory(this.memory)
+    if (!this.disposed && !this.inTurn && !this.holding) recycleMemory(this.memory)
     this.disposed = true
     this.requests = []
   }
@@ -547,6 +582,7 @@ export class Sandbox {
   private assertUsable(): void {
     if (this.disposed) throw new HostFaultError('the sandbox is disposed')
     if (this.brokenBy) throw new HostFaultError('the sandbox is broken and must be rebuilt from the log', { cause: this.brokenBy })
+    if (this.holding) throw new HostFaultError('the sandbox is busy: its state is being captured or restored')
   }
 
   private breakWith(err: unknown): HostFaultError {

@@ -23,7 +23,7 @@ import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
 import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
 import { randomHexSource } from '../ledger/random-values.js'
-import { entryHash, type HostState, stateDigest, type VMSnapshot } from '../ledger/snapshot.js'
+import { entryHash, type HostState, stateDigestInSlices, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import type { EngineState } from '../sandbox/engine-state.js'
 import { CallQueue, type Lane, type QueueRoom } from './call-queue.js'
@@ -183,7 +183,7 @@ export class CallExecutor {
     const engine = await this.runner.captureState()
     const host: HostState = { usage: { ...this.usage }, counters: this.counters.list() }
     const stateFormat = this.runner.stateFormat
-    return { engine, host, state: stateDigest(engine, host, stateFormat), stateFormat }
+    return { engine, host, state: await stateDigestInSlices(engine, host, stateFormat), stateFormat }
   }
 
   /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */

@@ -10,7 +10,7 @@
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { encodeSnapshotInSlices, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
 import { publishedPath, type SnapshotStore } from '../ledger/snapshot-store.js'
 import { counted } from '../wording.js'
 
@@ -92,7 +92,7 @@ export class Checkpointer {
     this.newestSeq = Math.max(this.newestSeq, snapshot.seq)
     this.writing = this.writing
       .then(async () => {
-        const file = encodeSnapshot(snapshot)
+        const file = await encodeSnapshotInSlices(snapshot)
         const removed = await this.store.write(snapshot.seq, file)
         const drive = this.published?.drive
         if (!drive) return
