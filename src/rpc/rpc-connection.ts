@@ -46,6 +46,8 @@ type BackendCall = {
   maxQueued?: number
   /** The server checked the signature of `signed` with `userId`'s key (it held): the backend need not again. */
   signatureChecked?: boolean
+  /** Called as the backend queues the call (it refused the call if this was not called when executeCall returns). */
+  onAdmitted?: () => void
 }
 
 /** What the server needs of a mounted VM. */
@@ -176,7 +178,7 @@ export class RPCConnection {
   private badSignedCalls = 0
   /** Closed for too many of them: frames still arriving are dropped unread. */
   private struckOut = false
-  /** Production mode: the highest counter of a call sent on this connection with a valid signature. */
+  /** Production mode: the counter of the last call of this connection that was queued. */
   private lastCounter = 0
   /** Frames handled in this turn of the event loop (see FRAMES_PER_TURN). */
   private framesThisTurn = 0
@@ -425,18 +427,16 @@ export class RPCConnection {
       this.sendError(id, refusal('queueFull', message))
       return
     }
-    let signed: SignedCall | undefined
-    let signedFor: { counter: number; clientNonce: string | undefined } | undefined
+    let signed: (SignedCall & { counter: number }) | undefined
     if (this.nonce) {
       const checked = this.signedCall(method, params)
       if ('error' in checked) {
         this.sendError(id, checked.error)
-        this.noteRefusal(checked.error.data?.code)
+        if (BAD_SIGNED_CALL.has(checked.error.data?.code ?? '')) this.noteBadSignedCall()
         return
       }
       signed = checked.signed
       params = checked.args
-      signedFor = checked
     } else if (params !== undefined && !Array.isArray(params)) {
       this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
       return
@@ -446,15 +446,6 @@ export class RPCConnection {
         id,
         refusal('invalidParams', 'clientNonce must be 32 to 64 lowercase hex digits: a random value chosen for this call (or left out)'),
       )
-      return
-    }
-    if (signedFor && clientNonce !== undefined && clientNonce !== signedFor.clientNonce) {
-      const refused = refusal(
-        'badPayload',
-        'the clientNonce beside the params is not the one the call was signed with; send the signed one, or none',
-      )
-      this.sendError(id, refused)
-      this.noteRefusal(refused.data?.code)
       return
     }
     if (this.mount.closing) {
@@ -471,7 +462,13 @@ export class RPCConnection {
       this.sendError(id, err instanceof EncodingError ? toRPCError(err) : refusal('invalidParams', 'the arguments could not be decoded'))
       return
     }
-    if (signedFor) this.lastCounter = signedFor.counter
+    // The signature is checked last, once nothing cheaper refuses the call (see checkSignature).
+    const badSignature = signed && this.checkSignature(signed)
+    if (badSignature) {
+      this.sendError(id, badSignature)
+      this.noteBadSignedCall()
+      return
+    }
     this.mount.callStarted()
     this.inFlight++
     this.lastActive = performance.now()
@@ -480,9 +477,13 @@ export class RPCConnection {
       call.lane = this
       call.maxQueued = maxQueued
     }
+    let admitted = false
     if (signed) {
-      call.signed = signed
+      call.signed = { payload: signed.payload, signature: signed.signature }
       call.signatureChecked = true
+      call.onAdmitted = () => {
+        admitted = true
+      }
     }
     if (clientNonce !== undefined) call.clientNonce = clientNonce
     const answered =
@@ -503,25 +504,47 @@ export class RPCConnection {
           const withReceipt = receipt ? `,"receipt":${JSON.stringify(receipt)}` : ''
           this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}${withReceipt}}`)
         },
-        (err) => {
-          this.sendError(id, toRPCError(err))
-          if (err instanceof AuthError) this.noteRefusal(err.code)
-        },
+        (err) => this.sendError(id, toRPCError(err)),
       )
       .finally(() => {
         this.inFlight--
         this.lastActive = performance.now()
         this.mount.callEnded()
       })
+    if (signed) {
+      // Its signature held: the call was queued (its counter is spent), or the VM's admission refused it.
+      if (admitted) this.lastCounter = signed.counter
+      else this.noteBadSignedCall()
+    }
   }
 
   /**
-   * Production mode: takes note of a call refused by the caller check (`code`); a connection with
-   * maxBadSignatures of its signed calls refused is closed (1008, with the reason), and what it still
-   * sends is dropped unread. Each costs the host at most one signature check: that is the bound.
+   * Production mode, the last check at the edge: the signature must verify with this connection's
+   * key (the VM takes the outcome and does not verify it again), and its counter must be above those
+   * of the calls of this connection already queued. What fails here, and a signed call the VM's
+   * admission refuses after it, counts against maxBadSignatures at once, before the next frame is
+   * read: every signature check is then either a call queued, which its caller signed afresh, or one
+   * of the connection's maxBadSignatures.
    */
-  private noteRefusal(code: string | undefined): void {
-    if (code === undefined || !BAD_SIGNED_CALL.has(code)) return
+  private checkSignature(signed: SignedCall & { counter: number }): RPCErrorObject | null {
+    if (!signatureVerifies(signed, this.user as string)) {
+      return refusal('badSignature', `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`)
+    }
+    if (signed.counter <= this.lastCounter) {
+      return refusal(
+        'replayed',
+        `this signed call (counter ${signed.counter}) is not new: a call with counter ${this.lastCounter} was already taken on this connection; a signed call runs at most once`,
+      )
+    }
+    return null
+  }
+
+  /**
+   * Production mode: takes note of a signed call refused by the caller check; a connection with
+   * maxBadSignatures of them is closed (1008, with the reason), and what it still sends is dropped
+   * unread. Each cost the host at most one signature check: that is the bound.
+   */
+  private noteBadSignedCall(): void {
     this.badSignedCalls++
     const limit = this.limits.maxBadSignatures
     if (limit === 0 || this.badSignedCalls < limit || this.struckOut) return
@@ -535,15 +558,14 @@ export class RPCConnection {
   }
 
   /**
-   * Production mode, at the edge: the call must be signed by this connection's key, with this
-   * connection's nonce, for this method, with a counter above any this connection sent before, and
-   * its signature must verify. The VM checks the rest (the VM it was signed for, its arguments, the
-   * client nonce, that its counter is new to the VM) before it queues the call.
+   * Production mode, at the edge: the call must be signed with this connection's nonce, for this
+   * method (its signature is checked last, by checkSignature). The VM checks the rest (the VM it was
+   * signed for, its arguments, the client nonce, that its counter is new) before it queues the call.
    */
   private signedCall(
     method: string,
     params: unknown,
-  ): { signed: SignedCall; args: unknown[]; counter: number; clientNonce: string | undefined } | { error: RPCErrorObject } {
+  ): { signed: SignedCall & { counter: number }; args: unknown[] } | { error: RPCErrorObject } {
     if (this.user === null) {
       return { error: refusal('authRequired', 'this VM runs in production mode: every call must be signed; connect with {keyPair}') }
     }
@@ -576,24 +598,6 @@ export class RPCConnection {
         error: refusal('badPayload', `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`),
       }
     }
-    // The signature is checked here, where a refusal counts against the connection at once (the VM
-    // takes the outcome: each call is verified once), and so is a counter already sent on it: a
-    // signature that passes the check and is not refused is a fresh one.
-    const signed = { payload, signature }
-    if (!signatureVerifies(signed, this.user)) {
-      return {
-        error: refusal('badSignature', `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`),
-      }
-    }
-    if (parsed.counter <= this.lastCounter) {
-      return {
-        error: refusal(
-          'replayed',
-          `this signed call (counter ${parsed.counter}) is not new: counter ${this.lastCounter} was already sent on this connection; a signed call runs at most once`,
-        ),
-      }
-    }
-    // Taken as sent once the call passes every check at the edge (onCall): a refusal uses up no counter.
-    return { signed, args: parsed.args, counter: parsed.counter, clientNonce: parsed.clientNonce }
+    return { signed: { payload, signature, counter: parsed.counter }, args: parsed.args }
   }
 }

@@ -121,6 +121,8 @@ export interface ExecuteCallRequest {
    * checks the rest and does not verify it again.
    */
   signatureChecked?: boolean
+  /** @internal Called once the call is admitted, as it is queued (not when it is refused). */
+  onAdmitted?: () => void
 }
 
 const noticeLog = debuglog('libvms')
@@ -532,6 +534,7 @@ export class VM extends EventEmitter {
     const executor = this.requireExecutor()
     if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
     const admitted = this.checkCall(request)
+    request.onAdmitted?.()
     return executor.submit(admitted, request.lane !== undefined ? request.lane : admitted.caller, request.maxQueued)
   }
 
