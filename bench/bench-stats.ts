@@ -70,3 +70,12 @@ export function figureOf<T>(rows: T[], pick: (row: T) => number, unit: string): 
 export function machine(): { node: string; cpus: number } {
   return { node: process.version, cpus: availableParallelism() }
 }
+
+/** The value after `name` on the command line (`--rounds 3`), or undefined if `name` is absent. */
+export function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(name)
+  if (i === -1) return undefined
+  const value = process.argv[i + 1]
+  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`)
+  return value
+}

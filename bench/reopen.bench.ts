@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url'
 import { VM } from '../src/index.js'
 import { type Started, startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { figureOf, log, machine, median, readScale, round2, round3 } from './bench-stats.js'
+import { argValue, figureOf, log, machine, median, readScale, round2, round3 } from './bench-stats.js'
 
 const CODE = 'let n = 0; exports.increment = () => ++n'
 const CHECKPOINTS = { every: 1000 }
@@ -47,14 +47,6 @@ const TARGET_MS = 200
 const FLAT_RATIO = 1.5
 
 // ---- options ----
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(name)
-  if (i === -1) return undefined
-  const value = process.argv[i + 1]
-  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`)
-  return value
-}
 
 /** --sizes a,b,c (or BENCH_REOPEN_SIZES); by default 10k, 100k and 1M calls, scaled by BENCH_SCALE. */
 function readSizes(): number[] {

@@ -29,7 +29,7 @@ import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startChild, stopChild, withTimeout } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
-import { log, machine, median, round2 } from './bench-stats.js'
+import { argValue, log, machine, median, round2 } from './bench-stats.js'
 
 const CHILD = fileURLToPath(new URL('./stalls-child.mjs', import.meta.url))
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url))
@@ -54,14 +54,6 @@ const OPERATIONS = [
 ]
 const BASELINES = ['idle', 'plain_calls', 'reopen_idle', 'reopen_plain_calls']
 const CHILD_LIMIT_MS = 90_000
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(name)
-  if (i === -1) return undefined
-  const value = process.argv[i + 1]
-  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`)
-  return value
-}
 
 const ROUNDS = Number(argValue('--rounds') ?? 3)
 if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) throw new Error('--rounds must be an integer in [1, 20]')
