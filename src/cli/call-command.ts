@@ -1,5 +1,5 @@
 /** `nodevms call <url> <method> [args…]`: one call, its result printed as JSON. */
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { ForkProof } from '../ledger/receipts.js'
@@ -11,6 +11,7 @@ interface CallOptions extends ClientOptions {
   receipt?: string
   proof?: string
   strings?: boolean
+  argsFile?: string
 }
 
 export function registerCall(program: Command): void {
@@ -22,13 +23,22 @@ export function registerCall(program: Command): void {
       .argument('<method>', 'the method to call')
       .argument('[args...]', 'arguments, each as JSON (a bare word that is not JSON is taken as a string)')
       .option('--strings', 'send every argument as a string, as typed')
+      .option(
+        '--args-file <file|->',
+        "read the arguments from a file ('-': standard input) holding a JSON array of them, instead of the command line",
+      )
       .option('--receipt <file>', "also write the call's receipt (checked) to this file")
       .option('--proof <file>', 'when the answer shows the host rewrote its log (ERR_FORKED), write the fork proof here'),
   )
     .addHelpText('after', '\nExit codes: 0 the call returned, 1 the call failed inside the VM (logged), 2 anything else.')
     .action(async (url: string, method: string, args: string[], options: CallOptions) => {
       // Arguments are parsed before anything is sent: a malformed one is refused, and nothing is logged.
-      const values = options.strings ? args : args.map((text, i) => parseArg(text, i + 1))
+      const values =
+        options.argsFile !== undefined
+          ? await argsFromFile(options, args)
+          : options.strings
+            ? args
+            : args.map((text, i) => parseArg(text, i + 1))
       const book = await openReceiptBook(options)
       const client = await connectClient(url, options, book)
       try {
@@ -50,6 +60,40 @@ export function registerCall(program: Command): void {
         await saveReceiptBook(options, book)
       }
     })
+}
+
+/** `--args-file <file|->`: a JSON array of the call's arguments, from a file or standard input. */
+async function argsFromFile(options: CallOptions, args: string[]): Promise<unknown[]> {
+  const from = options.argsFile as string
+  if (args.length > 0) throw new UsageError('give the arguments on the command line or in --args-file, not both')
+  if (options.strings)
+    throw new UsageError('--strings applies to arguments on the command line; in --args-file, write strings as JSON strings')
+  let text: string
+  try {
+    text = from === '-' ? await readStdin() : await readFile(from, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read --args-file ${from}: ${(error as Error).message}`)
+  }
+  let values: unknown
+  try {
+    values = JSON.parse(text)
+  } catch (error) {
+    throw new UsageError(
+      `--args-file ${from} is not JSON (${(error as Error).message}): write the arguments as a JSON array, e.g. [1, "two", {"three": 3}]`,
+    )
+  }
+  if (!Array.isArray(values)) {
+    throw new UsageError(
+      `--args-file ${from} must hold a JSON array of the arguments (e.g. [1, "two"]), got ${values === null ? 'null' : typeof values}`,
+    )
+  }
+  return values
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 /**

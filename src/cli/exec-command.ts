@@ -9,9 +9,11 @@ import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
+import type { VMLimits } from '../sandbox/limits.js'
 import { type DeployOptions, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
+import { addLimitOptions, ignoredLimits, limitsOf } from './limit-options.js'
 import { addListenOptions } from './listen-options.js'
 import { err, out, Progress } from './output.js'
 import {
@@ -30,7 +32,7 @@ import { untilStopped } from './until-stopped.js'
 /** How long exec waits for the DHT to confirm its announcement before it says where it serves. */
 const ANNOUNCE_WAIT_MS = 60_000
 
-interface ExecOptions extends SwarmFlags {
+interface ExecOptions extends SwarmFlags, Partial<VMLimits> {
   port: number
   host: string
   dir?: string
@@ -96,6 +98,7 @@ export function registerExec(program: Command): void {
       "web page origins that may connect (repeatable or a comma list; '*': any). Default: any page to a production-mode VM, none to a debug-mode one",
       collectOrigins,
     )
+  addLimitOptions(command)
   addListenOptions(command, 'the VM', 5555)
   addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
     runExec(script, options),
@@ -141,7 +144,8 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     err.line(`note: ${script} uses System.vms, which only a VM factory has: serve it with --factory`)
   }
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
-  const vmOptions: VMOptions = { checkpoints: options.checkpoints ?? {} }
+  const limits = limitsOf(options, (text) => err.line(`note: ${text}`))
+  const vmOptions: VMOptions = { checkpoints: options.checkpoints ?? {}, limits }
   if (options.auth) vmOptions.auth = options.auth
   const vm = options.factory
     ? new VMFactory(code, {
@@ -169,6 +173,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     err.note(`deploying ${script} into ${dir}`)
     server.reserve('/', 'the VM is starting; try again shortly')
     await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json, server) })
+    for (const line of ignoredLimits(limits, vm.limits)) err.line(`note: ${line}`)
     server.mount('/', vm)
     if (vm instanceof VMFactory) vm.setRPCServer(server)
     if (swarm) {

@@ -58,6 +58,15 @@ const CLI_WORDS: [RegExp, string][] = [
   [/create one with generateKeyPair\(\) and saveKeyPair\(\) \(or nodevms keygen\)/g, 'create one with nodevms keygen'],
   [/list vm\.methods for the ones it has/g, 'nodevms info lists the ones it has'],
   [/the handshake lists them/g, 'nodevms info lists them'],
+  [/pass \{overwrite: true\} to replace it/g, 'give --force to replace it'],
+  [/\{maxLimits: \{computeTicks\}\}/g, '--max-ticks <n>'],
+  [/\{maxLimits: \{memoryBytes\}\}/g, '--max-memory <bytes>'],
+  [/\{maxLimits: \{\w+\}\}/g, "the library's maxLimits (nodevms verify raises only --max-ticks and --max-memory)"],
+  [/, or pass \{allowEngineMismatch: true\} to try anyway/g, ' (nodevms verify of this LibVMS version cannot audit it)'],
+  [
+    /connect an RPCClient to the VM first \(recording into the same \{hosts\} book\), pass \{peers: \['ws:\/\/host:port\/path'\]\}, or look it up on the DHT with \{swarm: true\}/g,
+    'give its ws:// URL instead, or look it up on the DHT with --swarm',
+  ],
 ]
 
 /** `error`, its message in the command line's words (a copy, when any are changed). */

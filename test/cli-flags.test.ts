@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type TestContext, test } from 'node:test'
+import { BIN, exec, exited, nodevms, stop } from './cli-helpers.js'
+import { tempDir } from './helpers.js'
+
+const SPIN = `exports.spin = (n) => { let x = 0; for (let i = 0; i < n; i++) x += i % 7; return x }
+exports.size = (value) => JSON.stringify(value).length
+exports.echo = (...args) => args`
+
+/** `nodevms exec` as `exec` does, keeping everything it writes to stderr (notes come before it serves). */
+async function serve(t: TestContext, args: string[]): Promise<{ child: ChildProcess; rpcUrl: string; stderr: () => string }> {
+  const child = spawn(process.execPath, [BIN, 'exec', ...args, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(() => stop(child))
+  let stderr = ''
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const served = await new Promise<{ rpcUrl: string }>((resolve, reject) => {
+    child.stdout.once('data', (chunk) => resolve(JSON.parse(String(chunk).split('\n')[0])))
+    child.once('exit', (code) => reject(new Error(`exec exited ${code}: ${stderr}`)))
+  })
+  return { child, rpcUrl: served.rpcUrl, stderr: () => stderr }
+}
+
+/** The init entry of the VM served at `rpcUrl`, as `nodevms log --json` prints it. */
+async function initEntry(rpcUrl: string): Promise<{ limits: Record<string, number> }> {
+  const logged = await nodevms(['log', rpcUrl, '--json'])
+  assert.equal(logged.code, 0, logged.stderr)
+  return JSON.parse(logged.stdout.split('\n')[0])
+}
+
+test('exec takes a flag for each limit: recorded in the init entry and applied; a reopen with other values says it keeps the logged ones', async (t) => {
+  const work = await tempDir(t)
+  const script = join(work, 'spin.js')
+  await writeFile(script, SPIN)
+  const dir = join(work, 'vm')
+  const first = await exec(t, script, ['--dir', dir, '--compute-ticks', '5', '--max-args-bytes', '64KiB', '--memory-bytes', '32MiB'])
+  const { limits } = await initEntry(first.served.rpcUrl)
+  assert.equal(limits.computeTicks, 5)
+  assert.equal(limits.maxArgsBytes, 64 * 1024)
+  assert.equal(limits.memoryBytes, 32 * 2 ** 20)
+  assert.equal(limits.maxTimers, 10_000, 'a limit not given keeps its default')
+  // 5 ticks (about 50,000 engine steps) is not enough for a million rounds.
+  const spun = await nodevms(['call', first.served.rpcUrl, 'spin', '1000000'])
+  assert.equal(spun.code, 1, spun.stderr)
+  assert.match(spun.stderr, /ComputeLimitExceeded/)
+  const big = await nodevms(['call', first.served.rpcUrl, 'size', JSON.stringify('x'.repeat(70_000))])
+  assert.equal(big.code, 2, big.stderr)
+  assert.match(big.stderr, /maxArgsBytes|65536/)
+  assert.equal(await stop(first.child), 0)
+
+  // Restarted with other values: the log's limits stay, and exec says which flags it did not apply.
+  const again = await serve(t, [script, '--dir', dir, '--compute-ticks', '50', '--memory-bytes', '32MiB'])
+  const stderr = again.stderr()
+  assert.equal((await initEntry(again.rpcUrl)).limits.computeTicks, 5)
+  assert.match(stderr, /--compute-ticks 50 is not applied: this VM's limits were fixed at its first deploy \(its log records 5\)/)
+  assert.doesNotMatch(stderr, /--memory-bytes/, 'a flag equal to the logged value is not reported')
+  assert.equal(await stop(again.child), 0)
+})
+
+test('exec refuses a limit the VM cannot run with, naming the flag, before anything is deployed; a limit above the audit ceiling gets a note', async (t) => {
+  const work = await tempDir(t)
+  const script = join(work, 'spin.js')
+  await writeFile(script, SPIN)
+  for (const [flag, value, why] of [
+    ['--memory-bytes', '1000', /--memory-bytes must be a multiple of 65536/],
+    ['--stack-bytes', '1MiB', /--stack-bytes must be at most 131072/],
+    ['--compute-ticks', '0', /expected a whole number of at least 1/],
+    ['--max-file-bytes', 'lots', /expected a size in bytes/],
+  ] as const) {
+    const dir = join(work, `vm-${flag.slice(2)}`)
+    const refused = await nodevms(['exec', script, '--dir', dir, '--port', '0', flag, value])
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.match(refused.stderr, /UsageError/)
+    assert.match(refused.stderr, why)
+    assert.doesNotMatch(refused.stderr, /limits\./, 'no library wording')
+    assert.equal(existsSync(dir), false, 'nothing deployed')
+  }
+  const costly = await serve(t, [script, '--dir', join(work, 'costly'), '--compute-ticks', '200000'])
+  const stderr = costly.stderr()
+  assert.match(
+    stderr,
+    /--compute-ticks 200000 is above what auditors replay by default \(100000\): they must raise their ceiling \(nodevms verify --max-ticks 200000\)/,
+  )
+  assert.equal(await stop(costly.child), 0)
+})
+
+test('call --args-file takes the arguments as a JSON array from a file or from standard input: a 317 KB argument goes through', async (t) => {
+  const work = await tempDir(t)
+  const script = join(work, 'spin.js')
+  await writeFile(script, SPIN)
+  const { served } = await exec(t, script, ['--dir', join(work, 'vm')])
+  const big = 'y'.repeat(317 * 1024)
+  const file = join(work, 'args.json')
+  await writeFile(file, JSON.stringify([big]))
+  const fromFile = await nodevms(['call', served.rpcUrl, 'size', '--args-file', file])
+  assert.equal(fromFile.code, 0, fromFile.stderr)
+  assert.equal(JSON.parse(fromFile.stdout), big.length + 2)
+
+  const child = spawn(process.execPath, [BIN, 'call', served.rpcUrl, 'echo', '--args-file', '-'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stdin.end(JSON.stringify([1, 'two', { three: [3] }, null]))
+  assert.equal(await exited(child), 0)
+  assert.deepEqual(JSON.parse(stdout), [1, 'two', { three: [3] }, null])
+
+  const logged = await nodevms(['log', served.rpcUrl, '--json'])
+  const calls = logged.stdout.trim().split('\n').slice(1)
+  assert.equal(calls.length, 2)
+  for (const [args, why] of [
+    [['--args-file', file, 'extra'], /on the command line or in --args-file, not both/],
+    [['--args-file', join(work, 'missing.json')], /cannot read --args-file .*missing\.json/],
+    [['--args-file', script], /is not JSON .*write the arguments as a JSON array/],
+  ] as const) {
+    const refused = await nodevms(['call', served.rpcUrl, 'echo', ...args])
+    assert.equal(refused.code, 2, refused.stderr)
+    assert.match(refused.stderr, why)
+  }
+  await writeFile(file, '{"a": 1}')
+  const notArray = await nodevms(['call', served.rpcUrl, 'echo', '--args-file', file])
+  assert.match(notArray.stderr, /must hold a JSON array of the arguments .*got object/)
+  const after = await nodevms(['log', served.rpcUrl, '--json'])
+  assert.equal(after.stdout.trim().split('\n').length, 3, 'nothing refused was logged')
+})
+
+test("keygen onto an existing file names --force, not the library's option", async (t) => {
+  const file = join(await tempDir(t), 'key.json')
+  assert.equal((await nodevms(['keygen', '--out', file])).code, 0)
+  const again = await nodevms(['keygen', '--out', file])
+  assert.equal(again.code, 2)
+  assert.match(again.stderr, /already exists; choose another path, or give --force to replace it/)
+  assert.doesNotMatch(again.stderr, /overwrite/)
+  assert.equal((await nodevms(['keygen', '--out', file, '--force'])).code, 0)
+})
