@@ -170,12 +170,16 @@ export class QueueFullError extends LibVMSError {
 /** A script that does not compile, throws at its top level, or lacks what it must export. */
 export class ScriptError extends LibVMSError {
   readonly scriptErrorName: string
+  /** The line the error points at: of the script, or (with `file`) of that source file of a bundled script. */
   readonly line: number | undefined
+  /** A bundled script's source file the line is in (e.g. `src/app.ts`); undefined for the script itself. */
+  readonly file: string | undefined
 
-  constructor(scriptErrorName: string, message: string, line?: number) {
-    super('ScriptError', 'ERR_SCRIPT', line === undefined ? message : `${message} (script line ${line})`)
+  constructor(scriptErrorName: string, message: string, line?: number, file?: string) {
+    super('ScriptError', 'ERR_SCRIPT', line === undefined ? message : `${message} (${file ?? 'script'} line ${line})`)
     this.scriptErrorName = scriptErrorName
     this.line = line
+    this.file = file
   }
 }
 

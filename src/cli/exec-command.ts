@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
 import type { VMLimits } from '../sandbox/limits.js'
+import { bundleScript, needsBundling } from '../script/bundle.js'
 import { type DeployOptions, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
@@ -57,7 +58,7 @@ export function registerExec(program: Command): void {
   const command = program
     .command('exec')
     .description('serve a VM script over RPC, logging every call (Ctrl-C stops it; run it again on the same dir to resume)')
-    .argument('<script>', 'the VM script (a JavaScript file)')
+    .argument('<script>', 'the VM script: a JavaScript file, or a TypeScript or module entry (bundled with what it imports)')
     .option('-d, --dir <dir>', "the VM's data dir (default: ./<script name>.vms)")
     .option('-t, --title <title>', 'the VM title (first deploy only)')
     .option('--auth <mode>', "'debug' (user ids taken on trust) or 'production' (callers sign every call); first deploy only", parseAuth)
@@ -139,6 +140,12 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     code = await readFile(script, 'utf8')
   } catch (error) {
     throw new UsageError(`cannot read the script ${script}: ${(error as Error).message}`)
+  }
+  // TypeScript, ES modules and scripts that import: bundled into the one script that is deployed and logged.
+  if (needsBundling(script, code)) {
+    const bundle = await bundleScript(script)
+    code = bundle.code
+    err.note(`bundled ${bundle.entry} with ${bundle.bundler} (${(Buffer.byteLength(code) / 1024).toFixed(1)} KiB)`)
   }
   if (!options.factory && /\bSystem\.vms\b/.test(code)) {
     err.line(`note: ${script} uses System.vms, which only a VM factory has: serve it with --factory`)

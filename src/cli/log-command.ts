@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { LogEntry } from '../ledger/log-entry.js'
+import { bundleInfoOf } from '../script/bundle.js'
 import { err, out } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
 import { addSwarmOptions, type SwarmFlags, swarmOf } from './swarm-options.js'
@@ -69,7 +70,9 @@ export function formatEntry(seq: number, entry: LogEntry): string {
   const files = out.paint('dim', `files v${entry.files.version}`)
   if (entry.type === 'init') {
     const factory = entry.factory ? ' factory' : ''
-    return `${head}  init${factory} ${JSON.stringify(entry.title)} (${entry.auth} mode; exports ${entry.exports.join(', ') || 'nothing'})  ${files}`
+    const bundle = bundleInfoOf(entry.code)
+    const code = bundle ? `; code bundled from ${bundle.entry} by ${bundle.bundler}` : ''
+    return `${head}  init${factory} ${JSON.stringify(entry.title)} (${entry.auth} mode; exports ${entry.exports.join(', ') || 'nothing'}${code})  ${files}`
   }
   // Values as logged (tagged JSON), cut: only what is shown of each is ever written, however big.
   const args = clippedList(entry.args, CLIP)

@@ -137,11 +137,28 @@ const RESERVED = new Set(['connect', 'close', 'call', 'url', 'backendInfo', 'con
 
 /**
  * A VM's methods as a client calls them: each takes the method's arguments and resolves with its
- * result. `API` describes the script's exports, e.g. `{ increment(by: number): number }`.
+ * result. `API` describes the script's exports, e.g. `{ increment(by: number): number }`, or is the
+ * script's own module: `RemoteMethods<typeof import('./app')>` (a TypeScript script, bundled).
  */
 export type RemoteMethods<API> = {
-  [K in keyof API]: API[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never
+  [K in keyof API as K extends NotCallable ? never : API[K] extends (...args: never[]) => unknown ? K : never]: API[K] extends (
+    ...args: infer A
+  ) => infer R
+    ? (...args: A) => Promise<Awaited<R>>
+    : never
 }
+
+/** Exports a caller can never call: `init` runs only at deploy. (Non-function exports are left out too.) */
+type NotCallable = 'init'
+
+/** The names of `T`'s own members, without its index signature. */
+type KnownKeys<T> = keyof { [K in keyof T as string extends K ? never : number extends K ? never : K]: T[K] }
+
+/**
+ * A typed client (`RPCClient.connect<API>`): the client's own members and the VM's methods as `API`
+ * describes them, and nothing else, so a method the VM does not have (or `init`) does not compile.
+ */
+export type TypedRPCClient<API> = Pick<RPCClient, KnownKeys<RPCClient>> & RemoteMethods<API>
 
 export class RPCClient {
   /**
@@ -177,10 +194,10 @@ export class RPCClient {
   static async connect<API extends object = Record<string, (...args: unknown[]) => unknown>>(
     url: string,
     options: ConnectOptions = {},
-  ): Promise<RPCClient & RemoteMethods<API>> {
+  ): Promise<TypedRPCClient<API>> {
     const client = new RPCClient()
     await client.connect(url, options)
-    return client as RPCClient & RemoteMethods<API>
+    return client as unknown as TypedRPCClient<API>
   }
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {

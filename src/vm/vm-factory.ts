@@ -9,11 +9,13 @@
  * shut-down VM is unmounted and closed; its data stays in the store for audit. What the factory's VMs
  * may reserve together is bounded by its memory budget, and what one caller may run by maxVMsPerCaller.
  */
+
 import { randomBytes } from 'node:crypto'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { FactoryError, InvalidArgumentError, StateError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
+import type { ScriptBundle } from '../script/bundle.js'
 import { counted } from '../wording.js'
 import { FACTORY_EXPORTS } from './logged-calls.js'
 import type { OracleRecord } from './system-api.js'
@@ -67,7 +69,7 @@ export class VMFactory extends VM {
   private server: FactoryServer | null = null
   private host: VMHost | null = null
 
-  constructor(code: string, options: VMFactoryOptions = {}) {
+  constructor(code: string | ScriptBundle, options: VMFactoryOptions = {}) {
     const { maxVMs = 100, maxVMsPerCaller, memoryBudget, ...vmOptions } = options
     // `this` is only bound once super returns; System.vms only runs inside calls, after that.
     super(code, vmOptions, {

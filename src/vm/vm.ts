@@ -31,6 +31,8 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
+import type { ScriptBundle } from '../script/bundle.js'
+import { inScriptSources } from '../script/source-map.js'
 import { counted } from '../wording.js'
 import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
 import type { Lane, QueueRoom } from './call-queue.js'
@@ -143,10 +145,14 @@ export class VM extends EventEmitter {
   private receiptsMade: Promise<unknown> = Promise.resolve()
   private readonly factoryHooks: FactoryHooks | null
 
-  constructor(code: string, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
+  constructor(script: string | ScriptBundle, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
     super()
     this.factoryHooks = factoryHooks
-    if (typeof code !== 'string') throw new InvalidArgumentError('new VM(code): code must be a string of JavaScript')
+    // A bundle (bundleScript) deploys its code.
+    const code = typeof script === 'object' && script !== null && typeof script.code === 'string' ? script.code : script
+    if (typeof code !== 'string') {
+      throw new InvalidArgumentError('new VM(code): code must be a string of JavaScript, or a bundle from bundleScript()')
+    }
     if (options.auth !== undefined && options.auth !== 'debug' && options.auth !== 'production') {
       throw new InvalidArgumentError(`auth must be 'debug' or 'production', got ${JSON.stringify(options.auth)}`)
     }
@@ -264,7 +270,7 @@ export class VM extends EventEmitter {
         if (storage.fresh) await storage.discard()
       }
       this.state = 'new'
-      throw err
+      throw inScriptSources(err, this.code)
     }
     this.state = 'ready'
     this.emit('ready')
