@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { readFileSync, statSync } from 'node:fs'
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { promisify } from 'node:util'
 import { root } from './cli-helpers.js'
@@ -17,6 +17,14 @@ import { tempDir } from './helpers.js'
 const run = promisify(execFile)
 const NPM_FLAGS = ['--offline', '--no-audit', '--no-fund', '--loglevel=error']
 const VERSION = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
+
+/** Writes `files` (path → text) under `dir`. */
+async function writeTree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true })
+    await writeFile(join(dir, path), text)
+  }
+}
 
 /** A new npm project in `dir` whose node_modules links this checkout's files (no download, no shared lockfile). */
 async function consumerProject(dir: string, fields: object = {}): Promise<void> {
@@ -54,28 +62,84 @@ test('npm pack gives a tarball that installs into a fresh project and runs there
   const { stdout: version } = await run('npx', ['--no-install', 'nodevms', '--version'], { cwd: project })
   assert.equal(version.trim(), VERSION)
 
-  // A VM served from the installed package, called and verified by it, from the project's own code.
-  await writeFile(join(project, 'app.js'), 'exports.double = (n) => n * 2\n')
-  await writeFile(
-    join(project, 'use.mjs'),
-    `import { VM, Verifier, RPCClient, RPCServer } from 'libvms'
-     const vm = new VM(await (await import('node:fs/promises')).readFile('app.js', 'utf8'))
-     await vm.deploy({ dir: 'vm-data' })
-     const server = new RPCServer()
-     await server.listen({ port: 0, host: '127.0.0.1' })
-     server.mount('/', vm)
-     const client = await RPCClient.connect(server.url + '/', { user: 'alice' })
-     const answer = await client.double(21)
-     await client.close()
-     await server.close()
-     const report = await Verifier.verify(vm.callLog, vm.filesArchive)
-     await vm.close()
-     console.log(JSON.stringify({ answer, calls: report.calls }))`,
+  // A TypeScript service split over two files, importing an npm package (flat-tree), served with a
+  // raised limit by the installed bin, called, then verified.
+  await writeTree(project, {
+    'src/app.ts': `/// <reference types="libvms/script" />
+import { rootsOf } from './roots'
+let calls = 0
+export function roots(n: number): number[] {
+  calls++
+  return rootsOf(n)
+}
+export const count = (): number => calls
+`,
+    'src/roots.ts': `import { fullRoots } from 'flat-tree'
+export function rootsOf(n: number): number[] {
+  return fullRoots(2 * n)
+}
+`,
+    'src/flat-tree.d.ts': "declare module 'flat-tree' {\n  export function fullRoots(index: number): number[]\n}\n",
+    'tsconfig.json': JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        target: 'es2022',
+        lib: ['es2022'],
+        module: 'esnext',
+        moduleResolution: 'bundler',
+        types: ['libvms/script'],
+      },
+      include: ['src'],
+    }),
+  })
+  const typeCheck = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project }).catch(
+    (err) => err,
   )
-  const { stdout } = await run(process.execPath, ['use.mjs'], { cwd: project, timeout: 120_000 })
-  assert.deepEqual(JSON.parse(stdout), { answer: 42, calls: 1 }, 'verified: Verifier.verify throws on a divergence')
-  const verified = await run(process.execPath, [join(installed, 'dist/cli/nodevms.js'), 'verify', 'vm-data', '--json'], { cwd: project })
-  assert.equal((JSON.parse(verified.stdout) as { verified: boolean }).verified, true)
+  assert.equal(typeCheck.stdout ?? '', '', `the script type-checks under --strict against libvms/script: ${typeCheck.stdout}`)
+  // The installed bin run by node itself (npx would not pass a signal on to it).
+  const server = spawn(
+    process.execPath,
+    [
+      join(project, 'node_modules/.bin/nodevms'),
+      'exec',
+      'src/app.ts',
+      '--compute-ticks',
+      '5000',
+      '--port',
+      '0',
+      '--json',
+      '--dir',
+      'app.vms',
+    ],
+    {
+      cwd: project,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  t.after(() => {
+    if (server.exitCode === null && server.signalCode === null && server.pid) process.kill(server.pid, 'SIGKILL')
+  })
+  const served = await new Promise<{ rpcUrl: string }>((resolve, reject) => {
+    let stderr = ''
+    server.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    server.stdout.once('data', (chunk) => resolve(JSON.parse(String(chunk).split('\n')[0])))
+    server.once('exit', (code) => reject(new Error(`exec exited ${code}: ${stderr}`)))
+  })
+  const called = await run('npx', ['--no-install', 'nodevms', 'call', served.rpcUrl, 'roots', '5'], { cwd: project })
+  assert.deepEqual(JSON.parse(called.stdout), [3, 8])
+  const log = await run('npx', ['--no-install', 'nodevms', 'log', served.rpcUrl, '--json'], { cwd: project })
+  const init = JSON.parse(log.stdout.split('\n')[0]) as { limits: { computeTicks: number }; code: string }
+  assert.equal(init.limits.computeTicks, 5000)
+  assert.match(init.code, /^\/\/ libvms bundle of src\/app\.ts \(esbuild /)
+  if (server.pid) process.kill(server.pid, 'SIGTERM')
+  if (server.exitCode === null) await new Promise((resolve) => server.once('exit', resolve))
+  const verified = await run('npx', ['--no-install', 'nodevms', 'verify', 'app.vms', '--json'], { cwd: project })
+  const verdict = JSON.parse(verified.stdout) as { verified: boolean; calls: number }
+  assert.equal(verdict.verified, true)
+  assert.equal(verdict.calls, 1)
 })
 
 test('installing the package from its folder rebuilds it beside dist/: a process running from dist/ meanwhile never fails, and the bin keeps its run bit', async (t) => {
