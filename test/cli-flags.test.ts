@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import { BIN, exec, exited, nodevms, stop } from './cli-helpers.js'
+import { BIN, exec, exited, nodevms, SCRIPTS, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
 const SPIN = `exports.spin = (n) => { let x = 0; for (let i = 0; i < n; i++) x += i % 7; return x }
@@ -137,4 +137,51 @@ test("keygen onto an existing file names --force, not the library's option", asy
   assert.match(again.stderr, /already exists; choose another path, or give --force to replace it/)
   assert.doesNotMatch(again.stderr, /overwrite/)
   assert.equal((await nodevms(['keygen', '--out', file, '--force'])).code, 0)
+})
+
+test("verify reaches a factory's VM after it was shut down: through the factory at its old URL, or by its call log with --peer, across a factory restart", async (t) => {
+  const work = await tempDir(t)
+  const factoryDir = join(work, 'factory')
+  const factory = await serve(t, [join(SCRIPTS, 'factory.js'), '--factory', '--dir', factoryDir])
+  const provisioned = await nodevms([
+    'call',
+    factory.rpcUrl,
+    'provisionVM',
+    JSON.stringify({ code: 'let n = 0; exports.inc = () => ++n' }),
+    '--user',
+    'alice',
+  ])
+  assert.equal(provisioned.code, 0, provisioned.stderr)
+  const tenant = JSON.parse(provisioned.stdout) as { id: string; rpcUrl: string; callLogUrl: string }
+  assert.equal((await nodevms(['call', tenant.rpcUrl, 'inc'])).stdout.trim(), '1')
+  assert.equal((await nodevms(['call', factory.rpcUrl, 'shutdownVM', JSON.stringify(tenant.id), '--user', 'alice'])).code, 0)
+
+  const check = async (args: string[], what: string) => {
+    const run = await nodevms(['verify', ...args, '--json'])
+    assert.equal(run.code, 0, `${what}: ${run.stderr}`)
+    const verdict = JSON.parse(run.stdout) as { verified: boolean; calls: number }
+    assert.deepEqual([verdict.verified, verdict.calls], [true, 1], what)
+    return run.stderr
+  }
+  const noted = await check([tenant.rpcUrl], 'its old RPC URL')
+  assert.match(
+    noted,
+    new RegExp(`note: ${tenant.rpcUrl} was shut down by its factory: auditing its call log ${tenant.callLogUrl} through ${factory.rpcUrl}`),
+  )
+  await check([tenant.callLogUrl, '--peer', factory.rpcUrl], 'its call log, --peer the factory')
+  const unknown = await nodevms(['verify', tenant.callLogUrl, '--timeout', '2000'])
+  assert.equal(unknown.code, 2)
+  assert.match(unknown.stderr, /give its ws:\/\/ URL instead, or look it up on the DHT with --swarm/)
+  assert.doesNotMatch(unknown.stderr, /\{peers/, 'no library wording')
+  const badPeer = await nodevms(['verify', tenant.callLogUrl, '--peer', 'localhost:5555'])
+  assert.equal(badPeer.code, 2)
+  assert.match(badPeer.stderr, /expected a host's RPC URL, such as ws:\/\/host:5555\//)
+
+  // The factory restarted: it still says where the shut-down VM is audited.
+  assert.equal(await stop(factory.child), 0)
+  const again = await serve(t, [join(SCRIPTS, 'factory.js'), '--factory', '--dir', factoryDir])
+  const movedUrl = `${again.rpcUrl}${tenant.id}`
+  const notedAgain = await check([movedUrl], 'its path on the restarted factory')
+  assert.match(notedAgain, /was shut down by its factory/)
+  assert.equal(await stop(again.child), 0)
 })

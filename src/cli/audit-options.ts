@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander'
 import { DEFAULT_AUDIT_CEILING } from '../sandbox/limits.js'
-import { parseCount, parseTimeout } from './parse-options.js'
+import { collectPeers, parseCount, parseTimeout } from './parse-options.js'
 
 /** The options `addAuditOptions` adds, as commander parses them. */
 export interface AuditFlags {
@@ -10,6 +10,7 @@ export interface AuditFlags {
   timeout?: number
   maxTicks?: number
   maxMemory?: number
+  peer?: string[]
 }
 
 /**
@@ -21,6 +22,11 @@ export function addAuditOptions(command: Command, refuses: string): Command {
   return command
     .option('-d, --dir <dir>', 'keep the fetched copies here (later runs fetch only what is new); default: a temp dir')
     .option('--timeout <ms>', 'how long a host may take to answer', parseTimeout)
+    .option(
+      '--peer <url>',
+      "also fetch from this host's RPC URL (ws://…; repeatable): e.g. a factory that serves a VM it shut down, for a hyper:// target",
+      collectPeers,
+    )
     .option(
       '--max-ticks <n>',
       `${refuses} a log whose calls may each use more compute ticks (default ${DEFAULT_AUDIT_CEILING.computeTicks})`,

@@ -43,6 +43,8 @@ async function runExplore(target: string, options: ExploreOptions): Promise<void
     dir: options.dir,
     timeout: options.timeout,
     onStatus: (text) => err.note(text),
+    peers: options.peer,
+    onNote: (text) => err.line(`note: ${text}`),
     swarm: swarmOf(options, (text) => err.note(text)),
   })
   const explorer = new ExplorerServer({

@@ -69,6 +69,12 @@ export function parseLimitOrOff(value: string): number {
   return n
 }
 
+/** `--peer <url>`, repeatable: an RPC URL (ws:// or wss://) to fetch from; collected in order. */
+export function collectPeers(value: string, previous: string[] = []): string[] {
+  if (!/^wss?:\/\/[^/\s]+/.test(value)) throw new InvalidArgumentError('expected a host\'s RPC URL, such as ws://host:5555/')
+  return [...previous, value]
+}
+
 /** `--allow-origin <origins|*>`, repeatable: each a comma list; collected in order. */
 export function collectOrigins(value: string, previous: string[] = []): string[] {
   const origins = value

@@ -14,6 +14,7 @@ import { PublishedSnapshots, SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
 import { RPCClient } from '../rpc/rpc-client.js'
+import { shutDownNoticeOf } from '../vm/vm-factory.js'
 
 export interface OpenedTarget {
   /** What was opened, for messages: the URL or the dir. */
@@ -39,6 +40,10 @@ export interface TargetOptions {
   timeout?: number
   /** Called with a status line while fetching. */
   onStatus?: (text: string) => void
+  /** Hosts to fetch from (RPC URLs), besides the target's own (`--peer`). */
+  peers?: string[]
+  /** Called with a line worth telling the user (e.g. that the target was shut down and is reached another way). */
+  onNote?: (text: string) => void
   /** Also look the cores up on the DHT. */
   swarm?: SwarmOptions
   /** For an RPC URL: called with its handshake before anything is fetched (it may refuse the target by throwing). */
@@ -51,6 +56,17 @@ export function targetKind(target: string): TargetKind {
   if (/^wss?:\/\//i.test(target)) return 'rpc'
   if (/^(hyper|dat):\/\//i.test(target) || /^[0-9a-f]{64}$/i.test(target)) return 'hyper'
   return 'dir'
+}
+
+/** The handshake at an RPC URL or, for a factory's VM that was shut down (HTTP 410), where its log is served. */
+async function handshakeOrShutDown(url: string, timeout?: number): Promise<BackendInfo | { shutDown: { callLogUrl: string; factoryUrl: string } }> {
+  try {
+    return await handshake(url, timeout)
+  } catch (error) {
+    const notice = (error as { code?: string }).code === 'ERR_CONNECT' ? shutDownNoticeOf((error as Error).message) : null
+    if (!notice) throw error
+    return { shutDown: notice }
+  }
 }
 
 /** The handshake of the VM at an RPC URL (the client is closed again). */
@@ -69,12 +85,22 @@ export async function openTarget(target: string, options: TargetOptions): Promis
   let info: BackendInfo | null = null
   let peers: string[] | undefined
   let callLogUrl = target
+  if (kind === 'hyper') peers = options.peers
   if (kind === 'rpc') {
     options.onStatus?.(`connecting to ${target}`)
-    info = await handshake(target, options.timeout)
-    await options.onHandshake?.(info)
-    peers = [target]
-    callLogUrl = info.callLogUrl
+    const answered = await handshakeOrShutDown(target, options.timeout)
+    if ('shutDown' in answered) {
+      // A factory's VM that was shut down: its cores are still served through the factory.
+      const { callLogUrl: log, factoryUrl } = answered.shutDown
+      options.onNote?.(`${target} was shut down by its factory: auditing its call log ${log} through ${factoryUrl}`)
+      peers = [factoryUrl, ...(options.peers ?? [])]
+      callLogUrl = log
+    } else {
+      info = answered
+      await options.onHandshake?.(info)
+      peers = [target, ...(options.peers ?? [])]
+      callLogUrl = info.callLogUrl
+    }
   }
   options.onStatus?.(`fetching the call log ${callLogUrl}`)
   const remote = { peers, timeout: options.timeout, swarm: options.swarm }

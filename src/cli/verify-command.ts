@@ -65,6 +65,8 @@ async function runVerify(target: string, options: VerifyCommandOptions): Promise
     dir: options.dir,
     timeout: options.timeout,
     onStatus: (text) => progress.status(text),
+    peers: options.peer,
+    onNote: (text) => err.line(`note: ${text}`),
     swarm: swarmOf(options, (text) => progress.status(text)),
     onHandshake: (info) => refuseForkedCopy(target, info, options, progress),
   })

@@ -233,6 +233,8 @@ export class RPCServer extends EventEmitter {
   private readonly mounts = new Map<string, Mount>()
   /** Paths a VM will be mounted at soon, and what to answer meanwhile (reserve()). */
   private readonly reserved = new Map<string, string>()
+  /** Paths whose VM is gone for good (retire): the reason, answered with HTTP 410. */
+  private readonly retired = new Map<string, string>()
   /** Made by listen() (the ws package is loaded only by a process that serves). */
   private wss: WebSocketServer | null = null
   private http: Server | null = null
@@ -289,11 +291,20 @@ export class RPCServer extends EventEmitter {
     this.reserved.set(normalizeMountPath(path), reason)
   }
 
+  /**
+   * Says that the VM once served at `path` is gone for good (a factory's VM shut down): connections
+   * to it are answered HTTP 410 Gone with `reason` (where it is still audited), rather than 404.
+   */
+  retire(path: string, reason: string): void {
+    this.retired.set(normalizeMountPath(path), reason)
+  }
+
   /** Serves `vm` at `path` (before or after listen). */
   mount(path: string, vm: RPCBackend): void {
     const normalized = normalizeMountPath(path)
     if (this.mounts.has(normalized)) throw new InvalidArgumentError(`${normalized} is already mounted; unmount it first`)
     this.reserved.delete(normalized)
+    this.retired.delete(normalized)
     const mount = new Mount(normalized, vm)
     this.mounts.set(normalized, mount)
     if (this.network) this.publish(mount, this.network)
@@ -446,8 +457,10 @@ export class RPCServer extends EventEmitter {
     const mount = this.mounts.get(path)
     if (this.closing || !mount || mount.closing) {
       const pending = !this.closing && !mount ? this.reserved.get(path) : undefined
-      const status = this.closing || pending !== undefined ? '503 Service Unavailable' : '404 Not Found'
-      const body = this.closing ? 'the server is closing\n' : `${pending ?? `no VM is mounted at ${path || req.url}`}\n`
+      const gone = !this.closing && !mount && pending === undefined ? this.retired.get(path) : undefined
+      const status =
+        this.closing || pending !== undefined ? '503 Service Unavailable' : gone !== undefined ? '410 Gone' : '404 Not Found'
+      const body = this.closing ? 'the server is closing\n' : `${pending ?? gone ?? `no VM is mounted at ${path || req.url}`}\n`
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       )

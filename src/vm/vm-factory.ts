@@ -27,6 +27,8 @@ export interface FactoryServer {
   readonly url: string | null
   mount(path: string, vm: VM): void
   unmount(path: string): Promise<void>
+  /** Answers connections to a shut-down VM's path with where it is still audited (RPCServer: HTTP 410). */
+  retire?(path: string, reason: string): void
 }
 
 export interface VMFactoryOptions extends VMOptions {
@@ -66,6 +68,8 @@ export class VMFactory extends VM {
   readonly maxVMsPerCaller: number
   private readonly memoryBudget: number | undefined
   private readonly provisioned = new Map<string, ProvisionedVM>()
+  /** VMs shut down, by id: their call log URL (they stay audited through the factory). */
+  private readonly shutDown = new Map<string, string>()
   private server: FactoryServer | null = null
   private host: VMHost | null = null
 
@@ -118,6 +122,14 @@ export class VMFactory extends VM {
   setRPCServer(server: FactoryServer): void {
     this.server = server
     for (const [id, { vm }] of this.provisioned) server.mount(`/${id}`, vm)
+    for (const [id, callLogUrl] of this.shutDown) this.retire(id, callLogUrl)
+  }
+
+  /** Tells the server that VM `id` was shut down, and that its log is audited through this factory. */
+  private retire(id: string, callLogUrl: string): void {
+    const url = this.server?.url
+    if (!url || !this.server?.retire) return
+    this.server.retire(`/${id}`, shutDownNotice(id, callLogUrl, `${url}/`))
   }
 
   /** Calls the factory script's provisionVM (a logged call, as an anonymous caller). */
@@ -186,6 +198,8 @@ export class VMFactory extends VM {
     if (!vm) throw new FactoryError('VMNotFound', `this factory runs no VM with id ${JSON.stringify(id)}`)
     this.provisioned.delete(id as string)
     await this.server?.unmount(`/${id}`)
+    this.shutDown.set(id as string, vm.callLog.url)
+    this.retire(id as string, vm.callLog.url)
     await vm.close()
     return id as string
   }
@@ -197,14 +211,37 @@ export class VMFactory extends VM {
    */
   private async liveVMs(): Promise<Map<string, string | null>> {
     const live = new Map<string, string | null>()
+    const logs = new Map<string, string>()
     for await (const entry of this.callLog.entries({ start: 1 })) {
       const call = entry as CallEntry
       for (const record of (call.oracle?.vms ?? []) as unknown as OracleRecord[]) {
         if (record.error) continue
-        if (record.op === 'vms.provisionVM') live.set((record.result as { id: string }).id, call.caller ?? null)
-        if (record.op === 'vms.shutdownVM') live.delete(record.result as string)
+        if (record.op === 'vms.provisionVM') {
+          const { id, callLogUrl } = record.result as { id: string; callLogUrl: string }
+          live.set(id, call.caller ?? null)
+          logs.set(id, callLogUrl)
+        }
+        if (record.op === 'vms.shutdownVM') {
+          live.delete(record.result as string)
+          const url = logs.get(record.result as string)
+          if (url) this.shutDown.set(record.result as string, url)
+        }
       }
     }
     return live
   }
+}
+
+/**
+ * What a connection to a shut-down VM's path is told (HTTP 410): where its log is still served. The
+ * command line reads it to audit the VM through its factory (cli/targets.ts).
+ */
+export function shutDownNotice(id: string, callLogUrl: string, factoryUrl: string): string {
+  return `the VM ${id} was shut down; its call log ${callLogUrl} is served through its factory at ${factoryUrl}`
+}
+
+/** The call log and factory URL a shut-down notice names, or null for any other text. */
+export function shutDownNoticeOf(text: string): { callLogUrl: string; factoryUrl: string } | null {
+  const match = /its call log (hyper:\/\/[0-9a-f]{64}) is served through its factory at (wss?:\/\/\S+)/.exec(text)
+  return match ? { callLogUrl: match[1], factoryUrl: match[2] } : null
 }
