@@ -63,7 +63,7 @@ export type { BundleInfo, BundleOptions, ScriptBundle } from './script/bundle.js
 export { bundleInfoOf, bundleScript } from './script/bundle.js'
 export type { CheckpointOptions } from './vm/checkpoints.js'
 export type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
-export type { DeployOptions, ExecuteCallRequest, VMOptions } from './vm/vm.js'
+export type { DeployOptions, ExecuteCallRequest, LoggedCall, VMOptions } from './vm/vm.js'
 
 // The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).
 import './net/remote-cores.js'

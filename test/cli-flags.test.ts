@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { BIN, exec, exited, nodevms, SCRIPTS, stop } from './cli-helpers.js'
@@ -184,4 +184,48 @@ test("verify reaches a factory's VM after it was shut down: through the factory 
   const notedAgain = await check([movedUrl], 'its path on the restarted factory')
   assert.match(notedAgain, /was shut down by its factory/)
   assert.equal(await stop(again.child), 0)
+})
+
+test('exec --access-log prints a line per call: on stderr (JSON lines with --json), or appended to a file', async (t) => {
+  const work = await tempDir(t)
+  const script = join(work, 'spin.js')
+  await writeFile(script, `${SPIN}\nexports.fail = () => { throw new TypeError('no') }\n`)
+  const onStderr = await serve(t, [script, '--dir', join(work, 'a'), '--access-log'])
+  assert.equal((await nodevms(['call', onStderr.rpcUrl, 'spin', '10', '--user', 'ann'])).code, 0)
+  assert.equal((await nodevms(['call', onStderr.rpcUrl, 'fail'])).code, 1)
+  assert.equal(await stop(onStderr.child), 0)
+  const records = onStderr
+    .stderr()
+    .split('\n')
+    .filter((line) => line.startsWith('{"seq"'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+  assert.equal(records.length, 2, onStderr.stderr())
+  assert.deepEqual(Object.keys(records[0]).sort(), ['caller', 'method', 'ms', 'ok', 'seq', 'time'])
+  assert.deepEqual([records[0].seq, records[0].caller, records[0].method, records[0].ok], [1, 'ann', 'spin', true])
+  assert.deepEqual([records[1].seq, records[1].caller, records[1].ok, records[1].error], [2, null, false, 'TypeError'])
+  assert.match(String(records[0].time), /^\d{4}-\d\d-\d\dT[\d:.]+Z$/)
+
+  // Without --json, text lines; to a file, appended across restarts.
+  const file = join(work, 'access.log')
+  for (const round of [1, 2]) {
+    const child = spawn(process.execPath, [BIN, 'exec', script, '--dir', join(work, 'b'), '--port', '0', '--access-log', file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    t.after(() => stop(child))
+    const rpcUrl = await new Promise<string>((resolve, reject) => {
+      let text = ''
+      child.stdout.on('data', (chunk) => {
+        text += chunk
+        const url = /RPC\s+(ws:\/\/\S+)/.exec(text)?.[1]
+        if (url) resolve(url)
+      })
+      child.once('exit', (code) => reject(new Error(`exec exited ${code}`)))
+    })
+    assert.equal((await nodevms(['call', rpcUrl, round === 1 ? 'echo' : 'fail', String(round)])).code, round === 1 ? 0 : 1)
+    assert.equal(await stop(child), 0)
+  }
+  const lines = (await readFile(file, 'utf8')).trim().split('\n')
+  assert.equal(lines.length, 2, 'one line per call, appended')
+  assert.match(lines[0], /^#1 \d{4}-\d\d-\d\dT[\d:.]+Z \(anonymous\) echo [\d.]+ ms ok$/)
+  assert.match(lines[1], /^#2 \S+ \(anonymous\) fail [\d.]+ ms ✗ TypeError$/)
 })

@@ -3,6 +3,7 @@
  * `/` until Ctrl-C or SIGTERM. Restarting on the same dir resumes the VM where it stopped.
  */
 
+import { createWriteStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, extname, resolve } from 'node:path'
 import type { Command } from 'commander'
@@ -11,7 +12,7 @@ import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { bundleScript, needsBundling } from '../script/bundle.js'
-import { type DeployOptions, VM, type VMOptions } from '../vm/vm.js'
+import { type DeployOptions, type LoggedCall, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { addLimitOptions, ignoredLimits, limitsOf } from './limit-options.js'
@@ -52,6 +53,7 @@ interface ExecOptions extends SwarmFlags, Partial<VMLimits> {
   maxQueuedCalls?: number
   maxBadSignatures?: number
   allowOrigin?: string[]
+  accessLog?: string | true
 }
 
 export function registerExec(program: Command): void {
@@ -75,7 +77,8 @@ export function registerExec(program: Command): void {
       "state the VM's digest in its log and keep a snapshot every n calls (default 1000), so a restart replays only the calls after it; off: none",
       parseCheckpoints,
     )
-    .option('--json', 'print where it serves as one JSON line')
+    .option('--json', 'print where it serves as one JSON line (and the access log as JSON lines)')
+    .option('--access-log [file]', 'print a line per call (seq, time, caller, method, duration, outcome) on stderr, or append it to file')
     .option('--max-connections <n>', 'most open connections at once (default 1000)', parsePositive)
     .option('--max-connections-per-address <n>', 'most open connections from one remote address (default 128)', parsePositive)
     .option('--handshake-timeout <ms>', 'time a connection has, from connecting, to send rpc.handshake (default 10000)', parsePositive)
@@ -195,11 +198,14 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     await vm.close()
     throw error
   }
+  const accessLog = options.accessLog ? openAccessLog(options.accessLog, !!options.json) : null
+  if (accessLog) vm.on('call', accessLog.write)
   // Signals are handled before anyone is told where it serves: a SIGTERM right after is a clean stop.
   const stopped = untilStopped(async (signal) => {
     err.note(`${signal}: answering calls in flight, then closing`)
     await server.close()
     await vm.close()
+    await accessLog?.close()
   })
   const where = {
     rpcUrl: `${server.url}/`,
@@ -227,4 +233,33 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     out.line(out.paint('dim', '  Ctrl-C stops it'))
   }
   await stopped
+}
+
+/**
+ * `--access-log [file]`: a line per logged call, on stderr or appended to `file`:
+ * `#12 2026-12-07T16:32:33.626Z alice increment 3.1 ms ok` (`✗ TypeError` for a failed call), or with
+ * --json `{"seq":12,"time":"…","caller":"alice","method":"increment","ms":3.1,"ok":true}`.
+ */
+function openAccessLog(to: string | true, json: boolean): { write: (call: LoggedCall) => void; close: () => Promise<void> } {
+  const stream = to === true ? null : createWriteStream(resolve(to), { flags: 'a' })
+  stream?.on('error', (error) => err.line(`note: the access log ${to} cannot be written: ${error.message}`))
+  const write = (call: LoggedCall) => {
+    const time = new Date(call.timestamp).toISOString()
+    const ms = Math.round(call.ms * 10) / 10
+    const line = json
+      ? JSON.stringify({
+          seq: call.seq,
+          time,
+          caller: call.caller,
+          method: call.method,
+          ms,
+          ok: !call.error,
+          ...(call.error ? { error: call.error } : {}),
+        })
+      : `#${call.seq} ${time} ${call.caller ?? '(anonymous)'} ${call.method} ${ms} ms ${call.error ? `✗ ${call.error}` : 'ok'}`
+    if (stream) stream.write(`${line}\n`)
+    else err.line(line)
+  }
+  const close = () => new Promise<void>((done) => (stream ? stream.end(done) : done()))
+  return { write, close }
 }

@@ -71,7 +71,7 @@ export function parseLimitOrOff(value: string): number {
 
 /** `--peer <url>`, repeatable: an RPC URL (ws:// or wss://) to fetch from; collected in order. */
 export function collectPeers(value: string, previous: string[] = []): string[] {
-  if (!/^wss?:\/\/[^/\s]+/.test(value)) throw new InvalidArgumentError('expected a host\'s RPC URL, such as ws://host:5555/')
+  if (!/^wss?:\/\/[^/\s]+/.test(value)) throw new InvalidArgumentError("expected a host's RPC URL, such as ws://host:5555/")
   return [...previous, value]
 }
 

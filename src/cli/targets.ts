@@ -59,7 +59,10 @@ export function targetKind(target: string): TargetKind {
 }
 
 /** The handshake at an RPC URL or, for a factory's VM that was shut down (HTTP 410), where its log is served. */
-async function handshakeOrShutDown(url: string, timeout?: number): Promise<BackendInfo | { shutDown: { callLogUrl: string; factoryUrl: string } }> {
+async function handshakeOrShutDown(
+  url: string,
+  timeout?: number,
+): Promise<BackendInfo | { shutDown: { callLogUrl: string; factoryUrl: string } }> {
   try {
     return await handshake(url, timeout)
   } catch (error) {

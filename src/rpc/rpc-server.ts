@@ -458,8 +458,7 @@ export class RPCServer extends EventEmitter {
     if (this.closing || !mount || mount.closing) {
       const pending = !this.closing && !mount ? this.reserved.get(path) : undefined
       const gone = !this.closing && !mount && pending === undefined ? this.retired.get(path) : undefined
-      const status =
-        this.closing || pending !== undefined ? '503 Service Unavailable' : gone !== undefined ? '410 Gone' : '404 Not Found'
+      const status = this.closing || pending !== undefined ? '503 Service Unavailable' : gone !== undefined ? '410 Gone' : '404 Not Found'
       const body = this.closing ? 'the server is closing\n' : `${pending ?? gone ?? `no VM is mounted at ${path || req.url}`}\n`
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,

@@ -541,7 +541,15 @@ export class VM extends EventEmitter {
     if (executor.failure) throw new StateError(`the VM stopped after a storage failure (${executor.failure.message}); reopen it`)
     const admitted = this.checkCall(request)
     request.onAdmitted?.()
-    return executor.submit(admitted, request.lane !== undefined ? request.lane : admitted.caller, request.maxQueued)
+    const started = performance.now()
+    const stored = executor.submit(admitted, request.lane !== undefined ? request.lane : admitted.caller, request.maxQueued)
+    if (this.listenerCount('call') > 0) {
+      stored.then(
+        (call) => this.emit('call', loggedCallOf(call, performance.now() - started)),
+        () => {},
+      )
+    }
+    return stored
   }
 
   /**
@@ -632,4 +640,24 @@ async function discardUnloggedFiles(archive: DatArchive, logged: FilesState): Pr
       actual: state,
     })
   }
+}
+
+/** What `vm.on('call', …)` hands on for each call, once its entry is stored (an access log's line). */
+export interface LoggedCall {
+  seq: number
+  /** The call's logged time (ms since the epoch). */
+  timestamp: number
+  caller: string | null
+  method: string
+  /** From admission to the entry stored, queueing included (ms). */
+  ms: number
+  /** The logged error's name, for a call that failed inside the VM. */
+  error?: string
+}
+
+function loggedCallOf(call: StoredCall, ms: number): LoggedCall {
+  const { entry } = call
+  const logged: LoggedCall = { seq: call.seq, timestamp: entry.timestamp, caller: entry.caller ?? null, method: entry.method, ms }
+  if (entry.error) logged.error = entry.error.name
+  return logged
 }
