@@ -1,9 +1,9 @@
-import type { Receipt } from './ledger/receipts.js'
-
 /**
  * Named errors with stable codes — every class and every code LibVMS has, in this one file. Every
  * failure a user can cause is one of these: `name` says what kind of failure it is, `code` is stable
  * across releases (match on it), `message` says what to do. docs/api.md ("Errors") lists them.
+ *
+ * The lowest layer: this file imports nothing of LibVMS (test/layers.test.ts holds it to that).
  */
 
 /** The errors the files API raises inside a call (and DatArchive reads outside one): name → code. */
@@ -190,8 +190,8 @@ export class ScriptError extends LibVMSError {
  */
 export class CallError extends LibVMSError {
   readonly seq: number | undefined
-  /** The log's signed receipt of the failed call's entry, when one was asked for (RPC with receipts). */
-  receipt?: Receipt
+  // `receipt`, the log's signed receipt of the failed call's entry when one was asked for (RPC with
+  // receipts), is declared beside the Receipt type, in ledger/receipts.ts: this file imports nothing above it.
 
   constructor(name: string, message: string, seq?: number) {
     super(name, CALL_ERROR_CODES[name] ?? 'ERR_CALL_FAILED', message)
@@ -456,6 +456,38 @@ export class ListenError extends LibVMSError {
 export class ReceiptError extends LibVMSError {
   constructor(why: string) {
     super('ReceiptError', 'ERR_BAD_RECEIPT', `the receipt does not hold: ${why}`)
+  }
+}
+
+// ---- Signals inside LibVMS: each is caught where it is answered and turned into one of the errors
+// above (or an HTTP answer), so none reaches a user as it is; they carry no code.
+
+/**
+ * Thrown by a host-work meter (sandbox/host-work.ts) when a charge passes the call's allowance: the
+ * call is over its budget. The sandbox ends the call as ComputeLimitExceeded.
+ */
+export class HostWorkExceeded extends Error {
+  constructor() {
+    super('the call used more than its compute budget (limits.computeTicks) on host work')
+    this.name = 'HostWorkExceeded'
+  }
+}
+
+/**
+ * Why a snapshot file was not used (ledger/snapshot.ts, snapshot-store.ts): torn, damaged, not one,
+ * or not the one expected. Whoever reads it skips the snapshot, or names it in its verdict.
+ */
+export class SnapshotUnreadable extends Error {
+  override name = 'SnapshotUnreadable'
+}
+
+/** A request the explorer (explorer/) refuses, with the HTTP status it answers and why. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message)
   }
 }
 

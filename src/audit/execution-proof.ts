@@ -18,7 +18,7 @@
  * limits its init entry records (and the checker's ceilings), and every way it can fail to show a
  * lie is a verdict that does not hold, never an exception.
  */
-import { DivergenceError, StateError } from '../errors.js'
+import { DivergenceError, SnapshotUnreadable, StateError } from '../errors.js'
 import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
@@ -34,7 +34,7 @@ import {
   type TreeNode,
   verifyLogPart,
 } from '../ledger/receipts.js'
-import { decodeSnapshot, encodeSnapshot, entryHash, maxSnapshotBytes, SnapshotUnreadable, type VMSnapshot } from '../ledger/snapshot.js'
+import { decodeSnapshot, encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ReplaySource, ReplayStart } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'

@@ -7,7 +7,7 @@
 import type { Worker } from 'node:worker_threads'
 import type { ReadEntry } from '../ledger/call-log.js'
 import type { CallEntry } from '../ledger/log-entry.js'
-import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
+import { moduleBeside, startModuleWorker } from '../threads.js'
 import type { SignatureBatch } from './signature-thread.js'
 
 const THREAD_ENTRY = moduleBeside(import.meta.url, 'signature-thread')

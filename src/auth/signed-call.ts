@@ -17,15 +17,12 @@ import crypto from 'hypercore-crypto'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { jsonDeeperThan, jsonHasDuplicateKeys, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
 import { AuthError } from '../errors.js'
-import { CLIENT_NONCE } from '../ledger/log-entry.js'
+import { CLIENT_NONCE, type SignedCall } from '../ledger/log-entry.js'
 
 export const CALL_PAYLOAD_TYPE = 'libvms-call'
 
-/** What the caller signed, as the exact text, and the signature (hex). */
-export interface SignedCall {
-  payload: string
-  signature: string
-}
+/** SignedCall is a field of the log's call entries, defined with them (log-entry.ts). */
+export type { SignedCall }
 
 export interface CallPayload {
   type: typeof CALL_PAYLOAD_TYPE

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
-import { type SeededFork, Seeder, type UnprovenFork } from '../net/seeder.js'
+import { type SeededFork, Seeder, type UnprovenFork } from '../seeder/seeder.js'
 import { counted } from '../wording.js'
 import { err, out } from './output.js'
 import { parsePort, parseTimeout } from './parse-options.js'

@@ -8,12 +8,12 @@ import type Hypercore from 'hypercore'
 import { FetchError, StateError, storageError } from '../errors.js'
 import { counted } from '../wording.js'
 import { blocksWithin } from './block-sizes.js'
+import { openLogStorage } from './data-dir.js'
 import { assertNoFork } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
 import { RecentTree } from './recent-tree.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
-import { openLogStorage } from './vm-storage.js'
 
 const CALL_LOG_CORE_NAME = 'call-log'
 

@@ -11,24 +11,14 @@ import type Hyperdrive from 'hyperdrive'
 import { FilesTransaction, type StatResult } from './files-transaction.js'
 import { FilesView, type HistoryRecord } from './files-view.js'
 
-export type { HistoryRecord }
+/** FilesState is a field of the log's entries, defined with them (log-entry.ts); an archive's state() is one. */
+export type { FilesState, HistoryRecord }
 
 import { StateError, storageError } from '../errors.js'
 import { assertNoFork, downloadAll, type StallHandler } from './download.js'
 import { keyToUrl, parseKeyUrl, toHex } from './keys.js'
+import type { FilesState } from './log-entry.js'
 import { type RemoteOptions, remoteSource } from './remote-source.js'
-
-/**
- * The state of an archive at one version, as recorded in each log entry. The tree hashes of the
- * metadata core (at `version` blocks) and of the blobs core (at `blobsLength` blocks) depend only on
- * the archive's content and history, not on its key, so an honest replay reproduces them exactly.
- */
-export interface FilesState {
-  version: number
-  dbHash: string
-  blobsLength: number
-  blobsHash: string
-}
 
 /** The tree hash of an empty Hypercore (whatever its key). */
 const EMPTY_TREE_HASH = toHex(crypto.tree([]))

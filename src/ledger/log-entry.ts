@@ -11,11 +11,9 @@
  * anything uses them.
  */
 
-import type { SignedCall } from '../auth/signed-call.js'
 import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../codec/value-codec.js'
 import { LogFormatError } from '../errors.js'
 import type { VMLimits } from '../sandbox/limits.js'
-import type { FilesState } from './files-archive.js'
 
 /** The schema new logs are written in. */
 export const LOG_SCHEMA = 3
@@ -35,6 +33,24 @@ export interface EngineInfo {
   hyperdrive: string
   hyperbee: string
   libvms: string
+}
+
+/**
+ * The state of an archive at one version, as recorded in each log entry. The tree hashes of the
+ * metadata core (at `version` blocks) and of the blobs core (at `blobsLength` blocks) depend only on
+ * the archive's content and history, not on its key, so an honest replay reproduces them exactly.
+ */
+export interface FilesState {
+  version: number
+  dbHash: string
+  blobsLength: number
+  blobsHash: string
+}
+
+/** Production mode: what the caller signed, as the exact text, and the signature (hex); auth/signed-call.ts reads it. */
+export interface SignedCall {
+  payload: string
+  signature: string
 }
 
 export interface CallErrorInfo {

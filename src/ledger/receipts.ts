@@ -86,6 +86,13 @@ export interface Receipt {
   proof: string
 }
 
+declare module '../errors.js' {
+  interface CallError {
+    /** The log's signed receipt of the failed call's entry, when one was asked for (RPC with receipts). */
+    receipt?: Receipt
+  }
+}
+
 /** What a receipt proves, once checked. */
 export interface ProvenEntry {
   log: string

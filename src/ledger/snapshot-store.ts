@@ -9,13 +9,13 @@
 import { constants } from 'node:fs'
 import { type FileHandle, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { SnapshotUnreadable } from '../errors.js'
 import type { DatArchive } from './files-archive.js'
 import {
   checkSnapshotHeader,
   decodeSnapshotInSlices,
   SNAPSHOT_HEADER_OFFSET,
   type SnapshotExpectation,
-  SnapshotUnreadable,
   snapshotHeaderLength,
   type VMSnapshot,
 } from './snapshot.js'

@@ -15,6 +15,7 @@
  *   "LIBVMS-SNAPSHOT/1\n"  u32 header length  header (JSON)  pages (64 KiB each)  sha256 (32 bytes)
  */
 import { createHash } from 'node:crypto'
+import { SnapshotUnreadable } from '../errors.js'
 import { PAGE_BYTES } from '../sandbox/engine.js'
 import { checkEngineStateShape, type EngineState } from '../sandbox/engine-state.js'
 import { chunksOf, runAtOnce, runInSlices, type Steps } from '../sandbox/slices.js'
@@ -190,11 +191,6 @@ export function checkSnapshotHeader(headerText: string, expect: SnapshotExpectat
   for (const key of ['seq', 'state', 'stateFormat', 'entryHash'] as const) {
     if (expect[key] !== undefined && h[key] !== expect[key]) throw new SnapshotUnreadable(`its header's ${key} is not the one expected`)
   }
-}
-
-/** Why a snapshot file was not used. */
-export class SnapshotUnreadable extends Error {
-  override name = 'SnapshotUnreadable'
 }
 
 /**

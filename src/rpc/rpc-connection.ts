@@ -32,7 +32,6 @@ import {
   RPC_ERRORS,
   type RPCErrorObject,
 } from './protocol.js'
-import type { Mount } from './rpc-server.js'
 
 type BackendCall = {
   methodName: string
@@ -599,5 +598,45 @@ export class RPCConnection {
       }
     }
     return { signed: { payload, signature, counter: parsed.counter }, args: parsed.args }
+  }
+}
+
+/** What the server knows about one mounted VM: its path, its backend, its connections and the calls in flight through it. */
+export class Mount {
+  readonly connections = new Set<RPCConnection>()
+  /** Its replication sockets (terminated when the mount closes). */
+  readonly replications = new Set<{ terminate(): void }>()
+  inFlight = 0
+  closing = false
+  /** While published on the DHT: stops serving its cores to new swarm connections. */
+  unpublish: (() => Promise<void>) | null = null
+  private readonly drainWaiters = new Set<() => void>()
+
+  constructor(
+    readonly path: string,
+    readonly backend: RPCBackend,
+  ) {}
+
+  callStarted(): void {
+    this.inFlight++
+  }
+
+  callEnded(): void {
+    this.inFlight--
+    if (this.inFlight === 0) for (const wake of this.drainWaiters) wake()
+  }
+
+  /** Resolves when no call is in flight (or after `timeoutMs`); several callers may wait. */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer)
+        this.drainWaiters.delete(wake)
+        resolve()
+      }
+      const timer = setTimeout(wake, timeoutMs)
+      this.drainWaiters.add(wake)
+    })
   }
 }

@@ -14,7 +14,7 @@ import { answerReplication, loadWs, REPLICATION_PROTOCOL } from '../net/replicat
 import { SwarmNetwork, type SwarmSetting, swarmOptionsOf } from '../net/swarm.js'
 import { ChannelSocket } from '../net/swarm-rpc.js'
 import { CLOSE_CODES, closeReason, type MessageSocket } from './protocol.js'
-import { type RPCBackend, RPCConnection } from './rpc-connection.js'
+import { Mount, type RPCBackend, RPCConnection } from './rpc-connection.js'
 
 export interface RPCServerOptions {
   /**
@@ -124,45 +124,6 @@ function normalizeOrigin(origin: string): string | null {
     return parsed.origin === 'null' ? null : parsed.origin
   } catch {
     return null
-  }
-}
-
-/** What the server knows about one mounted VM. */
-export class Mount {
-  readonly connections = new Set<RPCConnection>()
-  readonly replications = new Set<WebSocket>()
-  inFlight = 0
-  closing = false
-  /** While published on the DHT: stops serving its cores to new swarm connections. */
-  unpublish: (() => Promise<void>) | null = null
-  private readonly drainWaiters = new Set<() => void>()
-
-  constructor(
-    readonly path: string,
-    readonly backend: RPCBackend,
-  ) {}
-
-  callStarted(): void {
-    this.inFlight++
-  }
-
-  callEnded(): void {
-    this.inFlight--
-    if (this.inFlight === 0) for (const wake of this.drainWaiters) wake()
-  }
-
-  /** Resolves when no call is in flight (or after `timeoutMs`); several callers may wait. */
-  async drain(timeoutMs: number): Promise<void> {
-    if (this.inFlight === 0) return
-    await new Promise<void>((resolve) => {
-      const wake = () => {
-        clearTimeout(timer)
-        this.drainWaiters.delete(wake)
-        resolve()
-      }
-      const timer = setTimeout(wake, timeoutMs)
-      this.drainWaiters.add(wake)
-    })
   }
 }
 

@@ -16,7 +16,6 @@ import { createRequire } from 'node:module'
 import { join, sep } from 'node:path'
 import { engineHash, PAGE_BYTES, pageOf, writtenPageSteps, zeroPageSteps } from './engine.js'
 import { PRELUDE_SOURCE } from './prelude.js'
-import type { ExportInfo } from './sandbox.js'
 import type { Steps } from './slices.js'
 
 const require = createRequire(import.meta.url)
@@ -27,6 +26,14 @@ const require = createRequire(import.meta.url)
  * memory, so that digests of other builds are told apart rather than taken for lies.
  */
 const SANDBOX_SETUP_VERSION = 1
+
+/** One export of a script, as the sandbox lists it after loading it. */
+export interface ExportInfo {
+  name: string
+  callable: boolean
+  /** A non-function export's value at load time (tagged JSON), or null if it cannot be encoded. */
+  value?: string | null
+}
 
 /** A sandbox's state between turns. */
 export interface EngineState {

@@ -21,9 +21,9 @@ import {
   type QuickJSSyncVariant,
   type QuickJSWASMModule,
 } from 'quickjs-emscripten-core'
+import { moduleBeside, startModuleWorker } from '../threads.js'
 import { deterministicImports } from './host-imports.js'
 import { runInSlices, type Steps } from './slices.js'
-import { moduleBeside, startModuleWorker } from './worker-start.js'
 
 const require = createRequire(import.meta.url)
 

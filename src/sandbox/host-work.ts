@@ -12,6 +12,7 @@
  * schedules existed) is replayed with schedule 0, which charges nothing — so it verifies as it did.
  * docs/vm-api.md publishes the table; change a number only by adding a new version.
  */
+import { HostWorkExceeded } from '../errors.js'
 
 /** The cost of each kind of host work, in milliticks. */
 export interface CostSchedule {
@@ -99,14 +100,6 @@ export function costSchedule(version: number | undefined): CostSchedule | null {
 
 /** Milliticks in a tick. */
 export const MILLITICKS = 1000
-
-/** Thrown by a meter when a charge passes the call's allowance: the call is over its budget. */
-export class HostWorkExceeded extends Error {
-  constructor() {
-    super('the call used more than its compute budget (limits.computeTicks) on host work')
-    this.name = 'HostWorkExceeded'
-  }
-}
 
 /**
  * Charges the host work of one request against what is left of its call's budget. `charge` throws

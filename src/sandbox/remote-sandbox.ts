@@ -12,12 +12,12 @@
  */
 import type { Worker } from 'node:worker_threads'
 import { HostFaultError } from '../errors.js'
+import { moduleBeside, startModuleWorker } from '../threads.js'
 import type { EngineState } from './engine-state.js'
 import { costSchedule, HostMeter } from './host-work.js'
 import type { CallOutcome, ConsoleSink, ExportInfo, HostRequestHandler, SandboxOptions, TurnContext } from './sandbox.js'
 import { runInSlices, sharedCopySteps } from './slices.js'
 import { type FromThread, fromCrossing, type LoadReply, type ToThread, toCrossing } from './thread-messages.js'
-import { moduleBeside, startModuleWorker } from './worker-start.js'
 
 function maxThreads(): number {
   const configured = Number(process.env.LIBVMS_SANDBOX_THREADS)

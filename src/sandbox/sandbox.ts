@@ -26,10 +26,10 @@ import { compileFunction } from 'node:vm'
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule } from 'quickjs-emscripten-core'
 import type { TaggedValue } from '../codec/value-codec.js'
 import { decodeValue, encodeValue, jsonDeeperThan, MAX_VALUE_DEPTH } from '../codec/value-codec.js'
-import { HostFaultError, ScriptError } from '../errors.js'
+import { HostFaultError, HostWorkExceeded, ScriptError } from '../errors.js'
 import { createEngineInstance, recycleMemory } from './engine.js'
-import { captureSteps, type EngineState, writeMemorySteps } from './engine-state.js'
-import { type CostSchedule, costSchedule, HostMeter, HostWorkExceeded, MILLITICKS } from './host-work.js'
+import { captureSteps, type EngineState, type ExportInfo, writeMemorySteps } from './engine-state.js'
+import { type CostSchedule, costSchedule, HostMeter, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
 import { PRELUDE_SOURCE } from './prelude.js'
 import { runInSlices, type Steps } from './slices.js'
@@ -58,12 +58,8 @@ export type HostRequestHandler = (op: string, args: unknown[], meter: HostMeter)
 
 export type ConsoleSink = (level: string, message: string) => void
 
-export interface ExportInfo {
-  name: string
-  callable: boolean
-  /** A non-function export's value at load time (tagged JSON), or null if it cannot be encoded. */
-  value?: string | null
-}
+/** ExportInfo is part of a sandbox's state between turns, defined with it (engine-state.ts). */
+export type { ExportInfo }
 
 export interface SandboxOptions {
   limits: VMLimits

@@ -109,7 +109,7 @@ export class TurnRunner {
     if (!ahead) return create(options.console)
     const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory })
     // Made with a console (so that a thread forwards its lines), then given this VM's.
-    return takeSpareSandbox(kind, () => create(() => {})).then((sandbox) => {
+    return takeSpareSandbox<EngineSandbox>(kind, () => create(() => {})).then((sandbox) => {
       sandbox.setConsole(options.console)
       return sandbox
     })

@@ -12,7 +12,7 @@ import { totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import type Corestore from 'corestore'
 import { CapacityError, InvalidArgumentError, StateError } from '../errors.js'
-import { claimHostDir, openStore } from '../ledger/vm-storage.js'
+import { claimHostDir, openStore } from '../ledger/data-dir.js'
 import { formatBytes } from '../wording.js'
 import type { DeployOptions, VM } from './vm.js'
 

@@ -37,13 +37,13 @@ import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl, parseKeyUrl, toHex } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import type { SwarmOptions } from '../ledger/remote-source.js'
+import { type Backoff, distrust, Peering, servesHistory, sourceConnected } from '../net/peering.js'
+import { SwarmNetwork } from '../net/swarm.js'
 import type { ReplicaInfo } from '../rpc/protocol.js'
 import type { RPCBackend } from '../rpc/rpc-connection.js'
 import { type ListenOptions, RPCServer } from '../rpc/rpc-server.js'
 import { askLength, entryAt, followArchive, holdLength } from './archive-follower.js'
-import { type Backoff, distrust, Peering, servesHistory, sourceConnected } from './peering.js'
 import { ForkRecord } from './replica-forks.js'
-import { SwarmNetwork } from './swarm.js'
 
 export interface SeederOptions {
   /** Where the replicas live (created if absent). */

@@ -14,9 +14,9 @@ import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import { keyToUrl } from '../ledger/keys.js'
 import { compareReceipts, createCoreReceipt, type ForkProof, type Receipt, verifyReceipt } from '../ledger/receipts.js'
-import { Peering } from './peering.js'
-import { SwarmNetwork, type SwarmOptions } from './swarm.js'
-import { sleep, within } from './waits.js'
+import { Peering } from '../net/peering.js'
+import { SwarmNetwork, type SwarmOptions } from '../net/swarm.js'
+import { sleep, within } from '../net/waits.js'
 
 /** How long the hosts' ws:// endpoints get to show another fork; the DHT gets the whole timeout. */
 const HOSTS_TIMEOUT_MS = 20_000

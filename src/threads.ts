@@ -1,7 +1,9 @@
 /**
- * Starting a worker thread that runs one of this package's modules. Under a TypeScript loader (tsx,
- * in development) the modules are .ts files, and the worker registers the loader before it loads its
- * entry. A worker takes none of the process's Node options (e.g. --input-type would stop it).
+ * Starting a worker thread that runs one of this package's modules (the sandbox threads and the
+ * engine's warm-up thread, the signature-checking thread, the audit's segment threads). Under a
+ * TypeScript loader (tsx, in development) the modules are .ts files, and the worker registers the
+ * loader before it loads its entry. A worker takes none of the process's Node options (e.g.
+ * --input-type would stop it). A low layer, beside errors.ts: it imports nothing of LibVMS.
  */
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,6 +14,7 @@ export function moduleBeside(here: string, name: string): URL {
   return new URL(`./${name}${extname(fileURLToPath(here))}`, here)
 }
 
+/** A worker thread running the module at `entry` (a .js module as is, a .ts one through tsx). */
 export function startModuleWorker(entry: URL): Worker {
   if (extname(fileURLToPath(entry)) !== '.ts') return new Worker(entry, { execArgv: [] })
   const loader = import.meta.resolve('tsx/esm/api')

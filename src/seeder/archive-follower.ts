@@ -12,8 +12,8 @@ import { StateError } from '../errors.js'
 import { downloadAll } from '../ledger/download.js'
 import { keyToUrl } from '../ledger/keys.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
-import type { Backoff } from './peering.js'
-import { within } from './waits.js'
+import type { Backoff } from '../net/peering.js'
+import { within } from '../net/waits.js'
 
 /** How long the archive waits for a newer length it asked for, and for blocks, before trying again later. */
 const ARCHIVE_WAIT_MS = 15_000
