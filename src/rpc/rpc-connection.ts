@@ -1,7 +1,10 @@
 /**
  * One client connection to one mounted VM: decodes frames, checks them at the edge, runs calls and
  * sends the answers. A frame that is not a valid request is answered with an error and the
- * connection stays usable; nothing invalid reaches the VM.
+ * connection stays usable; nothing invalid reaches the VM. What reaches it travels parsed: a signed
+ * call's payload is parsed here, once, and a call's arguments put in the tagged form a VM logs, once
+ * (vm/admission.ts, EdgeCall). Every refusal is an error of src/errors.ts, answered with its name,
+ * code and message; the JSON-RPC number comes from its code (RPC_NUMBERS).
  */
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
