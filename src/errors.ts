@@ -223,14 +223,16 @@ export class InvalidArgumentError extends LibVMSError {
   }
 }
 
-/** A method name that the VM does not export (or that may not be called, such as `init`). */
+/**
+ * A method name that the VM does not export (or that may not be called, such as `init`). `message`:
+ * where the caller finds the ones it has, said its way (an RPC server's edge points at the handshake).
+ */
 export class MethodNotFoundError extends LibVMSError {
-  constructor(methodName: string) {
-    super(
-      'MethodNotFound',
-      'ERR_METHOD_NOT_FOUND',
-      `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.methods for the ones it has`,
-    )
+  constructor(
+    methodName: string,
+    message = `The VM has no callable export named ${JSON.stringify(methodName)}; list vm.methods for the ones it has`,
+  ) {
+    super('MethodNotFound', 'ERR_METHOD_NOT_FOUND', message)
   }
 }
 
@@ -358,6 +360,31 @@ export class RPCError extends LibVMSError {
     super(name, code, message)
     this.rpcCode = rpcCode
     this.seq = seq
+  }
+}
+
+/** The names RPC clients see for what a server refuses at its edge, by code (a second handshake is named as a missing one). */
+const RPC_EDGE_NAMES = {
+  ERR_PARSE: 'ParseError',
+  ERR_INVALID_REQUEST: 'InvalidRequest',
+  ERR_INVALID_PARAMS: 'InvalidParams',
+  ERR_MESSAGE_TOO_LARGE: 'MessageTooLarge',
+  ERR_UNAVAILABLE: 'Unavailable',
+  ERR_HANDSHAKE_REQUIRED: 'HandshakeRequired',
+  ERR_HANDSHAKE_DONE: 'HandshakeRequired',
+  ERR_INTERNAL: 'InternalError',
+  ERR_NOT_HOST: 'NotHost',
+} as const satisfies Record<Exclude<RPCEdgeErrorCode, 'ERR_QUEUE_FULL'>, string>
+
+/**
+ * What an RPC server refuses at its edge (rpc/rpc-connection.ts), before a call reaches a VM: a frame
+ * that is not a request, a call before the handshake, a VM no longer served here, … Answered, never
+ * thrown to a user (a client sees it as an RPCError with this name and code). A full queue is
+ * QueueFullError, a bad caller AuthError.
+ */
+export class RPCEdgeError extends LibVMSError {
+  constructor(code: keyof typeof RPC_EDGE_NAMES, message: string) {
+    super(RPC_EDGE_NAMES[code], code, message)
   }
 }
 

@@ -104,13 +104,31 @@ export function parseCallPayload(text: string): CallPayload {
   return p as unknown as CallPayload
 }
 
-/** A call as the VM will log it: who, what, with which (encoded) arguments, and what they signed. */
+/**
+ * A signed call whose payload was parsed once, where the call arrived (the RPC edge), and travels
+ * parsed: nothing after it parses the payload again.
+ */
+export interface ParsedSignedCall {
+  signed: SignedCall
+  payload: CallPayload
+}
+
+/** A call as the caller check sees it: who, what, with which (encoded) arguments, and what they signed. */
 export interface AuthenticatedCall {
   caller: string | null
   method: string
   /** The arguments as tagged JSON text, as JSON.stringify writes them. */
   argsJson: string
   signed?: SignedCall
+  /** `signed`'s payload, when it was parsed already where the call arrived: it is not parsed again. */
+  payload?: CallPayload
+  /**
+   * Whether the arguments are the payload's own, written as the payload holds them, when that is known
+   * without writing them again (the edge took them from the payload); otherwise they are compared as text.
+   */
+  argsAsSigned?: boolean
+  /** The outcome of checking the signature already, elsewhere (the RPC edge, a signature thread). */
+  signatureValid?: boolean
   /**
    * The client nonce the call carries beside its payload (a live call's, if it gave one; a logged
    * entry's, null when the entry holds none): it must be the one the payload holds.
@@ -130,10 +148,10 @@ export function signatureVerifies(signed: SignedCall, caller: string): boolean {
  * Checks that `call` was signed by its caller for this VM (`callLogKey`, hex), this method and these
  * arguments, and (`clientNonces`: a log of schema 3 or later) with a client nonce, the one the call
  * carries if it carries one. Returns the payload (for the counter check); throws AuthError naming
- * what is wrong. `signatureValid`: the signature was already checked elsewhere (signatureVerifies,
- * on another thread), with this outcome.
+ * what is wrong. What the call says was checked already (its parsed payload, its signature's outcome)
+ * is not done again.
  */
-export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, clientNonces: boolean, signatureValid?: boolean): CallPayload {
+export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, clientNonces: boolean): CallPayload {
   const { caller, signed } = call
   if (signed === undefined || signed === null) {
     throw new AuthError('ERR_AUTH_REQUIRED', 'this VM runs in production mode: every call must be signed (connect with {keyPair})')
@@ -144,7 +162,7 @@ export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, cli
   if (!isObject(signed) || typeof signed.payload !== 'string' || typeof signed.signature !== 'string' || !HEX128.test(signed.signature)) {
     throw new AuthError('ERR_BAD_SIGNATURE', 'a signed call is {payload: string, signature: 128 hex digits}')
   }
-  const payload = parseCallPayload(signed.payload)
+  const payload = call.payload ?? parseCallPayload(signed.payload)
   if (payload.callLog !== callLogKey) {
     throw new AuthError(
       'ERR_WRONG_VM',
@@ -157,7 +175,7 @@ export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, cli
       `the call was signed for method ${JSON.stringify(payload.method)}, not ${JSON.stringify(call.method)}`,
     )
   }
-  if (JSON.stringify(payload.args) !== call.argsJson) {
+  if (!(call.argsAsSigned ?? JSON.stringify(payload.args) === call.argsJson)) {
     throw new AuthError('ERR_BAD_PAYLOAD', 'the call was signed with other arguments than it carries')
   }
   if (clientNonces && payload.clientNonce === undefined) {
@@ -169,44 +187,72 @@ export function checkSignedCall(call: AuthenticatedCall, callLogKey: string, cli
   if (call.clientNonce !== undefined && call.clientNonce !== payload.clientNonce) {
     throw new AuthError('ERR_BAD_PAYLOAD', 'the call carries another clientNonce than the one it was signed with')
   }
-  if (!(signatureValid ?? signatureVerifies(signed, caller))) {
+  if (!(call.signatureValid ?? signatureVerifies(signed, caller))) {
     throw new AuthError('ERR_BAD_SIGNATURE', `the signature does not verify with the caller's key ${caller}: the call was not signed by it`)
   }
   return payload
 }
 
 /**
- * The last counter seen per nonce. A call is fresh only if its counter is above the last one its
- * nonce had: the same signed call cannot be logged twice, nor a caller's calls reordered.
- * Holds one number per connection ever made to the VM (about 100 bytes each).
+ * The counters of signed calls, per nonce (one nonce per connection ever made to the VM). A call is
+ * fresh only if its counter is above the last one its nonce had: the same signed call cannot be logged
+ * twice, nor a caller's calls reordered. One set per VM, held by its CallAuthenticator (call-auth.ts);
+ * its executor shares it by reference. Two marks per nonce:
+ * - taken: the highest counter of any call taken so far, live (admitted: queued, maybe not run yet) or
+ *   read from the log. A live call must be above it.
+ * - run: the counter of the last call run, in log order. A logged call must be above it, and it is what
+ *   a snapshot keeps: a snapshot after seq N holds the counters of the calls up to N, never those of
+ *   calls queued behind N, so a replay computes the same state digest.
+ * About 150 bytes per nonce.
  */
 export class CallCounters {
-  private readonly last = new Map<string, number>()
+  private readonly taken = new Map<string, number>()
+  private readonly run = new Map<string, number>()
 
-  /** Records `payload`'s counter; throws AuthError ERR_REPLAYED if it is not fresh. */
-  accept(payload: CallPayload): void {
-    const last = this.last.get(payload.nonce) ?? 0
-    if (payload.counter <= last) {
-      throw new AuthError(
-        'ERR_REPLAYED',
-        `this signed call (nonce ${payload.nonce}, counter ${payload.counter}) is not new: counter ${last} was already used on that connection; a signed call runs at most once`,
-      )
-    }
-    this.last.set(payload.nonce, payload.counter)
+  /** A live call, before it is queued: throws AuthError ERR_REPLAYED unless its counter is fresh; takes it. */
+  take(payload: CallPayload): void {
+    const last = this.taken.get(payload.nonce) ?? 0
+    if (payload.counter <= last) throw replayed(payload, last)
+    this.taken.set(payload.nonce, payload.counter)
   }
 
-  /** Takes note of a counter known to be fresh (a logged call), without checking it. */
-  note(payload: CallPayload): void {
-    if (payload.counter > (this.last.get(payload.nonce) ?? 0)) this.last.set(payload.nonce, payload.counter)
+  /** A live call taken earlier has run. */
+  noteRun(payload: CallPayload): void {
+    if (payload.counter > (this.run.get(payload.nonce) ?? 0)) this.run.set(payload.nonce, payload.counter)
   }
 
-  /** The last counter of each nonce, sorted by nonce (what a snapshot keeps). */
+  /**
+   * A logged call, about to be run in log order (replay, reopen): throws AuthError ERR_REPLAYED unless
+   * its counter is above that of its nonce's calls before it in the log; takes it and counts it as run.
+   */
+  takeLogged(payload: CallPayload): void {
+    const last = this.run.get(payload.nonce) ?? 0
+    if (payload.counter <= last) throw replayed(payload, last)
+    this.run.set(payload.nonce, payload.counter)
+    if (payload.counter > (this.taken.get(payload.nonce) ?? 0)) this.taken.set(payload.nonce, payload.counter)
+  }
+
+  /** The run counter of each nonce, sorted by nonce: what a snapshot keeps. */
   list(): [string, number][] {
-    return [...this.last.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return [...this.run.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   }
 
-  /** Takes note of counters listed by `list()`. */
-  load(list: readonly (readonly [string, number])[]): void {
-    for (const [nonce, counter] of list) if (counter > (this.last.get(nonce) ?? 0)) this.last.set(nonce, counter)
+  /**
+   * Runs start again from a state: a snapshot's counters (`list()`), or none (the init entry). What was
+   * taken stays taken: a call already admitted is not admitted again while the state is rebuilt.
+   */
+  restartFrom(list: readonly (readonly [string, number])[]): void {
+    this.run.clear()
+    for (const [nonce, counter] of list) {
+      this.run.set(nonce, counter)
+      if (counter > (this.taken.get(nonce) ?? 0)) this.taken.set(nonce, counter)
+    }
   }
+}
+
+function replayed(payload: CallPayload, last: number): AuthError {
+  return new AuthError(
+    'ERR_REPLAYED',
+    `this signed call (nonce ${payload.nonce}, counter ${payload.counter}) is not new: counter ${last} was already used on that connection; a signed call runs at most once`,
+  )
 }

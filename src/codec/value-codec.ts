@@ -191,3 +191,38 @@ export function fromTagged(value: TaggedValue | undefined, what = 'the value'): 
   if (valueDeeperThan(value)) throw tooDeep(what)
   return decodeValue(JSON.stringify(value, finiteOnly))
 }
+
+/**
+ * A call's arguments in the tagged form a VM logs, with their text: what the sandbox decodes, what
+ * counts against maxArgsBytes and what the call's entry logs. Made once, where the arguments arrive
+ * (`encodeArgs` from host values, `taggedArgs` from tagged JSON already parsed); nothing after
+ * encodes or decodes them again on the host.
+ */
+export interface EncodedArgs {
+  readonly values: TaggedValue[]
+  /** JSON.stringify(values). */
+  readonly json: string
+  /** They arrived in another tagged form (a needless or malformed tag) and were put in this one. */
+  readonly reencoded: boolean
+}
+
+/** Host values as a call's arguments (an argument list nests at most MAX_VALUE_DEPTH levels, the list included); throws EncodingError. */
+export function encodeArgs(args: unknown[]): EncodedArgs {
+  const json = encodeValue(args, 'the argument list') ?? '[]'
+  return { values: JSON.parse(json) as TaggedValue[], json, reencoded: false }
+}
+
+/**
+ * Arguments that arrived as tagged JSON, already parsed (a request's params, a signed payload's args),
+ * as a call's arguments: bounded in depth like `encodeArgs`, every number finite (JSON.parse makes 1e999
+ * infinite), written once; only when the text holds a tag is it decoded and encoded again, so that a
+ * needless or malformed tag takes the one form the encoder writes (then `reencoded`). Throws EncodingError.
+ */
+export function taggedArgs(values: TaggedValue[]): EncodedArgs {
+  if (valueDeeperThan(values)) throw tooDeep('the argument list')
+  const json = JSON.stringify(values, finiteOnly)
+  if (!json.includes('"$')) return { values, json, reencoded: false }
+  const written = encodeValue(decodeValue(json, 'the argument list'), 'the argument list') ?? '[]'
+  if (written === json) return { values, json, reencoded: false }
+  return { values: JSON.parse(written) as TaggedValue[], json: written, reencoded: true }
+}

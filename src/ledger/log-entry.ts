@@ -8,12 +8,16 @@
  * docs/log-format.md describes each field; keep the two in step.
  *
  * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
- * anything uses them.
+ * anything uses them. The entries a VM writes are built here too, at the end (`buildInitEntry`,
+ * `buildCallEntry`), field by field in a fixed order, beside the schema they follow.
  */
 
+import { createHash } from 'node:crypto'
 import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../codec/value-codec.js'
 import { LogFormatError } from '../errors.js'
+import type { ExportInfo } from '../sandbox/engine-state.js'
 import type { VMLimits } from '../sandbox/limits.js'
+import type { CallOutcome } from '../sandbox/sandbox.js'
 
 /** The schema new logs are written in. */
 export const LOG_SCHEMA = 3
@@ -253,4 +257,100 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
   }
   checkTurn(raw, seq)
   return raw as unknown as CallEntry
+}
+
+// ---- Building entries: what a VM writes, live and on replay ----
+
+/** A call's inputs, as they are (or will be) logged, and its arguments' text (what the sandbox decodes). */
+export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'clientNonce' | 'method' | 'args' | 'timestamp' | 'seed' | 'oracle'> & {
+  /** JSON.stringify(args): written once, where the arguments arrived (codec/value-codec.ts, EncodedArgs). */
+  argsJson: string
+}
+
+/**
+ * A call's outcome, and the oracle values it recorded if it ran live. On replay, `oracleUnused`
+ * counts the recorded answers the call never asked for (vm/admission.ts, checkOracleUsed).
+ */
+export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
+
+/** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
+export function initSeed(seed: string): string {
+  return createHash('sha256').update(`${seed}:init`).digest('hex').slice(0, 32)
+}
+
+/**
+ * The init entry of a deploy (or of its replay). `engine`: the build that ran it (vm/engine-info.ts);
+ * `limits`: as recorded (sandbox/limits.ts, recordedLimits).
+ */
+export function buildInitEntry(
+  fields: Pick<InitEntry, 'engine' | 'code' | 'title' | 'filesArchiveKey' | 'limits' | 'auth' | 'timestamp' | 'seed' | 'files'> & {
+    costSchedule: number
+    filesFormat: number
+    exports: ExportInfo[]
+    outcome: CallOutcome & { ok: true }
+    loadCost: number
+    factory?: boolean
+    snapshotsKey?: string
+  },
+): InitEntry {
+  const entry: InitEntry = {
+    type: 'init',
+    schema: LOG_SCHEMA,
+    engine: fields.engine,
+    code: fields.code,
+    title: fields.title,
+    filesArchiveKey: fields.filesArchiveKey,
+    ...(fields.snapshotsKey !== undefined ? { snapshotsKey: fields.snapshotsKey } : {}),
+    limits: fields.limits,
+    ...(fields.costSchedule > 0 ? { costSchedule: fields.costSchedule } : {}),
+    ...(fields.filesFormat > 0 ? { filesFormat: fields.filesFormat } : {}),
+    auth: fields.auth,
+    timestamp: fields.timestamp,
+    seed: fields.seed,
+    exports: fields.exports.map((e) => e.name),
+    ...(fields.factory ? { factory: true } : {}),
+    files: fields.files,
+    cost: fields.loadCost + fields.outcome.cost,
+  }
+  if (fields.outcome.value !== undefined) entry.result = fields.outcome.value
+  return entry
+}
+
+/** The entry of a call that ran: its inputs, its outcome and the archive state after it. */
+export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
+  const oracle = input.oracle ?? outcome.oracle
+  // Fields in a fixed order: entries are compared as JSON text.
+  return {
+    type: 'call',
+    caller: input.caller,
+    ...(input.signed ? { signed: input.signed } : {}),
+    ...(input.clientNonce !== undefined ? { clientNonce: input.clientNonce } : {}),
+    method: input.method,
+    args: input.args,
+    timestamp: input.timestamp,
+    seed: input.seed,
+    ...(oracle ? { oracle } : {}),
+    ...(outcome.ok && outcome.value !== undefined ? { result: outcome.value } : {}),
+    ...(outcome.ok ? {} : { error: outcome.error }),
+    files,
+    cost: outcome.cost,
+  }
+}
+
+/** The inputs of a logged call entry, for replay; `argsJson`: JSON.stringify(entry.args), written already. */
+export function callInputOf(
+  { caller, signed, clientNonce, method, args, timestamp, seed, oracle }: CallEntry,
+  argsJson: string,
+): CallInput {
+  return {
+    caller,
+    method,
+    args,
+    argsJson,
+    timestamp,
+    seed,
+    ...(signed && { signed }),
+    ...(clientNonce !== undefined && { clientNonce }),
+    ...(oracle && { oracle }),
+  }
 }

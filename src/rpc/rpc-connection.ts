@@ -1,26 +1,30 @@
 /**
  * One client connection to one mounted VM: decodes frames, checks them at the edge, runs calls and
  * sends the answers. A frame that is not a valid request is answered with an error and the
- * connection stays usable; nothing invalid reaches the VM.
+ * connection stays usable; nothing invalid reaches the VM. What reaches it travels parsed: a signed
+ * call's payload is parsed here, once, and a call's arguments put in the tagged form a VM logs, once
+ * (vm/admission.ts, EdgeCall). Every refusal is an error of src/errors.ts, answered with its name,
+ * code and message; the JSON-RPC number comes from its code (RPC_NUMBERS).
  */
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { parseCallPayload, type SignedCall, signatureVerifies } from '../auth/signed-call.js'
-import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
+import { type CallPayload, type ParsedSignedCall, parseCallPayload, signatureVerifies } from '../auth/signed-call.js'
+import { type EncodedArgs, encodeValue, type TaggedValue, taggedArgs } from '../codec/value-codec.js'
 import {
   AuthError,
   CallError,
   EncodingError,
-  HostFaultError,
-  InvalidArgumentError,
+  type ErrorCode,
   LibVMSError,
   MethodNotFoundError,
   QueueFullError,
+  RPCEdgeError,
   StateError,
 } from '../errors.js'
 import { CLIENT_NONCE } from '../ledger/log-entry.js'
 import type { Receipt } from '../ledger/receipts.js'
 import { REPLICATION_PROTOCOL } from '../net/replication.js'
+import type { EdgeCall } from '../vm/admission.js'
 import type { QueueRoom } from '../vm/call-queue.js'
 import {
   type BackendInfo,
@@ -35,16 +39,17 @@ import {
 
 type BackendCall = {
   methodName: string
-  args: unknown[]
   userId: string | null
-  signed?: SignedCall
   clientNonce?: string
+  /**
+   * The call as the edge parsed and checked it: its arguments in tagged form (from the params, or
+   * from the signed payload), and its signed call parsed, its signature verified with `userId`'s key.
+   */
+  edge: EdgeCall
   /** The queue lane the call waits in: its connection (see queueRoom). */
   lane?: object
   /** The backend's queue bound for the call (maxQueuedCalls), given with the lane. */
   maxQueued?: number
-  /** The server checked the signature of `signed` with `userId`'s key (it held): the backend need not again. */
-  signatureChecked?: boolean
   /** Called as the backend queues the call (it refused the call if this was not called when executeCall returns). */
   onAdmitted?: () => void
 }
@@ -113,49 +118,47 @@ function isRequestId(id: unknown): id is number | string {
   return (typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length <= 256)
 }
 
-function rpcError(code: number, name: string, stableCode: string, message: string, seq?: number, receipt?: Receipt): RPCErrorObject {
-  const data: NonNullable<RPCErrorObject['data']> = seq === undefined ? { name, code: stableCode } : { name, code: stableCode, seq }
+/**
+ * The JSON-RPC number of each code the server answers with (protocol.ts); any other code is
+ * INTERNAL_ERROR. The error itself says the rest (its name, code and message): the edge refuses with
+ * the same error classes as the VM. A logged call's failure (CallError) is CALL_FAILED, whatever its code.
+ */
+const RPC_NUMBERS: Partial<Record<ErrorCode, number>> = {
+  ERR_PARSE: RPC_ERRORS.PARSE_ERROR,
+  ERR_INVALID_REQUEST: RPC_ERRORS.INVALID_REQUEST,
+  ERR_METHOD_NOT_FOUND: RPC_ERRORS.METHOD_NOT_FOUND,
+  ERR_INVALID_PARAMS: RPC_ERRORS.INVALID_PARAMS,
+  ERR_ENCODING: RPC_ERRORS.INVALID_PARAMS,
+  ERR_INVALID_ARGUMENT: RPC_ERRORS.INVALID_PARAMS,
+  ERR_QUEUE_FULL: RPC_ERRORS.QUEUE_FULL,
+  ERR_MESSAGE_TOO_LARGE: RPC_ERRORS.MESSAGE_TOO_LARGE,
+  ERR_UNAVAILABLE: RPC_ERRORS.UNAVAILABLE,
+  ERR_HANDSHAKE_REQUIRED: RPC_ERRORS.HANDSHAKE_REQUIRED,
+  ERR_HANDSHAKE_DONE: RPC_ERRORS.HANDSHAKE_REQUIRED,
+  ERR_HOST_FAULT: RPC_ERRORS.HOST_FAULT,
+  ERR_AUTH_REQUIRED: RPC_ERRORS.UNAUTHORIZED,
+  ERR_AUTH_MODE: RPC_ERRORS.UNAUTHORIZED,
+  ERR_BAD_SIGNATURE: RPC_ERRORS.UNAUTHORIZED,
+  ERR_BAD_PAYLOAD: RPC_ERRORS.UNAUTHORIZED,
+  ERR_WRONG_VM: RPC_ERRORS.UNAUTHORIZED,
+  ERR_REPLAYED: RPC_ERRORS.UNAUTHORIZED,
+  ERR_NOT_HOST: RPC_ERRORS.NOT_HOST,
+}
+
+function rpcError(code: number, err: LibVMSError, seq?: number, receipt?: Receipt): RPCErrorObject {
+  const data: NonNullable<RPCErrorObject['data']> =
+    seq === undefined ? { name: err.name, code: err.code } : { name: err.name, code: err.code, seq }
   if (receipt) data.receipt = receipt
-  return { code, message, data }
+  return { code, message: err.message, data }
 }
 
-/** The errors the edge answers with, by kind: JSON-RPC code, error name, stable code. */
-const EDGE_ERRORS = {
-  parse: [RPC_ERRORS.PARSE_ERROR, 'ParseError', 'ERR_PARSE'],
-  invalidRequest: [RPC_ERRORS.INVALID_REQUEST, 'InvalidRequest', 'ERR_INVALID_REQUEST'],
-  invalidParams: [RPC_ERRORS.INVALID_PARAMS, 'InvalidParams', 'ERR_INVALID_PARAMS'],
-  methodNotFound: [RPC_ERRORS.METHOD_NOT_FOUND, 'MethodNotFound', 'ERR_METHOD_NOT_FOUND'],
-  messageTooLarge: [RPC_ERRORS.MESSAGE_TOO_LARGE, 'MessageTooLarge', 'ERR_MESSAGE_TOO_LARGE'],
-  queueFull: [RPC_ERRORS.QUEUE_FULL, 'QueueFull', 'ERR_QUEUE_FULL'],
-  unavailable: [RPC_ERRORS.UNAVAILABLE, 'Unavailable', 'ERR_UNAVAILABLE'],
-  handshakeRequired: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_REQUIRED'],
-  handshakeDone: [RPC_ERRORS.HANDSHAKE_REQUIRED, 'HandshakeRequired', 'ERR_HANDSHAKE_DONE'],
-  authRequired: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_REQUIRED'],
-  authMode: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_AUTH_MODE'],
-  replayed: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_REPLAYED'],
-  badPayload: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_PAYLOAD'],
-  badSignature: [RPC_ERRORS.UNAUTHORIZED, 'AuthError', 'ERR_BAD_SIGNATURE'],
-  notHost: [RPC_ERRORS.NOT_HOST, 'NotHost', 'ERR_NOT_HOST'],
-} as const
-
-function refusal(kind: keyof typeof EDGE_ERRORS, message: string): RPCErrorObject {
-  const [code, name, stableCode] = EDGE_ERRORS[kind]
-  return rpcError(code, name, stableCode, message)
-}
-
-/** How an error from the VM side is reported to the client. */
+/** How an error, the edge's own or from the VM side, is reported to the client. */
 function toRPCError(err: unknown): RPCErrorObject {
-  if (err instanceof CallError) return rpcError(RPC_ERRORS.CALL_FAILED, err.name, err.code, err.message, err.seq, err.receipt)
-  if (err instanceof MethodNotFoundError) return rpcError(RPC_ERRORS.METHOD_NOT_FOUND, err.name, err.code, err.message)
-  if (err instanceof EncodingError || err instanceof InvalidArgumentError) {
-    return rpcError(RPC_ERRORS.INVALID_PARAMS, err.name, err.code, err.message)
-  }
-  if (err instanceof AuthError) return rpcError(RPC_ERRORS.UNAUTHORIZED, err.name, err.code, err.message)
-  if (err instanceof StateError) return refusal('unavailable', err.message)
-  if (err instanceof QueueFullError) return refusal('queueFull', err.message)
-  if (err instanceof HostFaultError) return rpcError(RPC_ERRORS.HOST_FAULT, err.name, err.code, err.message)
-  if (err instanceof LibVMSError) return rpcError(RPC_ERRORS.INTERNAL_ERROR, err.name, err.code, err.message)
-  return rpcError(RPC_ERRORS.INTERNAL_ERROR, 'InternalError', 'ERR_INTERNAL', 'the server failed to run the call')
+  if (err instanceof CallError) return rpcError(RPC_ERRORS.CALL_FAILED, err, err.seq, err.receipt)
+  // A VM closed or not deployed: to the client, the VM is not served here now.
+  if (err instanceof StateError) return toRPCError(new RPCEdgeError('ERR_UNAVAILABLE', err.message))
+  if (err instanceof LibVMSError) return rpcError(RPC_NUMBERS[err.code] ?? RPC_ERRORS.INTERNAL_ERROR, err)
+  return toRPCError(new RPCEdgeError('ERR_INTERNAL', 'the server failed to run the call'))
 }
 
 export class RPCConnection {
@@ -267,8 +270,9 @@ export class RPCConnection {
     if (!this.closed) this.ws.send(text)
   }
 
-  private sendError(id: RequestId | CallId, error: RPCErrorObject): void {
-    if (id !== NOTIFICATION) this.send(JSON.stringify({ jsonrpc: '2.0', id, error }))
+  /** Answers request `id` with `err` (toRPCError); a notification gets no answer. */
+  private sendError(id: RequestId | CallId, err: unknown): void {
+    if (id !== NOTIFICATION) this.send(JSON.stringify({ jsonrpc: '2.0', id, error: toRPCError(err) }))
   }
 
   private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
@@ -278,8 +282,8 @@ export class RPCConnection {
     if (bytes.length > this.limits.maxMessageBytes) {
       this.sendError(
         null,
-        refusal(
-          'messageTooLarge',
+        new RPCEdgeError(
+          'ERR_MESSAGE_TOO_LARGE',
           `the request is ${bytes.length} bytes, over this server's limit of ${this.limits.maxMessageBytes} (maxMessageBytes)`,
         ),
       )
@@ -288,8 +292,8 @@ export class RPCConnection {
     if (isBinary) {
       this.sendError(
         null,
-        refusal(
-          'invalidRequest',
+        new RPCEdgeError(
+          'ERR_INVALID_REQUEST',
           `binary frames are not accepted: send JSON-RPC 2.0 as text (to replicate the VM's cores, open the WebSocket with the subprotocol ${REPLICATION_PROTOCOL})`,
         ),
       )
@@ -300,7 +304,7 @@ export class RPCConnection {
       const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
       request = JSON.parse(text)
     } catch {
-      this.sendError(null, refusal('parse', 'the frame is not valid UTF-8 JSON'))
+      this.sendError(null, new RPCEdgeError('ERR_PARSE', 'the frame is not valid UTF-8 JSON'))
       return
     }
     this.onRequest(request)
@@ -311,7 +315,7 @@ export class RPCConnection {
       const why = Array.isArray(request)
         ? 'batch requests are not supported: send one request per frame'
         : 'a request must be a JSON object'
-      this.sendError(null, refusal('invalidRequest', why))
+      this.sendError(null, new RPCEdgeError('ERR_INVALID_REQUEST', why))
       return
     }
     const { jsonrpc, id, method, params, clientNonce } = request as Record<string, unknown>
@@ -322,11 +326,14 @@ export class RPCConnection {
       return
     }
     if (!isRequestId(id)) {
-      this.sendError(null, refusal('invalidRequest', 'a request needs an id: a number, or a string of at most 256 characters'))
+      this.sendError(
+        null,
+        new RPCEdgeError('ERR_INVALID_REQUEST', 'a request needs an id: a number, or a string of at most 256 characters'),
+      )
       return
     }
     if (jsonrpc !== '2.0' || typeof method !== 'string') {
-      this.sendError(id, refusal('invalidRequest', 'a request needs jsonrpc: "2.0" and a method name'))
+      this.sendError(id, new RPCEdgeError('ERR_INVALID_REQUEST', 'a request needs jsonrpc: "2.0" and a method name'))
       return
     }
     if (method === HANDSHAKE_METHOD) {
@@ -334,7 +341,7 @@ export class RPCConnection {
       return
     }
     if (!this.handshaken) {
-      this.sendError(id, refusal('handshakeRequired', `call ${HANDSHAKE_METHOD} first`))
+      this.sendError(id, new RPCEdgeError('ERR_HANDSHAKE_REQUIRED', `call ${HANDSHAKE_METHOD} first`))
       return
     }
     this.onCall(id, method, params, clientNonce)
@@ -342,7 +349,7 @@ export class RPCConnection {
 
   private onHandshake(id: number | string, params: unknown): void {
     if (this.handshaken) {
-      this.sendError(id, refusal('handshakeDone', 'this connection has already shaken hands'))
+      this.sendError(id, new RPCEdgeError('ERR_HANDSHAKE_DONE', 'this connection has already shaken hands'))
       return
     }
     const given = params !== null && typeof params === 'object' && !Array.isArray(params) ? (params as Record<string, unknown>) : {}
@@ -352,12 +359,12 @@ export class RPCConnection {
       if (user !== undefined && user !== null) {
         this.sendError(
           id,
-          refusal('authMode', 'this VM runs in production mode: callers are public keys; connect with {keyPair}, not {user}'),
+          new AuthError('ERR_AUTH_MODE', 'this VM runs in production mode: callers are public keys; connect with {keyPair}, not {user}'),
         )
         return
       }
       if (publicKey !== undefined && publicKey !== null && (typeof publicKey !== 'string' || !PUBLIC_KEY.test(publicKey))) {
-        this.sendError(id, refusal('invalidParams', 'publicKey must be an Ed25519 public key as 64 lowercase hex digits'))
+        this.sendError(id, new RPCEdgeError('ERR_INVALID_PARAMS', 'publicKey must be an Ed25519 public key as 64 lowercase hex digits'))
         return
       }
       this.user = typeof publicKey === 'string' ? publicKey : null
@@ -366,12 +373,18 @@ export class RPCConnection {
       if (publicKey !== undefined && publicKey !== null) {
         this.sendError(
           id,
-          refusal('authMode', 'this VM runs in debug mode: callers are not authenticated and calls are not signed; connect with {user}'),
+          new AuthError(
+            'ERR_AUTH_MODE',
+            'this VM runs in debug mode: callers are not authenticated and calls are not signed; connect with {user}',
+          ),
         )
         return
       }
       if (user !== undefined && user !== null && (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_ID_LENGTH)) {
-        this.sendError(id, refusal('invalidParams', `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`))
+        this.sendError(
+          id,
+          new RPCEdgeError('ERR_INVALID_PARAMS', `user must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`),
+        )
         return
       }
       this.user = typeof user === 'string' ? user : null
@@ -404,15 +417,18 @@ export class RPCConnection {
     if (backend.replica) {
       this.sendError(
         id,
-        refusal(
-          'notHost',
+        new RPCEdgeError(
+          'ERR_NOT_HOST',
           `this is a seeder's copy of the VM, not its host: it serves the call log and files to auditors (nodevms verify) and runs no calls; call ${JSON.stringify(method)} on the VM's host`,
         ),
       )
       return
     }
     if (!backend.methods.includes(method)) {
-      this.sendError(id, refusal('methodNotFound', `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`))
+      this.sendError(
+        id,
+        new MethodNotFoundError(method, `the VM has no callable method ${JSON.stringify(method)}; the handshake lists them`),
+      )
       return
     }
     // Before the call is parsed and its signature checked: a caller over its share costs little.
@@ -423,42 +439,53 @@ export class RPCConnection {
         room && !room.fits
           ? room.message
           : `the VM has ${this.mount.inFlight} calls waiting, its limit (maxQueuedCalls, --max-queued-calls); the call was not run, try again later`
-      this.sendError(id, refusal('queueFull', message))
+      this.sendError(id, new QueueFullError(message))
       return
     }
-    let signed: (SignedCall & { counter: number }) | undefined
+    // Production mode: the signed call is parsed here, once; its arguments are the payload's.
+    let signed: ParsedSignedCall | undefined
+    let sent: TaggedValue[]
     if (this.nonce) {
       const checked = this.signedCall(method, params)
-      if ('error' in checked) {
-        this.sendError(id, checked.error)
-        if (BAD_SIGNED_CALL.has(checked.error.data?.code ?? '')) this.noteBadSignedCall()
+      if (checked instanceof AuthError) {
+        this.sendError(id, checked)
+        if (BAD_SIGNED_CALL.has(checked.code)) this.noteBadSignedCall()
         return
       }
-      signed = checked.signed
-      params = checked.args
+      signed = checked
+      sent = checked.payload.args
     } else if (params !== undefined && !Array.isArray(params)) {
-      this.sendError(id, refusal('invalidParams', 'params must be an array of arguments'))
+      this.sendError(id, new RPCEdgeError('ERR_INVALID_PARAMS', 'params must be an array of arguments'))
       return
+    } else {
+      sent = (params ?? []) as TaggedValue[]
     }
     if (clientNonce !== undefined && (typeof clientNonce !== 'string' || !CLIENT_NONCE.test(clientNonce))) {
       this.sendError(
         id,
-        refusal('invalidParams', 'clientNonce must be 32 to 64 lowercase hex digits: a random value chosen for this call (or left out)'),
+        new RPCEdgeError(
+          'ERR_INVALID_PARAMS',
+          'clientNonce must be 32 to 64 lowercase hex digits: a random value chosen for this call (or left out)',
+        ),
       )
       return
     }
     if (this.mount.closing) {
       this.sendError(
         id,
-        refusal('unavailable', 'the VM is no longer served here (the server is closing or it was unmounted); the call was not run'),
+        new RPCEdgeError(
+          'ERR_UNAVAILABLE',
+          'the VM is no longer served here (the server is closing or it was unmounted); the call was not run',
+        ),
       )
       return
     }
-    let args: unknown[]
+    // The arguments, once through the codec: the VM logs them and its sandbox decodes them as they are.
+    let args: EncodedArgs
     try {
-      args = ((params ?? []) as TaggedValue[]).map((a) => fromTagged(a))
+      args = taggedArgs(sent)
     } catch (err) {
-      this.sendError(id, err instanceof EncodingError ? toRPCError(err) : refusal('invalidParams', 'the arguments could not be decoded'))
+      this.sendError(id, err instanceof EncodingError ? err : new RPCEdgeError('ERR_INVALID_PARAMS', 'the arguments could not be decoded'))
       return
     }
     // The signature is checked last, once nothing cheaper refuses the call (see checkSignature).
@@ -471,15 +498,13 @@ export class RPCConnection {
     this.mount.callStarted()
     this.inFlight++
     this.lastActive = performance.now()
-    const call: BackendCall = { methodName: method, args, userId: this.user }
+    const call: BackendCall = { methodName: method, userId: this.user, edge: signed ? { args, signed } : { args } }
     if (room) {
       call.lane = this
       call.maxQueued = maxQueued
     }
     let admitted = false
     if (signed) {
-      call.signed = { payload: signed.payload, signature: signed.signature }
-      call.signatureChecked = true
       call.onAdmitted = () => {
         admitted = true
       }
@@ -497,13 +522,13 @@ export class RPCConnection {
           try {
             encoded = encodeValue(result, 'the result')
           } catch (err) {
-            this.sendError(id, toRPCError(err))
+            this.sendError(id, err)
             return
           }
           const withReceipt = receipt ? `,"receipt":${JSON.stringify(receipt)}` : ''
           this.send(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${encoded ?? 'null'}${withReceipt}}`)
         },
-        (err) => this.sendError(id, toRPCError(err)),
+        (err) => this.sendError(id, err),
       )
       .finally(() => {
         this.inFlight--
@@ -512,7 +537,7 @@ export class RPCConnection {
       })
     if (signed) {
       // Its signature held: the call was queued (its counter is spent), or the VM's admission refused it.
-      if (admitted) this.lastCounter = signed.counter
+      if (admitted) this.lastCounter = signed.payload.counter
       else this.noteBadSignedCall()
     }
   }
@@ -525,14 +550,17 @@ export class RPCConnection {
    * read: every signature check is then either a call queued, which its caller signed afresh, or one
    * of the connection's maxBadSignatures.
    */
-  private checkSignature(signed: SignedCall & { counter: number }): RPCErrorObject | null {
+  private checkSignature({ signed, payload }: ParsedSignedCall): AuthError | null {
     if (!signatureVerifies(signed, this.user as string)) {
-      return refusal('badSignature', `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`)
+      return new AuthError(
+        'ERR_BAD_SIGNATURE',
+        `the signature does not verify with the caller's key ${this.user}: the call was not signed by it`,
+      )
     }
-    if (signed.counter <= this.lastCounter) {
-      return refusal(
-        'replayed',
-        `this signed call (counter ${signed.counter}) is not new: a call with counter ${this.lastCounter} was already taken on this connection; a signed call runs at most once`,
+    if (payload.counter <= this.lastCounter) {
+      return new AuthError(
+        'ERR_REPLAYED',
+        `this signed call (counter ${payload.counter}) is not new: a call with counter ${this.lastCounter} was already taken on this connection; a signed call runs at most once`,
       )
     }
     return null
@@ -557,16 +585,14 @@ export class RPCConnection {
   }
 
   /**
-   * Production mode, at the edge: the call must be signed with this connection's nonce, for this
-   * method (its signature is checked last, by checkSignature). The VM checks the rest (the VM it was
-   * signed for, its arguments, the client nonce, that its counter is new) before it queues the call.
+   * Production mode, at the edge: parses the signed call, once (what the VM admits and logs travels
+   * parsed from here). It must be signed with this connection's nonce, for this method (its signature
+   * is checked last, by checkSignature). The VM checks the rest (the VM it was signed for, its
+   * arguments, the client nonce, that its counter is new) before it queues the call.
    */
-  private signedCall(
-    method: string,
-    params: unknown,
-  ): { signed: SignedCall & { counter: number }; args: unknown[] } | { error: RPCErrorObject } {
+  private signedCall(method: string, params: unknown): ParsedSignedCall | AuthError {
     if (this.user === null) {
-      return { error: refusal('authRequired', 'this VM runs in production mode: every call must be signed; connect with {keyPair}') }
+      return new AuthError('ERR_AUTH_REQUIRED', 'this VM runs in production mode: every call must be signed; connect with {keyPair}')
     }
     const { payload, signature } = (params ?? {}) as Record<string, unknown>
     if (
@@ -576,28 +602,27 @@ export class RPCConnection {
       typeof payload !== 'string' ||
       typeof signature !== 'string'
     ) {
-      return { error: refusal('authRequired', 'in production mode params must be a signed call {payload, signature}') }
+      return new AuthError('ERR_AUTH_REQUIRED', 'in production mode params must be a signed call {payload, signature}')
     }
-    let parsed: ReturnType<typeof parseCallPayload>
+    let parsed: CallPayload
     try {
       parsed = parseCallPayload(payload)
     } catch (err) {
-      return { error: refusal('badPayload', (err as Error).message) }
+      return err instanceof AuthError ? err : new AuthError('ERR_BAD_PAYLOAD', (err as Error).message)
     }
     if (parsed.nonce !== this.nonce) {
-      return {
-        error: refusal(
-          'replayed',
-          "the call was signed for another connection (its nonce is not this connection's); sign each call on the connection that sends it",
-        ),
-      }
+      return new AuthError(
+        'ERR_REPLAYED',
+        "the call was signed for another connection (its nonce is not this connection's); sign each call on the connection that sends it",
+      )
     }
     if (parsed.method !== method) {
-      return {
-        error: refusal('badPayload', `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`),
-      }
+      return new AuthError(
+        'ERR_BAD_PAYLOAD',
+        `the call was signed for method ${JSON.stringify(parsed.method)}, not ${JSON.stringify(method)}`,
+      )
     }
-    return { signed: { payload, signature, counter: parsed.counter }, args: parsed.args }
+    return { signed: { payload, signature }, payload: parsed }
   }
 }
 

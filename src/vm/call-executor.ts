@@ -15,24 +15,21 @@
  * archive at a logged version and drops them (the archive already holds them).
  */
 import type Hyperbee from 'hyperbee'
-import { CallCounters, parseCallPayload } from '../auth/signed-call.js'
+import type { CallAuthenticator } from '../auth/call-auth.js'
 import { HostFaultError, LibVMSError, QueueFullError, StateError } from '../errors.js'
 import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
-import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import { buildCallEntry, type CallEntry, type CallInput, type LogEntry, type RunOutcome } from '../ledger/log-entry.js'
 import { randomHexSource } from '../ledger/random-values.js'
 import { entryHash, type HostState, stateDigestInSlices, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
 import type { EngineState } from '../sandbox/engine-state.js'
+import type { AdmittedCall } from './admission.js'
 import { CallQueue, type Lane, type QueueRoom } from './call-queue.js'
 import type { Checkpointer } from './checkpoints.js'
-import { buildCallEntry, type CallInput, type RunOutcome } from './logged-calls.js'
 import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
-
-/** A live call, admitted and waiting for its turn. */
-export type AdmittedInput = Omit<CallInput, 'timestamp' | 'seed'>
 
 /** A call that was stored: its entry, its seq, and the log's length once its group was stored. */
 export interface StoredCall {
@@ -41,8 +38,9 @@ export interface StoredCall {
   length: number
 }
 
+/** A live call, admitted (admission.ts) and waiting for its turn. */
 interface QueuedCall {
-  input: AdmittedInput
+  input: AdmittedCall
   resolve: (stored: StoredCall) => void
   reject: (err: unknown) => void
 }
@@ -100,14 +98,17 @@ export class CallExecutor {
   private flushing: Promise<void> | null = null
   /** Set when storing failed: the in-memory state is then ahead of the log, and no more calls run. */
   failure: LibVMSError | null = null
-  /** The last counter of each signing connection in the calls run so far (production mode): what a snapshot keeps. */
-  readonly counters = new CallCounters()
   /** Where live calls take checkpoints; null: none (a schema 1 log, or checkpoints turned off). */
   checkpointer: Checkpointer | null = null
 
   constructor(
     readonly runner: TurnRunner,
     readonly storage: VMStorage,
+    /**
+     * The VM's caller check. Its signed-call counters are the VM's only set: the executor advances
+     * their run marks as calls run and puts them in snapshots (CallCounters).
+     */
+    readonly authenticator: CallAuthenticator,
     /** Rebuilds the sandbox from the log after a host fault (replay.ts, restoreFromLog). */
     private readonly recover: (executor: CallExecutor) => Promise<void> = async () => {},
   ) {}
@@ -117,6 +118,7 @@ export class CallExecutor {
   /** The init turn, on the empty archive. */
   init(timestamp: number, seed: string, mode: 'apply' | 'check'): Promise<RunOutcome> {
     this.usage = { bytes: 0, entries: 0 }
+    this.authenticator.counters.restartFrom([])
     const run = (files: TurnFiles) => this.runner.runInit(timestamp, seed, files)
     return mode === 'apply' ? this.applyTurn(run) : this.checkTurn(0, run)
   }
@@ -181,7 +183,7 @@ export class CallExecutor {
   /** The VM's state now, between turns (the state after the last turn run). */
   async captureState(): Promise<CapturedState> {
     const engine = await this.runner.captureState()
-    const host: HostState = { usage: { ...this.usage }, counters: this.counters.list() }
+    const host: HostState = { usage: { ...this.usage }, counters: this.authenticator.counters.list() }
     const stateFormat = this.runner.stateFormat
     return { engine, host, state: await stateDigestInSlices(engine, host, stateFormat), stateFormat }
   }
@@ -189,13 +191,8 @@ export class CallExecutor {
   /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */
   adoptState(snapshot: VMSnapshot): void {
     this.usage = { ...snapshot.host.usage }
-    this.counters.load(snapshot.host.counters)
+    this.authenticator.counters.restartFrom(snapshot.host.counters)
     this.files = snapshot.files
-  }
-
-  /** Takes note of a call that was run (its signed counter, for snapshots). */
-  noteCall(entry: CallEntry): void {
-    if (entry.signed) this.counters.note(parseCallPayload(entry.signed.payload))
   }
 
   /** Writes the snapshot of a call stored with the state captured after it. */
@@ -297,7 +294,7 @@ export class CallExecutor {
    * server's maxQueuedCalls): at it, the call takes the place of the newest queued call of the lane
    * holding the most (which is refused with QueueFullError), or is refused itself (see `room`).
    */
-  submit(input: AdmittedInput, lane: Lane, maxQueued?: number): Promise<StoredCall> {
+  submit(input: AdmittedCall, lane: Lane, maxQueued?: number): Promise<StoredCall> {
     if (this.failure) return Promise.reject(new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`))
     if (maxQueued !== undefined) {
       const room = this.queue.room(lane, maxQueued)
@@ -377,7 +374,7 @@ export class CallExecutor {
     let entry: CallEntry
     try {
       entry = buildCallEntry(input, await this.apply(input, true), await this.currentFiles())
-      this.noteCall(entry)
+      if (call.input.signedPayload) this.authenticator.counters.noteRun(call.input.signedPayload)
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()
       else this.fail(err as Error)

@@ -8,7 +8,7 @@
  *   every call is re-run against a checkout of the archive at its logged version, its changes
  *   dropped (the archive holds them already), and its outcome checked against the log.
  *
- * Either way each logged call is first admitted by the rules of a live call (logged-calls.ts).
+ * Either way each logged call is first admitted by the rules of a live call (admission.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -20,23 +20,15 @@ import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
+import { buildCallEntry, buildInitEntry, type CallEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import type { VMSnapshot } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
-import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
+import { limitAboveCeiling, recordedLimits, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { CallAdmission, checkOracleUsed, FACTORY_EXPORTS, missingExports } from './admission.js'
 import { CallExecutor, stateEntry } from './call-executor.js'
-import {
-  buildCallEntry,
-  buildInitEntry,
-  CallAdmission,
-  callInputOf,
-  checkOracleUsed,
-  ENGINE_INFO,
-  FACTORY_EXPORTS,
-  missingExports,
-} from './logged-calls.js'
+import { ENGINE_INFO } from './engine-info.js'
 import { type EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface ReplayAssertions {
@@ -172,7 +164,6 @@ export interface ReplayedVM {
   executor: CallExecutor
   init: InitEntry
   ownedDir: string | null
-  authenticator: CallAuthenticator
 }
 
 export async function replayCallLog(
@@ -206,15 +197,15 @@ export async function replayCallLog(
     costSchedule: schedule.version,
     filesFormat: format,
   })
-  const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
+  const authenticator = new CallAuthenticator(init.auth, callLog.key, init.schema)
+  const executor = new CallExecutor(runner, storage, authenticator, (e) => restoreFromLog(e, storage.callLog, {}))
   executor.dropEntries = !!options.dropEntries
   try {
-    const authenticator = new CallAuthenticator(init.auth, callLog.key, init.schema)
     let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
     let replayedInit = init
     if (options.from) {
       // A segment of an audit: the state after entry `from.snapshot.seq`, instead of every call before it.
-      start = await startFromSnapshot(callLog, storage, executor, authenticator, options.from)
+      start = await startFromSnapshot(callLog, storage, executor, options.from)
     } else {
       replayedInit = await replayInit(init, runner, executor, { costSchedule: schedule.version, filesFormat: format, limits })
       executor.stage(replayedInit)
@@ -245,7 +236,7 @@ export async function replayCallLog(
     }
     executor.nextSeq = storage.callLog.length
     executor.lastTimestamp = loop.lastTimestamp
-    return { storage, executor, init: replayedInit, ownedDir, authenticator }
+    return { storage, executor, init: replayedInit, ownedDir }
   } catch (err) {
     runner.dispose()
     await executor.close().catch(() => {})
@@ -295,6 +286,8 @@ async function replayInit(
   }
   const replayedInit = buildInitEntry({
     ...recorded,
+    engine: ENGINE_INFO,
+    limits: recordedLimits(recorded.limits, recorded.costSchedule > 0),
     code: init.code,
     title: init.title,
     filesArchiveKey: init.filesArchiveKey,
@@ -330,13 +323,12 @@ export interface ReplayStart {
 /**
  * Puts a fresh replay in the state after entry `start.snapshot.seq`: its archive gets the given
  * blocks (which must hash to the state the entry records), its sandbox and executor the snapshot's
- * state (which must be the digest the entry states) and `authenticator` the snapshot's signed counters.
+ * state (which must be the digest the entry states), signed counters included.
  */
 async function startFromSnapshot(
   callLog: ReplaySource,
   storage: VMStorage,
   executor: CallExecutor,
-  authenticator: CallAuthenticator,
   start: ReplayStart,
 ): Promise<LoopStart> {
   const { snapshot } = start
@@ -370,36 +362,33 @@ async function startFromSnapshot(
       actual: files,
     })
   }
-  return adoptSnapshot(executor, authenticator, snapshot, entry.timestamp)
+  return adoptSnapshot(executor, snapshot, entry.timestamp)
 }
 
 /** Puts an executor (its sandbox, host state and signed counters) in a snapshot's state: where a replay loop starts. */
 async function adoptSnapshot(
   executor: CallExecutor,
-  authenticator: CallAuthenticator,
   snapshot: VMSnapshot,
   timestamp: number,
   prepared?: Promise<EngineSandbox>,
 ): Promise<LoopStart> {
   await executor.runner.restore(snapshot.engine, prepared)
   executor.adoptState(snapshot)
-  authenticator.loadCounters(snapshot.host.counters)
   return { seq: snapshot.seq, lastTimestamp: timestamp, files: snapshot.files }
 }
 
 /**
  * Restores an executor's in-memory state from its own log: load, init and every call re-run against
  * checkouts of the archive, each checked against the logged outcome — or, given a snapshot (checked by
- * Checkpointer.newestUsable), its state and only the calls after it. `authenticator` takes note of
- * every signed call, so none can be admitted again; signatures themselves are not checked again (it
- * is the VM's own log).
+ * Checkpointer.newestUsable), its state and only the calls after it. The executor's authenticator takes
+ * note of every signed call, so none can be admitted again; signatures themselves are not checked
+ * again (it is the VM's own log).
  */
 export async function restoreFromLog(
   executor: CallExecutor,
   log: CallLog,
   options: {
     prepared?: Promise<EngineSandbox>
-    authenticator?: CallAuthenticator
     /** Called after each call is re-run, with the calls done, their total and the snapshot's seq (0: none). */
     onProgress?: (done: number, total: number, fromSeq: number) => void
     snapshot?: VMSnapshot | null
@@ -408,12 +397,12 @@ export async function restoreFromLog(
   const runner = executor.runner
   const length = log.length
   const init = (await log.get(0)) as InitEntry
-  const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key, init.schema)
+  const authenticator = executor.authenticator
   const snapshot = options.snapshot ?? null
   const from = snapshot?.seq ?? 0
   let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
   if (snapshot) {
-    start = await adoptSnapshot(executor, authenticator, snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
+    start = await adoptSnapshot(executor, snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
   } else {
     await runner.load(init.timestamp, init.seed, options.prepared)
     const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
@@ -517,7 +506,7 @@ async function replayCall(
   const seq = ++loop.seq
   const check = loop.mode === 'check'
   // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
-  loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
+  const input = loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
   if (!(logged.timestamp >= loop.lastTimestamp)) {
     throw new DivergenceError({
       message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
@@ -530,11 +519,9 @@ async function replayCall(
     })
   }
   loop.lastTimestamp = logged.timestamp
-  const input = callInputOf(logged)
   const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
   checkOracleUsed(seq, logged, outcome)
   const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
-  executor.noteCall(entry)
   await stateAsLogged(executor, loop, seq, logged, entry)
   // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
   if (!check) {

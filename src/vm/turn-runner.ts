@@ -9,12 +9,12 @@ import { HostFaultError } from '../errors.js'
 import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
+import { type CallInput, initSeed, type RunOutcome } from '../ledger/log-entry.js'
 import { type EngineState, stateFormatOf } from '../sandbox/engine-state.js'
 import { costSchedule } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
 import { type ConsoleSink, type ExportInfo, Sandbox } from '../sandbox/sandbox.js'
-import { type CallInput, initSeed, type RunOutcome } from './logged-calls.js'
 import { takeSpareSandbox } from './sandbox-spares.js'
 import {
   FACTORY_SYSTEM_SOURCE,
@@ -156,7 +156,7 @@ export class TurnRunner {
   runInit(timestamp: number, seed: string, files: TurnFiles): Promise<TurnResult> {
     if (!this.hasInit) return Promise.resolve({ outcome: { ok: true, cost: 0 }, changes: null })
     // `oracle` given (empty): System.vms answers nothing during init, on the host as on replay.
-    const input: CallInput = { caller: null, method: 'init', args: [], timestamp, seed: initSeed(seed), oracle: {} }
+    const input: CallInput = { caller: null, method: 'init', args: [], argsJson: '[]', timestamp, seed: initSeed(seed), oracle: {} }
     return this.runTurn(input, files, false)
   }
 
@@ -176,7 +176,7 @@ export class TurnRunner {
     const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)
     const system = new SystemHost(this.options.identity, files.version, input.timestamp, openView, oracle, quotas)
     const turn = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
-    const outcome: RunOutcome = await sandbox.runCall(input.method, JSON.stringify(input.args), turn, system.handle)
+    const outcome: RunOutcome = await sandbox.runCall(input.method, input.argsJson, turn, system.handle)
     const changes = system.transaction
     if (asksHost && oracle && oracle.records.length > 0) {
       return { outcome: { ...outcome, oracle: { vms: oracle.records as unknown as TaggedValue } }, changes }

@@ -1,6 +1,6 @@
 /**
  * VM: a script, its sandbox, its call log and its files archive — the public face over deploy,
- * reopen and close. Each call is admitted here (logged-calls.ts) and handed to the call executor
+ * reopen and close. Each call is admitted here (admission.ts) and handed to the call executor
  * (call-executor.ts), which runs it, stores it and answers it.
  */
 import { EventEmitter } from 'node:events'
@@ -24,21 +24,22 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type AuthMode, type CallEntry, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
+import { type AuthMode, buildInitEntry, type CallEntry, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
-import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
+import { recordedLimits, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import type { ScriptBundle } from '../script/bundle.js'
 import { inScriptSources } from '../script/source-map.js'
 import { counted } from '../wording.js'
-import { type AdmittedInput, CallExecutor, type StoredCall } from './call-executor.js'
+import { type AdmittedCall, CallAdmission, type EdgeCall, missingExports } from './admission.js'
+import { CallExecutor, type StoredCall } from './call-executor.js'
 import type { Lane, QueueRoom } from './call-queue.js'
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
-import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
+import { ENGINE_INFO } from './engine-info.js'
 import { type ReplayAssertions, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, type RunnerOptions, TurnRunner } from './turn-runner.js'
@@ -119,10 +120,11 @@ export interface ExecuteCallRequest {
   /** @internal The VM's queue bound for this call (an RPC server's maxQueuedCalls): see CallExecutor.submit. */
   maxQueued?: number
   /**
-   * @internal The caller's RPC server verified `signed` with `userId`'s key, and it held: admission
-   * checks the rest and does not verify it again.
+   * @internal A call the RPC server parsed and checked at its edge (admission.ts, EdgeCall): its
+   * arguments already in tagged form, its signed call parsed and verified with `userId`'s key.
+   * Admission checks the rest, parsing nothing again; `args` and `signed` are then not read.
    */
-  signatureChecked?: boolean
+  edge?: EdgeCall
   /** @internal Called once the call is admitted, as it is queued (not when it is refused). */
   onAdmitted?: () => void
 }
@@ -279,7 +281,7 @@ export class VM extends EventEmitter {
   private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
     const runner = new TurnRunner({ ...this.runnerOptions(), limits, identity })
-    const executor = this.executorOf(runner, storage)
+    const executor = this.executorOf(runner, storage, new CallAuthenticator(this.options.auth ?? 'debug', storage.callLog.key, LOG_SCHEMA))
     this.storage = storage
     const timestamp = Date.now()
     executor.lastTimestamp = timestamp
@@ -296,13 +298,14 @@ export class VM extends EventEmitter {
     }
     const snapshotsKey = snapshots === null ? undefined : (await snapshots).key
     const init = buildInitEntry({
+      engine: ENGINE_INFO,
       costSchedule: CURRENT_COST_SCHEDULE,
       filesFormat: this.options.filesFormat ?? CURRENT_FILES_FORMAT,
       code: this.code,
       title,
       filesArchiveKey: storage.filesArchive.key,
       snapshotsKey,
-      limits,
+      limits: recordedLimits(limits, CURRENT_COST_SCHEDULE > 0),
       auth: this.options.auth ?? 'debug',
       timestamp,
       seed,
@@ -358,29 +361,27 @@ export class VM extends EventEmitter {
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
     })
-    const executor = this.executorOf(runner, storage)
+    const executor = this.executorOf(runner, storage, new CallAuthenticator(init.auth, log.key, init.schema))
     this.storage = storage
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
-    const authenticator = new CallAuthenticator(init.auth, log.key, init.schema)
     const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
     const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
     }
-    const restore = { prepared: sameLimits ? prepared : undefined, authenticator, onProgress: onResume, snapshot }
+    const restore = { prepared: sameLimits ? prepared : undefined, onProgress: onResume, snapshot }
     await restoreFromLog(executor, log, restore)
     executor.checkpointer = checkpointer
     executor.lastTimestamp = last.timestamp
-    this.attach(init, log.length, authenticator)
+    this.attach(init, log.length)
   }
 
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
-  attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
+  attach(init: InitEntry, length: number): void {
     this.initEntry = init
-    const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key, init.schema)
     const executor = this.requireExecutor()
-    this.admission = new CallAdmission(executor.runner.exports, init.limits, auth, !!init.factory)
+    this.admission = new CallAdmission(executor.runner.exports, init.limits, executor.authenticator, !!init.factory)
     executor.nextSeq = length
     if (init.timestamp > executor.lastTimestamp) executor.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
@@ -402,7 +403,7 @@ export class VM extends EventEmitter {
     vm.storage = replayed.storage
     vm.executor = replayed.executor
     vm.ownedDir = replayed.ownedDir
-    vm.attach(replayed.init, replayed.storage.callLog.length, replayed.authenticator)
+    vm.attach(replayed.init, replayed.storage.callLog.length)
     vm.state = 'ready'
     return vm
   }
@@ -561,7 +562,7 @@ export class VM extends EventEmitter {
     return this.executor.room(lane, maxQueued)
   }
 
-  private checkCall(request: ExecuteCallRequest): AdmittedInput {
+  private checkCall(request: ExecuteCallRequest): AdmittedCall {
     if (request === null || typeof request !== 'object')
       throw new InvalidArgumentError('executeCall({methodName, args, userId, signed}) takes an object')
     if (!this.admission) throw new StateError('the VM is not deployed yet')
@@ -586,8 +587,8 @@ export class VM extends EventEmitter {
   }
 
   /** The executor of this VM's calls; after a host fault it rebuilds the sandbox from the VM's own log. */
-  private executorOf(runner: TurnRunner, storage: VMStorage): CallExecutor {
-    this.executor = new CallExecutor(runner, storage, async (executor) => {
+  private executorOf(runner: TurnRunner, storage: VMStorage, authenticator: CallAuthenticator): CallExecutor {
+    this.executor = new CallExecutor(runner, storage, authenticator, async (executor) => {
       const checkpointer = executor.checkpointer
       await checkpointer?.written()
       const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes, executor.runner.stateFormat)
