@@ -65,7 +65,13 @@ test('the source document factory example, over the network: provision, call, au
   assert.equal(await client2.call('foo'), 'bar', 'still running')
   await client.call('shutdownVM', vmInfo.id)
   await assert.rejects(client2.call('foo'), { code: 'ERR_CONNECTION_CLOSED' })
-  await assert.rejects(new RPCClient().connect(vmInfo.rpcUrl), { code: 'ERR_CONNECT', message: /404/ })
+  // No longer served: its path says so (HTTP 410), and where its log still is.
+  await assert.rejects(new RPCClient().connect(vmInfo.rpcUrl), {
+    code: 'ERR_CONNECT',
+    message: new RegExp(
+      `HTTP 410 Gone: the VM ${vmInfo.id} was shut down; its call log ${vmInfo.callLogUrl} is served through its factory at ws://`,
+    ),
+  })
   assert.equal(factory.getVM(vmInfo.id), undefined)
   // Its data stays in the factory's store, and auditors can still fetch it through the factory.
   const archived = await CallLog.fetch(vmInfo.callLogUrl, { peers: [client.url as string] })

@@ -59,9 +59,12 @@ async function answersWhile(sibling: VM, done: Promise<unknown>): Promise<number
   return answers
 }
 
+/** A watchdog no loaded machine reaches before a call's budget runs out (the budget is deterministic; the watchdog is not). */
+const PATIENT_WATCHDOG_MS = 180_000
+
 async function floodHost(t: TestContext, options: { thread?: boolean } = {}) {
-  const vm = await deployVM(t, FLOODS, options)
-  const sibling = await deployVM(t, FLOODS)
+  const vm = await deployVM(t, FLOODS, { ...options, watchdogMs: PATIENT_WATCHDOG_MS })
+  const sibling = await deployVM(t, FLOODS, { watchdogMs: PATIENT_WATCHDOG_MS })
   await vm.executeCall({ methodName: 'setup' })
   // A large folder, written 500 files a call (a call's budget holds about a thousand small writes).
   for (let from = 0; from < 2000; from += 500) await vm.executeCall({ methodName: 'more', args: [from, 500] })
@@ -143,7 +146,7 @@ test('host work is charged the same on a sandbox thread as on the main thread (t
 test('a factory provisioning VMs in a loop ends at its budget, and its log verifies', async (t) => {
   const code = `${await readFile(new URL('../examples/scripts/factory.js', import.meta.url), 'utf8')}
 exports.provisionMany = async () => { for (let i = 0; ; i++) await System.vms.provisionVM({ code: 'exports.n = () => ' + i }) }`
-  const { factory, connect } = await serveFactory(t, code, { maxVMs: 1_000 })
+  const { factory, connect } = await serveFactory(t, code, { maxVMs: 1_000, watchdogMs: PATIENT_WATCHDOG_MS })
   const client = await connect()
   await assert.rejects(client.call('provisionMany'), (err: Error) => {
     assert.equal(err.name, 'ComputeLimitExceeded', err.message)

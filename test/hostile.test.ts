@@ -89,8 +89,19 @@ interface HostileCase {
   after?: (vm: VM) => Promise<void>
 }
 
+/** A watchdog no loaded machine reaches before a call's compute budget runs out (the budget is deterministic; the watchdog is not). */
+const PATIENT_WATCHDOG_MS = 180_000
+
 async function runCase(t: TestContext, c: HostileCase, thread = false): Promise<void> {
-  const vm = await deployVM(t, c.code + OK_EXPORT, { limits: LIMITS, console: quiet, title: c.name, thread, checkpoints: EVERY_CALL })
+  // The compute budget, not the wall-clock watchdog, must end a runaway call, however loaded the machine.
+  const vm = await deployVM(t, c.code + OK_EXPORT, {
+    limits: LIMITS,
+    console: quiet,
+    title: c.name,
+    thread,
+    checkpoints: EVERY_CALL,
+    watchdogMs: PATIENT_WATCHDOG_MS,
+  })
   let failed = 0
   for (const step of c.steps) {
     const args = step.args ?? []
