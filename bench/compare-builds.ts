@@ -1,0 +1,289 @@
+/**
+ * Before/after in one run: the same bench programs on two builds of LibVMS, interleaved, and per
+ * figure the base median, the head median, their ratio and whether the difference is beyond the noise.
+ *
+ *   npx tsx bench/compare-builds.ts --base <git-rev> [--head <git-rev or checkout dir>] [--rounds n]
+ *   BENCH_SCALE=0.2 npx tsx bench/compare-builds.ts --base HEAD~3      (a smoke run)
+ *
+ * The base (and a head given as a revision) is checked out in a temporary git worktree and built there;
+ * the head is by default this checkout, built in place (build-trees.ts). The bench programs are this
+ * checkout's, whatever the builds: `bench/vm-core.bench.ts` (what `npm run bench` runs) with `libvms`
+ * pointed at the build (libvms-build.mjs), and audits with the build's CLI, `nodevms verify <dir>
+ * --json` and `--jobs 2`, of logs written once by the base build (audit-logs.ts), so both builds audit
+ * the same bytes. Every run is a fresh child process; in each round every program runs on both builds
+ * back to back, base first in odd rounds and head first in even ones.
+ *
+ * Prints one JSON object to stdout (progress on stderr); the noise rule is in compare-stats.ts.
+ * Bounded: a fixed number of children, each with a time limit, and a watchdog (--max-minutes, 30 by
+ * default) that ends the children by pid, removes the worktrees and the temp dir, and exits 1.
+ */
+import { loadavg } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { type AuditWorkload, auditWorkloads } from './audit-logs.js'
+import { killChildrenNow, runChild } from './bench-children.js'
+import { startBenchRun } from './bench-run.js'
+import { argValue, log, machine, readScale, round2, sizesAt } from './bench-stats.js'
+import { type Build, BuildTrees, cliOf, envFor } from './build-trees.js'
+import { type Better, betterFromUnit, compareFigure, type FigureComparison, falseAlarmChance } from './compare-stats.js'
+
+const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
+const CORE_BENCH = fileURLToPath(new URL('./vm-core.bench.ts', import.meta.url))
+const AUDIT_LOG_CHILD = fileURLToPath(new URL('./audit-log-child.ts', import.meta.url))
+const TSX = ['--import', 'tsx']
+
+/** vm-core.bench.ts runs at this share of its full size (times BENCH_SCALE): about 30 s a run. */
+const CORE_SCALE = 0.25
+/** The audit logs are this share of parallel-audit.bench.ts's (times BENCH_SCALE): 20,000 trivial calls, 1,000 computing ones. */
+const AUDIT_SCALE = 0.2
+/** The figures of vm-core.bench.ts that measure the machine (raw Hypercore appends), not LibVMS. */
+const CORE_CONTROLS = new Set(['rawAwaitedAppendsPerSec', 'rawBatchedAppendsPerSec'])
+const CORE_TIME_LIMIT_MS = 10 * 60_000
+const VERIFY_TIME_LIMIT_MS = 5 * 60_000
+const LOG_BUILD_TIME_LIMIT_MS = 25 * 60_000
+
+// ---- the command line ----
+
+function usage(problem: string): never {
+  process.stderr.write(
+    `${problem}\nusage: npx tsx bench/compare-builds.ts --base <git-rev> [--head <git-rev or checkout dir>] [--rounds n] [--max-minutes m]\n`,
+  )
+  process.exit(2)
+}
+
+function intArg(name: string, fallback: number, min: number, max: number): number {
+  const raw = argValue(name)
+  if (raw === undefined) return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min || n > max) usage(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  return n
+}
+
+const baseAsked = argValue('--base') ?? usage('--base <git-rev> is required: the build to compare against, e.g. --base main')
+const headAsked = argValue('--head')
+const ROUNDS = intArg('--rounds', 4, 2, 9)
+const MAX_MINUTES = intArg('--max-minutes', 30, 1, 240)
+const SCALE = readScale()
+
+// ---- samples ----
+
+interface Samples {
+  unit: string
+  better: Better
+  control: boolean
+  runs: Record<Build['label'], number[]>
+}
+
+const samples = new Map<string, Samples>()
+
+function record(build: Build, name: string, value: number, unit: string, better = betterFromUnit(unit), control = false): void {
+  let s = samples.get(name)
+  if (!s) {
+    s = { unit, better, control, runs: { base: [], head: [] } }
+    samples.set(name, s)
+  }
+  s.runs[build.label].push(value)
+}
+
+// ---- the programs ----
+
+interface CoreFigure {
+  value: number
+  unit: string
+  ratio_to_baseline?: number
+  latency_ms?: { p50: number; p99: number }
+}
+
+interface CoreReport {
+  baseline: Record<string, CoreFigure>
+  results: Record<string, CoreFigure>
+}
+
+/** One run of vm-core.bench.ts on `build`: every figure, the ratios to the raw baselines, the sequential latencies. */
+async function runCore(build: Build): Promise<void> {
+  const report = await runChild<CoreReport>(CORE_BENCH, [], `vm-core on ${build.label}`, CORE_TIME_LIMIT_MS, {
+    nodeArgs: TSX,
+    env: envFor(build, { BENCH_SCALE: String(CORE_SCALE * SCALE) }),
+  })
+  for (const [name, f] of Object.entries(report.baseline))
+    record(build, `core.${name}`, f.value, f.unit, undefined, CORE_CONTROLS.has(name))
+  for (const [name, f] of Object.entries(report.results)) {
+    record(build, `core.${name}`, f.value, f.unit)
+    if (f.ratio_to_baseline !== undefined) record(build, `core.${name}.ratio_to_baseline`, f.ratio_to_baseline, 'x')
+    if (f.latency_ms) {
+      record(build, `core.${name}.p50`, f.latency_ms.p50, 'ms')
+      record(build, `core.${name}.p99`, f.latency_ms.p99, 'ms')
+    }
+  }
+}
+
+interface AuditLog {
+  workload: AuditWorkload
+  dir: string
+  buildMs: number
+}
+
+interface VerifyReport {
+  verified: boolean
+  calls: number
+  segments?: number[]
+}
+
+/** `nodevms verify <dir> --json` (with `--jobs`) of the build's CLI, in a fresh process; resolves with its wall time. */
+async function timeVerify(build: Build, audited: AuditLog, jobs: number): Promise<{ ms: number; segments: number[] }> {
+  const args = ['verify', audited.dir, '--json', ...(jobs > 1 ? ['--jobs', String(jobs)] : [])]
+  const label = `verify ${audited.workload.name} --jobs ${jobs} on ${build.label}`
+  const started = performance.now()
+  const report = await runChild<VerifyReport>(cliOf(build), args, label, VERIFY_TIME_LIMIT_MS)
+  const ms = performance.now() - started
+  if (!report.verified || report.calls !== audited.workload.calls) {
+    throw new Error(`${label} did not verify the ${audited.workload.calls} calls: ${JSON.stringify(report)}`)
+  }
+  return { ms, segments: report.segments ?? [0] }
+}
+
+/** The seqs `--jobs 2` started its segments at, per log (from the head build's last run). */
+const segmentsSeen: Record<string, number[]> = {}
+
+/** The wall time of verifying a 1-call log, per build: a fresh process's start, subtracted for the per-call figures. */
+const startupMs: Record<Build['label'], number> = { base: 0, head: 0 }
+
+async function auditStartup(build: Build, tiny: AuditLog): Promise<void> {
+  startupMs[build.label] = (await timeVerify(build, tiny, 1)).ms
+  record(build, 'audit.verifyOneCallMs', startupMs[build.label], 'ms')
+}
+
+/** A whole-log verify (jobs 1) or a parallel audit (jobs 2) of `audited`: its time, and the time per call beyond a fresh process's start. */
+async function audit(build: Build, audited: AuditLog, jobs: number): Promise<void> {
+  const { ms, segments } = await timeVerify(build, audited, jobs)
+  const name = `audit.${audited.workload.name}${jobs > 1 ? `Jobs${jobs}` : 'Whole'}`
+  record(build, `${name}Ms`, ms, 'ms')
+  record(build, `${name}UsPerCall`, ((ms - startupMs[build.label]) * 1000) / audited.workload.calls, 'us/call')
+  if (jobs > 1) segmentsSeen[audited.workload.name] = segments
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const started = performance.now()
+  const loadAtStart = loadavg().map(round2)
+  const run = await startBenchRun('libvms-compare-builds-', MAX_MINUTES * 60_000, () => trees.removeAllSync())
+  const trees = new BuildTrees(PROJECT_DIR, run.rootDir)
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: ending the children, removing the worktrees and ${run.rootDir}`)
+    killChildrenNow()
+    trees.removeAllSync()
+    void run.end().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const base = await trees.prepare('base', baseAsked)
+    const head = await trees.prepare('head', headAsked)
+    log(`base ${base.commit.slice(0, 12)} "${base.subject}", head ${head.commit.slice(0, 12)} "${head.subject}"`)
+
+    const { trivial, compute } = auditWorkloads(sizesAt(AUDIT_SCALE * SCALE))
+    const tinyWorkload: AuditWorkload = { ...compute, name: 'oneCall', calls: 1 }
+    const logs: AuditLog[] = []
+    for (const workload of [tinyWorkload, trivial, compute]) {
+      const dir = join(await run.freshDir(workload.name), 'vm')
+      log(`writing the ${workload.name} log (${workload.calls} calls) with the base build`)
+      const { buildMs } = await runChild<{ buildMs: number }>(
+        AUDIT_LOG_CHILD,
+        [dir, JSON.stringify(workload)],
+        `the ${workload.name} log`,
+        LOG_BUILD_TIME_LIMIT_MS,
+        {
+          nodeArgs: TSX,
+          env: envFor(base),
+        },
+      )
+      logs.push({ workload, dir, buildMs: Math.round(buildMs) })
+    }
+    const [tiny, trivialLog, computeLog] = logs
+
+    const programs: { name: string; on: (build: Build) => Promise<void> }[] = [
+      { name: 'vm-core', on: runCore },
+      { name: 'verify a 1-call log', on: (b) => auditStartup(b, tiny) },
+      { name: `verify ${trivial.calls} trivial calls`, on: (b) => audit(b, trivialLog, 1) },
+      { name: `verify ${trivial.calls} trivial calls --jobs 2`, on: (b) => audit(b, trivialLog, 2) },
+      { name: `verify ${compute.calls} computing calls`, on: (b) => audit(b, computeLog, 1) },
+      { name: `verify ${compute.calls} computing calls --jobs 2`, on: (b) => audit(b, computeLog, 2) },
+    ]
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? [base, head] : [head, base]
+      for (const program of programs) {
+        for (const build of order) {
+          const t0 = performance.now()
+          await program.on(build)
+          log(`round ${round + 1}/${ROUNDS}: ${program.name} on ${build.label} (${Math.round(performance.now() - t0)} ms)`)
+        }
+      }
+    }
+
+    const figures: Record<string, FigureComparison> = {}
+    for (const [name, s] of samples) figures[name] = compareFigure(s.runs.base, s.runs.head, s.unit, s.better, s.control)
+    const entries = Object.entries(figures)
+    const named = (keep: (f: FigureComparison) => boolean) =>
+      Object.fromEntries(entries.filter(([, f]) => keep(f)).map(([name, f]) => [name, f.ratio]))
+    const worse = named((f) => !f.control && f.verdict === 'worse')
+    const result = {
+      bench: 'compare-builds',
+      ...machine(),
+      load_average: { start: loadAtStart, end: loadavg().map(round2) },
+      bench_scale: SCALE,
+      rounds: ROUNDS,
+      order: 'each program on both builds back to back, base first in odd rounds, head first in even ones; every run a fresh process',
+      base: describe(base),
+      head: describe(head),
+      same_commit: base.commit === head.commit && !head.uncommitted && !base.uncommitted,
+      sizes: {
+        core: { bench: 'bench/vm-core.bench.ts', BENCH_SCALE: CORE_SCALE * SCALE },
+        audit: Object.fromEntries(
+          logs.map((l) => [l.workload.name, { calls: l.workload.calls, checkpointEvery: l.workload.every, writtenMs: l.buildMs }]),
+        ),
+        jobs2Segments: segmentsSeen,
+      },
+      noise: {
+        rule: 'beyond the noise when the runs do not overlap: every head run better, or every one worse, than every base run',
+        false_alarm_chance_per_figure: falseAlarmChance(ROUNDS),
+        ratio: 'head median / base median',
+      },
+      figures,
+      summary: {
+        verdict:
+          Object.keys(worse).length === 0 ? 'no figure worse than noise' : `${Object.keys(worse).length} figure(s) worse beyond the noise`,
+        worse,
+        better: named((f) => !f.control && f.verdict === 'better'),
+        within_noise: entries.filter(([, f]) => !f.control && f.verdict === 'within noise').length,
+        controls_beyond_noise: named((f) => f.control === true && f.beyond_noise),
+      },
+      wall_ms: Math.round(performance.now() - started),
+    }
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    try {
+      await trees.removeAll()
+    } finally {
+      await run.end()
+    }
+  }
+}
+
+function describe(b: Build) {
+  return {
+    asked: b.asked,
+    commit: b.commit,
+    subject: b.subject,
+    tree: b.temporary ? '(temporary worktree)' : b.tree,
+    uncommitted: b.uncommitted,
+    build_ms: b.buildMs,
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
