@@ -1,10 +1,10 @@
 /**
  * The logs the audit benches verify: a workload (a script, the method its calls make, how many, a
  * checkpoint interval) and the log it writes, built with `libvms` (the build a bench runs on: this
- * checkout's dist/, or the one libvms-build.mjs points at). Used by compare-builds.ts, through
- * audit-log-child.ts, and by parallel-audit.bench.ts.
+ * checkout's dist/, or the one libvms-build.mjs points at). `libvms` is imported only when a log is
+ * built, so that compare-builds.ts, which reads the workloads, runs no build's code itself (it
+ * builds its logs in audit-log-child.ts, on the base build).
  */
-import { VM } from 'libvms'
 import { log, type Scaled } from './bench-stats.js'
 
 export interface AuditWorkload {
@@ -55,6 +55,7 @@ exports.increment = (k) => { n += k; seen.push(n % 977); if (seen.length > 100) 
 
 /** Deploys `w.script` into `dir` and makes its calls (argument: the call's number); resolves with the ms it took. */
 export async function buildAuditLog(dir: string, w: AuditWorkload): Promise<number> {
+  const { VM } = await import('libvms')
   const started = performance.now()
   const vm = new VM(w.script, { checkpoints: { every: w.every } })
   await vm.deploy({ dir, title: `audit bench: ${w.name}` })

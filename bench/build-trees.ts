@@ -7,17 +7,16 @@
  * Bench programs run on a build through libvms-build.mjs (`libvms` → the build's dist/) and the
  * build's CLI (`dist/cli/nodevms.js`).
  */
-import { execFile, execFileSync } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { existsSync, readFileSync, realpathSync, statSync, symlinkSync, unlinkSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { promisify } from 'node:util'
+import { withTimeout } from './bench-children.js'
 import { log } from './bench-stats.js'
-
-const execFileAsync = promisify(execFile)
 
 /** How long one `npm run build` may take. */
 const BUILD_TIME_LIMIT_MS = 5 * 60_000
+/** How long a git command, or the check of where `libvms` resolves, may take. */
 const GIT_TIME_LIMIT_MS = 60_000
 const LOADER_URL = new URL('./libvms-build.mjs', import.meta.url).href
 
@@ -49,98 +48,143 @@ export function envFor(build: Build, extra: Record<string, string> = {}): NodeJS
   return { ...process.env, ...extra, LIBVMS_BENCH_BUILD: build.tree, NODE_OPTIONS: nodeOptions }
 }
 
-async function run(command: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
-  try {
-    const { stdout } = await execFileAsync(command, args, { cwd, timeout: timeoutMs, maxBuffer: 16 * 2 ** 20 })
-    return stdout
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string }
-    const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n')
-    throw new Error(`${command} ${args.join(' ')} (in ${cwd}) failed: ${e.message.split('\n')[0]}\n${output}`)
-  }
-}
-
 /** The builds of one comparison, and the temporary worktrees made for them. */
 export class BuildTrees {
   readonly #worktrees: string[] = []
+  /** The commands (git, npm) running now, each the leader of a process group of its own. */
+  readonly #running = new Set<ChildProcess>()
+
+  readonly #repoDir: string
+  readonly #rootDir: string
 
   /**
    * @param repoDir this checkout: the repository revisions are looked up in, whose node_modules the
    *   worktrees link to
    * @param rootDir where temporary worktrees go (the run's temp root)
    */
-  constructor(
-    private readonly repoDir: string,
-    private readonly rootDir: string,
-  ) {}
+  constructor(repoDir: string, rootDir: string) {
+    this.#repoDir = resolve(repoDir)
+    this.#rootDir = rootDir
+  }
 
-  /** Checks out (for a revision) and builds `asked`: a git revision, a directory, or undefined for this checkout. */
+  /**
+   * Checks out (for a revision) and builds `asked`: a git revision of this repository, else a
+   * checkout's directory, or undefined for this checkout.
+   */
   async prepare(label: Build['label'], asked: string | undefined): Promise<Build> {
-    let tree: string
-    let temporary = false
-    if (asked === undefined) {
-      tree = this.repoDir
-    } else if (existsSync(asked) && statSync(asked).isDirectory()) {
-      tree = resolve(asked)
-      const pkg = join(tree, 'package.json')
-      if (!existsSync(pkg) || (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name !== 'libvms') {
-        throw new Error(
-          `--${label} ${asked}: not a LibVMS checkout (no package.json named libvms); give a git revision or a checkout's directory`,
-        )
-      }
-    } else {
-      const commit = await this.#commitOf(asked, label)
-      tree = join(this.rootDir, `${label}-tree`)
-      log(`${label}: checking out ${asked} (${commit.slice(0, 12)}) in ${tree}`)
-      await run('git', ['-C', this.repoDir, 'worktree', 'add', '--detach', tree, commit], this.repoDir, GIT_TIME_LIMIT_MS)
-      this.#worktrees.push(tree)
-      temporary = true
-      symlinkSync(realpathSync(join(this.repoDir, 'node_modules')), join(tree, 'node_modules'), 'dir')
-    }
-    const [commit, subject] = (await run('git', ['log', '-1', '--format=%H%x00%s'], tree, GIT_TIME_LIMIT_MS)).trim().split('\0')
-    const uncommitted = (await run('git', ['status', '--porcelain', '--untracked-files=no'], tree, GIT_TIME_LIMIT_MS)).trim() !== ''
+    const { tree, temporary } = await this.#treeOf(label, asked)
+    const [commit, subject] = (await this.#run('git', ['log', '-1', '--format=%H%x00%s'], tree, GIT_TIME_LIMIT_MS)).trim().split('\0')
+    const uncommitted = (await this.#run('git', ['status', '--porcelain', '--untracked-files=no'], tree, GIT_TIME_LIMIT_MS)).trim() !== ''
     log(`${label}: npm run build in ${tree}`)
     const started = performance.now()
-    await run('npm', ['run', 'build'], tree, BUILD_TIME_LIMIT_MS)
+    await this.#run('npm', ['run', 'build'], tree, BUILD_TIME_LIMIT_MS)
     const buildMs = Math.round(performance.now() - started)
     const build: Build = { label, asked: asked ?? null, commit, subject, tree, temporary, uncommitted, buildMs }
     await this.#checkResolution(build)
     return build
   }
 
-  async #commitOf(rev: string, label: string): Promise<string> {
+  /** Where `asked` is checked out: this checkout, a directory given, or a new worktree of the revision. */
+  async #treeOf(label: Build['label'], asked: string | undefined): Promise<{ tree: string; temporary: boolean }> {
+    if (asked === undefined) return { tree: this.#repoDir, temporary: false }
+    const commit = await this.#commitOf(asked)
+    if (commit === null) {
+      if (!existsSync(asked) || !statSync(asked).isDirectory()) {
+        throw new Error(
+          `--${label} ${asked}: neither a git revision of ${this.#repoDir} nor a directory (try a commit, a branch, HEAD~3 or a checkout's path)`,
+        )
+      }
+      const tree = resolve(asked)
+      const pkg = join(tree, 'package.json')
+      if (!existsSync(pkg) || (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name !== 'libvms') {
+        throw new Error(
+          `--${label} ${asked}: not a LibVMS checkout (no package.json named libvms); give a git revision or a checkout's directory`,
+        )
+      }
+      return { tree, temporary: false }
+    }
+    const tree = join(this.#rootDir, `${label}-tree`)
+    log(`${label}: checking out ${asked} (${commit.slice(0, 12)}) in ${tree}`)
+    await this.#run('git', ['-C', this.#repoDir, 'worktree', 'add', '--detach', tree, commit], this.#repoDir, GIT_TIME_LIMIT_MS)
+    this.#worktrees.push(tree)
+    symlinkSync(realpathSync(join(this.#repoDir, 'node_modules')), join(tree, 'node_modules'), 'dir')
+    return { tree, temporary: true }
+  }
+
+  /** The commit `rev` names in this repository, or null if it names none. */
+  async #commitOf(rev: string): Promise<string | null> {
     try {
-      return (await run('git', ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], this.repoDir, GIT_TIME_LIMIT_MS)).trim()
+      return (await this.#run('git', ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], this.#repoDir, GIT_TIME_LIMIT_MS)).trim()
     } catch {
-      throw new Error(`--${label} ${rev}: neither a directory nor a git revision of ${this.repoDir} (try a commit, a branch, or HEAD~3)`)
+      return null
     }
   }
 
   /** A bench program started with envFor(build) must import the build's own dist/: asks a node process where `libvms` resolves. */
   async #checkResolution(build: Build): Promise<void> {
-    const { stdout } = await execFileAsync(
-      process.execPath,
-      ['--input-type=module', '-e', "process.stdout.write(import.meta.resolve('libvms'))"],
-      { cwd: this.repoDir, env: envFor(build), timeout: GIT_TIME_LIMIT_MS },
-    )
+    const script = "process.stdout.write(import.meta.resolve('libvms'))"
+    const stdout = await this.#run(process.execPath, ['--input-type=module', '-e', script], this.#repoDir, GIT_TIME_LIMIT_MS, envFor(build))
     const expected = pathToFileURL(join(build.tree, 'dist', 'index.js')).href
     if (stdout !== expected) throw new Error(`on the ${build.label} build, libvms resolves to ${stdout}, not ${expected}`)
+  }
+
+  /**
+   * Runs a command (git, npm) to completion within `timeoutMs`; resolves with its stdout. It leads a
+   * process group of its own, so that ending it (on a time-out, or abandonSync) ends what it started
+   * too (npm's shell and tsc).
+   */
+  async #run(command: string, args: string[], cwd: string, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<string> {
+    const label = `${command} ${args.join(' ')} (in ${cwd})`
+    const child = spawn(command, args, { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.#running.add(child)
+    let output = ''
+    let stdout = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      output += chunk
+    })
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk
+    })
+    try {
+      const ended = new Promise<number | string | null>((resolve, reject) => {
+        child.once('error', reject)
+        child.once('close', (code, signal) => resolve(code ?? signal))
+      })
+      const outcome = await withTimeout(ended, timeoutMs, label)
+      if (outcome !== 0) throw new Error(`${label} ended with ${outcome}:\n${output.trim().split('\n').slice(-20).join('\n')}`)
+      return stdout
+    } finally {
+      this.#endGroup(child)
+      this.#running.delete(child)
+    }
+  }
+
+  /** Ends the process group `child` leads, if it is still running. */
+  #endGroup(child: ChildProcess): void {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
   }
 
   /** Removes the temporary worktrees (the link to node_modules first, so nothing follows it). */
   async removeAll(): Promise<void> {
     for (const tree of this.#worktrees.splice(0)) {
       this.#unlinkModules(tree)
-      await run('git', ['-C', this.repoDir, 'worktree', 'remove', '--force', tree], this.repoDir, GIT_TIME_LIMIT_MS)
+      await this.#run('git', ['-C', this.#repoDir, 'worktree', 'remove', '--force', tree], this.#repoDir, GIT_TIME_LIMIT_MS)
     }
   }
 
-  /** removeAll, synchronously: for a watchdog or a signal handler that is about to exit. */
-  removeAllSync(): void {
+  /** For a watchdog or a signal handler that is about to exit: ends the commands running, then removes the worktrees, synchronously. */
+  abandonSync(): void {
+    for (const child of this.#running) this.#endGroup(child)
     for (const tree of this.#worktrees.splice(0)) {
       this.#unlinkModules(tree)
       try {
-        execFileSync('git', ['-C', this.repoDir, 'worktree', 'remove', '--force', tree], { timeout: GIT_TIME_LIMIT_MS, stdio: 'ignore' })
+        execFileSync('git', ['-C', this.#repoDir, 'worktree', 'remove', '--force', tree], { timeout: GIT_TIME_LIMIT_MS, stdio: 'ignore' })
       } catch {
         log(`could not remove the worktree ${tree}: remove it with git worktree remove --force ${tree}`)
       }

@@ -99,11 +99,15 @@ interface CoreReport {
   results: Record<string, CoreFigure>
 }
 
-/** One run of vm-core.bench.ts on `build`: every figure, the ratios to the raw baselines, the sequential latencies. */
-async function runCore(build: Build): Promise<void> {
+/**
+ * One run of vm-core.bench.ts on `build`: every figure, the ratios to the raw baselines, the
+ * sequential latencies. `tmp` is its temp dir (TMPDIR), inside the run's, so nothing it makes
+ * outlives the run even if it is ended before its own cleanup.
+ */
+async function runCore(build: Build, tmp: string): Promise<void> {
   const report = await runChild<CoreReport>(CORE_BENCH, [], `vm-core on ${build.label}`, CORE_TIME_LIMIT_MS, {
     nodeArgs: TSX,
-    env: envFor(build, { BENCH_SCALE: String(CORE_SCALE * SCALE) }),
+    env: envFor(build, { BENCH_SCALE: String(CORE_SCALE * SCALE), TMPDIR: tmp }),
   })
   for (const [name, f] of Object.entries(report.baseline))
     record(build, `core.${name}`, f.value, f.unit, undefined, CORE_CONTROLS.has(name))
@@ -111,8 +115,8 @@ async function runCore(build: Build): Promise<void> {
     record(build, `core.${name}`, f.value, f.unit)
     if (f.ratio_to_baseline !== undefined) record(build, `core.${name}.ratio_to_baseline`, f.ratio_to_baseline, 'x')
     if (f.latency_ms) {
-      record(build, `core.${name}.p50`, f.latency_ms.p50, 'ms')
-      record(build, `core.${name}.p99`, f.latency_ms.p99, 'ms')
+      record(build, `core.${name}.latency_p50_ms`, f.latency_ms.p50, 'ms')
+      record(build, `core.${name}.latency_p99_ms`, f.latency_ms.p99, 'ms')
     }
   }
 }
@@ -130,11 +134,11 @@ interface VerifyReport {
 }
 
 /** `nodevms verify <dir> --json` (with `--jobs`) of the build's CLI, in a fresh process; resolves with its wall time. */
-async function timeVerify(build: Build, audited: AuditLog, jobs: number): Promise<{ ms: number; segments: number[] }> {
+async function timeVerify(build: Build, audited: AuditLog, jobs: number, tmp: string): Promise<{ ms: number; segments: number[] }> {
   const args = ['verify', audited.dir, '--json', ...(jobs > 1 ? ['--jobs', String(jobs)] : [])]
   const label = `verify ${audited.workload.name} --jobs ${jobs} on ${build.label}`
   const started = performance.now()
-  const report = await runChild<VerifyReport>(cliOf(build), args, label, VERIFY_TIME_LIMIT_MS)
+  const report = await runChild<VerifyReport>(cliOf(build), args, label, VERIFY_TIME_LIMIT_MS, { env: { ...process.env, TMPDIR: tmp } })
   const ms = performance.now() - started
   if (!report.verified || report.calls !== audited.workload.calls) {
     throw new Error(`${label} did not verify the ${audited.workload.calls} calls: ${JSON.stringify(report)}`)
@@ -148,14 +152,14 @@ const segmentsSeen: Record<string, number[]> = {}
 /** The wall time of verifying a 1-call log, per build: a fresh process's start, subtracted for the per-call figures. */
 const startupMs: Record<Build['label'], number> = { base: 0, head: 0 }
 
-async function auditStartup(build: Build, tiny: AuditLog): Promise<void> {
-  startupMs[build.label] = (await timeVerify(build, tiny, 1)).ms
+async function auditStartup(build: Build, tiny: AuditLog, tmp: string): Promise<void> {
+  startupMs[build.label] = (await timeVerify(build, tiny, 1, tmp)).ms
   record(build, 'audit.verifyOneCallMs', startupMs[build.label], 'ms')
 }
 
 /** A whole-log verify (jobs 1) or a parallel audit (jobs 2) of `audited`: its time, and the time per call beyond a fresh process's start. */
-async function audit(build: Build, audited: AuditLog, jobs: number): Promise<void> {
-  const { ms, segments } = await timeVerify(build, audited, jobs)
+async function audit(build: Build, audited: AuditLog, jobs: number, tmp: string): Promise<void> {
+  const { ms, segments } = await timeVerify(build, audited, jobs, tmp)
   const name = `audit.${audited.workload.name}${jobs > 1 ? `Jobs${jobs}` : 'Whole'}`
   record(build, `${name}Ms`, ms, 'ms')
   record(build, `${name}UsPerCall`, ((ms - startupMs[build.label]) * 1000) / audited.workload.calls, 'us/call')
@@ -167,21 +171,23 @@ async function audit(build: Build, audited: AuditLog, jobs: number): Promise<voi
 async function main(): Promise<void> {
   const started = performance.now()
   const loadAtStart = loadavg().map(round2)
-  const run = await startBenchRun('libvms-compare-builds-', MAX_MINUTES * 60_000, () => trees.removeAllSync())
+  const run = await startBenchRun('libvms-compare-builds-', MAX_MINUTES * 60_000, () => trees.abandonSync())
   const trees = new BuildTrees(PROJECT_DIR, run.rootDir)
   const onSignal = (signal: NodeJS.Signals): void => {
     log(`${signal}: ending the children, removing the worktrees and ${run.rootDir}`)
     killChildrenNow()
-    trees.removeAllSync()
+    trees.abandonSync()
     void run.end().finally(() => process.exit(130))
   }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
-    const base = await trees.prepare('base', baseAsked)
-    const head = await trees.prepare('head', headAsked)
+    // Both builds at once (tsc is mostly one core's work); neither is measured.
+    const [base, head] = await allDone([trees.prepare('base', baseAsked), trees.prepare('head', headAsked)])
     log(`base ${base.commit.slice(0, 12)} "${base.subject}", head ${head.commit.slice(0, 12)} "${head.subject}"`)
 
+    // The children's temp dir (TMPDIR): inside the run's, removed with it whatever happens to them.
+    const tmp = await run.freshDir('tmp')
     const { trivial, compute } = auditWorkloads(sizesAt(AUDIT_SCALE * SCALE))
     const tinyWorkload: AuditWorkload = { ...compute, name: 'oneCall', calls: 1 }
     const logs: AuditLog[] = []
@@ -195,7 +201,7 @@ async function main(): Promise<void> {
         LOG_BUILD_TIME_LIMIT_MS,
         {
           nodeArgs: TSX,
-          env: envFor(base),
+          env: envFor(base, { TMPDIR: tmp }),
         },
       )
       logs.push({ workload, dir, buildMs: Math.round(buildMs) })
@@ -203,12 +209,12 @@ async function main(): Promise<void> {
     const [tiny, trivialLog, computeLog] = logs
 
     const programs: { name: string; on: (build: Build) => Promise<void> }[] = [
-      { name: 'vm-core', on: runCore },
-      { name: 'verify a 1-call log', on: (b) => auditStartup(b, tiny) },
-      { name: `verify ${trivial.calls} trivial calls`, on: (b) => audit(b, trivialLog, 1) },
-      { name: `verify ${trivial.calls} trivial calls --jobs 2`, on: (b) => audit(b, trivialLog, 2) },
-      { name: `verify ${compute.calls} computing calls`, on: (b) => audit(b, computeLog, 1) },
-      { name: `verify ${compute.calls} computing calls --jobs 2`, on: (b) => audit(b, computeLog, 2) },
+      { name: 'vm-core', on: (b) => runCore(b, tmp) },
+      { name: 'verify a 1-call log', on: (b) => auditStartup(b, tiny, tmp) },
+      { name: `verify ${trivial.calls} trivial calls`, on: (b) => audit(b, trivialLog, 1, tmp) },
+      { name: `verify ${trivial.calls} trivial calls --jobs 2`, on: (b) => audit(b, trivialLog, 2, tmp) },
+      { name: `verify ${compute.calls} computing calls`, on: (b) => audit(b, computeLog, 1, tmp) },
+      { name: `verify ${compute.calls} computing calls --jobs 2`, on: (b) => audit(b, computeLog, 2, tmp) },
     ]
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? [base, head] : [head, base]
@@ -227,6 +233,7 @@ async function main(): Promise<void> {
     const named = (keep: (f: FigureComparison) => boolean) =>
       Object.fromEntries(entries.filter(([, f]) => keep(f)).map(([name, f]) => [name, f.ratio]))
     const worse = named((f) => !f.control && f.verdict === 'worse')
+    const libvmsFigures = entries.filter(([, f]) => !f.control).length
     const result = {
       bench: 'compare-builds',
       ...machine(),
@@ -257,6 +264,8 @@ async function main(): Promise<void> {
         better: named((f) => !f.control && f.verdict === 'better'),
         within_noise: entries.filter(([, f]) => !f.control && f.verdict === 'within noise').length,
         controls_beyond_noise: named((f) => f.control === true && f.beyond_noise),
+        // How many figures would come out beyond the noise by chance alone were both builds the same.
+        expected_false_alarms: round2(falseAlarmChance(ROUNDS) * libvmsFigures),
       },
       wall_ms: Math.round(performance.now() - started),
     }
@@ -270,6 +279,14 @@ async function main(): Promise<void> {
       await run.end()
     }
   }
+}
+
+/** Promise.all that waits for every promise to settle before it rejects with the first failure (so none is left running). */
+async function allDone<T>(promises: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises)
+  const failed = settled.find((s) => s.status === 'rejected')
+  if (failed) throw failed.reason
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
 }
 
 function describe(b: Build) {
