@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type AuditWorkload, auditWorkloads } from './audit-logs.js'
 import { killChildrenNow, runChild } from './bench-children.js'
-import { startBenchRun } from './bench-run.js'
+import { type BenchRun, startBenchRun } from './bench-run.js'
 import { argValue, log, machine, readScale, round2, sizesAt } from './bench-stats.js'
 import { type Build, BuildTrees, cliOf, envFor } from './build-trees.js'
 import { type Better, betterFromUnit, compareFigure, type FigureComparison, falseAlarmChance } from './compare-stats.js'
@@ -146,7 +146,7 @@ async function timeVerify(build: Build, audited: AuditLog, jobs: number, tmp: st
   return { ms, segments: report.segments ?? [0] }
 }
 
-/** The seqs `--jobs 2` started its segments at, per log (from the head build's last run). */
+/** The seqs `--jobs 2` started its segments at, per log (as the last run found them). */
 const segmentsSeen: Record<string, number[]> = {}
 
 /** The wall time of verifying a 1-call log, per build: a fresh process's start, subtracted for the per-call figures. */
@@ -189,23 +189,7 @@ async function main(): Promise<void> {
     // The children's temp dir (TMPDIR): inside the run's, removed with it whatever happens to them.
     const tmp = await run.freshDir('tmp')
     const { trivial, compute } = auditWorkloads(sizesAt(AUDIT_SCALE * SCALE))
-    const tinyWorkload: AuditWorkload = { ...compute, name: 'oneCall', calls: 1 }
-    const logs: AuditLog[] = []
-    for (const workload of [tinyWorkload, trivial, compute]) {
-      const dir = join(await run.freshDir(workload.name), 'vm')
-      log(`writing the ${workload.name} log (${workload.calls} calls) with the base build`)
-      const { buildMs } = await runChild<{ buildMs: number }>(
-        AUDIT_LOG_CHILD,
-        [dir, JSON.stringify(workload)],
-        `the ${workload.name} log`,
-        LOG_BUILD_TIME_LIMIT_MS,
-        {
-          nodeArgs: TSX,
-          env: envFor(base, { TMPDIR: tmp }),
-        },
-      )
-      logs.push({ workload, dir, buildMs: Math.round(buildMs) })
-    }
+    const logs = await writeAuditLogs(base, [{ ...compute, name: 'oneCall', calls: 1 }, trivial, compute], run, tmp)
     const [tiny, trivialLog, computeLog] = logs
 
     const programs: { name: string; on: (build: Build) => Promise<void> }[] = [
@@ -229,11 +213,6 @@ async function main(): Promise<void> {
 
     const figures: Record<string, FigureComparison> = {}
     for (const [name, s] of samples) figures[name] = compareFigure(s.runs.base, s.runs.head, s.unit, s.better, s.control)
-    const entries = Object.entries(figures)
-    const named = (keep: (f: FigureComparison) => boolean) =>
-      Object.fromEntries(entries.filter(([, f]) => keep(f)).map(([name, f]) => [name, f.ratio]))
-    const worse = named((f) => !f.control && f.verdict === 'worse')
-    const libvmsFigures = entries.filter(([, f]) => !f.control).length
     const result = {
       bench: 'compare-builds',
       ...machine(),
@@ -257,16 +236,7 @@ async function main(): Promise<void> {
         ratio: 'head median / base median',
       },
       figures,
-      summary: {
-        verdict:
-          Object.keys(worse).length === 0 ? 'no figure worse than noise' : `${Object.keys(worse).length} figure(s) worse beyond the noise`,
-        worse,
-        better: named((f) => !f.control && f.verdict === 'better'),
-        within_noise: entries.filter(([, f]) => !f.control && f.verdict === 'within noise').length,
-        controls_beyond_noise: named((f) => f.control === true && f.beyond_noise),
-        // How many figures would come out beyond the noise by chance alone were both builds the same.
-        expected_false_alarms: round2(falseAlarmChance(ROUNDS) * libvmsFigures),
-      },
+      summary: summarize(figures),
       wall_ms: Math.round(performance.now() - started),
     }
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
@@ -278,6 +248,48 @@ async function main(): Promise<void> {
     } finally {
       await run.end()
     }
+  }
+}
+
+/** Writes each workload's log with the base build, each in a child process (audit-log-child.ts), one after the other. */
+async function writeAuditLogs(base: Build, workloads: AuditWorkload[], run: BenchRun, tmp: string): Promise<AuditLog[]> {
+  const logs: AuditLog[] = []
+  for (const workload of workloads) {
+    const dir = join(await run.freshDir(workload.name), 'vm')
+    log(`writing the ${workload.name} log (${workload.calls} calls) with the base build`)
+    const label = `writing the ${workload.name} log`
+    const env = envFor(base, { TMPDIR: tmp })
+    const { buildMs } = await runChild<{ buildMs: number }>(
+      AUDIT_LOG_CHILD,
+      [dir, JSON.stringify(workload)],
+      label,
+      LOG_BUILD_TIME_LIMIT_MS,
+      {
+        nodeArgs: TSX,
+        env,
+      },
+    )
+    logs.push({ workload, dir, buildMs: Math.round(buildMs) })
+  }
+  return logs
+}
+
+/** The verdict over every figure but the controls, the figures beyond the noise either way (name → ratio), and the controls that are. */
+function summarize(figures: Record<string, FigureComparison>) {
+  const entries = Object.entries(figures)
+  const named = (keep: (f: FigureComparison) => boolean) =>
+    Object.fromEntries(entries.filter(([, f]) => keep(f)).map(([name, f]) => [name, f.ratio]))
+  const worse = named((f) => !f.control && f.verdict === 'worse')
+  const libvmsFigures = entries.filter(([, f]) => !f.control)
+  const worseCount = Object.keys(worse).length
+  return {
+    verdict: worseCount === 0 ? 'no figure worse than noise' : `${worseCount} figure(s) worse beyond the noise`,
+    worse,
+    better: named((f) => !f.control && f.verdict === 'better'),
+    within_noise: libvmsFigures.filter(([, f]) => f.verdict === 'within noise').length,
+    controls_beyond_noise: named((f) => f.control === true && f.beyond_noise),
+    // How many figures would come out beyond the noise by chance alone were both builds the same.
+    expected_false_alarms: round2(falseAlarmChance(ROUNDS) * libvmsFigures.length),
   }
 }
 
