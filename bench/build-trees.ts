@@ -8,8 +8,10 @@
  * build's CLI (`dist/cli/nodevms.js`).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, realpathSync, statSync, symlinkSync, unlinkSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { readdir, readFile } from 'node:fs/promises'
+import { join, relative, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { withTimeout } from './bench-children.js'
 import { log } from './bench-stats.js'
@@ -46,6 +48,32 @@ export function cliOf(build: Build): string {
 export function envFor(build: Build, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const nodeOptions = [process.env.NODE_OPTIONS, `--import ${LOADER_URL}`].filter(Boolean).join(' ')
   return { ...process.env, ...extra, LIBVMS_BENCH_BUILD: build.tree, NODE_OPTIONS: nodeOptions }
+}
+
+/**
+ * Whether two builds' dist/ trees hold the same files with the same bytes (files whose names start
+ * with a dot, such as a build stamp, left out): then every difference between their figures is noise.
+ */
+export async function sameDist(a: Build, b: Build): Promise<boolean> {
+  const [filesA, filesB] = await Promise.all([distDigests(a), distDigests(b)])
+  return filesA.size === filesB.size && [...filesA].every(([path, digest]) => filesB.get(path) === digest)
+}
+
+/** Each file of the build's dist/ (by its path in it) and its SHA-256. */
+async function distDigests(build: Build): Promise<Map<string, string>> {
+  const dist = join(build.tree, 'dist')
+  const digests = new Map<string, string>()
+  for (const entry of await readdir(dist, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || entry.name.startsWith('.')) continue
+    const path = join(entry.parentPath, entry.name)
+    digests.set(
+      relative(dist, path),
+      createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex'),
+    )
+  }
+  return digests
 }
 
 /** The builds of one comparison, and the temporary worktrees made for them. */

@@ -24,7 +24,7 @@ import { type AuditWorkload, auditWorkloads } from './audit-logs.js'
 import { killChildrenNow, runChild } from './bench-children.js'
 import { type BenchRun, startBenchRun } from './bench-run.js'
 import { argValue, log, machine, readScale, round2, sizesAt } from './bench-stats.js'
-import { type Build, BuildTrees, cliOf, envFor } from './build-trees.js'
+import { type Build, BuildTrees, cliOf, envFor, sameDist } from './build-trees.js'
 import { type Better, betterFromUnit, compareFigure, type FigureComparison, falseAlarmChance } from './compare-stats.js'
 
 const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
@@ -222,7 +222,8 @@ async function main(): Promise<void> {
       order: 'each program on both builds back to back, base first in odd rounds, head first in even ones; every run a fresh process',
       base: describe(base),
       head: describe(head),
-      same_commit: base.commit === head.commit && !head.uncommitted && !base.uncommitted,
+      // The same dist/ byte for byte: an A/A run, where every difference is noise.
+      same_build: await sameDist(base, head),
       sizes: {
         core: { bench: 'bench/vm-core.bench.ts', BENCH_SCALE: CORE_SCALE * SCALE },
         audit: Object.fromEntries(
