@@ -14,7 +14,7 @@
  * back to back, base first in odd rounds and head first in even ones.
  *
  * Prints one JSON object to stdout (progress on stderr); the noise rule is in compare-stats.ts.
- * Bounded: a fixed number of children, each with a time limit, and a watchdog (--max-minutes, 30 by
+ * Bounded: a fixed number of children, each with a time limit, and a watchdog (--max-minutes, 60 by
  * default) that ends the children by pid, removes the worktrees and the temp dir, and exits 1.
  */
 import { loadavg } from 'node:os'
@@ -62,7 +62,7 @@ function intArg(name: string, fallback: number, min: number, max: number): numbe
 const baseAsked = argValue('--base') ?? usage('--base <git-rev> is required: the build to compare against, e.g. --base main')
 const headAsked = argValue('--head')
 const ROUNDS = intArg('--rounds', 4, 2, 9)
-const MAX_MINUTES = intArg('--max-minutes', 30, 1, 240)
+const MAX_MINUTES = intArg('--max-minutes', 60, 1, 240)
 const SCALE = readScale()
 
 // ---- samples ----
