@@ -8,9 +8,9 @@
  * The base (and a head given as a revision) is checked out in a temporary git worktree and built there;
  * the head is by default this checkout, built in place (build-trees.ts). The bench programs are this
  * checkout's, whatever the builds: `bench/vm-core.bench.ts` (what `npm run bench` runs) with `libvms`
- * pointed at the build (libvms-build.mjs), and audits with the build's CLI, `nodevms verify <dir>
- * --json` and `--jobs 2`, of logs written once by the base build (audit-logs.ts), so both builds audit
- * the same bytes. Every run is a fresh child process; in each round every program runs on both builds
+ * pointed at the build (libvms-build.mjs), and audits of logs written once by the base build
+ * (audit-logs.ts), so that both builds audit the same bytes: with the build's CLI, `nodevms verify
+ * <dir> --json` and `--jobs 2`, and `Verifier.verify` timed inside its process (verify-child.mjs). Every run is a fresh child process; in each round every program runs on both builds
  * back to back, base first in odd rounds and head first in even ones.
  *
  * Prints one JSON object to stdout (progress on stderr); the noise rule is in compare-stats.ts.
@@ -30,6 +30,7 @@ import { type Better, betterFromUnit, compareFigure, type FigureComparison, fals
 const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url))
 const CORE_BENCH = fileURLToPath(new URL('./vm-core.bench.ts', import.meta.url))
 const AUDIT_LOG_CHILD = fileURLToPath(new URL('./audit-log-child.ts', import.meta.url))
+const VERIFY_CHILD = fileURLToPath(new URL('./verify-child.mjs', import.meta.url))
 const TSX = ['--import', 'tsx']
 
 /** vm-core.bench.ts runs at this share of its full size (times BENCH_SCALE): about 30 s a run. */
@@ -149,21 +150,21 @@ async function timeVerify(build: Build, audited: AuditLog, jobs: number, tmp: st
 /** The seqs `--jobs 2` started its segments at, per log (as the last run found them). */
 const segmentsSeen: Record<string, number[]> = {}
 
-/** The wall time of verifying a 1-call log, per build: a fresh process's start, subtracted for the per-call figures. */
-const startupMs: Record<Build['label'], number> = { base: 0, head: 0 }
-
-async function auditStartup(build: Build, tiny: AuditLog, tmp: string): Promise<void> {
-  startupMs[build.label] = (await timeVerify(build, tiny, 1, tmp)).ms
-  record(build, 'audit.verifyOneCallMs', startupMs[build.label], 'ms')
-}
-
-/** A whole-log verify (jobs 1) or a parallel audit (jobs 2) of `audited`: its time, and the time per call beyond a fresh process's start. */
+/** A whole-log verify (jobs 1) or a parallel audit (jobs 2) of `audited` with the build's CLI: its wall time. */
 async function audit(build: Build, audited: AuditLog, jobs: number, tmp: string): Promise<void> {
   const { ms, segments } = await timeVerify(build, audited, jobs, tmp)
-  const name = `audit.${audited.workload.name}${jobs > 1 ? `Jobs${jobs}` : 'Whole'}`
-  record(build, `${name}Ms`, ms, 'ms')
-  record(build, `${name}UsPerCall`, ((ms - startupMs[build.label]) * 1000) / audited.workload.calls, 'us/call')
+  record(build, `audit.${audited.workload.name}${jobs > 1 ? `Jobs${jobs}` : 'Whole'}Ms`, ms, 'ms')
   if (jobs > 1) segmentsSeen[audited.workload.name] = segments
+}
+
+/** `Verifier.verify` of `audited`'s log in a fresh process on the build (verify-child.mjs), timed inside it: the work per entry. */
+async function auditInProcess(build: Build, audited: AuditLog, tmp: string): Promise<void> {
+  const label = `Verifier.verify of ${audited.workload.name} on ${build.label}`
+  const report = await runChild<{ verifyMs: number; calls: number }>(VERIFY_CHILD, [audited.dir], label, VERIFY_TIME_LIMIT_MS, {
+    env: envFor(build, { TMPDIR: tmp }),
+  })
+  if (report.calls !== audited.workload.calls) throw new Error(`${label} verified ${report.calls} calls, not ${audited.workload.calls}`)
+  record(build, `audit.${audited.workload.name}VerifierUsPerCall`, (report.verifyMs * 1000) / report.calls, 'us/call')
 }
 
 // ---- main ----
@@ -194,11 +195,13 @@ async function main(): Promise<void> {
 
     const programs: { name: string; on: (build: Build) => Promise<void> }[] = [
       { name: 'vm-core', on: (b) => runCore(b, tmp) },
-      { name: 'verify a 1-call log', on: (b) => auditStartup(b, tiny, tmp) },
+      { name: 'verify a 1-call log', on: (b) => audit(b, tiny, 1, tmp) },
       { name: `verify ${trivial.calls} trivial calls`, on: (b) => audit(b, trivialLog, 1, tmp) },
       { name: `verify ${trivial.calls} trivial calls --jobs 2`, on: (b) => audit(b, trivialLog, 2, tmp) },
+      { name: `Verifier.verify of ${trivial.calls} trivial calls`, on: (b) => auditInProcess(b, trivialLog, tmp) },
       { name: `verify ${compute.calls} computing calls`, on: (b) => audit(b, computeLog, 1, tmp) },
       { name: `verify ${compute.calls} computing calls --jobs 2`, on: (b) => audit(b, computeLog, 2, tmp) },
+      { name: `Verifier.verify of ${compute.calls} computing calls`, on: (b) => auditInProcess(b, computeLog, tmp) },
     ]
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? [base, head] : [head, base]
