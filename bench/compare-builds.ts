@@ -33,7 +33,7 @@ const AUDIT_LOG_CHILD = fileURLToPath(new URL('./audit-log-child.ts', import.met
 const VERIFY_CHILD = fileURLToPath(new URL('./verify-child.mjs', import.meta.url))
 const TSX = ['--import', 'tsx']
 
-/** vm-core.bench.ts runs at this share of its full size (times BENCH_SCALE): about 30 s a run. */
+/** vm-core.bench.ts runs at this share of its full size (times BENCH_SCALE): about 40 s a run on this 2-core machine at a load of 4. */
 const CORE_SCALE = 0.25
 /** The audit logs are this share of parallel-audit.bench.ts's (times BENCH_SCALE): 20,000 trivial calls, 1,000 computing ones. */
 const AUDIT_SCALE = 0.2
