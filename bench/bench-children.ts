@@ -116,9 +116,19 @@ export function killChildrenNow(): void {
   }
 }
 
-/** Runs `node script ...args` to completion (bounded by `timeoutMs`); resolves with its last stdout line as JSON. */
-export async function runChild<T>(script: string, args: string[], label: string, timeoutMs: number): Promise<T> {
-  const child = spawn(process.execPath, [script, ...args], { cwd: PROJECT_DIR, stdio: ['ignore', 'pipe', 'inherit'] })
+/**
+ * Runs `node ...nodeArgs script ...args` to completion (bounded by `timeoutMs`), with `env` if given
+ * (else this process's); resolves with its stdout as JSON: the whole of it if that parses (a bench's
+ * pretty-printed result), else its last line.
+ */
+export async function runChild<T>(
+  script: string,
+  args: string[],
+  label: string,
+  timeoutMs: number,
+  { nodeArgs = [], env }: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<T> {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { cwd: PROJECT_DIR, env, stdio: ['ignore', 'pipe', 'inherit'] })
   children.add(child)
   let stdout = ''
   child.stdout?.setEncoding('utf8')
@@ -128,11 +138,25 @@ export async function runChild<T>(script: string, args: string[], label: string,
   try {
     const code = await withTimeout(new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))), timeoutMs, label)
     if (code !== 0) throw new Error(`${label} exited with code ${code}`)
-    const line = stdout.trim().split('\n').pop() ?? ''
-    return JSON.parse(line) as T
+    return parseJsonOutput<T>(stdout, label)
   } finally {
     if (child.exitCode === null && child.signalCode === null) await stopChild(child, 2000)
     children.delete(child)
+  }
+}
+
+/** A child's stdout as JSON: the whole of it, or else its last line. */
+function parseJsonOutput<T>(stdout: string, label: string): T {
+  const text = stdout.trim()
+  try {
+    return JSON.parse(text) as T
+  } catch {
+    const line = text.split('\n').pop() ?? ''
+    try {
+      return JSON.parse(line) as T
+    } catch {
+      throw new Error(`${label} printed ${JSON.stringify(line.slice(0, 200))} last, not JSON`)
+    }
   }
 }
 

@@ -22,16 +22,22 @@ export interface BenchRun {
 /**
  * Starts a run: creates a temp root dir named `prefix` + random suffix in the OS temp dir and, if
  * `watchdogMs` is given, a watchdog that, should the run take longer, logs, kills every child by pid,
- * removes the temp root and exits with code 1. The watchdog does not keep the process alive.
+ * calls `onGiveUp` (synchronous cleanup of what the run made outside its temp root, e.g. a git
+ * worktree's registration), removes the temp root and exits with code 1. The watchdog does not keep
+ * the process alive.
  */
-export async function startBenchRun(prefix: string, watchdogMs?: number): Promise<BenchRun> {
+export async function startBenchRun(prefix: string, watchdogMs?: number, onGiveUp?: () => void): Promise<BenchRun> {
   const rootDir = await mkdtemp(join(tmpdir(), prefix))
   let watchdog: NodeJS.Timeout | undefined
   if (watchdogMs !== undefined) {
     watchdog = setTimeout(() => {
       log(`the run took more than ${watchdogMs / 1000} s: giving up`)
       killChildrenNow()
-      rmSync(rootDir, { recursive: true, force: true })
+      try {
+        onGiveUp?.()
+      } finally {
+        rmSync(rootDir, { recursive: true, force: true })
+      }
       process.exit(1)
     }, watchdogMs)
     watchdog.unref()

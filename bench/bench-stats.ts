@@ -16,9 +16,17 @@ export function readScale(): number {
  * BENCH_SCALE (readScale) and `scaled(base, min, multipleOf)`: a size of `base` at full scale, scaled,
  * rounded to a multiple of `multipleOf` and at least `min`.
  */
-export function readSizing(): { scale: number; scaled: (base: number, min: number, multipleOf?: number) => number } {
+export function readSizing(): { scale: number; scaled: Scaled } {
   const scale = readScale()
-  return { scale, scaled: (base, min, multipleOf = 1) => Math.max(min, Math.round((base * scale) / multipleOf) * multipleOf) }
+  return { scale, scaled: sizesAt(scale) }
+}
+
+/** `scaled(base, min, multipleOf)`: a size of `base` at full scale, scaled, rounded to a multiple of `multipleOf`, at least `min`. */
+export type Scaled = (base: number, min: number, multipleOf?: number) => number
+
+/** The `scaled` of readSizing at a given scale. */
+export function sizesAt(scale: number): Scaled {
+  return (base, min, multipleOf = 1) => Math.max(min, Math.round((base * scale) / multipleOf) * multipleOf)
 }
 
 /** Progress goes to stderr; stdout carries only the JSON result. */

@@ -14,20 +14,15 @@
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { type CallLog, VM } from '../src/index.js'
+import type { CallLog } from '../src/index.js'
 import { decodeEntry } from '../src/ledger/log-entry.js'
+import { type AuditWorkload, auditWorkloads, buildAuditLog } from './audit-logs.js'
 import { runChild } from './bench-children.js'
 import { startBenchRun } from './bench-run.js'
 import { figure, log, readSizing, round2, round3 } from './bench-stats.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/nodevms.js', import.meta.url))
-const SCRIPT = `
-let n = 0
-const seen = []
-exports.increment = (k) => { n += k; seen.push(n % 977); if (seen.length > 100) seen.shift(); return n }
-`
 const ROUNDS = 3
-const IN_FLIGHT = 256
 
 interface VerifyJSON {
   verified: boolean
@@ -35,31 +30,8 @@ interface VerifyJSON {
   segments?: number[]
 }
 
-/** A workload: a script, its call, how many calls, and a checkpoint interval. */
-interface Workload {
-  name: string
-  script: string
-  method: string
-  calls: number
-  every: number
-}
-
-async function buildLog(dir: string, w: Workload): Promise<number> {
-  const started = performance.now()
-  const vm = new VM(w.script, { checkpoints: { every: w.every } })
-  await vm.deploy({ dir, title: `parallel audit bench: ${w.name}` })
-  const deadline = Date.now() + 20 * 60_000
-  for (let done = 0; done < w.calls && Date.now() < deadline; done += IN_FLIGHT) {
-    const batch = Math.min(IN_FLIGHT, w.calls - done)
-    await Promise.all(Array.from({ length: batch }, (_, i) => vm.executeCall({ methodName: w.method, args: [done + i] })))
-    if (done % 20_000 < IN_FLIGHT) log(`${w.name}: built ${done + batch}/${w.calls} calls`)
-  }
-  await vm.close()
-  return performance.now() - started
-}
-
 /** verify --jobs 1 and --jobs 2 on a log, in fresh processes, rounds interleaved. */
-async function auditBoth(dir: string, w: Workload) {
+async function auditBoth(dir: string, w: AuditWorkload) {
   const timings: Record<1 | 2, number[]> = { 1: [], 2: [] }
   let segments: number[] | undefined
   for (let round = 0; round < ROUNDS; round++) {
@@ -116,23 +88,15 @@ async function readAndDecode(dir: string): Promise<number> {
 
 async function main(): Promise<void> {
   const { scale, scaled } = readSizing()
-  const trivial: Workload = { name: 'trivial', script: SCRIPT, method: 'increment', calls: scaled(100_000, 4_000, 1000), every: 1000 }
-  // Calls that compute (4 ticks each, about 0.8 ms to replay): where replay, not reading, is the work.
-  const heavy: Workload = {
-    name: 'compute',
-    script: 'exports.work = (k) => { let x = 0; for (let i = 0; i < 20000; i++) x = (x + i * k) % 1000003; return x }',
-    method: 'work',
-    calls: scaled(5_000, 500, 100),
-    every: 200,
-  }
+  const { trivial, compute } = auditWorkloads(scaled)
   const run = await startBenchRun('libvms-bench-parallel-audit-', 40 * 60_000)
   try {
     const figures: Record<string, unknown> = {}
     let readUs = 0
-    for (const w of [trivial, heavy]) {
+    for (const w of [trivial, compute]) {
       const dir = join(await run.freshDir(w.name), 'vm')
       log(`building a log of ${w.calls} ${w.name} calls (a checkpoint every ${w.every})`)
-      const buildMs = await buildLog(dir, w)
+      const buildMs = await buildAuditLog(dir, w)
       figures[w.name] = { buildLogMs: Math.round(buildMs), ...(await auditBoth(dir, w)) }
       if (w === trivial) readUs = await readAndDecode(dir)
     }
