@@ -21,8 +21,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import { type CallLog, READ_WINDOW_BYTES } from '../ledger/call-log.js'
-import type { DatArchive } from '../ledger/files-archive.js'
-import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
+import { diffEntry } from '../ledger/entry-diff.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import { decodeEntry, type InitEntry, sameFiles } from '../ledger/log-entry.js'
 import { encodeSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
@@ -33,7 +34,6 @@ import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
 import { archiveBlocks, blockOf, chooseStarts, type SnapshotSource, type Start } from './checkpoint-starts.js'
-import { diffEntries } from './entry-diff.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 export interface SegmentAuditOptions {
@@ -150,7 +150,7 @@ class HereSegment implements Segment {
   ): Promise<{ calls: number; failedCalls: number }> {
     let calls = 0
     let failedCalls = 0
-    let lastChecked = ''
+    let lastChecked: FilesState | null = null
     const from = start && { snapshot: start.snapshot, archive: await archiveBlocks(archive, start.snapshot.files) }
     const replayed = await replayCallLog(
       callLog,
@@ -162,16 +162,15 @@ class HereSegment implements Segment {
         allowEngineMismatch: options.allowEngineMismatch,
         maxLimits: options.maxLimits,
         onEntry: async (seq, logged, replayedEntry) => {
-          const divergence = diffEntries(seq, logged, replayedEntry)
+          const divergence = diffEntry({ seq, logged, replayed: replayedEntry })
           if (divergence) throw divergence
           if (logged.type === 'call') {
             calls++
             if (logged.error) failedCalls++
           }
-          const key = JSON.stringify(logged.files)
-          if (key !== lastChecked) {
-            lastChecked = key
+          if (!sameFiles(logged.files, lastChecked)) {
             await checkArchiveAt(archive, seq, logged)
+            lastChecked = logged.files
           }
           this.replayedTo = seq
           if (seq % PROGRESS_EVERY === 0) onProgress()
@@ -239,7 +238,7 @@ class SegmentRun implements Segment {
           case 'alive':
             break
           case 'divergence':
-            reject(new DivergenceError(message.divergence as unknown as ConstructorParameters<typeof DivergenceError>[0]))
+            reject(DivergenceError.fromJSON(message.divergence))
             break
           case 'failed':
             reject(fromCrossing(message.error))
@@ -397,7 +396,7 @@ function firstFailure(failures: Error[]): Error {
  * ahead of its replay than its share; checks the host's archive at each version they record.
  */
 async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRun): Promise<void> {
-  let lastChecked = ''
+  let lastChecked: FilesState | null = null
   const windowBytes = Math.max(1, Math.min(READ_WINDOW_BYTES, Math.floor(run.bytesAhead / BATCHES_PER_SHARE)))
   for await (const { start, blocks, bytes } of callLog.windows({ start: run.from + 1, end: run.end, windowBytes })) {
     await run.turn(start + blocks.length - 1, bytes)
@@ -405,10 +404,9 @@ async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRu
     run.send({ t: 'blocks', blocks })
     for (let i = 0; i < blocks.length; i++) {
       const entry = decodeEntry(blocks[i], start + i)
-      const key = JSON.stringify(entry.files)
-      if (key === lastChecked) continue
-      lastChecked = key
+      if (sameFiles(entry.files, lastChecked)) continue
       await checkArchiveAt(archive, start + i, entry)
+      lastChecked = entry.files
     }
   }
 }

@@ -8,11 +8,11 @@
 import { parentPort } from 'node:worker_threads'
 import { DivergenceError, StateError } from '../errors.js'
 import type { ReadEntry } from '../ledger/call-log.js'
+import { diffEntry } from '../ledger/entry-diff.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
 import { decodeSnapshot } from '../ledger/snapshot.js'
 import { toCrossing } from '../sandbox/thread-messages.js'
 import { type ReplaySource, replayCallLog } from '../vm/replay.js'
-import { diffEntries } from './entry-diff.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 const port = parentPort
@@ -44,8 +44,13 @@ class SegmentSource implements ReplaySource {
   async ready(): Promise<void> {}
 
   async get(seq: number): Promise<LogEntry> {
-    if (seq === 0) return decodeEntry(this.task.init, 0)
-    if (this.task.from && seq === this.task.from.seq) return decodeEntry(this.task.from.entry, seq)
+    return decodeEntry(await this.block(seq), seq)
+  }
+
+  /** The init entry's block, or that of the entry the segment starts after. */
+  async block(seq: number): Promise<Uint8Array> {
+    if (seq === 0) return this.task.init
+    if (this.task.from && seq === this.task.from.seq) return this.task.from.entry
     throw new StateError(`an audit segment holds no entry ${seq} out of order`)
   }
 
@@ -106,7 +111,7 @@ async function run(task: SegmentTask): Promise<void> {
           lastSign = now
           post({ t: 'alive' })
         }
-        const divergence = diffEntries(seq, logged, replayedEntry)
+        const divergence = diffEntry({ seq, logged, replayed: replayedEntry })
         if (divergence) throw divergence
         if (logged.type === 'call') {
           calls++

@@ -9,8 +9,8 @@
  */
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
-import type { CallEntry } from '../ledger/log-entry.js'
-import { encodeSnapshotInSlices, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { decodeEntry } from '../ledger/log-entry.js'
+import { encodeSnapshotInSlices, maxSnapshotBytes, snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
 import { publishedPath, type SnapshotStore } from '../ledger/snapshot-store.js'
 import { counted } from '../wording.js'
 
@@ -130,20 +130,13 @@ export class Checkpointer {
     return null
   }
 
-  /** The snapshot of `seq` if it passes newestUsable's checks, or why it does not. */
+  /** The snapshot of `seq` if it fits the log's entry there and this VM (snapshotMisfit), or why not. */
   private async usable(seq: number, log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | string> {
     if (seq <= 0 || seq >= log.length) return `the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`
     const snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes)).catch((err) => (err as Error).message)
     if (typeof snapshot === 'string') return snapshot
-    if (entryHash(await log.block(seq)) !== snapshot.entryHash) return 'the log holds another entry at its seq'
-    const entry = (await log.get(seq)) as CallEntry
-    if (entry.state !== undefined && entry.state !== snapshot.state) return `its state digest is not the one the log states at seq ${seq}`
-    if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) return `its archive state is not the one entry ${seq} records`
-    if (snapshot.stateFormat !== stateFormat)
-      return `it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${stateFormat})`
-    if (snapshot.engine.memoryBytes !== memoryBytes)
-      return `it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${memoryBytes}`
-    return snapshot
+    const block = await log.block(seq)
+    return snapshotMisfit(snapshot, { seq, entry: decodeEntry(block, seq), block, stateFormat, memoryBytes }) ?? snapshot
   }
 }
 

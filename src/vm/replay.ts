@@ -18,10 +18,11 @@ import { withSignatureChecks } from '../auth/signature-checks.js'
 import { DirectoryError, DivergenceError, EngineMismatchError, InvalidArgumentError, LimitCeilingError, LogFormatError } from '../errors.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
+import { diffEntry } from '../ledger/entry-diff.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import type { CallEntry, InitEntry, LogEntry } from '../ledger/log-entry.js'
-import type { VMSnapshot } from '../ledger/snapshot.js'
+import { type CallEntry, type InitEntry, type LogEntry, sameFiles } from '../ledger/log-entry.js'
+import { snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
@@ -88,7 +89,10 @@ export interface ReplayOptions {
  * What a replay reads of a log: a CallLog, or any other copy of its signed entries (an execution
  * proof holds the ones it needs, audit/execution-proof.ts).
  */
-export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'read' | 'waitForLength'>
+export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'read' | 'waitForLength'> & {
+  /** Entry `seq` as stored (a snapshot names its entry by their hash). */
+  block(seq: number): Promise<Uint8Array>
+}
 
 /** Calls stored per atomic write while replaying, at most. */
 const REPLAY_GROUP_CALLS = 512
@@ -119,21 +123,10 @@ function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
 
 function checkAssertions(callLog: ReplaySource, init: InitEntry, assertions: ReplayAssertions): void {
   if (assertions.filesArchiveUrl !== undefined && toHex(parseKeyUrl(assertions.filesArchiveUrl)) !== init.filesArchiveKey) {
-    throw new DivergenceError({
-      message: `the log's init entry names files archive ${init.filesArchiveKey}, not the expected ${assertions.filesArchiveUrl}`,
-      seq: 0,
-      field: 'filesArchiveKey',
-      expected: assertions.filesArchiveUrl,
-      actual: `hyper://${init.filesArchiveKey}`,
-    })
+    throw DivergenceError.WRONG_ARCHIVE(init.filesArchiveKey, assertions.filesArchiveUrl)
   }
   if (assertions.callLogUrl !== undefined && toHex(parseKeyUrl(assertions.callLogUrl)) !== callLog.key) {
-    throw new DivergenceError({
-      message: `this is call log ${callLog.url}, not the expected ${assertions.callLogUrl}`,
-      field: 'callLogUrl',
-      expected: assertions.callLogUrl,
-      actual: callLog.url,
-    })
+    throw DivergenceError.WRONG_LOG(callLog.url, assertions.callLogUrl)
   }
 }
 
@@ -266,33 +259,12 @@ async function replayInit(
   try {
     loadCost = await runner.load(init.timestamp, init.seed)
   } catch (err) {
-    throw new DivergenceError({
-      message: `the logged script does not load: ${(err as Error).message}`,
-      seq: 0,
-      method: 'init',
-      field: 'code',
-    })
+    throw DivergenceError.SCRIPT_LOAD(err)
   }
   const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
-  if (missing.length > 0) {
-    throw new DivergenceError({
-      message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
-      seq: 0,
-      method: 'init',
-      field: 'factory',
-    })
-  }
+  if (missing.length > 0) throw DivergenceError.NOT_A_FACTORY(missing)
   const outcome = await executor.init(init.timestamp, init.seed, 'apply')
-  if (!outcome.ok) {
-    throw new DivergenceError({
-      message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
-      seq: 0,
-      method: 'init',
-      field: 'result',
-      expected: init.result,
-      actual: outcome.error,
-    })
-  }
+  if (!outcome.ok) throw DivergenceError.INIT_FAILS(outcome.error, init.result)
   const replayedInit = buildInitEntry({
     ...recorded,
     code: init.code,
@@ -340,15 +312,10 @@ async function startFromSnapshot(
   start: ReplayStart,
 ): Promise<LoopStart> {
   const { snapshot } = start
+  const block = await callLog.block(snapshot.seq)
   const entry = (await callLog.get(snapshot.seq)) as CallEntry
-  if (
-    entry.type !== 'call' ||
-    entry.state === undefined ||
-    entry.state !== snapshot.state ||
-    entry.stateFormat !== executor.runner.stateFormat ||
-    snapshot.stateFormat !== executor.runner.stateFormat ||
-    JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)
-  ) {
+  const fit = { seq: snapshot.seq, entry, block, stateFormat: executor.runner.stateFormat, memoryBytes: executor.runner.limits.memoryBytes }
+  if (snapshotMisfit(snapshot, { ...fit, checkpoint: true }) !== null) {
     throw new InvalidArgumentError(`the snapshot of seq ${snapshot.seq} is not of the state the log states there; start elsewhere`)
   }
   const drive = storage.filesArchive.drive
@@ -360,16 +327,7 @@ async function startFromSnapshot(
     }
   }
   const files = await storage.filesArchive.state()
-  if (JSON.stringify(files) !== JSON.stringify(entry.files)) {
-    throw new DivergenceError({
-      message: `the files archive's blocks up to entry ${snapshot.seq} are not the state that entry records`,
-      seq: snapshot.seq,
-      method: entry.method,
-      field: 'files',
-      expected: entry.files,
-      actual: files,
-    })
-  }
+  if (!sameFiles(files, entry.files)) throw DivergenceError.START_ARCHIVE(snapshot.seq, entry.method, entry.files, files)
   return adoptSnapshot(executor, authenticator, snapshot, entry.timestamp)
 }
 
@@ -417,13 +375,7 @@ export async function restoreFromLog(
   } else {
     await runner.load(init.timestamp, init.seed, options.prepared)
     const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
-    if (!initOutcome.ok) {
-      throw new DivergenceError({
-        message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
-        seq: 0,
-        method: 'init',
-      })
-    }
+    if (!initOutcome.ok) throw DivergenceError.INIT_FAILS(initOutcome.error, init.result)
   }
   const loop: ReplayLoop = {
     mode: 'check',
@@ -518,17 +470,7 @@ async function replayCall(
   const check = loop.mode === 'check'
   // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
   loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
-  if (!(logged.timestamp >= loop.lastTimestamp)) {
-    throw new DivergenceError({
-      message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
-      seq,
-      method: logged.method,
-      caller: logged.caller,
-      field: 'timestamp',
-      expected: `at least ${loop.lastTimestamp}`,
-      actual: logged.timestamp,
-    })
-  }
+  if (!(logged.timestamp >= loop.lastTimestamp)) throw DivergenceError.CLOCK(seq, logged, loop.lastTimestamp)
   loop.lastTimestamp = logged.timestamp
   const input = callInputOf(logged)
   const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
@@ -548,16 +490,9 @@ async function replayCall(
       group.bytes = 0
     }
     await loop.onEntry?.(seq, logged, entry)
-  } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
-    throw new DivergenceError({
-      message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
-      seq,
-      method: logged.method,
-      caller: logged.caller,
-      field: 'result',
-      expected: logged.result ?? logged.error,
-      actual: entry.result ?? entry.error,
-    })
+  } else {
+    const divergence = diffEntry({ seq, logged, replayed: entry })
+    if (divergence) throw DivergenceError.OWN_LOG(divergence)
   }
   loop.files = logged.files
   loop.onProgress?.(seq)

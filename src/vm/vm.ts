@@ -24,7 +24,7 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type AuthMode, type CallEntry, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
+import { type AuthMode, type CallEntry, type InitEntry, LOG_SCHEMA, sameFiles } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
@@ -618,12 +618,5 @@ async function discardUnloggedFiles(archive: DatArchive, logged: FilesState): Pr
   if (drive.core.length > logged.version) await drive.core.truncate(logged.version)
   if (blobs.core.length > logged.blobsLength) await blobs.core.truncate(logged.blobsLength)
   const state = await archive.state()
-  if (JSON.stringify(state) !== JSON.stringify(logged)) {
-    throw new DivergenceError({
-      message: `the files archive does not match the last log entry (archive ${JSON.stringify(state)}, log ${JSON.stringify(logged)}): its storage was changed or lost outside the VM`,
-      field: 'files',
-      expected: logged,
-      actual: state,
-    })
-  }
+  if (!sameFiles(state, logged)) throw DivergenceError.ARCHIVE_LOST(logged, state)
 }
