@@ -63,8 +63,11 @@ export class Checkpointer {
     private readonly notice: (message: string) => void,
     /** The seq of the last checkpoint; at first, that of the last entry of the log as it is opened. */
     private lastSeq = 0,
-    /** Where snapshots are published for auditors (VMStorage.snapshots), if the log names one. */
-    private readonly published: DatArchive | null = null,
+    /**
+     * Where snapshots are published for auditors (VMStorage.snapshots), if the log names one: a drive
+     * that may still be opening (a first deploy opens it while the script loads).
+     */
+    private readonly published: Promise<DatArchive | null> = Promise.resolve(null),
   ) {
     this.every = options.every ?? DEFAULT_CHECKPOINTS.every
     this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
@@ -94,7 +97,7 @@ export class Checkpointer {
       .then(async () => {
         const file = await encodeSnapshotInSlices(snapshot)
         const removed = await this.store.write(snapshot.seq, file)
-        const drive = this.published?.drive
+        const drive = (await this.published)?.drive
         if (!drive) return
         await drive.put(publishedPath(snapshot.seq), Buffer.from(file.buffer, file.byteOffset, file.byteLength))
         for (const seq of removed) {

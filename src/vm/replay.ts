@@ -19,7 +19,6 @@ import { DirectoryError, DivergenceError, EngineMismatchError, InvalidArgumentEr
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import { diffEntry } from '../ledger/entry-diff.js'
-import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import { type CallEntry, type InitEntry, type LogEntry, sameFiles } from '../ledger/log-entry.js'
 import { snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
@@ -199,18 +198,18 @@ export async function replayCallLog(
     costSchedule: schedule.version,
     filesFormat: format,
   })
-  const executor = new CallExecutor(runner, storage, (e) => restoreFromLog(e, storage.callLog, {}))
-  executor.dropEntries = !!options.dropEntries
+  const executor = new CallExecutor(runner, storage, { recover: (e) => restoreFromLog(e, storage.callLog, {}) })
   try {
     const authenticator = new CallAuthenticator(init.auth, callLog.key, init.schema)
-    let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
+    let start = 0
     let replayedInit = init
     if (options.from) {
       // A segment of an audit: the state after entry `from.snapshot.seq`, instead of every call before it.
-      start = await startFromSnapshot(callLog, storage, executor, authenticator, options.from)
+      await startFromSnapshot(callLog, storage, executor, authenticator, options.from)
+      start = options.from.snapshot.seq
     } else {
       replayedInit = await replayInit(init, runner, executor, { costSchedule: schedule.version, filesFormat: format, limits })
-      executor.stage(replayedInit)
+      if (!options.dropEntries) executor.stage(replayedInit)
       await executor.flush()
       await options.onEntry?.(0, init, replayedInit)
     }
@@ -219,7 +218,8 @@ export async function replayCallLog(
       admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
       checkpoints: init.schema >= 2,
       otherStateFormats: !!options.allowEngineMismatch,
-      ...start,
+      keepEntries: !options.dropEntries,
+      seq: start,
       onEntry: options.onEntry,
     }
     const replayTo = async (until: number): Promise<void> => {
@@ -236,8 +236,6 @@ export async function replayCallLog(
         await replayTo(callLog.length)
       }
     }
-    executor.nextSeq = storage.callLog.length
-    executor.lastTimestamp = loop.lastTimestamp
     return { storage, executor, init: replayedInit, ownedDir, authenticator }
   } catch (err) {
     runner.dispose()
@@ -263,7 +261,7 @@ async function replayInit(
   }
   const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
   if (missing.length > 0) throw DivergenceError.NOT_A_FACTORY(missing)
-  const outcome = await executor.init(init.timestamp, init.seed, 'apply')
+  const outcome = await executor.init(init.timestamp, init.seed)
   if (!outcome.ok) throw DivergenceError.INIT_FAILS(outcome.error, init.result)
   const replayedInit = buildInitEntry({
     ...recorded,
@@ -310,7 +308,7 @@ async function startFromSnapshot(
   executor: CallExecutor,
   authenticator: CallAuthenticator,
   start: ReplayStart,
-): Promise<LoopStart> {
+): Promise<void> {
   const { snapshot } = start
   const block = await callLog.block(snapshot.seq)
   const entry = (await callLog.get(snapshot.seq)) as CallEntry
@@ -328,21 +326,8 @@ async function startFromSnapshot(
   }
   const files = await storage.filesArchive.state()
   if (!sameFiles(files, entry.files)) throw DivergenceError.START_ARCHIVE(snapshot.seq, entry.method, entry.files, files)
-  return adoptSnapshot(executor, authenticator, snapshot, entry.timestamp)
-}
-
-/** Puts an executor (its sandbox, host state and signed counters) in a snapshot's state: where a replay loop starts. */
-async function adoptSnapshot(
-  executor: CallExecutor,
-  authenticator: CallAuthenticator,
-  snapshot: VMSnapshot,
-  timestamp: number,
-  prepared?: Promise<EngineSandbox>,
-): Promise<LoopStart> {
-  await executor.runner.restore(snapshot.engine, prepared)
-  executor.adoptState(snapshot)
+  await executor.adopt(snapshot, entry.timestamp)
   authenticator.loadCounters(snapshot.host.counters)
-  return { seq: snapshot.seq, lastTimestamp: timestamp, files: snapshot.files }
 }
 
 /**
@@ -369,24 +354,24 @@ export async function restoreFromLog(
   const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key, init.schema)
   const snapshot = options.snapshot ?? null
   const from = snapshot?.seq ?? 0
-  let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
   if (snapshot) {
-    start = await adoptSnapshot(executor, authenticator, snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
+    await executor.adopt(snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
+    authenticator.loadCounters(snapshot.host.counters)
   } else {
     await runner.load(init.timestamp, init.seed, options.prepared)
-    const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
+    const initOutcome = await executor.recheckInit(init.timestamp, init.seed, init.files)
     if (!initOutcome.ok) throw DivergenceError.INIT_FAILS(initOutcome.error, init.result)
   }
   const loop: ReplayLoop = {
     mode: 'check',
     admission: new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory),
     checkpoints: init.schema >= 2,
-    ...start,
+    keepEntries: false,
+    seq: from,
     onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
   }
   options.onProgress?.(0, length - 1 - from, from)
   await replayEntries(executor, unchecked(log.read({ start: loop.seq + 1, end: length })), loop)
-  executor.files = loop.files
 }
 
 /** Where a replay loop is in its log, and what it does with each entry. */
@@ -398,18 +383,14 @@ interface ReplayLoop {
   checkpoints: boolean
   /** Keep (not compare) digests of another state format rather than stop (allowEngineMismatch). */
   otherStateFormats?: boolean
+  /** Rebuild: store the replayed entries in the replay's own log (not: compare and drop them). */
+  keepEntries: boolean
   /** The seq of the last entry replayed. */
   seq: number
-  lastTimestamp: number
-  /** The archive state the last entry records (where the next call starts, in `check` mode). */
-  files: FilesState
   onEntry?: ReplayOptions['onEntry']
   /** Check mode: called after each call with its seq. */
   onProgress?: (seq: number) => void
 }
-
-/** Where a replay loop starts: after entry `seq`, dated `lastTimestamp`, with the archive at `files`. */
-type LoopStart = Pick<ReplayLoop, 'seq' | 'lastTimestamp' | 'files'>
 
 /**
  * Where a logged entry states a state digest, the replayed one gets the replay's own — when the log's
@@ -440,6 +421,7 @@ async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls {
 
 /** What the replay's current commit group holds so far: bytes, and the contents blocks its files state records. */
 interface ReplayGroup {
+  calls: number
   bytes: number
   blobsLength: number
 }
@@ -450,7 +432,7 @@ interface ReplayGroup {
  * while the next one is read and run.
  */
 async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
-  const group: ReplayGroup = { bytes: 0, blobsLength: loop.files.blobsLength }
+  const group: ReplayGroup = { calls: 0, bytes: 0, blobsLength: (await executor.currentFiles()).blobsLength }
   for await (const [read, signatureValid] of calls) await replayCall(executor, loop, group, read, signatureValid)
 }
 
@@ -470,23 +452,26 @@ async function replayCall(
   const check = loop.mode === 'check'
   // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
   loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
-  if (!(logged.timestamp >= loop.lastTimestamp)) throw DivergenceError.CLOCK(seq, logged, loop.lastTimestamp)
-  loop.lastTimestamp = logged.timestamp
+  if (!(logged.timestamp >= executor.lastTimestamp)) throw DivergenceError.CLOCK(seq, logged, executor.lastTimestamp)
   const input = callInputOf(logged)
-  const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
+  const { outcome, files } = check
+    ? { outcome: await executor.recheck(seq, input, logged.files), files: logged.files }
+    : await executor.rerun(seq, input)
   checkOracleUsed(seq, logged, outcome)
-  const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
+  const entry = buildCallEntry(input, outcome, files)
   executor.noteCall(entry)
   await stateAsLogged(executor, loop, seq, logged, entry)
   // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
   if (!check) {
-    executor.stage(entry)
+    if (loop.keepEntries) executor.stage(entry)
     // What the group holds: the replayed entries (about as big as the logged ones) and the contents
     // blocks its calls added.
+    group.calls++
     group.bytes += read.bytes + Math.max(0, entry.files.blobsLength - group.blobsLength) * HYPERBLOBS_BLOCK_BYTES
     group.blobsLength = entry.files.blobsLength
-    if (executor.stagedCount >= REPLAY_GROUP_CALLS || group.bytes >= REPLAY_GROUP_BYTES) {
+    if (group.calls >= REPLAY_GROUP_CALLS || group.bytes >= REPLAY_GROUP_BYTES) {
       await executor.flush()
+      group.calls = 0
       group.bytes = 0
     }
     await loop.onEntry?.(seq, logged, entry)
@@ -494,6 +479,5 @@ async function replayCall(
     const divergence = diffEntry({ seq, logged, replayed: entry })
     if (divergence) throw DivergenceError.OWN_LOG(divergence)
   }
-  loop.files = logged.files
   loop.onProgress?.(seq)
 }

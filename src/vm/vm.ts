@@ -273,18 +273,17 @@ export class VM extends EventEmitter {
   private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
     const runner = new TurnRunner({ ...this.runnerOptions(), limits, identity })
-    const executor = this.executorOf(runner, storage)
-    this.storage = storage
-    const timestamp = Date.now()
-    executor.lastTimestamp = timestamp
-    const seed = executor.newSeed()
     // Where its snapshots are published (named in the init entry, so whoever has the log finds
     // them): opened while the script loads.
     const snapshots = this.options.checkpoints === false ? null : storage.snapshots()
     snapshots?.catch(() => {})
+    const executor = this.executorOf(runner, storage, snapshots && this.checkpointerOf(storage, snapshots, 0))
+    this.storage = storage
+    const timestamp = Date.now()
+    const seed = executor.newSeed()
     const loadCost = await runner.load(timestamp, seed, prepared)
     this.checkRequiredExports(runner)
-    const outcome = await executor.init(timestamp, seed, 'apply')
+    const outcome = await executor.init(timestamp, seed)
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
@@ -308,8 +307,7 @@ export class VM extends EventEmitter {
     })
     executor.stage(init)
     await executor.flush()
-    executor.checkpointer = await this.checkpointerOf(storage, init, 0)
-    this.attach(init, storage.callLog.length)
+    this.attach(init)
   }
 
   private async reopen(
@@ -352,31 +350,31 @@ export class VM extends EventEmitter {
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
     })
-    const executor = this.executorOf(runner, storage)
+    // A log that predates checkpoints (schema 1) takes none.
+    const checkpointer =
+      this.options.checkpoints === false || init.schema < 2
+        ? null
+        : this.checkpointerOf(storage, Promise.resolve(await this.publishedSnapshots(storage, init)), log.length - 1)
+    const executor = this.executorOf(runner, storage, checkpointer)
     this.storage = storage
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
     const authenticator = new CallAuthenticator(init.auth, log.key, init.schema)
-    const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
     const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
     }
     const restore = { prepared: sameLimits ? prepared : undefined, authenticator, onProgress: onResume, snapshot }
     await restoreFromLog(executor, log, restore)
-    executor.checkpointer = checkpointer
-    executor.lastTimestamp = last.timestamp
-    this.attach(init, log.length, authenticator)
+    this.attach(init, authenticator)
   }
 
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
-  attach(init: InitEntry, length: number, authenticator?: CallAuthenticator): void {
+  attach(init: InitEntry, authenticator?: CallAuthenticator): void {
     this.initEntry = init
     const auth = authenticator ?? new CallAuthenticator(init.auth, this.requireStorage().callLog.key, init.schema)
     const executor = this.requireExecutor()
     this.admission = new CallAdmission(executor.runner.exports, init.limits, auth, !!init.factory)
-    executor.nextSeq = length
-    if (init.timestamp > executor.lastTimestamp) executor.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
     for (const e of executor.runner.exports) {
       if (!e.callable) exportsObject[e.name] = decodeValue(e.value ?? 'null')
@@ -396,7 +394,7 @@ export class VM extends EventEmitter {
     vm.storage = replayed.storage
     vm.executor = replayed.executor
     vm.ownedDir = replayed.ownedDir
-    vm.attach(replayed.init, replayed.storage.callLog.length, replayed.authenticator)
+    vm.attach(replayed.init, replayed.authenticator)
     vm.state = 'ready'
     return vm
   }
@@ -458,26 +456,20 @@ export class VM extends EventEmitter {
     else noticeLog('%s', message)
   }
 
-  /**
-   * Where this VM's checkpoints go: its dir, and the drive its init entry names for publishing them
-   * (opened, so that it is served with the log); null for a log that predates checkpoints (schema 1)
-   * or with checkpoints off.
-   */
-  private async checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Promise<Checkpointer | null> {
-    const options = this.options.checkpoints
-    if (options === false || init.schema < 2) return null
-    const store = new SnapshotStore(storage.dir, options?.keep ?? DEFAULT_CHECKPOINTS.keep, options?.spread ?? DEFAULT_CHECKPOINTS.spread)
-    let published: DatArchive | null = null
-    if (init.snapshotsKey !== undefined) {
-      published = await storage.snapshots()
-      if (published.key !== init.snapshotsKey) {
-        this.notice(
-          `the snapshots drive of this store is not the one the log names (${init.snapshotsKey}): snapshots are kept in the dir only`,
-        )
-        published = null
-      }
-    }
-    return new Checkpointer(store, options ?? {}, (message) => this.notice(message), lastSeq, published)
+  /** Where this VM's checkpoints go: its dir, and `published`, the drive its log names for publishing them (if any). */
+  private checkpointerOf(storage: VMStorage, published: Promise<DatArchive | null>, lastSeq: number): Checkpointer {
+    const options = this.options.checkpoints || {}
+    const store = new SnapshotStore(storage.dir, options.keep ?? DEFAULT_CHECKPOINTS.keep, options.spread ?? DEFAULT_CHECKPOINTS.spread)
+    return new Checkpointer(store, options, (message) => this.notice(message), lastSeq, published)
+  }
+
+  /** The drive a reopened VM's log names for publishing its snapshots (opened, so that it is served with the log), if it names one this store holds. */
+  private async publishedSnapshots(storage: VMStorage, init: InitEntry): Promise<DatArchive | null> {
+    if (init.snapshotsKey === undefined) return null
+    const published = await storage.snapshots()
+    if (published.key === init.snapshotsKey) return published
+    this.notice(`the snapshots drive of this store is not the one the log names (${init.snapshotsKey}): snapshots are kept in the dir only`)
+    return null
   }
 
   /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */
@@ -572,12 +564,14 @@ export class VM extends EventEmitter {
   }
 
   /** The executor of this VM's calls; after a host fault it rebuilds the sandbox from the VM's own log. */
-  private executorOf(runner: TurnRunner, storage: VMStorage): CallExecutor {
-    this.executor = new CallExecutor(runner, storage, async (executor) => {
-      const checkpointer = executor.checkpointer
-      await checkpointer?.written()
-      const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes, executor.runner.stateFormat)
-      await restoreFromLog(executor, storage.callLog, { snapshot })
+  private executorOf(runner: TurnRunner, storage: VMStorage, checkpointer: Checkpointer | null): CallExecutor {
+    this.executor = new CallExecutor(runner, storage, {
+      checkpointer,
+      recover: async (executor) => {
+        await checkpointer?.written()
+        const snapshot = await checkpointer?.newestUsable(storage.callLog, runner.limits.memoryBytes, runner.stateFormat)
+        await restoreFromLog(executor, storage.callLog, { snapshot })
+      },
     })
     return this.executor
   }
