@@ -546,26 +546,13 @@ export class DivergenceError extends LibVMSError {
     })
   }
 
-  /** Entry `seq` records files version `recorded`; the archive has only `has`. */
-  static ARCHIVE_SHORT(seq: number, recorded: number, has: number): DivergenceError {
-    return new DivergenceError({
-      message: `entry ${seq} records files version ${recorded}, but the archive only has ${has}`,
-      seq,
-      field: 'files',
-      expected: recorded,
-      actual: has,
-    })
-  }
-
-  /** Entry `seq` records `recorded` blocks of file contents; the archive has only `has`. */
-  static CONTENTS_SHORT(seq: number, recorded: number, has: number): DivergenceError {
-    return new DivergenceError({
-      message: `entry ${seq} records ${recorded} blocks of file contents, but the archive only has ${has}: its contents were truncated`,
-      seq,
-      field: 'files',
-      expected: recorded,
-      actual: has,
-    })
+  /** Entry `seq` records more of the archive than it has: files version `recorded` (or that many contents blocks) where it has `has`. */
+  static ARCHIVE_SHORT(seq: number, part: 'version' | 'contents', recorded: number, has: number): DivergenceError {
+    const what =
+      part === 'version'
+        ? `files version ${recorded}, but the archive only has ${has}`
+        : `${recorded} blocks of file contents, but the archive only has ${has}: its contents were truncated`
+    return new DivergenceError({ message: `entry ${seq} records ${what}`, seq, field: 'files', expected: recorded, actual: has })
   }
 
   /** The archive's state at the version entry `seq` records is not the one it records. */

@@ -60,7 +60,8 @@ export { RPCServer } from './rpc/rpc-server.js'
 export type { VMLimits } from './sandbox/limits.js'
 export { DEFAULT_AUDIT_CEILING, DEFAULT_LIMITS } from './sandbox/limits.js'
 export type { CheckpointOptions } from './vm/checkpoints.js'
-export type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
+export type { OpenReplayOptions, Replay, ReplayAssertions, ReplayEntry, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
+export { openReplay } from './vm/replay.js'
 export type { DeployOptions, ExecuteCallRequest, VMOptions } from './vm/vm.js'
 
 // The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).

@@ -234,9 +234,9 @@ export async function checkArchiveAt(archive: DatArchive, seq: number, entry: Lo
   for (let tries = 0; archive.version < files.version && !archive.drive.writable && tries < 10; tries++) {
     await Promise.race([archive.update(), new Promise((resolve) => setTimeout(resolve, UPDATE_WAIT_MS / 10).unref())])
   }
-  if (archive.version < files.version) throw DivergenceError.ARCHIVE_SHORT(seq, files.version, archive.version)
+  if (archive.version < files.version) throw DivergenceError.ARCHIVE_SHORT(seq, 'version', files.version, archive.version)
   const blobsLength = files.version === 0 ? 0 : (await archive.drive.getBlobs()).core.length
-  if (blobsLength < files.blobsLength) throw DivergenceError.CONTENTS_SHORT(seq, files.blobsLength, blobsLength)
+  if (blobsLength < files.blobsLength) throw DivergenceError.ARCHIVE_SHORT(seq, 'contents', files.blobsLength, blobsLength)
   const state = await archive.stateAt(files.version, files.blobsLength)
   if (!sameFiles(state, files)) throw DivergenceError.REWRITTEN(seq, entry.type === 'call' ? entry.method : 'init', files, state)
 }

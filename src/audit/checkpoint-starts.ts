@@ -4,7 +4,7 @@
  * the files archive's blocks up to the state that entry records. A parallel audit starts its
  * segments from them (parallel-audit.ts); an execution proof starts its replay from one
  * (execution-proof.ts). Snapshots come from the host: hostile input, checked here, skipped (with a
- * notice) when they fail, never trusted.
+ * notice) when they fail, never trusted. Checkpoint code as a whole starts at vm/checkpoints.ts.
  */
 import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog } from '../ledger/call-log.js'

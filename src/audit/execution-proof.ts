@@ -44,9 +44,8 @@ import {
   type VMSnapshot,
 } from '../ledger/snapshot.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
-import type { ReplaySource, ReplayStart } from '../vm/replay.js'
+import { openReplay, type Replay, type ReplaySource, type ReplayStart } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
-import { VM } from '../vm/vm.js'
 import { counted } from '../wording.js'
 import { archiveBlocks, newestStartBefore, type SnapshotSource } from './checkpoint-starts.js'
 
@@ -225,21 +224,13 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
   }
   const log = p.log as string
   decoded.blocks.set(seq, last)
-  let vm: VM | null = null
+  let replay: Replay | null = null
   try {
-    vm = await VM.fromCallLog(
-      new ProvenLog(log, decoded.blocks, seq + 1),
-      {},
-      {
-        maxLimits: options.maxLimits,
-        from,
-        dropEntries: true,
-        onEntry: (at, logged, replayed) => {
-          const divergence = diffEntry({ seq: at, logged, replayed })
-          if (divergence) throw divergence
-        },
-      },
-    )
+    replay = await openReplay(new ProvenLog(log, decoded.blocks, seq + 1), { maxLimits: options.maxLimits, from })
+    for await (const entry of replay.entries()) {
+      const divergence = diffEntry(entry)
+      if (divergence) throw divergence
+    }
   } catch (err) {
     // Only a divergence shows a lie. A log this LibVMS cannot read or run (another engine, a newer
     // format, limits above the ceilings, a host fault here) shows nothing either way.
@@ -248,7 +239,7 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
       return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
     return { holds: false, why: `inconclusive here: ${(err as Error).message}` }
   } finally {
-    await vm?.close().catch(() => {}) // a verdict stands whatever closing its temp replay says
+    await replay?.close().catch(() => {}) // a verdict stands whatever closing its temp replay says
   }
   return { holds: false, why: `its ${counted(decoded.blocks.size, 'entry', 'entries')} replay as logged: it shows no divergence` }
 }

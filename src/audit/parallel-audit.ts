@@ -21,7 +21,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import { type CallLog, READ_WINDOW_BYTES } from '../ledger/call-log.js'
-import { diffEntry } from '../ledger/entry-diff.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
 import { decodeEntry, type InitEntry, sameFiles } from '../ledger/log-entry.js'
 import { encodeSnapshot } from '../ledger/snapshot.js'
@@ -29,11 +28,13 @@ import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
 import { moduleBeside, startModuleWorker } from '../sandbox/worker-start.js'
-import { checkReplayable, replayCallLog } from '../vm/replay.js'
+import { checkReplayable } from '../vm/rebuild.js'
+import { openReplay } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
 import { archiveBlocks, blockOf, chooseStarts, type SnapshotSource, type Start } from './checkpoint-starts.js'
+import { EntryChecks } from './entry-checks.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 export interface SegmentAuditOptions {
@@ -148,41 +149,26 @@ class HereSegment implements Segment {
     options: SegmentAuditOptions,
     onProgress: () => void,
   ): Promise<{ calls: number; failedCalls: number }> {
-    let calls = 0
-    let failedCalls = 0
-    let lastChecked: FilesState | null = null
-    const from = start && { snapshot: start.snapshot, archive: await archiveBlocks(archive, start.snapshot.files) }
-    const replayed = await replayCallLog(
-      callLog,
-      { filesArchiveUrl: archive.url },
-      {
-        end: this.end,
-        from: from ?? undefined,
-        dropEntries: true,
-        allowEngineMismatch: options.allowEngineMismatch,
-        maxLimits: options.maxLimits,
-        onEntry: async (seq, logged, replayedEntry) => {
-          const divergence = diffEntry({ seq, logged, replayed: replayedEntry })
-          if (divergence) throw divergence
-          if (logged.type === 'call') {
-            calls++
-            if (logged.error) failedCalls++
-          }
-          if (!sameFiles(logged.files, lastChecked)) {
-            await checkArchiveAt(archive, seq, logged)
-            lastChecked = logged.files
-          }
-          this.replayedTo = seq
-          if (seq % PROGRESS_EVERY === 0) onProgress()
-        },
-      },
-    )
-    replayed.executor.runner.dispose()
-    await replayed.executor.close()
-    await replayed.storage.close()
-    if (replayed.ownedDir) await rm(replayed.ownedDir, { recursive: true, force: true })
-    onProgress()
-    return { calls, failedCalls }
+    const from = start ? { snapshot: start.snapshot, archive: await archiveBlocks(archive, start.snapshot.files) } : undefined
+    const replay = await openReplay(callLog, {
+      filesArchiveUrl: archive.url,
+      end: this.end,
+      from,
+      allowEngineMismatch: options.allowEngineMismatch,
+      maxLimits: options.maxLimits,
+    })
+    try {
+      const checks = new EntryChecks(archive)
+      for await (const entry of replay.entries()) {
+        await checks.check(entry)
+        this.replayedTo = entry.seq
+        if (entry.seq % PROGRESS_EVERY === 0) onProgress()
+      }
+      onProgress()
+      return { calls: checks.calls, failedCalls: checks.failedCalls }
+    } finally {
+      await replay.close()
+    }
   }
 
   async stop(): Promise<void> {}

@@ -8,11 +8,11 @@
 import { parentPort } from 'node:worker_threads'
 import { DivergenceError, StateError } from '../errors.js'
 import type { ReadEntry } from '../ledger/call-log.js'
-import { diffEntry } from '../ledger/entry-diff.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
 import { decodeSnapshot } from '../ledger/snapshot.js'
 import { toCrossing } from '../sandbox/thread-messages.js'
-import { type ReplaySource, replayCallLog } from '../vm/replay.js'
+import { openReplay, type ReplaySource } from '../vm/replay.js'
+import { EntryChecks } from './entry-checks.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 const port = parentPort
@@ -91,39 +91,31 @@ let source: SegmentSource | null = null
 
 async function run(task: SegmentTask): Promise<void> {
   source = new SegmentSource(task.logKey, task)
-  let calls = 0
-  let failedCalls = 0
-  let lastSign = Date.now()
   const from = task.from ? { snapshot: decodeSnapshot(task.from.snapshot), archive: task.from.archive } : undefined
-  const replayed = await replayCallLog(
-    source,
-    {},
-    {
-      end: task.end,
-      dir: task.dir,
-      from,
-      dropEntries: true,
-      allowEngineMismatch: task.allowEngineMismatch,
-      maxLimits: task.maxLimits,
-      onEntry: (seq, logged, replayedEntry) => {
-        const now = Date.now()
-        if (now - lastSign >= 1000) {
-          lastSign = now
-          post({ t: 'alive' })
-        }
-        const divergence = diffEntry({ seq, logged, replayed: replayedEntry })
-        if (divergence) throw divergence
-        if (logged.type === 'call') {
-          calls++
-          if (logged.error) failedCalls++
-        }
-      },
-    },
-  )
-  replayed.executor.runner.dispose()
-  await replayed.executor.close()
-  await replayed.storage.close()
-  post({ t: 'done', calls, failedCalls })
+  const replay = await openReplay(source, {
+    end: task.end,
+    dir: task.dir,
+    from,
+    allowEngineMismatch: task.allowEngineMismatch,
+    maxLimits: task.maxLimits,
+  })
+  // The archive is checked on the auditor's main thread, as it sends the entries (parallel-audit.ts).
+  const checks = new EntryChecks(null)
+  try {
+    let lastSign = Date.now()
+    for await (const entry of replay.entries()) {
+      const now = Date.now()
+      if (now - lastSign >= 1000) {
+        lastSign = now
+        post({ t: 'alive' })
+      }
+      await checks.check(entry)
+    }
+  } finally {
+    await replay.close()
+  }
+  // Once its storage is closed: the auditor ends this thread and removes its dir when it hears this.
+  post({ t: 'done', calls: checks.calls, failedCalls: checks.failedCalls })
 }
 
 port.on('message', (message: ToSegment) => {

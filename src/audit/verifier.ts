@@ -6,7 +6,7 @@
 import { DivergenceError, InvalidArgumentError, ReceiptError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { diffEntry } from '../ledger/entry-diff.js'
-import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import type { DatArchive } from '../ledger/files-archive.js'
 import { toHex } from '../ledger/keys.js'
 import { type CallEntry, type LogEntry, sameFiles } from '../ledger/log-entry.js'
 import {
@@ -20,10 +20,11 @@ import {
 } from '../ledger/receipts.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { VM } from '../vm/vm.js'
+import { openReplay } from '../vm/replay.js'
 import { counted } from '../wording.js'
-import { checkArchiveAt, checkNothingAfter, compareFiles } from './archive-compare.js'
+import { checkNothingAfter, compareFiles } from './archive-compare.js'
 import type { SnapshotSource } from './checkpoint-starts.js'
+import { EntryChecks } from './entry-checks.js'
 import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
 import { verifyInSegments } from './parallel-audit.js'
 
@@ -126,10 +127,8 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
   await callLog.ready()
   if (filesArchive) await filesArchive.ready()
   const total = callLog.length
-  let calls = 0
-  let failedCalls = 0
-  let lastFiles: FilesState | null = null
-  const vm = await VM.fromCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
+  const replay = await openReplay(callLog, {
+    filesArchiveUrl: filesArchive?.url,
     dir: options.dir,
     end: total,
     follow: options.follow,
@@ -137,26 +136,18 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
     allowEngineMismatch: options.allowEngineMismatch,
     maxLimits: options.maxLimits,
     console: options.console,
-    // Each replayed entry is compared here and needed no more: storing it would only cost time.
-    dropEntries: true,
-    onEntry: async (seq, logged, replayed) => {
-      const divergence = diffEntry({ seq, logged, replayed })
-      if (divergence) throw divergence
-      if (logged.type === 'call') {
-        calls++
-        if ((logged as CallEntry).error) failedCalls++
-      }
-      if (filesArchive && !sameFiles(logged.files, lastFiles)) await checkArchiveAt(filesArchive, seq, logged)
-      lastFiles = logged.files
-      options.onProgress?.(seq + 1, Math.max(total, callLog.length))
-    },
   })
   try {
-    const files = lastFiles as FilesState | null
-    if (filesArchive && files) await checkNothingAfter(callLog, total - 1, files, filesArchive)
-    return { entries: calls + 1, calls, failedCalls, filesVersion: files?.version ?? 0 }
+    const checks = new EntryChecks(filesArchive)
+    for await (const entry of replay.entries()) {
+      await checks.check(entry)
+      options.onProgress?.(entry.seq + 1, Math.max(total, callLog.length))
+    }
+    const { calls, failedCalls, lastFiles } = checks
+    if (filesArchive && lastFiles) await checkNothingAfter(callLog, total - 1, lastFiles, filesArchive)
+    return { entries: calls + 1, calls, failedCalls, filesVersion: lastFiles?.version ?? 0 }
   } finally {
-    await vm.close()
+    await replay.close()
   }
 }
 

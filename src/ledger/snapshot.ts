@@ -1,6 +1,6 @@
 /**
  * Snapshots of a VM's state at a checkpoint, and the state digest a log entry records for them
- * (docs/log-format.md, "Checkpoints").
+ * (docs/log-format.md, "Checkpoints"). Checkpoint code as a whole starts at vm/checkpoints.ts.
  *
  * The *state digest* after a call is what host and auditor compute alike: SHA-256 over the engine's
  * memory in a canonical form (every page that is not all zeros, with its index) and the host-side
@@ -126,7 +126,7 @@ export interface SnapshotFit {
 /**
  * Why `snapshot` does not fit (SnapshotFit), or null if it does: the one rule, for a reopen
  * (vm/checkpoints.ts), an audit's starts (audit/checkpoint-starts.ts) and a replay from a snapshot
- * (vm/replay.ts). The snapshot's own content was checked as it was read (decodeSnapshot: it hashes
+ * (vm/rebuild.ts). The snapshot's own content was checked as it was read (decodeSnapshot: it hashes
  * to the state it names).
  */
 export function snapshotMisfit(snapshot: VMSnapshot, fit: SnapshotFit): string | null {

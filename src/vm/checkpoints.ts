@@ -1,5 +1,16 @@
 /**
  * Checkpoints: when a VM states its state digest in its log, and the snapshots it keeps beside it.
+ * This file is where checkpoint code starts; the rest of it, by layer:
+ *
+ * - sandbox/engine-state.ts: a sandbox's state between turns as bytes (capture, adopt, state format).
+ * - ledger/snapshot.ts: the state digest an entry states, the snapshot file, and the one rule for
+ *   whether a snapshot fits an entry (`snapshotMisfit`), used by every reader below.
+ * - ledger/snapshot-store.ts: where snapshots are kept (a VM's dir) and published (its snapshots drive).
+ * - vm/call-executor.ts: captures the state at a checkpoint (`captureState`) and adopts a snapshot's
+ *   (`adopt`); vm/replay.ts computes the digests a log states, and starts from snapshots.
+ * - here: when a live VM takes a checkpoint (`Checkpointer.due`), writes its snapshot, and which one a
+ *   reopen starts from (`newestUsable`; vm/restore.ts replays the calls after it).
+ * - audit/checkpoint-starts.ts: which checkpoints an audit's segments and an execution proof start from.
  *
  * At a checkpoint the call executor captures the VM's state right after the call's turn, puts its
  * digest in the call's entry (`state`) and, once the entry is stored, has the Checkpointer write the

@@ -37,7 +37,9 @@ import type { Lane, QueueRoom } from './call-queue.js'
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
 import { buildInitEntry, CallAdmission, missingExports } from './logged-calls.js'
-import { type ReplayAssertions, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
+import { RebuildVM } from './rebuild.js'
+import { openReplay, type ReplayAssertions, type ReplayOptions, type ReplaySource } from './replay.js'
+import { restoreFromLog } from './restore.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, type RunnerOptions, TurnRunner } from './turn-runner.js'
 
@@ -385,16 +387,29 @@ export class VM extends EventEmitter {
   }
 
   /**
-   * Rebuilds a VM by re-executing every call in `callLog` (see replay.ts). `assertions` are values the
-   * log must hold, such as the files archive URL a host advertised.
+   * Rebuilds a VM by re-executing every call in `callLog` into a fresh log and archive (a replay into
+   * a RebuildVM, replay.ts), then adopts what the replay built: the VM goes on taking calls from
+   * there. `assertions` are values the log must hold, such as the files archive URL a host advertised.
    */
   static async fromCallLog(callLog: ReplaySource, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
-    const replayed = await replayCallLog(callLog, assertions, options)
-    const vm = new VM(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs })
-    vm.storage = replayed.storage
-    vm.executor = replayed.executor
-    vm.ownedDir = replayed.ownedDir
-    vm.attach(replayed.init, replayed.authenticator)
+    // After a host fault, a rebuilt VM rebuilds its sandbox from its own (rebuilt) log, as any VM does.
+    const into = new RebuildVM({ ...options, recover: (executor) => restoreFromLog(executor, executor.storage.callLog, {}) })
+    const { filesArchiveUrl, callLogUrl } = assertions ?? {}
+    const replay = await openReplay(callLog, { ...options, filesArchiveUrl, callLogUrl, into })
+    try {
+      for await (const _entry of replay.entries()) {
+        // Read to the end: the rebuild stores each entry as it is replayed.
+      }
+    } catch (err) {
+      await replay.close()
+      throw err
+    }
+    const built = into.handOver()
+    const vm = new VM(replay.init.logged.code, { console: options.console, watchdogMs: options.watchdogMs })
+    vm.storage = built.storage
+    vm.executor = built.executor
+    vm.ownedDir = built.ownedDir
+    vm.attach(replay.init.replayed ?? replay.init.logged, built.authenticator)
     vm.state = 'ready'
     return vm
   }
