@@ -300,7 +300,33 @@ export class LimitCeilingError extends LibVMSError {
   }
 }
 
-/** Replay or comparison found that the host's record and an honest re-execution differ. */
+/** Who made a call, in a divergence's message. */
+function describeCaller(caller: string | null | undefined): string {
+  return caller ? `caller ${caller}` : 'an anonymous caller'
+}
+
+/** A value in a divergence's message: its JSON text, cut to 200 characters. */
+function short(value: unknown): string {
+  const s = value === undefined ? 'nothing' : JSON.stringify(value)
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s
+}
+
+/** `n entry` or `n entries`. */
+function entries(n: number): string {
+  return `${n} ${n === 1 ? 'entry' : 'entries'}`
+}
+
+/** A logged call, as a divergence names it. */
+interface DivergentCall {
+  method: string
+  caller: string | null
+}
+
+/**
+ * Replay or comparison found that the host's record and an honest re-execution differ. Each kind of
+ * divergence has a named constructor (`DivergenceError.ENTRY(…)`, `.CLOCK(…)`, …), which says it the
+ * same way wherever it is found.
+ */
 export class DivergenceError extends LibVMSError {
   readonly seq: number | undefined
   readonly method: string | undefined
@@ -328,6 +354,300 @@ export class DivergenceError extends LibVMSError {
     this.expected = details.expected
     this.actual = details.actual
     this.path = details.path
+  }
+
+  // ---- a logged entry and its replay ----
+
+  /** Entry `seq` and its replay differ in `field` (the first that differs: ledger/entry-diff.ts). */
+  static ENTRY(seq: number, call: DivergentCall, field: string, expected: unknown, actual: unknown): DivergenceError {
+    const what = seq === 0 ? 'the init entry' : `call ${seq} (${call.method} by ${describeCaller(call.caller)})`
+    return new DivergenceError({
+      message: `${what} diverges in ${field}: the log says ${short(expected)}, the replay gives ${short(actual)}`,
+      seq,
+      method: call.method,
+      caller: call.caller,
+      field,
+      expected,
+      actual,
+    })
+  }
+
+  /** Call `seq` is dated before the entry ahead of it (`last`). */
+  static CLOCK(seq: number, call: DivergentCall & { timestamp: number }, last: number): DivergenceError {
+    return new DivergenceError({
+      message: `call ${seq} (${call.method}) is dated ${call.timestamp}, before the entry ahead of it (${last}): a host's clock never goes back in its log`,
+      seq,
+      method: call.method,
+      caller: call.caller,
+      field: 'timestamp',
+      expected: `at least ${last}`,
+      actual: call.timestamp,
+    })
+  }
+
+  /** Call `seq` breaks admission rule `rule` (vm/admission.ts): no live VM would have run it. */
+  static INADMISSIBLE(seq: number, call: DivergentCall, rule: string, err: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `call ${seq} (${call.method} by ${describeCaller(call.caller)}) is one no live VM would have run: ${(err as Error).message}`,
+      seq,
+      method: call.method,
+      caller: call.caller,
+      field: rule,
+      expected: 'a call a live VM admits',
+      actual: err instanceof LibVMSError ? err.code : String(err),
+    })
+  }
+
+  /** Call `seq` fails the auth mode's caller check (auth/call-auth.ts) with `err`. */
+  static CALLER_CHECK(seq: number, call: DivergentCall, mode: string, err: LibVMSError): DivergenceError {
+    return new DivergenceError({
+      message: `call ${seq} (${call.method} by ${describeCaller(call.caller)}) fails the ${mode}-mode caller check (${err.code}): ${err.message}`,
+      seq,
+      method: call.method,
+      caller: call.caller,
+      field: 'signed',
+      expected: 'a call its caller signed for this VM, once',
+      actual: err.code,
+    })
+  }
+
+  /** Call `seq` records `unused` System.vms answers its replay never asked for. */
+  static ORACLE_UNUSED(seq: number, call: DivergentCall, unused: number): DivergenceError {
+    return new DivergenceError({
+      message: `call ${seq} (${call.method}) records ${unused} System.vms answer(s) its replay never asked for: the host added oracle values to its log`,
+      seq,
+      method: call.method,
+      caller: call.caller,
+      field: 'oracle',
+    })
+  }
+
+  /** The VM's own log does not replay (a reopen): `found` says where and how. */
+  static OWN_LOG(found: DivergenceError): DivergenceError {
+    return new DivergenceError({
+      message: `the VM's own log does not replay: ${found.message}; its archive or log was changed outside the VM, or the script is nondeterministic`,
+      seq: found.seq,
+      method: found.method,
+      caller: found.caller,
+      field: found.field,
+      expected: found.expected,
+      actual: found.actual,
+      path: found.path,
+    })
+  }
+
+  // ---- the init entry ----
+
+  /** The init entry names files archive `loggedKey` (hex), not the one expected. */
+  static WRONG_ARCHIVE(loggedKey: string, expectedUrl: string): DivergenceError {
+    return new DivergenceError({
+      message: `the log's init entry names files archive ${loggedKey}, not the expected ${expectedUrl}`,
+      seq: 0,
+      field: 'filesArchiveKey',
+      expected: expectedUrl,
+      actual: `hyper://${loggedKey}`,
+    })
+  }
+
+  /** The log being read is `url`, not the one expected. */
+  static WRONG_LOG(url: string, expectedUrl: string): DivergenceError {
+    return new DivergenceError({
+      message: `this is call log ${url}, not the expected ${expectedUrl}`,
+      field: 'callLogUrl',
+      expected: expectedUrl,
+      actual: url,
+    })
+  }
+
+  /** The logged script does not load. */
+  static SCRIPT_LOAD(err: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the logged script does not load: ${(err as Error).message}`,
+      seq: 0,
+      method: 'init',
+      field: 'code',
+    })
+  }
+
+  /** The init entry says the VM is a factory, but its script lacks the exports of one. */
+  static NOT_A_FACTORY(missing: readonly string[]): DivergenceError {
+    return new DivergenceError({
+      message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
+      seq: 0,
+      method: 'init',
+      field: 'factory',
+    })
+  }
+
+  /** The logged init fails on replay with `error`; the log says it returned `logged`. */
+  static INIT_FAILS(error: { name: string; message: string }, logged: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the logged init fails on replay: ${error.name}: ${error.message}`,
+      seq: 0,
+      method: 'init',
+      field: 'result',
+      expected: logged,
+      actual: error,
+    })
+  }
+
+  // ---- the log as a whole ----
+
+  /** Two logs of `expected` and `actual` entries (the same up to the shorter one's length). */
+  static LENGTH(expected: number, actual: number): DivergenceError {
+    const common = Math.min(expected, actual)
+    const longer = common === expected ? 'second' : 'first'
+    return new DivergenceError({
+      message: `the logs differ in length: the first has ${entries(expected)}, the second ${actual}; seq ${common} is only in the ${longer}`,
+      seq: common,
+      field: 'length',
+      expected,
+      actual,
+    })
+  }
+
+  /** The provisioned log has no init entry. */
+  static PROVISIONED_WITHOUT_INIT(): DivergenceError {
+    return new DivergenceError({ message: 'the provisioned log has no init entry', seq: 0 })
+  }
+
+  /** Factory call `seq` provisioned `url` with another `field` (code or title) than its init entry holds. */
+  static PROVISIONED_OTHERWISE(seq: number, method: string, url: string, field: string, asked: unknown, logged: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `factory call ${seq} provisioned ${url} with other code or title than its init entry holds`,
+      seq,
+      method,
+      field,
+      expected: asked,
+      actual: logged,
+    })
+  }
+
+  /** The factory's log records no provisioning of `url`. */
+  static NOT_PROVISIONED(url: string): DivergenceError {
+    return new DivergenceError({ message: `the factory's log records no provisioning of ${url}`, field: 'oracle' })
+  }
+
+  // ---- a files archive and the log ----
+
+  /** The archive does not hold the state the log's last entry records (`logged`): its storage changed outside the VM (a reopen). */
+  static ARCHIVE_LOST(logged: unknown, state: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the files archive does not match the last log entry (archive ${JSON.stringify(state)}, log ${JSON.stringify(logged)}): its storage was changed or lost outside the VM`,
+      field: 'files',
+      expected: logged,
+      actual: state,
+    })
+  }
+
+  /** The archive blocks a replay starts from (a checkpoint's, entry `seq`) are not the state that entry records. */
+  static START_ARCHIVE(seq: number, method: string, recorded: unknown, state: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the files archive's blocks up to entry ${seq} are not the state that entry records`,
+      seq,
+      method,
+      field: 'files',
+      expected: recorded,
+      actual: state,
+    })
+  }
+
+  /** Entry `seq` records more of the archive than it has: files version `recorded` (or that many contents blocks) where it has `has`. */
+  static ARCHIVE_SHORT(seq: number, part: 'version' | 'contents', recorded: number, has: number): DivergenceError {
+    const what =
+      part === 'version'
+        ? `files version ${recorded}, but the archive only has ${has}`
+        : `${recorded} blocks of file contents, but the archive only has ${has}: its contents were truncated`
+    return new DivergenceError({ message: `entry ${seq} records ${what}`, seq, field: 'files', expected: recorded, actual: has })
+  }
+
+  /** The archive's state at the version entry `seq` records is not the one it records. */
+  static REWRITTEN(seq: number, method: string, recorded: { version: number }, state: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the archive's state at version ${recorded.version} is not what entry ${seq} (${method}) records: the archive was rewritten`,
+      seq,
+      method,
+      field: 'files',
+      expected: recorded,
+      actual: state,
+    })
+  }
+
+  /** The archive changed after the last verified entry (`seq`) without a call: first at `path` (null: changed and undone). */
+  static UNLOGGED_CHANGES(
+    seq: number,
+    method: string,
+    path: string | null,
+    version: number,
+    recorded: { version: number },
+  ): DivergenceError {
+    const what = path === null ? 'a change made and undone' : `first at ${path}`
+    return new DivergenceError({
+      message: `the archive has changes after seq ${seq} (${method}) that no call made (${what}; archive version ${version}, the log records ${recorded.version})`,
+      seq,
+      method,
+      path: path ?? undefined,
+      field: 'files',
+      expected: recorded,
+      actual: version,
+    })
+  }
+
+  /** Two archives with the same files and different histories (versions). */
+  static HISTORY(expected: { version: number }, actual: { version: number }): DivergenceError {
+    return new DivergenceError({
+      message: `the archives hold the same files but different histories (version ${expected.version} vs ${actual.version}): a change was made and undone outside the VM`,
+      field: 'files',
+      expected,
+      actual,
+    })
+  }
+
+  /** Two archives differ at `path`: what each holds there (`expected`, `actual`), and those in words. */
+  static PATH(path: string, expected: unknown, actual: unknown, words: { expected: string; actual: string }): DivergenceError {
+    return new DivergenceError({
+      message: `the archives differ at ${path}: the first has ${words.expected}, the second ${words.actual}`,
+      path,
+      field: 'files',
+      expected,
+      actual,
+    })
+  }
+
+  /** Archive `url` has an entry at `path` whose contents (`blob` points at them) are not there, `why`. */
+  static CONTENTS_MISSING(url: string, path: string, why: string, blob: unknown): DivergenceError {
+    return new DivergenceError({
+      message: `the archive ${url} has an entry at ${path} whose contents ${why}: the archive was edited outside the VM`,
+      path,
+      field: 'files',
+      expected: 'contents the archive holds',
+      actual: blob,
+    })
+  }
+
+  /** Archive `url` holds an index that cannot be read, `why`. */
+  static INDEX_UNREADABLE(url: string, why: string): DivergenceError {
+    return new DivergenceError({
+      message: `the archive ${url} holds an index that cannot be read (${why}): it was edited outside the VM`,
+      field: 'files',
+      expected: 'a Hyperdrive index',
+      actual: why,
+    })
+  }
+
+  /** A divergence made from its plain data (toJSON), as it crosses from a thread. */
+  static fromJSON(json: Record<string, unknown>): DivergenceError {
+    const given = (v: unknown) => (v === null ? undefined : v)
+    return new DivergenceError({
+      message: String(json.message),
+      seq: given(json.seq) as number | undefined,
+      method: given(json.method) as string | undefined,
+      caller: json.caller as string | null | undefined,
+      field: given(json.field) as string | undefined,
+      expected: given(json.expected),
+      actual: given(json.actual),
+      path: given(json.path) as string | undefined,
+    })
   }
 
   /** The divergence as plain data (for --json output, the explorer): every field, null when it does not apply. */

@@ -62,7 +62,8 @@ export { bundleInfoOf, bundleScript } from './script/bundle.js'
 export type { SeededFork, SeededVM, SeederOptions, UnprovenFork } from './seeder/seeder.js'
 export { Seeder } from './seeder/seeder.js'
 export type { CheckpointOptions } from './vm/checkpoints.js'
-export type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
+export type { OpenReplayOptions, Replay, ReplayAssertions, ReplayEntry, ReplayOptions, ReplaySource, ReplayStart } from './vm/replay.js'
+export { openReplay } from './vm/replay.js'
 export type { DeployOptions, ExecuteCallRequest, LoggedCall, VMOptions } from './vm/vm.js'
 
 // The network layer provides itself to the ledger, once (CallLog.fetch, DatArchive by URL; see ledger/remote-source.ts).

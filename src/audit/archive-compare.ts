@@ -15,7 +15,7 @@ import { DivergenceError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { type DriveEntryValue, FILES_KEY_PREFIX, FOLDERS_KEY_PREFIX } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import type { LogEntry } from '../ledger/log-entry.js'
+import { type LogEntry, sameFiles } from '../ledger/log-entry.js'
 
 /** How long a block of contents not on this machine may take to arrive from the archive's hosts. */
 const BLOCK_WAIT_MS = 10_000
@@ -54,14 +54,7 @@ function isBlobId(v: unknown): v is BlobId {
 async function contentDigest(archive: DatArchive, path: string, blob: unknown): Promise<string> {
   const hash = createHash('sha256')
   if (blob === null || blob === undefined) return hash.digest('hex')
-  const missing = (why: string) =>
-    new DivergenceError({
-      message: `the archive ${archive.url} has an entry at ${path} whose contents ${why}: the archive was edited outside the VM`,
-      path,
-      field: 'files',
-      expected: 'contents the archive holds',
-      actual: blob,
-    })
+  const missing = (why: string) => DivergenceError.CONTENTS_MISSING(archive.url, path, why, blob)
   if (!isBlobId(blob)) throw missing('are described by a malformed pointer')
   if (blob.byteLength === 0) return hash.digest('hex')
   const drive = archive.drive
@@ -106,12 +99,7 @@ async function readingHostile<T>(archive: DatArchive, read: () => Promise<T>): P
     return await read()
   } catch (err) {
     if (err instanceof DivergenceError) throw err
-    throw new DivergenceError({
-      message: `the archive ${archive.url} holds an index that cannot be read (${(err as Error).message}): it was edited outside the VM`,
-      field: 'files',
-      expected: 'a Hyperdrive index',
-      actual: (err as Error).message,
-    })
+    throw DivergenceError.INDEX_UNREADABLE(archive.url, (err as Error).message)
   }
 }
 
@@ -167,13 +155,8 @@ export function firstDifferentPath(expected: DatArchive, actual: DatArchive): Re
 export async function compareFiles(expected: DatArchive, actual: DatArchive): Promise<boolean> {
   const found = await firstDifferentPath(expected, actual)
   if (!found) return true
-  throw new DivergenceError({
-    message: `the archives differ at ${found.path}: the first has ${describe(found.expected)}, the second ${describe(found.actual)}`,
-    path: found.path,
-    field: 'files',
-    expected: found.expected,
-    actual: found.actual,
-  })
+  const words = { expected: describe(found.expected), actual: describe(found.actual) }
+  throw DivergenceError.PATH(found.path, found.expected, found.actual, words)
 }
 
 /** The first path an archive changed after `version` (in key order), or null if its files are as they were. */
@@ -211,10 +194,6 @@ interface DiffingBee {
   ): AsyncIterable<{ left: { key: string } | null; right: { key: string } | null }>
 }
 
-export function sameState(a: FilesState, b: FilesState): boolean {
-  return a.version === b.version && a.dbHash === b.dbHash && a.blobsLength === b.blobsLength && a.blobsHash === b.blobsHash
-}
-
 /**
  * The archive must hold nothing after the state the log's last verified entry (`lastSeq`) records:
  * a change no call made is a divergence at that seq, naming the first path it touched.
@@ -224,16 +203,7 @@ export async function checkNothingAfter(callLog: CallLog, lastSeq: number, files
   const last = await callLog.get(lastSeq)
   const method = last.type === 'call' ? last.method : 'init'
   const path = await firstChangeSince(archive, files.version)
-  const what = path === null ? 'a change made and undone' : `first at ${path}`
-  throw new DivergenceError({
-    message: `the archive has changes after seq ${lastSeq} (${method}) that no call made (${what}; archive version ${archive.version}, the log records ${files.version})`,
-    seq: lastSeq,
-    method,
-    path: path ?? undefined,
-    field: 'files',
-    expected: files,
-    actual: archive.version,
-  })
+  throw DivergenceError.UNLOGGED_CHANGES(lastSeq, method, path, archive.version, files)
 }
 
 /**
@@ -264,35 +234,9 @@ export async function checkArchiveAt(archive: DatArchive, seq: number, entry: Lo
   for (let tries = 0; archive.version < files.version && !archive.drive.writable && tries < 10; tries++) {
     await Promise.race([archive.update(), new Promise((resolve) => setTimeout(resolve, UPDATE_WAIT_MS / 10).unref())])
   }
-  if (archive.version < files.version) {
-    throw new DivergenceError({
-      message: `entry ${seq} records files version ${files.version}, but the archive only has ${archive.version}`,
-      seq,
-      field: 'files',
-      expected: files.version,
-      actual: archive.version,
-    })
-  }
+  if (archive.version < files.version) throw DivergenceError.ARCHIVE_SHORT(seq, 'version', files.version, archive.version)
   const blobsLength = files.version === 0 ? 0 : (await archive.drive.getBlobs()).core.length
-  if (blobsLength < files.blobsLength) {
-    throw new DivergenceError({
-      message: `entry ${seq} records ${files.blobsLength} blocks of file contents, but the archive only has ${blobsLength}: its contents were truncated`,
-      seq,
-      field: 'files',
-      expected: files.blobsLength,
-      actual: blobsLength,
-    })
-  }
+  if (blobsLength < files.blobsLength) throw DivergenceError.ARCHIVE_SHORT(seq, 'contents', files.blobsLength, blobsLength)
   const state = await archive.stateAt(files.version, files.blobsLength)
-  if (!sameState(state, files)) {
-    const method = entry.type === 'call' ? entry.method : 'init'
-    throw new DivergenceError({
-      message: `the archive's state at version ${files.version} is not what entry ${seq} (${method}) records: the archive was rewritten`,
-      seq,
-      method,
-      field: 'files',
-      expected: files,
-      actual: state,
-    })
-  }
+  if (!sameFiles(state, files)) throw DivergenceError.REWRITTEN(seq, entry.type === 'call' ? entry.method : 'init', files, state)
 }

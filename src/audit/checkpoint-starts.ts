@@ -4,13 +4,20 @@
  * the files archive's blocks up to the state that entry records. A parallel audit starts its
  * segments from them (parallel-audit.ts); an execution proof starts its replay from one
  * (execution-proof.ts). Snapshots come from the host: hostile input, checked here, skipped (with a
- * notice) when they fail, never trusted.
+ * notice) when they fail, never trusted. Checkpoint code as a whole starts at vm/checkpoints.ts.
  */
 import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type CallEntry, decodeEntry } from '../ledger/log-entry.js'
-import { entryHash, maxSnapshotBytes, type SnapshotExpectation, type VMSnapshot } from '../ledger/snapshot.js'
+import { decodeEntry } from '../ledger/log-entry.js'
+import {
+  entryHash,
+  isCheckpointOf,
+  maxSnapshotBytes,
+  type SnapshotExpectation,
+  snapshotMisfit,
+  type VMSnapshot,
+} from '../ledger/snapshot.js'
 
 /** Where an audit finds a host's snapshots: its data dir (SnapshotStore), or a copy fetched from it. */
 export interface SnapshotSource {
@@ -103,26 +110,18 @@ async function usableStart(
   seq: number,
 ): Promise<Start | null> {
   const entry = await blockOf(callLog.core, seq)
-  const logged = decodeEntry(entry, seq) as CallEntry
+  const logged = decodeEntry(entry, seq)
   // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
-  if (logged.type !== 'call' || logged.state === undefined || logged.stateFormat !== stateFormat) return null
-  const hash = entryHash(entry)
+  if (!isCheckpointOf(logged, stateFormat)) return null
   let snapshot: VMSnapshot
   try {
-    const expect = { seq, state: logged.state, stateFormat, entryHash: hash }
+    const expect = { seq, state: logged.state, stateFormat, entryHash: entryHash(entry) }
     snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes), expect)
   } catch (err) {
     notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
     return null
   }
-  if (
-    snapshot.seq !== seq ||
-    snapshot.state !== logged.state ||
-    snapshot.stateFormat !== logged.stateFormat ||
-    snapshot.entryHash !== hash ||
-    JSON.stringify(snapshot.files) !== JSON.stringify(logged.files) ||
-    snapshot.engine.memoryBytes !== memoryBytes
-  ) {
+  if (snapshotMisfit(snapshot, { seq, entry: logged, block: entry, stateFormat, memoryBytes, checkpoint: true }) !== null) {
     notice(`snapshot of seq ${seq} passed over: it is not of the state the log states there`)
     return null
   }

@@ -21,6 +21,7 @@
 import { DivergenceError, SnapshotUnreadable, StateError } from '../errors.js'
 import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
+import { diffEntry } from '../ledger/entry-diff.js'
 import type { DatArchive } from '../ledger/files-archive.js'
 import { type CallEntry, decodeEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import {
@@ -34,14 +35,12 @@ import {
   type TreeNode,
   verifyLogPart,
 } from '../ledger/receipts.js'
-import { decodeSnapshot, encodeSnapshot, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { decodeSnapshot, encodeSnapshot, maxSnapshotBytes, snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
 import { resolveLimits, type VMLimits } from '../sandbox/limits.js'
-import type { ReplaySource, ReplayStart } from '../vm/replay.js'
+import { openReplay, type Replay, type ReplaySource, type ReplayStart } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
-import { VM } from '../vm/vm.js'
 import { counted } from '../wording.js'
 import { archiveBlocks, newestStartBefore, type SnapshotSource } from './checkpoint-starts.js'
-import { diffEntries } from './entry-diff.js'
 
 /** The most entry bytes an execution proof may hold (before base64). */
 export const MAX_EXECUTION_PROOF_BYTES = 256 * 1024 * 1024
@@ -218,21 +217,13 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
   }
   const log = p.log as string
   decoded.blocks.set(seq, last)
-  let vm: VM | null = null
+  let replay: Replay | null = null
   try {
-    vm = await VM.fromCallLog(
-      new ProvenLog(log, decoded.blocks, seq + 1),
-      {},
-      {
-        maxLimits: options.maxLimits,
-        from,
-        dropEntries: true,
-        onEntry: (at, logged, replayed) => {
-          const divergence = diffEntries(at, logged, replayed)
-          if (divergence) throw divergence
-        },
-      },
-    )
+    replay = await openReplay(new ProvenLog(log, decoded.blocks, seq + 1), { maxLimits: options.maxLimits, from })
+    for await (const entry of replay.entries()) {
+      const divergence = diffEntry(entry)
+      if (divergence) throw divergence
+    }
   } catch (err) {
     // Only a divergence shows a lie. A log this LibVMS cannot read or run (another engine, a newer
     // format, limits above the ceilings, a host fault here) shows nothing either way.
@@ -241,7 +232,7 @@ export async function checkExecutionProof(proof: unknown, options: ProofCheckOpt
       return { holds: true, log, what: `log ${log}: ${err.message}`, seq: err.seq }
     return { holds: false, why: `inconclusive here: ${(err as Error).message}` }
   } finally {
-    await vm?.close().catch(() => {}) // a verdict stands whatever closing its temp replay says
+    await replay?.close().catch(() => {}) // a verdict stands whatever closing its temp replay says
   }
   return { holds: false, why: `its ${counted(decoded.blocks.size, 'entry', 'entries')} replay as logged: it shows no divergence` }
 }
@@ -329,12 +320,12 @@ function startOf(seq: number, parts: DecodedParts): ReplayStart {
     if (err instanceof SnapshotUnreadable) throw new Error(`its snapshot does not hold: ${err.message}`)
     throw err
   }
-  if (snapshot.seq !== seq || snapshot.engine.memoryBytes !== memoryBytes) {
-    throw new Error(`its snapshot is not of entry ${seq} of this VM`)
-  }
-  if (snapshot.entryHash !== entryHash(blocks.get(seq) as Buffer)) throw new Error(`its snapshot is of another entry ${seq}`)
+  const block = blocks.get(seq) as Buffer
+  const fit = { seq, entry: decodeEntry(block, seq), block, stateFormat: stateFormatFor(!!init.factory), memoryBytes, checkpoint: true }
+  const misfit = snapshotMisfit(snapshot, fit)
+  if (misfit !== null) throw new Error(`its snapshot does not fit entry ${seq} of this VM: ${misfit}`)
   // As many blocks as the checkpoint records, checked before any is written into the replay's archive.
-  const files = (decodeEntry(blocks.get(seq) as Buffer, seq) as Partial<CallEntry>).files
+  const files = (fit.entry as Partial<CallEntry>).files
   if (files?.version !== archive.db.length || files?.blobsLength !== archive.blobs.length) {
     throw new Error(`its archive is not the ${files?.version} metadata and ${files?.blobsLength} blobs blocks entry ${seq} records`)
   }
@@ -354,6 +345,10 @@ class ProvenLog implements ReplaySource {
   }
 
   async ready(): Promise<void> {}
+
+  async block(seq: number): Promise<Buffer> {
+    return this.blockAt(seq)
+  }
 
   private blockAt(seq: number): Buffer {
     const block = this.blocks.get(seq)

@@ -21,19 +21,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import { type CallLog, READ_WINDOW_BYTES } from '../ledger/call-log.js'
-import type { DatArchive } from '../ledger/files-archive.js'
-import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
+import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import { decodeEntry, type InitEntry, sameFiles } from '../ledger/log-entry.js'
 import { encodeSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
 import { fromCrossing } from '../sandbox/thread-messages.js'
 import { moduleBeside, startModuleWorker } from '../threads.js'
-import { checkReplayable, replayCallLog } from '../vm/replay.js'
+import { checkReplayable } from '../vm/rebuild.js'
+import { openReplay } from '../vm/replay.js'
 import { stateFormatFor } from '../vm/turn-runner.js'
 import { counted } from '../wording.js'
 import { checkArchiveAt, checkNothingAfter } from './archive-compare.js'
 import { archiveBlocks, blockOf, chooseStarts, type SnapshotSource, type Start } from './checkpoint-starts.js'
-import { diffEntries } from './entry-diff.js'
+import { EntryChecks } from './entry-checks.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 export interface SegmentAuditOptions {
@@ -148,42 +149,26 @@ class HereSegment implements Segment {
     options: SegmentAuditOptions,
     onProgress: () => void,
   ): Promise<{ calls: number; failedCalls: number }> {
-    let calls = 0
-    let failedCalls = 0
-    let lastChecked = ''
-    const from = start && { snapshot: start.snapshot, archive: await archiveBlocks(archive, start.snapshot.files) }
-    const replayed = await replayCallLog(
-      callLog,
-      { filesArchiveUrl: archive.url },
-      {
-        end: this.end,
-        from: from ?? undefined,
-        dropEntries: true,
-        allowEngineMismatch: options.allowEngineMismatch,
-        maxLimits: options.maxLimits,
-        onEntry: async (seq, logged, replayedEntry) => {
-          const divergence = diffEntries(seq, logged, replayedEntry)
-          if (divergence) throw divergence
-          if (logged.type === 'call') {
-            calls++
-            if (logged.error) failedCalls++
-          }
-          const key = JSON.stringify(logged.files)
-          if (key !== lastChecked) {
-            lastChecked = key
-            await checkArchiveAt(archive, seq, logged)
-          }
-          this.replayedTo = seq
-          if (seq % PROGRESS_EVERY === 0) onProgress()
-        },
-      },
-    )
-    replayed.executor.runner.dispose()
-    await replayed.executor.close()
-    await replayed.storage.close()
-    if (replayed.ownedDir) await rm(replayed.ownedDir, { recursive: true, force: true })
-    onProgress()
-    return { calls, failedCalls }
+    const from = start ? { snapshot: start.snapshot, archive: await archiveBlocks(archive, start.snapshot.files) } : undefined
+    const replay = await openReplay(callLog, {
+      filesArchiveUrl: archive.url,
+      end: this.end,
+      from,
+      allowEngineMismatch: options.allowEngineMismatch,
+      maxLimits: options.maxLimits,
+    })
+    try {
+      const checks = new EntryChecks(archive)
+      for await (const entry of replay.entries()) {
+        await checks.check(entry)
+        this.replayedTo = entry.seq
+        if (entry.seq % PROGRESS_EVERY === 0) onProgress()
+      }
+      onProgress()
+      return { calls: checks.calls, failedCalls: checks.failedCalls }
+    } finally {
+      await replay.close()
+    }
   }
 
   async stop(): Promise<void> {}
@@ -239,7 +224,7 @@ class SegmentRun implements Segment {
           case 'alive':
             break
           case 'divergence':
-            reject(new DivergenceError(message.divergence as unknown as ConstructorParameters<typeof DivergenceError>[0]))
+            reject(DivergenceError.fromJSON(message.divergence))
             break
           case 'failed':
             reject(fromCrossing(message.error))
@@ -397,7 +382,7 @@ function firstFailure(failures: Error[]): Error {
  * ahead of its replay than its share; checks the host's archive at each version they record.
  */
 async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRun): Promise<void> {
-  let lastChecked = ''
+  let lastChecked: FilesState | null = null
   const windowBytes = Math.max(1, Math.min(READ_WINDOW_BYTES, Math.floor(run.bytesAhead / BATCHES_PER_SHARE)))
   for await (const { start, blocks, bytes } of callLog.windows({ start: run.from + 1, end: run.end, windowBytes })) {
     await run.turn(start + blocks.length - 1, bytes)
@@ -405,10 +390,9 @@ async function feedSegment(callLog: CallLog, archive: DatArchive, run: SegmentRu
     run.send({ t: 'blocks', blocks })
     for (let i = 0; i < blocks.length; i++) {
       const entry = decodeEntry(blocks[i], start + i)
-      const key = JSON.stringify(entry.files)
-      if (key === lastChecked) continue
-      lastChecked = key
+      if (sameFiles(entry.files, lastChecked)) continue
       await checkArchiveAt(archive, start + i, entry)
+      lastChecked = entry.files
     }
   }
 }

@@ -11,8 +11,8 @@ import type { ReadEntry } from '../ledger/call-log.js'
 import { decodeEntry, type LogEntry } from '../ledger/log-entry.js'
 import { decodeSnapshot } from '../ledger/snapshot.js'
 import { toCrossing } from '../sandbox/thread-messages.js'
-import { type ReplaySource, replayCallLog } from '../vm/replay.js'
-import { diffEntries } from './entry-diff.js'
+import { openReplay, type ReplaySource } from '../vm/replay.js'
+import { EntryChecks } from './entry-checks.js'
 import type { FromSegment, SegmentTask, ToSegment } from './segment-messages.js'
 
 const port = parentPort
@@ -44,8 +44,13 @@ class SegmentSource implements ReplaySource {
   async ready(): Promise<void> {}
 
   async get(seq: number): Promise<LogEntry> {
-    if (seq === 0) return decodeEntry(this.task.init, 0)
-    if (this.task.from && seq === this.task.from.seq) return decodeEntry(this.task.from.entry, seq)
+    return decodeEntry(await this.block(seq), seq)
+  }
+
+  /** The init entry's block, or that of the entry the segment starts after. */
+  async block(seq: number): Promise<Uint8Array> {
+    if (seq === 0) return this.task.init
+    if (this.task.from && seq === this.task.from.seq) return this.task.from.entry
     throw new StateError(`an audit segment holds no entry ${seq} out of order`)
   }
 
@@ -86,39 +91,31 @@ let source: SegmentSource | null = null
 
 async function run(task: SegmentTask): Promise<void> {
   source = new SegmentSource(task.logKey, task)
-  let calls = 0
-  let failedCalls = 0
-  let lastSign = Date.now()
   const from = task.from ? { snapshot: decodeSnapshot(task.from.snapshot), archive: task.from.archive } : undefined
-  const replayed = await replayCallLog(
-    source,
-    {},
-    {
-      end: task.end,
-      dir: task.dir,
-      from,
-      dropEntries: true,
-      allowEngineMismatch: task.allowEngineMismatch,
-      maxLimits: task.maxLimits,
-      onEntry: (seq, logged, replayedEntry) => {
-        const now = Date.now()
-        if (now - lastSign >= 1000) {
-          lastSign = now
-          post({ t: 'alive' })
-        }
-        const divergence = diffEntries(seq, logged, replayedEntry)
-        if (divergence) throw divergence
-        if (logged.type === 'call') {
-          calls++
-          if (logged.error) failedCalls++
-        }
-      },
-    },
-  )
-  replayed.executor.runner.dispose()
-  await replayed.executor.close()
-  await replayed.storage.close()
-  post({ t: 'done', calls, failedCalls })
+  const replay = await openReplay(source, {
+    end: task.end,
+    dir: task.dir,
+    from,
+    allowEngineMismatch: task.allowEngineMismatch,
+    maxLimits: task.maxLimits,
+  })
+  // The archive is checked on the auditor's main thread, as it sends the entries (parallel-audit.ts).
+  const checks = new EntryChecks(null)
+  try {
+    let lastSign = Date.now()
+    for await (const entry of replay.entries()) {
+      const now = Date.now()
+      if (now - lastSign >= 1000) {
+        lastSign = now
+        post({ t: 'alive' })
+      }
+      await checks.check(entry)
+    }
+  } finally {
+    await replay.close()
+  }
+  // Once its storage is closed: the auditor ends this thread and removes its dir when it hears this.
+  post({ t: 'done', calls: checks.calls, failedCalls: checks.failedCalls })
 }
 
 port.on('message', (message: ToSegment) => {

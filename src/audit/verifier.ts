@@ -5,9 +5,10 @@
  */
 import { DivergenceError, InvalidArgumentError, ReceiptError } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
-import type { DatArchive, FilesState } from '../ledger/files-archive.js'
+import { diffEntry } from '../ledger/entry-diff.js'
+import type { DatArchive } from '../ledger/files-archive.js'
 import { toHex } from '../ledger/keys.js'
-import type { CallEntry, LogEntry } from '../ledger/log-entry.js'
+import { type CallEntry, type LogEntry, sameFiles } from '../ledger/log-entry.js'
 import {
   checkForkProof,
   compareReceipts,
@@ -19,11 +20,11 @@ import {
 } from '../ledger/receipts.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import { VM } from '../vm/vm.js'
+import { openReplay } from '../vm/replay.js'
 import { counted } from '../wording.js'
-import { checkArchiveAt, checkNothingAfter, compareFiles, sameState } from './archive-compare.js'
+import { checkNothingAfter, compareFiles } from './archive-compare.js'
 import type { SnapshotSource } from './checkpoint-starts.js'
-import { diffEntries } from './entry-diff.js'
+import { EntryChecks } from './entry-checks.js'
 import { checkExecutionProof, type ProofCheckOptions, proveDivergence } from './execution-proof.js'
 import { verifyInSegments } from './parallel-audit.js'
 
@@ -90,34 +91,20 @@ async function compareLogs(expected: CallLog, actual: CallLog): Promise<void> {
   let seq = 0
   for await (const entry of expected.entries({ end: common })) {
     const next = await theirs.next()
-    const divergence = diffEntries(seq, entry, next.value as LogEntry)
+    const divergence = diffEntry({ seq, logged: entry, replayed: next.value as LogEntry })
     if (divergence) throw divergence
     seq++
   }
-  if (expected.length !== actual.length) {
-    const longer = common === expected.length ? 'second' : 'first'
-    throw new DivergenceError({
-      message: `the logs differ in length: the first has ${counted(expected.length, 'entry', 'entries')}, the second ${actual.length}; seq ${common} is only in the ${longer}`,
-      seq: common,
-      field: 'length',
-      expected: expected.length,
-      actual: actual.length,
-    })
-  }
+  if (expected.length !== actual.length) throw DivergenceError.LENGTH(expected.length, actual.length)
 }
 
 /** Compares two archives' current files, then their histories; rejects naming the first differing path. */
 async function compareArchives(expected: DatArchive, actual: DatArchive): Promise<void> {
   await Promise.all([expected.ready(), actual.ready()])
   const [se, sa] = await Promise.all([expected.state(), actual.state()])
-  if (sameState(se, sa)) return
+  if (sameFiles(se, sa)) return
   await compareFiles(expected, actual)
-  throw new DivergenceError({
-    message: `the archives hold the same files but different histories (version ${se.version} vs ${sa.version}): a change was made and undone outside the VM`,
-    field: 'files',
-    expected: se,
-    actual: sa,
-  })
+  throw DivergenceError.HISTORY(se, sa)
 }
 
 /**
@@ -140,11 +127,8 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
   await callLog.ready()
   if (filesArchive) await filesArchive.ready()
   const total = callLog.length
-  let calls = 0
-  let failedCalls = 0
-  let lastFiles: FilesState | null = null
-  let lastChecked = ''
-  const vm = await VM.fromCallLog(callLog, filesArchive ? { filesArchiveUrl: filesArchive.url } : {}, {
+  const replay = await openReplay(callLog, {
+    filesArchiveUrl: filesArchive?.url,
     dir: options.dir,
     end: total,
     follow: options.follow,
@@ -152,30 +136,18 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
     allowEngineMismatch: options.allowEngineMismatch,
     maxLimits: options.maxLimits,
     console: options.console,
-    // Each replayed entry is compared here and needed no more: storing it would only cost time.
-    dropEntries: true,
-    onEntry: async (seq, logged, replayed) => {
-      const divergence = diffEntries(seq, logged, replayed)
-      if (divergence) throw divergence
-      if (logged.type === 'call') {
-        calls++
-        if ((logged as CallEntry).error) failedCalls++
-      }
-      lastFiles = logged.files
-      const key = JSON.stringify(logged.files)
-      if (filesArchive && key !== lastChecked) {
-        lastChecked = key
-        await checkArchiveAt(filesArchive, seq, logged)
-      }
-      options.onProgress?.(seq + 1, Math.max(total, callLog.length))
-    },
   })
   try {
-    const files = lastFiles as FilesState | null
-    if (filesArchive && files) await checkNothingAfter(callLog, total - 1, files, filesArchive)
-    return { entries: calls + 1, calls, failedCalls, filesVersion: files?.version ?? 0 }
+    const checks = new EntryChecks(filesArchive)
+    for await (const entry of replay.entries()) {
+      await checks.check(entry)
+      options.onProgress?.(entry.seq + 1, Math.max(total, callLog.length))
+    }
+    const { calls, failedCalls, lastFiles } = checks
+    if (filesArchive && lastFiles) await checkNothingAfter(callLog, total - 1, lastFiles, filesArchive)
+    return { entries: calls + 1, calls, failedCalls, filesVersion: lastFiles?.version ?? 0 }
   } finally {
-    await vm.close()
+    await replay.close()
   }
 }
 
@@ -187,7 +159,7 @@ async function verify(callLog: CallLog, filesArchive: DatArchive | null, options
 async function compareProvisioned(factoryLog: CallLog, provisionedLog: CallLog): Promise<{ seq: number }> {
   await Promise.all([factoryLog.ready(), provisionedLog.ready()])
   const init = await provisionedLog.get(0)
-  if (init.type !== 'init') throw new DivergenceError({ message: 'the provisioned log has no init entry', seq: 0 })
+  if (init.type !== 'init') throw DivergenceError.PROVISIONED_WITHOUT_INIT()
   let seq = 0
   for await (const entry of factoryLog.entries({ start: 1 })) {
     seq++
@@ -199,20 +171,14 @@ async function compareProvisioned(factoryLog: CallLog, provisionedLog: CallLog):
     for (const record of records) {
       if (record.op !== 'vms.provisionVM' || record.result?.callLogUrl !== provisionedLog.url) continue
       const asked = { code: record.args?.code, title: record.args?.title ?? '' }
-      if (asked.code !== init.code || asked.title !== init.title) {
-        throw new DivergenceError({
-          message: `factory call ${seq} provisioned ${provisionedLog.url} with other code or title than its init entry holds`,
-          seq,
-          method: (entry as CallEntry).method,
-          field: asked.code !== init.code ? 'code' : 'title',
-          expected: asked.code !== init.code ? asked.code : asked.title,
-          actual: asked.code !== init.code ? init.code : init.title,
-        })
-      }
+      if (asked.code !== init.code)
+        throw DivergenceError.PROVISIONED_OTHERWISE(seq, (entry as CallEntry).method, provisionedLog.url, 'code', asked.code, init.code)
+      if (asked.title !== init.title)
+        throw DivergenceError.PROVISIONED_OTHERWISE(seq, (entry as CallEntry).method, provisionedLog.url, 'title', asked.title, init.title)
       return { seq }
     }
   }
-  throw new DivergenceError({ message: `the factory's log records no provisioning of ${provisionedLog.url}`, field: 'oracle' })
+  throw DivergenceError.NOT_PROVISIONED(provisionedLog.url)
 }
 
 /** What checking a receipt against a log found: it holds, or the fork proof that it does not. */

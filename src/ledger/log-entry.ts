@@ -127,6 +127,16 @@ export interface CallEntry {
 
 export type LogEntry = InitEntry | CallEntry
 
+/**
+ * Whether two files states are the same state: the same four fields (whatever else either holds, in
+ * whatever order). The one comparison of archive states, wherever they come from: a log entry, a
+ * snapshot, an archive.
+ */
+export function sameFiles(a: FilesState | null | undefined, b: FilesState | null | undefined): boolean {
+  if (!a || !b) return false
+  return a.version === b.version && a.dbHash === b.dbHash && a.blobsLength === b.blobsLength && a.blobsHash === b.blobsHash
+}
+
 const HEX32 = /^[0-9a-f]{32}$/
 const HEX64 = /^[0-9a-f]{64}$/
 const HEX16 = /^[0-9a-f]{16}$/

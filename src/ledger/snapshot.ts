@@ -1,6 +1,6 @@
 /**
  * Snapshots of a VM's state at a checkpoint, and the state digest a log entry records for them
- * (docs/log-format.md, "Checkpoints").
+ * (docs/log-format.md, "Checkpoints"). Checkpoint code as a whole starts at vm/checkpoints.ts.
  *
  * The *state digest* after a call is what host and auditor compute alike: SHA-256 over the engine's
  * memory in a canonical form (every page that is not all zeros, with its index) and the host-side
@@ -21,6 +21,7 @@ import { checkEngineStateShape, type EngineState } from '../sandbox/engine-state
 import { chunksOf, runAtOnce, runInSlices, type Steps } from '../sandbox/slices.js'
 import type { FilesState } from './files-archive.js'
 import type { StorageUsage } from './files-transaction.js'
+import { type CallEntry, type LogEntry, sameFiles } from './log-entry.js'
 
 const MAGIC = Buffer.from('LIBVMS-SNAPSHOT/1\n')
 const DIGEST_DOMAIN = Buffer.from('libvms-state/1\0')
@@ -98,6 +99,51 @@ export function stateDigestInSlices(engine: EngineState, host: HostState, format
 /** SHA-256 (hex) of an entry's stored bytes: what a snapshot names its entry by. */
 export function entryHash(block: Uint8Array): string {
   return createHash('sha256').update(block).digest('hex')
+}
+
+/** Whether a log entry is a checkpoint of state format `stateFormat`: it states a digest of that format. */
+export function isCheckpointOf(entry: LogEntry, stateFormat: string): entry is CallEntry & { state: string } {
+  return entry.type === 'call' && entry.state !== undefined && entry.stateFormat === stateFormat
+}
+
+/** What a snapshot must be to take the place of the calls up to entry `seq`, for a VM of this build. */
+export interface SnapshotFit {
+  seq: number
+  /** Entry `seq` of the log. */
+  entry: LogEntry
+  /** Its bytes as stored: a snapshot names its entry by their hash. */
+  block: Uint8Array
+  /** This build's state format (turn-runner.ts, stateFormatFor): what it can restore. */
+  stateFormat: string
+  /** The memory of the VM's engine (its limits'). */
+  memoryBytes: number
+  /**
+   * Only at a checkpoint (an entry that states the digest): what an audit starts from, since the log
+   * vouches for nothing else. A VM's own snapshot of its last call at close need not be one.
+   */
+  checkpoint?: boolean
+}
+
+/**
+ * Why `snapshot` does not fit (SnapshotFit), or null if it does: the one rule, for a reopen
+ * (vm/checkpoints.ts), an audit's starts (audit/checkpoint-starts.ts) and a replay from a snapshot
+ * (vm/rebuild.ts). The snapshot's own content was checked as it was read (decodeSnapshot: it hashes
+ * to the state it names).
+ */
+export function snapshotMisfit(snapshot: VMSnapshot, fit: SnapshotFit): string | null {
+  const { seq, entry } = fit
+  if (snapshot.entryHash !== entryHash(fit.block)) return 'the log holds another entry at its seq'
+  if (snapshot.seq !== seq) return `it is the snapshot of seq ${snapshot.seq}, not of ${seq}`
+  if (entry.type !== 'call') return 'the init entry has no snapshot'
+  if (fit.checkpoint && !isCheckpointOf(entry, fit.stateFormat)) return `entry ${seq} is not a checkpoint of this build's state format`
+  if (entry.state !== undefined && (entry.state !== snapshot.state || entry.stateFormat !== snapshot.stateFormat))
+    return `its state digest is not the one the log states at seq ${seq}`
+  if (!sameFiles(snapshot.files, entry.files)) return `its archive state is not the one entry ${seq} records`
+  if (snapshot.stateFormat !== fit.stateFormat)
+    return `it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${fit.stateFormat})`
+  if (snapshot.engine.memoryBytes !== fit.memoryBytes)
+    return `it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${fit.memoryBytes}`
+  return null
 }
 
 /**

@@ -10,9 +10,15 @@
  * group is stored before any caller gets a second turn in it, so a caller waiting on one call does
  * not wait for another caller's backlog. A group that only appends
  * to the log is stored while the next calls run; a group with file changes (a CommitGroup) is
- * waited for. Replay and reopen drive the same executor, a turn at a time (replay.ts): `apply` runs
- * a turn on the archive as it is and keeps its changes; `check` runs it from a checkout of the
- * archive at a logged version and drops them (the archive already holds them).
+ * waited for. Replay and reopen drive the same executor, a logged turn at a time (replay.ts): `rerun`
+ * runs one on the archive as it is and keeps its changes (a rebuild); `recheck` runs it from a
+ * checkout of the archive at the version the entry before it records and drops them (the VM's own
+ * archive holds them already).
+ *
+ * The executor owns its position in the log — the seq the next call gets, the latest timestamp,
+ * the archive state after the last turn — and no one else writes it: every turn it runs moves it
+ * (the init turn puts it after entry 0, each call after its own), and `adopt` puts it after the
+ * entry a snapshot is of.
  */
 import type Hyperbee from 'hyperbee'
 import type { CallAuthenticator } from '../auth/call-auth.js'
@@ -29,7 +35,7 @@ import type { EngineState } from '../sandbox/engine-state.js'
 import type { AdmittedCall } from './admission.js'
 import { CallQueue, type Lane, type QueueRoom } from './call-queue.js'
 import type { Checkpointer } from './checkpoints.js'
-import { type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
+import { type EngineSandbox, type TurnFiles, type TurnResult, type TurnRunner, usageAfter } from './turn-runner.js'
 
 /** A call that was stored: its entry, its seq, and the log's length once its group was stored. */
 export interface StoredCall {
@@ -71,9 +77,17 @@ export function stateEntry(entry: CallEntry, captured: Pick<CapturedState, 'stat
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
 const MAX_GROUP_CALLS = 256
 
+/** What an executor is built with, beside its sandbox and storage. */
+export interface ExecutorOptions {
+  /** Where live calls take checkpoints; none if absent (a schema 1 log, checkpoints turned off, a replay). */
+  checkpointer?: Checkpointer | null
+  /** Rebuilds the sandbox from the log after a host fault (vm.ts, with restore.ts). */
+  recover?: (executor: CallExecutor) => Promise<void>
+}
+
 export class CallExecutor {
-  /** The archive state after the last turn. */
-  files: FilesState | null = null
+  /** The archive state after the last turn; null: read it from the archive when it is needed. */
+  private files: FilesState | null = null
   /** What the archive holds after the last turn, for the storage quotas (counted turn by turn from init). */
   private usage: StorageUsage = { bytes: 0, entries: 0 }
   /** Calls' file changes not stored yet, and the entries that will be stored with them. */
@@ -81,9 +95,8 @@ export class CallExecutor {
   private staged: LogEntry[] = []
   /** The write being stored, if any. */
   private inFlight: Promise<void> | null = null
-  /** The seq the next live call gets, and the latest timestamp given (time never goes back in a log). */
-  nextSeq = 0
-  lastTimestamp = 0
+  /** The seq the next call gets, and the latest timestamp in the log so far (time never goes back in a log). */
+  private position = { nextSeq: 0, lastTimestamp: 0 }
   readonly newSeed = randomHexSource() // seeds of live calls, and of a first deploy's init
   private readonly queue = new CallQueue<QueuedCall>()
   /**
@@ -99,7 +112,9 @@ export class CallExecutor {
   /** Set when storing failed: the in-memory state is then ahead of the log, and no more calls run. */
   failure: LibVMSError | null = null
   /** Where live calls take checkpoints; null: none (a schema 1 log, or checkpoints turned off). */
-  checkpointer: Checkpointer | null = null
+  readonly checkpointer: Checkpointer | null
+  /** Rebuilds the sandbox from the log after a host fault (restore.ts). */
+  private readonly recover: (executor: CallExecutor) => Promise<void>
 
   constructor(
     readonly runner: TurnRunner,
@@ -109,28 +124,73 @@ export class CallExecutor {
      * their run marks as calls run and puts them in snapshots (CallCounters).
      */
     readonly authenticator: CallAuthenticator,
-    /** Rebuilds the sandbox from the log after a host fault (replay.ts, restoreFromLog). */
-    private readonly recover: (executor: CallExecutor) => Promise<void> = async () => {},
-  ) {}
+    options: ExecutorOptions = {},
+  ) {
+    this.checkpointer = options.checkpointer ?? null
+    this.recover = options.recover ?? (async () => {})
+  }
+
+  /** The seq the next call gets (the log's length once every call run is stored). */
+  get nextSeq(): number {
+    return this.position.nextSeq
+  }
+
+  /** The latest timestamp in the log so far: no later call is dated before it. */
+  get lastTimestamp(): number {
+    return this.position.lastTimestamp
+  }
+
+  /** Moves the position after entry `seq`, dated `timestamp`. */
+  private standAfter(seq: number, timestamp: number): void {
+    this.position = { nextSeq: seq + 1, lastTimestamp: timestamp }
+  }
 
   // ---- turns ----
 
-  /** The init turn, on the empty archive. */
-  init(timestamp: number, seed: string, mode: 'apply' | 'check'): Promise<RunOutcome> {
+  /** The init turn, on the empty archive (its changes join the commit group): the executor then stands after entry 0. */
+  init(timestamp: number, seed: string): Promise<RunOutcome> {
     this.usage = { bytes: 0, entries: 0 }
     this.authenticator.counters.restartFrom([])
-    const run = (files: TurnFiles) => this.runner.runInit(timestamp, seed, files)
-    return mode === 'apply' ? this.applyTurn(run) : this.checkTurn(0, run)
+    this.files = null
+    this.standAfter(0, timestamp)
+    return this.applyTurn((files) => this.runner.runInit(timestamp, seed, files))
   }
 
-  /** A call on the archive as it is; its changes join the commit group (stored with the next flush). */
-  apply(input: CallInput, live: boolean): Promise<RunOutcome> {
-    return this.applyTurn((files) => this.runner.runTurn(input, files, live))
+  /** A logged init turn again, on an empty checkout (its changes are dropped): the executor then stands after entry 0, at `files`. */
+  recheckInit(timestamp: number, seed: string, files: FilesState): Promise<RunOutcome> {
+    this.usage = { bytes: 0, entries: 0 }
+    this.authenticator.counters.restartFrom([])
+    this.files = files
+    this.standAfter(0, timestamp)
+    return this.checkTurn(0, (turn) => this.runner.runInit(timestamp, seed, turn))
   }
 
-  /** A logged call from a checkout of the archive at `version`; its changes are dropped. */
-  check(input: CallInput, version: number): Promise<RunOutcome> {
-    return this.checkTurn(version, (files) => this.runner.runTurn(input, files, false))
+  /** A live call on the archive as it is; its changes join the commit group (stored with the next flush). */
+  private apply(input: CallInput): Promise<RunOutcome> {
+    return this.applyTurn((files) => this.runner.runTurn(input, files, true))
+  }
+
+  /**
+   * Logged call `seq` again, on the archive as it is (a rebuild): its changes join the commit group.
+   * The executor then stands after it. Resolves with its outcome and the archive state after it.
+   */
+  async rerun(seq: number, input: CallInput): Promise<{ outcome: RunOutcome; files: FilesState }> {
+    const outcome = await this.applyTurn((files) => this.runner.runTurn(input, files, false))
+    this.standAfter(seq, input.timestamp)
+    return { outcome, files: await this.currentFiles() }
+  }
+
+  /**
+   * Logged call `seq` again, from a checkout of the archive at the state the entry before it records
+   * (the VM's own archive, which holds its changes already: they are dropped). The executor then
+   * stands after it, at `after`, the archive state its entry records.
+   */
+  async recheck(seq: number, input: CallInput, after: FilesState): Promise<RunOutcome> {
+    const version = (await this.currentFiles()).version
+    const outcome = await this.checkTurn(version, (files) => this.runner.runTurn(input, files, false))
+    this.files = after
+    this.standAfter(seq, input.timestamp)
+    return outcome
   }
 
   private async applyTurn(run: (files: TurnFiles) => Promise<TurnResult>): Promise<RunOutcome> {
@@ -188,11 +248,18 @@ export class CallExecutor {
     return { engine, host, state: await stateDigestInSlices(engine, host, stateFormat), stateFormat }
   }
 
-  /** Takes the host-side part of a snapshot's state (its engine part goes to the runner). */
-  adoptState(snapshot: VMSnapshot): void {
+  /**
+   * Takes a snapshot's state — the sandbox's (in the `prepared` sandbox, if given), the host's and the
+   * archive state its entry records — in place of the turns up to its entry, dated `timestamp`: the
+   * executor then stands after that entry.
+   */
+  async adopt(snapshot: VMSnapshot, timestamp: number, prepared?: Promise<EngineSandbox>): Promise<void> {
+    await this.runner.restore(snapshot.engine, prepared)
     this.usage = { ...snapshot.host.usage }
     this.authenticator.counters.restartFrom(snapshot.host.counters)
-    this.files = snapshot.files
+    const { version, dbHash, blobsLength, blobsHash } = snapshot.files
+    this.files = { version, dbHash, blobsLength, blobsHash }
+    this.standAfter(snapshot.seq, timestamp)
   }
 
   /** Writes the snapshot of a call stored with the state captured after it. */
@@ -216,23 +283,9 @@ export class CallExecutor {
 
   // ---- storing ----
 
-  /**
-   * An audit's replay: its entries are compared and dropped, never stored (only its archive is written,
-   * since later calls read it); what it stores is thrown away with it.
-   */
-  dropEntries = false
-
   /** Holds `entry` until the next flush, which stores it with the files changes of its call. */
   stage(entry: LogEntry): void {
-    this.stagedSinceFlush++
-    if (!this.dropEntries) this.staged.push(entry)
-  }
-
-  private stagedSinceFlush = 0
-
-  /** Entries staged since the last flush (dropped ones too: their calls' file changes wait in the group). */
-  get stagedCount(): number {
-    return this.stagedSinceFlush
+    this.staged.push(entry)
   }
 
   /**
@@ -243,7 +296,6 @@ export class CallExecutor {
   flush(onStored?: () => void): Promise<void> {
     const entries = this.staged
     this.staged = []
-    this.stagedSinceFlush = 0
     const group = this.group
     const previous = this.inFlight
     const write = (async () => {
@@ -373,7 +425,7 @@ export class CallExecutor {
     const seq = this.nextSeq
     let entry: CallEntry
     try {
-      entry = buildCallEntry(input, await this.apply(input, true), await this.currentFiles())
+      entry = buildCallEntry(input, await this.apply(input), await this.currentFiles())
       if (call.input.signedPayload) this.authenticator.counters.noteRun(call.input.signedPayload)
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()
@@ -397,7 +449,7 @@ export class CallExecutor {
       stateEntry(entry, checkpoint)
     }
     this.stage(entry)
-    this.nextSeq++
+    this.standAfter(seq, input.timestamp)
     this.waiting.push({ entry, seq, checkpoint, resolve: call.resolve, reject: call.reject })
   }
 
@@ -445,8 +497,8 @@ export class CallExecutor {
     this.failure ??= err instanceof LibVMSError ? err : new HostFaultError(err.message, { cause: err })
   }
 
+  /** The host's time now, never earlier than the last timestamp in the log. */
   private takeTimestamp(): number {
-    this.lastTimestamp = Math.max(this.lastTimestamp, Date.now())
-    return this.lastTimestamp
+    return Math.max(this.position.lastTimestamp, Date.now())
   }
 }

@@ -1,5 +1,16 @@
 /**
  * Checkpoints: when a VM states its state digest in its log, and the snapshots it keeps beside it.
+ * This file is where checkpoint code starts; the rest of it, by layer:
+ *
+ * - sandbox/engine-state.ts: a sandbox's state between turns as bytes (capture, adopt, state format).
+ * - ledger/snapshot.ts: the state digest an entry states, the snapshot file, and the one rule for
+ *   whether a snapshot fits an entry (`snapshotMisfit`), used by every reader below.
+ * - ledger/snapshot-store.ts: where snapshots are kept (a VM's dir) and published (its snapshots drive).
+ * - vm/call-executor.ts: captures the state at a checkpoint (`captureState`) and adopts a snapshot's
+ *   (`adopt`); vm/replay.ts computes the digests a log states, and starts from snapshots.
+ * - here: when a live VM takes a checkpoint (`Checkpointer.due`), writes its snapshot, and which one a
+ *   reopen starts from (`newestUsable`; vm/restore.ts replays the calls after it).
+ * - audit/checkpoint-starts.ts: which checkpoints an audit's segments and an execution proof start from.
  *
  * At a checkpoint the call executor captures the VM's state right after the call's turn, puts its
  * digest in the call's entry (`state`) and, once the entry is stored, has the Checkpointer write the
@@ -9,8 +20,8 @@
  */
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
-import type { CallEntry } from '../ledger/log-entry.js'
-import { encodeSnapshotInSlices, entryHash, maxSnapshotBytes, type VMSnapshot } from '../ledger/snapshot.js'
+import { decodeEntry } from '../ledger/log-entry.js'
+import { encodeSnapshotInSlices, maxSnapshotBytes, snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
 import { publishedPath, type SnapshotStore } from '../ledger/snapshot-store.js'
 import { counted } from '../wording.js'
 
@@ -63,8 +74,11 @@ export class Checkpointer {
     private readonly notice: (message: string) => void,
     /** The seq of the last checkpoint; at first, that of the last entry of the log as it is opened. */
     private lastSeq = 0,
-    /** Where snapshots are published for auditors (VMStorage.snapshots), if the log names one. */
-    private readonly published: DatArchive | null = null,
+    /**
+     * Where snapshots are published for auditors (VMStorage.snapshots), if the log names one: a drive
+     * that may still be opening (a first deploy opens it while the script loads).
+     */
+    private readonly published: Promise<DatArchive | null> = Promise.resolve(null),
   ) {
     this.every = options.every ?? DEFAULT_CHECKPOINTS.every
     this.intervalMs = options.intervalMs ?? DEFAULT_CHECKPOINTS.intervalMs
@@ -94,7 +108,7 @@ export class Checkpointer {
       .then(async () => {
         const file = await encodeSnapshotInSlices(snapshot)
         const removed = await this.store.write(snapshot.seq, file)
-        const drive = this.published?.drive
+        const drive = (await this.published)?.drive
         if (!drive) return
         await drive.put(publishedPath(snapshot.seq), Buffer.from(file.buffer, file.byteOffset, file.byteLength))
         for (const seq of removed) {
@@ -130,20 +144,13 @@ export class Checkpointer {
     return null
   }
 
-  /** The snapshot of `seq` if it passes newestUsable's checks, or why it does not. */
+  /** The snapshot of `seq` if it fits the log's entry there and this VM (snapshotMisfit), or why not. */
   private async usable(seq: number, log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | string> {
     if (seq <= 0 || seq >= log.length) return `the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`
     const snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes)).catch((err) => (err as Error).message)
     if (typeof snapshot === 'string') return snapshot
-    if (entryHash(await log.block(seq)) !== snapshot.entryHash) return 'the log holds another entry at its seq'
-    const entry = (await log.get(seq)) as CallEntry
-    if (entry.state !== undefined && entry.state !== snapshot.state) return `its state digest is not the one the log states at seq ${seq}`
-    if (JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)) return `its archive state is not the one entry ${seq} records`
-    if (snapshot.stateFormat !== stateFormat)
-      return `it was taken by another LibVMS build (state format ${snapshot.stateFormat}, this one's is ${stateFormat})`
-    if (snapshot.engine.memoryBytes !== memoryBytes)
-      return `it is of a ${snapshot.engine.memoryBytes}-byte memory, the VM's limits say ${memoryBytes}`
-    return snapshot
+    const block = await log.block(seq)
+    return snapshotMisfit(snapshot, { seq, entry: decodeEntry(block, seq), block, stateFormat, memoryBytes }) ?? snapshot
   }
 }
 

@@ -1,104 +1,96 @@
 /**
- * Re-running a log: one loop over its entries (`replayEntries`), used two ways.
+ * Re-running a log, as a stream. `openReplay` loads the logged script (or a snapshot of the state
+ * after a checkpoint) and re-runs the init turn; `entries()` then re-runs every logged call in log
+ * order and hands out each logged entry beside the one an honest host would have logged for it. The
+ * reader decides what a difference means: an audit stops at the first (Verifier.verify, each
+ * parallel-audit segment, the execution-proof checker), a VM reopening its own log refuses to open
+ * (restore.ts), VM.fromCallLog reads to the end and adopts what the replay built.
  *
- * - Replay (`replayCallLog`, for VM.fromCallLog and audits): every logged call is re-executed, with
- *   the logged caller, arguments, timestamp, seed and oracle values, into a fresh archive. The
- *   replay's own log then holds what an honest host would have logged; Verifier compares the two.
- * - Restore (`restoreFromLog`, for a VM reopening its own log, or rebuilding after a host fault):
- *   every call is re-run against a checkout of the archive at its logged version, its changes
- *   dropped (the archive holds them already), and its outcome checked against the log.
+ * What the turns run on is an object handed to the replay — as hyperbee hands out a batch or a
+ * checkout, never a mode flag (replay-target.ts): a Rebuild (rebuild.ts) writes a fresh archive as
+ * the calls run (an audit; a RebuildVM also stores the replayed entries in a fresh log, for a VM to
+ * adopt); a Checkout (restore.ts) reads the VM's own archive at each call's logged version and
+ * writes nothing.
  *
- * Either way each logged call is first admitted by the rules of a live call (admission.ts).
+ * Whatever the target, each logged call is first admitted by the rules of a live call
+ * (admission.ts), its time must not go back, it must ask for every oracle value its entry
+ * records, and where its entry states a state digest the replay computes one.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { CallAuthenticator } from '../auth/call-auth.js'
-import { withSignatureChecks } from '../auth/signature-checks.js'
-import { DirectoryError, DivergenceError, EngineMismatchError, InvalidArgumentError, LimitCeilingError, LogFormatError } from '../errors.js'
-import type { CallLog, ReadEntry } from '../ledger/call-log.js'
-import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
-import type { FilesState } from '../ledger/files-archive.js'
+import { DivergenceError, EngineMismatchError, LogFormatError, StateError } from '../errors.js'
+import type { ReadEntry } from '../ledger/call-log.js'
+import { filesFormat } from '../ledger/drive-format.js'
+import type { ReplayEntry } from '../ledger/entry-diff.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import { buildCallEntry, buildInitEntry, type CallEntry, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
-import type { VMSnapshot } from '../ledger/snapshot.js'
-import { VMStorage } from '../ledger/vm-storage.js'
-import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
-import { limitAboveCeiling, recordedLimits, resolveLimits, type VMLimits } from '../sandbox/limits.js'
-import type { ConsoleSink } from '../sandbox/sandbox.js'
+import { buildCallEntry, buildInitEntry, type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
+import { recordedLimits } from '../sandbox/limits.js'
 import { CallAdmission, checkOracleUsed, FACTORY_EXPORTS, missingExports } from './admission.js'
-import { CallExecutor, stateEntry } from './call-executor.js'
+import { type CallExecutor, stateEntry } from './call-executor.js'
 import { ENGINE_INFO } from './engine-info.js'
-import { type EngineSandbox, TurnRunner } from './turn-runner.js'
+import { Rebuild } from './rebuild.js'
+import type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
 
-export interface ReplayAssertions {
-  /** The files archive the log must name in its init entry. */
-  filesArchiveUrl?: string
-  /** The call log the replay must be reading. */
-  callLogUrl?: string
-}
+export type { ReplayEntry } from '../ledger/entry-diff.js'
+export type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
 
-export interface ReplayOptions {
-  /** Where the replay keeps its log and archive; a temp dir (removed on close) if absent. */
-  dir?: string
-  /** Replay only entries below this seq (default: the log's length when replay starts). */
-  end?: number
+/** openReplay's options: how to replay, what the log must be, and where to start. */
+export interface OpenReplayOptions extends ReplayOptions, ReplayAssertions {
   /**
-   * Keep going: after `end`, replay entries as they are appended to the log (a fetched log follows
-   * its host) until `signal` aborts; the replay then resolves as usual. Without `signal` it only
-   * ends when an entry fails.
-   */
-  follow?: boolean
-  /** Stops following (see `follow`). */
-  signal?: AbortSignal
-  /** Called after each entry is re-executed, with the logged and the replayed entry; may throw to stop. */
-  onEntry?: (seq: number, logged: LogEntry, replayed: LogEntry) => void | Promise<void>
-  /** Replay a log recorded with other engine versions (results may then differ). */
-  allowEngineMismatch?: boolean
-  /**
-   * The most this replay accepts of each limit the log's init entry claims (defaults:
-   * DEFAULT_AUDIT_CEILING). A log above it is refused with LimitCeilingError before anything runs.
-   */
-  maxLimits?: Partial<VMLimits>
-  console?: ConsoleSink
-  watchdogMs?: number
-  /** Run the script on a sandbox thread (default false: a replay is usually alone in its process). */
-  thread?: boolean
-  /**
-   * Compare and drop each replayed entry rather than store it (an audit: `onEntry` sees every one,
-   * the replay's own log stays empty, its archive is still written). The result cannot take calls.
-   */
-  dropEntries?: boolean
-  /**
-   * Start from a snapshot rather than from the script (an audit segment, audit/parallel-audit.ts): only
-   * the entries after it are replayed, and the replay's own log holds only those.
+   * Start from a snapshot rather than from the script (an audit segment, an execution proof): only
+   * the entries after it are replayed.
    */
   from?: ReplayStart
+  /** @internal What the turns run on (default: a Rebuild with these options: a fresh archive, entries let go). */
+  into?: ReplayTarget
+}
+
+/** A replay being read: the init entries, then every call re-run, then close. */
+export interface Replay {
+  /** The log's init entry, and the one its replay gave (null when the replay started from a snapshot). */
+  readonly init: { logged: InitEntry; replayed: InitEntry | null }
+  /**
+   * Every entry re-run, in log order, beside the logged one: the init entry first (unless the replay
+   * started from a snapshot), then each call up to `end` (and on, with `follow`). Read once. A
+   * logged call no live VM would have run, whose time goes back, or that leaves an oracle value
+   * unasked for ends it with a DivergenceError at its seq; any other difference is the reader's to
+   * find (ledger/entry-diff.ts).
+   */
+  entries(): AsyncIterable<ReplayEntry>
+  /** Lets go of what the replay holds (its sandbox, its storage, its temp dir). */
+  close(): Promise<void>
 }
 
 /**
- * What a replay reads of a log: a CallLog, or any other copy of its signed entries (an execution
- * proof holds the ones it needs, audit/execution-proof.ts).
+ * Opens a replay of `source`: reads its init entry, checks it against `options`' assertions, and
+ * puts the target (`options.into`, by default a Rebuild into a fresh archive) in the state after
+ * the init entry — the script loaded and its init re-run — or after `options.from`'s snapshot.
  */
-export type ReplaySource = Pick<CallLog, 'key' | 'url' | 'length' | 'ready' | 'get' | 'read' | 'waitForLength'>
-
-/** Calls stored per atomic write while replaying, at most. */
-const REPLAY_GROUP_CALLS = 512
-/**
- * Bytes per atomic write while replaying, at most (at least one call): the replayed entries and the
- * file contents a group holds in memory until it is stored, counted as the logged entries' sizes and
- * the contents blocks the calls added (each at most HYPERBLOBS_BLOCK_BYTES).
- */
-const REPLAY_GROUP_BYTES = 8 * 1024 * 1024
-/** The most bytes Hyperblobs puts in one contents block (its default block size, which Hyperdrive uses). */
-const HYPERBLOBS_BLOCK_BYTES = 64 * 1024
-
-function checkEngine(init: InitEntry, allow: boolean): void {
-  const differences: string[] = []
-  for (const key of ['name', 'variant', 'version', 'hyperdrive', 'hyperbee'] as const) {
-    if (init.engine?.[key] !== ENGINE_INFO[key]) differences.push(`${key}: log ${String(init.engine?.[key])}, here ${ENGINE_INFO[key]}`)
+export async function openReplay(source: ReplaySource, options: OpenReplayOptions = {}): Promise<Replay> {
+  await source.ready()
+  const end = Math.min(options.end ?? source.length, source.length)
+  if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')
+  const init = (await source.get(0)) as InitEntry
+  checkAssertions(source, init, options)
+  const target = options.into ?? new Rebuild(options)
+  try {
+    const executor = await target.open(source, init)
+    let replayed: InitEntry | null = null
+    if (options.from) await startAt(source, target, executor, options.from)
+    else replayed = await replayInit(init, target, executor)
+    const checkpoints = init.schema >= 2
+    return new LogReplay(source, target, executor, { logged: init, replayed }, { ...options, end, checkpoints })
+  } catch (err) {
+    await target.close().catch(() => {})
+    throw err
   }
-  if (differences.length > 0 && !allow) throw new EngineMismatchError(differences)
+}
+
+function checkAssertions(source: ReplaySource, init: InitEntry, assertions: ReplayAssertions): void {
+  if (assertions.filesArchiveUrl !== undefined && toHex(parseKeyUrl(assertions.filesArchiveUrl)) !== init.filesArchiveKey) {
+    throw DivergenceError.WRONG_ARCHIVE(init.filesArchiveKey, assertions.filesArchiveUrl)
+  }
+  if (assertions.callLogUrl !== undefined && toHex(parseKeyUrl(assertions.callLogUrl)) !== source.key) {
+    throw DivergenceError.WRONG_LOG(source.url, assertions.callLogUrl)
+  }
 }
 
 /** The fields of a logged engine record that an engine writes, in the order it writes them. */
@@ -109,185 +101,25 @@ function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
   return record as unknown as InitEntry['engine']
 }
 
-function checkAssertions(callLog: ReplaySource, init: InitEntry, assertions: ReplayAssertions): void {
-  if (assertions.filesArchiveUrl !== undefined && toHex(parseKeyUrl(assertions.filesArchiveUrl)) !== init.filesArchiveKey) {
-    throw new DivergenceError({
-      message: `the log's init entry names files archive ${init.filesArchiveKey}, not the expected ${assertions.filesArchiveUrl}`,
-      seq: 0,
-      field: 'filesArchiveKey',
-      expected: assertions.filesArchiveUrl,
-      actual: `hyper://${init.filesArchiveKey}`,
-    })
-  }
-  if (assertions.callLogUrl !== undefined && toHex(parseKeyUrl(assertions.callLogUrl)) !== callLog.key) {
-    throw new DivergenceError({
-      message: `this is call log ${callLog.url}, not the expected ${assertions.callLogUrl}`,
-      field: 'callLogUrl',
-      expected: assertions.callLogUrl,
-      actual: callLog.url,
-    })
-  }
-}
-
-/**
- * What a replay needs of a log's init entry before anything runs: engine versions it can replay (or
- * `allowEngineMismatch`), a cost schedule and files format it knows, valid limits, none above the
- * auditor's ceilings (`maxLimits`). Throws the error a replay of it would.
- */
-export function checkReplayable(
-  init: InitEntry,
-  options: Pick<ReplayOptions, 'allowEngineMismatch' | 'maxLimits'>,
-): { schedule: CostSchedule; format: FilesFormat; limits: VMLimits } {
-  checkEngine(init, !!options.allowEngineMismatch)
-  const schedule = costSchedule(init.costSchedule)
-  if (!schedule) {
-    throw new LogFormatError(`the log's cost schedule ${init.costSchedule} is not known to this LibVMS; replay it with a newer one`, 0)
-  }
-  const format = filesFormat(init.filesFormat)
-  if (format === null) {
-    throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; replay it with a newer one`, 0)
-  }
-  let limits: VMLimits
-  try {
-    limits = resolveLimits(init.limits)
-  } catch (err) {
-    throw new LogFormatError(`the init entry's limits are invalid: ${(err as Error).message}`, 0)
-  }
-  const above = limitAboveCeiling(limits, options.maxLimits)
-  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`)
-  return { schedule, format, limits }
-}
-
-/** What a replay built: its storage (the replayed log and archive) and the executor that holds them. */
-export interface ReplayedVM {
-  storage: VMStorage
-  executor: CallExecutor
-  init: InitEntry
-  ownedDir: string | null
-}
-
-export async function replayCallLog(
-  callLog: ReplaySource,
-  assertions: ReplayAssertions = {},
-  options: ReplayOptions = {},
-): Promise<ReplayedVM> {
-  await callLog.ready()
-  const end = Math.min(options.end ?? callLog.length, callLog.length)
-  if (end === 0) throw new LogFormatError('the call log is empty: it has no init entry to replay')
-  const init = (await callLog.get(0)) as InitEntry
-  checkAssertions(callLog, init, assertions)
-  const { schedule, format, limits } = checkReplayable(init, options)
-
-  const ownedDir = options.dir ? null : await mkdtemp(join(tmpdir(), 'libvms-replay-'))
-  const dir = options.dir ?? (ownedDir as string)
-  const storage = await VMStorage.open(dir, 'replay')
-  if (!storage.fresh) {
-    await storage.close()
-    throw new DirectoryError('ERR_REPLAY_DIR_USED', `${dir} already holds a replay; give the replay a new or empty dir`)
-  }
-  const runner = new TurnRunner({
-    code: init.code,
-    limits,
-    identity: { key: init.filesArchiveKey, title: init.title },
-    console: options.console,
-    watchdogMs: options.watchdogMs,
-    thread: options.thread,
-    // A factory's System.vms answers come from the log: a replay never provisions anything.
-    factory: !!init.factory,
-    costSchedule: schedule.version,
-    filesFormat: format,
-  })
-  const authenticator = new CallAuthenticator(init.auth, callLog.key, init.schema)
-  const executor = new CallExecutor(runner, storage, authenticator, (e) => restoreFromLog(e, storage.callLog, {}))
-  executor.dropEntries = !!options.dropEntries
-  try {
-    let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
-    let replayedInit = init
-    if (options.from) {
-      // A segment of an audit: the state after entry `from.snapshot.seq`, instead of every call before it.
-      start = await startFromSnapshot(callLog, storage, executor, options.from)
-    } else {
-      replayedInit = await replayInit(init, runner, executor, { costSchedule: schedule.version, filesFormat: format, limits })
-      executor.stage(replayedInit)
-      await executor.flush()
-      await options.onEntry?.(0, init, replayedInit)
-    }
-    const loop: ReplayLoop = {
-      mode: 'rebuild',
-      admission: new CallAdmission(runner.exports, limits, authenticator, !!init.factory),
-      checkpoints: init.schema >= 2,
-      otherStateFormats: !!options.allowEngineMismatch,
-      ...start,
-      onEntry: options.onEntry,
-    }
-    const replayTo = async (until: number): Promise<void> => {
-      const entries = callLog.read({ start: loop.seq + 1, end: until })
-      // A production log's signatures are checked on another thread, a batch ahead of the replay.
-      await replayEntries(executor, init.auth === 'production' ? withSignatureChecks(entries) : unchecked(entries), loop)
-      await executor.flush()
-    }
-    await replayTo(end)
-    if (options.follow) {
-      for (;;) {
-        await callLog.waitForLength(loop.seq + 2, { signal: options.signal })
-        if (options.signal?.aborted) break
-        await replayTo(callLog.length)
-      }
-    }
-    executor.nextSeq = storage.callLog.length
-    executor.lastTimestamp = loop.lastTimestamp
-    return { storage, executor, init: replayedInit, ownedDir }
-  } catch (err) {
-    runner.dispose()
-    await executor.close().catch(() => {})
-    await storage.close().catch(() => {})
-    if (ownedDir) await rm(ownedDir, { recursive: true, force: true })
-    throw err
-  }
-}
-
 /** Loads the logged script and re-runs its init: the init entry an honest host would have logged. */
-async function replayInit(
-  init: InitEntry,
-  runner: TurnRunner,
-  executor: CallExecutor,
-  recorded: { costSchedule: number; filesFormat: FilesFormat; limits: VMLimits },
-): Promise<InitEntry> {
+async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallExecutor): Promise<InitEntry> {
+  const runner = executor.runner
   let loadCost: number
   try {
-    loadCost = await runner.load(init.timestamp, init.seed)
+    loadCost = await runner.load(init.timestamp, init.seed, target.prepared)
   } catch (err) {
-    throw new DivergenceError({
-      message: `the logged script does not load: ${(err as Error).message}`,
-      seq: 0,
-      method: 'init',
-      field: 'code',
-    })
+    throw DivergenceError.SCRIPT_LOAD(err)
   }
   const missing = init.factory ? missingExports(runner.exports, FACTORY_EXPORTS) : []
-  if (missing.length > 0) {
-    throw new DivergenceError({
-      message: `the log's init entry says it is a VM factory, but its script does not export ${missing.join(' and ')}: no factory deploys such a script`,
-      seq: 0,
-      method: 'init',
-      field: 'factory',
-    })
-  }
-  const outcome = await executor.init(init.timestamp, init.seed, 'apply')
-  if (!outcome.ok) {
-    throw new DivergenceError({
-      message: `the logged init fails on replay: ${outcome.error.name}: ${outcome.error.message}`,
-      seq: 0,
-      method: 'init',
-      field: 'result',
-      expected: init.result,
-      actual: outcome.error,
-    })
-  }
-  const replayedInit = buildInitEntry({
-    ...recorded,
+  if (missing.length > 0) throw DivergenceError.NOT_A_FACTORY(missing)
+  const { outcome, files } = await target.init(init)
+  if (!outcome.ok) throw DivergenceError.INIT_FAILS(outcome.error, init.result)
+  const costSchedule = init.costSchedule ?? 0
+  const replayed = buildInitEntry({
+    costSchedule,
+    filesFormat: filesFormat(init.filesFormat) ?? 0,
     engine: ENGINE_INFO,
-    limits: recordedLimits(recorded.limits, recorded.costSchedule > 0),
+    limits: recordedLimits(runner.limits, costSchedule > 0),
     code: init.code,
     title: init.title,
     filesArchiveKey: init.filesArchiveKey,
@@ -299,253 +131,105 @@ async function replayInit(
     outcome,
     loadCost,
     factory: !!init.factory,
-    files: await executor.currentFiles(),
+    files,
   })
   // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
   // the fields an engine record has are copied, so a record with added fields is a divergence.
-  replayedInit.engine = engineRecordOf(init.engine)
+  replayed.engine = engineRecordOf(init.engine)
   // ... and its schema (one this LibVMS reads: parseEntry checked it).
-  replayedInit.schema = init.schema
-  return replayedInit
+  replayed.schema = init.schema
+  await target.keep(replayed, 0)
+  await target.flush()
+  return replayed
 }
 
-/** Where a replay starts from a snapshot (an audit segment): the snapshot, and the archive it goes with. */
-export interface ReplayStart {
-  /** A snapshot of the state after an entry that states its digest (checked against it here). */
-  snapshot: VMSnapshot
-  /**
-   * The files archive's blocks up to the state that entry records: the metadata core's first
-   * `files.version` blocks and the blobs core's first `files.blobsLength`, as stored.
-   */
-  archive: { db: Uint8Array[]; blobs: Uint8Array[] }
+/** Puts the target and its executor in the state after entry `from.snapshot.seq`: its archive, its sandbox, its counters. */
+async function startAt(source: ReplaySource, target: ReplayTarget, executor: CallExecutor, from: ReplayStart): Promise<void> {
+  const { seq } = from.snapshot
+  const block = await source.block(seq)
+  const entry = decodeEntry(block, seq)
+  await target.begin(from, entry, block)
+  // The executor takes the snapshot's counters into the authenticator it shares with the target.
+  await executor.adopt(from.snapshot, entry.timestamp, target.prepared)
 }
 
-/**
- * Puts a fresh replay in the state after entry `start.snapshot.seq`: its archive gets the given
- * blocks (which must hash to the state the entry records), its sandbox and executor the snapshot's
- * state (which must be the digest the entry states), signed counters included.
- */
-async function startFromSnapshot(
-  callLog: ReplaySource,
-  storage: VMStorage,
-  executor: CallExecutor,
-  start: ReplayStart,
-): Promise<LoopStart> {
-  const { snapshot } = start
-  const entry = (await callLog.get(snapshot.seq)) as CallEntry
-  if (
-    entry.type !== 'call' ||
-    entry.state === undefined ||
-    entry.state !== snapshot.state ||
-    entry.stateFormat !== executor.runner.stateFormat ||
-    snapshot.stateFormat !== executor.runner.stateFormat ||
-    JSON.stringify(snapshot.files) !== JSON.stringify(entry.files)
+/** The replay of one log, read through `entries()`. */
+class LogReplay implements Replay {
+  private read = false
+  private readonly admission: CallAdmission
+
+  constructor(
+    private readonly source: ReplaySource,
+    private readonly target: ReplayTarget,
+    private readonly executor: CallExecutor,
+    readonly init: { logged: InitEntry; replayed: InitEntry | null },
+    private readonly options: Pick<OpenReplayOptions, 'follow' | 'signal'> & {
+      end: number
+      /** A schema 2 log: an entry that states a state digest gets one computed here, compared with it. */
+      checkpoints: boolean
+    },
   ) {
-    throw new InvalidArgumentError(`the snapshot of seq ${snapshot.seq} is not of the state the log states there; start elsewhere`)
+    const runner = executor.runner
+    this.admission = new CallAdmission(runner.exports, runner.limits, target.authenticator, !!init.logged.factory)
   }
-  const drive = storage.filesArchive.drive
-  if (start.archive.db.length > 0) {
-    await drive.core.append(start.archive.db.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
-    if (start.archive.blobs.length > 0) {
-      const blobs = await drive.getBlobs()
-      await blobs.core.append(start.archive.blobs.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
+
+  async *entries(): AsyncGenerator<ReplayEntry> {
+    if (this.read) throw new StateError('a replay is read once; open another to read it again')
+    this.read = true
+    if (this.init.replayed) yield { seq: 0, logged: this.init.logged, replayed: this.init.replayed }
+    const { follow, signal } = this.options
+    for (let until = this.options.end; ; until = this.source.length) {
+      // The calls from the executor's position on, each re-run in a function of its own.
+      const reads = this.source.read({ start: this.executor.nextSeq, end: until })
+      for await (const [read, signatureValid] of this.target.checked(reads, this.init.logged)) yield await this.call(read, signatureValid)
+      await this.target.flush()
+      if (!follow) return
+      await this.source.waitForLength(this.executor.nextSeq + 1, { signal })
+      if (signal?.aborted) return
     }
   }
-  const files = await storage.filesArchive.state()
-  if (JSON.stringify(files) !== JSON.stringify(entry.files)) {
-    throw new DivergenceError({
-      message: `the files archive's blocks up to entry ${snapshot.seq} are not the state that entry records`,
-      seq: snapshot.seq,
-      method: entry.method,
-      field: 'files',
-      expected: entry.files,
-      actual: files,
-    })
+
+  /**
+   * Re-runs one logged call: admit, check the clock, run, check the oracle values it used, state its
+   * digest where the log states one, and hand the entry to the target. In a function of its own, so
+   * that nothing of an entry outlives its turn here.
+   */
+  private async call(read: ReadEntry, signatureValid: boolean | undefined): Promise<ReplayEntry> {
+    const { seq } = read
+    const logged = read.entry as CallEntry
+    const executor = this.executor
+    const input = this.target.admit(this.admission, seq, logged, signatureValid)
+    if (!(logged.timestamp >= executor.lastTimestamp)) throw DivergenceError.CLOCK(seq, logged, executor.lastTimestamp)
+    const { outcome, files } = await this.target.run(seq, input, logged)
+    checkOracleUsed(seq, logged, outcome)
+    const replayed = buildCallEntry(input, outcome, files)
+    await this.stateAsLogged(seq, logged, replayed)
+    await this.target.keep(replayed, read.bytes)
+    return { seq, logged, replayed }
   }
-  return adoptSnapshot(executor, snapshot, entry.timestamp)
-}
 
-/** Puts an executor (its sandbox, host state and signed counters) in a snapshot's state: where a replay loop starts. */
-async function adoptSnapshot(
-  executor: CallExecutor,
-  snapshot: VMSnapshot,
-  timestamp: number,
-  prepared?: Promise<EngineSandbox>,
-): Promise<LoopStart> {
-  await executor.runner.restore(snapshot.engine, prepared)
-  executor.adoptState(snapshot)
-  return { seq: snapshot.seq, lastTimestamp: timestamp, files: snapshot.files }
-}
-
-/**
- * Restores an executor's in-memory state from its own log: load, init and every call re-run against
- * checkouts of the archive, each checked against the logged outcome — or, given a snapshot (checked by
- * Checkpointer.newestUsable), its state and only the calls after it. The executor's authenticator takes
- * note of every signed call, so none can be admitted again; signatures themselves are not checked
- * again (it is the VM's own log).
- */
-export async function restoreFromLog(
-  executor: CallExecutor,
-  log: CallLog,
-  options: {
-    prepared?: Promise<EngineSandbox>
-    /** Called after each call is re-run, with the calls done, their total and the snapshot's seq (0: none). */
-    onProgress?: (done: number, total: number, fromSeq: number) => void
-    snapshot?: VMSnapshot | null
-  },
-): Promise<void> {
-  const runner = executor.runner
-  const length = log.length
-  const init = (await log.get(0)) as InitEntry
-  const authenticator = executor.authenticator
-  const snapshot = options.snapshot ?? null
-  const from = snapshot?.seq ?? 0
-  let start: LoopStart = { seq: 0, lastTimestamp: init.timestamp, files: init.files }
-  if (snapshot) {
-    start = await adoptSnapshot(executor, snapshot, (await log.get(snapshot.seq)).timestamp, options.prepared)
-  } else {
-    await runner.load(init.timestamp, init.seed, options.prepared)
-    const initOutcome = await executor.init(init.timestamp, init.seed, 'check')
-    if (!initOutcome.ok) {
-      throw new DivergenceError({
-        message: `the VM's own init no longer succeeds on restore: ${initOutcome.error.name}: ${initOutcome.error.message}`,
-        seq: 0,
-        method: 'init',
-      })
+  /**
+   * Where a logged entry states a state digest, the replayed one gets the replay's own — when the
+   * log's digest is of this build's state format. One of another format (another LibVMS build)
+   * cannot be compared: a target that keeps other formats (the VM's own log; an audit told to try
+   * anyway) keeps the logged one; any other stops with EngineMismatchError, which is not a verdict
+   * on the host.
+   */
+  private async stateAsLogged(seq: number, logged: CallEntry, replayed: CallEntry): Promise<void> {
+    if (!this.options.checkpoints || logged.state === undefined) return
+    const ours = this.executor.runner.stateFormat
+    if (logged.stateFormat === ours) {
+      stateEntry(replayed, await this.executor.captureState())
+      return
     }
-  }
-  const loop: ReplayLoop = {
-    mode: 'check',
-    admission: new CallAdmission(runner.exports, runner.limits, authenticator, !!init.factory),
-    checkpoints: init.schema >= 2,
-    ...start,
-    onProgress: options.onProgress && ((seq) => options.onProgress?.(seq - from, length - 1 - from, from)),
-  }
-  options.onProgress?.(0, length - 1 - from, from)
-  await replayEntries(executor, unchecked(log.read({ start: loop.seq + 1, end: length })), loop)
-  executor.files = loop.files
-}
-
-/** Where a replay loop is in its log, and what it does with each entry. */
-interface ReplayLoop {
-  /** `rebuild`: re-execute into the executor's own archive and log. `check`: re-run in place against the log. */
-  mode: 'rebuild' | 'check'
-  admission: CallAdmission
-  /** A schema 2 log: an entry that states a state digest gets one computed here, compared with it. */
-  checkpoints: boolean
-  /** Keep (not compare) digests of another state format rather than stop (allowEngineMismatch). */
-  otherStateFormats?: boolean
-  /** The seq of the last entry replayed. */
-  seq: number
-  lastTimestamp: number
-  /** The archive state the last entry records (where the next call starts, in `check` mode). */
-  files: FilesState
-  onEntry?: ReplayOptions['onEntry']
-  /** Check mode: called after each call with its seq. */
-  onProgress?: (seq: number) => void
-}
-
-/** Where a replay loop starts: after entry `seq`, dated `lastTimestamp`, with the archive at `files`. */
-type LoopStart = Pick<ReplayLoop, 'seq' | 'lastTimestamp' | 'files'>
-
-/**
- * Where a logged entry states a state digest, the replayed one gets the replay's own — when the log's
- * digest is of this build's state format. One of another format (another LibVMS build) cannot be
- * compared: the VM's own log (check) and an audit told to try anyway keep the logged one; any other
- * audit stops with EngineMismatchError, which is not a verdict on the host.
- */
-async function stateAsLogged(executor: CallExecutor, loop: ReplayLoop, seq: number, logged: CallEntry, entry: CallEntry): Promise<void> {
-  if (!loop.checkpoints || logged.state === undefined) return
-  const ours = executor.runner.stateFormat
-  if (logged.stateFormat === ours) {
-    stateEntry(entry, await executor.captureState())
-    return
-  }
-  if (loop.mode === 'check' || loop.otherStateFormats) {
-    stateEntry(entry, { stateFormat: logged.stateFormat as string, state: logged.state })
-    return
-  }
-  throw new EngineMismatchError([`the state digest at seq ${seq} is of state format ${logged.stateFormat}, this LibVMS computes ${ours}`])
-}
-
-/** Logged calls as read (each with its block's size), each with the outcome of its signature check when one was made ahead. */
-type LoggedCalls = AsyncIterable<readonly [ReadEntry, boolean | undefined]>
-
-async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls {
-  for await (const read of entries) yield [read, undefined] as const
-}
-
-/** What the replay's current commit group holds so far: bytes, and the contents blocks its files state records. */
-interface ReplayGroup {
-  bytes: number
-  blobsLength: number
-}
-
-/**
- * The one loop that re-runs logged calls. Each call runs in a function of its own (replayCall), so
- * nothing of an entry outlives its turn: a loop body's variables could keep the last entry alive
- * while the next one is read and run.
- */
-async function replayEntries(executor: CallExecutor, calls: LoggedCalls, loop: ReplayLoop): Promise<void> {
-  const group: ReplayGroup = { bytes: 0, blobsLength: loop.files.blobsLength }
-  for await (const [read, signatureValid] of calls) await replayCall(executor, loop, group, read, signatureValid)
-}
-
-/**
- * Re-runs one logged call: admit, check the clock, run, compare or store. A rebuild stores the
- * replayed entries in groups bounded in calls and bytes.
- */
-async function replayCall(
-  executor: CallExecutor,
-  loop: ReplayLoop,
-  group: ReplayGroup,
-  read: ReadEntry,
-  signatureValid: boolean | undefined,
-): Promise<void> {
-  const logged = read.entry as CallEntry
-  const seq = ++loop.seq
-  const check = loop.mode === 'check'
-  // A VM's own log (check) was signed when it was written; an audit (rebuild) checks every signature.
-  const input = loop.admission.admitLogged(seq, logged, check ? { checkAuth: false } : { signatureValid })
-  if (!(logged.timestamp >= loop.lastTimestamp)) {
-    throw new DivergenceError({
-      message: `call ${seq} (${logged.method}) is dated ${logged.timestamp}, before the entry ahead of it (${loop.lastTimestamp}): a host's clock never goes back in its log`,
-      seq,
-      method: logged.method,
-      caller: logged.caller,
-      field: 'timestamp',
-      expected: `at least ${loop.lastTimestamp}`,
-      actual: logged.timestamp,
-    })
-  }
-  loop.lastTimestamp = logged.timestamp
-  const outcome = check ? await executor.check(input, loop.files.version) : await executor.apply(input, false)
-  checkOracleUsed(seq, logged, outcome)
-  const entry = buildCallEntry(input, outcome, check ? logged.files : await executor.currentFiles())
-  await stateAsLogged(executor, loop, seq, logged, entry)
-  // An audit (rebuild) stores the replayed entry; the VM's own log (check) must match it as it is.
-  if (!check) {
-    executor.stage(entry)
-    // What the group holds: the replayed entries (about as big as the logged ones) and the contents
-    // blocks its calls added.
-    group.bytes += read.bytes + Math.max(0, entry.files.blobsLength - group.blobsLength) * HYPERBLOBS_BLOCK_BYTES
-    group.blobsLength = entry.files.blobsLength
-    if (executor.stagedCount >= REPLAY_GROUP_CALLS || group.bytes >= REPLAY_GROUP_BYTES) {
-      await executor.flush()
-      group.bytes = 0
+    if (this.target.keepsOtherStateFormats) {
+      stateEntry(replayed, { stateFormat: logged.stateFormat as string, state: logged.state })
+      return
     }
-    await loop.onEntry?.(seq, logged, entry)
-  } else if (JSON.stringify(entry) !== JSON.stringify(logged)) {
-    throw new DivergenceError({
-      message: `the VM's own log does not replay at seq ${seq} (${logged.method}): its archive or log was changed outside the VM, or the script is nondeterministic`,
-      seq,
-      method: logged.method,
-      caller: logged.caller,
-      field: 'result',
-      expected: logged.result ?? logged.error,
-      actual: entry.result ?? entry.error,
-    })
+    throw new EngineMismatchError([`the state digest at seq ${seq} is of state format ${logged.stateFormat}, this LibVMS computes ${ours}`])
   }
-  loop.files = logged.files
-  loop.onProgress?.(seq)
+
+  close(): Promise<void> {
+    return this.target.close()
+  }
 }

@@ -24,7 +24,7 @@ import {
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type AuthMode, buildInitEntry, type CallEntry, type InitEntry, LOG_SCHEMA } from '../ledger/log-entry.js'
+import { type AuthMode, buildInitEntry, type CallEntry, type InitEntry, LOG_SCHEMA, sameFiles } from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
@@ -40,7 +40,9 @@ import type { Lane, QueueRoom } from './call-queue.js'
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
 import { debugConsole } from './debug-console.js'
 import { ENGINE_INFO } from './engine-info.js'
-import { type ReplayAssertions, type ReplayOptions, type ReplaySource, replayCallLog, restoreFromLog } from './replay.js'
+import { RebuildVM } from './rebuild.js'
+import { openReplay, type ReplayAssertions, type ReplayOptions, type ReplaySource } from './replay.js'
+import { restoreFromLog } from './restore.js'
 import type { VMProvisioner } from './system-api.js'
 import { type EngineSandbox, type RunnerOptions, TurnRunner } from './turn-runner.js'
 
@@ -281,18 +283,18 @@ export class VM extends EventEmitter {
   private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
     const runner = new TurnRunner({ ...this.runnerOptions(), limits, identity })
-    const executor = this.executorOf(runner, storage, new CallAuthenticator(this.options.auth ?? 'debug', storage.callLog.key, LOG_SCHEMA))
-    this.storage = storage
-    const timestamp = Date.now()
-    executor.lastTimestamp = timestamp
-    const seed = executor.newSeed()
     // Where its snapshots are published (named in the init entry, so whoever has the log finds
     // them): opened while the script loads.
     const snapshots = this.options.checkpoints === false ? null : storage.snapshots()
     snapshots?.catch(() => {})
+    const authenticator = new CallAuthenticator(this.options.auth ?? 'debug', storage.callLog.key, LOG_SCHEMA)
+    const executor = this.executorOf(runner, storage, snapshots && this.checkpointerOf(storage, snapshots, 0), authenticator)
+    this.storage = storage
+    const timestamp = Date.now()
+    const seed = executor.newSeed()
     const loadCost = await runner.load(timestamp, seed, prepared)
     this.checkRequiredExports(runner)
-    const outcome = await executor.init(timestamp, seed, 'apply')
+    const outcome = await executor.init(timestamp, seed)
     if (!outcome.ok) {
       throw new ScriptError(outcome.error.name, `exports.init failed: ${outcome.error.name}: ${outcome.error.message}`)
     }
@@ -317,8 +319,7 @@ export class VM extends EventEmitter {
     })
     executor.stage(init)
     await executor.flush()
-    executor.checkpointer = await this.checkpointerOf(storage, init, 0)
-    this.attach(init, storage.callLog.length)
+    this.attach(init)
   }
 
   private async reopen(
@@ -361,29 +362,29 @@ export class VM extends EventEmitter {
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
     })
-    const executor = this.executorOf(runner, storage, new CallAuthenticator(init.auth, log.key, init.schema))
+    // A log that predates checkpoints (schema 1) takes none.
+    const checkpointer =
+      this.options.checkpoints === false || init.schema < 2
+        ? null
+        : this.checkpointerOf(storage, Promise.resolve(await this.publishedSnapshots(storage, init)), log.length - 1)
+    const executor = this.executorOf(runner, storage, checkpointer, new CallAuthenticator(init.auth, log.key, init.schema))
     this.storage = storage
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
-    const checkpointer = await this.checkpointerOf(storage, init, log.length - 1)
     const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
     }
     const restore = { prepared: sameLimits ? prepared : undefined, onProgress: onResume, snapshot }
     await restoreFromLog(executor, log, restore)
-    executor.checkpointer = checkpointer
-    executor.lastTimestamp = last.timestamp
-    this.attach(init, log.length)
+    this.attach(init)
   }
 
   /** @internal Makes a deployed (or replayed) VM ready for calls. */
-  attach(init: InitEntry, length: number): void {
+  attach(init: InitEntry): void {
     this.initEntry = init
     const executor = this.requireExecutor()
     this.admission = new CallAdmission(executor.runner.exports, init.limits, executor.authenticator, !!init.factory)
-    executor.nextSeq = length
-    if (init.timestamp > executor.lastTimestamp) executor.lastTimestamp = init.timestamp
     const exportsObject: Record<string, unknown> = {}
     for (const e of executor.runner.exports) {
       if (!e.callable) exportsObject[e.name] = decodeValue(e.value ?? 'null')
@@ -394,16 +395,29 @@ export class VM extends EventEmitter {
   }
 
   /**
-   * Rebuilds a VM by re-executing every call in `callLog` (see replay.ts). `assertions` are values the
-   * log must hold, such as the files archive URL a host advertised.
+   * Rebuilds a VM by re-executing every call in `callLog` into a fresh log and archive (a replay into
+   * a RebuildVM, replay.ts), then adopts what the replay built: the VM goes on taking calls from
+   * there. `assertions` are values the log must hold, such as the files archive URL a host advertised.
    */
   static async fromCallLog(callLog: ReplaySource, assertions?: ReplayAssertions, options: ReplayOptions = {}): Promise<VM> {
-    const replayed = await replayCallLog(callLog, assertions, options)
-    const vm = new VM(replayed.init.code, { console: options.console, watchdogMs: options.watchdogMs })
-    vm.storage = replayed.storage
-    vm.executor = replayed.executor
-    vm.ownedDir = replayed.ownedDir
-    vm.attach(replayed.init, replayed.storage.callLog.length)
+    // After a host fault, a rebuilt VM rebuilds its sandbox from its own (rebuilt) log, as any VM does.
+    const into = new RebuildVM({ ...options, recover: (executor) => restoreFromLog(executor, executor.storage.callLog, {}) })
+    const { filesArchiveUrl, callLogUrl } = assertions ?? {}
+    const replay = await openReplay(callLog, { ...options, filesArchiveUrl, callLogUrl, into })
+    try {
+      for await (const _entry of replay.entries()) {
+        // Read to the end: the rebuild stores each entry as it is replayed.
+      }
+    } catch (err) {
+      await replay.close()
+      throw err
+    }
+    const built = into.handOver()
+    const vm = new VM(replay.init.logged.code, { console: options.console, watchdogMs: options.watchdogMs })
+    vm.storage = built.storage
+    vm.executor = built.executor
+    vm.ownedDir = built.ownedDir
+    vm.attach(replay.init.replayed ?? replay.init.logged)
     vm.state = 'ready'
     return vm
   }
@@ -465,26 +479,20 @@ export class VM extends EventEmitter {
     else noticeLog('%s', message)
   }
 
-  /**
-   * Where this VM's checkpoints go: its dir, and the drive its init entry names for publishing them
-   * (opened, so that it is served with the log); null for a log that predates checkpoints (schema 1)
-   * or with checkpoints off.
-   */
-  private async checkpointerOf(storage: VMStorage, init: InitEntry, lastSeq: number): Promise<Checkpointer | null> {
-    const options = this.options.checkpoints
-    if (options === false || init.schema < 2) return null
-    const store = new SnapshotStore(storage.dir, options?.keep ?? DEFAULT_CHECKPOINTS.keep, options?.spread ?? DEFAULT_CHECKPOINTS.spread)
-    let published: DatArchive | null = null
-    if (init.snapshotsKey !== undefined) {
-      published = await storage.snapshots()
-      if (published.key !== init.snapshotsKey) {
-        this.notice(
-          `the snapshots drive of this store is not the one the log names (${init.snapshotsKey}): snapshots are kept in the dir only`,
-        )
-        published = null
-      }
-    }
-    return new Checkpointer(store, options ?? {}, (message) => this.notice(message), lastSeq, published)
+  /** Where this VM's checkpoints go: its dir, and `published`, the drive its log names for publishing them (if any). */
+  private checkpointerOf(storage: VMStorage, published: Promise<DatArchive | null>, lastSeq: number): Checkpointer {
+    const options = this.options.checkpoints || {}
+    const store = new SnapshotStore(storage.dir, options.keep ?? DEFAULT_CHECKPOINTS.keep, options.spread ?? DEFAULT_CHECKPOINTS.spread)
+    return new Checkpointer(store, options, (message) => this.notice(message), lastSeq, published)
+  }
+
+  /** The drive a reopened VM's log names for publishing its snapshots (opened, so that it is served with the log), if it names one this store holds. */
+  private async publishedSnapshots(storage: VMStorage, init: InitEntry): Promise<DatArchive | null> {
+    if (init.snapshotsKey === undefined) return null
+    const published = await storage.snapshots()
+    if (published.key === init.snapshotsKey) return published
+    this.notice(`the snapshots drive of this store is not the one the log names (${init.snapshotsKey}): snapshots are kept in the dir only`)
+    return null
   }
 
   /** @internal Closes what depends on this VM's storage, after its last call and before the storage. */
@@ -587,12 +595,19 @@ export class VM extends EventEmitter {
   }
 
   /** The executor of this VM's calls; after a host fault it rebuilds the sandbox from the VM's own log. */
-  private executorOf(runner: TurnRunner, storage: VMStorage, authenticator: CallAuthenticator): CallExecutor {
-    this.executor = new CallExecutor(runner, storage, authenticator, async (executor) => {
-      const checkpointer = executor.checkpointer
-      await checkpointer?.written()
-      const snapshot = await checkpointer?.newestUsable(storage.callLog, executor.runner.limits.memoryBytes, executor.runner.stateFormat)
-      await restoreFromLog(executor, storage.callLog, { snapshot })
+  private executorOf(
+    runner: TurnRunner,
+    storage: VMStorage,
+    checkpointer: Checkpointer | null,
+    authenticator: CallAuthenticator,
+  ): CallExecutor {
+    this.executor = new CallExecutor(runner, storage, authenticator, {
+      checkpointer,
+      recover: async (executor) => {
+        await checkpointer?.written()
+        const snapshot = await checkpointer?.newestUsable(storage.callLog, runner.limits.memoryBytes, runner.stateFormat)
+        await restoreFromLog(executor, storage.callLog, { snapshot })
+      },
     })
     return this.executor
   }
@@ -633,14 +648,7 @@ async function discardUnloggedFiles(archive: DatArchive, logged: FilesState): Pr
   if (drive.core.length > logged.version) await drive.core.truncate(logged.version)
   if (blobs.core.length > logged.blobsLength) await blobs.core.truncate(logged.blobsLength)
   const state = await archive.state()
-  if (JSON.stringify(state) !== JSON.stringify(logged)) {
-    throw new DivergenceError({
-      message: `the files archive does not match the last log entry (archive ${JSON.stringify(state)}, log ${JSON.stringify(logged)}): its storage was changed or lost outside the VM`,
-      field: 'files',
-      expected: logged,
-      actual: state,
-    })
-  }
+  if (!sameFiles(state, logged)) throw DivergenceError.ARCHIVE_LOST(logged, state)
 }
 
 /** What `vm.on('call', …)` hands on for each call, once its entry is stored (an access log's line). */

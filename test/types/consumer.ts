@@ -3,7 +3,7 @@
  * test/package.test.ts (after the build): the documented examples must type-check as a user writes
  * them, and misuses must not. Not part of the project's own tsconfig (it imports 'libvms' by name).
  */
-import { CallLog, DatArchive, ERROR_CODES, type ErrorCode, type LibVMSError, RPCClient, RPCServer, Verifier, VM } from 'libvms'
+import { CallLog, DatArchive, ERROR_CODES, type ErrorCode, type LibVMSError, openReplay, RPCClient, RPCServer, Verifier, VM } from 'libvms'
 
 interface CounterAPI {
   increment(by?: number): number
@@ -68,6 +68,9 @@ export async function readmeUse(): Promise<void> {
   await Verifier.compareLogs(vm.callLog, replay.callLog)
   await Verifier.compareArchives(vm.filesArchive, replay.filesArchive)
   await Verifier.verify(vm.callLog, vm.filesArchive)
+  const stream = await openReplay(vm.callLog, { filesArchiveUrl: vm.filesArchive.url })
+  for await (const { seq, logged, replayed } of stream.entries()) console.log(seq, logged.type, replayed.type)
+  await stream.close()
 
   const server = new RPCServer()
   server.mount('/counter', vm)
