@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync, realpathSync, statSync } from 'node:fs'
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { type TestContext, test } from 'node:test'
@@ -36,7 +36,8 @@ async function consumerProject(dir: string, fields: object = {}): Promise<void> 
 
 /** `dir`/node_modules as hard links of this checkout's, without the hidden lockfile npm rewrites in place. */
 async function linkedModules(dir: string): Promise<void> {
-  await run('cp', ['-al', join(root, 'node_modules'), join(dir, 'node_modules')])
+  // From its real path: a checkout whose node_modules is a link (a git worktree's) must not hand out the link itself.
+  await run('cp', ['-al', realpathSync(join(root, 'node_modules')), join(dir, 'node_modules')])
   await rm(join(dir, 'node_modules/.package-lock.json'), { force: true })
 }
 
