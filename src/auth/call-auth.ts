@@ -78,16 +78,7 @@ export class CallAuthenticator {
       if (payload) this.counters.takeLogged(payload)
     } catch (err) {
       if (!(err instanceof AuthError)) throw err
-      const who = entry.caller ? `caller ${entry.caller}` : 'an anonymous caller'
-      throw new DivergenceError({
-        message: `call ${seq} (${entry.method} by ${who}) fails the ${this.mode}-mode caller check (${err.code}): ${err.message}`,
-        seq,
-        method: entry.method,
-        caller: entry.caller,
-        field: 'signed',
-        expected: 'a call its caller signed for this VM, once',
-        actual: err.code,
-      })
+      throw DivergenceError.CALLER_CHECK(seq, entry, this.mode, err)
     }
   }
 }

@@ -26,7 +26,7 @@
 import type { CallAuthenticator } from '../auth/call-auth.js'
 import type { AuthenticatedCall, CallPayload, ParsedSignedCall, SignedCall } from '../auth/signed-call.js'
 import { decodeValue, type EncodedArgs, encodeArgs, encodeValue, jsonDeeperThan } from '../codec/value-codec.js'
-import { DivergenceError, EncodingError, InvalidArgumentError, LibVMSError, MethodNotFoundError } from '../errors.js'
+import { DivergenceError, EncodingError, InvalidArgumentError, MethodNotFoundError } from '../errors.js'
 import { type CallEntry, type CallInput, CLIENT_NONCE, callInputOf, type RunOutcome } from '../ledger/log-entry.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ExportInfo } from '../sandbox/sandbox.js'
@@ -152,18 +152,7 @@ export class CallAdmission {
    * reopening its own log).
    */
   admitLogged(seq: number, entry: CallEntry, options: { signatureValid?: boolean; checkAuth?: boolean } = {}): CallInput {
-    const refuse = (rule: string, err: unknown) => {
-      const who = entry.caller ? `caller ${entry.caller}` : 'an anonymous caller'
-      return new DivergenceError({
-        message: `call ${seq} (${entry.method} by ${who}) is one no live VM would have run: ${(err as Error).message}`,
-        seq,
-        method: entry.method,
-        caller: entry.caller,
-        field: rule,
-        expected: 'a call a live VM admits',
-        actual: err instanceof LibVMSError ? err.code : String(err),
-      })
-    }
+    const refuse = (rule: string, err: unknown) => DivergenceError.INADMISSIBLE(seq, entry, rule, err)
     try {
       this.checkMethod(entry.method)
     } catch (err) {
@@ -211,11 +200,5 @@ export class CallAdmission {
  */
 export function checkOracleUsed(seq: number, logged: CallEntry, outcome: RunOutcome): void {
   if (!outcome.oracleUnused) return
-  throw new DivergenceError({
-    message: `call ${seq} (${logged.method}) records ${outcome.oracleUnused} System.vms answer(s) its replay never asked for: the host added oracle values to its log`,
-    seq,
-    method: logged.method,
-    caller: logged.caller,
-    field: 'oracle',
-  })
+  throw DivergenceError.ORACLE_UNUSED(seq, logged, outcome.oracleUnused)
 }
