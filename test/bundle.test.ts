@@ -145,7 +145,10 @@ test('nodevms exec app.ts bundles it (and a .mjs entry that imports); log says w
   await writeTree(project, {
     'lib/greet.mjs': 'export const greet = (who) => "hi " + who\n',
     'main.mjs': "import { greet } from './lib/greet.mjs'\nexport const hello = () => greet(System.caller.id)\n",
-    'plain.js': 'exports.hello = () => "plain"\n',
+    'lib/twice.cjs': 'exports.twice = (n) => n * 2\n',
+    'uses-require.cjs': "const { twice } = require('./lib/twice.cjs')\nexports.four = () => twice(2)\n",
+    // A plain script whose text only mentions imports (a comment, a string): deployed as written.
+    'plain.js': '// a VM cannot require("fs")\nconst note = "import x from y"\nexports.hello = () => "plain"\n',
   })
   const ts = await exec(t, join(project, 'src/app.ts'), ['--dir', join(project, 'ts.vms')])
   const paid = await nodevms(['call', ts.served.rpcUrl, 'pay', '3', '--user', 'ann'])
@@ -161,9 +164,17 @@ test('nodevms exec app.ts bundles it (and a .mjs entry that imports); log says w
   const hi = await nodevms(['call', mjs.served.rpcUrl, 'hello', '--user', 'bob'])
   assert.equal(hi.stdout.trim(), '"hi bob"')
 
+  // CommonJS (.cjs: the project is an ES module package) that requires a file of its own: bundled with it.
+  const required = await exec(t, join(project, 'uses-require.cjs'), ['--dir', join(project, 'cjs.vms')])
+  assert.equal((await nodevms(['call', required.served.rpcUrl, 'four'])).stdout.trim(), '4')
+
   const plain = await exec(t, join(project, 'plain.js'), ['--dir', join(project, 'plain.vms')])
   const init = JSON.parse((await nodevms(['log', plain.served.rpcUrl, '--json'])).stdout.split('\n')[0]) as { code: string }
-  assert.equal(init.code, 'exports.hello = () => "plain"\n', 'a script that imports nothing is logged exactly as written')
+  assert.equal(
+    init.code,
+    '// a VM cannot require("fs")\nconst note = "import x from y"\nexports.hello = () => "plain"\n',
+    'a script that imports nothing is logged exactly as written',
+  )
 
   const refused = await nodevms(['exec', join(project, 'src/broken-import.ts'), '--port', '0', '--dir', join(project, 'x.vms')])
   assert.equal(refused.code, 2)

@@ -1,5 +1,6 @@
 /** `nodevms call <url> <method> [args…]`: one call, its result printed as JSON. */
 import { readFile, writeFile } from 'node:fs/promises'
+import { text as streamText } from 'node:stream/consumers'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { ForkProof } from '../ledger/receipts.js'
@@ -70,7 +71,7 @@ async function argsFromFile(options: CallOptions, args: string[]): Promise<unkno
     throw new UsageError('--strings applies to arguments on the command line; in --args-file, write strings as JSON strings')
   let text: string
   try {
-    text = from === '-' ? await readStdin() : await readFile(from, 'utf8')
+    text = from === '-' ? await streamText(process.stdin) : await readFile(from, 'utf8')
   } catch (error) {
     throw new UsageError(`cannot read --args-file ${from}: ${(error as Error).message}`)
   }
@@ -88,12 +89,6 @@ async function argsFromFile(options: CallOptions, args: string[]): Promise<unkno
     )
   }
   return values
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 /**

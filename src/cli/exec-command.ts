@@ -145,7 +145,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     throw new UsageError(`cannot read the script ${script}: ${(error as Error).message}`)
   }
   // TypeScript, ES modules and scripts that import: bundled into the one script that is deployed and logged.
-  if (needsBundling(script, code)) {
+  if (await needsBundling(script, code)) {
     const bundle = await bundleScript(script)
     code = bundle.code
     err.note(`bundled ${bundle.entry} with ${bundle.bundler} (${(Buffer.byteLength(code) / 1024).toFixed(1)} KiB)`)

@@ -53,10 +53,33 @@ export function bundleInfoOf(code: string): BundleInfo | null {
   return match ? { entry: match[1], bundler: match[2] } : null
 }
 
-/** Whether a script file must be bundled to run in a VM: TypeScript, an ES module, or JavaScript that imports or requires. */
-export function needsBundling(file: string, code: string): boolean {
+/**
+ * Whether a script file must be bundled to run in a VM: TypeScript, an ES module, or JavaScript that
+ * imports or requires something. A plain script is deployed exactly as written, so a VM deployed from
+ * it before bundling existed reopens with the same code. That is why JavaScript is judged by esbuild's
+ * parse of it (its format and import records), not by its text: `require('fs')` in a comment or a
+ * string is not an import.
+ */
+export async function needsBundling(file: string, code: string): Promise<boolean> {
   if (/\.(ts|mts|cts|tsx|mjs)$/.test(file)) return true
-  return /^\s*(import\s*[\w*{'"]|export\s)/m.test(code) || /\brequire\s*\(\s*['"]/.test(code)
+  const esbuild = await import('esbuild')
+  try {
+    // The text on its own (not the file): its format is then its syntax's, whatever a package.json near it says.
+    const { metafile } = await esbuild.build({
+      stdin: { contents: code, loader: 'js', sourcefile: file },
+      bundle: true,
+      write: false,
+      metafile: true,
+      external: ['*'],
+      platform: 'neutral',
+      logLevel: 'silent',
+    })
+    const input = Object.values(metafile.inputs)[0]
+    return input?.format === 'esm' || (input?.imports.length ?? 0) > 0
+  } catch {
+    // Text esbuild cannot parse is deployed as written: the VM's own load reports its syntax error.
+    return false
+  }
 }
 
 /** Bundles the script at `entry` (and what it imports) into one VM script. Throws ScriptError, naming file and line, if it cannot. */
