@@ -65,6 +65,11 @@ class SignatureThread {
   }
 }
 
+/** An entry as read, with the outcome of its signature's check when one was made ahead (undefined: none made, or the thread could not say). */
+export interface CheckedEntry extends ReadEntry {
+  signatureValid?: boolean
+}
+
 /**
  * Yields `entries` with the outcome of each one's signature check (undefined when it has no
  * signature, or when the thread could not say), checking each batch (BATCH entries or BATCH_BYTES,
@@ -73,7 +78,7 @@ class SignatureThread {
  * the caller, on its own thread: starting one costs more than the checks) and ended when the
  * iteration ends, however it ends, so nothing outlives the replay that asked.
  */
-export async function* withSignatureChecks(entries: AsyncIterable<ReadEntry>): AsyncGenerator<[ReadEntry, boolean | undefined]> {
+export async function* withSignatureChecks(entries: AsyncIterable<ReadEntry>): AsyncGenerator<CheckedEntry> {
   let thread: SignatureThread | null = null
   const submit = (batch: ReadEntry[]) => {
     thread ??= new SignatureThread()
@@ -87,11 +92,11 @@ export async function* withSignatureChecks(entries: AsyncIterable<ReadEntry>): A
   let currentBytes = 0
   let ahead: ReturnType<typeof submit> | null = null
   // Each entry is let go of as it is handed on.
-  async function* drain(batch: ReadEntry[], results: (boolean | null)[] | null): AsyncGenerator<[ReadEntry, boolean | undefined]> {
+  async function* drain(batch: ReadEntry[], results: (boolean | null)[] | null): AsyncGenerator<CheckedEntry> {
     for (let i = 0; i < batch.length; i++) {
       const read = batch[i]
       batch[i] = RELEASED
-      yield [read, results?.[i] ?? undefined]
+      yield { ...read, signatureValid: results?.[i] ?? undefined }
     }
   }
   try {

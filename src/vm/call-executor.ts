@@ -77,7 +77,7 @@ export function stateEntry(entry: CallEntry, captured: Pick<CapturedState, 'stat
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
 const MAX_GROUP_CALLS = 256
 
-/** What an executor is built with, beside its sandbox and storage. */
+/** What an executor is built with, beside its sandbox, storage and caller check. */
 export interface ExecutorOptions {
   /** Where live calls take checkpoints; none if absent (a schema 1 log, checkpoints turned off, a replay). */
   checkpointer?: Checkpointer | null
@@ -111,9 +111,8 @@ export class CallExecutor {
   private flushing: Promise<void> | null = null
   /** Set when storing failed: the in-memory state is then ahead of the log, and no more calls run. */
   failure: LibVMSError | null = null
-  /** Where live calls take checkpoints; null: none (a schema 1 log, or checkpoints turned off). */
+  /** Where live calls take checkpoints; null: none. */
   readonly checkpointer: Checkpointer | null
-  /** Rebuilds the sandbox from the log after a host fault (restore.ts). */
   private readonly recover: (executor: CallExecutor) => Promise<void>
 
   constructor(
@@ -149,20 +148,23 @@ export class CallExecutor {
 
   /** The init turn, on the empty archive (its changes join the commit group): the executor then stands after entry 0. */
   init(timestamp: number, seed: string): Promise<RunOutcome> {
-    this.usage = { bytes: 0, entries: 0 }
-    this.authenticator.counters.restartFrom([])
-    this.files = null
+    this.startAt(null)
     this.standAfter(0, timestamp)
     return this.applyTurn((files) => this.runner.runInit(timestamp, seed, files))
   }
 
   /** A logged init turn again, on an empty checkout (its changes are dropped): the executor then stands after entry 0, at `files`. */
   recheckInit(timestamp: number, seed: string, files: FilesState): Promise<RunOutcome> {
+    this.startAt(files)
+    this.standAfter(0, timestamp)
+    return this.checkTurn(0, (turn) => this.runner.runInit(timestamp, seed, turn))
+  }
+
+  /** Host state as before the init turn: nothing stored, no signed call run; the archive at `files` (null: read it). */
+  private startAt(files: FilesState | null): void {
     this.usage = { bytes: 0, entries: 0 }
     this.authenticator.counters.restartFrom([])
     this.files = files
-    this.standAfter(0, timestamp)
-    return this.checkTurn(0, (turn) => this.runner.runInit(timestamp, seed, turn))
   }
 
   /** A live call on the archive as it is; its changes join the commit group (stored with the next flush). */
@@ -249,9 +251,9 @@ export class CallExecutor {
   }
 
   /**
-   * Takes a snapshot's state — the sandbox's (in the `prepared` sandbox, if given), the host's and the
-   * archive state its entry records — in place of the turns up to its entry, dated `timestamp`: the
-   * executor then stands after that entry.
+   * Takes a snapshot's state — the sandbox's (in the `prepared` sandbox, if given), the host's (its
+   * signed counters included) and the archive state its entry records — in place of the turns up to
+   * its entry, dated `timestamp`: the executor then stands after that entry.
    */
   async adopt(snapshot: VMSnapshot, timestamp: number, prepared?: Promise<EngineSandbox>): Promise<void> {
     await this.runner.restore(snapshot.engine, prepared)

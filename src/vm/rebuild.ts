@@ -20,8 +20,7 @@ import {
 import type { ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
-import type { CallInput, RunOutcome } from '../ledger/log-entry.js'
-import { type CallEntry, type InitEntry, type LogEntry, sameFiles } from '../ledger/log-entry.js'
+import { type CallEntry, type CallInput, type InitEntry, type LogEntry, type RunOutcome, sameFiles } from '../ledger/log-entry.js'
 import { snapshotMisfit } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
@@ -29,7 +28,7 @@ import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limi
 import type { CallAdmission } from './admission.js'
 import { CallExecutor, type ExecutorOptions } from './call-executor.js'
 import { ENGINE_INFO } from './engine-info.js'
-import { type LoggedCalls, type ReplayOptions, type ReplaySource, type ReplayStart, type ReplayTarget, unchecked } from './replay-target.js'
+import type { LoggedCalls, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
 import { TurnRunner } from './turn-runner.js'
 
 function checkEngine(init: InitEntry, allow: boolean): void {
@@ -80,11 +79,10 @@ const REBUILD_GROUP_BYTES = 8 * 1024 * 1024
 /** The most bytes Hyperblobs puts in one contents block (its default block size, which Hyperdrive uses). */
 const HYPERBLOBS_BLOCK_BYTES = 64 * 1024
 
-/** What a rebuild made: its storage (a fresh log and archive), the executor that holds them and the authenticator of its calls. */
+/** What a rebuild made: its storage (a fresh log and archive) and the executor that holds them. */
 export interface Rebuilt {
   storage: VMStorage
   executor: CallExecutor
-  authenticator: CallAuthenticator
   /** The temp dir it made for them (null: the one it was given). */
   ownedDir: string | null
 }
@@ -104,10 +102,6 @@ export class Rebuild implements ReplayTarget {
 
   constructor(private readonly options: ReplayOptions & Pick<ExecutorOptions, 'recover'> = {}) {
     this.keepsOtherStateFormats = !!options.allowEngineMismatch
-  }
-
-  get authenticator(): CallAuthenticator {
-    return this.parts().authenticator
   }
 
   protected parts(): Rebuilt {
@@ -141,7 +135,7 @@ export class Rebuild implements ReplayTarget {
     })
     const authenticator = new CallAuthenticator(init.auth, source.key, init.schema)
     const executor = new CallExecutor(runner, storage, authenticator, { recover: this.options.recover })
-    this.made = { storage, executor, authenticator, ownedDir }
+    this.made = { storage, executor, ownedDir }
     return executor
   }
 
@@ -180,7 +174,7 @@ export class Rebuild implements ReplayTarget {
 
   /** A production log's signatures are checked on another thread, a batch ahead of the replay. */
   checked(reads: AsyncIterable<ReadEntry>, init: InitEntry): LoggedCalls {
-    return init.auth === 'production' ? withSignatureChecks(reads) : unchecked(reads)
+    return init.auth === 'production' ? withSignatureChecks(reads) : reads
   }
 
   /** Every signature is checked: it is someone else's log. */

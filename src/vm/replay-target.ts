@@ -3,7 +3,7 @@
  * may start (a ReplayStart), and the target its turns run on (a ReplayTarget) — a Rebuild into a
  * fresh archive (rebuild.ts) or a Checkout of a VM's own archive (restore.ts).
  */
-import type { CallAuthenticator } from '../auth/call-auth.js'
+import type { CheckedEntry } from '../auth/signature-checks.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { CallEntry, CallInput, InitEntry, LogEntry, RunOutcome } from '../ledger/log-entry.js'
@@ -70,12 +70,7 @@ export interface ReplayStart {
 }
 
 /** Logged calls as read (each with its block's size), each with the outcome of its signature check when one was made ahead. */
-export type LoggedCalls = AsyncIterable<readonly [ReadEntry, boolean | undefined]>
-
-/** Logged calls whose signatures no one checked ahead. */
-export async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls {
-  for await (const read of entries) yield [read, undefined] as const
-}
+export type LoggedCalls = AsyncIterable<CheckedEntry>
 
 /**
  * What a replay's turns run on, and what becomes of them: a Rebuild (rebuild.ts) or a Checkout
@@ -83,8 +78,6 @@ export async function* unchecked(entries: AsyncIterable<ReadEntry>): LoggedCalls
  * then for each call admit, run, keep; flush after each stretch; close at the end.
  */
 export interface ReplayTarget {
-  /** Who checks the logged calls' callers (and keeps their signed counters). Set by `open`. */
-  readonly authenticator: CallAuthenticator
   /** A sandbox made ahead, for the load or the snapshot's restore. */
   readonly prepared?: Promise<EngineSandbox>
   /** Whether a state digest of another state format is kept as logged (else the replay stops with EngineMismatchError). */
@@ -95,9 +88,9 @@ export interface ReplayTarget {
   begin(from: ReplayStart, entry: LogEntry, block: Uint8Array): Promise<void>
   /** Runs the logged init turn again (the script is loaded): its outcome and the archive state after it. */
   init(init: InitEntry): Promise<{ outcome: RunOutcome; files: FilesState }>
-  /** The logged calls, each with its signature's check if the target has them checked ahead. */
+  /** The logged calls, each with its signature's check if the target has them checked ahead (the reads themselves if not). */
   checked(reads: AsyncIterable<ReadEntry>, init: InitEntry): LoggedCalls
-  /** Admits logged call `seq` as a live VM would have (`signatureValid`: its signature's check, made ahead). */
+  /** Admits logged call `seq` as a live VM would have (`signatureValid`: its signature's check, made ahead): its inputs. */
   admit(admission: CallAdmission, seq: number, logged: CallEntry, signatureValid: boolean | undefined): CallInput
   /** Runs logged call `seq` again: its outcome and the archive state its entry is to record. */
   run(seq: number, input: CallInput, logged: CallEntry): Promise<{ outcome: RunOutcome; files: FilesState }>

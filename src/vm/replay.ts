@@ -16,8 +16,8 @@
  * (admission.ts), its time must not go back, it must ask for every oracle value its entry
  * records, and where its entry states a state digest the replay computes one.
  */
+import type { CheckedEntry } from '../auth/signature-checks.js'
 import { DivergenceError, EngineMismatchError, LogFormatError, StateError } from '../errors.js'
-import type { ReadEntry } from '../ledger/call-log.js'
 import { filesFormat } from '../ledger/drive-format.js'
 import type { ReplayEntry } from '../ledger/entry-diff.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
@@ -116,9 +116,11 @@ async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallE
   if (!outcome.ok) throw DivergenceError.INIT_FAILS(outcome.error, init.result)
   const costSchedule = init.costSchedule ?? 0
   const replayed = buildInitEntry({
+    // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
+    // the fields an engine record has are copied, so a record with added fields is a divergence.
+    engine: engineRecordOf(init.engine),
     costSchedule,
     filesFormat: filesFormat(init.filesFormat) ?? 0,
-    engine: ENGINE_INFO,
     limits: recordedLimits(runner.limits, costSchedule > 0),
     code: init.code,
     title: init.title,
@@ -133,9 +135,6 @@ async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallE
     factory: !!init.factory,
     files,
   })
-  // The replay runs the logged engine's record, not its own, so equal engines compare equal; only
-  // the fields an engine record has are copied, so a record with added fields is a divergence.
-  replayed.engine = engineRecordOf(init.engine)
   // ... and its schema (one this LibVMS reads: parseEntry checked it).
   replayed.schema = init.schema
   await target.keep(replayed, 0)
@@ -149,7 +148,6 @@ async function startAt(source: ReplaySource, target: ReplayTarget, executor: Cal
   const block = await source.block(seq)
   const entry = decodeEntry(block, seq)
   await target.begin(from, entry, block)
-  // The executor takes the snapshot's counters into the authenticator it shares with the target.
   await executor.adopt(from.snapshot, entry.timestamp, target.prepared)
 }
 
@@ -170,7 +168,7 @@ class LogReplay implements Replay {
     },
   ) {
     const runner = executor.runner
-    this.admission = new CallAdmission(runner.exports, runner.limits, target.authenticator, !!init.logged.factory)
+    this.admission = new CallAdmission(runner.exports, runner.limits, executor.authenticator, !!init.logged.factory)
   }
 
   async *entries(): AsyncGenerator<ReplayEntry> {
@@ -181,7 +179,7 @@ class LogReplay implements Replay {
     for (let until = this.options.end; ; until = this.source.length) {
       // The calls from the executor's position on, each re-run in a function of its own.
       const reads = this.source.read({ start: this.executor.nextSeq, end: until })
-      for await (const [read, signatureValid] of this.target.checked(reads, this.init.logged)) yield await this.call(read, signatureValid)
+      for await (const read of this.target.checked(reads, this.init.logged)) yield await this.call(read)
       await this.target.flush()
       if (!follow) return
       await this.source.waitForLength(this.executor.nextSeq + 1, { signal })
@@ -194,8 +192,8 @@ class LogReplay implements Replay {
    * digest where the log states one, and hand the entry to the target. In a function of its own, so
    * that nothing of an entry outlives its turn here.
    */
-  private async call(read: ReadEntry, signatureValid: boolean | undefined): Promise<ReplayEntry> {
-    const { seq } = read
+  private async call(read: CheckedEntry): Promise<ReplayEntry> {
+    const { seq, signatureValid } = read
     const logged = read.entry as CallEntry
     const executor = this.executor
     const input = this.target.admit(this.admission, seq, logged, signatureValid)

@@ -5,7 +5,6 @@
  * dropped (the archive holds them already), and every replayed entry must be the logged one. It
  * starts from the script, or from the newest snapshot that holds (vm/checkpoints.ts, newestUsable).
  */
-import { CallAuthenticator } from '../auth/call-auth.js'
 import { DivergenceError } from '../errors.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { diffEntry } from '../ledger/entry-diff.js'
@@ -15,7 +14,7 @@ import type { VMSnapshot } from '../ledger/snapshot.js'
 import type { CallAdmission } from './admission.js'
 import type { CallExecutor } from './call-executor.js'
 import { openReplay } from './replay.js'
-import { type LoggedCalls, type ReplayTarget, unchecked } from './replay-target.js'
+import type { LoggedCalls, ReplayTarget } from './replay-target.js'
 import type { EngineSandbox } from './turn-runner.js'
 
 /**
@@ -29,7 +28,6 @@ export class Checkout implements ReplayTarget {
 
   constructor(
     private readonly executor: CallExecutor,
-    readonly authenticator: CallAuthenticator,
     readonly prepared?: Promise<EngineSandbox>,
   ) {}
 
@@ -44,8 +42,9 @@ export class Checkout implements ReplayTarget {
     return { outcome: await this.executor.recheckInit(init.timestamp, init.seed, init.files), files: init.files }
   }
 
+  /** Nothing is checked ahead: signatures are not checked again in the VM's own log. */
   checked(reads: AsyncIterable<ReadEntry>): LoggedCalls {
-    return unchecked(reads)
+    return reads
   }
 
   admit(admission: CallAdmission, seq: number, logged: CallEntry): CallInput {
@@ -67,8 +66,8 @@ export class Checkout implements ReplayTarget {
 /**
  * Restores an executor's in-memory state from its own log: load, init and every call re-run against
  * checkouts of the archive, each checked against the logged entry — or, given a snapshot (checked by
- * Checkpointer.newestUsable), its state and only the calls after it. `authenticator` takes note of
- * every signed call, so none can be admitted again. A log that does not replay as logged is a
+ * Checkpointer.newestUsable), its state and only the calls after it. The executor's authenticator
+ * takes note of every signed call, so none can be admitted again. A log that does not replay as logged is a
  * DivergenceError naming the seq and the field (DivergenceError.OWN_LOG).
  */
 export async function restoreFromLog(
@@ -76,20 +75,17 @@ export async function restoreFromLog(
   log: CallLog,
   options: {
     prepared?: Promise<EngineSandbox>
-    authenticator?: CallAuthenticator
     /** Called after each call is re-run, with the calls done, their total and the snapshot's seq (0: none). */
     onProgress?: (done: number, total: number, fromSeq: number) => void
     snapshot?: VMSnapshot | null
   },
 ): Promise<void> {
   const length = log.length
-  const init = (await log.get(0)) as InitEntry
-  const authenticator = options.authenticator ?? new CallAuthenticator(init.auth, log.key, init.schema)
   const snapshot = options.snapshot ?? null
   const from = snapshot?.seq ?? 0
   const total = length - 1 - from
   try {
-    const into = new Checkout(executor, authenticator, options.prepared)
+    const into = new Checkout(executor, options.prepared)
     const replay = await openReplay(log, { into, end: length, from: snapshot ? { snapshot } : undefined })
     try {
       options.onProgress?.(0, total, from)
