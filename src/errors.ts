@@ -102,6 +102,12 @@ const OTHER_CODES = [
   'ERR_LIMIT_CEILING',
   'ERR_DIVERGENCE',
   'ERR_USAGE',
+  // An upgrade refused: nothing was appended, the old code keeps serving (vm.upgrade).
+  'ERR_UPGRADE_FAILED',
+  'ERR_UPGRADES_OFF',
+  'ERR_UPGRADE_UNSUPPORTED',
+  // An RPC client pinned to one code version got an answer from another.
+  'ERR_CODE_CHANGED',
   // A server that cannot listen where it was told: a port in use, an address not of this machine.
   'ERR_LISTEN',
   // An error that crossed from a sandbox thread or a server with a code this version does not know.
@@ -491,6 +497,45 @@ export class DivergenceError extends LibVMSError {
     })
   }
 
+  // ---- upgrade entries ----
+
+  /** Entry `seq` is an upgrade in a log whose init entry says the VM takes none (`upgrades: false`). */
+  static UPGRADE_FORBIDDEN(seq: number): DivergenceError {
+    return new DivergenceError({
+      message: `entry ${seq} upgrades the VM's code, but its init entry says it takes no upgrade (upgrades: false): the host changed an immutable VM's code`,
+      seq,
+      method: 'upgrade',
+      field: 'type',
+      expected: 'call',
+      actual: 'upgrade',
+    })
+  }
+
+  /** Entry `seq` is an upgrade in a log of `schema`, which predates upgrades. */
+  static UPGRADE_IN_OLD_LOG(seq: number, schema: number): DivergenceError {
+    return new DivergenceError({
+      message: `entry ${seq} upgrades the VM's code, but the log is of schema ${schema}, which has no upgrades: no LibVMS wrote it`,
+      seq,
+      method: 'upgrade',
+      field: 'type',
+      expected: 'call',
+      actual: 'upgrade',
+    })
+  }
+
+  /** The code of upgrade entry `seq` does not load (or its hook fails) on replay: `err`, `logged` what the log says the hook returned. */
+  static UPGRADE_FAILS(seq: number, field: 'code' | 'result', err: { name?: string; message: string }, logged?: unknown): DivergenceError {
+    const what = field === 'code' ? 'does not load' : 'fails its upgrade hook'
+    return new DivergenceError({
+      message: `the code of upgrade ${seq} ${what} on replay: ${err.name ?? 'Error'}: ${err.message}`,
+      seq,
+      method: 'upgrade',
+      field,
+      expected: logged,
+      actual: { name: err.name ?? 'Error', message: err.message },
+    })
+  }
+
   // ---- the log as a whole ----
 
   /** Two logs of `expected` and `actual` entries (the same up to the shorter one's length). */
@@ -782,6 +827,26 @@ export class EngineMismatchError extends LibVMSError {
       'ERR_ENGINE_MISMATCH',
       `the log was recorded with other engine versions (${differences.join('; ')}); replay with the same versions, or pass {allowEngineMismatch: true} to try anyway`,
     )
+  }
+}
+
+/**
+ * An upgrade refused (vm.upgrade): nothing was appended and the old code keeps serving. `code`:
+ * ERR_UPGRADE_FAILED (the new code does not load, throws at its top level, or its `upgrade` hook
+ * throws or runs out of a limit), ERR_UPGRADES_OFF (the VM was deployed with `upgrades: false`),
+ * ERR_UPGRADE_UNSUPPORTED (its log predates upgrades).
+ */
+export class UpgradeError extends LibVMSError {
+  /** What the new code threw, when it loaded or its hook ran (its name and message). */
+  readonly reason: { name: string; message: string } | undefined
+
+  constructor(
+    code: 'ERR_UPGRADE_FAILED' | 'ERR_UPGRADES_OFF' | 'ERR_UPGRADE_UNSUPPORTED',
+    message: string,
+    reason?: { name: string; message: string },
+  ) {
+    super('UpgradeError', code, message)
+    this.reason = reason
   }
 }
 

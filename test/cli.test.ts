@@ -10,7 +10,7 @@ import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test } from 'node:test'
-import { type CallEntry, RPCClient } from '../src/index.js'
+import { type CallEntry, codeHash, RPCClient } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
 import { BIN, exec, exited, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
@@ -33,11 +33,12 @@ test('exec serves the example scripts; call (with --user), info, log and verify 
     methods: ['increment', 'get'],
     callLogUrl: counter.served.callLogUrl,
     filesArchiveUrl: counter.served.filesArchiveUrl,
-    schema: 3,
+    schema: 4,
+    code: { hash: codeHash(readFileSync(join(SCRIPTS, 'counter.js'), 'utf8')), seq: 0 },
   })
   assert.match(
     (await nodevms(['info', counter.served.rpcUrl])).stdout,
-    /schema\s+log schema 3 \(every call's entry holds its client's nonce\)/,
+    /schema\s+log schema 4 \(every call's entry holds its client's nonce\)/,
   )
   const human = await nodevms(['log', counter.served.rpcUrl])
   assert.match(human.stdout, /#0 .* init "A counter" \(debug mode; exports increment, get\)/)

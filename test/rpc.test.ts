@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import type WebSocket from 'ws'
 import { WebSocketServer } from 'ws'
-import { type CallEntry, RPCClient, type RPCError, RPCServer } from '../src/index.js'
+import { type CallEntry, codeHash, RPCClient, type RPCError, RPCServer } from '../src/index.js'
 import { deployVM } from './helpers.js'
 import { connect, rawSocket, serve } from './rpc-helpers.js'
 
@@ -28,7 +28,8 @@ test('the source document example: run a VM, connect, call', async (t) => {
     filesArchiveUrl: vm.filesArchive.url,
     title: 'Bobs VM',
     auth: 'debug',
-    schema: 3,
+    schema: 4,
+    code: { hash: codeHash(vm.code), seq: 0 },
   })
   assert.equal(await (client.foo as () => Promise<string>)(), 'bar')
   assert.deepEqual(await client.call('echo', 1, 'two', { three: [3] }, null, new Uint8Array([4])), [

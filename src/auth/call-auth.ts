@@ -24,7 +24,7 @@ export class CallAuthenticator {
     readonly mode: AuthMode,
     private readonly callLogKey: string,
     /** The log's schema (its init entry's). */
-    schema: number,
+    readonly schema: number,
   ) {
     this.clientNonces = schema >= CLIENT_NONCE_SCHEMA
   }

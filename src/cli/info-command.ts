@@ -12,7 +12,7 @@ export function registerInfo(program: Command): void {
     .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
     .option(
       '--json',
-      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl, schema}, plus replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
+      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl, schema, code}, plus codeHistory once the VM was upgraded, and replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
     )
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
@@ -26,6 +26,8 @@ export function registerInfo(program: Command): void {
           callLogUrl: info.callLogUrl,
           filesArchiveUrl: info.filesArchiveUrl,
           ...(info.schema !== undefined ? { schema: info.schema } : {}),
+          ...(info.code ? { code: info.code } : {}),
+          ...(info.codeHistory ? { codeHistory: info.codeHistory } : {}),
           ...(info.replica ? { replica: info.replica } : {}),
         })
         return
@@ -38,6 +40,14 @@ export function registerInfo(program: Command): void {
       if (info.schema !== undefined) {
         const nonces = info.schema >= CLIENT_NONCE_SCHEMA ? "every call's entry holds its client's nonce" : 'entries hold no client nonces'
         out.line(`  schema    log schema ${info.schema} (${nonces})`)
+      }
+      if (info.code) {
+        const since = info.code.seq === 0 ? 'since deploy' : `since the upgrade at entry ${info.code.seq}`
+        out.line(`  code      ${info.code.hash} (${since})`)
+        for (const version of info.codeHistory ?? []) {
+          if (version.seq === info.code.seq) continue
+          out.line(`            ${out.paint('dim', `${version.hash} from entry ${version.seq}`)}`)
+        }
       }
       if (info.replica) {
         const seen = info.replica.hostLastSeen ? `host last seen ${info.replica.hostLastSeen}` : 'host not seen since the seeder started'

@@ -2,7 +2,7 @@
 import type { Command } from 'commander'
 import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
-import type { LogEntry } from '../ledger/log-entry.js'
+import { codeHash, type LogEntry } from '../ledger/log-entry.js'
 import { bundleInfoOf } from '../script/bundle.js'
 import { err, out } from './output.js'
 import { parseCount, parseTimeout } from './parse-options.js'
@@ -73,6 +73,12 @@ export function formatEntry(seq: number, entry: LogEntry): string {
     const bundle = bundleInfoOf(entry.code)
     const code = bundle ? `; code bundled from ${bundle.entry} by ${bundle.bundler}` : ''
     return `${head}  init${factory} ${JSON.stringify(entry.title)} (${entry.auth} mode; exports ${entry.exports.join(', ') || 'nothing'}${code})  ${files}`
+  }
+  if (entry.type === 'upgrade') {
+    const bundle = bundleInfoOf(entry.code)
+    const code = bundle ? `; bundled from ${bundle.entry} by ${bundle.bundler}` : ''
+    const result = entry.result === undefined ? '' : ` → ${clippedJSON(entry.result, CLIP)}`
+    return `${head}  ${out.paint('bold', 'upgrade')} to code ${codeHash(entry.code).slice(0, 16)} (replaces ${entry.replaces.hash.slice(0, 16)} of #${entry.replaces.seq}; exports ${entry.exports.join(', ') || 'nothing'}${code})${result}  ${files}`
   }
   // Values as logged (tagged JSON), cut: only what is shown of each is ever written, however big.
   const args = clippedList(entry.args, CLIP)

@@ -14,6 +14,8 @@ export interface EntryFilter {
 
 /** The name `init` stands for entry 0 in filters and listings. */
 export const INIT_METHOD = 'init'
+/** The method an upgrade entry is listed under. */
+export const UPGRADE_METHOD = 'upgrade'
 
 class Interned {
   readonly names: string[] = []
@@ -47,8 +49,8 @@ export class EntryIndex {
   add(entry: LogEntry): void {
     if (this.length === this.methods.length) this.grow()
     const seq = this.length
-    if (entry.type === 'init') {
-      this.methods[seq] = this.methodNames.id(INIT_METHOD)
+    if (entry.type !== 'call') {
+      this.methods[seq] = this.methodNames.id(entry.type === 'init' ? INIT_METHOD : UPGRADE_METHOD)
       this.callers[seq] = this.callerNames.id('')
       this.failures[seq] = 0
     } else {

@@ -4,8 +4,9 @@
  */
 import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
-import type { LogEntry } from '../ledger/log-entry.js'
-import { INIT_METHOD } from './entry-index.js'
+import { codeHash, type LogEntry } from '../ledger/log-entry.js'
+import { bundleInfoOf } from '../script/bundle.js'
+import { INIT_METHOD, UPGRADE_METHOD } from './entry-index.js'
 
 /** The largest page of entries. */
 export const MAX_PAGE = 500
@@ -15,7 +16,7 @@ const ROW_TEXT = 300
 /** One entry as a table row: values as (cut) text. */
 export interface EntryRow {
   seq: number
-  type: 'init' | 'call'
+  type: 'init' | 'call' | 'upgrade'
   time: string
   caller: string | null
   signed: boolean
@@ -47,6 +48,25 @@ export function rowOf(seq: number, entry: LogEntry): EntryRow {
       signed: false,
       method: INIT_METHOD,
       args: clippedJSON(entry.title, ROW_TEXT),
+      result: entry.result === undefined ? null : clippedJSON(entry.result, ROW_TEXT),
+      error: null,
+      cost: entry.cost,
+      filesVersion: entry.files.version,
+    }
+  }
+  if (entry.type === 'upgrade') {
+    const bundle = bundleInfoOf(entry.code)
+    return {
+      seq,
+      type: 'upgrade',
+      time: isoTime(entry.timestamp),
+      caller: null,
+      signed: false,
+      method: UPGRADE_METHOD,
+      // What the row says of the code: its version hash, the one it replaced, and its bundle's entry.
+      args: cut(
+        `code ${codeHash(entry.code).slice(0, 12)} (replaces ${entry.replaces.hash.slice(0, 12)} of #${entry.replaces.seq})${bundle ? `, bundled from ${bundle.entry}` : ''}`,
+      ),
       result: entry.result === undefined ? null : clippedJSON(entry.result, ROW_TEXT),
       error: null,
       cost: entry.cost,

@@ -1,10 +1,13 @@
 /**
- * The call log's entries (schema 3; schema 1 and 2 logs are read as before). Entry 0 is the init
- * entry; every later entry is one call. Schema 2 adds checkpoints: a call entry may state the VM's
+ * The call log's entries (schema 4; schema 1 to 3 logs are read as before). Entry 0 is the init
+ * entry; every later entry is one call, or (schema 4) an upgrade of the VM's code. Schema 2 adds checkpoints: a call entry may state the VM's
  * state digest after it (`state`, snapshot.ts), which every replay then computes and compares.
  * Schema 3 adds the client's nonce: a call entry holds the random value its client chose for that
  * call (`clientNonce`; in production mode also inside the signed payload), so a receipt of the entry
  * answers that call and no other.
+ * Schema 4 adds upgrades: an `upgrade` entry replaces the VM's code (and may change its limits) from
+ * its seq on, its state carried over by the new code's `upgrade` hook; an init entry may say the VM
+ * takes none (`upgrades: false`).
  * docs/log-format.md describes each field; keep the two in step.
  *
  * Entries read from someone else's log are untrusted input: `parseEntry` checks their shape before
@@ -20,11 +23,13 @@ import type { VMLimits } from '../sandbox/limits.js'
 import type { CallOutcome } from '../sandbox/sandbox.js'
 
 /** The schema new logs are written in. */
-export const LOG_SCHEMA = 3
-/** The schemas this LibVMS reads: 1 (before checkpoints), 2 (before client nonces) and 3. */
-export const READABLE_SCHEMAS: readonly number[] = [1, 2, 3]
+export const LOG_SCHEMA = 4
+/** The schemas this LibVMS reads: 1 (before checkpoints), 2 (before client nonces), 3 (before upgrades) and 4. */
+export const READABLE_SCHEMAS: readonly number[] = [1, 2, 3, 4]
 /** The first schema whose call entries hold their client's nonce. */
 export const CLIENT_NONCE_SCHEMA = 3
+/** The first schema whose logs may hold upgrade entries (and whose scripts' `upgrade` export is a hook, not a method). */
+export const UPGRADE_SCHEMA = 4
 /** A client nonce: 16 to 32 random bytes, as lowercase hex. */
 export const CLIENT_NONCE = /^[0-9a-f]{32,64}$/
 
@@ -93,6 +98,8 @@ export interface InitEntry {
   exports: string[]
   /** Present (true) for a VM factory: its script has System.vms. */
   factory?: boolean
+  /** Schema 4: present (false) for a VM deployed to take no upgrade: a log of it that holds one is a divergence. */
+  upgrades?: false
   /** What `exports.init` returned, if the script has one and it returned something. */
   result?: TaggedValue
   files: FilesState
@@ -113,6 +120,11 @@ export interface CallEntry {
   args: TaggedValue[]
   timestamp: number
   seed: string
+  /**
+   * Schema 4, once the VM was upgraded: the seq of the upgrade entry whose code ran the call (absent:
+   * the init entry's). A receipt of the entry so proves which code answered.
+   */
+  codeSeq?: number
   /** Nondeterministic values the host supplied during the call, read back from here on replay. */
   oracle?: Record<string, TaggedValue>
   result?: TaggedValue
@@ -125,7 +137,37 @@ export interface CallEntry {
   state?: string
 }
 
-export type LogEntry = InitEntry | CallEntry
+/**
+ * Schema 4: the VM's code replaced from this entry on. The new code was loaded (its top level run
+ * with this entry's timestamp and seed) and its `upgrade` hook, if it exports one, ran once with the
+ * old code's exports to hand the state over; `result` is what the hook returned, `files` the archive
+ * after it, `cost` the load's and the hook's (the calls it made to the old code included).
+ */
+export interface UpgradeEntry {
+  type: 'upgrade'
+  /** The code version it replaces: its code's hash and the seq of the entry that set it (0: the init entry). */
+  replaces: { hash: string; seq: number }
+  code: string
+  /** The limits from this entry on (all of them, as an init entry records them). */
+  limits: VMLimits
+  timestamp: number
+  seed: string
+  /** Names exported by the new code, in export order. */
+  exports: string[]
+  result?: TaggedValue
+  files: FilesState
+  cost: number
+}
+
+export type LogEntry = InitEntry | CallEntry | UpgradeEntry
+
+/** The entries that set the VM's code: the init entry, and each upgrade. */
+export type CodeEntry = InitEntry | UpgradeEntry
+
+/** A code's version hash: SHA-256 (hex) of its text, as UTF-8. */
+export function codeHash(code: string): string {
+  return createHash('sha256').update(code, 'utf8').digest('hex')
+}
 
 /**
  * Whether two files states are the same state: the same four fields (whatever else either holds, in
@@ -236,10 +278,32 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
       throw new LogFormatError('exports must be a list of names', seq)
     }
     if (raw.factory !== undefined && raw.factory !== true) throw new LogFormatError('factory must be true when present', seq)
+    if (raw.upgrades !== undefined && (raw.upgrades !== false || (raw.schema as number) < UPGRADE_SCHEMA)) {
+      throw new LogFormatError(`upgrades must be false when present, and only in a log of schema ${UPGRADE_SCHEMA} or later`, seq)
+    }
     checkTurn(raw, seq)
     return raw as unknown as InitEntry
   }
-  if (raw.type !== 'call') throw new LogFormatError(`expected a call entry, found type ${JSON.stringify(raw.type)}`, seq)
+  if (raw.type === 'upgrade') {
+    const replaces = raw.replaces
+    if (
+      !isObject(replaces) ||
+      typeof replaces.hash !== 'string' ||
+      !HEX64.test(replaces.hash) ||
+      !isCount(replaces.seq) ||
+      replaces.seq >= seq
+    ) {
+      throw new LogFormatError('replaces must be {hash, seq}: the replaced code version, set by an entry before this one', seq)
+    }
+    if (typeof raw.code !== 'string') throw new LogFormatError('code must be a string', seq)
+    if (!isObject(raw.limits)) throw new LogFormatError('limits must be an object', seq)
+    if (!Array.isArray(raw.exports) || !raw.exports.every((n) => typeof n === 'string')) {
+      throw new LogFormatError('exports must be a list of names', seq)
+    }
+    checkTurn(raw, seq)
+    return raw as unknown as UpgradeEntry
+  }
+  if (raw.type !== 'call') throw new LogFormatError(`expected a call or upgrade entry, found type ${JSON.stringify(raw.type)}`, seq)
   if (raw.caller !== null && typeof raw.caller !== 'string') throw new LogFormatError('caller must be a string or null', seq)
   if (typeof raw.method !== 'string') throw new LogFormatError('method must be a string', seq)
   if (!Array.isArray(raw.args)) throw new LogFormatError('args must be an array', seq)
@@ -254,6 +318,9 @@ export function parseEntry(raw: unknown, seq: number): LogEntry {
   }
   if (raw.clientNonce !== undefined && (typeof raw.clientNonce !== 'string' || !CLIENT_NONCE.test(raw.clientNonce))) {
     throw new LogFormatError('clientNonce must be 32 to 64 lowercase hex digits when present', seq)
+  }
+  if (raw.codeSeq !== undefined && !(isCount(raw.codeSeq) && raw.codeSeq > 0 && raw.codeSeq < seq)) {
+    throw new LogFormatError('codeSeq must be the seq of an entry before this one when present', seq)
   }
   if (raw.oracle !== undefined && !isObject(raw.oracle)) throw new LogFormatError('oracle must be an object', seq)
   if (raw.state !== undefined && (typeof raw.state !== 'string' || !HEX64.test(raw.state))) {
@@ -283,9 +350,14 @@ export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'clientNonce' | 'm
  */
 export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
 
+/** A turn's seed derived from a logged one, for the turn `label` names: each draws its own numbers. */
+export function derivedSeed(seed: string, label: string): string {
+  return createHash('sha256').update(`${seed}:${label}`).digest('hex').slice(0, 32)
+}
+
 /** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
 export function initSeed(seed: string): string {
-  return createHash('sha256').update(`${seed}:init`).digest('hex').slice(0, 32)
+  return derivedSeed(seed, 'init')
 }
 
 /**
@@ -301,6 +373,8 @@ export function buildInitEntry(
     loadCost: number
     factory?: boolean
     snapshotsKey?: string
+    /** false: the VM takes no upgrade (recorded from schema 4 on). */
+    upgrades?: boolean
   },
 ): InitEntry {
   const entry: InitEntry = {
@@ -319,6 +393,7 @@ export function buildInitEntry(
     seed: fields.seed,
     exports: fields.exports.map((e) => e.name),
     ...(fields.factory ? { factory: true } : {}),
+    ...(fields.upgrades === false ? { upgrades: false as const } : {}),
     files: fields.files,
     cost: fields.loadCost + fields.outcome.cost,
   }
@@ -326,8 +401,34 @@ export function buildInitEntry(
   return entry
 }
 
-/** The entry of a call that ran: its inputs, its outcome and the archive state after it. */
-export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState): CallEntry {
+/** The entry of an upgrade (or of its replay): the new code loaded, its hook's outcome, the archive after it. */
+export function buildUpgradeEntry(
+  fields: Pick<UpgradeEntry, 'replaces' | 'code' | 'limits' | 'timestamp' | 'seed' | 'files'> & {
+    exports: ExportInfo[]
+    outcome: CallOutcome & { ok: true }
+    loadCost: number
+  },
+): UpgradeEntry {
+  const entry: UpgradeEntry = {
+    type: 'upgrade',
+    replaces: { hash: fields.replaces.hash, seq: fields.replaces.seq },
+    code: fields.code,
+    limits: fields.limits,
+    timestamp: fields.timestamp,
+    seed: fields.seed,
+    exports: fields.exports.map((e) => e.name),
+    files: fields.files,
+    cost: fields.loadCost + fields.outcome.cost,
+  }
+  if (fields.outcome.value !== undefined) entry.result = fields.outcome.value
+  return entry
+}
+
+/**
+ * The entry of a call that ran: its inputs, its outcome and the archive state after it; `codeSeq`:
+ * the seq of the entry whose code ran it (0, the init entry's, is not written).
+ */
+export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: FilesState, codeSeq = 0): CallEntry {
   const oracle = input.oracle ?? outcome.oracle
   // Fields in a fixed order: entries are compared as JSON text.
   return {
@@ -339,6 +440,7 @@ export function buildCallEntry(input: CallInput, outcome: RunOutcome, files: Fil
     args: input.args,
     timestamp: input.timestamp,
     seed: input.seed,
+    ...(codeSeq > 0 ? { codeSeq } : {}),
     ...(oracle ? { oracle } : {}),
     ...(outcome.ok && outcome.value !== undefined ? { result: outcome.value } : {}),
     ...(outcome.ok ? {} : { error: outcome.error }),

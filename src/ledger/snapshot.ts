@@ -39,6 +39,12 @@ export interface HostState {
    * audit that starts from a snapshot holds each signed call to run once, as one from the start does.
    */
   counters: [string, number][]
+  /**
+   * The seq of the upgrade entry whose code the VM runs (log schema 4); absent while it runs the
+   * init entry's. In the digest, so that a replay from a snapshot knows which code, and which limits,
+   * the state is of.
+   */
+  code?: number
 }
 
 /** A VM's state after call `seq`: the engine's and the host's, and what ties it to its log. */
@@ -71,6 +77,8 @@ function digestHeader(engine: EngineState, host: HostState, format: string): str
     requestsLeft: engine.requestsLeft,
     usage: { bytes: host.usage.bytes, entries: host.usage.entries },
     counters: host.counters,
+    // Only after an upgrade: the digests of VMs that never had one are as they were.
+    ...(host.code !== undefined ? { code: host.code } : {}),
   })
 }
 
@@ -287,7 +295,8 @@ function* decodeSteps(file: Uint8Array): Steps<VMSnapshot> {
     !Array.isArray(host?.counters) ||
     !host.counters.every((c) => Array.isArray(c) && c.length === 2 && typeof c[0] === 'string' && Number.isSafeInteger(c[1])) ||
     typeof host?.usage?.bytes !== 'number' ||
-    typeof host?.usage?.entries !== 'number'
+    typeof host?.usage?.entries !== 'number' ||
+    (host.code !== undefined && !(Number.isSafeInteger(host.code) && host.code > 0 && host.code < (h.seq as number)))
   ) {
     throw new SnapshotUnreadable('its header lacks a field')
   }
@@ -305,7 +314,11 @@ function* decodeSteps(file: Uint8Array): Steps<VMSnapshot> {
     stateFormat: h.stateFormat as string,
     files: h.files as FilesState,
     engine,
-    host: { usage: { bytes: host.usage.bytes, entries: host.usage.entries }, counters: host.counters },
+    host: {
+      usage: { bytes: host.usage.bytes, entries: host.usage.entries },
+      counters: host.counters,
+      ...(host.code !== undefined ? { code: host.code } : {}),
+    },
   }
 }
 

@@ -82,6 +82,15 @@ export interface BackendInfo {
    */
   schema?: number
   /**
+   * The code version the VM runs (log schema 4): its code's hash (SHA-256, hex) and the seq of the
+   * entry that set it (0: the init entry, else an upgrade). Each call entry after an upgrade names
+   * that seq (`codeSeq`), so a receipt proves which version answered; a client can pin one
+   * (ConnectOptions.code).
+   */
+  code?: { hash: string; seq: number }
+  /** Present once the VM was upgraded: every code version it ran, oldest first (the init entry's, then each upgrade's). */
+  codeHistory?: { hash: string; seq: number }[]
+  /**
    * Production mode: this connection's nonce (hex), which every call signed on it includes. Fresh per
    * connection, so a signed call captured from one connection is refused on any other.
    */

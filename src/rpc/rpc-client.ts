@@ -57,6 +57,13 @@ export interface ConnectOptions {
   /** Called with each checked receipt and the call it proves, e.g. to save them all. */
   onReceipt?: (receipt: Receipt, call: { method: string; seq: number }) => void
   /**
+   * Pin a code version: the hash (hex SHA-256) of the code the VM must run (BackendInfo.code, or
+   * `nodevms info`). Connecting fails if it runs other code, and once connected, an answer whose
+   * receipt shows it was run by other code (the VM was upgraded) rejects with ERR_CODE_CHANGED.
+   * Needs receipts (the default).
+   */
+  code?: string
+  /**
    * The VM's call log (its hyper:// URL or key), when the client knows it: the host must serve that
    * log, or connect fails (ERR_BAD_RECEIPT). Without it, receipts bind answers to whatever log the
    * host at `url` names, so a host reached through someone else (no wss://) could be another VM.
@@ -106,6 +113,8 @@ interface ReceiptCheck {
   lastSeq: number
   book: ReceiptBook
   onReceipt?: ConnectOptions['onReceipt']
+  /** Pinned to a code version (ConnectOptions.code): the seq of the entry that set it; null: not pinned. */
+  codeSeq: number | null
 }
 
 function callLogKeyOf(url: unknown): string {
@@ -292,6 +301,18 @@ export class RPCClient {
               0,
             )
           }
+          if (options.code !== undefined) {
+            if (!wantReceipts) throw new InvalidArgumentError('connect: pinning a code version ({code}) needs receipts; leave receipts on')
+            const runs = info.code
+            if (!runs || runs.hash !== options.code) {
+              throw new RPCError(
+                'CodeChangedError',
+                'ERR_CODE_CHANGED',
+                `${url} runs code ${runs ? `${runs.hash} (since entry ${runs.seq})` : 'of a version it does not say'}, not the pinned ${options.code}`,
+                0,
+              )
+            }
+          }
           if (wantReceipts) {
             this.receiptCheck = {
               // A host that advertises no call log gives no receipt that can hold.
@@ -302,6 +323,7 @@ export class RPCClient {
               lastSeq: 0,
               book: options.receipts instanceof ReceiptBook ? options.receipts : new ReceiptBook(),
               onReceipt: options.onReceipt,
+              codeSeq: options.code !== undefined ? (info.code?.seq ?? 0) : null,
             }
           }
           if (options.keyPair) {
@@ -556,6 +578,16 @@ export class RPCClient {
     if (this.receipts.length >= KEPT_RECEIPTS) this.receipts.shift()
     this.receipts.push(kept)
     check.onReceipt?.(kept, { method: sent.method, seq: proven.seq })
+    // Pinned: the entry names the code that ran it (none: the init entry's). Its receipt is kept: it
+    // proves the VM ran other code.
+    if (check.codeSeq !== null && (entry.codeSeq ?? 0) !== check.codeSeq) {
+      return new RPCError(
+        'CodeChangedError',
+        'ERR_CODE_CHANGED',
+        `the answer to ${sent.method} was run by the code of entry ${entry.codeSeq ?? 0}, not the pinned version (entry ${check.codeSeq}): the VM was upgraded (its receipt is in client.receipts)`,
+        0,
+      )
+    }
     return { entry, seq: proven.seq }
   }
 

@@ -61,6 +61,10 @@ export interface RPCBackend {
   readonly auth: 'debug' | 'production'
   /** The schema of the VM's call log, said in the handshake (clients check client nonces from schema 3 on). */
   readonly logSchema?: number
+  /** The code version the VM runs now, said in the handshake (absent or null: not said). */
+  readonly codeVersion?: { hash: string; seq: number } | null
+  /** Every code version the VM ran, oldest first (said in the handshake once there are several). */
+  readonly codeVersions?: readonly { hash: string; seq: number }[]
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
@@ -406,6 +410,10 @@ export class RPCConnection {
       auth: backend.auth,
     }
     if (backend.logSchema !== undefined) info.schema = backend.logSchema
+    const code = backend.codeVersion
+    if (code) info.code = { hash: code.hash, seq: code.seq }
+    const versions = backend.codeVersions
+    if (versions && versions.length > 1) info.codeHistory = versions.map((v) => ({ hash: v.hash, seq: v.seq }))
     if (this.nonce) info.nonce = this.nonce
     if (backend.replica) info.replica = backend.replica()
     this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))

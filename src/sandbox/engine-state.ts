@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, sep } from 'node:path'
 import { engineHash, PAGE_BYTES, pageOf, writtenPageSteps, zeroPageSteps } from './engine.js'
-import { PRELUDE_SOURCE } from './prelude.js'
+import { PRELUDE_SOURCE, UPGRADE_PRELUDE_SOURCE } from './prelude.js'
 import type { Steps } from './slices.js'
 
 const require = createRequire(import.meta.url)
@@ -61,14 +61,15 @@ function coreVersion(): string {
  * engine's WebAssembly, the prelude, the System API sources, quickjs-emscripten-core's version and
  * the sandbox's own setup. Two builds of the same format compute the same state digest for the same
  * log; a digest of another format cannot be compared (it is not a lie, nor proof of none).
+ * `upgradeHook`: the sandbox loads code from an upgrade entry, and its prelude has the upgrade hook.
  */
-export function stateFormatOf(systemSources: readonly string[]): string {
+export function stateFormatOf(systemSources: readonly string[], upgradeHook = false): string {
   const hash = createHash('sha256')
   const part = (text: string) => hash.update(`${Buffer.byteLength(text)}:`).update(text)
   part(`libvms-sandbox/${SANDBOX_SETUP_VERSION}`)
   part(engineHash())
   part(coreVersion())
-  part(PRELUDE_SOURCE)
+  part(upgradeHook ? UPGRADE_PRELUDE_SOURCE : PRELUDE_SOURCE)
   for (const source of systemSources) part(source)
   return hash.digest('hex').slice(0, 16)
 }

@@ -33,6 +33,8 @@ const releaseSyncVariant = ((releaseSyncModule as { default?: unknown }).default
 export const PAGE_BYTES = 64 * 1024
 /** The engine module declares a minimum memory of 256 pages. */
 export const MIN_MEMORY_BYTES = 256 * PAGE_BYTES
+/** The largest memory a VM may have (limits.memoryBytes): 2 GiB. */
+export const MAX_MEMORY_BYTES = 2 ** 31
 
 export const ENGINE_NAME = 'quickjs-emscripten'
 export const ENGINE_VARIANT = 'release-sync'
@@ -189,5 +191,5 @@ export async function createEngineInstance(memoryBytes: number): Promise<EngineI
 }
 
 export function isValidMemorySize(bytes: number): boolean {
-  return Number.isInteger(bytes) && bytes >= MIN_MEMORY_BYTES && bytes % PAGE_BYTES === 0 && bytes <= 2 ** 31
+  return Number.isInteger(bytes) && bytes >= MIN_MEMORY_BYTES && bytes % PAGE_BYTES === 0 && bytes <= MAX_MEMORY_BYTES
 }

@@ -332,5 +332,6 @@
         return stringify({ ok: false, error: errorInfo(e) })
       }
     }
+    // <upgrade hook: sandbox/prelude.ts>
   }
 })

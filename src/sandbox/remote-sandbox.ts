@@ -180,6 +180,11 @@ export class RemoteSandbox {
     return this.thread.send<CallOutcome>({ t: 'call', sid: this.sid, method, argsJson, turn }, onRequest)
   }
 
+  runUpgradeHook(previousJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+    if (this.disposed) return Promise.reject(new HostFaultError('the sandbox is disposed'))
+    return this.thread.send<CallOutcome>({ t: 'call', sid: this.sid, method: 'upgrade', argsJson: '[]', turn, previousJson }, onRequest)
+  }
+
   dispose(): void {
     if (this.disposed) return
     this.disposed = true

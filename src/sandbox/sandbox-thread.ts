@@ -6,7 +6,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import type { HostMeter } from './host-work.js'
-import { Sandbox } from './sandbox.js'
+import { type HostRequestHandler, Sandbox } from './sandbox.js'
 import { type FromThread, fromCrossing, type ToThread, toCrossing } from './thread-messages.js'
 
 const port = parentPort
@@ -62,15 +62,19 @@ port.on('message', (message: ToThread) => {
       })
       break
     case 'call':
-      void reply(message.id, () =>
-        sandbox(message.sid).runCall(message.method, message.argsJson, message.turn, (op, args, meter) => {
+      void reply(message.id, () => {
+        const onRequest: HostRequestHandler = (op, args, meter) => {
           const rid = nextRequest++
           return new Promise((resolve, reject) => {
             answers.set(rid, { resolve, reject, meter })
             post({ t: 'request', id: message.id, rid, op, args, schedule: meter.schedule.version, allowance: meter.allowance })
           })
-        }),
-      )
+        }
+        const box = sandbox(message.sid)
+        return message.previousJson === undefined
+          ? box.runCall(message.method, message.argsJson, message.turn, onRequest)
+          : box.runUpgradeHook(message.previousJson, message.turn, onRequest)
+      })
       break
     case 'answer': {
       const waiting = answers.get(message.rid)

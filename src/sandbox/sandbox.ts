@@ -31,7 +31,7 @@ import { createEngineInstance, recycleMemory } from './engine.js'
 import { captureSteps, type EngineState, type ExportInfo, writeMemorySteps } from './engine-state.js'
 import { type CostSchedule, costSchedule, HostMeter, MILLITICKS } from './host-work.js'
 import type { VMLimits } from './limits.js'
-import { PRELUDE_SOURCE } from './prelude.js'
+import { PRELUDE_SOURCE, UPGRADE_PRELUDE_SOURCE } from './prelude.js'
 import { runInSlices, type Steps } from './slices.js'
 
 /** Values a turn takes from the log. */
@@ -70,6 +70,8 @@ export interface SandboxOptions {
   watchdogMs?: number
   /** The log's cost schedule version (host-work.ts); absent: 0, the schedule that charges nothing. */
   costSchedule?: number
+  /** The sandbox loads code from an upgrade entry: its prelude has the upgrade hook (runUpgradeHook). */
+  upgradeHook?: boolean
 }
 
 type PendingRequest = { op: string; argsJson: string; deferred: QuickJSDeferredPromise }
@@ -181,13 +183,15 @@ export class Sandbox {
     const hostConsole = ctx.newFunction('hostConsole', (levelHandle, messageHandle) => {
       this.consoleSink(ctx.getString(levelHandle), ctx.getString(messageHandle))
     })
-    const preludeFn = this.unwrap(ctx.evalCode(PRELUDE_SOURCE, 'libvms-prelude.js'), 'prelude')
+    const prelude = options.upgradeHook ? UPGRADE_PRELUDE_SOURCE : PRELUDE_SOURCE
+    const preludeFn = this.unwrap(ctx.evalCode(prelude, 'libvms-prelude.js'), 'prelude')
     yield
     this.driver = this.unwrap(ctx.callFunction(preludeFn, ctx.undefined, hostRequest, hostConsole), 'prelude')
     for (const handle of [preludeFn, hostRequest, hostConsole]) handle.dispose()
     for (const name of ['configure', 'load', 'exportNames', 'beginCall', 'isSettled', 'fireNextTimer', 'endTurn', 'resetRequests']) {
       this.fns[name] = ctx.getProp(this.driver, name)
     }
+    if (options.upgradeHook) this.fns.beginUpgrade = ctx.getProp(this.driver, 'beginUpgrade')
     const parsedLimits = this.unwrap(ctx.evalCode(`(${JSON.stringify(this.limits)})`), 'limits')
     const maxInFlight = ctx.newNumber(this.schedule.maxInFlight)
     this.unwrap(ctx.callFunction(this.fns.configure, this.driver, parsedLimits, maxInFlight), 'configure').dispose()
@@ -314,19 +318,40 @@ export class Sandbox {
    * Runs one call of an exported function with already-encoded arguments (tagged JSON of an array).
    * Resolves with the outcome; throws HostFaultError only when the host, not the call, failed.
    */
-  async runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+  runCall(method: string, argsJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+    return this.runEntry('beginCall', method, argsJson, turn, onRequest)
+  }
+
+  /**
+   * Runs the loaded code's `exports.upgrade(previous)` as a turn (only in a sandbox made with
+   * `upgradeHook`): `previous` holds the old code's exports as `previousJson` lists them (ExportInfo
+   * as [name, callable, value]); calling one of its functions is an `upgrade.previous` host request.
+   */
+  runUpgradeHook(previousJson: string, turn: TurnContext, onRequest: HostRequestHandler): Promise<CallOutcome> {
+    if (!this.fns.beginUpgrade) return Promise.reject(new HostFaultError('this sandbox has no upgrade hook: make it with upgradeHook'))
+    return this.runEntry('beginUpgrade', previousJson, '[]', turn, onRequest)
+  }
+
+  /** A turn begun by driver function `entry` (beginCall, beginUpgrade) with its first argument and the call's. */
+  private async runEntry(
+    entry: 'beginCall' | 'beginUpgrade',
+    first: string,
+    argsJson: string,
+    turn: TurnContext,
+    onRequest: HostRequestHandler,
+  ): Promise<CallOutcome> {
     this.assertUsable()
     const ctx = this.ctx
     return this.runTurn(async () => {
       const handles = [
-        ctx.newString(method),
+        ctx.newString(first),
         ctx.newString(argsJson),
         turn.callerId === null ? ctx.null : ctx.newString(turn.callerId),
         ctx.newNumber(turn.timestamp),
         ctx.newString(turn.seed),
       ]
       try {
-        return ctx.callFunction(this.fns.beginCall, this.driver, ...handles)
+        return ctx.callFunction(this.fns[entry], this.driver, ...handles)
       } finally {
         for (const h of handles) if (h !== ctx.null) h.dispose()
       }

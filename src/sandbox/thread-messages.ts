@@ -14,7 +14,8 @@ export type ToThread =
   /** The sandbox's state between turns (Sandbox.captureState). */
   | { t: 'capture'; id: number; sid: number }
   | { t: 'load'; id: number; sid: number; code: string; turn: TurnContext }
-  | { t: 'call'; id: number; sid: number; method: string; argsJson: string; turn: TurnContext }
+  /** A call of export `method`; with `previousJson`, the upgrade hook (Sandbox.runUpgradeHook) instead. */
+  | { t: 'call'; id: number; sid: number; method: string; argsJson: string; turn: TurnContext; previousJson?: string }
   | { t: 'dispose'; sid: number }
   /** The answer to a System.* request the thread made for a call (`rid`), and the host work it charged. */
   | { t: 'answer'; rid: number; value?: unknown; error?: CrossingError; charged: number }

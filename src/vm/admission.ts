@@ -5,7 +5,7 @@
  * seq). So replay admits exactly what a live VM admits: a host cannot log a call no live VM would have
  * run. The rules, in the order they are checked:
  * 1. the method is a function the script exported at load (an own property: not an inherited name
- *    such as `constructor` or `toString`), and not `init`;
+ *    such as `constructor` or `toString`), and not `init` (nor, from log schema 4 on, the `upgrade` hook);
  * 2. the arguments are a list that encodes to at most `limits.maxArgsBytes` characters, nested at most
  *    MAX_VALUE_DEPTH levels, in the tagged form a live VM logs (see codec/value-codec.ts);
  * 3. the caller is a string or null;
@@ -27,7 +27,7 @@ import type { CallAuthenticator } from '../auth/call-auth.js'
 import type { AuthenticatedCall, CallPayload, ParsedSignedCall, SignedCall } from '../auth/signed-call.js'
 import { decodeValue, type EncodedArgs, encodeArgs, encodeValue, jsonDeeperThan } from '../codec/value-codec.js'
 import { DivergenceError, EncodingError, InvalidArgumentError, MethodNotFoundError } from '../errors.js'
-import { type CallEntry, type CallInput, CLIENT_NONCE, callInputOf, type RunOutcome } from '../ledger/log-entry.js'
+import { type CallEntry, type CallInput, CLIENT_NONCE, callInputOf, type RunOutcome, UPGRADE_SCHEMA } from '../ledger/log-entry.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ExportInfo } from '../sandbox/sandbox.js'
 
@@ -106,7 +106,9 @@ export class CallAdmission {
     readonly authenticator: CallAuthenticator,
     private readonly factory = false,
   ) {
-    this.methods = new Set(exports.filter((e) => e.callable && e.name !== 'init').map((e) => e.name))
+    // From log schema 4 on, `upgrade` is the upgrade hook: like `init`, never a caller's to call.
+    const hooks = authenticator.schema >= UPGRADE_SCHEMA ? ['init', 'upgrade'] : ['init']
+    this.methods = new Set(exports.filter((e) => e.callable && !hooks.includes(e.name)).map((e) => e.name))
   }
 
   /** The callable exports a caller may call. */

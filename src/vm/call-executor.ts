@@ -27,7 +27,7 @@ import { CommitGroup } from '../ledger/commit-group.js'
 import type { FilesState } from '../ledger/files-archive.js'
 import type { StorageUsage } from '../ledger/files-transaction.js'
 import { FilesView } from '../ledger/files-view.js'
-import { buildCallEntry, type CallEntry, type CallInput, type LogEntry, type RunOutcome } from '../ledger/log-entry.js'
+import { buildCallEntry, type CallEntry, type CallInput, codeHash, type LogEntry, type RunOutcome } from '../ledger/log-entry.js'
 import { randomHexSource } from '../ledger/random-values.js'
 import { entryHash, type HostState, stateDigestInSlices, type VMSnapshot } from '../ledger/snapshot.js'
 import type { VMStorage } from '../ledger/vm-storage.js'
@@ -74,6 +74,18 @@ export function stateEntry(entry: CallEntry, captured: Pick<CapturedState, 'stat
   entry.state = captured.state
 }
 
+/** What an upgrade's turn did (CallExecutor.upgradeTurn), for its entry. */
+export interface UpgradeTurn {
+  timestamp: number
+  seed: string
+  /** The version it replaced (or would have). */
+  replaces: { hash: string; seq: number }
+  loadCost: number
+  outcome: RunOutcome & { ok: true }
+  /** The archive state after it. */
+  files: FilesState
+}
+
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
 const MAX_GROUP_CALLS = 256
 
@@ -114,9 +126,13 @@ export class CallExecutor {
   /** Where live calls take checkpoints; null: none. */
   readonly checkpointer: Checkpointer | null
   private readonly recover: (executor: CallExecutor) => Promise<void>
+  /** The runner of the code the VM runs now (an upgrade replaces it). */
+  private current: TurnRunner
+  /** The seq of the entry whose code runs: 0, the init entry's, or an upgrade's. */
+  private codeSeq = 0
 
   constructor(
-    readonly runner: TurnRunner,
+    runner: TurnRunner,
     readonly storage: VMStorage,
     /**
      * The VM's caller check. Its signed-call counters are the VM's only set: the executor advances
@@ -127,6 +143,27 @@ export class CallExecutor {
   ) {
     this.checkpointer = options.checkpointer ?? null
     this.recover = options.recover ?? (async () => {})
+    this.current = runner
+  }
+
+  /** The runner of the code the VM runs now. */
+  get runner(): TurnRunner {
+    return this.current
+  }
+
+  /** The seq of the entry whose code the VM runs now: 0 (the init entry) or an upgrade's. */
+  get codeVersionSeq(): number {
+    return this.codeSeq
+  }
+
+  /**
+   * Runs `runner`'s code from entry `seq` on (an upgrade's, or 0) without a turn: for a replay that
+   * starts from a snapshot taken under that code. The runner it replaces is disposed of.
+   */
+  useCode(runner: TurnRunner, seq: number): void {
+    if (runner !== this.current) this.current.dispose()
+    this.current = runner
+    this.codeSeq = seq
   }
 
   /** The seq the next call gets (the log's length once every call run is stored). */
@@ -162,6 +199,7 @@ export class CallExecutor {
 
   /** Host state as before the init turn: nothing stored, no signed call run; the archive at `files` (null: read it). */
   private startAt(files: FilesState | null): void {
+    this.codeSeq = 0
     this.usage = { bytes: 0, entries: 0 }
     this.authenticator.counters.restartFrom([])
     this.files = files
@@ -193,6 +231,98 @@ export class CallExecutor {
     this.files = after
     this.standAfter(seq, input.timestamp)
     return outcome
+  }
+
+  // ---- upgrades ----
+
+  /**
+   * The upgrade turn of entry `seq`: `next` (a successor of the runner) loads its code with the
+   * entry's timestamp and seed, then its `upgrade` hook runs with the old code's exports. `files`:
+   * where the hook's changes go — 'apply' (live, or a rebuild: they join the commit group) or the
+   * archive state the logged entry records (a checkout: the hook reads the archive as it was, its
+   * changes are dropped). A load that throws throws (ScriptError), and nothing changed; a hook that
+   * fails resolves with its failed outcome and nothing changed, `next` disposed of. Otherwise `next`
+   * is the VM's runner from here on, the old one disposed of, and the executor stands after `seq`.
+   */
+  async upgradeTurn(
+    seq: number,
+    next: TurnRunner,
+    turn: { timestamp: number; seed: string },
+    files: 'apply' | FilesState,
+    /** Called once the code is loaded, before its hook runs; what it throws refuses the upgrade. */
+    afterLoad?: () => Promise<void>,
+  ): Promise<Omit<UpgradeTurn, 'outcome'> & { outcome: RunOutcome }> {
+    const { timestamp, seed } = turn
+    let loadCost: number
+    let outcome: RunOutcome
+    try {
+      loadCost = await next.load(timestamp, seed)
+      await afterLoad?.()
+      const hook = (turnFiles: TurnFiles) => next.runUpgrade(timestamp, seed, turnFiles, this.current)
+      if (files === 'apply') outcome = await this.applyTurn(hook)
+      else outcome = await this.checkTurn((await this.currentFiles()).version, hook)
+    } catch (err) {
+      next.dispose()
+      throw err
+    }
+    const replaces = { hash: codeHash(this.current.code), seq: this.codeSeq }
+    if (!outcome.ok) {
+      next.dispose()
+      return { timestamp, seed, loadCost, outcome, files: await this.currentFiles(), replaces }
+    }
+    if (files !== 'apply') this.files = files
+    this.useCode(next, seq)
+    this.standAfter(seq, timestamp)
+    return { timestamp, seed, loadCost, outcome, files: await this.currentFiles(), replaces }
+  }
+
+  /**
+   * A live upgrade, between calls: calls queued before it run (on the old code) and are stored
+   * first; then `next` loads and its hook runs (upgradeTurn), and `entryOf` builds the entry, which
+   * is stored alone. The caller holds new calls back meanwhile (vm.ts). A load that throws, or a hook
+   * that fails, leaves the VM as it was — the old code's state put back as it was before the hook
+   * called it — and appends nothing: resolves with the failure, or throws the load's error.
+   */
+  async upgradeLive(
+    next: TurnRunner,
+    /** Checks the loaded code before its hook runs (a factory's exports); what it throws refuses the upgrade. */
+    checkLoaded: () => void,
+    entryOf: (result: UpgradeTurn & { seq: number }) => LogEntry,
+  ): Promise<{ seq: number; entry: LogEntry } | { failed: RunOutcome & { ok: false } }> {
+    while (this.running || this.flushing) {
+      await this.running
+      await this.flushing
+    }
+    if (this.failure) throw new StateError(`the VM stopped after a storage failure (${this.failure.message}); reopen it`)
+    const seq = this.nextSeq
+    const turn = { timestamp: this.takeTimestamp(), seed: this.newSeed() }
+    // The hook's calls to the old code change its state: it is put back if the upgrade fails.
+    const old = this.current
+    let before: EngineState | null = null
+    let result: Omit<UpgradeTurn, 'outcome'> & { outcome: RunOutcome }
+    try {
+      result = await this.upgradeTurn(seq, next, turn, 'apply', async () => {
+        checkLoaded()
+        if (next.hasUpgradeHook) before = await old.captureState()
+      })
+    } catch (err) {
+      if (before) await old.restore(before).catch((restoring) => this.fail(restoring as Error))
+      throw err
+    }
+    const { outcome } = result
+    if (!outcome.ok) {
+      if (before) await old.restore(before)
+      return { failed: outcome }
+    }
+    const entry = entryOf({ ...result, seq, outcome })
+    this.stage(entry)
+    try {
+      await this.flush()
+    } catch (err) {
+      this.fail(err as Error)
+      throw new StateError(`the upgrade could not be logged: ${(err as Error).message}; reopen the VM`)
+    }
+    return { seq, entry }
   }
 
   private async applyTurn(run: (files: TurnFiles) => Promise<TurnResult>): Promise<RunOutcome> {
@@ -246,6 +376,7 @@ export class CallExecutor {
   async captureState(): Promise<CapturedState> {
     const engine = await this.runner.captureState()
     const host: HostState = { usage: { ...this.usage }, counters: this.authenticator.counters.list() }
+    if (this.codeSeq > 0) host.code = this.codeSeq
     const stateFormat = this.runner.stateFormat
     return { engine, host, state: await stateDigestInSlices(engine, host, stateFormat), stateFormat }
   }
@@ -259,6 +390,7 @@ export class CallExecutor {
     await this.runner.restore(snapshot.engine, prepared)
     this.usage = { ...snapshot.host.usage }
     this.authenticator.counters.restartFrom(snapshot.host.counters)
+    this.codeSeq = snapshot.host.code ?? 0
     const { version, dbHash, blobsLength, blobsHash } = snapshot.files
     this.files = { version, dbHash, blobsLength, blobsHash }
     this.standAfter(snapshot.seq, timestamp)
@@ -427,7 +559,7 @@ export class CallExecutor {
     const seq = this.nextSeq
     let entry: CallEntry
     try {
-      entry = buildCallEntry(input, await this.apply(input), await this.currentFiles())
+      entry = buildCallEntry(input, await this.apply(input), await this.currentFiles(), this.codeSeq)
       if (call.input.signedPayload) this.authenticator.counters.noteRun(call.input.signedPayload)
     } catch (err) {
       if (err instanceof HostFaultError) await this.recoverFromFault()

@@ -20,10 +20,12 @@
  */
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive } from '../ledger/files-archive.js'
-import { decodeEntry } from '../ledger/log-entry.js'
+import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
 import { encodeSnapshotInSlices, maxSnapshotBytes, snapshotMisfit, type VMSnapshot } from '../ledger/snapshot.js'
 import { publishedPath, type SnapshotStore } from '../ledger/snapshot-store.js'
+import { MAX_MEMORY_BYTES } from '../sandbox/engine.js'
 import { counted } from '../wording.js'
+import { snapshotExpectation } from './code-versions.js'
 
 export interface CheckpointOptions {
   /** A checkpoint at least every this many calls (default 1000). */
@@ -131,10 +133,10 @@ export class Checkpointer {
    * whole, its content hashing to its state, its entry the log's entry at its seq, and that entry's
    * stated digest (if it states one) its own. Each one passed over is a notice saying why.
    */
-  async newestUsable(log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | null> {
+  async newestUsable(log: CallLog, init: InitEntry): Promise<VMSnapshot | null> {
     const seqs = await this.store.seqs()
     for (const seq of seqs) {
-      const snapshot = await this.usable(seq, log, memoryBytes, stateFormat)
+      const snapshot = await this.usable(seq, log, init)
       if (typeof snapshot !== 'string') {
         this.newestSeq = seq
         return snapshot
@@ -144,13 +146,19 @@ export class Checkpointer {
     return null
   }
 
-  /** The snapshot of `seq` if it fits the log's entry there and this VM (snapshotMisfit), or why not. */
-  private async usable(seq: number, log: CallLog, memoryBytes: number, stateFormat: string): Promise<VMSnapshot | string> {
+  /**
+   * The snapshot of `seq` if it fits the log's entry there and this VM, under the code its host state
+   * names (snapshotMisfit, snapshotExpectation), or why not.
+   */
+  private async usable(seq: number, log: CallLog, init: InitEntry): Promise<VMSnapshot | string> {
     if (seq <= 0 || seq >= log.length) return `the log has ${counted(log.length, 'entry', 'entries')}: it is not of this log as it is now`
-    const snapshot = await this.store.read(seq, maxSnapshotBytes(memoryBytes)).catch((err) => (err as Error).message)
+    // The VM's own dir: read up to the largest memory a VM has (its code, and so its limits, may have changed).
+    const snapshot = await this.store.read(seq, maxSnapshotBytes(MAX_MEMORY_BYTES)).catch((err) => (err as Error).message)
     if (typeof snapshot === 'string') return snapshot
+    const expected = await snapshotExpectation(log, init, snapshot, null)
+    if (typeof expected === 'string') return expected
     const block = await log.block(seq)
-    return snapshotMisfit(snapshot, { seq, entry: decodeEntry(block, seq), block, stateFormat, memoryBytes }) ?? snapshot
+    return snapshotMisfit(snapshot, { seq, entry: decodeEntry(block, seq), block, ...expected }) ?? snapshot
   }
 }
 

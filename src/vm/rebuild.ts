@@ -20,13 +20,22 @@ import {
 import type { ReadEntry } from '../ledger/call-log.js'
 import { type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { FilesState } from '../ledger/files-archive.js'
-import { type CallEntry, type CallInput, type InitEntry, type LogEntry, type RunOutcome, sameFiles } from '../ledger/log-entry.js'
+import {
+  type CallEntry,
+  type CallInput,
+  type InitEntry,
+  type LogEntry,
+  type RunOutcome,
+  sameFiles,
+  type UpgradeEntry,
+} from '../ledger/log-entry.js'
 import { snapshotMisfit } from '../ledger/snapshot.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { CallAdmission } from './admission.js'
 import { CallExecutor, type ExecutorOptions } from './call-executor.js'
+import { upgradeLimits } from './code-versions.js'
 import { ENGINE_INFO } from './engine-info.js'
 import type { LoggedCalls, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
 import { TurnRunner } from './turn-runner.js'
@@ -184,6 +193,15 @@ export class Rebuild implements ReplayTarget {
 
   run(seq: number, input: CallInput): Promise<{ outcome: RunOutcome; files: FilesState }> {
     return this.parts().executor.rerun(seq, input)
+  }
+
+  /** Checked against the auditor's ceiling, as the init entry's are. */
+  upgradeLimits(seq: number, logged: UpgradeEntry): VMLimits {
+    return upgradeLimits(seq, logged, this.options.maxLimits ?? {})
+  }
+
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }> {
+    return this.parts().executor.upgradeTurn(seq, next, logged, 'apply')
   }
 
   async keep(entry: LogEntry, bytes: number): Promise<void> {

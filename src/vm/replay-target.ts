@@ -6,13 +6,13 @@
 import type { CheckedEntry } from '../auth/signature-checks.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import type { FilesState } from '../ledger/files-archive.js'
-import type { CallEntry, CallInput, InitEntry, LogEntry, RunOutcome } from '../ledger/log-entry.js'
+import type { CallEntry, CallInput, InitEntry, LogEntry, RunOutcome, UpgradeEntry } from '../ledger/log-entry.js'
 import type { VMSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import type { CallAdmission } from './admission.js'
 import type { CallExecutor } from './call-executor.js'
-import type { EngineSandbox } from './turn-runner.js'
+import type { EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface ReplayAssertions {
   /** The files archive the log must name in its init entry. */
@@ -94,6 +94,13 @@ export interface ReplayTarget {
   admit(admission: CallAdmission, seq: number, logged: CallEntry, signatureValid: boolean | undefined): CallInput
   /** Runs logged call `seq` again: its outcome and the archive state its entry is to record. */
   run(seq: number, input: CallInput, logged: CallEntry): Promise<{ outcome: RunOutcome; files: FilesState }>
+  /** The limits logged upgrade `seq` sets, checked (a Rebuild: against the auditor's ceiling). */
+  upgradeLimits(seq: number, logged: UpgradeEntry): VMLimits
+  /**
+   * Runs logged upgrade `seq` again with `next`, the runner of its code (CallExecutor.upgradeTurn):
+   * the load's cost, the hook's outcome, and the archive state its entry is to record.
+   */
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }>
   /** Takes a replayed entry (`bytes`: the logged one's size). */
   keep(entry: LogEntry, bytes: number): Promise<void>
   /** Stores what it keeps. */

@@ -17,14 +17,27 @@
  * records, and where its entry states a state digest the replay computes one.
  */
 import type { CheckedEntry } from '../auth/signature-checks.js'
-import { DivergenceError, EngineMismatchError, LogFormatError, StateError } from '../errors.js'
+import { DivergenceError, EngineMismatchError, LogFormatError, ScriptError, StateError } from '../errors.js'
 import { filesFormat } from '../ledger/drive-format.js'
 import type { ReplayEntry } from '../ledger/entry-diff.js'
+import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import { buildCallEntry, buildInitEntry, type CallEntry, decodeEntry, type InitEntry } from '../ledger/log-entry.js'
-import { recordedLimits } from '../sandbox/limits.js'
+import {
+  buildCallEntry,
+  buildInitEntry,
+  buildUpgradeEntry,
+  type CallEntry,
+  codeHash,
+  decodeEntry,
+  type InitEntry,
+  type RunOutcome,
+  UPGRADE_SCHEMA,
+  type UpgradeEntry,
+} from '../ledger/log-entry.js'
+import { recordedLimits, resolveLimits } from '../sandbox/limits.js'
 import { CallAdmission, checkOracleUsed, FACTORY_EXPORTS, missingExports } from './admission.js'
 import { type CallExecutor, stateEntry } from './call-executor.js'
+import { takesUpgrades, upgradeEntryAt } from './code-versions.js'
 import { ENGINE_INFO } from './engine-info.js'
 import { Rebuild } from './rebuild.js'
 import type { ReplayAssertions, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
@@ -74,7 +87,7 @@ export async function openReplay(source: ReplaySource, options: OpenReplayOption
   try {
     const executor = await target.open(source, init)
     let replayed: InitEntry | null = null
-    if (options.from) await startAt(source, target, executor, options.from)
+    if (options.from) await startAt(source, target, executor, init, options.from)
     else replayed = await replayInit(init, target, executor)
     const checkpoints = init.schema >= 2
     return new LogReplay(source, target, executor, { logged: init, replayed }, { ...options, end, checkpoints })
@@ -103,6 +116,10 @@ function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
 
 /** Loads the logged script and re-runs its init: the init entry an honest host would have logged. */
 async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallExecutor): Promise<InitEntry> {
+  // A VM restoring its own log after an upgrade runs the init entry's code again first.
+  if (executor.runner.upgraded || executor.runner.code !== init.code) {
+    executor.useCode(executor.runner.withCode(init.code, resolveLimits(init.limits), false), 0)
+  }
   const runner = executor.runner
   let loadCost: number
   try {
@@ -133,6 +150,7 @@ async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallE
     outcome,
     loadCost,
     factory: !!init.factory,
+    upgrades: init.upgrades,
     files,
   })
   // ... and its schema (one this LibVMS reads: parseEntry checked it).
@@ -142,19 +160,40 @@ async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallE
   return replayed
 }
 
-/** Puts the target and its executor in the state after entry `from.snapshot.seq`: its archive, its sandbox, its counters. */
-async function startAt(source: ReplaySource, target: ReplayTarget, executor: CallExecutor, from: ReplayStart): Promise<void> {
+/**
+ * Puts the target and its executor in the state after entry `from.snapshot.seq`: its code (the
+ * init entry's, or the upgrade's its host state names), its archive, its sandbox, its counters.
+ */
+async function startAt(
+  source: ReplaySource,
+  target: ReplayTarget,
+  executor: CallExecutor,
+  init: InitEntry,
+  from: ReplayStart,
+): Promise<void> {
   const { seq } = from.snapshot
+  const codeSeq = from.snapshot.host.code ?? 0
+  let prepared = target.prepared
+  if (codeSeq > 0) {
+    const code = await upgradeEntryAt(source, codeSeq)
+    executor.useCode(executor.runner.withCode(code.code, target.upgradeLimits(codeSeq, code), true), codeSeq)
+    // A sandbox made ahead is of the init entry's code: not the one this state was taken in.
+    prepared?.then((sandbox) => sandbox.dispose()).catch(() => {})
+    prepared = undefined
+  } else if (executor.runner.upgraded || executor.runner.code !== init.code) {
+    executor.useCode(executor.runner.withCode(init.code, resolveLimits(init.limits), false), 0)
+  }
   const block = await source.block(seq)
   const entry = decodeEntry(block, seq)
   await target.begin(from, entry, block)
-  await executor.adopt(from.snapshot, entry.timestamp, target.prepared)
+  await executor.adopt(from.snapshot, entry.timestamp, prepared)
 }
 
 /** The replay of one log, read through `entries()`. */
 class LogReplay implements Replay {
   private read = false
-  private readonly admission: CallAdmission
+  /** Admits logged calls by the exports and limits of the code that runs (an upgrade replaces it). */
+  private admission: CallAdmission
 
   constructor(
     private readonly source: ReplaySource,
@@ -179,7 +218,9 @@ class LogReplay implements Replay {
     for (let until = this.options.end; ; until = this.source.length) {
       // The calls from the executor's position on, each re-run in a function of its own.
       const reads = this.source.read({ start: this.executor.nextSeq, end: until })
-      for await (const read of this.target.checked(reads, this.init.logged)) yield await this.call(read)
+      for await (const read of this.target.checked(reads, this.init.logged)) {
+        yield await (read.entry.type === 'upgrade' ? this.upgrade(read) : this.call(read))
+      }
       await this.target.flush()
       if (!follow) return
       await this.source.waitForLength(this.executor.nextSeq + 1, { signal })
@@ -200,8 +241,58 @@ class LogReplay implements Replay {
     if (!(logged.timestamp >= executor.lastTimestamp)) throw DivergenceError.CLOCK(seq, logged, executor.lastTimestamp)
     const { outcome, files } = await this.target.run(seq, input, logged)
     checkOracleUsed(seq, logged, outcome)
-    const replayed = buildCallEntry(input, outcome, files)
+    const replayed = buildCallEntry(input, outcome, files, executor.codeVersionSeq)
     await this.stateAsLogged(seq, logged, replayed)
+    await this.target.keep(replayed, read.bytes)
+    return { seq, logged, replayed }
+  }
+
+  /**
+   * Re-runs one logged upgrade: it must be one the log's init entry allows, not dated back, under
+   * limits the target accepts; its code must load and its hook succeed as they did. The code then
+   * runs the calls after it, admitted by its exports and limits.
+   */
+  private async upgrade(read: CheckedEntry): Promise<ReplayEntry> {
+    const { seq } = read
+    const logged = read.entry as UpgradeEntry
+    const init = this.init.logged
+    const executor = this.executor
+    if (init.schema < UPGRADE_SCHEMA) throw DivergenceError.UPGRADE_IN_OLD_LOG(seq, init.schema)
+    if (!takesUpgrades(init)) throw DivergenceError.UPGRADE_FORBIDDEN(seq)
+    if (!(logged.timestamp >= executor.lastTimestamp)) {
+      throw DivergenceError.CLOCK(seq, { method: 'upgrade', caller: null, timestamp: logged.timestamp }, executor.lastTimestamp)
+    }
+    const replaces = { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq }
+    const next = executor.runner.withCode(logged.code, this.target.upgradeLimits(seq, logged), true)
+    let ran: { loadCost: number; outcome: RunOutcome; files: FilesState }
+    try {
+      ran = await this.target.upgrade(seq, next, logged)
+    } catch (err) {
+      if (err instanceof ScriptError) throw DivergenceError.UPGRADE_FAILS(seq, 'code', err)
+      throw err
+    }
+    const { loadCost, outcome, files } = ran
+    if (!outcome.ok) throw DivergenceError.UPGRADE_FAILS(seq, 'result', outcome.error, logged.result)
+    const missing = init.factory ? missingExports(next.exports, FACTORY_EXPORTS) : []
+    if (missing.length > 0) {
+      throw DivergenceError.UPGRADE_FAILS(seq, 'code', {
+        name: 'TypeError',
+        message: `a VM factory's code must export ${missing.join(' and ')}`,
+      })
+    }
+    const costSchedule = init.costSchedule ?? 0
+    const replayed = buildUpgradeEntry({
+      replaces,
+      code: logged.code,
+      limits: recordedLimits(next.limits, costSchedule > 0),
+      timestamp: logged.timestamp,
+      seed: logged.seed,
+      exports: next.exports,
+      outcome,
+      loadCost,
+      files,
+    })
+    this.admission = new CallAdmission(next.exports, next.limits, executor.authenticator, !!init.factory)
     await this.target.keep(replayed, read.bytes)
     return { seq, logged, replayed }
   }

@@ -9,13 +9,15 @@ import { DivergenceError } from '../errors.js'
 import type { CallLog, ReadEntry } from '../ledger/call-log.js'
 import { diffEntry } from '../ledger/entry-diff.js'
 import type { FilesState } from '../ledger/files-archive.js'
-import type { CallEntry, CallInput, InitEntry, RunOutcome } from '../ledger/log-entry.js'
+import type { CallEntry, CallInput, InitEntry, RunOutcome, UpgradeEntry } from '../ledger/log-entry.js'
 import type { VMSnapshot } from '../ledger/snapshot.js'
+import type { VMLimits } from '../sandbox/limits.js'
 import type { CallAdmission } from './admission.js'
 import type { CallExecutor } from './call-executor.js'
+import { upgradeLimits } from './code-versions.js'
 import { openReplay } from './replay.js'
 import type { LoggedCalls, ReplayTarget } from './replay-target.js'
-import type { EngineSandbox } from './turn-runner.js'
+import type { EngineSandbox, TurnRunner } from './turn-runner.js'
 
 /**
  * The VM's own archive, read at each logged version: a replay's turns run on checkouts of it and
@@ -53,6 +55,16 @@ export class Checkout implements ReplayTarget {
 
   async run(seq: number, input: CallInput, logged: CallEntry): Promise<{ outcome: RunOutcome; files: FilesState }> {
     return { outcome: await this.executor.recheck(seq, input, logged.files), files: logged.files }
+  }
+
+  /** The VM's own log: its limits were checked as it wrote them. */
+  upgradeLimits(seq: number, logged: UpgradeEntry): VMLimits {
+    return upgradeLimits(seq, logged, null)
+  }
+
+  /** Loads the upgrade's code and runs its hook on a checkout of the archive as the entry before it records (its changes dropped). */
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }> {
+    return this.executor.upgradeTurn(seq, next, logged, logged.files)
   }
 
   async keep(): Promise<void> {}

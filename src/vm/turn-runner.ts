@@ -4,17 +4,17 @@
  * knows nothing of logs, groups or queues. The call executor (call-executor.ts) says which archive
  * state the turn reads and what becomes of its changes.
  */
-import type { TaggedValue } from '../codec/value-codec.js'
+import { decodeValue, encodeValue, type TaggedValue } from '../codec/value-codec.js'
 import { HostFaultError } from '../errors.js'
 import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
-import { type CallInput, initSeed, type RunOutcome } from '../ledger/log-entry.js'
+import { type CallInput, derivedSeed, initSeed, type RunOutcome } from '../ledger/log-entry.js'
 import { type EngineState, stateFormatOf } from '../sandbox/engine-state.js'
-import { costSchedule } from '../sandbox/host-work.js'
+import { costSchedule, MILLITICKS } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { RemoteSandbox } from '../sandbox/remote-sandbox.js'
-import { type ConsoleSink, type ExportInfo, Sandbox } from '../sandbox/sandbox.js'
+import { type ConsoleSink, type ExportInfo, type HostRequestHandler, Sandbox } from '../sandbox/sandbox.js'
 import { takeSpareSandbox } from './sandbox-spares.js'
 import {
   FACTORY_SYSTEM_SOURCE,
@@ -42,6 +42,8 @@ export interface RunnerOptions {
   costSchedule: number
   /** The log's files format (drive-format.ts): how the VM's folders are stored. */
   filesFormat: FilesFormat
+  /** The code comes from an upgrade entry: its sandboxes have the upgrade hook (prelude.ts), and their state format says so. */
+  upgraded?: boolean
 }
 
 /** A sandbox on this thread, or on a sandbox thread: the same interface. */
@@ -68,9 +70,12 @@ function systemSourcesOf(factory: boolean): string[] {
   return factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
 }
 
-/** The state format of a VM's (or, `factory`, a VM factory's) sandboxes in this build. */
-export function stateFormatFor(factory: boolean): string {
-  return stateFormatOf(systemSourcesOf(factory))
+/**
+ * The state format of a VM's (or, `factory`, a VM factory's) sandboxes in this build; `upgraded`: of
+ * those that run code an upgrade entry loaded.
+ */
+export function stateFormatFor(factory: boolean, upgraded = false): string {
+  return stateFormatOf(systemSourcesOf(factory), upgraded)
 }
 
 export class TurnRunner {
@@ -81,7 +86,30 @@ export class TurnRunner {
 
   constructor(private readonly options: RunnerOptions) {
     this.limits = options.limits
-    this.stateFormat = stateFormatFor(!!options.factory)
+    this.stateFormat = stateFormatFor(!!options.factory, !!options.upgraded)
+  }
+
+  /** The code this runner loads. */
+  get code(): string {
+    return this.options.code
+  }
+
+  /**
+   * A runner of the same VM for other code, under `limits` (not loaded yet): the code an upgrade
+   * loads (`upgraded`), or the init entry's again (a replay from the start).
+   */
+  withCode(code: string, limits: VMLimits, upgraded: boolean): TurnRunner {
+    return new TurnRunner({ ...this.options, code, limits, upgraded })
+  }
+
+  /** Whether the code is of an upgrade entry (its sandboxes have the upgrade hook). */
+  get upgraded(): boolean {
+    return !!this.options.upgraded
+  }
+
+  /** Whether the loaded code exports an `upgrade` hook (and runs in a sandbox that can call it). */
+  get hasUpgradeHook(): boolean {
+    return this.upgraded && this.exports.some((e) => e.name === 'upgrade' && e.callable)
   }
 
   get exports(): ExportInfo[] {
@@ -98,16 +126,16 @@ export class TurnRunner {
    */
   static prepareSandbox(
     limits: VMLimits,
-    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number },
+    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number; upgraded?: boolean },
     /** Take a sandbox made ahead (sandbox-spares.ts): for processes that deploy many VMs. */
     ahead = false,
   ): Promise<EngineSandbox> {
-    const { watchdogMs, costSchedule, thread = false, factory = false } = options
-    const sandboxOptions = { limits, systemSources: systemSourcesOf(factory), watchdogMs, costSchedule }
+    const { watchdogMs, costSchedule, thread = false, factory = false, upgraded = false } = options
+    const sandboxOptions = { limits, systemSources: systemSourcesOf(factory), watchdogMs, costSchedule, upgradeHook: upgraded }
     const create = (console: ConsoleSink | undefined) =>
       thread ? RemoteSandbox.create({ ...sandboxOptions, console }) : Sandbox.create({ ...sandboxOptions, console })
     if (!ahead) return create(options.console)
-    const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory })
+    const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory, upgraded })
     // Made with a console (so that a thread forwards its lines), then given this VM's.
     return takeSpareSandbox<EngineSandbox>(kind, () => create(() => {})).then((sandbox) => {
       sandbox.setConsole(options.console)
@@ -161,6 +189,44 @@ export class TurnRunner {
   }
 
   /**
+   * Runs the loaded code's `exports.upgrade(previous)` (if it has one) as an upgrade's turn, dated
+   * `timestamp`, its seeds derived from `seed`. Each call it makes through `previous` runs the old
+   * code's export in `previous`'s sandbox, as an anonymous caller, on the same files transaction,
+   * under the old limits; its cost joins the hook's, which the new limits' computeTicks bounds.
+   * System.vms answers nothing here, live or on replay (as in init).
+   */
+  async runUpgrade(timestamp: number, seed: string, files: TurnFiles, previous: TurnRunner): Promise<TurnResult> {
+    const sandbox = this.sandbox
+    const old = previous.sandbox
+    if (!sandbox || !old) throw new HostFaultError('an upgrade needs both the old code and the new one loaded')
+    if (!this.hasUpgradeHook) return { outcome: { ok: true, cost: 0 }, changes: null }
+    const system = this.systemHost(files, timestamp, this.options.factory ? new OracleSession(null, [], null) : null)
+    let calls = 0
+    const onRequest: HostRequestHandler = async (op, args, meter) => {
+      if (op !== 'upgrade.previous') return system.handle(op, args, meter)
+      const [method, callArgs] = args as [string, unknown[]]
+      const turn = { timestamp, seed: derivedSeed(seed, `previous:${calls++}`), callerId: null }
+      const argsJson = encodeValue(callArgs, `the arguments of previous.${method}`) ?? '[]'
+      const outcome = await old.runCall(String(method), argsJson, turn, system.handle)
+      // The old code's work is the hook's: it counts against the hook's budget.
+      meter.absorb(outcome.cost * MILLITICKS)
+      if (!outcome.ok) throw Object.assign(new Error(outcome.error.message), { name: outcome.error.name })
+      return outcome.value === undefined ? undefined : decodeValue(JSON.stringify(outcome.value))
+    }
+    const previousJson = JSON.stringify(previous.exports.map((e) => [e.name, e.callable, e.value ?? null]))
+    const turn = { timestamp, seed: derivedSeed(seed, 'upgrade'), callerId: null }
+    const outcome = await sandbox.runUpgradeHook(previousJson, turn, onRequest)
+    return { outcome, changes: system.transaction }
+  }
+
+  /** The host side of a turn's System requests, over `files`. */
+  private systemHost(files: TurnFiles, timestamp: number, oracle: OracleSession | null): SystemHost {
+    const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
+    const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)
+    return new SystemHost(this.options.identity, files.version, timestamp, openView, oracle, quotas)
+  }
+
+  /**
    * Runs one call. `live`: System.vms asks the provisioner and the outcome carries what it answered;
    * otherwise the answers come from `input.oracle` (the log), and `oracleUnused` counts any left over.
    */
@@ -172,9 +238,7 @@ export class TurnRunner {
     const oracle = this.options.factory
       ? new OracleSession(asksHost ? (this.options.provisioner ?? null) : null, asksHost ? null : recorded, input.caller)
       : null
-    const quotas = costSchedule(this.options.costSchedule)?.quotas ? { quota: this.limits, usage: files.usage } : null
-    const openView = async () => (await files.openView()).withFormat(this.options.filesFormat)
-    const system = new SystemHost(this.options.identity, files.version, input.timestamp, openView, oracle, quotas)
+    const system = this.systemHost(files, input.timestamp, oracle)
     const turn = { timestamp: input.timestamp, seed: input.seed, callerId: input.caller }
     const outcome: RunOutcome = await sandbox.runCall(input.method, input.argsJson, turn, system.handle)
     const changes = system.transaction

@@ -20,11 +20,22 @@ import {
   MethodNotFoundError,
   ScriptError,
   StateError,
+  UpgradeError,
 } from '../errors.js'
 import type { CallLog } from '../ledger/call-log.js'
 import { CURRENT_FILES_FORMAT, type FilesFormat, filesFormat } from '../ledger/drive-format.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { type AuthMode, buildInitEntry, type CallEntry, type InitEntry, LOG_SCHEMA, sameFiles } from '../ledger/log-entry.js'
+import {
+  type AuthMode,
+  buildInitEntry,
+  buildUpgradeEntry,
+  codeHash,
+  type InitEntry,
+  LOG_SCHEMA,
+  sameFiles,
+  UPGRADE_SCHEMA,
+  type UpgradeEntry,
+} from '../ledger/log-entry.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
@@ -38,6 +49,7 @@ import { type AdmittedCall, CallAdmission, type EdgeCall, missingExports } from 
 import { CallExecutor, type StoredCall } from './call-executor.js'
 import type { Lane, QueueRoom } from './call-queue.js'
 import { Checkpointer, type CheckpointOptions, checkpointOptionsProblem, DEFAULT_CHECKPOINTS } from './checkpoints.js'
+import { type CodeVersion, takesUpgrades } from './code-versions.js'
 import { debugConsole } from './debug-console.js'
 import { ENGINE_INFO } from './engine-info.js'
 import { RebuildVM } from './rebuild.js'
@@ -56,6 +68,33 @@ export interface DeployOptions {
    * the snapshot it starts from) and that snapshot's seq (0: none, the whole log is re-run).
    */
   onResume?: (done: number, total: number, fromSeq: number) => void
+  /**
+   * Resuming a VM that runs other code: upgrade it to this VM's code (vm.upgrade, with `limits` from
+   * the options, if given) once it is restored. Without it, other code is refused (ERR_CODE_MISMATCH).
+   * The 'upgrade' event says what the upgrade did.
+   */
+  upgrade?: boolean
+}
+
+/** vm.upgrade's options. */
+export interface UpgradeOptions {
+  /** Limits from the upgrade on: each one given replaces the VM's (those not given stay as they are). */
+  limits?: Partial<VMLimits>
+}
+
+/** What an upgrade did (vm.upgrade's result, and the 'upgrade' event's). */
+export interface UpgradeResult {
+  /** The seq of its entry. */
+  seq: number
+  /** The code version it replaced, and the one the VM runs from here on. */
+  from: CodeVersion
+  to: CodeVersion
+  /** What the new code's `upgrade` hook returned (undefined: it has none, or it returned nothing). */
+  result: unknown
+  /** Whether the new code has an `upgrade` hook (it ran). */
+  hook: boolean
+  /** Its cost in ticks: the load's and the hook's, its calls to the old code included. */
+  cost: number
 }
 
 export interface VMOptions {
@@ -67,6 +106,11 @@ export interface VMOptions {
    * A reopened VM keeps its recorded mode (asking for another one is refused).
    */
   auth?: AuthMode
+  /**
+   * Whether the VM may be upgraded (vm.upgrade): true by default. `false` is recorded in the init
+   * entry: the VM refuses every upgrade, and a log of it that holds one is a divergence.
+   */
+  upgrades?: boolean
   /** Where the script's console.* output goes; by default to NODE_DEBUG=libvms. */
   console?: ConsoleSink
   /** Wall-clock watchdog of one call, host requests included, in ms (a host fault, never logged; default: the larger of 5 s and 10 ms per tick of computeTicks). */
@@ -136,7 +180,8 @@ const noticeLog = debuglog('libvms')
 type VMState = 'new' | 'deploying' | 'ready' | 'closing' | 'closed'
 
 export class VM extends EventEmitter {
-  readonly code: string
+  /** The code this VM object was made with: what a first deploy deploys (and an upgrade on deploy upgrades to). */
+  private readonly givenCode: string
   private readonly options: VMOptions
   private state: VMState = 'new'
   private storage: VMStorage | null = null
@@ -147,6 +192,10 @@ export class VM extends EventEmitter {
   private ownedDir: string | null = null
   /** The receipt being made (receipts are made in log order). */
   private receiptsMade: Promise<unknown> = Promise.resolve()
+  /** Every code version the VM ran, oldest first (read back from its log at deploy; each upgrade adds one). */
+  private versions: CodeVersion[] = []
+  /** The upgrade under way, if any: calls made meanwhile wait for it, then run on the code it leaves. */
+  private upgrading: Promise<unknown> | null = null
   private readonly factoryHooks: FactoryHooks | null
 
   constructor(script: string | ScriptBundle, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
@@ -162,8 +211,33 @@ export class VM extends EventEmitter {
     }
     const checkpointsProblem = checkpointOptionsProblem(options.checkpoints)
     if (checkpointsProblem) throw new InvalidArgumentError(checkpointsProblem)
-    this.code = code
+    if (options.upgrades !== undefined && typeof options.upgrades !== 'boolean') {
+      throw new InvalidArgumentError(`upgrades must be true or false, got ${JSON.stringify(options.upgrades)}`)
+    }
+    this.givenCode = code
     this.options = options
+  }
+
+  /** The code the VM runs: the code it was made with until it is deployed, then its log's (an upgrade changes it). */
+  get code(): string {
+    return this.executor?.runner.code ?? this.givenCode
+  }
+
+  /** The version of the code the VM runs (its hash, and the seq of the entry that set it); null until deployed. */
+  get codeVersion(): CodeVersion | null {
+    const executor = this.executor
+    return executor ? { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq } : null
+  }
+
+  /** Every code version the VM ran, oldest first: the init entry's, then each upgrade's (empty until deployed). */
+  get codeVersions(): readonly CodeVersion[] {
+    return this.versions
+  }
+
+  /** Whether the VM may be upgraded: its log's schema has upgrades and its init entry does not turn them off. */
+  get upgradable(): boolean {
+    const init = this.initEntry
+    return init ? init.schema >= UPGRADE_SCHEMA && takesUpgrades(init) : this.options.upgrades !== false
   }
 
   // ---- attributes ----
@@ -190,8 +264,9 @@ export class VM extends EventEmitter {
     return this.initEntry?.title ?? ''
   }
 
+  /** The limits the VM runs under now (an upgrade may change them). */
   get limits(): VMLimits {
-    return this.initEntry?.limits ?? resolveLimits(this.options.limits)
+    return this.executor?.runner.limits ?? resolveLimits(this.options.limits)
   }
 
   get auth(): AuthMode {
@@ -218,8 +293,8 @@ export class VM extends EventEmitter {
    * and the init entry is logged. A dir that holds this VM already reopens it and restores its
    * in-memory state by replaying its own log.
    */
-  async deploy({ dir, title = '', onResume }: DeployOptions): Promise<void> {
-    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume)
+  async deploy({ dir, title = '', onResume, upgrade = false }: DeployOptions): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume, false, upgrade)
   }
 
   /**
@@ -249,6 +324,7 @@ export class VM extends EventEmitter {
     openStorage: () => Promise<VMStorage>,
     onResume?: DeployOptions['onResume'],
     sandboxAhead = false,
+    upgrade = false,
   ): Promise<void> {
     if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
@@ -262,7 +338,7 @@ export class VM extends EventEmitter {
     try {
       storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
-      else await this.reopen(storage, limits, prepared, onResume)
+      else await this.reopen(storage, limits, prepared, onResume, upgrade)
     } catch (err) {
       this.executor?.runner.dispose()
       await this.executor?.close().catch(() => {})
@@ -274,15 +350,31 @@ export class VM extends EventEmitter {
         if (storage.fresh) await storage.discard()
       }
       this.state = 'new'
-      throw inScriptSources(err, this.code)
+      throw inScriptSources(err, this.givenCode)
     }
+    this.versions = await this.codeHistory()
     this.state = 'ready'
     this.emit('ready')
+    if (this.pendingUpgrade) await this.upgradeOnDeploy()
+  }
+
+  /** Set by a reopen that found other code and was told to upgrade: done once the VM is ready. */
+  private pendingUpgrade = false
+
+  /** The upgrade a deploy was told to make ({upgrade: true}); if it is refused, the VM closes and the deploy throws. */
+  private async upgradeOnDeploy(): Promise<void> {
+    this.pendingUpgrade = false
+    try {
+      await this.upgrade(this.givenCode, { limits: this.options.limits })
+    } catch (err) {
+      await this.close().catch(() => {})
+      throw inScriptSources(err, this.givenCode)
+    }
   }
 
   private async firstDeploy(storage: VMStorage, title: string, limits: VMLimits, prepared: Promise<EngineSandbox>): Promise<void> {
     const identity = { key: storage.filesArchive.key, title }
-    const runner = new TurnRunner({ ...this.runnerOptions(), limits, identity })
+    const runner = new TurnRunner({ ...this.runnerOptions(), code: this.givenCode, limits, identity })
     // Where its snapshots are published (named in the init entry, so whoever has the log finds
     // them): opened while the script loads.
     const snapshots = this.options.checkpoints === false ? null : storage.snapshots()
@@ -303,10 +395,11 @@ export class VM extends EventEmitter {
       engine: ENGINE_INFO,
       costSchedule: CURRENT_COST_SCHEDULE,
       filesFormat: this.options.filesFormat ?? CURRENT_FILES_FORMAT,
-      code: this.code,
+      code: this.givenCode,
       title,
       filesArchiveKey: storage.filesArchive.key,
       snapshotsKey,
+      upgrades: this.options.upgrades,
       limits: recordedLimits(limits, CURRENT_COST_SCHEDULE > 0),
       auth: this.options.auth ?? 'debug',
       timestamp,
@@ -327,6 +420,7 @@ export class VM extends EventEmitter {
     limits: VMLimits,
     prepared: Promise<EngineSandbox>,
     onResume?: DeployOptions['onResume'],
+    upgrade = false,
   ): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
@@ -336,12 +430,8 @@ export class VM extends EventEmitter {
         `${storage.dir} holds a ${init.factory ? 'VM factory: deploy it with VMFactory' : 'VM, not a factory: deploy it with VM'}`,
       )
     }
-    if (init.code !== this.code) {
-      throw new DirectoryError(
-        'ERR_CODE_MISMATCH',
-        `${storage.dir} holds a VM deployed with different code; deploy this script into a new dir, or use the original code`,
-      )
-    }
+    // A log that predates upgrades runs its init entry's code for ever; any other may have been upgraded since.
+    if (init.schema < UPGRADE_SCHEMA && init.code !== this.givenCode) throw codeMismatch(storage.dir, false)
     if (this.options.auth !== undefined && this.options.auth !== init.auth) {
       throw new DirectoryError(
         'ERR_AUTH_MISMATCH',
@@ -359,6 +449,7 @@ export class VM extends EventEmitter {
     }
     const runner = new TurnRunner({
       ...this.runnerOptions(schedule, format),
+      code: init.code,
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
     })
@@ -371,27 +462,144 @@ export class VM extends EventEmitter {
     this.storage = storage
     const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
     if (!sameLimits) (await prepared).dispose()
-    const snapshot = await checkpointer?.newestUsable(log, runner.limits.memoryBytes, runner.stateFormat)
+    const snapshot = await checkpointer?.newestUsable(log, init)
     if (checkpointer && snapshot === null && log.length > 1) {
       this.notice(`no usable snapshot: replaying the whole log (${counted(log.length - 1, 'call')})`)
     }
     const restore = { prepared: sameLimits ? prepared : undefined, onProgress: onResume, snapshot }
     await restoreFromLog(executor, log, restore)
+    if (executor.runner.code !== this.givenCode) {
+      if (!upgrade) throw codeMismatch(storage.dir, this.upgradable || init.upgrades !== false)
+      this.pendingUpgrade = true
+    }
     this.attach(init)
   }
 
-  /** @internal Makes a deployed (or replayed) VM ready for calls. */
+  /** @internal Makes a deployed (or replayed) VM ready for calls, by the code it runs now (again after an upgrade). */
   attach(init: InitEntry): void {
     this.initEntry = init
     const executor = this.requireExecutor()
-    this.admission = new CallAdmission(executor.runner.exports, init.limits, executor.authenticator, !!init.factory)
+    this.admission = new CallAdmission(executor.runner.exports, executor.runner.limits, executor.authenticator, !!init.factory)
     const exportsObject: Record<string, unknown> = {}
     for (const e of executor.runner.exports) {
       if (!e.callable) exportsObject[e.name] = decodeValue(e.value ?? 'null')
-      else if (e.name === 'init') exportsObject[e.name] = async () => Promise.reject(new MethodNotFoundError('init'))
+      else if (!this.admission.methodNames.includes(e.name))
+        exportsObject[e.name] = async () => Promise.reject(new MethodNotFoundError(e.name))
       else exportsObject[e.name] = (...args: unknown[]) => this.executeCall({ methodName: e.name, args })
     }
     this.exportsObject = exportsObject
+  }
+
+  /**
+   * Upgrades the VM's code (log schema 4): `code` (or a bundle's) is loaded and, if it exports
+   * `upgrade`, `exports.upgrade(previous)` runs once — `previous` holding the old code's exports, each
+   * function an async call into the old code — to carry the state over; then an upgrade entry is
+   * appended, and every call after it runs on the new code. Calls made before it run on the old code
+   * first; calls made meanwhile wait for it. Limits given replace the VM's from here on.
+   *
+   * Refused with UpgradeError, nothing appended and the old code serving on, if the new code does not
+   * load, throws at its top level, or its hook throws or runs out of a limit (ERR_UPGRADE_FAILED), if
+   * the VM was deployed with `upgrades: false` (ERR_UPGRADES_OFF), or if its log predates upgrades
+   * (ERR_UPGRADE_UNSUPPORTED).
+   */
+  upgrade(code: string | ScriptBundle, options: UpgradeOptions = {}): Promise<UpgradeResult> {
+    const run = async (): Promise<UpgradeResult> => {
+      await previous
+      return this.upgradeNow(code, options)
+    }
+    const previous = this.upgrading
+    const upgrading = run()
+    const settled = upgrading.catch(() => {})
+    this.upgrading = settled
+    settled.then(() => {
+      if (this.upgrading === settled) this.upgrading = null
+    })
+    return upgrading
+  }
+
+  private async upgradeNow(script: string | ScriptBundle, options: UpgradeOptions): Promise<UpgradeResult> {
+    const code = typeof script === 'object' && script !== null && typeof script.code === 'string' ? script.code : script
+    if (typeof code !== 'string')
+      throw new InvalidArgumentError('vm.upgrade(code): code must be a string of JavaScript, or a bundle from bundleScript()')
+    if (options === null || typeof options !== 'object')
+      throw new InvalidArgumentError('vm.upgrade(code, options): options must be an object')
+    if (this.state !== 'ready')
+      throw new StateError(this.state === 'closed' || this.state === 'closing' ? 'the VM is closed' : 'the VM is not deployed yet')
+    const init = this.initEntry as InitEntry
+    const executor = this.requireExecutor()
+    if (init.schema < UPGRADE_SCHEMA) {
+      throw new UpgradeError(
+        'ERR_UPGRADE_UNSUPPORTED',
+        `the VM's log is of schema ${init.schema}, which predates upgrades: deploy the new code as a new VM (its state carried over by calls)`,
+      )
+    }
+    if (!takesUpgrades(init)) {
+      throw new UpgradeError(
+        'ERR_UPGRADES_OFF',
+        'the VM was deployed with upgrades: false; its code never changes (deploy the new code as a new VM)',
+      )
+    }
+    const limits = resolveLimits({ ...executor.runner.limits, ...options.limits })
+    const schedule = init.costSchedule ?? 0
+    const next = executor.runner.withCode(code, limits, true)
+    let done: Awaited<ReturnType<CallExecutor['upgradeLive']>>
+    try {
+      done = await executor.upgradeLive(
+        next,
+        () => this.checkRequiredExports(next),
+        (turn) =>
+          buildUpgradeEntry({
+            replaces: turn.replaces,
+            code,
+            limits: recordedLimits(limits, schedule > 0),
+            timestamp: turn.timestamp,
+            seed: turn.seed,
+            exports: next.exports,
+            outcome: turn.outcome,
+            loadCost: turn.loadCost,
+            files: turn.files,
+          }),
+      )
+    } catch (err) {
+      if (err instanceof ScriptError) {
+        const failure = inScriptSources(err, code) as ScriptError
+        throw new UpgradeError('ERR_UPGRADE_FAILED', `the new code does not load: ${failure.message}; the VM runs its old code`, {
+          name: failure.scriptErrorName ?? failure.name,
+          message: failure.message,
+        })
+      }
+      throw err
+    }
+    if ('failed' in done) {
+      const { error } = done.failed
+      throw new UpgradeError(
+        'ERR_UPGRADE_FAILED',
+        `the new code's upgrade hook failed: ${error.name}: ${error.message}; nothing was logged, the VM runs its old code`,
+        error,
+      )
+    }
+    const entry = done.entry as UpgradeEntry
+    this.attach(init)
+    const result: UpgradeResult = {
+      seq: done.seq,
+      from: entry.replaces,
+      to: { hash: codeHash(code), seq: done.seq },
+      result: entry.result === undefined ? undefined : fromTagged(entry.result),
+      hook: next.hasUpgradeHook,
+      cost: entry.cost,
+    }
+    this.versions = [...this.versions, result.to]
+    this.emit('upgrade', result)
+    return result
+  }
+
+  /**
+   * The VM's code versions, oldest first: the init entry's, then each upgrade's (read back from the
+   * current one, each upgrade entry naming the version it replaced).
+   */
+  async codeHistory(): Promise<CodeVersion[]> {
+    const executor = this.requireExecutor()
+    return codeHistoryOf(this.callLog, { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq })
   }
 
   /**
@@ -418,6 +626,7 @@ export class VM extends EventEmitter {
     vm.executor = built.executor
     vm.ownedDir = built.ownedDir
     vm.attach(replay.init.replayed ?? replay.init.logged)
+    vm.versions = await vm.codeHistory()
     vm.state = 'ready'
     return vm
   }
@@ -461,8 +670,9 @@ export class VM extends EventEmitter {
     try {
       const after = this.storage?.hostedIn ? checkpointer.closeSnapshotAfter : 1
       if (seq - checkpointer.newestSeq >= after && this.callLog.length === executor.nextSeq) {
-        const entry = (await this.callLog.get(seq)) as CallEntry
-        executor.saveSnapshot(seq, entry, await executor.captureState())
+        const entry = await this.callLog.get(seq)
+        // A snapshot is of the state after a call (an upgrade's is after the next call's).
+        if (entry.type === 'call') executor.saveSnapshot(seq, entry, await executor.captureState())
       }
       await checkpointer.written()
     } catch (err) {
@@ -543,6 +753,8 @@ export class VM extends EventEmitter {
   }
 
   private submit(request: ExecuteCallRequest): Promise<StoredCall> {
+    // Calls made during an upgrade wait for it, then are admitted by the code it leaves.
+    if (this.upgrading) return this.upgrading.then(() => this.submit(request))
     if (this.state !== 'ready') {
       throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
     }
@@ -581,11 +793,10 @@ export class VM extends EventEmitter {
   private runnerOptions(
     costSchedule = CURRENT_COST_SCHEDULE,
     filesFormat: FilesFormat = this.options.filesFormat ?? CURRENT_FILES_FORMAT,
-  ): Omit<RunnerOptions, 'limits' | 'identity'> {
+  ): Omit<RunnerOptions, 'limits' | 'identity' | 'code'> {
     return {
       costSchedule,
       filesFormat,
-      code: this.code,
       console: this.options.console ?? debugConsole(this),
       watchdogMs: this.options.watchdogMs,
       factory: !!this.factoryHooks,
@@ -605,7 +816,7 @@ export class VM extends EventEmitter {
       checkpointer,
       recover: async (executor) => {
         await checkpointer?.written()
-        const snapshot = await checkpointer?.newestUsable(storage.callLog, runner.limits.memoryBytes, runner.stateFormat)
+        const snapshot = await checkpointer?.newestUsable(storage.callLog, (await storage.callLog.get(0)) as InitEntry)
         await restoreFromLog(executor, storage.callLog, { snapshot })
       },
     })
@@ -617,6 +828,7 @@ export class VM extends EventEmitter {
     return this.executor
   }
 
+  /** A factory's code (at deploy, and at each upgrade) must have the exports a factory calls. */
   private checkRequiredExports(runner: TurnRunner): void {
     const missing = missingExports(runner.exports, this.factoryHooks?.requiredExports ?? [])
     if (missing.length > 0) {
@@ -628,6 +840,26 @@ export class VM extends EventEmitter {
     if (!this.storage) throw new StateError('the VM is not deployed yet; await vm.deploy({dir}) first')
     return this.storage
   }
+}
+
+/** Refusing to reopen a VM with code other than its own; `upgradable`: the message says how to upgrade it. */
+function codeMismatch(dir: string, upgradable: boolean): DirectoryError {
+  const how = upgradable
+    ? "deploy this script into a new dir, use the VM's own code, or upgrade the VM to it (deploy({dir, upgrade: true}); nodevms exec --upgrade)"
+    : 'deploy this script into a new dir, or use the original code'
+  return new DirectoryError('ERR_CODE_MISMATCH', `${dir} holds a VM that runs different code; ${how}`)
+}
+
+/** The code versions of a log, oldest first, walked back from `current` through each upgrade entry's `replaces`. */
+async function codeHistoryOf(log: CallLog, current: CodeVersion): Promise<CodeVersion[]> {
+  const versions: CodeVersion[] = [current]
+  for (let at = current; at.seq > 0; ) {
+    const entry = await log.get(at.seq)
+    if (entry.type !== 'upgrade') break
+    at = { hash: entry.replaces.hash, seq: entry.replaces.seq }
+    versions.unshift(at)
+  }
+  return versions
 }
 
 /** What a stored call answers: its result, or the CallError of its logged failure (with its seq). */
