@@ -5,11 +5,13 @@
  * that edits a logged upgrade, or forges one into an immutable VM's log, fails the audit there.
  */
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { codeHash, DivergenceError, type LogEntry, RPCClient, type UpgradeEntry, type UpgradeResult, Verifier, VM } from '../src/index.js'
 import { verifyReceipt } from '../src/ledger/receipts.js'
 import { SnapshotStore } from '../src/ledger/snapshot-store.js'
+import { exec, nodevms, stop } from './cli-helpers.js'
 import { deployVM, expectDivergence, lyingCopy, tempDir } from './helpers.js'
 import { serve } from './rpc-helpers.js'
 
@@ -284,4 +286,52 @@ test('a VM on a sandbox thread upgrades as one on the main thread does, and a re
   })
   assert.equal(await vm.executeCall({ methodName: 'inc', args: [1] }), 8)
   await Verifier.verify(vm.callLog, vm.filesArchive)
+})
+
+test('command line: exec --upgrade upgrades a stopped VM as it starts and says so; --dry-run reports and appends nothing; other code without it is refused', async (t) => {
+  const dir = await tempDir(t)
+  const vmDir = join(dir, 'counter.vms')
+  await writeFile(join(dir, 'v1.js'), V1)
+  await writeFile(join(dir, 'v2.js'), V2)
+  await writeFile(join(dir, 'broken.js'), 'exports.upgrade = async () => { throw new Error("not today") }\n')
+  const first = await exec(t, join(dir, 'v1.js'), ['--dir', vmDir])
+  for (const by of ['1', '2', '3']) await nodevms(['call', first.served.rpcUrl, 'inc', by])
+  assert.equal(await stop(first.child), 0)
+
+  const refused = await nodevms(['exec', join(dir, 'v2.js'), '--dir', vmDir, '--port', '0'])
+  assert.notEqual(refused.code, 0)
+  assert.match(refused.stderr, /ERR_CODE_MISMATCH/)
+  assert.match(refused.stderr, /nodevms exec <script> --dir <dir> --upgrade/)
+
+  const dry = await nodevms(['exec', join(dir, 'v2.js'), '--dir', vmDir, '--upgrade', '--dry-run'])
+  assert.equal(dry.code, 0, dry.stderr)
+  assert.match(
+    dry.stderr,
+    new RegExp(
+      `would upgrade \\(dry run: nothing appended\\): code ${codeHash(V1).slice(0, 16)} \\(from entry 0\\) → ${codeHash(V2).slice(0, 16)} at entry 4`,
+    ),
+  )
+  assert.match(dry.stderr, /its upgrade hook returned \{"count":6,"file":"6","version":1\}/)
+  const failedDry = await nodevms(['exec', join(dir, 'broken.js'), '--dir', vmDir, '--upgrade', '--dry-run'])
+  assert.notEqual(failedDry.code, 0)
+  assert.match(failedDry.stderr, /ERR_UPGRADE_FAILED/)
+  assert.match(failedDry.stderr, /not today/)
+  assert.equal((await nodevms(['log', vmDir, '--json'])).stdout.trim().split('\n').length, 4, 'the dry runs appended nothing')
+
+  const upgraded = await exec(t, join(dir, 'v2.js'), ['--dir', vmDir, '--upgrade', '--compute-ticks', '2000'])
+  assert.equal((await nodevms(['call', upgraded.served.rpcUrl, 'get'])).stdout.trim(), '6')
+  assert.equal((await nodevms(['call', upgraded.served.rpcUrl, 'inc', '1'])).stdout.trim(), '8')
+  const info = JSON.parse((await nodevms(['info', upgraded.served.rpcUrl, '--json'])).stdout)
+  assert.deepEqual(info.code, { hash: codeHash(V2), seq: 4 })
+  assert.deepEqual(info.codeHistory, [
+    { hash: codeHash(V1), seq: 0 },
+    { hash: codeHash(V2), seq: 4 },
+  ])
+  const log = (await nodevms(['log', upgraded.served.rpcUrl])).stdout
+  assert.match(log, new RegExp(`#4 .*upgrade to code ${codeHash(V2).slice(0, 16)} \\(replaces ${codeHash(V1).slice(0, 16)} of #0`))
+  assert.equal(await stop(upgraded.child), 0)
+  const verified = await nodevms(['verify', vmDir, '--json'])
+  assert.equal(verified.code, 0, verified.stderr)
+  const entry = JSON.parse((await nodevms(['log', vmDir, '--json'])).stdout.trim().split('\n')[4])
+  assert.equal(entry.limits.computeTicks, 2000, 'the limit flag applies from the upgrade on')
 })

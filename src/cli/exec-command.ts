@@ -4,15 +4,16 @@
  */
 
 import { createWriteStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { basename, extname, resolve } from 'node:path'
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { basename, extname, join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { UsageError } from '../errors.js'
 import type { AuthMode } from '../ledger/log-entry.js'
 import { RPCServer } from '../rpc/rpc-server.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { bundleScript, needsBundling } from '../script/bundle.js'
-import { type DeployOptions, type LoggedCall, VM, type VMOptions } from '../vm/vm.js'
+import { type DeployOptions, type LoggedCall, type UpgradeResult, VM, type VMOptions } from '../vm/vm.js'
 import { VMFactory } from '../vm/vm-factory.js'
 import { counted } from '../wording.js'
 import { addLimitOptions, ignoredLimits, limitsOf } from './limit-options.js'
@@ -54,6 +55,8 @@ interface ExecOptions extends SwarmFlags, Partial<VMLimits> {
   maxBadSignatures?: number
   allowOrigin?: string[]
   accessLog?: string | true
+  upgrade?: boolean
+  dryRun?: boolean
 }
 
 export function registerExec(program: Command): void {
@@ -76,6 +79,14 @@ export function registerExec(program: Command): void {
       '--checkpoints <n|off>',
       "state the VM's digest in its log and keep a snapshot every n calls (default 1000), so a restart replays only the calls after it; off: none",
       parseCheckpoints,
+    )
+    .option(
+      '--upgrade',
+      "if the dir holds a VM that runs other code, upgrade it to this script as it starts (its state handed over by the script's exports.upgrade hook); limit flags given apply from the upgrade on",
+    )
+    .option(
+      '--dry-run',
+      "with --upgrade: run the upgrade on a copy of the stopped VM's dir, say what it did, and exit (nothing is appended, nothing served)",
     )
     .option('--json', 'print where it serves as one JSON line (and the access log as JSON lines)')
     .option('--access-log [file]', 'print a line per call (seq, time, caller, method, duration, outcome) on stderr, or append it to file')
@@ -107,6 +118,53 @@ export function registerExec(program: Command): void {
   addSwarmOptions(command, 'also publish its call log and files').action(async (script: string, options: ExecOptions) =>
     runExec(script, options),
   )
+}
+
+/** Says, on stderr, what an upgrade did (or, `dryRun`, would do): the old and new code versions, the hook's outcome, its cost. */
+function reportUpgrade(result: UpgradeResult, json: boolean, dryRun: boolean): void {
+  if (json) {
+    err.line(JSON.stringify({ [dryRun ? 'wouldUpgrade' : 'upgraded']: result }))
+    return
+  }
+  const hook = result.hook
+    ? `its upgrade hook returned ${result.result === undefined ? 'nothing' : clip(JSON.stringify(result.result))}`
+    : 'it has no upgrade hook: no state was handed over (files carry on)'
+  const verb = dryRun ? 'would upgrade (dry run: nothing appended)' : 'upgraded'
+  err.line(
+    `${verb}: code ${result.from.hash.slice(0, 16)} (from entry ${result.from.seq}) → ${result.to.hash.slice(0, 16)} at entry ${result.seq}; ${hook}; ${counted(result.cost, 'tick')}`,
+  )
+}
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text
+}
+
+/**
+ * --upgrade --dry-run: the upgrade on a copy of the VM's dir (which must hold a stopped VM), reported
+ * by the 'upgrade' event or the refusal it throws; the copy is removed, nothing is served.
+ */
+async function dryRunUpgrade(vm: VM, dir: string): Promise<void> {
+  const copy = await mkdtemp(join(tmpdir(), 'nodevms-dry-run-'))
+  try {
+    try {
+      await cp(dir, join(copy, 'vm'), { recursive: true, errorOnExist: true })
+    } catch (error) {
+      throw new UsageError(`cannot copy ${dir} for a dry run: ${(error as Error).message}`)
+    }
+    // The store's device file ties it to where it was made; the copy is a store of its own, in a temp dir.
+    await rm(join(copy, 'vm', 'corestore', 'CORESTORE'), { force: true })
+    err.note(`dry run: upgrading a copy of ${dir}`)
+    let upgraded = false
+    vm.once('upgrade', () => {
+      upgraded = true
+    })
+    await vm.deploy({ dir: join(copy, 'vm'), upgrade: true })
+    if (!upgraded) err.note('dry run: the VM already runs this code; there is nothing to upgrade')
+    await vm.close()
+  } finally {
+    await vm.close().catch(() => {})
+    await rm(copy, { recursive: true, force: true })
+  }
 }
 
 /** Says, on stderr, that a VM is resuming (re-running its log): a line, a progress bar, the time it took. */
@@ -154,6 +212,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     err.line(`note: ${script} uses System.vms, which only a VM factory has: serve it with --factory`)
   }
   const dir = resolve(options.dir ?? `${basename(script, extname(script))}.vms`)
+  if (options.dryRun && !options.upgrade) throw new UsageError('--dry-run tries an upgrade: give --upgrade too')
   const limits = limitsOf(options, (text) => err.line(`note: ${text}`))
   const vmOptions: VMOptions = { checkpoints: options.checkpoints ?? {}, limits }
   if (options.auth) vmOptions.auth = options.auth
@@ -165,6 +224,8 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
         memoryBudget: options.memoryBudget,
       })
     : new VM(code, vmOptions)
+  vm.on('upgrade', (result: UpgradeResult) => reportUpgrade(result, !!options.json, !!options.dryRun))
+  if (options.dryRun) return dryRunUpgrade(vm, dir)
   const swarm = swarmOf(options, (text) => err.note(text))
   const server = new RPCServer({
     swarm,
@@ -182,7 +243,7 @@ async function runExec(script: string, options: ExecOptions): Promise<void> {
     vm.on('notice', (text: string) => err.note(text))
     err.note(`deploying ${script} into ${dir}`)
     server.reserve('/', 'the VM is starting; try again shortly')
-    await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json, server) })
+    await vm.deploy({ dir, title: options.title, onResume: resumeReporter(!!options.json, server), upgrade: !!options.upgrade })
     for (const line of ignoredLimits(limits, vm.limits)) err.line(`note: ${line}`)
     server.mount('/', vm)
     if (vm instanceof VMFactory) vm.setRPCServer(server)
