@@ -335,3 +335,34 @@ test('command line: exec --upgrade upgrades a stopped VM as it starts and says s
   const entry = JSON.parse((await nodevms(['log', vmDir, '--json'])).stdout.trim().split('\n')[4])
   assert.equal(entry.limits.computeTicks, 2000, 'the limit flag applies from the upgrade on')
 })
+
+test('a parallel audit, and an execution proof, whose segment spans an upgrade', async (t) => {
+  const vm = await deployVM(t, V1, { checkpoints: { every: 4, keep: 100 } })
+  for (let i = 1; i <= 9; i++) await vm.executeCall({ methodName: 'inc', args: [i] })
+  const upgraded = await vm.upgrade(V2)
+  for (let i = 1; i <= 9; i++) await vm.executeCall({ methodName: 'inc', args: [i] })
+  const snapshots = new SnapshotStore(vm.dir as string, 100)
+  const last = vm.callLog.length - 1
+  for (let tries = 0; tries < 100 && !(await snapshots.seqs()).includes(last); tries++) await new Promise((r) => setTimeout(r, 20))
+  assert.ok(
+    (await snapshots.seqs()).some((seq) => seq < upgraded.seq),
+    'a checkpoint before the upgrade',
+  )
+
+  const honest = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 2, snapshots })
+  assert.equal(honest.calls, 18)
+
+  // A lie after the upgrade: the segment that holds it starts before the upgrade and runs across it.
+  const lieAt = upgraded.seq + 5
+  const lying = await lyingCopy(t, vm, (entries: LogEntry[]) => {
+    const entry = entries[lieAt]
+    assert.equal(entry.type, 'call')
+    ;(entry as { result?: unknown }).result = 12345
+  })
+  await assert.rejects(Verifier.verify(lying, vm.filesArchive, { parallel: 2, snapshots }), expectDivergence(lieAt, 'result'))
+  const { proof, verdict } = await Verifier.proveDivergence(lying, lieAt, { snapshots, filesArchive: vm.filesArchive })
+  assert.ok(verdict.holds, verdict.holds ? '' : verdict.why)
+  // It replays from the init entry, or a checkpoint before the upgrade: across the upgrade, to the lie.
+  assert.ok(proof.kind === 'execution' && (proof.start?.seq ?? 0) < upgraded.seq)
+  assert.equal((await Verifier.checkProof(JSON.parse(JSON.stringify(proof)))).holds, true)
+})
