@@ -35,6 +35,7 @@ export {
   RPCError,
   ScriptError,
   StateError,
+  UpgradeError,
 } from './errors.js'
 export { CallLog } from './ledger/call-log.js'
 export type { FilesState, HistoryRecord } from './ledger/files-archive.js'
