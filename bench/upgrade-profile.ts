@@ -75,11 +75,11 @@ export function profileSplit(profile: Profile): Record<string, number | Record<s
     return part
   }
   const nameOf = (id: number): string => (byId.get(id) as ProfileNode).callFrame.functionName || '(anonymous)'
-  /** The nearest JavaScript function that called into `id` (engine frames, wasm-function[n], skipped). */
+  /** The nearest JavaScript function that called into `id` (the engine's frames and the JS-to-wasm wrappers skipped). */
   const callerOf = (id: number): string => {
     for (let x = parent.get(id), depth = 0; x !== undefined && depth < 10_000; x = parent.get(x), depth++) {
       const name = nameOf(x)
-      if (!name.startsWith('wasm-function') && name !== nameOf(id)) return name
+      if (!/^(wasm-function|js-to-wasm|wasm-to-js|GenericJSToWasm)/.test(name) && name !== nameOf(id)) return name
     }
     return '(root)'
   }
