@@ -208,10 +208,14 @@ export class TurnRunner {
       const turn = { timestamp, seed: derivedSeed(seed, `previous:${calls++}`), callerId: null }
       const argsJson = encodeValue(callArgs, `the arguments of previous.${method}`) ?? '[]'
       const outcome = await old.runCall(String(method), argsJson, turn, system.handle)
-      // The old code's work is the hook's: it counts against the hook's budget.
+      // The old code's work is the hook's: it counts against the hook's budget, and so does carrying
+      // its answer across (charged as a file read of its size).
       meter.absorb(outcome.cost * MILLITICKS)
       if (!outcome.ok) throw Object.assign(new Error(outcome.error.message), { name: outcome.error.name })
-      return outcome.value === undefined ? undefined : decodeValue(JSON.stringify(outcome.value))
+      if (outcome.value === undefined) return undefined
+      const answer = JSON.stringify(outcome.value)
+      meter.charge('readKiB', answer.length)
+      return decodeValue(answer)
     }
     const previousJson = JSON.stringify(previous.exports.map((e) => [e.name, e.callable, e.value ?? null]))
     const turn = { timestamp, seed: derivedSeed(seed, 'upgrade'), callerId: null }
