@@ -8,7 +8,17 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
-import { codeHash, DivergenceError, type LogEntry, RPCClient, type UpgradeEntry, type UpgradeResult, Verifier, VM } from '../src/index.js'
+import {
+  codeHash,
+  DivergenceError,
+  type LogEntry,
+  RPCClient,
+  type UpgradeEntry,
+  type UpgradeResult,
+  Verifier,
+  VM,
+  VMFactory,
+} from '../src/index.js'
 import { verifyReceipt } from '../src/ledger/receipts.js'
 import { SnapshotStore } from '../src/ledger/snapshot-store.js'
 import { exec, nodevms, stop } from './cli-helpers.js'
@@ -365,4 +375,55 @@ test('a parallel audit, and an execution proof, whose segment spans an upgrade',
   // It replays from the init entry, or a checkpoint before the upgrade: across the upgrade, to the lie.
   assert.ok(proof.kind === 'execution' && (proof.start?.seq ?? 0) < upgraded.seq)
   assert.equal((await Verifier.checkProof(JSON.parse(JSON.stringify(proof)))).holds, true)
+})
+
+/** A factory whose owners may upgrade the VMs they provisioned. */
+const UPGRADING_FACTORY = `
+exports.provisionVM = async (args) => {
+  const vm = await System.vms.provisionVM(args)
+  await System.files.writeFile('/' + vm.id, System.caller.id)
+  return vm
+}
+exports.shutdownVM = async (id) => { await System.vms.shutdownVM(id) }
+exports.upgradeVM = async (id, code) => {
+  if ((await System.files.readFile('/' + id)) !== System.caller.id) throw new Error('only its owner upgrades a VM')
+  return System.vms.upgradeVM(id, code)
+}
+`
+
+test('a factory upgrades a VM it provisioned: recorded in its log, replayed from it; the tenant carries on after a restart', async (t) => {
+  const dir = join(await tempDir(t), 'factory')
+  const factory = new VMFactory(UPGRADING_FACTORY)
+  await factory.deploy({ dir })
+  const info = (await factory.executeCall({ methodName: 'provisionVM', args: [{ code: V1 }], userId: 'ann' })) as { id: string }
+  const tenant = factory.getVM(info.id) as VM
+  for (const by of [1, 2, 3]) await tenant.executeCall({ methodName: 'inc', args: [by] })
+
+  await assert.rejects(factory.executeCall({ methodName: 'upgradeVM', args: [info.id, V2], userId: 'bob' }), /only its owner/)
+  const refused = (await factory
+    .executeCall({ methodName: 'upgradeVM', args: [info.id, 'exports.upgrade = () => { throw new Error("no") }'], userId: 'ann' })
+    .catch((err: Error) => err)) as Error & { code?: string }
+  assert.match(refused.message, /ERR_UPGRADE_FAILED|upgrade hook failed/)
+  assert.equal(await tenant.executeCall({ methodName: 'get' }), 6, 'a refused upgrade leaves the tenant as it was')
+
+  const done = (await factory.executeCall({ methodName: 'upgradeVM', args: [info.id, V2], userId: 'ann' })) as {
+    id: string
+    seq: number
+    to: { hash: string; seq: number }
+  }
+  assert.equal(done.id, info.id)
+  assert.deepEqual(done.to, { hash: codeHash(V2), seq: done.seq })
+  assert.equal(await tenant.executeCall({ methodName: 'inc', args: [1] }), 8)
+  // The factory's log records the answer; its audit replays it without asking any host.
+  await Verifier.verify(factory.callLog, factory.filesArchive)
+  await Verifier.verify(tenant.callLog, tenant.filesArchive)
+  await factory.close()
+
+  // Brought back after a restart, the tenant runs its upgraded code, its state rebuilt across the upgrade.
+  const again = new VMFactory(UPGRADING_FACTORY)
+  t.after(() => again.close())
+  await again.deploy({ dir })
+  const back = again.getVM(info.id) as VM
+  assert.deepEqual(back.codeVersion, done.to)
+  assert.equal(await back.executeCall({ methodName: 'get' }), 8)
 })

@@ -159,7 +159,14 @@ async function partFromCheckpoint(
   if (init.schema < 2 || !Number.isSafeInteger(memoryBytes)) return null
   const notice = options.onNotice ?? (() => {})
   const start = await newestStartBefore(
-    { callLog, archive: options.filesArchive, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+    {
+      callLog,
+      archive: options.filesArchive,
+      source: options.snapshots,
+      memoryBytes,
+      stateFormat: stateFormatFor(!!init.factory, init.schema),
+      notice,
+    },
     seq,
   )
   if (!start) return null
@@ -321,7 +328,14 @@ function startOf(seq: number, parts: DecodedParts): ReplayStart {
     throw err
   }
   const block = blocks.get(seq) as Buffer
-  const fit = { seq, entry: decodeEntry(block, seq), block, stateFormat: stateFormatFor(!!init.factory), memoryBytes, checkpoint: true }
+  const fit = {
+    seq,
+    entry: decodeEntry(block, seq),
+    block,
+    stateFormat: stateFormatFor(!!init.factory, init.schema),
+    memoryBytes,
+    checkpoint: true,
+  }
   const misfit = snapshotMisfit(snapshot, fit)
   if (misfit !== null) throw new Error(`its snapshot does not fit entry ${seq} of this VM: ${misfit}`)
   // As many blocks as the checkpoint records, checked before any is written into the replay's archive.

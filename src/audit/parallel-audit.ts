@@ -282,7 +282,14 @@ export async function verifyInSegments(
   const starts =
     init.schema >= 2 && last > 1 && Number.isSafeInteger(memoryBytes)
       ? await chooseStarts(
-          { callLog, archive: filesArchive, source: options.snapshots, memoryBytes, stateFormat: stateFormatFor(!!init.factory), notice },
+          {
+            callLog,
+            archive: filesArchive,
+            source: options.snapshots,
+            memoryBytes,
+            stateFormat: stateFormatFor(!!init.factory, init.schema),
+            notice,
+          },
           targets,
         )
       : []

@@ -76,10 +76,11 @@ export async function snapshotExpectation(
 ): Promise<SnapshotExpectation | string> {
   const codeSeq = snapshot.host.code ?? 0
   const factory = !!init.factory
-  if (codeSeq === 0) return { stateFormat: stateFormatFor(factory, false), memoryBytes: resolveLimits(init.limits).memoryBytes }
+  if (codeSeq === 0)
+    return { stateFormat: stateFormatFor(factory, init.schema, false), memoryBytes: resolveLimits(init.limits).memoryBytes }
   try {
     const upgrade = await upgradeEntryAt(source, codeSeq)
-    return { stateFormat: stateFormatFor(factory, true), memoryBytes: upgradeLimits(codeSeq, upgrade, maxLimits).memoryBytes }
+    return { stateFormat: stateFormatFor(factory, init.schema, true), memoryBytes: upgradeLimits(codeSeq, upgrade, maxLimits).memoryBytes }
   } catch (err) {
     return (err as Error).message
   }

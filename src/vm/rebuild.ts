@@ -139,6 +139,7 @@ export class Rebuild implements ReplayTarget {
       thread: this.options.thread,
       // A factory's System.vms answers come from the log: a replay never provisions anything.
       factory: !!init.factory,
+      logSchema: init.schema,
       costSchedule: schedule.version,
       filesFormat: format,
     })

@@ -21,12 +21,17 @@ export const SYSTEM_SOURCE = readVMSource(import.meta.url, './system-api.vm.js')
 /** System.vms: only in VM factory scripts (factory-system-api.vm.js). */
 export const FACTORY_SYSTEM_SOURCE = readVMSource(import.meta.url, './factory-system-api.vm.js')
 
+/** System.vms.upgradeVM: in VM factories whose log is of schema 4 or later (factory-upgrades-api.vm.js). */
+export const FACTORY_UPGRADES_SOURCE = readVMSource(import.meta.url, './factory-upgrades-api.vm.js')
+
 /** What a factory's host does for System.vms (nondeterministic: fresh keys and ids). */
 export interface VMProvisioner {
   /** `caller`: the id of the caller of the factory call that asks (null: anonymous). */
   provisionVM(options: unknown, caller: string | null): Promise<TaggedValue>
   /** Resolves with the id shut down (recorded, so a restart knows which VMs are gone). */
   shutdownVM(id: unknown): Promise<string>
+  /** Upgrades a provisioned VM's code (`{id, code}`); resolves with what the upgrade did. `caller`: as provisionVM's. */
+  upgradeVM(options: unknown, caller: string | null): Promise<TaggedValue>
 }
 
 /** One System.vms request — what was asked and what it gave — as recorded in the call's entry (oracle.vms). */
@@ -134,12 +139,14 @@ export class SystemHost {
   }
 
   readonly handle: HostRequestHandler = async (op, args, meter) => {
-    if (op === 'vms.provisionVM' || op === 'vms.shutdownVM') {
+    if (op === 'vms.provisionVM' || op === 'vms.shutdownVM' || op === 'vms.upgradeVM') {
       if (!this.oracle) throw new UnknownSystemCallError(op)
       meter.charge('vm')
-      return this.oracle.run(op, args[0], (p, caller) =>
-        op === 'vms.provisionVM' ? p.provisionVM(args[0], caller) : p.shutdownVM(args[0]),
-      )
+      return this.oracle.run(op, args[0], (p, caller) => {
+        if (op === 'vms.provisionVM') return p.provisionVM(args[0], caller)
+        if (op === 'vms.upgradeVM') return p.upgradeVM(args[0], caller)
+        return p.shutdownVM(args[0])
+      })
     }
     if (!this.tx) this.tx = new FilesTransaction(await this.openView(), this.timestamp, this.storage)
     const tx = this.tx

@@ -9,7 +9,7 @@ import { HostFaultError } from '../errors.js'
 import type { FilesFormat } from '../ledger/drive-format.js'
 import type { FilesTransaction, StorageUsage } from '../ledger/files-transaction.js'
 import type { FilesView } from '../ledger/files-view.js'
-import { type CallInput, derivedSeed, initSeed, type RunOutcome } from '../ledger/log-entry.js'
+import { type CallInput, derivedSeed, initSeed, LOG_SCHEMA, type RunOutcome, UPGRADE_SCHEMA } from '../ledger/log-entry.js'
 import { type EngineState, stateFormatOf } from '../sandbox/engine-state.js'
 import { costSchedule, MILLITICKS } from '../sandbox/host-work.js'
 import type { VMLimits } from '../sandbox/limits.js'
@@ -18,6 +18,7 @@ import { type ConsoleSink, type ExportInfo, type HostRequestHandler, Sandbox } f
 import { takeSpareSandbox } from './sandbox-spares.js'
 import {
   FACTORY_SYSTEM_SOURCE,
+  FACTORY_UPGRADES_SOURCE,
   type FilesIdentity,
   type OracleRecord,
   OracleSession,
@@ -44,6 +45,8 @@ export interface RunnerOptions {
   filesFormat: FilesFormat
   /** The code comes from an upgrade entry: its sandboxes have the upgrade hook (prelude.ts), and their state format says so. */
   upgraded?: boolean
+  /** The schema of the VM's log (default: the current one): a factory's System API depends on it. */
+  logSchema?: number
 }
 
 /** A sandbox on this thread, or on a sandbox thread: the same interface. */
@@ -65,17 +68,22 @@ export interface TurnResult {
   changes: FilesTransaction | null
 }
 
-/** The System API sources a VM's sandbox loads: a factory's has System.vms too. */
-function systemSourcesOf(factory: boolean): string[] {
-  return factory ? [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE] : [SYSTEM_SOURCE]
+/**
+ * The System API sources a VM's sandbox loads: a factory's has System.vms too, and from log schema 4
+ * on System.vms.upgradeVM (older factories' sandboxes are built as they always were).
+ */
+function systemSourcesOf(factory: boolean, logSchema: number): string[] {
+  if (!factory) return [SYSTEM_SOURCE]
+  if (logSchema < UPGRADE_SCHEMA) return [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE]
+  return [SYSTEM_SOURCE, FACTORY_SYSTEM_SOURCE, FACTORY_UPGRADES_SOURCE]
 }
 
 /**
- * The state format of a VM's (or, `factory`, a VM factory's) sandboxes in this build; `upgraded`: of
- * those that run code an upgrade entry loaded.
+ * The state format of a VM's (or, `factory`, a VM factory's) sandboxes in this build, for a log of
+ * `logSchema`; `upgraded`: of those that run code an upgrade entry loaded.
  */
-export function stateFormatFor(factory: boolean, upgraded = false): string {
-  return stateFormatOf(systemSourcesOf(factory), upgraded)
+export function stateFormatFor(factory: boolean, logSchema: number, upgraded = false): string {
+  return stateFormatOf(systemSourcesOf(factory, logSchema), upgraded)
 }
 
 export class TurnRunner {
@@ -86,7 +94,7 @@ export class TurnRunner {
 
   constructor(private readonly options: RunnerOptions) {
     this.limits = options.limits
-    this.stateFormat = stateFormatFor(!!options.factory, !!options.upgraded)
+    this.stateFormat = stateFormatFor(!!options.factory, options.logSchema ?? LOG_SCHEMA, !!options.upgraded)
   }
 
   /** The code this runner loads. */
@@ -126,16 +134,25 @@ export class TurnRunner {
    */
   static prepareSandbox(
     limits: VMLimits,
-    options: { console?: ConsoleSink; watchdogMs?: number; factory?: boolean; thread?: boolean; costSchedule: number; upgraded?: boolean },
+    options: {
+      console?: ConsoleSink
+      watchdogMs?: number
+      factory?: boolean
+      thread?: boolean
+      costSchedule: number
+      upgraded?: boolean
+      logSchema?: number
+    },
     /** Take a sandbox made ahead (sandbox-spares.ts): for processes that deploy many VMs. */
     ahead = false,
   ): Promise<EngineSandbox> {
-    const { watchdogMs, costSchedule, thread = false, factory = false, upgraded = false } = options
-    const sandboxOptions = { limits, systemSources: systemSourcesOf(factory), watchdogMs, costSchedule, upgradeHook: upgraded }
+    const { watchdogMs, costSchedule, thread = false, factory = false, upgraded = false, logSchema = LOG_SCHEMA } = options
+    const systemSources = systemSourcesOf(factory, logSchema)
+    const sandboxOptions = { limits, systemSources, watchdogMs, costSchedule, upgradeHook: upgraded }
     const create = (console: ConsoleSink | undefined) =>
       thread ? RemoteSandbox.create({ ...sandboxOptions, console }) : Sandbox.create({ ...sandboxOptions, console })
     if (!ahead) return create(options.console)
-    const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory, upgraded })
+    const kind = JSON.stringify({ limits, watchdogMs, costSchedule, thread, factory, upgraded, logSchema: factory ? logSchema : 0 })
     // Made with a console (so that a thread forwards its lines), then given this VM's.
     return takeSpareSandbox<EngineSandbox>(kind, () => create(() => {})).then((sandbox) => {
       sandbox.setConsole(options.console)

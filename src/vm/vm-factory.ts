@@ -78,7 +78,11 @@ export class VMFactory extends VM {
     // `this` is only bound once super returns; System.vms only runs inside calls, after that.
     super(code, vmOptions, {
       requiredExports: [...FACTORY_EXPORTS],
-      provisioner: { provisionVM: (opts, caller) => this.provision(opts, caller), shutdownVM: (id) => this.shutdown(id) },
+      provisioner: {
+        provisionVM: (opts, caller) => this.provision(opts, caller),
+        shutdownVM: (id) => this.shutdown(id),
+        upgradeVM: (opts) => this.upgradeTenant(opts),
+      },
     })
     this.maxVMs = countOption('maxVMs', maxVMs)
     this.maxVMsPerCaller = countOption('maxVMsPerCaller', maxVMsPerCaller ?? this.maxVMs)
@@ -109,7 +113,8 @@ export class VMFactory extends VM {
         await log.core.close()
         const vm = new VM(init.type === 'init' ? init.code : '', { thread: true })
         // Over the budget now (a smaller one than before), a VM is not brought back: ERR_CAPACITY.
-        await host.deploy(vm, { name: id })
+        // It runs the code its log says (the factory may have upgraded it since).
+        await host.deploy(vm, { name: id, asLogged: true })
         this.provisioned.set(id, { vm, owner })
       }
     } catch (err) {
@@ -190,6 +195,20 @@ export class VMFactory extends VM {
       filesArchiveUrl: vm.filesArchive.url,
     }
     return info as unknown as TaggedValue
+  }
+
+  /**
+   * System.vms.upgradeVM on the host: upgrades provisioned VM `id` to `code` (vm.upgrade, its limits
+   * kept: the budget reserved for it stays right); answers `{id, seq, from, to, hook, cost}`. A refused
+   * upgrade rejects with its UpgradeError (recorded, so the factory's replay answers the same).
+   */
+  private async upgradeTenant(options: unknown): Promise<TaggedValue> {
+    const { id, code } = (options ?? {}) as { id?: unknown; code?: unknown }
+    const vm = typeof id === 'string' ? this.provisioned.get(id)?.vm : undefined
+    if (!vm) throw new FactoryError('VMNotFound', `this factory runs no VM with id ${JSON.stringify(id)}`)
+    if (typeof code !== 'string') throw new FactoryError('TypeError', 'upgradeVM(id, code): code must be a string of JavaScript')
+    const { seq, from, to, hook, cost } = await vm.upgrade(code)
+    return { id, seq, from, to, hook, cost } as unknown as TaggedValue
   }
 
   /** System.vms.shutdownVM on the host: unmount and close (the data stays on disk); answers the id. */

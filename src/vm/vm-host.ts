@@ -106,7 +106,7 @@ export class VMHost {
    * limit does not fit in what the budget has left; the VM then runs nowhere.
    */
   async deploy(vm: VM, options: HostedDeployOptions): Promise<void> {
-    const { name, title, onResume } = options ?? ({} as HostedDeployOptions)
+    const { name, title, onResume, upgrade, asLogged } = options ?? ({} as HostedDeployOptions)
     if (this.closing) throw new StateError('the VM host is closed')
     if (typeof name !== 'string' || !NAME.test(name)) {
       throw new InvalidArgumentError(
@@ -118,7 +118,7 @@ export class VMHost {
     const slot = { vm, bytes: this.reserve(vm.limits.memoryBytes) }
     this.hosted.set(name, slot)
     try {
-      await vm.deployHosted(this.dirOf(name), title ?? '', this.store, this.dir, hostedNamespace(name), onResume)
+      await vm.deployHosted(this.dirOf(name), title ?? '', this.store, this.dir, hostedNamespace(name), { onResume, upgrade, asLogged })
     } catch (err) {
       this.hosted.delete(name)
       throw err

@@ -74,7 +74,16 @@ export interface DeployOptions {
    * The 'upgrade' event says what the upgrade did.
    */
   upgrade?: boolean
+  /**
+   * Resuming: run whatever code the VM's log says it runs (its last upgrade's), whichever code this VM
+   * object was made with (that code is only deployed into a new dir). For hosts that bring back VMs
+   * they did not write: a factory's provisioned VMs.
+   */
+  asLogged?: boolean
 }
+
+/** How a deploy treats a VM that resumes with other code: refuse it, upgrade it, or run the logged code. */
+type OtherCode = 'refuse' | 'upgrade' | 'as-logged'
 
 /** vm.upgrade's options. */
 export interface UpgradeOptions {
@@ -293,8 +302,8 @@ export class VM extends EventEmitter {
    * and the init entry is logged. A dir that holds this VM already reopens it and restores its
    * in-memory state by replaying its own log.
    */
-  async deploy({ dir, title = '', onResume, upgrade = false }: DeployOptions): Promise<void> {
-    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume, false, upgrade)
+  async deploy({ dir, title = '', onResume, upgrade = false, asLogged = false }: DeployOptions): Promise<void> {
+    await this.deployWith(dir, title, () => VMStorage.open(dir, 'vm'), onResume, false, otherCode(upgrade, asLogged))
   }
 
   /**
@@ -307,10 +316,11 @@ export class VM extends EventEmitter {
     store: Corestore,
     hostDir: string,
     namespace: string,
-    onResume?: DeployOptions['onResume'],
+    { onResume, upgrade = false, asLogged = false }: Pick<DeployOptions, 'onResume' | 'upgrade' | 'asLogged'> = {},
   ): Promise<void> {
     // A host deploys many VMs: each takes a sandbox made ahead.
-    await this.deployWith(dir, title, () => VMStorage.openHosted(dir, store, hostDir, namespace), onResume, true)
+    const open = () => VMStorage.openHosted(dir, store, hostDir, namespace)
+    await this.deployWith(dir, title, open, onResume, true, otherCode(upgrade, asLogged))
   }
 
   /** @internal The store the VM's cores live in (a factory shares it with the VMs it provisions). */
@@ -324,7 +334,7 @@ export class VM extends EventEmitter {
     openStorage: () => Promise<VMStorage>,
     onResume?: DeployOptions['onResume'],
     sandboxAhead = false,
-    upgrade = false,
+    other: OtherCode = 'refuse',
   ): Promise<void> {
     if (this.state !== 'new') throw new StateError('deploy() can only be called once per VM object')
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('deploy({dir}): dir must be a path')
@@ -338,7 +348,7 @@ export class VM extends EventEmitter {
     try {
       storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
-      else await this.reopen(storage, limits, prepared, onResume, upgrade)
+      else await this.reopen(storage, limits, prepared, onResume, other)
     } catch (err) {
       this.executor?.runner.dispose()
       await this.executor?.close().catch(() => {})
@@ -420,7 +430,7 @@ export class VM extends EventEmitter {
     limits: VMLimits,
     prepared: Promise<EngineSandbox>,
     onResume?: DeployOptions['onResume'],
-    upgrade = false,
+    other: OtherCode = 'refuse',
   ): Promise<void> {
     const log = storage.callLog
     const init = (await log.get(0)) as InitEntry
@@ -431,7 +441,7 @@ export class VM extends EventEmitter {
       )
     }
     // A log that predates upgrades runs its init entry's code for ever; any other may have been upgraded since.
-    if (init.schema < UPGRADE_SCHEMA && init.code !== this.givenCode) throw codeMismatch(storage.dir, false)
+    if (init.schema < UPGRADE_SCHEMA && init.code !== this.givenCode && other !== 'as-logged') throw codeMismatch(storage.dir, false)
     if (this.options.auth !== undefined && this.options.auth !== init.auth) {
       throw new DirectoryError(
         'ERR_AUTH_MISMATCH',
@@ -448,7 +458,7 @@ export class VM extends EventEmitter {
       throw new LogFormatError(`the log's files format ${init.filesFormat} is not known to this LibVMS; reopen it with a newer one`, 0)
     }
     const runner = new TurnRunner({
-      ...this.runnerOptions(schedule, format),
+      ...this.runnerOptions(schedule, format, init.schema),
       code: init.code,
       limits: resolveLimits(init.limits),
       identity: { key: init.filesArchiveKey, title: init.title },
@@ -460,7 +470,11 @@ export class VM extends EventEmitter {
         : this.checkpointerOf(storage, Promise.resolve(await this.publishedSnapshots(storage, init)), log.length - 1)
     const executor = this.executorOf(runner, storage, checkpointer, new CallAuthenticator(init.auth, log.key, init.schema))
     this.storage = storage
-    const sameLimits = JSON.stringify(init.limits) === JSON.stringify(limits) && schedule === CURRENT_COST_SCHEDULE
+    // The sandbox made ahead fits if it was made as this log's are: its limits, cost schedule and System API.
+    const sameLimits =
+      JSON.stringify(init.limits) === JSON.stringify(limits) &&
+      schedule === CURRENT_COST_SCHEDULE &&
+      (!this.factoryHooks || init.schema >= UPGRADE_SCHEMA)
     if (!sameLimits) (await prepared).dispose()
     const snapshot = await checkpointer?.newestUsable(log, init)
     if (checkpointer && snapshot === null && log.length > 1) {
@@ -468,8 +482,8 @@ export class VM extends EventEmitter {
     }
     const restore = { prepared: sameLimits ? prepared : undefined, onProgress: onResume, snapshot }
     await restoreFromLog(executor, log, restore)
-    if (executor.runner.code !== this.givenCode) {
-      if (!upgrade) throw codeMismatch(storage.dir, this.upgradable || init.upgrades !== false)
+    if (executor.runner.code !== this.givenCode && other !== 'as-logged') {
+      if (other === 'refuse') throw codeMismatch(storage.dir, init.upgrades !== false)
       this.pendingUpgrade = true
     }
     this.attach(init)
@@ -793,10 +807,12 @@ export class VM extends EventEmitter {
   private runnerOptions(
     costSchedule = CURRENT_COST_SCHEDULE,
     filesFormat: FilesFormat = this.options.filesFormat ?? CURRENT_FILES_FORMAT,
+    logSchema = LOG_SCHEMA,
   ): Omit<RunnerOptions, 'limits' | 'identity' | 'code'> {
     return {
       costSchedule,
       filesFormat,
+      logSchema,
       console: this.options.console ?? debugConsole(this),
       watchdogMs: this.options.watchdogMs,
       factory: !!this.factoryHooks,
@@ -840,6 +856,12 @@ export class VM extends EventEmitter {
     if (!this.storage) throw new StateError('the VM is not deployed yet; await vm.deploy({dir}) first')
     return this.storage
   }
+}
+
+function otherCode(upgrade: boolean, asLogged: boolean): OtherCode {
+  if (upgrade && asLogged)
+    throw new InvalidArgumentError('deploy({upgrade, asLogged}): give one of them: upgrade to this code, or run the logged code')
+  return upgrade ? 'upgrade' : asLogged ? 'as-logged' : 'refuse'
 }
 
 /** Refusing to reopen a VM with code other than its own; `upgradable`: the message says how to upgrade it. */
