@@ -427,3 +427,36 @@ test('a factory upgrades a VM it provisioned: recorded in its log, replayed from
   assert.deepEqual(back.codeVersion, done.to)
   assert.equal(await back.executeCall({ methodName: 'get' }), 8)
 })
+
+test('a parallel audit starts segments at checkpoints taken after an upgrade too, and still names a lie after them', async (t) => {
+  const vm = await deployVM(t, V1, { checkpoints: { every: 4, keep: 100 }, limits: { memoryBytes: 32 * 1024 * 1024 } })
+  for (let i = 1; i <= 3; i++) await vm.executeCall({ methodName: 'inc', args: [i] })
+  // The upgrade doubles the memory: its checkpoints are of another memory size than the init entry's.
+  const upgraded = await vm.upgrade(V2, { limits: { memoryBytes: 64 * 1024 * 1024 } })
+  for (let i = 1; i <= 30; i++) await vm.executeCall({ methodName: 'inc', args: [i] })
+  const snapshots = new SnapshotStore(vm.dir as string, 100)
+  const last = vm.callLog.length - 1
+  for (let tries = 0; tries < 100 && !(await snapshots.seqs()).includes(last); tries++) await new Promise((r) => setTimeout(r, 20))
+  const after = (await snapshots.seqs()).filter((seq) => seq > upgraded.seq)
+  assert.ok(after.length > 2, 'checkpoints after the upgrade')
+  assert.equal((await snapshots.read(after[0])).host.code, upgraded.seq)
+
+  const report = await Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 3, snapshots })
+  assert.ok(
+    (report.segments ?? []).some((seq) => seq > upgraded.seq),
+    `a segment starts after the upgrade (${report.segments})`,
+  )
+  const light = await Verifier.verify(vm.callLog, vm.filesArchive, { light: true, snapshots })
+  assert.ok((light.lightFrom ?? 0) > upgraded.seq)
+
+  const lieAt = last - 2
+  const lying = await lyingCopy(t, vm, (entries: LogEntry[]) => {
+    ;(entries[lieAt] as { result?: unknown }).result = -1
+  })
+  await assert.rejects(Verifier.verify(lying, vm.filesArchive, { parallel: 3, snapshots }), expectDivergence(lieAt, 'result'))
+  // A ceiling below the upgrade's memory: its checkpoints are passed over, and the replay refuses the upgrade's limits.
+  await assert.rejects(
+    Verifier.verify(vm.callLog, vm.filesArchive, { parallel: 3, snapshots, maxLimits: { memoryBytes: 48 * 1024 * 1024 } }),
+    { code: 'ERR_LIMIT_CEILING' },
+  )
+})

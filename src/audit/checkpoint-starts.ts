@@ -9,7 +9,7 @@
 import { prefixBytes } from '../ledger/block-sizes.js'
 import type { CallLog } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { decodeEntry } from '../ledger/log-entry.js'
+import { decodeEntry, type InitEntry } from '../ledger/log-entry.js'
 import {
   entryHash,
   isCheckpointOf,
@@ -18,6 +18,8 @@ import {
   snapshotMisfit,
   type VMSnapshot,
 } from '../ledger/snapshot.js'
+import { DEFAULT_AUDIT_CEILING, type VMLimits } from '../sandbox/limits.js'
+import { snapshotExpectation } from '../vm/code-versions.js'
 
 /** Where an audit finds a host's snapshots: its data dir (SnapshotStore), or a copy fetched from it. */
 export interface SnapshotSource {
@@ -56,6 +58,8 @@ export interface Start {
   seq: number
   snapshot: VMSnapshot
   entry: Buffer
+  /** A start taken after an upgrade: the upgrade entry whose code the snapshot's state runs (its seq and block). */
+  code?: { seq: number; entry: Buffer }
 }
 
 /** Block `seq` of a core, as stored. */
@@ -70,6 +74,12 @@ export interface StartSearch {
   source: SnapshotSource
   memoryBytes: number
   stateFormat: string
+  /**
+   * Also start at checkpoints taken after an upgrade (their state format is the upgraded code's, their
+   * memory the upgrade's limits', named by the upgrade entry the snapshot's host state names): the
+   * log's init entry, the auditor's ceiling (memory bounds the read), and that state format.
+   */
+  upgraded?: { init: InitEntry; maxLimits: Partial<VMLimits>; stateFormat: string }
   /** Told why each snapshot passed over was. */
   notice: (message: string) => void
 }
@@ -105,18 +115,30 @@ export async function chooseStarts(search: StartSearch, targets: number[]): Prom
   return starts.sort((a, b) => a.seq - b.seq)
 }
 
-async function usableStart(
-  { callLog, archive, source, memoryBytes, stateFormat, notice }: StartSearch,
-  seq: number,
-): Promise<Start | null> {
+async function usableStart(search: StartSearch, seq: number): Promise<Start | null> {
+  const { callLog, archive, source, notice, upgraded } = search
   const entry = await blockOf(callLog.core, seq)
   const logged = decodeEntry(entry, seq)
   // Not a checkpoint, or one of another build's state format: a snapshot of it proves nothing here.
-  if (!isCheckpointOf(logged, stateFormat)) return null
+  const afterUpgrade = !!upgraded && isCheckpointOf(logged, upgraded.stateFormat)
+  if (!afterUpgrade && !isCheckpointOf(logged, search.stateFormat)) return null
+  const stateFormat = afterUpgrade && upgraded ? upgraded.stateFormat : search.stateFormat
+  // After an upgrade, the memory is the upgrade's limits': bounded by the auditor's ceiling until the snapshot names its upgrade.
+  const maxMemory = afterUpgrade && upgraded ? (upgraded.maxLimits.memoryBytes ?? DEFAULT_AUDIT_CEILING.memoryBytes) : search.memoryBytes
   let snapshot: VMSnapshot
+  let code: Start['code']
+  let memoryBytes = search.memoryBytes
   try {
-    const expect = { seq, state: logged.state, stateFormat, entryHash: entryHash(entry) }
-    snapshot = await source.read(seq, maxSnapshotBytes(memoryBytes), expect)
+    const expect = { seq, state: (logged as { state: string }).state, stateFormat, entryHash: entryHash(entry) }
+    snapshot = await source.read(seq, maxSnapshotBytes(maxMemory), expect)
+    if (afterUpgrade && upgraded) {
+      const expected = await snapshotExpectation(callLog, upgraded.init, snapshot, upgraded.maxLimits)
+      if (typeof expected === 'string') throw new Error(expected)
+      const codeSeq = snapshot.host.code ?? 0
+      if (codeSeq === 0 || expected.stateFormat !== stateFormat) throw new Error('it names no upgrade, yet is of an upgraded state format')
+      memoryBytes = expected.memoryBytes
+      code = { seq: codeSeq, entry: await blockOf(callLog.core, codeSeq) }
+    }
   } catch (err) {
     notice(`snapshot of seq ${seq} passed over: ${(err as Error).message}`)
     return null
@@ -138,7 +160,7 @@ async function usableStart(
     notice(`snapshot of seq ${seq} passed over: a segment would start with ${what}, more than ${MAX_START_ARCHIVE_BYTES}`)
     return null
   }
-  return { seq, snapshot, entry }
+  return code ? { seq, snapshot, entry, code } : { seq, snapshot, entry }
 }
 
 /** The archive's blocks up to the state `files` records (a segment's replay writes on from them). */

@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { DivergenceError, HostFaultError, InvalidArgumentError } from '../errors.js'
 import { type CallLog, READ_WINDOW_BYTES } from '../ledger/call-log.js'
 import type { DatArchive, FilesState } from '../ledger/files-archive.js'
-import { decodeEntry, type InitEntry, sameFiles } from '../ledger/log-entry.js'
+import { decodeEntry, type InitEntry, sameFiles, UPGRADE_SCHEMA } from '../ledger/log-entry.js'
 import { encodeSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import { defaultWatchdogMs } from '../sandbox/sandbox.js'
@@ -288,6 +288,11 @@ export async function verifyInSegments(
             source: options.snapshots,
             memoryBytes,
             stateFormat: stateFormatFor(!!init.factory, init.schema),
+            // Logs that may hold upgrades also start segments at checkpoints taken after one.
+            upgraded:
+              init.schema >= UPGRADE_SCHEMA
+                ? { init, maxLimits: options.maxLimits ?? {}, stateFormat: stateFormatFor(!!init.factory, init.schema, true) }
+                : undefined,
             notice,
           },
           targets,
@@ -330,6 +335,7 @@ export async function verifyInSegments(
           entry: start.entry,
           snapshot: encodeSnapshot(start.snapshot),
           archive: await archiveBlocks(filesArchive, start.snapshot.files),
+          ...(start.code ? { code: start.code } : {}),
         },
         allowEngineMismatch: options.allowEngineMismatch,
         maxLimits: options.maxLimits,

@@ -24,6 +24,8 @@ export interface SegmentTask {
     snapshot: Uint8Array
     /** The files archive's blocks up to the state entry `seq` records. */
     archive: { db: Uint8Array[]; blobs: Uint8Array[] }
+    /** After an upgrade: the upgrade entry whose code the snapshot's state runs (its seq and block, as stored). */
+    code?: { seq: number; entry: Uint8Array }
   } | null
   allowEngineMismatch?: boolean
   maxLimits?: Partial<VMLimits>

@@ -47,10 +47,11 @@ class SegmentSource implements ReplaySource {
     return decodeEntry(await this.block(seq), seq)
   }
 
-  /** The init entry's block, or that of the entry the segment starts after. */
+  /** The init entry's block, that of the entry the segment starts after, or that of the upgrade whose code its start runs. */
   async block(seq: number): Promise<Uint8Array> {
     if (seq === 0) return this.task.init
     if (this.task.from && seq === this.task.from.seq) return this.task.from.entry
+    if (this.task.from?.code && seq === this.task.from.code.seq) return this.task.from.code.entry
     throw new StateError(`an audit segment holds no entry ${seq} out of order`)
   }
 
