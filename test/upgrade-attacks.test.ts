@@ -223,3 +223,112 @@ test('a parallel audit from a checkpoint whose snapshot and stated digest lie ab
   await assert.rejects(Verifier.verify(lie, vm.filesArchive, { parallel: 2, snapshots: store }), expectDivergence(target, 'state'))
   await assert.rejects(Verifier.verify(lie, vm.filesArchive), expectDivergence(target, 'state'))
 })
+
+test('calls made during an upgrade are held within the queue bound: those over it are refused at once, not held', async (t) => {
+  const vm = await deployVM(t, V1)
+  const server = await serve(t, { '/': vm }, { maxQueuedCalls: 3 })
+  const order: string[] = []
+  const upgrading = vm.upgrade(V2).then((r) => {
+    order.push('upgraded')
+    return r
+  })
+  // Made in the same turn as the upgrade: all of them meet it under way. The lane and bound are what an RPC server passes.
+  const calls = Array.from({ length: 20 }, (_, i) =>
+    vm.executeCall({ methodName: 'inc', args: [1], lane: 'flood', maxQueued: 3 } as never).then(
+      () => order.push(`ran ${i}`),
+      (err: Error & { code?: string }) => order.push(`${err.code} ${i}`),
+    ),
+  )
+  assert.equal(vm.queueRoom('other', 3).fits, false, 'an RPC server asks before admitting: no room while 3 wait')
+  await upgrading
+  await Promise.all(calls)
+  const refusedBefore = order.slice(0, order.indexOf('upgraded')).filter((o) => o.startsWith('ERR_QUEUE_FULL'))
+  assert.equal(refusedBefore.length, 17, order.join(', '))
+  assert.equal(order.filter((o) => o.startsWith('ran')).length, 3)
+  assert.equal(await vm.executeCall({ methodName: 'get' }), 6, 'the three held calls ran on the new code')
+  // Over RPC, `upgrade` is no method: the hook is never callable.
+  const client = await RPCClient.connect(server.url as string)
+  t.after(() => client.close())
+  await assert.rejects(client.call('upgrade', {}), { code: 'ERR_METHOD_NOT_FOUND' })
+  assert.ok(!client.backendInfo.methods.includes('upgrade'))
+})
+
+test('hostile new code: its hook abuses previous, loops, never settles, throws what is not an Error; each is refused and the old code serves on', async (t) => {
+  const vm = await deployVM(t, V1)
+  await vm.executeCall({ methodName: 'inc', args: [5] })
+  const refused: [string, RegExp][] = [
+    ['exports.upgrade = async (p) => { for (;;) await p.get() }', /ComputeLimitExceeded/],
+    ['exports.upgrade = async (p) => { await p.fill(100000) }', /ComputeLimitExceeded/],
+    [
+      'exports.upgrade = async (p) => { let v = 1; for (let i = 0; i < 1100; i++) v = [v]; await p.inc(v) }',
+      /EncodingError: .*nested deeper than 1000/,
+    ],
+    ['exports.upgrade = async (p) => { await p.inc("y".repeat(20000000)) }', /MemoryLimitExceeded/],
+    ['exports.upgrade = async () => { await new Promise(() => {}) }', /CallNeverSettled/],
+    ['exports.upgrade = async () => { await new Promise((r) => setTimeout(r, 1000)); throw 42 }', /a non-Error value was thrown: 42/],
+    ['exports.upgrade = () => { throw Symbol("s") }', /a non-Error value was thrown: Symbol\(s\)/],
+    ['exports.upgrade = async () => { throw { name: "Fake", message: "not an Error" } }', /Fake: not an Error/],
+    ['exports.upgrade = async (p) => { await p.constructor.constructor("return 1")(); await p.__proto__.nothing() }', /TypeError/],
+  ]
+  for (const [hook, message] of refused) {
+    const length = vm.callLog.length
+    await assert.rejects(
+      vm.upgrade(`${hook}\nexports.get = () => 0\n`, { limits: { computeTicks: 500 } }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_UPGRADE_FAILED', `${hook}: ${err.message}`)
+        assert.match(err.message, message, hook)
+        return true
+      },
+    )
+    assert.equal(vm.callLog.length, length, `nothing appended for ${hook}`)
+    assert.equal(await vm.executeCall({ methodName: 'get' }), 5, `the old code serves on after ${hook}`)
+  }
+
+  // A hook that keeps `previous` for later: once the old engine is gone, calling it is a named
+  // error, the same on every replay.
+  await vm.upgrade(`
+let prev
+let count = 0
+exports.upgrade = async (p) => { prev = p; count = await p.get(); return Object.keys(p) }
+exports.later = async () => prev.get()
+exports.get = () => count
+`)
+  const err = await vm.executeCall({ methodName: 'later' }).then(
+    () => assert.fail('a call through a kept previous must fail'),
+    (e: Error & { code?: string }) => e,
+  )
+  assert.match(err.message, /System has no operation upgrade\.previous/)
+  assert.equal(await vm.executeCall({ methodName: 'get' }), 5)
+  await Verifier.verify(vm.callLog, vm.filesArchive)
+  const onThread = await VM.fromCallLog(vm.callLog, {}, { thread: true })
+  t.after(() => onThread.close())
+  assert.deepEqual(await onThread.callLog.list(), await vm.callLog.list(), 'a replay on a sandbox thread writes the same entries')
+})
+
+test('a VM factory upgraded to code without provisionVM is refused, and serves on', async (t) => {
+  const FACTORY = `
+exports.provisionVM = async (options) => System.vms.provision(options)
+exports.shutdownVM = async (id) => System.vms.shutdown(id)
+exports.ping = () => 'v1'
+`
+  const dir = join(await tempDir(t), 'factory')
+  const factory = new VMFactory(FACTORY)
+  t.after(() => factory.close())
+  await factory.deploy({ dir })
+  const length = factory.callLog.length
+  await assert.rejects(factory.upgrade('exports.shutdownVM = () => 1\nexports.ping = () => "v2"'), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_UPGRADE_FAILED', err.message)
+    assert.match(err.message, /provisionVM/)
+    return true
+  })
+  assert.equal(factory.callLog.length, length)
+  assert.equal(await factory.executeCall({ methodName: 'ping' }), 'v1')
+})
+
+test('an audit of a log with upgrades passes in another time zone (a child with TZ=Asia/Tokyo)', async (t) => {
+  const vm = await twiceUpgraded(t)
+  await vm.close()
+  const dir = vm.dir as string
+  const verified = await nodevms(['verify', dir, '--json'], { env: { TZ: 'Asia/Tokyo' } })
+  assert.equal(verified.code, 0, verified.stderr)
+})
