@@ -50,6 +50,8 @@ async function twiceUpgraded(t: Parameters<typeof deployVM>[0], options: Paramet
   return vm
 }
 
+/** A host's edit of the entries, reaching any field of any entry (the shapes no honest log holds among them). */
+// biome-ignore lint/suspicious/noExplicitAny: a forgery writes fields of any type anywhere
 type Edit = (entries: Record<string, any>[]) => void
 
 function nested(depth: number): unknown {
