@@ -294,11 +294,11 @@ export class LimitCeilingError extends LibVMSError {
   readonly logged: number
   readonly ceiling: number
 
-  constructor(limit: string, logged: number, ceiling: number, option: string) {
+  constructor(limit: string, logged: number, ceiling: number, option: string, entry = "the log's init entry") {
     super(
       'LimitCeilingError',
       'ERR_LIMIT_CEILING',
-      `the log's init entry sets limits.${limit} to ${logged}, above this auditor's ceiling of ${ceiling}; nothing was replayed (raise the ceiling with ${option} if you accept an audit that costly)`,
+      `${entry} sets limits.${limit} to ${logged}, above this auditor's ceiling of ${ceiling}; ${entry === "the log's init entry" ? 'nothing was replayed' : 'the replay stopped there'} (raise the ceiling with ${option} if you accept an audit that costly)`,
     )
     this.limit = limit
     this.logged = logged
@@ -365,8 +365,9 @@ export class DivergenceError extends LibVMSError {
   // ---- a logged entry and its replay ----
 
   /** Entry `seq` and its replay differ in `field` (the first that differs: ledger/entry-diff.ts). */
-  static ENTRY(seq: number, call: DivergentCall, field: string, expected: unknown, actual: unknown): DivergenceError {
-    const what = seq === 0 ? 'the init entry' : `call ${seq} (${call.method} by ${describeCaller(call.caller)})`
+  static ENTRY(seq: number, call: DivergentCall, field: string, expected: unknown, actual: unknown, upgrade = false): DivergenceError {
+    const what =
+      seq === 0 ? 'the init entry' : upgrade ? `upgrade entry ${seq}` : `call ${seq} (${call.method} by ${describeCaller(call.caller)})`
     return new DivergenceError({
       message: `${what} diverges in ${field}: the log says ${short(expected)}, the replay gives ${short(actual)}`,
       seq,

@@ -54,6 +54,6 @@ export function diffEntry({ seq, logged, replayed }: ReplayEntry): DivergenceErr
   const fields = [...new Set([...Object.keys(e), ...Object.keys(a)])]
   fields.sort((x, y) => (FIELD_ORDER.indexOf(x) + 1 || 99) - (FIELD_ORDER.indexOf(y) + 1 || 99))
   const field = fields.find((f) => !sameField(e[f], a[f])) ?? 'entry'
-  const call = logged.type === 'call' ? logged : { method: 'init', caller: null }
-  return DivergenceError.ENTRY(seq, call, field, e[field], a[field])
+  const call = logged.type === 'call' ? logged : { method: logged.type, caller: null }
+  return DivergenceError.ENTRY(seq, call, field, e[field], a[field], logged.type === 'upgrade')
 }

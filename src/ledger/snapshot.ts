@@ -142,7 +142,11 @@ export function snapshotMisfit(snapshot: VMSnapshot, fit: SnapshotFit): string |
   const { seq, entry } = fit
   if (snapshot.entryHash !== entryHash(fit.block)) return 'the log holds another entry at its seq'
   if (snapshot.seq !== seq) return `it is the snapshot of seq ${snapshot.seq}, not of ${seq}`
-  if (entry.type !== 'call') return 'the init entry has no snapshot'
+  if (entry.type !== 'call')
+    return entry.type === 'init' ? 'the init entry has no snapshot' : `entry ${seq} is an upgrade, which has no snapshot`
+  // The code a snapshot's state is of is the code that ran its call, which the call's entry names.
+  if ((snapshot.host.code ?? 0) !== (entry.codeSeq ?? 0))
+    return `it says the code of entry ${snapshot.host.code ?? 0} ran, entry ${seq} says the code of entry ${entry.codeSeq ?? 0} did`
   if (fit.checkpoint && !isCheckpointOf(entry, fit.stateFormat)) return `entry ${seq} is not a checkpoint of this build's state format`
   if (entry.state !== undefined && (entry.state !== snapshot.state || entry.stateFormat !== snapshot.stateFormat))
     return `its state digest is not the one the log states at seq ${seq}`

@@ -38,7 +38,7 @@ export function upgradeLimits(seq: number, entry: UpgradeEntry, maxLimits?: Part
   }
   if (maxLimits === null) return limits
   const above = limitAboveCeiling(limits, maxLimits)
-  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`)
+  if (above) throw new LimitCeilingError(above.limit, above.logged, above.ceiling, `{maxLimits: {${above.limit}}}`, `upgrade entry ${seq}`)
   return limits
 }
 

@@ -18,6 +18,7 @@ import {
   InvalidArgumentError,
   LogFormatError,
   MethodNotFoundError,
+  QueueFullError,
   ScriptError,
   StateError,
   UpgradeError,
@@ -205,6 +206,8 @@ export class VM extends EventEmitter {
   private versions: CodeVersion[] = []
   /** The upgrade under way, if any: calls made meanwhile wait for it, then run on the code it leaves. */
   private upgrading: Promise<unknown> | null = null
+  /** Calls waiting for the upgrade under way: counted against a queue bound (maxQueued) like queued calls. */
+  private held = 0
   private readonly factoryHooks: FactoryHooks | null
 
   constructor(script: string | ScriptBundle, options: VMOptions = {}, factoryHooks: FactoryHooks | null = null) {
@@ -767,8 +770,18 @@ export class VM extends EventEmitter {
   }
 
   private submit(request: ExecuteCallRequest): Promise<StoredCall> {
-    // Calls made during an upgrade wait for it, then are admitted by the code it leaves.
-    if (this.upgrading) return this.upgrading.then(() => this.submit(request))
+    // Calls made during an upgrade wait for it, then are admitted by the code it leaves; a bounded
+    // queue (an RPC server's maxQueuedCalls) holds no more of them than it would queue.
+    if (this.upgrading) {
+      if (request.maxQueued !== undefined && this.held >= request.maxQueued) {
+        return Promise.reject(new QueueFullError(heldFull(this.held, request.maxQueued)))
+      }
+      this.held++
+      return this.upgrading.then(() => {
+        this.held--
+        return this.submit(request)
+      })
+    }
     if (this.state !== 'ready') {
       throw new StateError(this.state === 'new' || this.state === 'deploying' ? 'the VM is not deployed yet' : 'the VM is closed')
     }
@@ -793,6 +806,8 @@ export class VM extends EventEmitter {
    */
   queueRoom(lane: Lane, maxQueued: number): QueueRoom {
     if (this.state !== 'ready' || !this.executor) return { fits: true, giveWay: null }
+    if (this.upgrading)
+      return this.held < maxQueued ? { fits: true, giveWay: null } : { fits: false, message: heldFull(this.held, maxQueued) }
     return this.executor.room(lane, maxQueued)
   }
 
@@ -923,4 +938,9 @@ function loggedCallOf(call: StoredCall, ms: number): LoggedCall {
   const logged: LoggedCall = { seq: call.seq, timestamp: entry.timestamp, caller: entry.caller ?? null, method: entry.method, ms }
   if (entry.error) logged.error = entry.error.name
   return logged
+}
+
+/** Why a call made during an upgrade is refused: as many wait for it as the queue takes. */
+function heldFull(held: number, maxQueued: number): string {
+  return `the VM is being upgraded and ${held} calls wait for it, at most ${maxQueued} (maxQueuedCalls, --max-queued-calls): the call was not run, try again later`
 }
