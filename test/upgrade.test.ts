@@ -460,3 +460,25 @@ test('a parallel audit starts segments at checkpoints taken after an upgrade too
     { code: 'ERR_LIMIT_CEILING' },
   )
 })
+
+test('a pinned client checks the version the handshake states against the log: a host that pairs the pinned hash with another entry is caught', async (t) => {
+  const vm = await deployV1(t)
+  await vm.upgrade(V2)
+  const server = await serve(t, { '/': vm })
+  const url = server.url as string
+  const pinned = await RPCClient.connect(url, { code: codeHash(V2) })
+  t.after(() => pinned.close())
+  const proven = verifyReceipt(pinned.backendInfo.codeReceipt as NonNullable<typeof pinned.backendInfo.codeReceipt>)
+  assert.equal(proven.seq, 4)
+  assert.equal(proven.entry.type === 'upgrade' && proven.entry.code, V2)
+  // A host that says it runs the pinned V1, at the entry where V2 took over (so that receipts' codeSeq would match).
+  const lying = Object.create(vm, {
+    codeVersion: { get: () => ({ hash: codeHash(V1), seq: 4 }) },
+  }) as VM
+  const liar = await serve(t, { '/': lying })
+  await assert.rejects(RPCClient.connect(liar.url as string, { code: codeHash(V1) }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_BAD_RECEIPT')
+    assert.match(err.message, /entry 4 holds other code/)
+    return true
+  })
+})

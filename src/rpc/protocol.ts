@@ -91,6 +91,12 @@ export interface BackendInfo {
   /** Present once the VM was upgraded: every code version it ran, oldest first (the init entry's, then each upgrade's). */
   codeHistory?: { hash: string; seq: number }[]
   /**
+   * Asked for in the handshake (`codeReceipt: true`, as a client pinning a code version does): the
+   * receipt of the entry that set the code (`code.seq`), which holds the code itself — proof, signed
+   * by the log, that the version is that code.
+   */
+  codeReceipt?: Receipt
+  /**
    * Production mode: this connection's nonce (hex), which every call signed on it includes. Fresh per
    * connection, so a signed call captured from one connection is refused on any other.
    */

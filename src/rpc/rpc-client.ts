@@ -11,7 +11,7 @@ import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.
 import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import { type CallEntry, CLIENT_NONCE_SCHEMA } from '../ledger/log-entry.js'
+import { type CallEntry, CLIENT_NONCE_SCHEMA, codeHash } from '../ledger/log-entry.js'
 import { randomHexSource } from '../ledger/random-values.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmSetting } from '../ledger/remote-source.js'
@@ -115,6 +115,23 @@ interface ReceiptCheck {
   onReceipt?: ConnectOptions['onReceipt']
   /** Pinned to a code version (ConnectOptions.code): the seq of the entry that set it; null: not pinned. */
   codeSeq: number | null
+}
+
+/** Why the handshake's receipt of the code entry does not prove that entry `info.code.seq` of its log holds code `hash`; null if it does. */
+function codeReceiptProblem(info: BackendInfo, hash: string): string | null {
+  if (info.codeReceipt === undefined) return 'it gave no receipt of the entry that set its code'
+  let proven: ProvenEntry
+  try {
+    proven = verifyReceipt(info.codeReceipt)
+  } catch (err) {
+    return (err as Error).message
+  }
+  if (proven.log !== callLogKeyOf(info.callLogUrl)) return `the receipt is of log ${proven.log}, not this VM's`
+  if (proven.seq !== info.code?.seq) return `the receipt is of entry ${proven.seq}, not ${info.code?.seq}`
+  const entry = proven.entry
+  if (entry.type !== 'init' && entry.type !== 'upgrade') return `entry ${proven.seq} sets no code (it is a ${entry.type} entry)`
+  if (codeHash(entry.code) !== hash) return `entry ${proven.seq} holds other code`
+  return null
 }
 
 function callLogKeyOf(url: unknown): string {
@@ -289,6 +306,7 @@ export class RPCClient {
           const publicKey = options.keyPair ? Buffer.from(options.keyPair.publicKey).toString('hex') : null
           const hello: Record<string, unknown> = publicKey ? { publicKey } : options.user === undefined ? {} : { user: options.user }
           if (wantReceipts) hello.receipts = true
+          if (options.code !== undefined) hello.codeReceipt = true
           const info = (await this.call(HANDSHAKE_METHOD, hello)) as BackendInfo
           this.info = info
           // Reached by key, the key is the pin: the peer that answered must serve that very log.
@@ -312,6 +330,9 @@ export class RPCClient {
                 0,
               )
             }
+            // The host's word for which entry set that code is checked: the log's receipt of it holds the code.
+            const why = codeReceiptProblem(info, options.code)
+            if (why) throw new RPCError('ReceiptError', 'ERR_BAD_RECEIPT', `${url} does not prove the code it says it runs: ${why}`, 0)
           }
           if (wantReceipts) {
             this.receiptCheck = {

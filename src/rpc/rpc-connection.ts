@@ -65,6 +65,8 @@ export interface RPCBackend {
   readonly codeVersion?: { hash: string; seq: number } | null
   /** Every code version the VM ran, oldest first (said in the handshake once there are several). */
   readonly codeVersions?: readonly { hash: string; seq: number }[]
+  /** The receipt of the entry that set the code the VM runs (given in the handshake to a client that asks). */
+  codeReceipt?(): Promise<Receipt>
   readonly callLog: { url: string }
   readonly filesArchive: { url: string }
   executeCall(request: BackendCall): Promise<unknown>
@@ -416,7 +418,19 @@ export class RPCConnection {
     if (versions && versions.length > 1) info.codeHistory = versions.map((v) => ({ hash: v.hash, seq: v.seq }))
     if (this.nonce) info.nonce = this.nonce
     if (backend.replica) info.replica = backend.replica()
-    this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
+    const send = () => this.send(JSON.stringify({ jsonrpc: '2.0', id, result: info }))
+    // A client pinning a code version asks for the receipt of its entry (the client waits for this answer before calling).
+    if (given.codeReceipt === true && backend.codeReceipt) {
+      backend.codeReceipt().then(
+        (receipt) => {
+          info.codeReceipt = receipt
+          send()
+        },
+        () => send(),
+      )
+      return
+    }
+    send()
   }
 
   /** `clientNonce`: the request's own, beside its params (debug mode; checked by the VM's admission). */

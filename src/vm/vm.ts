@@ -241,6 +241,25 @@ export class VM extends EventEmitter {
     return executor ? { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq } : null
   }
 
+  /**
+   * @internal The receipt of the entry that set the code the VM runs (made once per version): what a
+   * client pinning a code version is given in the handshake.
+   */
+  codeReceipt(): Promise<Receipt> {
+    const seq = this.requireExecutor().codeVersionSeq
+    if (this.codeReceiptMade?.seq !== seq) {
+      const made = { seq, receipt: createReceipt(this.callLog, seq) }
+      // One that failed is made again when next asked for.
+      made.receipt.catch(() => {
+        if (this.codeReceiptMade === made) this.codeReceiptMade = null
+      })
+      this.codeReceiptMade = made
+    }
+    return this.codeReceiptMade.receipt
+  }
+
+  private codeReceiptMade: { seq: number; receipt: Promise<Receipt> } | null = null
+
   /** Every code version the VM ran, oldest first: the init entry's, then each upgrade's (empty until deployed). */
   get codeVersions(): readonly CodeVersion[] {
     return this.versions
