@@ -18,6 +18,7 @@ import {
   Verifier,
   VM,
   VMFactory,
+  VMHost,
 } from '../src/index.js'
 import { verifyReceipt } from '../src/ledger/receipts.js'
 import { SnapshotStore } from '../src/ledger/snapshot-store.js'
@@ -481,4 +482,26 @@ test('a pinned client checks the version the handshake states against the log: a
     assert.match(err.message, /entry 4 holds other code/)
     return true
   })
+})
+
+test('a hosted VM upgraded to more memory reserves it in its host budget first: refused (ERR_CAPACITY, nothing appended) when it does not fit', async (t) => {
+  const MiB = 1024 * 1024
+  const host = await VMHost.open(join(await tempDir(t), 'host'), { memoryBudget: 48 * MiB })
+  t.after(() => host.close())
+  const a = new VM(V1, { limits: { memoryBytes: 16 * MiB } })
+  await host.deploy(a, { name: 'a' })
+  await host.deploy(new VM(V1, { limits: { memoryBytes: 16 * MiB } }), { name: 'b' })
+  await a.executeCall({ methodName: 'inc', args: [2] })
+  await assert.rejects(a.upgrade(V2, { limits: { memoryBytes: 48 * MiB } }), { code: 'ERR_CAPACITY' })
+  assert.equal(a.callLog.length, 2)
+  assert.equal(host.memoryReserved, 32 * MiB)
+  // A hook that fails gives the reservation back, as a refused upgrade does.
+  await assert.rejects(a.upgrade('exports.upgrade = () => { throw new Error("no") }', { limits: { memoryBytes: 32 * MiB } }), {
+    code: 'ERR_UPGRADE_FAILED',
+  })
+  assert.equal(host.memoryReserved, 32 * MiB)
+  const upgraded = await a.upgrade(V2, { limits: { memoryBytes: 32 * MiB } })
+  assert.deepEqual(upgraded.result, { count: 2, file: '2', version: 1 })
+  assert.equal(host.memoryReserved, 48 * MiB)
+  assert.equal(a.limits.memoryBytes, 32 * MiB)
 })

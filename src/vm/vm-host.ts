@@ -134,7 +134,21 @@ export class VMHost {
       }
       this.hosted.set(name, slot)
     }
+    // An upgrade that changes the VM's memory changes what it reserves: reserved before it runs.
+    vm.memoryGate = (bytes) => {
+      const held = slot.bytes
+      this.hosted.delete(name)
+      try {
+        slot.bytes = this.reserve(bytes)
+      } finally {
+        this.hosted.set(name, slot)
+      }
+      return () => {
+        slot.bytes = held
+      }
+    }
     vm.once('close', () => {
+      vm.memoryGate = null
       if (this.hosted.get(name) === slot) this.hosted.delete(name)
     })
   }

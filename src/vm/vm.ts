@@ -260,6 +260,13 @@ export class VM extends EventEmitter {
 
   private codeReceiptMade: { seq: number; receipt: Promise<Receipt> } | null = null
 
+  /**
+   * @internal Set by a VMHost: reserves `bytes` of its memory budget for this VM in place of what it
+   * holds (an upgrade that changes limits.memoryBytes), throwing CapacityError if they do not fit;
+   * answers how to give them back (the upgrade was refused).
+   */
+  memoryGate: ((bytes: number) => () => void) | null = null
+
   /** Every code version the VM ran, oldest first: the init entry's, then each upgrade's (empty until deployed). */
   get codeVersions(): readonly CodeVersion[] {
     return this.versions
@@ -578,6 +585,8 @@ export class VM extends EventEmitter {
     const limits = resolveLimits({ ...executor.runner.limits, ...options.limits })
     const schedule = init.costSchedule ?? 0
     const next = executor.runner.withCode(code, limits, true)
+    // A hosted VM's new memory is reserved in its host's budget first (CapacityError if it does not fit), given back if refused.
+    const undoReserve = limits.memoryBytes !== executor.runner.limits.memoryBytes ? this.memoryGate?.(limits.memoryBytes) : undefined
     let done: Awaited<ReturnType<CallExecutor['upgradeLive']>>
     try {
       done = await executor.upgradeLive(
@@ -597,6 +606,7 @@ export class VM extends EventEmitter {
           }),
       )
     } catch (err) {
+      undoReserve?.()
       if (err instanceof ScriptError) {
         const failure = inScriptSources(err, code) as ScriptError
         throw new UpgradeError('ERR_UPGRADE_FAILED', `the new code does not load: ${failure.message}; the VM runs its old code`, {
@@ -607,6 +617,7 @@ export class VM extends EventEmitter {
       throw err
     }
     if ('failed' in done) {
+      undoReserve?.()
       const { error } = done.failed
       throw new UpgradeError(
         'ERR_UPGRADE_FAILED',
