@@ -8,7 +8,8 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { promisify } from 'node:util'
-import { bundleInfoOf, bundleScript, type ScriptError, VM } from '../src/index.js'
+import { rowOf } from '../src/explorer/entry-rows.js'
+import { bundleInfoOf, bundleScript, type InitEntry, type ScriptError, VM } from '../src/index.js'
 import { exec, nodevms, root } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
@@ -158,6 +159,16 @@ test('nodevms exec app.ts bundles it (and a .mjs entry that imports); log says w
   assert.match(
     log.stdout,
     /init "" \(debug mode; exports VERSION, init, pay, wasOpened; code bundled from src\/app\.ts by esbuild [\d.]+\)/,
+  )
+  // The explorer's init row, and info from the handshake, say so too.
+  const logged = JSON.parse((await nodevms(['log', ts.served.rpcUrl, '--json'])).stdout.split('\n')[0]) as InitEntry
+  assert.match(rowOf(0, logged).args, /^"" · code bundled from src\/app\.ts by esbuild [\d.]+$/)
+  const info = JSON.parse((await nodevms(['info', ts.served.rpcUrl, '--json'])).stdout)
+  assert.equal(info.bundle.entry, 'src/app.ts')
+  assert.match(info.bundle.bundler, /^esbuild [\d.]+$/)
+  assert.match(
+    (await nodevms(['info', ts.served.rpcUrl])).stdout,
+    /code\s+[0-9a-f]{64} \(since deploy, bundled from src\/app\.ts by esbuild [\d.]+\)/,
   )
 
   const mjs = await exec(t, join(project, 'main.mjs'), ['--dir', join(project, 'mjs.vms')])

@@ -12,7 +12,7 @@ export function registerInfo(program: Command): void {
     .argument('<url>', "the VM's RPC URL (ws://host:port/path)")
     .option(
       '--json',
-      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl, schema, code}, plus codeHistory once the VM was upgraded, and replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
+      'print it as one JSON object: {url, title, auth, methods, callLogUrl, filesArchiveUrl, schema, code}, plus bundle when the code is a bundle, codeHistory once the VM was upgraded, and replica from a seeder (with forked, and its fork proof, once it proved the host rewrote history)',
     )
     .option('--timeout <ms>', 'how long connecting may take', parseTimeout)
     .action(async (url: string, options: { json?: boolean; timeout?: number }) => {
@@ -27,6 +27,7 @@ export function registerInfo(program: Command): void {
           filesArchiveUrl: info.filesArchiveUrl,
           ...(info.schema !== undefined ? { schema: info.schema } : {}),
           ...(info.code ? { code: info.code } : {}),
+          ...(info.bundle ? { bundle: info.bundle } : {}),
           ...(info.codeHistory ? { codeHistory: info.codeHistory } : {}),
           ...(info.replica ? { replica: info.replica } : {}),
         })
@@ -43,7 +44,8 @@ export function registerInfo(program: Command): void {
       }
       if (info.code) {
         const since = info.code.seq === 0 ? 'since deploy' : `since the upgrade at entry ${info.code.seq}`
-        out.line(`  code      ${info.code.hash} (${since})`)
+        const bundle = info.bundle ? `, bundled from ${info.bundle.entry} by ${info.bundle.bundler}` : ''
+        out.line(`  code      ${info.code.hash} (${since}${bundle})`)
         for (const version of info.codeHistory ?? []) {
           if (version.seq === info.code.seq) continue
           out.line(`            ${out.paint('dim', `${version.hash} from entry ${version.seq}`)}`)

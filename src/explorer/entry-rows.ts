@@ -4,7 +4,7 @@
  */
 import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
-import { codeHash, type LogEntry } from '../ledger/log-entry.js'
+import { codeHash, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
 import { bundleInfoOf } from '../script/bundle.js'
 import { INIT_METHOD, UPGRADE_METHOD } from './entry-index.js'
 
@@ -47,7 +47,7 @@ export function rowOf(seq: number, entry: LogEntry): EntryRow {
       caller: null,
       signed: false,
       method: INIT_METHOD,
-      args: clippedJSON(entry.title, ROW_TEXT),
+      args: initArgs(entry),
       result: entry.result === undefined ? null : clippedJSON(entry.result, ROW_TEXT),
       error: null,
       cost: entry.cost,
@@ -86,6 +86,13 @@ export function rowOf(seq: number, entry: LogEntry): EntryRow {
     cost: entry.cost,
     filesVersion: entry.files.version,
   }
+}
+
+/** What an init row says of its call: the VM's title, and the bundle its code was made from, if it is one. */
+function initArgs(entry: InitEntry): string {
+  const bundle = bundleInfoOf(entry.code)
+  const title = clippedJSON(entry.title, ROW_TEXT)
+  return bundle ? `${title} · code bundled from ${cut(bundle.entry, 200)} by ${cut(bundle.bundler, 100)}` : title
 }
 
 /** The rows of `seqs` (newest first), each entry cut to its row as soon as it is decoded. */

@@ -88,6 +88,8 @@ export interface BackendInfo {
    * (ConnectOptions.code).
    */
   code?: { hash: string; seq: number }
+  /** Present when the code the VM runs is a bundle (bundleScript, `nodevms exec app.ts`): its entry file and the bundler. */
+  bundle?: { entry: string; bundler: string }
   /** Present once the VM was upgraded: every code version it ran, oldest first (the init entry's, then each upgrade's). */
   codeHistory?: { hash: string; seq: number }[]
   /**

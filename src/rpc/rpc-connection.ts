@@ -61,6 +61,8 @@ export interface RPCBackend {
   readonly auth: 'debug' | 'production'
   /** The schema of the VM's call log, said in the handshake (clients check client nonces from schema 3 on). */
   readonly logSchema?: number
+  /** The bundle the code the VM runs was made from, said in the handshake (absent or null: not a bundle). */
+  readonly bundle?: { entry: string; bundler: string } | null
   /** The code version the VM runs now, said in the handshake (absent or null: not said). */
   readonly codeVersion?: { hash: string; seq: number } | null
   /** Every code version the VM ran, oldest first (said in the handshake once there are several). */
@@ -414,6 +416,8 @@ export class RPCConnection {
     if (backend.logSchema !== undefined) info.schema = backend.logSchema
     const code = backend.codeVersion
     if (code) info.code = { hash: code.hash, seq: code.seq }
+    const bundle = backend.bundle
+    if (bundle) info.bundle = { entry: bundle.entry, bundler: bundle.bundler }
     const versions = backend.codeVersions
     if (versions && versions.length > 1) info.codeHistory = versions.map((v) => ({ hash: v.hash, seq: v.seq }))
     if (this.nonce) info.nonce = this.nonce

@@ -43,7 +43,7 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { CURRENT_COST_SCHEDULE } from '../sandbox/host-work.js'
 import { recordedLimits, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
-import type { ScriptBundle } from '../script/bundle.js'
+import { type BundleInfo, bundleInfoOf, type ScriptBundle } from '../script/bundle.js'
 import { inScriptSources } from '../script/source-map.js'
 import { counted } from '../wording.js'
 import { type AdmittedCall, CallAdmission, type EdgeCall, missingExports } from './admission.js'
@@ -270,6 +270,11 @@ export class VM extends EventEmitter {
   /** Every code version the VM ran, oldest first: the init entry's, then each upgrade's (empty until deployed). */
   get codeVersions(): readonly CodeVersion[] {
     return this.versions
+  }
+
+  /** The bundle the code the VM runs was made from (its entry file and bundler), or null for a plain script. */
+  get bundle(): BundleInfo | null {
+    return bundleInfoOf(this.code)
   }
 
   /** Whether the VM may be upgraded: its log's schema has upgrades and its init entry does not turn them off. */
