@@ -139,6 +139,16 @@ test("keygen onto an existing file names --force, not the library's option", asy
   assert.equal((await nodevms(['keygen', '--out', file, '--force'])).code, 0)
 })
 
+test("exec into a dir that holds other files names --dir, not the library's deploy", async (t) => {
+  const dir = await tempDir(t)
+  await writeFile(join(dir, 'notes.txt'), 'not a VM')
+  await writeFile(join(dir, 'app.js'), 'exports.hi = () => 1\n')
+  const refused = await nodevms(['exec', join(dir, 'app.js'), '--dir', dir, '--port', '0'])
+  assert.notEqual(refused.code, 0)
+  assert.match(refused.stderr, /holds files that are not LibVMS data; give --dir an empty or new directory, or the dir of an existing VM/)
+  assert.doesNotMatch(refused.stderr, /give deploy/)
+})
+
 test("verify reaches a factory's VM after it was shut down: through the factory at its old URL, or by its call log with --peer, across a factory restart", async (t) => {
   const work = await tempDir(t)
   const factoryDir = join(work, 'factory')

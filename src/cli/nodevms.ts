@@ -59,6 +59,10 @@ const CLI_WORDS: [RegExp, string][] = [
   [/list vm\.methods for the ones it has/g, 'nodevms info lists the ones it has'],
   [/the handshake lists them/g, 'nodevms info lists them'],
   [/pass \{overwrite: true\} to replace it/g, 'give --force to replace it'],
+  [
+    /give deploy an empty or new directory, or the dir of an existing VM/g,
+    'give --dir an empty or new directory, or the dir of an existing VM',
+  ],
   [/\(deploy\(\{dir, upgrade: true\}\); nodevms exec --upgrade\)/g, '(nodevms exec <script> --dir <dir> --upgrade)'],
   [/\{maxLimits: \{computeTicks\}\}/g, '--max-ticks <n>'],
   [/\{maxLimits: \{memoryBytes\}\}/g, '--max-memory <bytes>'],
