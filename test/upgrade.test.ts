@@ -225,8 +225,21 @@ test('a host that edits the code (or the hook result) of a logged upgrade fails 
     const upgrade = entries[4] as UpgradeEntry
     upgrade.code = upgrade.code.replace('count += 2 * by', 'count += 3 * by')
   })
-  // The edited code replays to other results: named at the first call that differs, after the upgrade.
+  // Edited where only later calls run it: the upgrade replays as logged (the log is all an auditor has
+  // of the code), and the first call that runs the edit is named.
   await assert.rejects(Verifier.verify(edited, vm.filesArchive), expectDivergence(5, 'result'))
+  // Edited where the upgrade itself runs it (its hook): named at the upgrade entry.
+  const editedHook = await lyingCopy(t, vm, (entries: LogEntry[]) => {
+    const upgrade = entries[4] as UpgradeEntry
+    upgrade.code = upgrade.code.replace('count = await previous.get()', 'count = (await previous.get()) + 1')
+  })
+  await assert.rejects(Verifier.verify(editedHook, vm.filesArchive), expectDivergence(4, 'result'))
+  // Edited so that it exports something else: named at the upgrade entry too.
+  const editedExports = await lyingCopy(t, vm, (entries: LogEntry[]) => {
+    const upgrade = entries[4] as UpgradeEntry
+    upgrade.code = `${upgrade.code}\nexports.extra = () => 0\n`
+  })
+  await assert.rejects(Verifier.verify(editedExports, vm.filesArchive), expectDivergence(4, 'exports'))
   const hookLie = await lyingCopy(t, vm, (entries: LogEntry[]) => {
     ;(entries[4] as UpgradeEntry).result = { count: 7 } as never
   })
