@@ -17,7 +17,7 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { diffLines } from '../src/explorer/line-diff.js'
 import { type CallEntry, CallLog, callerIdOf, generateKeyPair, type LogEntry, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
-import { BIN, firstLine, nodevms, root, stop } from './cli-helpers.js'
+import { BIN, exec, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
 const NOTES = `
@@ -506,6 +506,121 @@ test('explore ws://…: calls made while the page is open appear as live rows', 
   assert.equal(await page.$eval('#entries-body tr[data-seq="2"] .args', (cell) => cell.textContent), '"live one"')
   await screenshot(t, page, '7-live')
   assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+const COUNTER = join(SCRIPTS, 'persisted-counter.js')
+
+/** Calls `increment` on the VM at `url` `times` times, over one RPC connection. */
+async function increment(url: string, times: number): Promise<void> {
+  const client = new RPCClient()
+  await client.connect(url)
+  try {
+    for (let i = 0; i < times; i++) await client.call('increment')
+  } finally {
+    await client.close()
+  }
+}
+
+/** Everything `stream` writes, as it arrives. */
+function collect(stream: NodeJS.ReadableStream | null): { text: string } {
+  const collected = { text: '' }
+  stream?.on('data', (chunk) => {
+    collected.text += chunk
+  })
+  return collected
+}
+
+/** Polls `done` every 250 ms for at most `ms`; resolves with whether it came true. */
+async function waitFor(done: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!done()) {
+    if (Date.now() >= deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  return true
+}
+
+/** Waits (at most 60 s) until the page's host status is in `state`; resolves with its text. */
+async function hostStatus(page: Page, state: string): Promise<string> {
+  await page.waitForSelector(`#host-status[data-state="${state}"]:not([hidden])`, { timeout: 60_000 })
+  return text(page, '#host-status')
+}
+
+/** A counter VM served by `nodevms exec` (a child) that took `calls` calls, explored over ws:// (a child), its page open. */
+async function exploredHost(t: TestContext, calls: number) {
+  const hostDir = join(await tempDir(t, 'libvms-explorer-'), 'host')
+  const first = await exec(t, COUNTER, ['--dir', hostDir])
+  const port = new URL(first.served.rpcUrl).port
+  await increment(first.served.rpcUrl, calls)
+  const { child, explored } = await explore(t, first.served.rpcUrl)
+  const stderr = collect(child.stderr)
+  const { page, outside } = await openPage(t, explored.url)
+  assert.deepEqual(await shownSeqs(page), [...Array(calls + 1).keys()].reverse())
+  assert.equal(await page.$eval('#host-status', (node) => (node as HTMLElement).hidden), true, 'nothing to say while the host is there')
+  return { hostDir, first, port, stderr, page, outside }
+}
+
+test('explore ws://…: a host that stops is told gone (page and stderr); restarted on its port, it is followed again and the page catches up', async (t) => {
+  const { hostDir, first, port, stderr, page, outside } = await exploredHost(t, 2)
+  const rpcUrl = first.served.rpcUrl
+
+  assert.equal(await stop(first.child), 0, 'the host exits cleanly')
+  assert.match(
+    await hostStatus(page, 'gone'),
+    new RegExp(`host ${rpcUrl} is gone; trying again \\(the page keeps the 3 entries fetched\\)`),
+  )
+  assert.ok(await waitFor(() => stderr.text.includes(`host ${rpcUrl} is gone; trying again`), 30_000), `stderr: ${stderr.text}`)
+  assert.deepEqual(await shownSeqs(page), [2, 1, 0], 'the page keeps what it had')
+  await screenshot(t, page, '12-host-gone')
+
+  const second = await exec(t, COUNTER, ['--dir', hostDir, '--port', port])
+  assert.equal(second.served.rpcUrl, rpcUrl)
+  await increment(rpcUrl, 2)
+  assert.equal(await hostStatus(page, 'back'), `host ${rpcUrl} is back: following from entry 3`)
+  await page.waitForFunction(
+    (want: string) =>
+      JSON.stringify([...document.querySelectorAll('#entries-body tr')].map((r) => Number((r as HTMLElement).dataset.seq))) === want,
+    { timeout: 60_000 },
+    JSON.stringify([4, 3, 2, 1, 0]),
+  )
+  assert.equal(await page.$eval('#entries-body tr[data-seq="4"] .outcome', (cell) => cell.textContent), '4')
+  assert.ok(await waitFor(() => stderr.text.includes(`host ${rpcUrl} is back: following from entry 3`), 30_000), `stderr: ${stderr.text}`)
+  assert.equal(stderr.text.match(/is gone/g)?.length, 1, 'gone is said once')
+  await screenshot(t, page, '13-host-back')
+  assert.deepEqual(outside, [], 'no request left 127.0.0.1')
+})
+
+test('explore ws://…: a host that comes back with a rewritten log is not followed: page and stderr say so, with the fork proof', async (t) => {
+  const { hostDir, first, port, stderr, page } = await exploredHost(t, 3)
+  const rpcUrl = first.served.rpcUrl
+  assert.equal(await stop(first.child), 0)
+  await hostStatus(page, 'gone')
+
+  // The host rewrites its last entry with its own key (truncate + append: fork 1); the new entry
+  // names another caller, which the counter does not read, so the host's own reopen replays.
+  const log = await CallLog.open(hostDir)
+  const entries = (await log.list()) as LogEntry[]
+  await log.core.truncate(3)
+  await log.append({ ...(entries[3] as CallEntry), caller: 'mallory' })
+  assert.equal(log.core.fork, 1)
+  await log.close()
+
+  await exec(t, COUNTER, ['--dir', hostDir, '--port', port])
+  await increment(rpcUrl, 1)
+  assert.ok(await waitFor(() => /rewrote the log's history/.test(stderr.text), 60_000), `stderr: ${stderr.text}`)
+  assert.match(
+    stderr.text,
+    new RegExp(`host ${rpcUrl} says it is on fork 1 of the log, not this copy's 0; not following it: the page keeps this copy's 4 entries`),
+  )
+  assert.match(
+    stderr.text,
+    new RegExp(`host ${rpcUrl} rewrote the log's history \\(fork 1, \\d+ entries; this copy: fork 0\\): .+; not following it`),
+  )
+  assert.match(await hostStatus(page, 'forked'), /rewrote the log's history/)
+  assert.deepEqual(await shownSeqs(page), [3, 2, 1, 0], "the page keeps the copy's history, none of the rewritten one")
+  const shown = (await (await fetch(new URL('/api/entries/3', page.url()))).json()) as { entry: { caller: string | null } }
+  assert.notEqual(shown.entry.caller, 'mallory')
+  await screenshot(t, page, '14-host-forked')
 })
 
 test('explore --open without xdg-open still serves; a target that is not one is a usage error (exit 2)', async (t) => {

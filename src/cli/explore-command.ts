@@ -52,6 +52,7 @@ async function runExplore(target: string, options: ExploreOptions): Promise<void
     filesArchive: opened.filesArchive as DatArchive,
     label: opened.label,
     maxLimits: { computeTicks: options.maxTicks, memoryBytes: options.maxMemory },
+    onHostNote: (text) => err.line(text),
   })
   let url: string
   try {

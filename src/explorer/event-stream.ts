@@ -1,7 +1,8 @@
 /**
  * Live updates: the page's server-sent event streams (GET /api/events). Each stream opens with a
  * `hello` event; then every event broadcast goes to every open stream: `entry` (the log grew: its
- * new rows), `audit` (the audit's progress and verdict).
+ * new rows), `audit` (the audit's progress and verdict), `host` (a fetched log's host is gone, back,
+ * or rewrote history: host-watch.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 

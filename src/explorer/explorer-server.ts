@@ -5,7 +5,8 @@
  * ever puts them in the document as text. This file routes requests; what each answers lives in:
  * log-views.ts (the VM, entries; rows: entry-rows.ts), archive-views.ts (files, changes, diffs),
  * audit-runner.ts (the audit) and divergence-proof.ts (its proof), event-stream.ts (live updates,
- * fed by log-indexer.ts as the log grows); request-params.ts and http-answers.ts read and answer.
+ * fed by log-indexer.ts as the log grows, and by host-watch.ts as a fetched log's hosts come and go);
+ * request-params.ts and http-answers.ts read and answer.
  *
  *   GET  /api/vm                  the VM: title, keys, auth mode, engine, limits, script, length
  *   GET  /api/entries?start&limit&method&caller&failed=1
@@ -15,7 +16,8 @@
  *   GET  /api/file?seq&path       a file's contents as of call `seq` (text or base64, bounded)
  *   GET  /api/changes?seq         the paths call `seq` put or deleted
  *   GET  /api/diff?seq&path       the lines call `seq` removed from and added to a text file (bounded)
- *   GET  /api/events              server-sent events: `entry` (the log grew), `audit` (progress, verdict)
+ *   GET  /api/events              server-sent events: `entry` (the log grew), `audit` (progress, verdict),
+ *                                 `host` (a fetched log's host is gone, back, or rewrote history: host-watch.ts)
  *   GET  /api/audit               the audit's state
  *   POST /api/audit               starts an audit (Verifier.verify into a temp replay dir); one at a time
  *   GET  /api/proof               the last audit's execution proof (nodevms check-proof checks it), when it made one
@@ -30,6 +32,7 @@ import { ArchiveViews } from './archive-views.js'
 import { AuditRunner } from './audit-runner.js'
 import { sendProof } from './divergence-proof.js'
 import { EventStream } from './event-stream.js'
+import { HostWatch } from './host-watch.js'
 import { sendFailure, sendJson, sendPageFile } from './http-answers.js'
 import { LogIndexer } from './log-indexer.js'
 import { LogViews } from './log-views.js'
@@ -42,6 +45,8 @@ export interface ExplorerOptions {
   label: string
   /** The most of each limit an audited log may claim. */
   maxLimits?: Partial<VMLimits>
+  /** Where lines about a fetched log's hosts go (gone, back, rewrote history: host-watch.ts); default: nowhere. */
+  onHostNote?: (line: string) => void
 }
 
 export class ExplorerServer {
@@ -52,6 +57,7 @@ export class ExplorerServer {
   private readonly stop = new AbortController()
   private readonly events = new EventStream()
   private readonly indexer: LogIndexer
+  private readonly hosts: HostWatch
   private readonly audit: AuditRunner
   /** Made once the init entry is read (listen). */
   private views: { log: LogViews; archive: ArchiveViews } | null = null
@@ -63,6 +69,7 @@ export class ExplorerServer {
     this.archive = options.filesArchive
     this.label = options.label
     this.indexer = new LogIndexer(this.callLog, this.events, this.stop.signal)
+    this.hosts = new HostWatch(this.callLog, this.events, options.onHostNote ?? (() => {}), this.stop.signal, this.label)
     this.audit = new AuditRunner({
       callLog: this.callLog,
       filesArchive: this.archive,
@@ -86,6 +93,7 @@ export class ExplorerServer {
       archive: new ArchiveViews(this.callLog, this.archive, init),
     }
     this.indexer.start()
+    this.hosts.start(this.archive)
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject)
       this.http.listen(port, host, () => {
@@ -138,7 +146,8 @@ export class ExplorerServer {
     if (path === '/api/diff') return sendJson(res, await archive.diff(params))
     if (path === '/api/audit') return sendJson(res, this.audit.state)
     if (path === '/api/proof') return sendProof(res, this.audit.proof)
-    if (path === '/api/events') return this.events.open(req, res, { length: this.callLog.length, audit: this.audit.state })
+    if (path === '/api/events')
+      return this.events.open(req, res, { length: this.callLog.length, audit: this.audit.state, host: this.hosts.state })
     throw new HttpError(404, `no such API: ${path}`)
   }
 

@@ -83,6 +83,7 @@ export class Peering {
   private readonly deadline: number
   private readonly timers = new Set<NodeJS.Timeout>()
   private following: Backoff | null = null
+  private onHost: ((host: string, connected: boolean) => void) | null = null
   private closed = false
 
   private constructor(
@@ -130,10 +131,17 @@ export class Peering {
    * `backoff.minMs`, doubling up to `backoff.maxMs`, and start again from `minMs` once connected.
    * `onOtherFork`: called (every FORK_WATCH_MS while it lasts) with the fork a connected peer says
    * it is on, when that is not the core's: only a claim, for the caller to check (a fork proof).
+   * `onHost`: called with false when a host's WebSocket closes, and with true when one is dialled again.
    */
-  follow(core: Hypercore, backoff: Backoff, onOtherFork?: (fork: number) => void): void {
+  follow(
+    core: Hypercore,
+    backoff: Backoff,
+    onOtherFork?: (fork: number) => void,
+    onHost?: (host: string, connected: boolean) => void,
+  ): void {
     if (this.following || this.closed) return
     this.following = backoff
+    this.onHost = onHost ?? null
     for (const [host, ws] of this.sockets) {
       if (ws && ws.readyState === ws.OPEN) this.watchSocket(host, ws, backoff.minMs)
       else this.redial(host, backoff.minMs)
@@ -189,6 +197,7 @@ export class Peering {
     })
     ws.once('close', () => {
       if (this.sockets.get(host) === ws) this.sockets.set(host, null)
+      if (!this.closed) this.onHost?.(host, false)
       const lasted = Date.now() - opened >= backoff.maxMs
       this.redial(host, lasted ? backoff.minMs : Math.min(wait * 2, backoff.maxMs))
     })
@@ -206,6 +215,7 @@ export class Peering {
         }
         this.sockets.set(host, ws)
         this.watchSocket(host, ws, wait)
+        this.onHost?.(host, true)
       } catch {
         this.redial(host, Math.min(wait * 2, backoff.maxMs))
       }

@@ -17,7 +17,7 @@ import { HostBook } from '../ledger/host-book.js'
 import { keyToUrl } from '../ledger/keys.js'
 import type { LogEntry } from '../ledger/log-entry.js'
 import { provideRemoteSource, type RemoteHandle, type RemoteOptions, type RemoteSource } from '../ledger/remote-source.js'
-import { Peering } from './peering.js'
+import { type Backoff, Peering } from './peering.js'
 import { SwarmNetwork, swarmOptionsOf } from './swarm.js'
 
 const DEFAULT_TIMEOUT_MS = 15_000
@@ -28,6 +28,28 @@ interface Copy {
   peering: Peering
   timeoutMs: number
   close(): Promise<void>
+}
+
+/** The copy each fetched core or drive came with (to follow its hosts later: followHosts). */
+const copies = new WeakMap<object, { copy: Copy; core: Hypercore }>()
+
+export interface HostFollowing {
+  /** A host's WebSocket closed (false), or it was dialled again (true). */
+  onHost?: (host: string, connected: boolean) => void
+  /** A connected peer says it is on another fork than the copy's (a claim: see peering.ts). */
+  onOtherFork?: (fork: number) => void
+}
+
+/**
+ * Keeps a fetched copy (a CallLog's core, a DatArchive's drive, as fetched here) connected to its
+ * hosts until it is closed: a host that goes away is dialled again with `backoff` (Peering.follow).
+ * False if `value` was not fetched here (a VM's own log or archive: nothing to follow).
+ */
+export function followHosts(value: object, backoff: Backoff, following: HostFollowing = {}): boolean {
+  const fetched = copies.get(value)
+  if (!fetched) return false
+  fetched.copy.peering.follow(fetched.core, backoff, following.onOtherFork, following.onHost)
+  return true
 }
 
 /** A fresh Corestore for a copy of `key`, connected to the known hosts and, if asked for, the DHT. */
@@ -79,6 +101,7 @@ const remoteCores: RemoteSource = {
       if (core.length === 0) throw new FetchError('ERR_FETCH_TIMEOUT', `no host sent ${url}: the hosts do not have it`)
       const onStall = stallHandler(copy, url)
       await downloadAll(core, url, Math.min(copy.timeoutMs, DEFAULT_TIMEOUT_MS), onStall)
+      copies.set(core, { copy, core })
       return { value: core, store: copy.store, close: copy.close, onStall }
     } catch (err) {
       await copy.close()
@@ -98,6 +121,7 @@ const remoteCores: RemoteSource = {
       if (blobsKey) await copy.store.get({ key: blobsKey, allowFork: false }).ready()
       const drive = new Hyperdrive(copy.store, key)
       await drive.ready()
+      copies.set(drive, { copy, core: db })
       return { value: drive, store: copy.store, close: copy.close, onStall: stallHandler(copy, url) }
     } catch (err) {
       await copy.close()

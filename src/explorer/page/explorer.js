@@ -703,12 +703,22 @@ function scheduleDraw() {
   else requestAnimationFrame(drawArrived)
 }
 
+/** Where a fetched log's host stands: gone (trying again), back, or on another history (not followed); hidden while all is well. */
+function showHost(host) {
+  const status = $('host-status')
+  status.dataset.state = host.state
+  status.textContent = host.text
+  status.hidden = host.state === 'following'
+}
+
 function listen() {
   const events = new EventSource('/api/events')
   events.addEventListener('hello', (event) => {
     const hello = JSON.parse(event.data)
     if (hello.audit.state !== 'idle') showAudit(hello.audit)
+    if (hello.host) showHost(hello.host)
   })
+  events.addEventListener('host', (event) => showHost(JSON.parse(event.data)))
   events.addEventListener('entry', (event) => {
     const grown = JSON.parse(event.data)
     state.length = grown.length
