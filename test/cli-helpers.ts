@@ -101,3 +101,22 @@ export async function stop(child: ChildProcess): Promise<number | null> {
   if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, 'SIGTERM')
   return exited(child)
 }
+
+/** Everything `stream` writes, as it arrives. */
+export function collect(stream: NodeJS.ReadableStream | null): { text: string } {
+  const collected = { text: '' }
+  stream?.on('data', (chunk) => {
+    collected.text += chunk
+  })
+  return collected
+}
+
+/** Polls `done` every 250 ms for at most `ms`; resolves with whether it came true. */
+export async function waitFor(done: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!done()) {
+    if (Date.now() >= deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  return true
+}

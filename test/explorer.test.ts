@@ -17,7 +17,7 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { diffLines } from '../src/explorer/line-diff.js'
 import { type CallEntry, CallLog, callerIdOf, generateKeyPair, type LogEntry, RPCClient, RPCServer, Verifier, VM } from '../src/index.js'
 import { VMStorage } from '../src/ledger/vm-storage.js'
-import { BIN, exec, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
+import { BIN, collect, exec, firstLine, nodevms, root, SCRIPTS, stop, waitFor } from './cli-helpers.js'
 import { tempDir } from './helpers.js'
 
 const NOTES = `
@@ -519,25 +519,6 @@ async function increment(url: string, times: number): Promise<void> {
   } finally {
     await client.close()
   }
-}
-
-/** Everything `stream` writes, as it arrives. */
-function collect(stream: NodeJS.ReadableStream | null): { text: string } {
-  const collected = { text: '' }
-  stream?.on('data', (chunk) => {
-    collected.text += chunk
-  })
-  return collected
-}
-
-/** Polls `done` every 250 ms for at most `ms`; resolves with whether it came true. */
-async function waitFor(done: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (!done()) {
-    if (Date.now() >= deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
-  return true
 }
 
 /** Waits (at most 60 s) until the page's host status is in `state`; resolves with its text. */

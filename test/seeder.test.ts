@@ -34,7 +34,7 @@ import {
 import { checkForkProof, compareReceipts, createReceipt } from '../src/ledger/receipts.js'
 import { distrust, otherForkOf, sourceConnected } from '../src/net/peering.js'
 import type { RPCBackend } from '../src/rpc/rpc-connection.js'
-import { BIN, exec, firstLine, nodevms, root, SCRIPTS, stop } from './cli-helpers.js'
+import { BIN, collect, exec, firstLine, nodevms, root, SCRIPTS, stop, waitFor } from './cli-helpers.js'
 import { replicateOverWebSocket, tempDir } from './helpers.js'
 import { IN_NAMESPACE, loopbackTestnet, runInLoopbackNamespace } from './netns.js'
 
@@ -486,25 +486,6 @@ async function openSeeder(t: TestContext, dir: string, env: NodeJS.ProcessEnv): 
   })
   t.after(() => seeder.close())
   return seeder
-}
-
-/** Everything `stream` writes, as it arrives. */
-function collect(stream: NodeJS.ReadableStream | null): { text: string } {
-  const collected = { text: '' }
-  stream?.on('data', (chunk) => {
-    collected.text += chunk
-  })
-  return collected
-}
-
-/** Polls `done` every 250 ms for at most `ms`; resolves with whether it came true. */
-async function waitFor(done: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (!done()) {
-    if (Date.now() >= deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
-  return true
 }
 
 /** The version of the files archive at `url` as `peer` (a host or a seeder, over ws://) serves it. */
