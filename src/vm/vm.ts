@@ -383,6 +383,7 @@ export class VM extends EventEmitter {
       storage = await openStorage()
       if (storage.fresh) await this.firstDeploy(storage, title, limits, prepared)
       else await this.reopen(storage, limits, prepared, onResume, other)
+      this.versions = await this.codeHistory()
     } catch (err) {
       this.executor?.runner.dispose()
       await this.executor?.close().catch(() => {})
@@ -396,7 +397,6 @@ export class VM extends EventEmitter {
       this.state = 'new'
       throw inScriptSources(err, this.givenCode)
     }
-    this.versions = await this.codeHistory()
     this.state = 'ready'
     this.emit('ready')
     if (this.pendingUpgrade) await this.upgradeOnDeploy()
