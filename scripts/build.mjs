@@ -24,6 +24,7 @@ import {
 import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { inlineTexts } from './inline-texts.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const DIST = join(root, 'dist')
@@ -53,6 +54,7 @@ function inputsHash() {
     'tsconfig.build.json',
     'scripts/build.mjs',
     'scripts/ship-type-shims.mjs',
+    'scripts/inline-texts.mjs',
   ]
   for (const file of inputs) {
     hash.update(`${file}\n`)
@@ -72,6 +74,7 @@ try {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
   execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', staging], { cwd: root, stdio: 'inherit' })
   execFileSync(process.execPath, [join(root, 'scripts/ship-type-shims.mjs'), staging], { cwd: root, stdio: 'inherit' })
+  inlineTexts(staging)
   chmodSync(join(staging, 'cli/nodevms.js'), 0o755)
   writeFileSync(join(staging, '.build-stamp'), stamp)
   install(staging)

@@ -32,6 +32,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['audit/'],
   ['net/'],
   ['rpc/'],
+  ['client/'],
   ['seeder/'],
   ['explorer/'],
   ['cli/'],

@@ -301,6 +301,34 @@ declare module 'compact-encoding' {
   export default c
 }
 
+// Hypercore's proof helpers (receipts: ledger/receipts.ts), typed as LibVMS uses them.
+declare module 'hypercore/lib/fully-remote-proof.js' {
+  const fullyRemoteProof: {
+    proof(core: unknown, options: { index: number; block: Buffer; upgrade: { start: number; length: number } }): Promise<Buffer>
+  }
+  export default fullyRemoteProof
+}
+
+declare module 'hypercore/lib/merkle-tree.js' {
+  const merkleTree: {
+    MerkleTree: {
+      verifyFullyRemote(session: unknown, proof: unknown): unknown
+      get(session: unknown, index: number): Promise<{ index: number; size: number; hash: Buffer } | null>
+    }
+  }
+  export default merkleTree
+}
+
+declare module 'hypercore/lib/messages.js' {
+  const messages: { wire: { data: { decode(state: { buffer: Buffer; start: number; end: number }): unknown } } }
+  export default messages
+}
+
+declare module 'hypercore/lib/verifier.js' {
+  const Verifier: { manifestHash(manifest: unknown): Buffer }
+  export default Verifier
+}
+
 declare module 'flat-tree' {
   /** Hypercore's flat-tree numbering: leaf i is 2i; a node's parent, sibling, depth, offset and span. */
   const flat: {

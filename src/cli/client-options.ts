@@ -5,10 +5,10 @@
 
 import { rename, stat, writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { loadKeyPair } from '../auth/key-pair.js'
+import { loadKeyPair } from '../auth/key-file.js'
+import { RPCClient } from '../client/rpc-client.js'
 import { type LibVMSError, UsageError } from '../errors.js'
 import { ReceiptBook } from '../rpc/receipt-book.js'
-import { RPCClient } from '../rpc/rpc-client.js'
 import { err } from './output.js'
 import { parseTimeout } from './parse-options.js'
 import { readJSON } from './receipt-commands.js'

@@ -1,6 +1,7 @@
 /** `nodevms keygen`: a new Ed25519 key pair for production-mode calls. */
 import type { Command } from 'commander'
-import { callerIdOf, generateKeyPair, saveKeyPair } from '../auth/key-pair.js'
+import { saveKeyPair } from '../auth/key-file.js'
+import { callerIdOf, generateKeyPair } from '../auth/key-pair.js'
 import { err, out } from './output.js'
 
 export function registerKeygen(program: Command): void {

@@ -6,6 +6,7 @@
 
 import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { RPCClient } from '../client/rpc-client.js'
 import { UsageError } from '../errors.js'
 import { CallLog } from '../ledger/call-log.js'
 import { DatArchive } from '../ledger/files-archive.js'
@@ -13,7 +14,6 @@ import type { SwarmOptions } from '../ledger/remote-source.js'
 import { PublishedSnapshots, SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'
 import type { BackendInfo } from '../rpc/protocol.js'
-import { RPCClient } from '../rpc/rpc-client.js'
 import { shutDownNoticeOf } from '../vm/vm-factory.js'
 
 export interface OpenedTarget {

@@ -14,9 +14,8 @@
  * the bound is checked without recursion, before anything recursive touches the value, so a value
  * too deep is the same EncodingError everywhere.
  */
-import { readFileSync } from 'node:fs'
-import { compileFunction } from 'node:vm'
 import { EncodingError } from '../errors.js'
+import { TAGGED_JSON_TEXT } from './tagged-json-text.js'
 
 /** A JSON value in the tagged form stored in the log. */
 export type TaggedValue = null | boolean | number | string | TaggedValue[] | { [key: string]: TaggedValue }
@@ -106,10 +105,7 @@ export function jsonHasDuplicateKeys(json: string): boolean {
  * The text of the value encoding as the prelude holds it: tagged-json.vm.js after its opening comment.
  * It leaves free the names the prelude binds before it (ENCODING_FREE_NAMES).
  */
-export const TAGGED_JSON_SOURCE: string = (() => {
-  const text = readFileSync(new URL('./tagged-json.vm.js', import.meta.url), 'utf8')
-  return text.slice(text.indexOf('*/\n') + 3)
-})()
+export const TAGGED_JSON_SOURCE: string = TAGGED_JSON_TEXT.slice(TAGGED_JSON_TEXT.indexOf('*/\n') + 3)
 
 const ENCODING_FREE_NAMES = ['stringify', 'parse', 'isArray', 'isFiniteNumber', 'U8', 'AB', 'getProto', 'ObjectProto', 'show']
 
@@ -131,7 +127,13 @@ function escapedProto(v: unknown): TaggedValue | undefined {
 }
 
 /** The shared text compiled for the host, with the host's base64, error and handling of an escaped "__proto__". */
-const hostEncoding = compileFunction(
+// A function made from text (no node:vm, so that the client runs in a browser; a page's CSP must allow it).
+const hostEncoding = new Function(
+  ...ENCODING_FREE_NAMES,
+  'hostToBase64',
+  'hostFromBase64',
+  'hostEncodingError',
+  'hostEscapedProto',
   `'use strict'
 ${TAGGED_JSON_SOURCE}
 toBase64 = hostToBase64
@@ -140,7 +142,6 @@ encodingError = hostEncodingError
 const vmReviver = reviver
 reviver = function (key, v) { return hostEscapedProto(v) ?? vmReviver(key, v) }
 return { encode, decode }`,
-  [...ENCODING_FREE_NAMES, 'hostToBase64', 'hostFromBase64', 'hostEncodingError', 'hostEscapedProto'],
 )(
   JSON.stringify,
   JSON.parse,

@@ -4,7 +4,8 @@
  */
 import { clippedJSON, clippedList } from '../codec/clipped-json.js'
 import type { CallLog } from '../ledger/call-log.js'
-import { codeHash, type InitEntry, type LogEntry } from '../ledger/log-entry.js'
+import type { InitEntry, LogEntry } from '../ledger/log-entry.js'
+import { codeHash } from '../ledger/log-hashes.js'
 import { bundleInfoOf } from '../script/bundle.js'
 import { INIT_METHOD, UPGRADE_METHOD } from './entry-index.js'
 

@@ -15,7 +15,6 @@
  * `buildCallEntry`), field by field in a fixed order, beside the schema they follow.
  */
 
-import { createHash } from 'node:crypto'
 import { jsonDeeperThan, MAX_VALUE_DEPTH, type TaggedValue } from '../codec/value-codec.js'
 import { LogFormatError } from '../errors.js'
 import type { ExportInfo } from '../sandbox/engine-state.js'
@@ -163,11 +162,6 @@ export type LogEntry = InitEntry | CallEntry | UpgradeEntry
 
 /** The entries that set the VM's code: the init entry, and each upgrade. */
 export type CodeEntry = InitEntry | UpgradeEntry
-
-/** A code's version hash: SHA-256 (hex) of its text, as UTF-8. */
-export function codeHash(code: string): string {
-  return createHash('sha256').update(code, 'utf8').digest('hex')
-}
 
 /**
  * Whether two files states are the same state: the same four fields (whatever else either holds, in
@@ -349,16 +343,6 @@ export type CallInput = Pick<CallEntry, 'caller' | 'signed' | 'clientNonce' | 'm
  * counts the recorded answers the call never asked for (vm/admission.ts, checkOracleUsed).
  */
 export type RunOutcome = CallOutcome & { oracle?: Record<string, TaggedValue>; oracleUnused?: number }
-
-/** A turn's seed derived from a logged one, for the turn `label` names: each draws its own numbers. */
-export function derivedSeed(seed: string, label: string): string {
-  return createHash('sha256').update(`${seed}:${label}`).digest('hex').slice(0, 32)
-}
-
-/** The init turn's seed, derived from the logged one so top level and init draw different numbers. */
-export function initSeed(seed: string): string {
-  return derivedSeed(seed, 'init')
-}
 
 /**
  * The init entry of a deploy (or of its replay). `engine`: the build that ran it (vm/engine-info.ts);

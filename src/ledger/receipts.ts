@@ -8,35 +8,21 @@
  * A receipt is hostile input to whoever checks it: it is bounded in size and every failure is a
  * named error (ERR_BAD_RECEIPT) saying what does not hold.
  */
-import { createRequire } from 'node:module'
+import c from 'compact-encoding'
 import flat from 'flat-tree'
 import type Hypercore from 'hypercore'
+// Hypercore's proof helpers, as its own replication and push notifications use them: they need no storage.
+import fullyRemoteProof from 'hypercore/lib/fully-remote-proof.js'
+import merkleTree from 'hypercore/lib/merkle-tree.js'
+import messages from 'hypercore/lib/messages.js'
+import Verifier from 'hypercore/lib/verifier.js'
 import crypto from 'hypercore-crypto'
 import { ReceiptError } from '../errors.js'
 import type { CallLog } from './call-log.js'
 import { toHex } from './keys.js'
 import { decodeEntry, type LogEntry } from './log-entry.js'
 
-const require = createRequire(import.meta.url)
-// Hypercore's proof helpers, as its own replication and push notifications use them.
-const { proof: fullyRemoteProof } = require('hypercore/lib/fully-remote-proof.js') as {
-  proof(core: unknown, options: { index: number; block: Buffer; upgrade: { start: number; length: number } }): Promise<Buffer>
-}
-const { MerkleTree } = require('hypercore/lib/merkle-tree.js') as {
-  MerkleTree: {
-    verifyFullyRemote(session: unknown, proof: unknown): ProvenTree
-    get(session: unknown, index: number): Promise<TreeNode | null>
-  }
-}
-const messages = require('hypercore/lib/messages.js') as { wire: { data: { decode(state: DecodeState): WireProof } } }
-const { manifestHash } = require('hypercore/lib/verifier.js') as { manifestHash(manifest: Manifest): Buffer }
-const c = require('compact-encoding') as { fixed32: { decode(state: DecodeState): Buffer } }
-
-interface DecodeState {
-  buffer: Buffer
-  start: number
-  end: number
-}
+const { MerkleTree } = merkleTree
 
 interface Manifest {
   version: number
@@ -117,7 +103,7 @@ export async function createReceipt(callLog: CallLog, seq: number, length = call
   const block = entry ? Buffer.from(JSON.stringify(entry)) : ((await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer)
   // The calls just logged: their nodes are in memory. Anything else: Hypercore reads them from storage.
   const recent = length === core.length ? callLog.recentProof(seq, block) : null
-  const proof = recent ?? (await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } }))
+  const proof = recent ?? (await fullyRemoteProof.proof(core, { index: seq, block, upgrade: { start: 0, length } }))
   return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: callLog.key, seq, length, proof: proof.toString('base64') }
 }
 
@@ -129,7 +115,7 @@ export async function createReceipt(callLog: CallLog, seq: number, length = call
 export async function createCoreReceipt(core: Hypercore, seq: number): Promise<Receipt> {
   const length = core.length
   const block = (await core.get(seq, { valueEncoding: 'binary' })) as unknown as Buffer
-  const proof = await fullyRemoteProof(core, { index: seq, block, upgrade: { start: 0, length } })
+  const proof = await fullyRemoteProof.proof(core, { index: seq, block, upgrade: { start: 0, length } })
   // The signature is the one of the copy's current tree: a copy that grew meanwhile is asked again.
   if (core.length !== length) throw new ReceiptError(`the copy of log ${toHex(core.key)} changed while its receipt was made`)
   return { type: RECEIPT_TYPE, version: RECEIPT_VERSION, log: toHex(core.key), seq, length, proof: proof.toString('base64') }
@@ -168,15 +154,15 @@ function openReceipt(receipt: unknown): OpenedReceipt {
   try {
     const state = { buffer, start: 0, end: buffer.byteLength }
     const discoveryKey = c.fixed32.decode(state)
-    proof = messages.wire.data.decode(state)
+    proof = messages.wire.data.decode(state) as WireProof
     if (state.start !== state.end) throw new Error(`${state.end - state.start} bytes follow the proof`)
     const manifest = proof.manifest
     if (manifest?.signers.length !== 1) throw new Error('the proof carries no single-signer manifest')
-    key = manifestHash(manifest)
+    key = Verifier.manifestHash(manifest)
     if (!crypto.discoveryKey(key).equals(discoveryKey)) throw new Error('the proof is for another log')
     // A session that knows nothing: every node must come from the proof itself.
     const blank = { fork: 0, roots: [], length: 0, signature: null, ancestors: 0, byteLength: 0, prologue: manifest.prologue }
-    tree = MerkleTree.verifyFullyRemote(blank, proof)
+    tree = MerkleTree.verifyFullyRemote(blank, proof) as ProvenTree
   } catch (err) {
     throw new ReceiptError(`its proof does not decode or verify: ${(err as Error).message}`)
   }

@@ -8,7 +8,8 @@
  * entry's are (valid, and under an auditor's ceiling) before anything runs under them.
  */
 import { LimitCeilingError, LogFormatError } from '../errors.js'
-import { type CodeEntry, codeHash, decodeEntry, type InitEntry, type UpgradeEntry } from '../ledger/log-entry.js'
+import { type CodeEntry, decodeEntry, type InitEntry, type UpgradeEntry } from '../ledger/log-entry.js'
+import { codeHash } from '../ledger/log-hashes.js'
 import type { VMSnapshot } from '../ledger/snapshot.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import { stateFormatFor } from './turn-runner.js'

@@ -27,13 +27,13 @@ import {
   buildInitEntry,
   buildUpgradeEntry,
   type CallEntry,
-  codeHash,
   decodeEntry,
   type InitEntry,
   type RunOutcome,
   UPGRADE_SCHEMA,
   type UpgradeEntry,
 } from '../ledger/log-entry.js'
+import { codeHash } from '../ledger/log-hashes.js'
 import { recordedLimits, resolveLimits } from '../sandbox/limits.js'
 import { CallAdmission, checkOracleUsed, FACTORY_EXPORTS, missingExports } from './admission.js'
 import { type CallExecutor, stateEntry } from './call-executor.js'

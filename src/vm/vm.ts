@@ -30,13 +30,13 @@ import {
   type AuthMode,
   buildInitEntry,
   buildUpgradeEntry,
-  codeHash,
   type InitEntry,
   LOG_SCHEMA,
   sameFiles,
   UPGRADE_SCHEMA,
   type UpgradeEntry,
 } from '../ledger/log-entry.js'
+import { codeHash } from '../ledger/log-hashes.js'
 import { createReceipt, type Receipt } from '../ledger/receipts.js'
 import { SnapshotStore } from '../ledger/snapshot-store.js'
 import { VMStorage } from '../ledger/vm-storage.js'

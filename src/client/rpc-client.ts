@@ -4,22 +4,19 @@
  * reaches any of them, including names the client itself uses (connect, close, call, url,
  * backendInfo).
  */
-import type WebSocket from 'ws'
-import { isKeyPair, type KeyPair } from '../auth/key-pair.js'
+import { callerIdOf, isKeyPair, type KeyPair } from '../auth/key-pair.js'
 import { encodeCallPayload, signCallPayload } from '../auth/signed-call.js'
 import { encodeValue, fromTagged, type TaggedValue } from '../codec/value-codec.js'
 import { CALL_ERROR_CODES, InvalidArgumentError, knownCode, RPCError, StateError } from '../errors.js'
 import { HostBook } from '../ledger/host-book.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
-import { type CallEntry, CLIENT_NONCE_SCHEMA, codeHash } from '../ledger/log-entry.js'
+import { type CallEntry, CLIENT_NONCE_SCHEMA } from '../ledger/log-entry.js'
 import { randomHexSource } from '../ledger/random-values.js'
 import { type ProvenEntry, RECEIPT_TYPE, RECEIPT_VERSION, type Receipt, verifyReceipt } from '../ledger/receipts.js'
 import type { SwarmSetting } from '../ledger/remote-source.js'
-import { loadWs } from '../net/replication.js'
-import { swarmOptionsOf } from '../net/swarm.js'
-import { ChannelSocket } from '../net/swarm-rpc.js'
-import { type BackendInfo, HANDSHAKE_METHOD, type MessageSocket, RPC_ERRORS, type RPCResponse } from './protocol.js'
-import { ReceiptBook } from './receipt-book.js'
+import { type BackendInfo, HANDSHAKE_METHOD, RPC_ERRORS, type RPCResponse } from '../rpc/protocol.js'
+import { ReceiptBook } from '../rpc/receipt-book.js'
+import { type ClientSocket, type SocketText, socketOpener, type WebSocketClass } from './transport.js'
 
 export interface ConnectOptions {
   /**
@@ -40,6 +37,11 @@ export interface ConnectOptions {
    * LIBVMS_BOOTSTRAP nodes, else Hyperswarm's public ones). Only a hyper:// URL joins the DHT.
    */
   swarm?: SwarmSetting
+  /**
+   * The WebSocket class to connect with, e.g. one a runtime or a test provides. By default, in Node the
+   * `ws` package (which reads why a server refused the connection), elsewhere `globalThis.WebSocket`.
+   */
+  WebSocket?: WebSocketClass
   /**
    * Ask for a receipt with every answer and check it (default true): the log's signed proof that it
    * holds the call's entry — the call this client sent (its method, arguments, caller and the random
@@ -118,7 +120,7 @@ interface ReceiptCheck {
 }
 
 /** Why the handshake's receipt of the code entry does not prove that entry `info.code.seq` of its log holds code `hash`; null if it does. */
-function codeReceiptProblem(info: BackendInfo, hash: string): string | null {
+async function codeReceiptProblem(info: BackendInfo, hash: string): Promise<string | null> {
   if (info.codeReceipt === undefined) return 'it gave no receipt of the entry that set its code'
   let proven: ProvenEntry
   try {
@@ -130,8 +132,14 @@ function codeReceiptProblem(info: BackendInfo, hash: string): string | null {
   if (proven.seq !== info.code?.seq) return `the receipt is of entry ${proven.seq}, not ${info.code?.seq}`
   const entry = proven.entry
   if (entry.type !== 'init' && entry.type !== 'upgrade') return `entry ${proven.seq} sets no code (it is a ${entry.type} entry)`
-  if (codeHash(entry.code) !== hash) return `entry ${proven.seq} holds other code`
+  if ((await codeHashOf(entry.code)) !== hash) return `entry ${proven.seq} holds other code`
   return null
+}
+
+/** A code's version hash (ledger/log-hashes.ts, codeHash), with WebCrypto: SHA-256 (hex) of its text, as UTF-8. */
+async function codeHashOf(code: string): Promise<string> {
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', new TextEncoder().encode(code)))
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('')
 }
 
 function callLogKeyOf(url: unknown): string {
@@ -144,9 +152,6 @@ function callLogKeyOf(url: unknown): string {
 
 /** Receipts a client keeps (the latest ones; `onReceipt` sees every one). */
 const KEPT_RECEIPTS = 10_000
-/** What is read of a refusing server's reason, and how long it is waited for. */
-const MAX_REFUSAL_CHARS = 512
-const REFUSAL_WAIT_MS = 2000
 /** A production-mode connection's nonce, as the handshake gives it. */
 const CONNECTION_NONCE = /^[0-9a-f]{32,64}$/
 /**
@@ -196,7 +201,7 @@ export class RPCClient {
   [method: string]: any
   url: string | null = null
   private info: BackendInfo | null = null
-  private ws: MessageSocket | null = null
+  private ws: ClientSocket | null = null
   private nextId = 1
   private readonly pending = new Map<number, PendingCall>()
   private closedBy: RPCError | null = null
@@ -228,8 +233,8 @@ export class RPCClient {
 
   async connect(url: string, options: ConnectOptions = {}): Promise<void> {
     const byKey = typeof url === 'string' && /^hyper:\/\//i.test(url)
-    // Loaded before the check below, so that no await comes between it and `this.ws = ws`; a dial by key needs no ws.
-    const wsPackage = byKey ? null : await loadWs()
+    // Found before the check below, so that no await comes between it and `this.ws = ws`.
+    const open = await socketOpener(byKey, options)
     if (this.ws) throw new StateError('this client is already connected; make a new RPCClient for another connection')
     if (typeof url !== 'string' || !(byKey || /^wss?:\/\//.test(url))) {
       throw new InvalidArgumentError(
@@ -253,57 +258,37 @@ export class RPCClient {
     if (options.receipts !== undefined && typeof options.receipts !== 'boolean' && !(options.receipts instanceof ReceiptBook)) {
       throw new InvalidArgumentError('connect(url, {receipts}): receipts must be true, false or a ReceiptBook (new ReceiptBook())')
     }
+    if (options.WebSocket !== undefined && typeof options.WebSocket !== 'function') {
+      throw new InvalidArgumentError('connect(url, {WebSocket}): WebSocket must be a WebSocket class, e.g. globalThis.WebSocket')
+    }
     // By key: the host is looked up on the DHT and RPC runs over a Hyperswarm connection (swarm-rpc.ts).
     const timeoutMs = options.timeout ?? (byKey ? 60_000 : 10_000)
-    const ws: MessageSocket =
-      wsPackage === null
-        ? ChannelSocket.dial(parseKeyUrl(url), swarmOptionsOf(options.swarm ?? true) ?? {})
-        : (new wsPackage.WebSocket(url, { perMessageDeflate: false }) as unknown as MessageSocket)
+    const ws = open(url)
     this.ws = ws
     this.url = url
     this.closedBy = null
     this.signer = null
     this.receiptCheck = null
-    ws.on('message', (data: Buffer) => this.onMessage(data))
-    ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()))
+    ws.on('message', (data) => this.onMessage(data))
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString()))
     ws.on('error', () => {
       // 'close' follows with the reason.
     })
-    let timer: NodeJS.Timeout | undefined
+    let timer: ReturnType<typeof setTimeout> | undefined
     try {
       await Promise.race([
         (async () => {
           await new Promise<void>((resolve, reject) => {
             ws.once('open', () => resolve())
-            if (!byKey) {
-              ;(ws as unknown as WebSocket).once('unexpected-response', (_req, res) => {
-                // The server's few words on why (a LibVMS host says what is mounted, or that a VM is resuming).
-                const chunks: Buffer[] = []
-                let length = 0
-                let timer: NodeJS.Timeout | undefined
-                const refuse = () => {
-                  clearTimeout(timer)
-                  const why = Buffer.concat(chunks).toString('utf8').trim().slice(0, MAX_REFUSAL_CHARS)
-                  const status = `HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()
-                  reject(new RPCError('ConnectError', 'ERR_CONNECT', `${url} refused the connection: ${status}${why ? `: ${why}` : ''}`, 0))
-                  res.destroy()
-                }
-                timer = setTimeout(refuse, REFUSAL_WAIT_MS)
-                res.on('data', (chunk: Buffer) => {
-                  if (length < MAX_REFUSAL_CHARS) chunks.push(chunk)
-                  length += chunk.length
-                })
-                res.once('end', refuse)
-                res.once('error', refuse)
-              })
-            }
-            ws.once('close', (code: number, reason: Buffer) => reject(this.closeError(code, reason.toString())))
-            ws.once('error', (err: Error) =>
-              reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)),
+            // The server's few words on why (a LibVMS host says what is mounted, or that a VM is resuming).
+            ws.once('refused', (status, why) =>
+              reject(new RPCError('ConnectError', 'ERR_CONNECT', `${url} refused the connection: ${status}${why ? `: ${why}` : ''}`, 0)),
             )
+            ws.once('close', (code, reason) => reject(this.closeError(code, reason.toString())))
+            ws.once('error', (err) => reject(new RPCError('ConnectError', 'ERR_CONNECT', `could not connect to ${url}: ${err.message}`, 0)))
           })
           const wantReceipts = options.receipts !== false
-          const publicKey = options.keyPair ? Buffer.from(options.keyPair.publicKey).toString('hex') : null
+          const publicKey = options.keyPair ? callerIdOf(options.keyPair) : null
           const hello: Record<string, unknown> = publicKey ? { publicKey } : options.user === undefined ? {} : { user: options.user }
           if (wantReceipts) hello.receipts = true
           if (options.code !== undefined) hello.codeReceipt = true
@@ -331,7 +316,7 @@ export class RPCClient {
               )
             }
             // The host's word for which entry set that code is checked: the log's receipt of it holds the code.
-            const why = codeReceiptProblem(info, options.code)
+            const why = await codeReceiptProblem(info, options.code)
             if (why) throw new RPCError('ReceiptError', 'ERR_BAD_RECEIPT', `${url} does not prove the code it says it runs: ${why}`, 0)
           }
           if (wantReceipts) {
@@ -449,14 +434,15 @@ export class RPCClient {
     await new Promise<void>((resolve) => {
       ws.once('close', () => resolve())
       ws.close(1000, 'client closed')
-      setTimeout(() => {
+      const timer: { unref?(): void } = setTimeout(() => {
         ws.terminate()
         resolve()
-      }, 2000).unref()
+      }, 2000)
+      timer.unref?.()
     })
   }
 
-  private onMessage(data: WebSocket.RawData): void {
+  private onMessage(data: SocketText): void {
     let response: RPCResponse
     try {
       response = JSON.parse(data.toString()) as RPCResponse
