@@ -8,7 +8,7 @@ export type { ReceiptCheck, VerifyOptions, VerifyReport } from './audit/verifier
 export { Verifier } from './audit/verifier.js'
 export { loadKeyPair, saveKeyPair } from './auth/key-file.js'
 export type { KeyPair } from './auth/key-pair.js'
-export { callerIdOf, generateKeyPair } from './auth/key-pair.js'
+export { callerIdOf, exportKeyPair, generateKeyPair, importKeyPair } from './auth/key-pair.js'
 export type { CallPayload, SignedCall } from './auth/signed-call.js'
 export type { ConnectOptions, RemoteMethods, TypedRPCClient, WebSocketClass } from './client/index.js'
 export { RPCClient } from './client/index.js'

@@ -4,11 +4,15 @@
  * WebSocket class given in place of the one it finds (the path a browser takes).
  */
 import assert from 'node:assert/strict'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import WebSocket from 'ws'
 import type { WebSocketClass } from '../src/client/transport.js'
+import { loadKeyPair } from '../src/index.js'
 import { codeHash } from '../src/ledger/log-hashes.js'
-import { deployVM } from './helpers.js'
+import { nodevms } from './cli-helpers.js'
+import { deployVM, tempDir } from './helpers.js'
 import { serve } from './rpc-helpers.js'
 
 const COUNTER = `let n = 0
@@ -77,4 +81,31 @@ test('libvms/client with a WebSocket class given: the standard WebSocket interfa
   await assert.rejects(client.RPCClient.connect(`${server.url}/counter`, { WebSocket: 'ws' as never }), {
     code: 'ERR_INVALID_ARGUMENT',
   })
+})
+
+test('a key pair moves between a key file (nodevms keygen) and the client as text: exportKeyPair, importKeyPair', async (t) => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'me.key')
+  const made = await nodevms(['keygen', '--out', file])
+  assert.equal(made.code, 0, made.stderr)
+  const imported = client.importKeyPair(await readFile(file, 'utf8'))
+  assert.equal(
+    client.callerIdOf(imported),
+    made.stdout
+      .trim()
+      .split(/\s+/)
+      .find((word) => /^[0-9a-f]{64}$/.test(word)),
+  )
+  // And back: the text the client exports is a key file the command line reads.
+  const made2 = client.generateKeyPair()
+  const back = join(dir, 'back.key')
+  await writeFile(back, `${client.exportKeyPair(made2)}\n`, { mode: 0o600 })
+  assert.deepEqual(await loadKeyPair(back), { publicKey: Buffer.from(made2.publicKey), secretKey: Buffer.from(made2.secretKey) })
+  assert.throws(() => client.importKeyPair('{"type":"libvms-key-pair"}', 'the pasted key'), {
+    code: 'ERR_KEY_FILE_INVALID',
+    message: /^the pasted key is not a LibVMS key pair file/,
+  })
+  const other = JSON.parse(client.exportKeyPair(client.generateKeyPair()))
+  const mixed = JSON.stringify({ ...JSON.parse(client.exportKeyPair(made2)), secretKey: other.secretKey })
+  assert.throws(() => client.importKeyPair(mixed), { code: 'ERR_KEY_FILE_INVALID', message: /does not belong to its public key/ })
 })

@@ -5,9 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { InvalidArgumentError, KeyFileError } from '../errors.js'
-import { isKeyPair, type KeyPair } from './key-pair.js'
-
-const KEY_FILE_TYPE = 'libvms-key-pair'
+import { exportKeyPair, importKeyPair, isKeyPair, type KeyPair } from './key-pair.js'
 
 /**
  * Writes `keyPair` to `path` with file mode 0600. Refuses to replace an existing file unless
@@ -17,11 +15,7 @@ export async function saveKeyPair(path: string, keyPair: KeyPair, options: { ove
   if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('saveKeyPair(path, keyPair): path must be a file path')
   if (!isKeyPair(keyPair))
     throw new InvalidArgumentError('saveKeyPair(path, keyPair): keyPair must be {publicKey, secretKey} from generateKeyPair()')
-  const text = `${JSON.stringify({
-    type: KEY_FILE_TYPE,
-    publicKey: Buffer.from(keyPair.publicKey).toString('hex'),
-    secretKey: Buffer.from(keyPair.secretKey).toString('hex'),
-  })}\n`
+  const text = `${exportKeyPair(keyPair)}\n`
   const target = options.overwrite ? `${path}.${randomBytes(6).toString('hex')}.tmp` : path
   let file: Awaited<ReturnType<typeof open>>
   try {
@@ -73,23 +67,7 @@ export async function loadKeyPair(path: string): Promise<KeyPair> {
       )
     throw new KeyFileError('ERR_KEY_FILE_READ', `could not read ${path}: ${(err as Error).message}`, { cause: err })
   }
-  let parsed: { type?: unknown; publicKey?: unknown; secretKey?: unknown }
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    throw new KeyFileError('ERR_KEY_FILE_INVALID', `${path} is not a LibVMS key pair file (not JSON)`)
-  }
-  const hex = (v: unknown, length: number) => typeof v === 'string' && v.length === length && /^[0-9a-f]+$/.test(v)
-  if (parsed?.type !== KEY_FILE_TYPE || !hex(parsed.publicKey, 64) || !hex(parsed.secretKey, 128)) {
-    throw new KeyFileError(
-      'ERR_KEY_FILE_INVALID',
-      `${path} is not a LibVMS key pair file: expected {type: "${KEY_FILE_TYPE}", publicKey, secretKey}`,
-    )
-  }
-  const keyPair = {
-    publicKey: Buffer.from(parsed.publicKey as string, 'hex'),
-    secretKey: Buffer.from(parsed.secretKey as string, 'hex'),
-  }
-  if (!isKeyPair(keyPair)) throw new KeyFileError('ERR_KEY_FILE_INVALID', `${path}: its secret key does not belong to its public key`)
-  return keyPair
+  const { publicKey, secretKey } = importKeyPair(text, path)
+  // As Buffers, as a loaded key pair has always been.
+  return { publicKey: Buffer.from(publicKey), secretKey: Buffer.from(secretKey) }
 }

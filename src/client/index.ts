@@ -6,7 +6,7 @@
  */
 
 export type { KeyPair } from '../auth/key-pair.js'
-export { callerIdOf, generateKeyPair } from '../auth/key-pair.js'
+export { callerIdOf, exportKeyPair, generateKeyPair, importKeyPair } from '../auth/key-pair.js'
 export type { ErrorCode } from '../errors.js'
 export {
   EncodingError,
