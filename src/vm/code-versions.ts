@@ -53,7 +53,7 @@ export async function upgradeEntryAt(source: { block(seq: number): Promise<Uint8
   return entry
 }
 
-/** Whether an init entry lets its VM be upgraded: its log's schema has upgrades and it did not turn them off. */
+/** Whether an init entry leaves upgrades on (it does not say `upgrades: false`); logs before schema 4 take none either, checked apart (UPGRADE_SCHEMA). */
 export function takesUpgrades(init: InitEntry): boolean {
   return init.upgrades !== false
 }
