@@ -87,6 +87,9 @@ export interface UpgradeTurn {
   files: FilesState
 }
 
+/** What upgradeTurn resolves with: an UpgradeTurn whose hook may have failed. */
+export type UpgradeTurnResult = Omit<UpgradeTurn, 'outcome'> & { outcome: RunOutcome }
+
 /** Most calls stored in one group: bounds how long the first of them waits for its answer. */
 const MAX_GROUP_CALLS = 256
 
@@ -252,7 +255,7 @@ export class CallExecutor {
     files: 'apply' | FilesState,
     /** Called once the code is loaded, before its hook runs; what it throws refuses the upgrade. */
     afterLoad?: () => Promise<void>,
-  ): Promise<Omit<UpgradeTurn, 'outcome'> & { outcome: RunOutcome }> {
+  ): Promise<UpgradeTurnResult> {
     const { timestamp, seed } = turn
     let loadCost: number
     let outcome: RunOutcome
@@ -300,7 +303,7 @@ export class CallExecutor {
     // The hook's calls to the old code change its state: it is put back if the upgrade fails.
     const old = this.current
     let before: EngineState | null = null
-    let result: Omit<UpgradeTurn, 'outcome'> & { outcome: RunOutcome }
+    let result: UpgradeTurnResult
     try {
       result = await this.upgradeTurn(seq, next, turn, 'apply', async () => {
         checkLoaded()

@@ -34,7 +34,7 @@ import { VMStorage } from '../ledger/vm-storage.js'
 import { type CostSchedule, costSchedule } from '../sandbox/host-work.js'
 import { limitAboveCeiling, resolveLimits, type VMLimits } from '../sandbox/limits.js'
 import type { CallAdmission } from './admission.js'
-import { CallExecutor, type ExecutorOptions } from './call-executor.js'
+import { CallExecutor, type ExecutorOptions, type UpgradeTurnResult } from './call-executor.js'
 import { upgradeLimits } from './code-versions.js'
 import { ENGINE_INFO } from './engine-info.js'
 import type { LoggedCalls, ReplayOptions, ReplaySource, ReplayStart, ReplayTarget } from './replay-target.js'
@@ -201,7 +201,7 @@ export class Rebuild implements ReplayTarget {
     return upgradeLimits(seq, logged, this.options.maxLimits ?? {})
   }
 
-  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }> {
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<UpgradeTurnResult> {
     return this.parts().executor.upgradeTurn(seq, next, logged, 'apply')
   }
 

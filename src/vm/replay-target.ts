@@ -11,7 +11,7 @@ import type { VMSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { ConsoleSink } from '../sandbox/sandbox.js'
 import type { CallAdmission } from './admission.js'
-import type { CallExecutor } from './call-executor.js'
+import type { CallExecutor, UpgradeTurnResult } from './call-executor.js'
 import type { EngineSandbox, TurnRunner } from './turn-runner.js'
 
 export interface ReplayAssertions {
@@ -100,7 +100,7 @@ export interface ReplayTarget {
    * Runs logged upgrade `seq` again with `next`, the runner of its code (CallExecutor.upgradeTurn):
    * the load's cost, the hook's outcome, and the archive state its entry is to record.
    */
-  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }>
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<UpgradeTurnResult>
   /** Takes a replayed entry (`bytes`: the logged one's size). */
   keep(entry: LogEntry, bytes: number): Promise<void>
   /** Stores what it keeps. */

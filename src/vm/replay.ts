@@ -20,7 +20,6 @@ import type { CheckedEntry } from '../auth/signature-checks.js'
 import { DivergenceError, EngineMismatchError, LogFormatError, ScriptError, StateError } from '../errors.js'
 import { filesFormat } from '../ledger/drive-format.js'
 import type { ReplayEntry } from '../ledger/entry-diff.js'
-import type { FilesState } from '../ledger/files-archive.js'
 import { parseKeyUrl, toHex } from '../ledger/keys.js'
 import {
   buildCallEntry,
@@ -29,14 +28,12 @@ import {
   type CallEntry,
   decodeEntry,
   type InitEntry,
-  type RunOutcome,
   UPGRADE_SCHEMA,
   type UpgradeEntry,
 } from '../ledger/log-entry.js'
-import { codeHash } from '../ledger/log-hashes.js'
 import { recordedLimits, resolveLimits } from '../sandbox/limits.js'
 import { CallAdmission, checkOracleUsed, FACTORY_EXPORTS, missingExports } from './admission.js'
-import { type CallExecutor, stateEntry } from './call-executor.js'
+import { type CallExecutor, stateEntry, type UpgradeTurnResult } from './call-executor.js'
 import { takesUpgrades, upgradeEntryAt } from './code-versions.js'
 import { ENGINE_INFO } from './engine-info.js'
 import { Rebuild } from './rebuild.js'
@@ -114,12 +111,19 @@ function engineRecordOf(logged: InitEntry['engine']): InitEntry['engine'] {
   return record as unknown as InitEntry['engine']
 }
 
-/** Loads the logged script and re-runs its init: the init entry an honest host would have logged. */
-async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallExecutor): Promise<InitEntry> {
-  // A VM restoring its own log after an upgrade runs the init entry's code again first.
+/**
+ * Has the executor run the init entry's code: a VM restoring its own log after an upgrade (its runner
+ * is the upgraded code's) starts again from it.
+ */
+function useInitCode(executor: CallExecutor, init: InitEntry): void {
   if (executor.runner.upgraded || executor.runner.code !== init.code) {
     executor.useCode(executor.runner.withCode(init.code, resolveLimits(init.limits), false), 0)
   }
+}
+
+/** Loads the logged script and re-runs its init: the init entry an honest host would have logged. */
+async function replayInit(init: InitEntry, target: ReplayTarget, executor: CallExecutor): Promise<InitEntry> {
+  useInitCode(executor, init)
   const runner = executor.runner
   let loadCost: number
   try {
@@ -180,8 +184,8 @@ async function startAt(
     // A sandbox made ahead is of the init entry's code: not the one this state was taken in.
     prepared?.then((sandbox) => sandbox.dispose()).catch(() => {})
     prepared = undefined
-  } else if (executor.runner.upgraded || executor.runner.code !== init.code) {
-    executor.useCode(executor.runner.withCode(init.code, resolveLimits(init.limits), false), 0)
+  } else {
+    useInitCode(executor, init)
   }
   const block = await source.block(seq)
   const entry = decodeEntry(block, seq)
@@ -262,16 +266,16 @@ class LogReplay implements Replay {
     if (!(logged.timestamp >= executor.lastTimestamp)) {
       throw DivergenceError.CLOCK(seq, { method: 'upgrade', caller: null, timestamp: logged.timestamp }, executor.lastTimestamp)
     }
-    const replaces = { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq }
     const next = executor.runner.withCode(logged.code, this.target.upgradeLimits(seq, logged), true)
-    let ran: { loadCost: number; outcome: RunOutcome; files: FilesState }
+    let ran: UpgradeTurnResult
     try {
       ran = await this.target.upgrade(seq, next, logged)
     } catch (err) {
       if (err instanceof ScriptError) throw DivergenceError.UPGRADE_FAILS(seq, 'code', err)
       throw err
     }
-    const { loadCost, outcome, files } = ran
+    // `replaces`: the version the executor ran before it, as the replay computes it (a lie in the log differs).
+    const { loadCost, outcome, files, replaces } = ran
     if (!outcome.ok) throw DivergenceError.UPGRADE_FAILS(seq, 'result', outcome.error, logged.result)
     const missing = init.factory ? missingExports(next.exports, FACTORY_EXPORTS) : []
     if (missing.length > 0) {

@@ -13,7 +13,7 @@ import type { CallEntry, CallInput, InitEntry, RunOutcome, UpgradeEntry } from '
 import type { VMSnapshot } from '../ledger/snapshot.js'
 import type { VMLimits } from '../sandbox/limits.js'
 import type { CallAdmission } from './admission.js'
-import type { CallExecutor } from './call-executor.js'
+import type { CallExecutor, UpgradeTurnResult } from './call-executor.js'
 import { upgradeLimits } from './code-versions.js'
 import { openReplay } from './replay.js'
 import type { LoggedCalls, ReplayTarget } from './replay-target.js'
@@ -63,7 +63,7 @@ export class Checkout implements ReplayTarget {
   }
 
   /** Loads the upgrade's code and runs its hook on a checkout of the archive as the entry before it records (its changes dropped). */
-  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<{ loadCost: number; outcome: RunOutcome; files: FilesState }> {
+  upgrade(seq: number, next: TurnRunner, logged: UpgradeEntry): Promise<UpgradeTurnResult> {
     return this.executor.upgradeTurn(seq, next, logged, logged.files)
   }
 
