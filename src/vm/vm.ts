@@ -238,7 +238,11 @@ export class VM extends EventEmitter {
   /** The version of the code the VM runs (its hash, and the seq of the entry that set it); null until deployed. */
   get codeVersion(): CodeVersion | null {
     const executor = this.executor
-    return executor ? { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq } : null
+    if (!executor) return null
+    // Every handshake asks: the newest of the versions kept, unless a deploy has not listed them yet.
+    const newest = this.versions[this.versions.length - 1]
+    if (newest?.seq === executor.codeVersionSeq) return newest
+    return { hash: codeHash(executor.runner.code), seq: executor.codeVersionSeq }
   }
 
   /**
